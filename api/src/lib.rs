@@ -1,0 +1,16 @@
+//! # govern-api
+//!
+//! The node: the log's HTTP endpoints (append, entries, proofs, C2SP checkpoint and tiles)
+//! over axum, and the data directory they run on. Later issues add the edge API, the key
+//! service, the dashboard and OpenAPI.
+//!
+//! Every error leaves through one mapping, [`problem::Problem`], as RFC 9457
+//! `application/problem+json` with a stable `type` per kind.
+#![forbid(unsafe_code)]
+
+pub mod datadir;
+pub mod problem;
+pub mod routes;
+
+pub use datadir::{DataDir, DataDirError, NodeHandle};
+pub use routes::{AppState, router};

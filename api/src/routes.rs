@@ -1,0 +1,207 @@
+//! The node's HTTP surface: append, entries, proofs, and the C2SP `tlog-tiles` reads.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use govern_core::event::{EVENT_BYTES_MAX, SignedEvent};
+use govern_core::ids::{Hash, LeafIndex, TreeSize};
+use govern_core::tiles::Tile;
+use govern_store::{Log, RocksStorage};
+use serde::{Deserialize, Serialize};
+
+use crate::problem::Problem;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The log.
+    pub log: Arc<Log<RocksStorage>>,
+    /// The C2SP verifier key of the checkpoint key.
+    pub verifier_key: Arc<str>,
+}
+
+/// The node's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/log", get(log_info))
+        .route("/v1/entries", post(append).layer(DefaultBodyLimit::max(EVENT_BYTES_MAX)))
+        .route("/v1/entries/{index}", get(entry))
+        .route("/v1/proofs/inclusion", get(inclusion))
+        .route("/v1/proofs/consistency", get(consistency))
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*path}", get(tile))
+        .fallback(|uri: Uri| async move { Problem::no_route(uri.path()) })
+        .method_not_allowed_fallback(|uri: Uri| async move {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                format!("{} does not accept this method", uri.path()),
+            )
+        })
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /v1/log`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogInfo {
+    /// Checkpoint origin.
+    pub origin: String,
+    /// C2SP verifier key of the checkpoint key.
+    pub verifier_key: String,
+    /// Current tree size.
+    pub size: u64,
+}
+
+async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
+    Json(LogInfo { origin: s.log.origin().to_string(), verifier_key: s.verifier_key.to_string(), size: s.log.latest().size.0 })
+}
+
+/// An inclusion proof: hashes in RFC 9162 order, standard base64.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// Leaf index (absent inside a receipt, which names it already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    /// Tree size the proof is for.
+    pub size: u64,
+    /// The audit path.
+    pub hashes: Vec<String>,
+}
+
+/// A consistency proof: hashes in RFC 9162 order, standard base64.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// Older size.
+    pub from: u64,
+    /// Newer size.
+    pub to: u64,
+    /// The proof.
+    pub hashes: Vec<String>,
+}
+
+/// The answer to an append: proof that the event is in the log.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Receipt {
+    /// Where it is.
+    pub index: u64,
+    /// SHA-256(0x00 || leaf data), hex.
+    pub leaf_hash: String,
+    /// The signed checkpoint the proof leads to.
+    pub checkpoint: String,
+    /// Inclusion under that checkpoint.
+    pub inclusion: InclusionProof,
+}
+
+fn b64(hashes: Vec<Hash>) -> Vec<String> {
+    hashes.iter().map(Hash::to_base64).collect()
+}
+
+fn bad_body(e: BytesRejection) -> Problem {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event-too-large",
+            "Event too large",
+            format!("an event is at most {EVENT_BYTES_MAX} bytes"),
+        )
+    } else {
+        Problem::new(StatusCode::BAD_REQUEST, "bad-body", "Unreadable request body", e.body_text())
+    }
+}
+
+fn bad_query(e: QueryRejection) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query parameters", e.body_text())
+}
+
+fn bad_path(e: PathRejection) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "bad-path", "Bad path parameter", e.body_text())
+}
+
+async fn append(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Receipt>, Problem> {
+    let body = body.map_err(bad_body)?;
+    let event = SignedEvent::from_bytes(&body)?;
+    let appended = s.log.append(event).await?;
+    let cp = &appended.checkpoint;
+    let hashes = s.log.inclusion_proof(appended.index, cp.size)?;
+    Ok(Json(Receipt {
+        index: appended.index.0,
+        leaf_hash: appended.leaf_hash.to_hex(),
+        checkpoint: cp.note.clone(),
+        inclusion: InclusionProof { index: None, size: cp.size.0, hashes: b64(hashes) },
+    }))
+}
+
+async fn entry(State(s): State<AppState>, index: Result<Path<u64>, PathRejection>) -> Result<Response, Problem> {
+    let Path(index) = index.map_err(bad_path)?;
+    let bytes = s.log.entry(LeafIndex(index))?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct InclusionQuery {
+    index: u64,
+    size: u64,
+}
+
+async fn inclusion(
+    State(s): State<AppState>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Result<Json<InclusionProof>, Problem> {
+    let Query(q) = q.map_err(bad_query)?;
+    let hashes = s.log.inclusion_proof(LeafIndex(q.index), TreeSize(q.size))?;
+    Ok(Json(InclusionProof { index: Some(q.index), size: q.size, hashes: b64(hashes) }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+async fn consistency(
+    State(s): State<AppState>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<ConsistencyProof>, Problem> {
+    let Query(q) = q.map_err(bad_query)?;
+    let hashes = s.log.consistency_proof(TreeSize(q.from), TreeSize(q.to))?;
+    Ok(Json(ConsistencyProof { from: q.from, to: q.to, hashes: b64(hashes) }))
+}
+
+async fn checkpoint(State(s): State<AppState>) -> Response {
+    let note = s.log.latest().note.clone();
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        note,
+    )
+        .into_response()
+}
+
+async fn tile(State(s): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Problem> {
+    let Path(path) = path.map_err(bad_path)?;
+    let tile = Tile::parse(&path).map_err(|e| Problem::new(StatusCode::NOT_FOUND, "tile-not-found", "No such tile", e.to_string()))?;
+    let bytes = s.log.tile(tile)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            // A tile's bytes never change once it exists.
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,21 @@
+//! # govern-core
+//!
+//! Everything an auditor needs to check govern's log, and nothing that does I/O: sockets,
+//! files and clocks are passed in, so the same code runs in the node, in a worker and in
+//! the auditor's CLI.
+//!
+//! - [`ids`]: newtypes for indices, sizes, hashes and ids.
+//! - [`canonical`]: RFC 8785 (JCS) canonical JSON.
+//! - [`event`]: the signed event envelope.
+//! - [`merkle`]: RFC 9162 tree hashing, inclusion and consistency proofs.
+//! - [`note`] and [`checkpoint`]: C2SP `signed-note` and `tlog-checkpoint`.
+//! - [`tiles`]: C2SP `tlog-tiles` coordinates and paths.
+#![forbid(unsafe_code)]
+
+pub mod canonical;
+pub mod checkpoint;
+pub mod event;
+pub mod ids;
+pub mod merkle;
+pub mod note;
+pub mod tiles;

@@ -1,0 +1,31 @@
+//! The key layout. Big-endian numbers, so byte order is numeric order and scans walk tiles.
+
+pub(crate) const META_SIZE: &[u8] = b"m/size";
+
+pub(crate) fn entry(index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'e';
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub(crate) fn node(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = b'n';
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub(crate) fn checkpoint(size: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = b'c';
+    k[1..].copy_from_slice(&size.to_be_bytes());
+    k
+}
+
+/// The number at the end of a key made above.
+pub(crate) fn trailing_u64(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}

@@ -1,0 +1,25 @@
+//! # govern-store
+//!
+//! The log on disk: a group-commit sequencer that validates, sequences and writes batches of
+//! events with their tree hashes and a signed checkpoint in one synced write, and the reads
+//! that serve entries, C2SP tiles, checkpoints and proofs from O(log n) stored hashes.
+//!
+//! Storage sits behind the small [`Storage`] trait: [`RocksStorage`] in production and
+//! [`MemoryStorage`], a double that loses unsynced writes on a simulated power failure.
+//! Nothing here is needed to *verify* the log: that is `govern-core`, which never links
+//! RocksDB.
+#![forbid(unsafe_code)]
+
+mod allow;
+mod keys;
+mod log;
+mod rocks;
+mod storage;
+
+pub use allow::{AllowListError, ProducerAllowList};
+pub use log::{
+    AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, Log, LogConfig,
+    LogReader, Published, QUEUE_EVENTS_MAX, ReadError, SystemClock, TIME_SKEW_MS,
+};
+pub use rocks::RocksStorage;
+pub use storage::{Batch, MemoryStorage, Storage, StorageError};

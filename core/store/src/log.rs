@@ -1,0 +1,609 @@
+//! The sequencer and the reads.
+//!
+//! Appends queue (bounded: a full queue is [`AppendError::Pushback`]). One thread takes a
+//! batch (bounded in count and wait), checks what needs the log's state and clock, assigns
+//! indices, extends the tree's right edge, and writes the entries, every newly complete
+//! tree node, and a checkpoint signed over the new size in one synced write. Only then is
+//! each append answered. The thread holds the right edge (at most 64 hashes) and nothing
+//! else, so memory does not grow with the log.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use govern_core::checkpoint::Checkpoint;
+use govern_core::event::{SignedEvent, SkewError, Timestamp, check_time};
+use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
+use govern_core::merkle::{self, Frontier, NodeSource, ProofError};
+use govern_core::note::NoteSigner;
+use govern_core::tiles::{TILE_HEIGHT, TILE_WIDTH, Tile};
+use parking_lot::RwLock;
+use tokio::sync::oneshot;
+
+use crate::keys;
+use crate::storage::{Batch, Storage, StorageError};
+
+/// The most events the sequencer writes in one batch (one WAL sync, one checkpoint).
+pub const BATCH_EVENTS_MAX: usize = 1024;
+/// How long the sequencer waits for more events once a batch has begun and the queue is
+/// empty. Under load the queue refills during each sync, so batches fill without waiting.
+pub const BATCH_WAIT_MS: u64 = 1;
+/// The most appends waiting for the sequencer; one more is refused with pushback.
+pub const QUEUE_EVENTS_MAX: usize = 16 * BATCH_EVENTS_MAX;
+/// How far an event's `time` may be from the log's clock, either way.
+pub const TIME_SKEW_MS: i64 = 60_000;
+/// What a client refused with pushback is told to wait.
+pub const PUSHBACK_RETRY_AFTER_S: u64 = 1;
+
+const _: () = assert!(QUEUE_EVENTS_MAX >= BATCH_EVENTS_MAX);
+const _: () = assert!(BATCH_WAIT_MS < 1_000);
+
+/// Bounds of the sequencer and the log's identity.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The checkpoint origin line.
+    pub origin: String,
+    /// See [`BATCH_EVENTS_MAX`].
+    pub batch_events_max: usize,
+    /// See [`BATCH_WAIT_MS`].
+    pub batch_wait_ms: u64,
+    /// See [`QUEUE_EVENTS_MAX`].
+    pub queue_events_max: usize,
+    /// See [`TIME_SKEW_MS`].
+    pub time_skew_ms: i64,
+}
+
+impl LogConfig {
+    /// The named defaults, for `origin`.
+    #[must_use]
+    pub fn new(origin: impl Into<String>) -> Self {
+        Self {
+            origin: origin.into(),
+            batch_events_max: BATCH_EVENTS_MAX,
+            batch_wait_ms: BATCH_WAIT_MS,
+            queue_events_max: QUEUE_EVENTS_MAX,
+            time_skew_ms: TIME_SKEW_MS,
+        }
+    }
+}
+
+/// The log's clock, injected so tests and replays control it.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Checks that need more than the event itself (who may append what). The dev allow-list
+/// now; attested identities and the routing graph later.
+pub trait AppendPolicy: Send + Sync + 'static {
+    /// Whether `event` may be appended.
+    ///
+    /// # Errors
+    /// The refusal.
+    fn check(&self, event: &SignedEvent) -> Result<(), AppendError>;
+}
+
+impl AppendPolicy for crate::ProducerAllowList {
+    fn check(&self, event: &SignedEvent) -> Result<(), AppendError> {
+        let p = &event.event().producer;
+        if self.allows(&p.role, &p.key) {
+            Ok(())
+        } else {
+            Err(AppendError::UnknownProducer { role: p.role.to_string(), key: p.key.to_base64() })
+        }
+    }
+}
+
+/// Why an append was not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The queue is full: try again after `retry_after_s`.
+    #[error("the log is busy; retry after {retry_after_s} s")]
+    Pushback {
+        /// Seconds to wait.
+        retry_after_s: u64,
+    },
+    /// The event's time is too far from the log's clock.
+    #[error(transparent)]
+    Skew(#[from] SkewError),
+    /// The producer is not allowed to append.
+    #[error("producer {role} with key {key} may not append")]
+    UnknownProducer {
+        /// Its role.
+        role: String,
+        /// Its key, base64.
+        key: String,
+    },
+    /// The storage failed; nothing of the batch was acknowledged.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The sequencer has stopped.
+    #[error("the log is shutting down")]
+    Closed,
+}
+
+/// A signed checkpoint and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Tree size.
+    pub size: TreeSize,
+    /// Root hash at that size.
+    pub root: RootHash,
+    /// The C2SP signed note.
+    pub note: String,
+}
+
+/// A durable append.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// Where it is.
+    pub index: LeafIndex,
+    /// Its leaf hash.
+    pub leaf_hash: LeafHash,
+    /// The checkpoint of the batch it was written in (its size is greater than `index`).
+    pub checkpoint: Arc<Published>,
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The index or size is beyond the log (caller's fault).
+    #[error("{what} {value} is beyond the log's size {size}")]
+    Beyond {
+        /// What was asked.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// The current size.
+        size: u64,
+    },
+    /// The request does not make sense (caller's fault).
+    #[error("{0}")]
+    Invalid(String),
+    /// The storage failed or holds something the log did not write.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<ProofError<StorageError>> for ReadError {
+    fn from(e: ProofError<StorageError>) -> Self {
+        match e {
+            ProofError::Source(s) => ReadError::Storage(s),
+            other => ReadError::Invalid(other.to_string()),
+        }
+    }
+}
+
+struct Shared<S> {
+    storage: S,
+    latest: RwLock<Arc<Published>>,
+    origin: String,
+}
+
+/// Reads of the log: entries, tiles, checkpoints and proofs. Cheap to clone.
+pub struct LogReader<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for LogReader<S> {
+    fn clone(&self) -> Self {
+        Self { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<S> std::fmt::Debug for LogReader<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader").field("origin", &self.shared.origin).finish_non_exhaustive()
+    }
+}
+
+/// Node hashes straight from storage.
+struct StoredNodes<'a, S>(&'a S);
+
+impl<S: Storage> NodeSource for StoredNodes<'_, S> {
+    type Error = StorageError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        let bytes = self.0.get(&keys::node(level, index))?.ok_or_else(|| {
+            StorageError::Corrupt(format!("tree node level {level} index {index} is missing"))
+        })?;
+        Hash::from_slice(&bytes).map_err(|_| {
+            StorageError::Corrupt(format!("tree node level {level} index {index} is not 32 bytes"))
+        })
+    }
+}
+
+impl<S: Storage> LogReader<S> {
+    /// Read a log's state without a sequencer (beside a running node, on a read-only
+    /// store). The origin comes from the latest checkpoint.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the store is empty, unreadable, or its tree does not match its
+    /// latest checkpoint.
+    pub fn open(storage: S) -> Result<Self, StorageError> {
+        let (frontier, note) = recover(&storage)?
+            .ok_or_else(|| StorageError::Corrupt("the store holds no log".into()))?;
+        let body = note_body(&note)?;
+        let published = Published { size: frontier.size(), root: frontier.root(), note };
+        Ok(Self { shared: Arc::new(Shared { storage, latest: RwLock::new(Arc::new(published)), origin: body.origin }) })
+    }
+
+    /// The latest checkpoint.
+    #[must_use]
+    pub fn latest(&self) -> Arc<Published> {
+        Arc::clone(&self.shared.latest.read())
+    }
+
+    /// The checkpoint origin.
+    #[must_use]
+    pub fn origin(&self) -> &str {
+        &self.shared.origin
+    }
+
+    fn within(&self, what: &'static str, value: u64, inclusive: bool) -> Result<(), ReadError> {
+        let size = self.latest().size.0;
+        let ok = if inclusive { value <= size } else { value < size };
+        if ok { Ok(()) } else { Err(ReadError::Beyond { what, value, size }) }
+    }
+
+    /// The leaf data at `index`.
+    ///
+    /// # Errors
+    /// [`ReadError::Beyond`] past the end; [`ReadError::Storage`] when storage fails.
+    pub fn entry(&self, index: LeafIndex) -> Result<Vec<u8>, ReadError> {
+        self.within("index", index.0, false)?;
+        self.shared.storage.get(&keys::entry(index.0))?.ok_or_else(|| {
+            ReadError::Storage(StorageError::Corrupt(format!("entry {index} is missing")))
+        })
+    }
+
+    /// The contents of a C2SP tile or entry bundle, if the log holds all of it.
+    ///
+    /// # Errors
+    /// [`ReadError::Beyond`] when the tree is not that large yet; [`ReadError::Storage`].
+    pub fn tile(&self, tile: Tile) -> Result<Vec<u8>, ReadError> {
+        let size = self.latest().size;
+        if !tile.exists_at(size) {
+            return Err(ReadError::Beyond { what: "tile", value: tile.index(), size: size.0 });
+        }
+        let start = tile.index() * TILE_WIDTH;
+        let width = tile.width();
+        let (from, to) = match tile {
+            Tile::Hashes { level, .. } => {
+                let l = level * TILE_HEIGHT;
+                (keys::node(l, start).to_vec(), keys::node(l, start + width).to_vec())
+            }
+            Tile::Entries { .. } => (keys::entry(start).to_vec(), keys::entry(start + width).to_vec()),
+        };
+        let rows = self.shared.storage.scan(&from, &to, usize::try_from(width).unwrap_or(usize::MAX))?;
+        if rows.len() as u64 != width {
+            return Err(StorageError::Corrupt(format!("{tile} has {} of {width} items", rows.len())).into());
+        }
+        for (i, (k, _)) in rows.iter().enumerate() {
+            if keys::trailing_u64(k) != Some(start + i as u64) {
+                return Err(StorageError::Corrupt(format!("{tile} has a gap at item {i}")).into());
+            }
+        }
+        Ok(match tile {
+            Tile::Hashes { .. } => rows.into_iter().flat_map(|(_, v)| v).collect(),
+            Tile::Entries { .. } => govern_core::tiles::encode_bundle(rows.iter().map(|(_, v)| v.as_slice())),
+        })
+    }
+
+    /// The inclusion proof of `index` in the tree of `size`.
+    ///
+    /// # Errors
+    /// [`ReadError::Beyond`] when `size` is beyond the log; [`ReadError::Invalid`] when
+    /// `index >= size`; [`ReadError::Storage`].
+    pub fn inclusion_proof(&self, index: LeafIndex, size: TreeSize) -> Result<Vec<Hash>, ReadError> {
+        self.within("size", size.0, true)?;
+        Ok(merkle::inclusion_proof(&StoredNodes(&self.shared.storage), index, size)?)
+    }
+
+    /// The consistency proof between the trees of sizes `from` and `to`.
+    ///
+    /// # Errors
+    /// [`ReadError::Beyond`] when `to` is beyond the log; [`ReadError::Invalid`] unless
+    /// `0 < from <= to`; [`ReadError::Storage`].
+    pub fn consistency_proof(&self, from: TreeSize, to: TreeSize) -> Result<Vec<Hash>, ReadError> {
+        self.within("size", to.0, true)?;
+        Ok(merkle::consistency_proof(&StoredNodes(&self.shared.storage), from, to)?)
+    }
+
+    /// The root of the tree of `size`, from stored hashes.
+    ///
+    /// # Errors
+    /// [`ReadError::Beyond`]; [`ReadError::Storage`].
+    pub fn root_at(&self, size: TreeSize) -> Result<RootHash, ReadError> {
+        self.within("size", size.0, true)?;
+        Ok(merkle::tree_root(&StoredNodes(&self.shared.storage), size)?)
+    }
+
+    /// The checkpoint signed at exactly `size`, if a batch ended there.
+    ///
+    /// # Errors
+    /// [`ReadError::Storage`].
+    pub fn checkpoint_at(&self, size: TreeSize) -> Result<Option<String>, ReadError> {
+        let raw = self.shared.storage.get(&keys::checkpoint(size.0))?;
+        raw.map(|b| {
+            String::from_utf8(b).map_err(|_| StorageError::Corrupt(format!("checkpoint {size} is not UTF-8")).into())
+        })
+        .transpose()
+    }
+
+    /// Signed checkpoints with sizes in `[from, to)`, at most `limit`, by size.
+    ///
+    /// # Errors
+    /// [`ReadError::Storage`].
+    pub fn checkpoints(&self, from: TreeSize, to: TreeSize, limit: usize) -> Result<Vec<(TreeSize, String)>, ReadError> {
+        let rows = self.shared.storage.scan(&keys::checkpoint(from.0), &keys::checkpoint(to.0), limit)?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                let size = keys::trailing_u64(&k).ok_or_else(|| StorageError::Corrupt("checkpoint key".into()))?;
+                let note = String::from_utf8(v).map_err(|_| StorageError::Corrupt(format!("checkpoint {size} is not UTF-8")))?;
+                Ok((TreeSize(size), note))
+            })
+            .collect()
+    }
+}
+
+struct Pending {
+    event: SignedEvent,
+    reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+/// The log: a sequencer thread and the reads. Dropping it finishes the queued batches and
+/// stops the thread.
+pub struct Log<S: Storage> {
+    reader: LogReader<S>,
+    queue: Option<SyncSender<Pending>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<S: Storage> std::fmt::Debug for Log<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log").field("reader", &self.reader).finish_non_exhaustive()
+    }
+}
+
+impl<S: Storage> std::ops::Deref for Log<S> {
+    type Target = LogReader<S>;
+    fn deref(&self) -> &LogReader<S> {
+        &self.reader
+    }
+}
+
+impl<S: Storage> Log<S> {
+    /// Open the log in `storage`, recovering its state, and start the sequencer. A new log
+    /// gets a signed checkpoint of size 0 so `/checkpoint` always answers.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails, or holds a state whose tree does not match its
+    /// latest checkpoint.
+    pub fn open(
+        storage: S,
+        signer: NoteSigner,
+        config: LogConfig,
+        policy: Arc<dyn AppendPolicy>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StorageError> {
+        let (frontier, note) = match recover(&storage)? {
+            Some(found) => found,
+            None => {
+                let note = sign_checkpoint(&signer, &config.origin, TreeSize(0), merkle::empty_root())?;
+                let mut batch = Batch::new();
+                batch.put(keys::checkpoint(0).to_vec(), note.clone().into_bytes());
+                batch.put(keys::META_SIZE.to_vec(), 0u64.to_be_bytes().to_vec());
+                storage.write(batch, true)?;
+                (Frontier::new(), note)
+            }
+        };
+        let stored_origin = note_body(&note)?.origin;
+        if stored_origin != config.origin {
+            return Err(StorageError::Corrupt(format!(
+                "the stored log's origin is {stored_origin:?}, not {:?}",
+                config.origin
+            )));
+        }
+        let (size, root) = (frontier.size().0, frontier.root());
+        let shared = Arc::new(Shared {
+            storage,
+            latest: RwLock::new(Arc::new(Published { size: TreeSize(size), root, note })),
+            origin: config.origin.clone(),
+        });
+        let (tx, rx) = sync_channel(config.queue_events_max);
+        let seq = Sequencer { shared: Arc::clone(&shared), frontier, signer, config, policy, clock };
+        let thread = std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || seq.run(rx))
+            .map_err(|e| StorageError::Backend(format!("cannot start the sequencer: {e}")))?;
+        Ok(Self { reader: LogReader { shared }, queue: Some(tx), thread: Some(thread) })
+    }
+
+    /// A reader sharing this log's state.
+    #[must_use]
+    pub fn reader(&self) -> LogReader<S> {
+        self.reader.clone()
+    }
+
+    /// Queue an event; the receiver resolves once its batch is durable.
+    ///
+    /// # Errors
+    /// [`AppendError::Pushback`] when the queue is full; [`AppendError::Closed`].
+    pub fn submit(&self, event: SignedEvent) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
+        let queue = self.queue.as_ref().ok_or(AppendError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        match queue.try_send(Pending { event, reply }) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(AppendError::Pushback { retry_after_s: PUSHBACK_RETRY_AFTER_S }),
+            Err(TrySendError::Disconnected(_)) => Err(AppendError::Closed),
+        }
+    }
+
+    /// Append and wait (async) until durable.
+    ///
+    /// # Errors
+    /// Any [`AppendError`].
+    pub async fn append(&self, event: SignedEvent) -> Result<Appended, AppendError> {
+        self.submit(event)?.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Append and block the thread until durable.
+    ///
+    /// # Errors
+    /// Any [`AppendError`].
+    pub fn append_blocking(&self, event: SignedEvent) -> Result<Appended, AppendError> {
+        self.submit(event)?.blocking_recv().map_err(|_| AppendError::Closed)?
+    }
+}
+
+impl<S: Storage> Drop for Log<S> {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn sign_checkpoint(signer: &NoteSigner, origin: &str, size: TreeSize, root: RootHash) -> Result<String, StorageError> {
+    let cp = Checkpoint { origin: origin.to_string(), size, root, extensions: Vec::new() };
+    cp.sign(signer).map_err(|e| StorageError::Backend(format!("cannot sign checkpoint: {e}")))
+}
+
+/// The body of a checkpoint this log stored.
+fn note_body(note: &str) -> Result<Checkpoint, StorageError> {
+    let body = note.split("\n\n").next().unwrap_or("");
+    Checkpoint::parse_body(&format!("{body}\n")).map_err(|e| StorageError::Corrupt(format!("stored checkpoint: {e}")))
+}
+
+/// The right edge and latest checkpoint of a stored log, `None` if the store is empty.
+/// The checkpoint must describe the stored tree: the chain is asserted on read too.
+fn recover<S: Storage>(storage: &S) -> Result<Option<(Frontier, String)>, StorageError> {
+    let Some(raw) = storage.get(keys::META_SIZE)? else {
+        return Ok(None);
+    };
+    let size = keys::trailing_u64(&raw)
+        .filter(|_| raw.len() == 8)
+        .ok_or_else(|| StorageError::Corrupt("size is not 8 bytes".into()))?;
+    let frontier = Frontier::from_source(&StoredNodes(storage), TreeSize(size)).map_err(|e| match e {
+        ProofError::Source(s) => s,
+        other => StorageError::Corrupt(other.to_string()),
+    })?;
+    let note = storage
+        .get(&keys::checkpoint(size))?
+        .ok_or_else(|| StorageError::Corrupt(format!("no checkpoint at the stored size {size}")))?;
+    let note = String::from_utf8(note).map_err(|_| StorageError::Corrupt("checkpoint is not UTF-8".into()))?;
+    let body = note_body(&note)?;
+    let root = frontier.root();
+    if body.size.0 != size || body.root != root {
+        return Err(StorageError::Corrupt(format!(
+            "checkpoint says size {} root {} but the stored tree has size {size} root {root}",
+            body.size, body.root
+        )));
+    }
+    Ok(Some((frontier, note)))
+}
+
+struct Sequencer<S> {
+    shared: Arc<Shared<S>>,
+    frontier: Frontier,
+    signer: NoteSigner,
+    config: LogConfig,
+    policy: Arc<dyn AppendPolicy>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: Storage> Sequencer<S> {
+    fn run(mut self, rx: Receiver<Pending>) {
+        let max = self.config.batch_events_max.max(1);
+        let wait = Duration::from_millis(self.config.batch_wait_ms);
+        let mut batch: Vec<Pending> = Vec::with_capacity(max);
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            let deadline = Instant::now() + wait;
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match rx.recv_timeout(left) {
+                            Ok(p) => batch.push(p),
+                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                }
+            }
+            self.commit(&mut batch);
+        }
+    }
+
+    fn commit(&mut self, pending: &mut Vec<Pending>) {
+        let now = self.clock.now();
+        let before = self.frontier.clone();
+        let mut write = Batch::new();
+        let mut accepted: Vec<(Pending, LeafIndex)> = Vec::with_capacity(pending.len());
+        let mut completed = Vec::new();
+        for p in pending.drain(..) {
+            let checked = check_time(p.event.event().time, now, self.config.time_skew_ms)
+                .map_err(AppendError::from)
+                .and_then(|()| self.policy.check(&p.event));
+            if let Err(e) = checked {
+                let _ = p.reply.send(Err(e));
+                continue;
+            }
+            let index = self.frontier.size().0;
+            debug_assert_eq!(index, before.size().0 + accepted.len() as u64);
+            completed.clear();
+            self.frontier.push(p.event.leaf_hash(), &mut completed);
+            write.put(keys::entry(index).to_vec(), p.event.bytes().to_vec());
+            for (level, i, hash) in &completed {
+                write.put(keys::node(*level, *i).to_vec(), hash.as_bytes().to_vec());
+            }
+            accepted.push((p, LeafIndex(index)));
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let size = self.frontier.size();
+        let root = self.frontier.root();
+        let result = sign_checkpoint(&self.signer, &self.config.origin, size, root).and_then(|note| {
+            write.put(keys::checkpoint(size.0).to_vec(), note.clone().into_bytes());
+            write.put(keys::META_SIZE.to_vec(), size.0.to_be_bytes().to_vec());
+            self.shared.storage.write(write, true)?;
+            Ok(note)
+        });
+        match result {
+            Ok(note) => {
+                let published = Arc::new(Published { size, root, note });
+                *self.shared.latest.write() = Arc::clone(&published);
+                for (p, index) in accepted {
+                    let leaf_hash = p.event.leaf_hash();
+                    let _ = p.reply.send(Ok(Appended { index, leaf_hash, checkpoint: Arc::clone(&published) }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "batch write failed; nothing in it is acknowledged");
+                self.frontier = before;
+                for (p, _) in accepted {
+                    let _ = p.reply.send(Err(AppendError::Storage(e.clone())));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! `govern bench append`: figures, not a test. Prints what it measured.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use ed25519_dalek::{Signer as _, SigningKey};
+use govern_api::DataDir;
+use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp};
+use govern_core::ids::{LeafIndex, TreeSize};
+use govern_store::{LogReader, RocksStorage};
+use rand::{Rng as _, SeedableRng as _};
+use tokio::io::AsyncBufReadExt as _;
+
+use crate::client::Client;
+use crate::demo::Result;
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// Events to append.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub entries: usize,
+    /// Concurrent HTTP clients (keep-alive connections).
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Size of each event in bytes (approximately; the body is padded).
+    #[arg(long, default_value_t = 1024)]
+    pub event_bytes: usize,
+    /// Use this running node instead of starting one (its data dir gives the producer key).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// With --url: the node's data dir, for its dev edge key and in-process proofs.
+    #[arg(long, default_value = ".govern")]
+    pub data_dir: PathBuf,
+    /// Seconds to spend on each proof measurement.
+    #[arg(long, default_value_t = 3)]
+    pub proof_seconds: u64,
+}
+
+fn verify_strict_rate(key: &SigningKey, event_bytes: usize) -> f64 {
+    let msg = vec![0x42u8; event_bytes];
+    let sig = key.sign(&msg);
+    let vk = key.verifying_key();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_millis(1500) {
+        for _ in 0..100 {
+            let ok = vk.verify_strict(std::hint::black_box(&msg), &sig).is_ok();
+            std::hint::black_box(ok);
+        }
+        n += 100;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn make_event(key: &SigningKey, pad: &str, i: usize) -> Result<SignedEvent> {
+    let mut body = serde_json::Map::new();
+    body.insert("n".into(), (i as u64).into());
+    body.insert("pad".into(), pad.into());
+    let ev = Event {
+        v: 1,
+        kind: Kind::new("bench.append")?,
+        tenant: TenantId::SYSTEM,
+        request: RequestId::new_v7(),
+        parents: vec![],
+        producer: Producer { role: Role::new("edge")?, key: PublicKey::from(&key.verifying_key()) },
+        attestation: None,
+        time: Timestamp::now(),
+        body,
+        sealed: None,
+        sig: None,
+    };
+    Ok(ev.sign(key)?)
+}
+
+fn presign(key: &SigningKey, count: usize, event_bytes: usize) -> Result<Vec<Vec<u8>>> {
+    let probe = make_event(key, "", 0)?.bytes().len();
+    let pad = "x".repeat(event_bytes.saturating_sub(probe + 8));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = count.div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<Vec<u8>>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let pad = &pad;
+                s.spawn(move || -> Result<Vec<Vec<u8>>> {
+                    let lo = t * chunk;
+                    let hi = ((t + 1) * chunk).min(count);
+                    (lo..hi).map(|i| make_event(key, pad, i).map(SignedEvent::into_bytes)).collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("signing thread panicked".into()))).collect()
+    });
+    let mut out = Vec::with_capacity(count);
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
+}
+
+struct Child {
+    proc: tokio::process::Child,
+    url: String,
+    pid: u32,
+    _dir: tempfile::TempDir,
+    data_dir: PathBuf,
+}
+
+async fn start_node() -> Result<Child> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    DataDir::open(&data_dir, None)?;
+    let exe = std::env::current_exe()?;
+    let mut proc = tokio::process::Command::new(exe)
+        .args(["node", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .env("GOVERN_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = proc.id().ok_or("node exited at once")?;
+    let stdout = proc.stdout.take().ok_or("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .map_err(|_| "node did not start in 30 s")??
+            .ok_or("node exited before listening")?;
+        if let Some(rest) = line.strip_prefix("govern node listening on ") {
+            break rest.split_whitespace().next().unwrap_or_default().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Child { proc, url, pid, _dir: dir, data_dir })
+}
+
+/// `govern bench append`.
+pub async fn append(args: AppendArgs) -> Result<()> {
+    println!("govern bench append: {} events of ~{} bytes, {} clients", args.entries, args.event_bytes, args.clients);
+    let mut child = None;
+    let (url, data_dir, pid) = match &args.url {
+        Some(u) => (u.clone(), args.data_dir.clone(), None),
+        None => {
+            let c = start_node().await?;
+            let v = (c.url.clone(), c.data_dir.clone(), Some(c.pid));
+            child = Some(c);
+            v
+        }
+    };
+    let key = DataDir::open(&data_dir, None)?.edge_key()?;
+    let verify_rate = tokio::task::spawn_blocking({
+        let key = key.clone();
+        let n = args.event_bytes;
+        move || verify_strict_rate(&key, n)
+    })
+    .await?;
+    println!("single-core Ed25519 verify_strict: {verify_rate:.0} /s");
+    let t = Instant::now();
+    let events = Arc::new(tokio::task::spawn_blocking({
+        let key = key.clone();
+        let (n, b) = (args.entries, args.event_bytes);
+        move || presign(&key, n, b)
+    })
+    .await??);
+    let size_each = events.first().map_or(0, Vec::len);
+    println!("signed {} events of {size_each} bytes in {:.1} s (before timing)", events.len(), t.elapsed().as_secs_f64());
+
+    let client = Client::new(&url)?;
+    let base_size = client.log_info().await?.size;
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let pushbacks = Arc::new(AtomicU64::new(0));
+    let rss_at_100k = Arc::new(parking_rss::Slot::default());
+    let monitor = pid.map(|pid| {
+        let done = Arc::clone(&done);
+        let slot = Arc::clone(&rss_at_100k);
+        tokio::spawn(async move {
+            while done.load(Ordering::Relaxed) < 100_000 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            slot.set(rss_mib(pid));
+        })
+    });
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (client, events, next, done, pushbacks) =
+            (client.clone(), Arc::clone(&events), Arc::clone(&next), Arc::clone(&done), Arc::clone(&pushbacks));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(ev) = events.get(i) else { break };
+                loop {
+                    let t = Instant::now();
+                    match client.append(ev).await {
+                        Ok(_) => {
+                            lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                            break;
+                        }
+                        Err(crate::client::ClientError::Status { status: 503, .. }) => {
+                            pushbacks.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(lat)
+        }));
+    }
+    let mut lat = Vec::with_capacity(args.entries);
+    for t in tasks {
+        lat.extend(t.await?.map_err(|e| format!("append failed: {e}"))?);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let rss_end = pid.and_then(rss_mib);
+    if let Some(m) = monitor {
+        m.abort();
+    }
+    lat.sort_unstable();
+    let rate = lat.len() as f64 / elapsed;
+    println!();
+    println!("durable appends:        {rate:.0} /s ({} in {elapsed:.2} s, {} pushbacks)", lat.len(), pushbacks.load(Ordering::Relaxed));
+    println!("ack latency:            p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 1.0));
+    println!("append / verify_strict: {:.2}", rate / verify_rate);
+    match (rss_at_100k.get(), rss_end) {
+        (Some(a), Some(b)) => println!(
+            "node RSS:               {a:.1} MiB at 100k entries, {b:.1} MiB at {} entries (growth {:.1} MiB)",
+            base_size + args.entries as u64,
+            b - a
+        ),
+        (None, Some(b)) => println!("node RSS:               {b:.1} MiB at {} entries", base_size + args.entries as u64),
+        _ => println!("node RSS:               not measured (--url)"),
+    }
+
+    let size = client.log_info().await?.size;
+    let secs = Duration::from_secs(args.proof_seconds);
+    // In-process: the store opened read-only beside the node, one thread.
+    match RocksStorage::open_read_only(&data_dir.join("db")).map_err(|e| e.to_string()).and_then(|s| LogReader::open(s).map_err(|e| e.to_string())) {
+        Ok(reader) => {
+            let rate = tokio::task::spawn_blocking(move || -> Result<f64> {
+                let size = reader.latest().size;
+                let mut rng = rand::thread_rng();
+                let start = Instant::now();
+                let mut n = 0u64;
+                while start.elapsed() < secs {
+                    for _ in 0..100 {
+                        let i = rng.gen_range(0..size.0);
+                        std::hint::black_box(reader.inclusion_proof(LeafIndex(i), TreeSize(size.0))?);
+                    }
+                    n += 100;
+                }
+                Ok(n as f64 / start.elapsed().as_secs_f64())
+            })
+            .await??;
+            println!("inclusion proofs:       {rate:.0} /s in-process (one thread, RocksDB, size {size})");
+        }
+        Err(e) => println!("inclusion proofs:       in-process not measured: {e}"),
+    }
+    let served = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (client, served) = (client.clone(), Arc::clone(&served));
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::from_entropy();
+            while start.elapsed() < secs {
+                let i = rand::Rng::gen_range(&mut rng, 0..size.max(1));
+                client.get_required(&format!("/v1/proofs/inclusion?index={i}&size={size}")).await?;
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, crate::client::ClientError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    println!("inclusion proofs:       {:.0} /s over HTTP ({} clients)", served.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64(), args.clients);
+    if let Some(mut c) = child {
+        let _ = c.proc.kill().await;
+    }
+    Ok(())
+}
+
+mod parking_rss {
+    use std::sync::Mutex;
+
+    /// A value set once by the monitor task.
+    #[derive(Debug, Default)]
+    pub struct Slot(Mutex<Option<f64>>);
+
+    impl Slot {
+        pub fn set(&self, v: Option<f64>) {
+            if let Ok(mut g) = self.0.lock() {
+                *g = v;
+            }
+        }
+        pub fn get(&self) -> Option<f64> {
+            self.0.lock().ok().and_then(|g| *g)
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Settings: flags, then environment variables, then an optional TOML file, then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Where a node keeps its data when nothing says otherwise.
+pub const DEFAULT_DATA_DIR: &str = ".govern";
+/// Where a node listens when nothing says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7600";
+
+/// The flags of every command that runs a server.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// Data directory [default: ./.govern].
+    #[arg(long, env = "GOVERN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7600]; port 0 picks a free one.
+    #[arg(long, env = "GOVERN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The checkpoint origin of a new log [default: govern.localhost/log].
+    #[arg(long, env = "GOVERN_ORIGIN")]
+    pub origin: Option<String>,
+}
+
+/// The TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Listen address.
+    pub listen: Option<SocketAddr>,
+    /// Checkpoint origin of a new log.
+    pub origin: Option<String>,
+}
+
+/// A server's settings, resolved.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub origin: Option<String>,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Toml { path: String, source: toml::de::Error },
+}
+
+impl Config {
+    /// Read `path` if given.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: p.clone(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Toml { path: p, source })
+    }
+
+    /// Flags and environment first, then the file, then defaults.
+    pub fn server(&self, args: &ServerArgs) -> Server {
+        Server {
+            data_dir: args
+                .data_dir
+                .clone()
+                .or_else(|| self.data_dir.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen: args.listen.or(self.listen).unwrap_or_else(|| {
+                // A constant that parses.
+                DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7600)))
+            }),
+            origin: args.origin.clone().or_else(|| self.origin.clone()),
+        }
+    }
+}

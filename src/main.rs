@@ -1,0 +1,115 @@
+//! `govern`: the command line. Thin: every check it runs lives in `govern-core`, every
+//! byte it stores in `govern-store`, every route in `govern-api`.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod client;
+mod config;
+mod demo;
+mod status;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ServerArgs};
+
+/// govern: a governance engine whose every step leaves a verifiable receipt.
+#[derive(Debug, Parser)]
+#[command(name = "govern", version, about, long_about = None)]
+struct Cli {
+    /// A TOML file with defaults for `data_dir`, `listen` and `origin`; flags and
+    /// environment variables win over it.
+    #[arg(long, global = true, env = "GOVERN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the node: the log, its checkpoints, tiles and proofs over HTTP.
+    Node(ServerArgs),
+    /// Run the whole system on this machine (for now: the node, plus a first demo entry).
+    Up(ServerArgs),
+    /// Verify things: `govern verify log --url URL`.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+    /// Print the tree size and root of a data dir or a running node.
+    Status(StatusArgs),
+    /// Measure: `govern bench append`.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum VerifyCommand {
+    /// Fetch the checkpoint and every tile, check every entry and hash, recompute the root,
+    /// and check consistency with the last checkpoint this command saw from that log.
+    Log(verify::LogArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Durable appends per second, acknowledgement latency, proofs per second, the node's
+    /// memory, beside this machine's Ed25519 verify rate.
+    Append(bench::AppendArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// A running node to ask instead of a data dir.
+    #[arg(long, env = "GOVERN_URL")]
+    url: Option<String>,
+    /// The data dir to read (read-only; a node may be running on it).
+    #[arg(long, env = "GOVERN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GOVERN_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => demo::node(config.server(&args)).await,
+            Command::Up(args) => demo::up(config.server(&args)).await,
+            Command::Verify(VerifyCommand::Log(args)) => verify::log(args).await,
+            Command::Status(args) => {
+                let data_dir = args.data_dir.or(config.data_dir.clone());
+                status::run(args.url.as_deref(), data_dir, args.json).await
+            }
+            Command::Bench(BenchCommand::Append(args)) => bench::append(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
