@@ -428,7 +428,8 @@ impl SignedEvent {
         }
         let sig = event.sig.ok_or(EventError::Unsigned)?;
         let key = event.producer.key.verifying_key()?;
-        key.verify_strict(&event.signing_bytes()?, &ed25519_dalek::Signature::from_bytes(&sig.0))
+        let message = signing_bytes_of_canonical(bytes, &sig)?;
+        key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig.0))
             .map_err(|_| EventError::BadSignature)?;
         Ok(Self { leaf_hash: merkle::hash_leaf(bytes), event, bytes: bytes.to_vec() })
     }
@@ -453,6 +454,26 @@ impl SignedEvent {
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
+}
+
+/// The signed message of an event already known to be canonical, without serializing it
+/// again: JCS writes members independently, in key order, so JCS of the envelope without
+/// `sig` is the canonical bytes with the member `,"sig":"…"` cut out. That member is never
+/// first (`body`, `kind` sort before it), and the members after it (`tenant`, `time`, `v`)
+/// hold no objects, so its last occurrence is the top-level one (inside JSON strings a quote
+/// is always escaped, so the pattern cannot hide in one).
+fn signing_bytes_of_canonical(bytes: &[u8], sig: &EventSignature) -> Result<Vec<u8>, EventError> {
+    let member = format!(",\"sig\":\"{}\"", B64.encode(sig.0));
+    let at = bytes
+        .windows(member.len())
+        .rposition(|w| w == member.as_bytes())
+        .ok_or_else(|| EventError::Envelope("sig member not found".into()))?;
+    let mut out = Vec::with_capacity(EVENT_SIGNATURE_DOMAIN.len() + 1 + bytes.len() - member.len());
+    out.extend_from_slice(EVENT_SIGNATURE_DOMAIN);
+    out.push(0);
+    out.extend_from_slice(&bytes[..at]);
+    out.extend_from_slice(&bytes[at + member.len()..]);
+    Ok(out)
 }
 
 /// Why an event's time is refused.
@@ -514,6 +535,25 @@ mod tests {
         let text = std::str::from_utf8(signed.bytes()).expect("utf-8");
         assert!(text.starts_with(r#"{"body":{"amount":"100","message":"hello"},"kind":"demo.hello""#), "{text}");
         assert!(text.contains(r#""time":"2025-11-24T16:00:00.123Z""#), "{text}");
+    }
+
+    #[test]
+    fn signed_message_shortcut_equals_the_full_computation() {
+        let k = key();
+        // A decoy: the body holds an object with a `sig` member of the same value.
+        let first = sample().sign(&k).expect("signs");
+        let sig_b64 = String::from(first.event().sig.expect("signed"));
+        let mut ev = sample();
+        ev.body.insert("nested".into(), serde_json::json!({"a": 1, "sig": sig_b64}));
+        for ev in [sample(), ev] {
+            let signed = ev.sign(&k).expect("signs");
+            let sig = signed.event().sig.expect("signed");
+            assert_eq!(
+                signing_bytes_of_canonical(signed.bytes(), &sig).expect("found"),
+                signed.event().signing_bytes().expect("serializes")
+            );
+            assert!(SignedEvent::from_bytes(signed.bytes()).is_ok());
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod allow;
+mod cache;
 mod keys;
 mod log;
 mod rocks;
@@ -21,5 +22,6 @@ pub use log::{
     AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, Log, LogConfig,
     LogReader, Published, QUEUE_EVENTS_MAX, ReadError, SystemClock, TIME_SKEW_MS,
 };
+pub use cache::NODE_CACHE_SLOTS;
 pub use rocks::RocksStorage;
 pub use storage::{Batch, MemoryStorage, Storage, StorageError};

@@ -21,6 +21,7 @@ use govern_core::tiles::{TILE_HEIGHT, TILE_WIDTH, Tile};
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
+use crate::cache::NodeCache;
 use crate::keys;
 use crate::storage::{Batch, Storage, StorageError};
 
@@ -189,6 +190,7 @@ impl From<ProofError<StorageError>> for ReadError {
 
 struct Shared<S> {
     storage: S,
+    cache: NodeCache,
     latest: RwLock<Arc<Published>>,
     origin: String,
 }
@@ -210,12 +212,25 @@ impl<S> std::fmt::Debug for LogReader<S> {
     }
 }
 
-/// Node hashes straight from storage.
-struct StoredNodes<'a, S>(&'a S);
+/// Node hashes from storage, through the cache when there is one.
+struct StoredNodes<'a, S>(&'a S, Option<&'a NodeCache>);
 
 impl<S: Storage> NodeSource for StoredNodes<'_, S> {
     type Error = StorageError;
     fn node(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        if let Some(hash) = self.1.and_then(|c| c.get(level, index)) {
+            return Ok(hash);
+        }
+        let hash = self.read(level, index)?;
+        if let Some(c) = self.1 {
+            c.put(level, index, hash);
+        }
+        Ok(hash)
+    }
+}
+
+impl<S: Storage> StoredNodes<'_, S> {
+    fn read(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
         let bytes = self.0.get(&keys::node(level, index))?.ok_or_else(|| {
             StorageError::Corrupt(format!("tree node level {level} index {index} is missing"))
         })?;
@@ -237,7 +252,7 @@ impl<S: Storage> LogReader<S> {
             .ok_or_else(|| StorageError::Corrupt("the store holds no log".into()))?;
         let body = note_body(&note)?;
         let published = Published { size: frontier.size(), root: frontier.root(), note };
-        Ok(Self { shared: Arc::new(Shared { storage, latest: RwLock::new(Arc::new(published)), origin: body.origin }) })
+        Ok(Self { shared: Arc::new(Shared { storage, cache: NodeCache::new(), latest: RwLock::new(Arc::new(published)), origin: body.origin }) })
     }
 
     /// The latest checkpoint.
@@ -250,6 +265,10 @@ impl<S: Storage> LogReader<S> {
     #[must_use]
     pub fn origin(&self) -> &str {
         &self.shared.origin
+    }
+
+    fn nodes(&self) -> StoredNodes<'_, S> {
+        StoredNodes(&self.shared.storage, Some(&self.shared.cache))
     }
 
     fn within(&self, what: &'static str, value: u64, inclusive: bool) -> Result<(), ReadError> {
@@ -309,7 +328,7 @@ impl<S: Storage> LogReader<S> {
     /// `index >= size`; [`ReadError::Storage`].
     pub fn inclusion_proof(&self, index: LeafIndex, size: TreeSize) -> Result<Vec<Hash>, ReadError> {
         self.within("size", size.0, true)?;
-        Ok(merkle::inclusion_proof(&StoredNodes(&self.shared.storage), index, size)?)
+        Ok(merkle::inclusion_proof(&self.nodes(), index, size)?)
     }
 
     /// The consistency proof between the trees of sizes `from` and `to`.
@@ -319,7 +338,7 @@ impl<S: Storage> LogReader<S> {
     /// `0 < from <= to`; [`ReadError::Storage`].
     pub fn consistency_proof(&self, from: TreeSize, to: TreeSize) -> Result<Vec<Hash>, ReadError> {
         self.within("size", to.0, true)?;
-        Ok(merkle::consistency_proof(&StoredNodes(&self.shared.storage), from, to)?)
+        Ok(merkle::consistency_proof(&self.nodes(), from, to)?)
     }
 
     /// The root of the tree of `size`, from stored hashes.
@@ -328,7 +347,7 @@ impl<S: Storage> LogReader<S> {
     /// [`ReadError::Beyond`]; [`ReadError::Storage`].
     pub fn root_at(&self, size: TreeSize) -> Result<RootHash, ReadError> {
         self.within("size", size.0, true)?;
-        Ok(merkle::tree_root(&StoredNodes(&self.shared.storage), size)?)
+        Ok(merkle::tree_root(&self.nodes(), size)?)
     }
 
     /// The checkpoint signed at exactly `size`, if a batch ended there.
@@ -420,6 +439,7 @@ impl<S: Storage> Log<S> {
         let (size, root) = (frontier.size().0, frontier.root());
         let shared = Arc::new(Shared {
             storage,
+            cache: NodeCache::new(),
             latest: RwLock::new(Arc::new(Published { size: TreeSize(size), root, note })),
             origin: config.origin.clone(),
         });
@@ -498,7 +518,7 @@ fn recover<S: Storage>(storage: &S) -> Result<Option<(Frontier, String)>, Storag
     let size = keys::trailing_u64(&raw)
         .filter(|_| raw.len() == 8)
         .ok_or_else(|| StorageError::Corrupt("size is not 8 bytes".into()))?;
-    let frontier = Frontier::from_source(&StoredNodes(storage), TreeSize(size)).map_err(|e| match e {
+    let frontier = Frontier::from_source(&StoredNodes(storage, None), TreeSize(size)).map_err(|e| match e {
         ProofError::Source(s) => s,
         other => StorageError::Corrupt(other.to_string()),
     })?;
@@ -559,6 +579,7 @@ impl<S: Storage> Sequencer<S> {
         let mut write = Batch::new();
         let mut accepted: Vec<(Pending, LeafIndex)> = Vec::with_capacity(pending.len());
         let mut completed = Vec::new();
+        let mut written = Vec::new();
         for p in pending.drain(..) {
             let checked = check_time(p.event.event().time, now, self.config.time_skew_ms)
                 .map_err(AppendError::from)
@@ -575,6 +596,7 @@ impl<S: Storage> Sequencer<S> {
             for (level, i, hash) in &completed {
                 write.put(keys::node(*level, *i).to_vec(), hash.as_bytes().to_vec());
             }
+            written.extend_from_slice(&completed);
             accepted.push((p, LeafIndex(index)));
         }
         if accepted.is_empty() {
@@ -590,6 +612,11 @@ impl<S: Storage> Sequencer<S> {
         });
         match result {
             Ok(note) => {
+                // Durable now: the new nodes may enter the cache, where every receipt's
+                // proof will look for them.
+                for (level, index, hash) in &written {
+                    self.shared.cache.put(*level, *index, *hash);
+                }
                 let published = Arc::new(Published { size, root, note });
                 *self.shared.latest.write() = Arc::clone(&published);
                 for (p, index) in accepted {
