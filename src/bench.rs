@@ -107,6 +107,16 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU seconds (user + system) the process has used, from /proc.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -198,6 +208,8 @@ pub async fn append(args: AppendArgs) -> Result<()> {
             slot.set(rss_mib(pid));
         })
     });
+    let node_cpu_before = pid.and_then(cpu_seconds);
+    let self_cpu_before = cpu_seconds(std::process::id());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
@@ -233,6 +245,8 @@ pub async fn append(args: AppendArgs) -> Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let rss_end = pid.and_then(rss_mib);
+    let node_cpu = pid.and_then(cpu_seconds).zip(node_cpu_before).map(|(a, b)| a - b);
+    let self_cpu = cpu_seconds(std::process::id()).zip(self_cpu_before).map(|(a, b)| a - b);
     if let Some(m) = monitor {
         m.abort();
     }
@@ -242,6 +256,16 @@ pub async fn append(args: AppendArgs) -> Result<()> {
     println!("durable appends:        {rate:.0} /s ({} in {elapsed:.2} s, {} pushbacks)", lat.len(), pushbacks.load(Ordering::Relaxed));
     println!("ack latency:            p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 1.0));
     println!("append / verify_strict: {:.2}", rate / verify_rate);
+    if let (Some(n), Some(c)) = (node_cpu, self_cpu) {
+        let per = |cpu: f64| cpu / lat.len().max(1) as f64 * 1e6;
+        println!(
+            "CPU per append:         node {:.0} µs, load generator {:.0} µs ({:.2} and {:.2} cores busy)",
+            per(n),
+            per(c),
+            n / elapsed,
+            c / elapsed
+        );
+    }
     match (rss_at_100k.get(), rss_end) {
         (Some(a), Some(b)) => println!(
             "node RSS:               {a:.1} MiB at 100k entries, {b:.1} MiB at {} entries (growth {:.1} MiB)",

@@ -23,6 +23,12 @@ pub struct ServerArgs {
     /// The checkpoint origin of a new log [default: govern.localhost/log].
     #[arg(long, env = "GOVERN_ORIGIN")]
     pub origin: Option<String>,
+    /// Most events per sequencer batch (one WAL sync and one checkpoint each).
+    #[arg(long, default_value_t = govern_store::BATCH_EVENTS_MAX)]
+    pub batch_events_max: usize,
+    /// Most milliseconds a begun batch waits for more events when the queue is empty.
+    #[arg(long, default_value_t = govern_store::BATCH_WAIT_MS)]
+    pub batch_wait_ms: u64,
 }
 
 /// The TOML file.
@@ -43,6 +49,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub origin: Option<String>,
+    pub batch_events_max: usize,
+    pub batch_wait_ms: u64,
 }
 
 /// Why the configuration could not be read.
@@ -76,6 +84,8 @@ impl Config {
                 DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7600)))
             }),
             origin: args.origin.clone().or_else(|| self.origin.clone()),
+            batch_events_max: args.batch_events_max,
+            batch_wait_ms: args.batch_wait_ms,
         }
     }
 }

@@ -18,10 +18,12 @@ enclave protects them; this keeps govern's formats and checks, not its protectio
 
 async fn start(server: &Server) -> Result<(NodeHandle, DataDir)> {
     let dir = DataDir::open(&server.data_dir, server.origin.as_deref())?;
-    let verifier_key: Arc<str> = dir.verifier_key().into();
-    let log = Arc::new(dir.open_log(LogConfig::new(dir.origin()))?);
+    let mut config = LogConfig::new(dir.origin());
+    config.batch_events_max = server.batch_events_max.max(1);
+    config.batch_wait_ms = server.batch_wait_ms;
+    let log = Arc::new(dir.open_log(config)?);
     let listener = TcpListener::bind(server.listen).await.map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
-    let node = NodeHandle::spawn(AppState { log, verifier_key }, listener)?;
+    let node = NodeHandle::spawn(AppState::new(log, &dir.verifier_key()), listener)?;
     tracing::warn!("{DEV_WARNING}");
     // Tests and scripts read this line to find the port when listening on port 0.
     println!("govern node listening on http://{} (origin {}, data dir {})", node.addr, dir.origin(), server.data_dir.display());

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use govern_core::event::{EVENT_BYTES_MAX, SignedEvent};
+use govern_core::event::{EVENT_BYTES_MAX, KeyCache, SignedEvent};
 use govern_core::ids::{Hash, LeafIndex, TreeSize};
 use govern_core::tiles::Tile;
 use govern_store::{Log, RocksStorage};
@@ -24,6 +24,16 @@ pub struct AppState {
     pub log: Arc<Log<RocksStorage>>,
     /// The C2SP verifier key of the checkpoint key.
     pub verifier_key: Arc<str>,
+    /// Producer keys already decompressed.
+    pub keys: Arc<KeyCache>,
+}
+
+impl AppState {
+    /// The state of a node serving `log`.
+    #[must_use]
+    pub fn new(log: Arc<Log<RocksStorage>>, verifier_key: &str) -> Self {
+        Self { log, verifier_key: verifier_key.into(), keys: Arc::new(KeyCache::new()) }
+    }
 }
 
 /// The node's routes.
@@ -131,7 +141,7 @@ fn bad_path(e: PathRejection) -> Problem {
 
 async fn append(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Receipt>, Problem> {
     let body = body.map_err(bad_body)?;
-    let event = SignedEvent::from_bytes(&body)?;
+    let event = SignedEvent::from_bytes_with(&body, &s.keys)?;
     let appended = s.log.append(event).await?;
     let cp = &appended.checkpoint;
     let hashes = s.log.inclusion_proof(appended.index, cp.size)?;
