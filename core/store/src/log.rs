@@ -231,12 +231,39 @@ impl<S: Storage> NodeSource for StoredNodes<'_, S> {
 
 impl<S: Storage> StoredNodes<'_, S> {
     fn read(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
-        let bytes = self.0.get(&keys::node(level, index))?.ok_or_else(|| {
-            StorageError::Corrupt(format!("tree node level {level} index {index} is missing"))
-        })?;
-        Hash::from_slice(&bytes).map_err(|_| {
-            StorageError::Corrupt(format!("tree node level {level} index {index} is not 32 bytes"))
-        })
+        node_hash(level, index, self.0.get(&keys::node(level, index))?)
+    }
+}
+
+fn node_hash(level: u8, index: u64, value: Option<Vec<u8>>) -> Result<Hash, StorageError> {
+    let bytes = value.ok_or_else(|| StorageError::Corrupt(format!("tree node level {level} index {index} is missing")))?;
+    Hash::from_slice(&bytes)
+        .map_err(|_| StorageError::Corrupt(format!("tree node level {level} index {index} is not 32 bytes")))
+}
+
+/// A node source that answers zeros and remembers what was asked.
+#[derive(Default)]
+struct Recorder(std::cell::RefCell<Vec<(u8, u64)>>);
+
+impl NodeSource for Recorder {
+    type Error = StorageError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        self.0.borrow_mut().push((level, index));
+        Ok(Hash::default())
+    }
+}
+
+/// The nodes a [`Recorder`] listed, with their hashes.
+struct Fetched(Vec<(u8, u64, Hash)>);
+
+impl NodeSource for Fetched {
+    type Error = StorageError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StorageError> {
+        self.0
+            .iter()
+            .find(|(l, i, _)| *l == level && *i == index)
+            .map(|(_, _, h)| *h)
+            .ok_or_else(|| StorageError::Backend(format!("proof plan missed node {level}/{index}")))
     }
 }
 
@@ -328,7 +355,29 @@ impl<S: Storage> LogReader<S> {
     /// `index >= size`; [`ReadError::Storage`].
     pub fn inclusion_proof(&self, index: LeafIndex, size: TreeSize) -> Result<Vec<Hash>, ReadError> {
         self.within("size", size.0, true)?;
-        Ok(merkle::inclusion_proof(&self.nodes(), index, size)?)
+        // Which nodes the proof reads depends only on (index, size), not on their hashes: a
+        // first pass with a recording source lists them, the cache answers what it can, and
+        // storage answers the rest in one multi-get.
+        let plan = Recorder::default();
+        merkle::inclusion_proof(&plan, index, size)?;
+        let wanted = plan.0.into_inner();
+        let mut fetched = Vec::with_capacity(wanted.len());
+        let mut missing = Vec::new();
+        for &(level, i) in &wanted {
+            match self.shared.cache.get(level, i) {
+                Some(h) => fetched.push((level, i, h)),
+                None => missing.push((level, i)),
+            }
+        }
+        if !missing.is_empty() {
+            let keys: Vec<Vec<u8>> = missing.iter().map(|&(l, i)| keys::node(l, i).to_vec()).collect();
+            for (&(level, i), value) in missing.iter().zip(self.shared.storage.multi_get(&keys)?) {
+                let hash = node_hash(level, i, value)?;
+                self.shared.cache.put(level, i, hash);
+                fetched.push((level, i, hash));
+            }
+        }
+        Ok(merkle::inclusion_proof(&Fetched(fetched), index, size)?)
     }
 
     /// The consistency proof between the trees of sizes `from` and `to`.

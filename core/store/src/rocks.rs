@@ -75,6 +75,10 @@ impl Storage for RocksStorage {
         self.db.write_opt(wb, &wo).map_err(backend)
     }
 
+    fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        self.db.multi_get(keys).into_iter().map(|r| r.map_err(backend)).collect()
+    }
+
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(end.to_vec());

@@ -73,6 +73,14 @@ pub trait Storage: Send + Sync + 'static {
     /// # Errors
     /// [`StorageError`] when the store fails.
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    /// The values at `keys`, in order; a store may answer them together, faster than one
+    /// [`Storage::get`] each.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the store fails.
+    fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 }
 
 /// In-memory storage that models a power failure: reads see every write (like the OS page

@@ -1,0 +1,317 @@
+//! `govern verify log` against a node serving damaged or substituted data: one flipped byte
+//! in a stored entry, one wrong stored tree hash, and a different log served to a verifier
+//! that remembers the checkpoint it saw before.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use govern_api::DataDir;
+use govern_api::routes::Receipt;
+use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp};
+use govern_store::{Batch, RocksStorage, Storage};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_govern");
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A node running as a child process.
+struct Node {
+    child: Child,
+    url: String,
+    /// Kept open: the node prints after the line we wait for.
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+fn govern() -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in ["GOVERN_CONFIG", "GOVERN_DATA_DIR", "GOVERN_LISTEN", "GOVERN_ORIGIN", "GOVERN_URL"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("GOVERN_LOG", "warn").stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
+/// Start `govern node` on `data`; `Err` with its stderr if it does not come up.
+async fn start(data: &Path, listen: &str) -> Result<Node, String> {
+    let stderr = data.with_extension(format!("{}.log", rand::random::<u32>()));
+    let log = std::fs::File::create(&stderr).map_err(|e| e.to_string())?;
+    let mut child = govern()
+        .arg("node")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| format!("cannot run {BIN}: {e}"))?;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.strip_prefix("govern node listening on ") {
+                return rest.split_whitespace().next().map(str::to_string);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(url)) => Ok(Node { child, url, _stdout: lines }),
+        _ => {
+            let _ = child.kill().await;
+            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+            Err(format!("the node did not start ({status}); its stderr:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default()))
+        }
+    }
+}
+
+impl Node {
+    async fn stop(mut self) {
+        self.child.kill().await.expect("stop the node");
+    }
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+}
+
+/// `govern verify log`: success, stdout, stderr.
+async fn verify_log(url: &str, state: &Path) -> (bool, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        govern().args(["verify", "log", "--url", url, "--state"]).arg(state).output(),
+    )
+    .await
+    .expect("verify log finishes")
+    .expect("verify log runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn event(key: &SigningKey, tag: &str, n: u64) -> SignedEvent {
+    let mut body = serde_json::Map::new();
+    body.insert("tag".into(), tag.into());
+    body.insert("n".into(), n.into());
+    Event {
+        v: 1,
+        kind: Kind::new("test.corruption").unwrap(),
+        tenant: TenantId::SYSTEM,
+        request: RequestId::new_v7(),
+        parents: vec![],
+        producer: Producer { role: Role::new("edge").unwrap(), key: PublicKey::from(&key.verifying_key()) },
+        attestation: None,
+        time: Timestamp::now(),
+        body,
+        sealed: None,
+        sig: None,
+    }
+    .sign(key)
+    .unwrap()
+}
+
+/// Append `count` events to the node on `data` (four clients at once); the final size.
+async fn fill(node: &Node, data: &Path, tag: &str, count: u64) -> u64 {
+    let key = DataDir::open(data, None).unwrap().edge_key().unwrap();
+    let http = reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
+    let mut tasks = Vec::new();
+    for c in 0..4u64 {
+        let (http, key, url, tag) = (http.clone(), key.clone(), node.url.clone(), format!("{tag}-{c}"));
+        tasks.push(tokio::spawn(async move {
+            let mut last = 0;
+            for n in (c..count).step_by(4) {
+                let resp = http
+                    .post(format!("{url}/v1/entries"))
+                    .header("content-type", "application/json")
+                    .body(event(&key, &tag, n).into_bytes())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+                let r: Receipt = resp.json().await.unwrap();
+                last = last.max(r.inclusion.size);
+            }
+            last
+        }));
+    }
+    let mut size = 0;
+    for t in tasks {
+        size = size.max(t.await.unwrap());
+    }
+    assert_eq!(size, count, "a fresh log of {count} appends");
+    size
+}
+
+fn entry_key(index: u64) -> Vec<u8> {
+    let mut k = vec![b'e'];
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn node_key(level: u8, index: u64) -> Vec<u8> {
+    let mut k = vec![b'n', level];
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Change one stored value in place, as a disk fault would (the node must be stopped).
+fn corrupt(data: &Path, key: &[u8], damage: impl FnOnce(&mut Vec<u8>)) {
+    let db = RocksStorage::open(&data.join("db")).unwrap();
+    let mut value = db.get(key).unwrap().expect("the key is stored");
+    let before = value.clone();
+    damage(&mut value);
+    assert_ne!(value, before);
+    let mut batch = Batch::new();
+    batch.put(key.to_vec(), value);
+    db.write(batch, true).unwrap();
+}
+
+/// A fresh state file path (no checkpoint remembered).
+fn fresh_state(tmp: &Path, name: &str) -> PathBuf {
+    let p = tmp.join(format!("{name}.json"));
+    assert!(!p.exists());
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_the_entry_with_one_flipped_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let node = start(&data, "127.0.0.1:0").await.unwrap();
+    fill(&node, &data, "entry", 300).await;
+    // The undamaged log verifies (so the failure below is the damage's doing).
+    let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "before")).await;
+    assert!(ok, "the undamaged log does not verify:\n{out}\n{err}");
+    node.stop().await;
+
+    corrupt(&data, &entry_key(137), |v| {
+        let mid = v.len() / 2;
+        v[mid] ^= 0x01;
+    });
+
+    let node = start(&data, "127.0.0.1:0").await.expect("a damaged entry does not stop the node");
+    let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "after")).await;
+    eprintln!("verify log said: {err}");
+    assert!(!ok, "verify log accepted a log with a damaged entry:\n{out}\n{err}");
+    assert!(err.contains("entry 137:"), "verify log did not name entry 137:\n{err}");
+    assert!(!out.contains("verified"), "{out}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_wrong_tree_hash_and_the_node_refuses_a_wrong_right_edge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let node = start(&data, "127.0.0.1:0").await.unwrap();
+    // 300 = 256 + 32 + 8 + 4: tile 0 of level 0 is full, and its leaf 100 is not on the
+    // tree's right edge (nodes (8,0), (5,8), (3,36), (2,74)), which the node checks at start.
+    fill(&node, &data, "node", 300).await;
+    let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "before")).await;
+    assert!(ok, "the undamaged log does not verify:\n{out}\n{err}");
+    node.stop().await;
+
+    corrupt(&data, &node_key(0, 100), |v| v[7] ^= 0x80);
+    let node = start(&data, "127.0.0.1:0").await.expect("an interior node does not stop the node");
+    let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "after")).await;
+    eprintln!("verify log said: {err}");
+    assert!(!ok, "verify log accepted a log with a wrong tree hash:\n{out}\n{err}");
+    assert!(
+        err.contains("entry 100:") || err.contains("tile/0/000"),
+        "verify log did not name entry 100 or its tile:\n{err}"
+    );
+    node.stop().await;
+
+    // A wrong hash on the right edge: the stored tree no longer matches the latest
+    // checkpoint, and the node refuses to serve it.
+    corrupt(&data, &node_key(8, 0), |v| v[0] ^= 0x01);
+    match start(&data, "127.0.0.1:0").await {
+        Ok(node) => {
+            node.stop().await;
+            panic!("the node started on a tree that does not match its checkpoint");
+        }
+        Err(why) => assert!(why.contains("checkpoint says size 300"), "refused for another reason: {why}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_remembers_the_checkpoint_it_saw() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state.json");
+    let log_a = tmp.path().join("a");
+    let node = start(&log_a, "127.0.0.1:0").await.unwrap();
+    let url = node.url.clone();
+    let listen = format!("127.0.0.1:{}", node.port());
+    fill(&node, &log_a, "a", 20).await;
+    let (ok, out, err) = verify_log(&url, &state).await;
+    assert!(ok, "log A does not verify:\n{out}\n{err}");
+    let remembered = std::fs::read(&state).expect("verify log remembers the checkpoint");
+    node.stop().await;
+
+    // Each impostor is served at the same URL, to the same state file.
+    let same_url = |node: &Node| assert_eq!(node.url, url, "the impostor is not at the same URL");
+
+    // Another log with its own key.
+    let log_b = tmp.path().join("b");
+    let node = start(&log_b, &listen).await.unwrap();
+    same_url(&node);
+    fill(&node, &log_b, "b", 25).await;
+    let (ok, out, err) = verify_log(&url, &state).await;
+    eprintln!("verify log said: {err}");
+    assert!(!ok, "verify log accepted a log under another key:\n{out}\n{err}");
+    assert!(err.contains("checkpoint:"), "{err}");
+    node.stop().await;
+
+    // Logs signed with A's own key (a stolen or misused log key) but other histories.
+    let with_a_key = |name: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(log_a.join("log.key"), dir.join("log.key")).unwrap();
+        dir
+    };
+    // Shorter: a rollback.
+    let log_c = with_a_key("c");
+    let node = start(&log_c, &listen).await.unwrap();
+    same_url(&node);
+    fill(&node, &log_c, "c", 10).await;
+    let (ok, out, err) = verify_log(&url, &state).await;
+    eprintln!("verify log said: {err}");
+    assert!(!ok, "verify log accepted a rollback from 20 to 10:\n{out}\n{err}");
+    assert!(err.contains("rollback"), "{err}");
+    node.stop().await;
+
+    // Longer: a fork whose first 20 entries are not A's.
+    let log_d = with_a_key("d");
+    let node = start(&log_d, &listen).await.unwrap();
+    same_url(&node);
+    fill(&node, &log_d, "d", 30).await;
+    let (ok, out, err) = verify_log(&url, &state).await;
+    eprintln!("verify log said: {err}");
+    assert!(!ok, "verify log accepted a forked history:\n{out}\n{err}");
+    assert!(err.contains("consistency with the checkpoint seen before (size 20)"), "{err}");
+    node.stop().await;
+
+    // The failures changed nothing remembered, and log A itself still verifies against it.
+    assert_eq!(std::fs::read(&state).unwrap(), remembered, "a failed verification changed the state file");
+    let node = start(&log_a, &listen).await.unwrap();
+    fill_more(&node, &log_a, 5).await;
+    let (ok, out, err) = verify_log(&url, &state).await;
+    assert!(ok, "log A no longer verifies against its own remembered checkpoint:\n{out}\n{err}");
+    assert!(out.contains("consistent with the checkpoint of size 20 seen before"), "{out}");
+    node.stop().await;
+}
+
+/// Append `count` more events to a log that already has some.
+async fn fill_more(node: &Node, data: &Path, count: u64) {
+    let key = DataDir::open(data, None).unwrap().edge_key().unwrap();
+    let http = reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
+    for n in 0..count {
+        let resp = http
+            .post(format!("{}/v1/entries", node.url))
+            .header("content-type", "application/json")
+            .body(event(&key, "more", n).into_bytes())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+}
