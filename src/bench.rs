@@ -9,7 +9,7 @@ use clap::Args;
 use ed25519_dalek::{Signer as _, SigningKey};
 use govern_api::DataDir;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp};
-use govern_core::ids::{LeafIndex, TreeSize};
+use govern_core::ids::LeafIndex;
 use govern_store::{LogReader, RocksStorage};
 use rand::{Rng as _, SeedableRng as _};
 use tokio::io::AsyncBufReadExt as _;
@@ -161,6 +161,37 @@ async fn start_node() -> Result<Child> {
     Ok(Child { proc, url, pid, _dir: dir, data_dir })
 }
 
+/// Inclusion proofs for random indices at the latest size, from `threads` threads at once
+/// for `secs`, through the store's own reads (node cache, then RocksDB).
+fn proofs_in_process(reader: &LogReader<RocksStorage>, threads: usize, secs: Duration) -> Result<f64> {
+    let size = reader.latest().size;
+    let start = Instant::now();
+    let counts: Vec<Result<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<u64> {
+                    let mut rng = rand::thread_rng();
+                    let mut n = 0u64;
+                    while start.elapsed() < secs {
+                        for _ in 0..100 {
+                            let i = rng.gen_range(0..size.0.max(1));
+                            std::hint::black_box(reader.inclusion_proof(LeafIndex(i), size)?);
+                        }
+                        n += 100;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("proof thread panicked".into()))).collect()
+    });
+    let mut total = 0;
+    for c in counts {
+        total += c?;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
 /// `govern bench append`.
 pub async fn append(args: AppendArgs) -> Result<()> {
     println!("govern bench append: {} events of ~{} bytes, {} clients", args.entries, args.event_bytes, args.clients);
@@ -281,22 +312,12 @@ pub async fn append(args: AppendArgs) -> Result<()> {
     // In-process: the store opened read-only beside the node, one thread.
     match RocksStorage::open_read_only(&data_dir.join("db")).map_err(|e| e.to_string()).and_then(|s| LogReader::open(s).map_err(|e| e.to_string())) {
         Ok(reader) => {
-            let rate = tokio::task::spawn_blocking(move || -> Result<f64> {
-                let size = reader.latest().size;
-                let mut rng = rand::thread_rng();
-                let start = Instant::now();
-                let mut n = 0u64;
-                while start.elapsed() < secs {
-                    for _ in 0..100 {
-                        let i = rng.gen_range(0..size.0);
-                        std::hint::black_box(reader.inclusion_proof(LeafIndex(i), TreeSize(size.0))?);
-                    }
-                    n += 100;
-                }
-                Ok(n as f64 / start.elapsed().as_secs_f64())
-            })
-            .await??;
-            println!("inclusion proofs:       {rate:.0} /s in-process (one thread, RocksDB, size {size})");
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            for t in [1, threads] {
+                let reader = reader.clone();
+                let rate = tokio::task::spawn_blocking(move || proofs_in_process(&reader, t, secs)).await??;
+                println!("inclusion proofs:       {rate:.0} /s in-process, {t} thread(s), random index at size {size}");
+            }
         }
         Err(e) => println!("inclusion proofs:       in-process not measured: {e}"),
     }
