@@ -2,6 +2,7 @@
 //! byte it stores in `govern-store`, every route in `govern-api`.
 #![forbid(unsafe_code)]
 
+mod attestation;
 mod bench;
 mod client;
 mod config;
@@ -42,6 +43,9 @@ enum Command {
     /// Measure: `govern bench append`.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Nitro attestation documents: `govern attestation verify FILE`.
+    #[command(subcommand)]
+    Attestation(AttestationCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +60,13 @@ enum BenchCommand {
     /// Durable appends per second, acknowledgement latency, proofs per second, the node's
     /// memory, beside this machine's Ed25519 verify rate.
     Append(bench::AppendArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AttestationCommand {
+    /// Verify a document against a pinned root (AWS's by default) at a given time, print its
+    /// fields and the verdict; exit non-zero on refusal.
+    Verify(attestation::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +114,10 @@ fn main() -> ExitCode {
                 status::run(args.url.as_deref(), data_dir, args.json).await
             }
             Command::Bench(BenchCommand::Append(args)) => bench::append(args).await,
+            Command::Attestation(AttestationCommand::Verify(mut args)) => {
+                args.data_dir = args.data_dir.or(config.data_dir.clone());
+                attestation::verify(args)
+            }
         }
     });
     match result {

@@ -10,8 +10,11 @@
 //! - [`merkle`]: RFC 9162 tree hashing, inclusion and consistency proofs.
 //! - [`note`] and [`checkpoint`]: C2SP `signed-note` and `tlog-checkpoint`.
 //! - [`tiles`]: C2SP `tlog-tiles` coordinates and paths.
+//! - [`attestation`]: AWS Nitro attestation documents against a pinned root, and the
+//!   service-identity binding in their `user_data`.
 #![forbid(unsafe_code)]
 
+pub mod attestation;
 pub mod canonical;
 pub mod checkpoint;
 pub mod event;
