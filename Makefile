@@ -26,7 +26,6 @@ up: deps
 
 test: deps
 	cargo nextest run --workspace --no-fail-fast
-	cargo test --workspace --doc
 
 bench: deps
 	cargo run --release --bin govern -- bench append

@@ -40,9 +40,15 @@ pub struct VerifyArgs {
 const FILE_BYTES_MAX: u64 = 64 * 1024;
 
 fn read_document(path: &PathBuf) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
     if len > FILE_BYTES_MAX {
-        return Err(format!("{}: {len} bytes; an attestation document is at most 16 KiB", path.display()).into());
+        return Err(format!(
+            "{}: {len} bytes; an attestation document is at most 16 KiB",
+            path.display()
+        )
+        .into());
     }
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     // A COSE_Sign1 starts with an array header (0x84) or tag 18 (0xd2), neither of which is
@@ -57,7 +63,9 @@ fn read_document(path: &PathBuf) -> Result<Vec<u8>> {
 }
 
 fn parse_at(at: Option<&str>) -> Result<Timestamp> {
-    let Some(text) = at else { return Ok(Timestamp::now()) };
+    let Some(text) = at else {
+        return Ok(Timestamp::now());
+    };
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("--at {text:?}: not RFC 3339: {e}"))?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
@@ -67,8 +75,13 @@ fn parse_at(at: Option<&str>) -> Result<Timestamp> {
 }
 
 fn parse_pcr(spec: &str) -> Result<(u8, Vec<u8>)> {
-    let (index, value) = spec.split_once('=').ok_or_else(|| format!("--pcr {spec:?}: expected N=HEX"))?;
-    let index: u8 = index.trim().parse().map_err(|_| format!("--pcr {spec:?}: {index:?} is not a PCR index"))?;
+    let (index, value) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--pcr {spec:?}: expected N=HEX"))?;
+    let index: u8 = index
+        .trim()
+        .parse()
+        .map_err(|_| format!("--pcr {spec:?}: {index:?} is not a PCR index"))?;
     let value = hex::decode(value.trim()).map_err(|e| format!("--pcr {spec:?}: {e}"))?;
     Ok((index, value))
 }
@@ -117,8 +130,17 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     let document = read_document(&args.file)?;
     let now = parse_at(args.at.as_deref())?;
     let root = load_root(&args.root, args.data_dir)?;
-    let pcrs = args.pcrs.iter().map(|s| parse_pcr(s)).collect::<Result<BTreeMap<_, _>>>()?;
-    println!("{:<12} {} (sha256 {})", "root", root.subject(), hex::encode(root.sha256()));
+    let pcrs = args
+        .pcrs
+        .iter()
+        .map(|s| parse_pcr(s))
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    println!(
+        "{:<12} {} (sha256 {})",
+        "root",
+        root.subject(),
+        hex::encode(root.sha256())
+    );
     println!("{:<12} {now}", "at");
     let mut verifier = Verifier::new(root).dangerous_allow_debug(args.allow_debug);
     for (index, value) in pcrs {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ed25519_dalek::{Signer as _, SigningKey};
 use govern_api::DataDir;
-use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp};
+use govern_core::event::{
+    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+};
 use govern_core::ids::LeafIndex;
 use govern_store::{LogReader, RocksStorage};
 use rand::{Rng as _, SeedableRng as _};
@@ -65,7 +67,10 @@ fn make_event(key: &SigningKey, pad: &str, i: usize) -> Result<SignedEvent> {
         tenant: TenantId::SYSTEM,
         request: RequestId::new_v7(),
         parents: vec![],
-        producer: Producer { role: Role::new("edge")?, key: PublicKey::from(&key.verifying_key()) },
+        producer: Producer {
+            role: Role::new("edge")?,
+            key: PublicKey::from(&key.verifying_key()),
+        },
         attestation: None,
         time: Timestamp::now(),
         body,
@@ -87,11 +92,19 @@ fn presign(key: &SigningKey, count: usize, event_bytes: usize) -> Result<Vec<Vec
                 s.spawn(move || -> Result<Vec<Vec<u8>>> {
                     let lo = t * chunk;
                     let hi = ((t + 1) * chunk).min(count);
-                    (lo..hi).map(|i| make_event(key, pad, i).map(SignedEvent::into_bytes)).collect()
+                    (lo..hi)
+                        .map(|i| make_event(key, pad, i).map(SignedEvent::into_bytes))
+                        .collect()
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("signing thread panicked".into()))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("signing thread panicked".into()))
+            })
+            .collect()
     });
     let mut out = Vec::with_capacity(count);
     for p in parts {
@@ -125,6 +138,9 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
 }
 
+/// The time skew the bench's own node allows (one hour).
+const BENCH_TIME_SKEW_MS: i64 = 3_600_000;
+
 struct Child {
     proc: tokio::process::Child,
     url: String,
@@ -141,6 +157,9 @@ async fn start_node() -> Result<Child> {
     let mut proc = tokio::process::Command::new(exe)
         .args(["node", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data_dir)
+        // Events are all signed before timing starts, so the last of a million is minutes
+        // old when it is sent: the bench's own node allows for that.
+        .args(["--time-skew-ms", &BENCH_TIME_SKEW_MS.to_string()])
         .env("GOVERN_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -154,16 +173,30 @@ async fn start_node() -> Result<Child> {
             .map_err(|_| "node did not start in 30 s")??
             .ok_or("node exited before listening")?;
         if let Some(rest) = line.strip_prefix("govern node listening on ") {
-            break rest.split_whitespace().next().unwrap_or_default().to_string();
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Child { proc, url, pid, _dir: dir, data_dir })
+    Ok(Child {
+        proc,
+        url,
+        pid,
+        _dir: dir,
+        data_dir,
+    })
 }
 
 /// Inclusion proofs for random indices at the latest size, from `threads` threads at once
 /// for `secs`, through the store's own reads (node cache, then RocksDB).
-fn proofs_in_process(reader: &LogReader<RocksStorage>, threads: usize, secs: Duration) -> Result<f64> {
+fn proofs_in_process(
+    reader: &LogReader<RocksStorage>,
+    threads: usize,
+    secs: Duration,
+) -> Result<f64> {
     let size = reader.latest().size;
     let start = Instant::now();
     let counts: Vec<Result<u64>> = std::thread::scope(|s| {
@@ -183,7 +216,13 @@ fn proofs_in_process(reader: &LogReader<RocksStorage>, threads: usize, secs: Dur
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("proof thread panicked".into()))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("proof thread panicked".into()))
+            })
+            .collect()
     });
     let mut total = 0;
     for c in counts {
@@ -194,7 +233,10 @@ fn proofs_in_process(reader: &LogReader<RocksStorage>, threads: usize, secs: Dur
 
 /// `govern bench append`.
 pub async fn append(args: AppendArgs) -> Result<()> {
-    println!("govern bench append: {} events of ~{} bytes, {} clients", args.entries, args.event_bytes, args.clients);
+    println!(
+        "govern bench append: {} events of ~{} bytes, {} clients",
+        args.entries, args.event_bytes, args.clients
+    );
     let mut child = None;
     let (url, data_dir, pid) = match &args.url {
         Some(u) => (u.clone(), args.data_dir.clone(), None),
@@ -214,14 +256,20 @@ pub async fn append(args: AppendArgs) -> Result<()> {
     .await?;
     println!("single-core Ed25519 verify_strict: {verify_rate:.0} /s");
     let t = Instant::now();
-    let events = Arc::new(tokio::task::spawn_blocking({
-        let key = key.clone();
-        let (n, b) = (args.entries, args.event_bytes);
-        move || presign(&key, n, b)
-    })
-    .await??);
+    let events = Arc::new(
+        tokio::task::spawn_blocking({
+            let key = key.clone();
+            let (n, b) = (args.entries, args.event_bytes);
+            move || presign(&key, n, b)
+        })
+        .await??,
+    );
     let size_each = events.first().map_or(0, Vec::len);
-    println!("signed {} events of {size_each} bytes in {:.1} s (before timing)", events.len(), t.elapsed().as_secs_f64());
+    println!(
+        "signed {} events of {size_each} bytes in {:.1} s (before timing)",
+        events.len(),
+        t.elapsed().as_secs_f64()
+    );
 
     let client = Client::new(&url)?;
     let base_size = client.log_info().await?.size;
@@ -244,8 +292,13 @@ pub async fn append(args: AppendArgs) -> Result<()> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
-        let (client, events, next, done, pushbacks) =
-            (client.clone(), Arc::clone(&events), Arc::clone(&next), Arc::clone(&done), Arc::clone(&pushbacks));
+        let (client, events, next, done, pushbacks) = (
+            client.clone(),
+            Arc::clone(&events),
+            Arc::clone(&next),
+            Arc::clone(&done),
+            Arc::clone(&pushbacks),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -276,16 +329,30 @@ pub async fn append(args: AppendArgs) -> Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let rss_end = pid.and_then(rss_mib);
-    let node_cpu = pid.and_then(cpu_seconds).zip(node_cpu_before).map(|(a, b)| a - b);
-    let self_cpu = cpu_seconds(std::process::id()).zip(self_cpu_before).map(|(a, b)| a - b);
+    let node_cpu = pid
+        .and_then(cpu_seconds)
+        .zip(node_cpu_before)
+        .map(|(a, b)| a - b);
+    let self_cpu = cpu_seconds(std::process::id())
+        .zip(self_cpu_before)
+        .map(|(a, b)| a - b);
     if let Some(m) = monitor {
         m.abort();
     }
     lat.sort_unstable();
     let rate = lat.len() as f64 / elapsed;
     println!();
-    println!("durable appends:        {rate:.0} /s ({} in {elapsed:.2} s, {} pushbacks)", lat.len(), pushbacks.load(Ordering::Relaxed));
-    println!("ack latency:            p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", percentile(&lat, 0.5), percentile(&lat, 0.99), percentile(&lat, 1.0));
+    println!(
+        "durable appends:        {rate:.0} /s ({} in {elapsed:.2} s, {} pushbacks)",
+        lat.len(),
+        pushbacks.load(Ordering::Relaxed)
+    );
+    println!(
+        "ack latency:            p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0)
+    );
     println!("append / verify_strict: {:.2}", rate / verify_rate);
     if let (Some(n), Some(c)) = (node_cpu, self_cpu) {
         let per = |cpu: f64| cpu / lat.len().max(1) as f64 * 1e6;
@@ -303,20 +370,29 @@ pub async fn append(args: AppendArgs) -> Result<()> {
             base_size + args.entries as u64,
             b - a
         ),
-        (None, Some(b)) => println!("node RSS:               {b:.1} MiB at {} entries", base_size + args.entries as u64),
+        (None, Some(b)) => println!(
+            "node RSS:               {b:.1} MiB at {} entries",
+            base_size + args.entries as u64
+        ),
         _ => println!("node RSS:               not measured (--url)"),
     }
 
     let size = client.log_info().await?.size;
     let secs = Duration::from_secs(args.proof_seconds);
     // In-process: the store opened read-only beside the node, one thread.
-    match RocksStorage::open_read_only(&data_dir.join("db")).map_err(|e| e.to_string()).and_then(|s| LogReader::open(s).map_err(|e| e.to_string())) {
+    match RocksStorage::open_read_only(&data_dir.join("db"))
+        .map_err(|e| e.to_string())
+        .and_then(|s| LogReader::open(s).map_err(|e| e.to_string()))
+    {
         Ok(reader) => {
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
             for t in [1, threads] {
                 let reader = reader.clone();
-                let rate = tokio::task::spawn_blocking(move || proofs_in_process(&reader, t, secs)).await??;
-                println!("inclusion proofs:       {rate:.0} /s in-process, {t} thread(s), random index at size {size}");
+                let rate = tokio::task::spawn_blocking(move || proofs_in_process(&reader, t, secs))
+                    .await??;
+                println!(
+                    "inclusion proofs:       {rate:.0} /s in-process, {t} thread(s), random index at size {size}"
+                );
             }
         }
         Err(e) => println!("inclusion proofs:       in-process not measured: {e}"),
@@ -330,7 +406,9 @@ pub async fn append(args: AppendArgs) -> Result<()> {
             let mut rng = rand::rngs::StdRng::from_entropy();
             while start.elapsed() < secs {
                 let i = rand::Rng::gen_range(&mut rng, 0..size.max(1));
-                client.get_required(&format!("/v1/proofs/inclusion?index={i}&size={size}")).await?;
+                client
+                    .get_required(&format!("/v1/proofs/inclusion?index={i}&size={size}"))
+                    .await?;
                 served.fetch_add(1, Ordering::Relaxed);
             }
             Ok::<_, crate::client::ClientError>(())
@@ -339,7 +417,11 @@ pub async fn append(args: AppendArgs) -> Result<()> {
     for t in tasks {
         t.await??;
     }
-    println!("inclusion proofs:       {:.0} /s over HTTP ({} clients)", served.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64(), args.clients);
+    println!(
+        "inclusion proofs:       {:.0} /s over HTTP ({} clients)",
+        served.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64(),
+        args.clients
+    );
     if let Some(mut c) = child {
         let _ = c.proc.kill().await;
     }

@@ -11,7 +11,11 @@ pub enum ClientError {
     #[error("{url}: {source}")]
     Http { url: String, source: reqwest::Error },
     #[error("{url}: HTTP {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("{url}: unexpected answer: {reason}")]
     Decode { url: String, reason: String },
 }
@@ -29,8 +33,14 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build()
-            .map_err(|source| ClientError::Http { url: base.into(), source })?;
-        Ok(Self { base: base.trim_end_matches('/').to_string(), http })
+            .map_err(|source| ClientError::Http {
+                url: base.into(),
+                source,
+            })?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -40,30 +50,50 @@ impl Client {
     /// GET `path`; `Ok(None)` on 404.
     pub async fn get_bytes(&self, path: &str) -> Result<Option<Vec<u8>>, ClientError> {
         let url = self.url(path);
-        let resp = self.http.get(&url).send().await.map_err(|source| ClientError::Http { url: url.clone(), source })?;
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| ClientError::Http {
+                url: url.clone(),
+                source,
+            })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|source| ClientError::Http { url: url.clone(), source })?;
+        let body = resp.bytes().await.map_err(|source| ClientError::Http {
+            url: url.clone(),
+            source,
+        })?;
         if status.as_u16() == 404 {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(ClientError::Status { url, status: status.as_u16(), body: String::from_utf8_lossy(&body).into() });
+            return Err(ClientError::Status {
+                url,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).into(),
+            });
         }
         Ok(Some(body.to_vec()))
     }
 
     /// GET `path`, which must exist.
     pub async fn get_required(&self, path: &str) -> Result<Vec<u8>, ClientError> {
-        self.get_bytes(path).await?.ok_or_else(|| ClientError::Status {
-            url: self.url(path),
-            status: 404,
-            body: "not found".into(),
-        })
+        self.get_bytes(path)
+            .await?
+            .ok_or_else(|| ClientError::Status {
+                url: self.url(path),
+                status: 404,
+                body: "not found".into(),
+            })
     }
 
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let bytes = self.get_required(path).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url: self.url(path), reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: self.url(path),
+            reason: e.to_string(),
+        })
     }
 
     pub async fn log_info(&self) -> Result<LogInfo, ClientError> {
@@ -71,7 +101,8 @@ impl Client {
     }
 
     pub async fn consistency(&self, from: u64, to: u64) -> Result<ConsistencyProof, ClientError> {
-        self.get_json(&format!("/v1/proofs/consistency?from={from}&to={to}")).await
+        self.get_json(&format!("/v1/proofs/consistency?from={from}&to={to}"))
+            .await
     }
 
     /// POST an event; the receipt once durable.
@@ -84,12 +115,25 @@ impl Client {
             .body(event.to_vec())
             .send()
             .await
-            .map_err(|source| ClientError::Http { url: url.clone(), source })?;
+            .map_err(|source| ClientError::Http {
+                url: url.clone(),
+                source,
+            })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|source| ClientError::Http { url: url.clone(), source })?;
+        let body = resp.bytes().await.map_err(|source| ClientError::Http {
+            url: url.clone(),
+            source,
+        })?;
         if !status.is_success() {
-            return Err(ClientError::Status { url, status: status.as_u16(), body: String::from_utf8_lossy(&body).into() });
+            return Err(ClientError::Status {
+                url,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).into(),
+            });
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Decode { url, reason: e.to_string() })
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
     }
 }

@@ -29,6 +29,9 @@ pub struct ServerArgs {
     /// Most milliseconds a begun batch waits for more events when the queue is empty.
     #[arg(long, default_value_t = govern_store::BATCH_WAIT_MS)]
     pub batch_wait_ms: u64,
+    /// How far an event's time may be from the node's clock, in milliseconds.
+    #[arg(long, default_value_t = govern_store::TIME_SKEW_MS)]
+    pub time_skew_ms: i64,
 }
 
 /// The TOML file.
@@ -51,23 +54,35 @@ pub struct Server {
     pub origin: Option<String>,
     pub batch_events_max: usize,
     pub batch_wait_ms: u64,
+    pub time_skew_ms: i64,
 }
 
 /// Why the configuration could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Toml { path: String, source: toml::de::Error },
+    Toml {
+        path: String,
+        source: toml::de::Error,
+    },
 }
 
 impl Config {
     /// Read `path` if given.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let Some(path) = path else { return Ok(Self::default()) };
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: p.clone(),
+            source,
+        })?;
         toml::from_str(&text).map_err(|source| ConfigError::Toml { path: p, source })
     }
 
@@ -81,11 +96,14 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen: args.listen.or(self.listen).unwrap_or_else(|| {
                 // A constant that parses.
-                DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7600)))
+                DEFAULT_LISTEN
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7600)))
             }),
             origin: args.origin.clone().or_else(|| self.origin.clone()),
             batch_events_max: args.batch_events_max,
             batch_wait_ms: args.batch_wait_ms,
+            time_skew_ms: args.time_skew_ms,
         }
     }
 }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use govern_api::{AppState, DataDir, NodeHandle};
-use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp};
+use govern_core::event::{
+    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+};
 use govern_store::LogConfig;
 use tokio::net::TcpListener;
 
@@ -21,12 +23,20 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir)> {
     let mut config = LogConfig::new(dir.origin());
     config.batch_events_max = server.batch_events_max.max(1);
     config.batch_wait_ms = server.batch_wait_ms;
+    config.time_skew_ms = server.time_skew_ms;
     let log = Arc::new(dir.open_log(config)?);
-    let listener = TcpListener::bind(server.listen).await.map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
+    let listener = TcpListener::bind(server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
     let node = NodeHandle::spawn(AppState::new(log, &dir.verifier_key()), listener)?;
     tracing::warn!("{DEV_WARNING}");
     // Tests and scripts read this line to find the port when listening on port 0.
-    println!("govern node listening on http://{} (origin {}, data dir {})", node.addr, dir.origin(), server.data_dir.display());
+    println!(
+        "govern node listening on http://{} (origin {}, data dir {})",
+        node.addr,
+        dir.origin(),
+        server.data_dir.display()
+    );
     println!("verifier key: {}", dir.verifier_key());
     Ok((node, dir))
 }
@@ -65,7 +75,10 @@ pub fn demo_event(key: &SigningKey, message: &str) -> Result<SignedEvent> {
         tenant: TenantId::SYSTEM,
         request: RequestId::new_v7(),
         parents: vec![],
-        producer: Producer { role: Role::new("edge")?, key: PublicKey::from(&key.verifying_key()) },
+        producer: Producer {
+            role: Role::new("edge")?,
+            key: PublicKey::from(&key.verifying_key()),
+        },
         attestation: None,
         time: Timestamp::now(),
         body,
@@ -84,11 +97,17 @@ pub async fn up(server: Server) -> Result<()> {
     let receipt = client.append(event.bytes()).await?;
     println!();
     println!("govern is up at {url}");
-    println!("first demo entry: index {} leaf {}", receipt.index, receipt.leaf_hash);
+    println!(
+        "first demo entry: index {} leaf {}",
+        receipt.index, receipt.leaf_hash
+    );
     println!("try:");
     println!("  curl {url}/checkpoint");
     println!("  curl {url}/v1/entries/{}", receipt.index);
-    println!("  curl '{url}/v1/proofs/inclusion?index={}&size={}'", receipt.index, receipt.inclusion.size);
+    println!(
+        "  curl '{url}/v1/proofs/inclusion?index={}&size={}'",
+        receipt.index, receipt.inclusion.size
+    );
     println!("  govern verify log --url {url}");
     println!("Ctrl-C stops it.");
     until_signal().await;

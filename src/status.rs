@@ -26,11 +26,18 @@ pub async fn run(url: Option<&str>, data_dir: Option<PathBuf>, json: bool) -> Re
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
             let reader = LogReader::open(storage)?;
             let latest = reader.latest();
-            (reader.origin().to_string(), latest.size.0, latest.root.to_hex())
+            (
+                reader.origin().to_string(),
+                latest.size.0,
+                latest.root.to_hex(),
+            )
         }
     };
     if json {
-        println!("{}", serde_json::json!({ "origin": origin, "size": size, "root": root }));
+        println!(
+            "{}",
+            serde_json::json!({ "origin": origin, "size": size, "root": root })
+        );
     } else {
         println!("origin {origin}\nsize {size}\nroot {root}");
     }

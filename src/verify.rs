@@ -56,7 +56,13 @@ fn default_state(url: &str) -> PathBuf {
         .trim_start_matches("http://")
         .trim_start_matches("https://")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     base.join("govern").join(format!("verify-{name}.json"))
 }
@@ -77,9 +83,14 @@ pub enum VerifyFailure {
 /// `govern verify log`.
 pub async fn log(args: LogArgs) -> Result<()> {
     let client = Client::new(&args.url)?;
-    let state_path = args.state.clone().unwrap_or_else(|| default_state(&args.url));
+    let state_path = args
+        .state
+        .clone()
+        .unwrap_or_else(|| default_state(&args.url));
     let remembered: Option<Remembered> = match std::fs::read(&state_path) {
-        Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", state_path.display()))?),
+        Ok(b) => {
+            Some(serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", state_path.display()))?)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("{}: {e}", state_path.display()).into()),
     };
@@ -88,30 +99,41 @@ pub async fn log(args: LogArgs) -> Result<()> {
         (None, Some(r)) => r.verifier_key.clone(),
         (None, None) => {
             let info = client.log_info().await?;
-            eprintln!("trusting the verifier key the node announces (first use): {}", info.verifier_key);
+            eprintln!(
+                "trusting the verifier key the node announces (first use): {}",
+                info.verifier_key
+            );
             info.verifier_key
         }
     };
-    if let Some(r) = &remembered {
-        if r.verifier_key != vkey {
-            return Err(format!("the log's key was {} when last verified, not {vkey}", r.verifier_key).into());
-        }
+    if let Some(r) = &remembered
+        && r.verifier_key != vkey
+    {
+        return Err(format!(
+            "the log's key was {} when last verified, not {vkey}",
+            r.verifier_key
+        )
+        .into());
     }
     let verifier = NoteVerifier::parse(&vkey).map_err(|e| format!("verifier key: {e}"))?;
     let note = client.get_required("/checkpoint").await?;
-    let (cp, _) = Checkpoint::open(&note, verifier.name(), &verifier).map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?;
+    let (cp, _) = Checkpoint::open(&note, verifier.name(), &verifier)
+        .map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?;
     let old = remembered.as_ref().map(|r| -> Result<(u64, RootHash)> {
-        Ok((r.size, RootHash(Hash::from_hex(&r.root).map_err(|e| format!("state file root: {e}"))?)))
+        Ok((
+            r.size,
+            RootHash(Hash::from_hex(&r.root).map_err(|e| format!("state file root: {e}"))?),
+        ))
     });
     let old = old.transpose()?;
-    if let Some((old_size, _)) = old {
-        if old_size > cp.size.0 {
-            return Err(VerifyFailure::Consistency {
-                old_size,
-                reason: format!("the log now shows size {}: a rollback", cp.size),
-            }
-            .into());
+    if let Some((old_size, _)) = old
+        && old_size > cp.size.0
+    {
+        return Err(VerifyFailure::Consistency {
+            old_size,
+            reason: format!("the log now shows size {}: a rollback", cp.size),
         }
+        .into());
     }
     let walked = walk(&client, cp.size, old).await?;
     if walked != cp.root {
@@ -121,18 +143,25 @@ pub async fn log(args: LogArgs) -> Result<()> {
         ))
         .into());
     }
-    if let Some((old_size, old_root)) = old {
-        if old_size > 0 && old_size < cp.size.0 {
-            let proof = client.consistency(old_size, cp.size.0).await?;
-            let hashes = proof
-                .hashes
-                .iter()
-                .map(|h| Hash::from_base64(h))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| VerifyFailure::Consistency { old_size, reason: e.to_string() })?;
-            merkle::verify_consistency(TreeSize(old_size), cp.size, &hashes, &old_root, &cp.root)
-                .map_err(|e| VerifyFailure::Consistency { old_size, reason: format!("served proof: {e}") })?;
-        }
+    if let Some((old_size, old_root)) = old
+        && old_size > 0
+        && old_size < cp.size.0
+    {
+        let proof = client.consistency(old_size, cp.size.0).await?;
+        let hashes = proof
+            .hashes
+            .iter()
+            .map(|h| Hash::from_base64(h))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| VerifyFailure::Consistency {
+                old_size,
+                reason: e.to_string(),
+            })?;
+        merkle::verify_consistency(TreeSize(old_size), cp.size, &hashes, &old_root, &cp.root)
+            .map_err(|e| VerifyFailure::Consistency {
+                old_size,
+                reason: format!("served proof: {e}"),
+            })?;
     }
     let remember = Remembered {
         verifier_key: vkey,
@@ -146,7 +175,10 @@ pub async fn log(args: LogArgs) -> Result<()> {
     let tmp = state_path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&remember)?)?;
     std::fs::rename(&tmp, &state_path)?;
-    println!("log {} verified: size {} root {}", cp.origin, cp.size, cp.root);
+    println!(
+        "log {} verified: size {} root {}",
+        cp.origin, cp.size, cp.root
+    );
     if let Some((old_size, _)) = old {
         println!("consistent with the checkpoint of size {old_size} seen before");
     }
@@ -155,7 +187,11 @@ pub async fn log(args: LogArgs) -> Result<()> {
 
 fn tile_of(level: u8, index: u64, width: u64) -> Tile {
     let partial = (width < TILE_WIDTH).then(|| u8::try_from(width).unwrap_or(u8::MAX));
-    Tile::Hashes { level, index, partial }
+    Tile::Hashes {
+        level,
+        index,
+        partial,
+    }
 }
 
 /// Walk every entry of a tree of `size`, checking entries, leaf hashes and every hash tile;
@@ -172,8 +208,10 @@ async fn walk(client: &Client, size: TreeSize, old: Option<(u64, RootHash)>) -> 
         let partial = (width < TILE_WIDTH).then(|| u8::try_from(width).unwrap_or(u8::MAX));
         let entries_tile = Tile::Entries { index: n, partial };
         let bundle = client.get_required(&entries_tile.to_string()).await?;
-        let entries = decode_bundle(&bundle)
-            .map_err(|e| VerifyFailure::Tile { tile: entries_tile.to_string(), reason: e.to_string() })?;
+        let entries = decode_bundle(&bundle).map_err(|e| VerifyFailure::Tile {
+            tile: entries_tile.to_string(),
+            reason: e.to_string(),
+        })?;
         if entries.len() as u64 != width {
             return Err(VerifyFailure::Tile {
                 tile: entries_tile.to_string(),
@@ -184,11 +222,18 @@ async fn walk(client: &Client, size: TreeSize, old: Option<(u64, RootHash)>) -> 
         let leaf_tile = tile_of(0, n, width);
         let leaves = client.get_required(&leaf_tile.to_string()).await?;
         if leaves.len() as u64 != width * 32 {
-            return Err(VerifyFailure::Tile { tile: leaf_tile.to_string(), reason: format!("is {} bytes", leaves.len()) }.into());
+            return Err(VerifyFailure::Tile {
+                tile: leaf_tile.to_string(),
+                reason: format!("is {} bytes", leaves.len()),
+            }
+            .into());
         }
         for (i, entry) in entries.iter().enumerate() {
             let index = n * TILE_WIDTH + i as u64;
-            let event = SignedEvent::from_bytes(entry).map_err(|e| VerifyFailure::Entry { index, reason: e.to_string() })?;
+            let event = SignedEvent::from_bytes(entry).map_err(|e| VerifyFailure::Entry {
+                index,
+                reason: e.to_string(),
+            })?;
             let served = &leaves[i * 32..i * 32 + 32];
             if event.leaf_hash().hash().as_bytes() != served {
                 return Err(VerifyFailure::Entry {
@@ -206,7 +251,9 @@ async fn walk(client: &Client, size: TreeSize, old: Option<(u64, RootHash)>) -> 
             for (level, idx, hash) in &completed {
                 if *level > 0 && level % TILE_HEIGHT == 0 {
                     let tl = level / TILE_HEIGHT;
-                    let slot = pending.entry(tl).or_insert_with(|| (idx / TILE_WIDTH, Vec::new()));
+                    let slot = pending
+                        .entry(tl)
+                        .or_insert_with(|| (idx / TILE_WIDTH, Vec::new()));
                     slot.1.push(*hash);
                     if slot.1.len() as u64 == TILE_WIDTH {
                         let (tn, hashes) = std::mem::take(slot);
@@ -215,14 +262,18 @@ async fn walk(client: &Client, size: TreeSize, old: Option<(u64, RootHash)>) -> 
                     }
                 }
             }
-            if let Some((old_size, old_root)) = old {
-                if frontier.size().0 == old_size && frontier.root() != old_root {
-                    return Err(VerifyFailure::Consistency {
-                        old_size,
-                        reason: format!("the first {old_size} entries now hash to {}, not {old_root}", frontier.root()),
-                    }
-                    .into());
+            if let Some((old_size, old_root)) = old
+                && frontier.size().0 == old_size
+                && frontier.root() != old_root
+            {
+                return Err(VerifyFailure::Consistency {
+                    old_size,
+                    reason: format!(
+                        "the first {old_size} entries now hash to {}, not {old_root}",
+                        frontier.root()
+                    ),
                 }
+                .into());
             }
         }
     }
@@ -243,7 +294,11 @@ async fn check_tile(client: &Client, tile: Tile, computed: &[Hash]) -> Result<()
             .zip(computed)
             .position(|(s, c)| s != c.as_bytes())
             .unwrap_or(computed.len());
-        return Err(VerifyFailure::Tile { tile: tile.to_string(), reason: format!("hash {first} differs from the entries") }.into());
+        return Err(VerifyFailure::Tile {
+            tile: tile.to_string(),
+            reason: format!("hash {first} differs from the entries"),
+        }
+        .into());
     }
     Ok(())
 }

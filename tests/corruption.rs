@@ -10,7 +10,9 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use govern_api::DataDir;
 use govern_api::routes::Receipt;
-use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp};
+use govern_core::event::{
+    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+};
 use govern_store::{Batch, RocksStorage, Storage};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -28,10 +30,18 @@ struct Node {
 
 fn govern() -> Command {
     let mut cmd = Command::new(BIN);
-    for var in ["GOVERN_CONFIG", "GOVERN_DATA_DIR", "GOVERN_LISTEN", "GOVERN_ORIGIN", "GOVERN_URL"] {
+    for var in [
+        "GOVERN_CONFIG",
+        "GOVERN_DATA_DIR",
+        "GOVERN_LISTEN",
+        "GOVERN_ORIGIN",
+        "GOVERN_URL",
+    ] {
         cmd.env_remove(var);
     }
-    cmd.env("GOVERN_LOG", "warn").stdin(Stdio::null()).kill_on_drop(true);
+    cmd.env("GOVERN_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     cmd
 }
 
@@ -59,11 +69,22 @@ async fn start(data: &Path, listen: &str) -> Result<Node, String> {
     })
     .await;
     match found {
-        Ok(Some(url)) => Ok(Node { child, url, _stdout: lines }),
+        Ok(Some(url)) => Ok(Node {
+            child,
+            url,
+            _stdout: lines,
+        }),
         _ => {
             let _ = child.kill().await;
-            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-            Err(format!("the node did not start ({status}); its stderr:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default()))
+            let status = child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            Err(format!(
+                "the node did not start ({status}); its stderr:\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            ))
         }
     }
 }
@@ -81,12 +102,19 @@ impl Node {
 async fn verify_log(url: &str, state: &Path) -> (bool, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        govern().args(["verify", "log", "--url", url, "--state"]).arg(state).output(),
+        govern()
+            .args(["verify", "log", "--url", url, "--state"])
+            .arg(state)
+            .output(),
     )
     .await
     .expect("verify log finishes")
     .expect("verify log runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn event(key: &SigningKey, tag: &str, n: u64) -> SignedEvent {
@@ -99,7 +127,10 @@ fn event(key: &SigningKey, tag: &str, n: u64) -> SignedEvent {
         tenant: TenantId::SYSTEM,
         request: RequestId::new_v7(),
         parents: vec![],
-        producer: Producer { role: Role::new("edge").unwrap(), key: PublicKey::from(&key.verifying_key()) },
+        producer: Producer {
+            role: Role::new("edge").unwrap(),
+            key: PublicKey::from(&key.verifying_key()),
+        },
         attestation: None,
         time: Timestamp::now(),
         body,
@@ -113,10 +144,18 @@ fn event(key: &SigningKey, tag: &str, n: u64) -> SignedEvent {
 /// Append `count` events to the node on `data` (four clients at once); the final size.
 async fn fill(node: &Node, data: &Path, tag: &str, count: u64) -> u64 {
     let key = DataDir::open(data, None).unwrap().edge_key().unwrap();
-    let http = reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
     let mut tasks = Vec::new();
     for c in 0..4u64 {
-        let (http, key, url, tag) = (http.clone(), key.clone(), node.url.clone(), format!("{tag}-{c}"));
+        let (http, key, url, tag) = (
+            http.clone(),
+            key.clone(),
+            node.url.clone(),
+            format!("{tag}-{c}"),
+        );
         tasks.push(tokio::spawn(async move {
             let mut last = 0;
             for n in (c..count).step_by(4) {
@@ -189,11 +228,19 @@ async fn verify_names_the_entry_with_one_flipped_byte() {
         v[mid] ^= 0x01;
     });
 
-    let node = start(&data, "127.0.0.1:0").await.expect("a damaged entry does not stop the node");
+    let node = start(&data, "127.0.0.1:0")
+        .await
+        .expect("a damaged entry does not stop the node");
     let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "after")).await;
     eprintln!("verify log said: {err}");
-    assert!(!ok, "verify log accepted a log with a damaged entry:\n{out}\n{err}");
-    assert!(err.contains("entry 137:"), "verify log did not name entry 137:\n{err}");
+    assert!(
+        !ok,
+        "verify log accepted a log with a damaged entry:\n{out}\n{err}"
+    );
+    assert!(
+        err.contains("entry 137:"),
+        "verify log did not name entry 137:\n{err}"
+    );
     assert!(!out.contains("verified"), "{out}");
     node.stop().await;
 }
@@ -211,10 +258,15 @@ async fn verify_names_a_wrong_tree_hash_and_the_node_refuses_a_wrong_right_edge(
     node.stop().await;
 
     corrupt(&data, &node_key(0, 100), |v| v[7] ^= 0x80);
-    let node = start(&data, "127.0.0.1:0").await.expect("an interior node does not stop the node");
+    let node = start(&data, "127.0.0.1:0")
+        .await
+        .expect("an interior node does not stop the node");
     let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "after")).await;
     eprintln!("verify log said: {err}");
-    assert!(!ok, "verify log accepted a log with a wrong tree hash:\n{out}\n{err}");
+    assert!(
+        !ok,
+        "verify log accepted a log with a wrong tree hash:\n{out}\n{err}"
+    );
     assert!(
         err.contains("entry 100:") || err.contains("tile/0/000"),
         "verify log did not name entry 100 or its tile:\n{err}"
@@ -229,7 +281,10 @@ async fn verify_names_a_wrong_tree_hash_and_the_node_refuses_a_wrong_right_edge(
             node.stop().await;
             panic!("the node started on a tree that does not match its checkpoint");
         }
-        Err(why) => assert!(why.contains("checkpoint says size 300"), "refused for another reason: {why}"),
+        Err(why) => assert!(
+            why.contains("checkpoint says size 300"),
+            "refused for another reason: {why}"
+        ),
     }
 }
 
@@ -257,7 +312,10 @@ async fn verify_remembers_the_checkpoint_it_saw() {
     fill(&node, &log_b, "b", 25).await;
     let (ok, out, err) = verify_log(&url, &state).await;
     eprintln!("verify log said: {err}");
-    assert!(!ok, "verify log accepted a log under another key:\n{out}\n{err}");
+    assert!(
+        !ok,
+        "verify log accepted a log under another key:\n{out}\n{err}"
+    );
     assert!(err.contains("checkpoint:"), "{err}");
     node.stop().await;
 
@@ -275,7 +333,10 @@ async fn verify_remembers_the_checkpoint_it_saw() {
     fill(&node, &log_c, "c", 10).await;
     let (ok, out, err) = verify_log(&url, &state).await;
     eprintln!("verify log said: {err}");
-    assert!(!ok, "verify log accepted a rollback from 20 to 10:\n{out}\n{err}");
+    assert!(
+        !ok,
+        "verify log accepted a rollback from 20 to 10:\n{out}\n{err}"
+    );
     assert!(err.contains("rollback"), "{err}");
     node.stop().await;
 
@@ -287,23 +348,39 @@ async fn verify_remembers_the_checkpoint_it_saw() {
     let (ok, out, err) = verify_log(&url, &state).await;
     eprintln!("verify log said: {err}");
     assert!(!ok, "verify log accepted a forked history:\n{out}\n{err}");
-    assert!(err.contains("consistency with the checkpoint seen before (size 20)"), "{err}");
+    assert!(
+        err.contains("consistency with the checkpoint seen before (size 20)"),
+        "{err}"
+    );
     node.stop().await;
 
     // The failures changed nothing remembered, and log A itself still verifies against it.
-    assert_eq!(std::fs::read(&state).unwrap(), remembered, "a failed verification changed the state file");
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        remembered,
+        "a failed verification changed the state file"
+    );
     let node = start(&log_a, &listen).await.unwrap();
     fill_more(&node, &log_a, 5).await;
     let (ok, out, err) = verify_log(&url, &state).await;
-    assert!(ok, "log A no longer verifies against its own remembered checkpoint:\n{out}\n{err}");
-    assert!(out.contains("consistent with the checkpoint of size 20 seen before"), "{out}");
+    assert!(
+        ok,
+        "log A no longer verifies against its own remembered checkpoint:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("consistent with the checkpoint of size 20 seen before"),
+        "{out}"
+    );
     node.stop().await;
 }
 
 /// Append `count` more events to a log that already has some.
 async fn fill_more(node: &Node, data: &Path, count: u64) {
     let key = DataDir::open(data, None).unwrap().edge_key().unwrap();
-    let http = reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
     for n in 0..count {
         let resp = http
             .post(format!("{}/v1/entries", node.url))

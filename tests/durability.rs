@@ -17,7 +17,9 @@ use ed25519_dalek::SigningKey;
 use govern_api::DataDir;
 use govern_api::routes::{ConsistencyProof, Receipt};
 use govern_core::checkpoint::Checkpoint;
-use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp};
+use govern_core::event::{
+    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+};
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle;
 use govern_core::note::NoteVerifier;
@@ -56,10 +58,18 @@ struct Node {
 
 fn govern() -> Command {
     let mut cmd = Command::new(BIN);
-    for var in ["GOVERN_CONFIG", "GOVERN_DATA_DIR", "GOVERN_LISTEN", "GOVERN_ORIGIN", "GOVERN_URL"] {
+    for var in [
+        "GOVERN_CONFIG",
+        "GOVERN_DATA_DIR",
+        "GOVERN_LISTEN",
+        "GOVERN_ORIGIN",
+        "GOVERN_URL",
+    ] {
         cmd.env_remove(var);
     }
-    cmd.env("GOVERN_LOG", "warn").stdin(Stdio::null()).kill_on_drop(true);
+    cmd.env("GOVERN_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     cmd
 }
 
@@ -86,10 +96,19 @@ async fn start(data: &Path, listen: &str, stderr: &Path) -> Result<Node, String>
     })
     .await;
     match found {
-        Ok(Some(url)) => Ok(Node { child, url, stderr: stderr.to_path_buf(), _stdout: lines }),
+        Ok(Some(url)) => Ok(Node {
+            child,
+            url,
+            stderr: stderr.to_path_buf(),
+            _stdout: lines,
+        }),
         _ => {
             let _ = child.kill().await;
-            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+            let status = child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             Err(format!(
                 "the node did not start ({status}); its stderr:\n{}",
                 std::fs::read_to_string(stderr).unwrap_or_default()
@@ -112,12 +131,19 @@ impl Node {
 async fn verify_log(url: &str, state: &Path) -> (bool, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
-        govern().args(["verify", "log", "--url", url, "--state"]).arg(state).output(),
+        govern()
+            .args(["verify", "log", "--url", url, "--state"])
+            .arg(state)
+            .output(),
     )
     .await
     .expect("verify log finishes")
     .expect("verify log runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn event(key: &SigningKey, client: u64, n: u64) -> SignedEvent {
@@ -130,7 +156,10 @@ fn event(key: &SigningKey, client: u64, n: u64) -> SignedEvent {
         tenant: TenantId::SYSTEM,
         request: RequestId::new_v7(),
         parents: vec![],
-        producer: Producer { role: Role::new("edge").unwrap(), key: PublicKey::from(&key.verifying_key()) },
+        producer: Producer {
+            role: Role::new("edge").unwrap(),
+            key: PublicKey::from(&key.verifying_key()),
+        },
         attestation: None,
         time: Timestamp::now(),
         body,
@@ -152,7 +181,10 @@ struct Shared {
 
 /// Append until told to stop; a receipt counts only if the whole 200 answer arrived.
 async fn client(c: u64, key: SigningKey, shared: Arc<Shared>) {
-    let http = reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
     let mut n = 0;
     while !shared.stop.load(Ordering::SeqCst) {
         let url = shared.url.read().unwrap().clone();
@@ -173,14 +205,20 @@ async fn client(c: u64, key: SigningKey, shared: Arc<Shared>) {
             }
         };
         let status = resp.status().as_u16();
-        let Ok(body) = resp.bytes().await else { continue };
+        let Ok(body) = resp.bytes().await else {
+            continue;
+        };
         match status {
             200 => match serde_json::from_slice::<Receipt>(&body) {
                 Ok(r) => {
                     shared.receipts.lock().unwrap().push((r, ev.leaf_hash()));
                     shared.acked.fetch_add(1, Ordering::SeqCst);
                 }
-                Err(e) => shared.unexpected.lock().unwrap().push(format!("bad receipt: {e}")),
+                Err(e) => shared
+                    .unexpected
+                    .lock()
+                    .unwrap()
+                    .push(format!("bad receipt: {e}")),
             },
             503 => tokio::time::sleep(Duration::from_millis(20)).await,
             _ => shared
@@ -206,7 +244,11 @@ async fn wait_for_acks(shared: &Shared, target: u64, seed: u64, node: &Node) {
 }
 
 async fn get(http: &reqwest::Client, url: &str) -> (u16, Vec<u8>) {
-    let resp = http.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let resp = http
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = resp.status().as_u16();
     (status, resp.bytes().await.unwrap().to_vec())
 }
@@ -228,7 +270,9 @@ async fn acknowledged_appends_survive_sigkill() {
         starts += 1;
         tmp.path().join(format!("node-{starts}.log"))
     };
-    let mut node = start(&data, "127.0.0.1:0", &stderr_path()).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut node = start(&data, "127.0.0.1:0", &stderr_path())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     // The node made the keys on its first start.
     let dir = DataDir::open(&data, None).unwrap();
     let key = dir.edge_key().unwrap();
@@ -242,10 +286,13 @@ async fn acknowledged_appends_survive_sigkill() {
         receipts: Mutex::new(Vec::new()),
         unexpected: Mutex::new(Vec::new()),
     });
-    let clients: Vec<_> = (0..CLIENTS).map(|c| tokio::spawn(client(c, key.clone(), Arc::clone(&shared)))).collect();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| tokio::spawn(client(c, key.clone(), Arc::clone(&shared))))
+        .collect();
 
     for round in 0..KILLS {
-        let target = shared.acked.load(Ordering::SeqCst) + rng.gen_range(0..=ACKS_BETWEEN_KILLS_MAX);
+        let target =
+            shared.acked.load(Ordering::SeqCst) + rng.gen_range(0..=ACKS_BETWEEN_KILLS_MAX);
         wait_for_acks(&shared, target, seed, &node).await;
         // A random moment within a few batches: often while a batch is being written.
         tokio::time::sleep(Duration::from_micros(rng.gen_range(0..8_000))).await;
@@ -268,15 +315,22 @@ async fn acknowledged_appends_survive_sigkill() {
         c.await.unwrap();
     }
     let unexpected = shared.unexpected.lock().unwrap().clone();
-    assert!(unexpected.is_empty(), "seed {seed}: unexpected answers: {unexpected:#?}");
+    assert!(
+        unexpected.is_empty(),
+        "seed {seed}: unexpected answers: {unexpected:#?}"
+    );
     let receipts = std::mem::take(&mut *shared.receipts.lock().unwrap());
 
     // The final state, from the restarted node.
-    let http = reqwest::Client::builder().timeout(PATIENCE).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
     let url = node.url.clone();
     let (status, note) = get(&http, &format!("{url}/checkpoint")).await;
     assert_eq!(status, 200);
-    let (latest, _) = Checkpoint::open(&note, &origin, &verifier).expect("the final checkpoint verifies");
+    let (latest, _) =
+        Checkpoint::open(&note, &origin, &verifier).expect("the final checkpoint verifies");
     assert!(
         latest.size.0 >= receipts.len() as u64,
         "seed {seed}: final size {} but {} appends were acknowledged",
@@ -288,18 +342,44 @@ async fn acknowledged_appends_survive_sigkill() {
     let mut checkpoint_roots: BTreeMap<u64, RootHash> = BTreeMap::new();
     for (r, sent_leaf) in &receipts {
         let leaf = LeafHash(Hash::from_hex(&r.leaf_hash).unwrap());
-        assert_eq!(leaf, *sent_leaf, "seed {seed}: receipt {} names another leaf than the one sent", r.index);
-        assert!(indices.insert(r.index), "seed {seed}: index {} acknowledged twice", r.index);
+        assert_eq!(
+            leaf, *sent_leaf,
+            "seed {seed}: receipt {} names another leaf than the one sent",
+            r.index
+        );
+        assert!(
+            indices.insert(r.index),
+            "seed {seed}: index {} acknowledged twice",
+            r.index
+        );
         let (cp, _) = Checkpoint::open(r.checkpoint.as_bytes(), &origin, &verifier)
             .unwrap_or_else(|e| panic!("seed {seed}: receipt {}: checkpoint: {e}", r.index));
-        assert_eq!(cp.size.0, r.inclusion.size, "seed {seed}: receipt {}: proof is for another size", r.index);
-        merkle::verify_inclusion(&leaf, LeafIndex(r.index), cp.size, &hashes(&r.inclusion.hashes), &cp.root)
-            .unwrap_or_else(|e| panic!("seed {seed}: receipt {}: inclusion: {e}", r.index));
+        assert_eq!(
+            cp.size.0, r.inclusion.size,
+            "seed {seed}: receipt {}: proof is for another size",
+            r.index
+        );
+        merkle::verify_inclusion(
+            &leaf,
+            LeafIndex(r.index),
+            cp.size,
+            &hashes(&r.inclusion.hashes),
+            &cp.root,
+        )
+        .unwrap_or_else(|e| panic!("seed {seed}: receipt {}: inclusion: {e}", r.index));
         if let Some(root) = checkpoint_roots.insert(cp.size.0, cp.root) {
-            assert_eq!(root, cp.root, "seed {seed}: two checkpoints of size {} with different roots", cp.size);
+            assert_eq!(
+                root, cp.root,
+                "seed {seed}: two checkpoints of size {} with different roots",
+                cp.size
+            );
         }
         let (status, bytes) = get(&http, &format!("{url}/v1/entries/{}", r.index)).await;
-        assert_eq!(status, 200, "seed {seed}: acknowledged entry {} is not served", r.index);
+        assert_eq!(
+            status, 200,
+            "seed {seed}: acknowledged entry {} is not served",
+            r.index
+        );
         assert_eq!(
             merkle::hash_leaf(&bytes),
             leaf,
@@ -309,17 +389,35 @@ async fn acknowledged_appends_survive_sigkill() {
     }
     // No fork across the kills: every checkpoint a client was given is a prefix of the last.
     for (&size, root) in &checkpoint_roots {
-        let (status, body) = get(&http, &format!("{url}/v1/proofs/consistency?from={size}&to={}", latest.size)).await;
+        let (status, body) = get(
+            &http,
+            &format!("{url}/v1/proofs/consistency?from={size}&to={}", latest.size),
+        )
+        .await;
         assert_eq!(status, 200, "consistency proof {size} -> {}", latest.size);
         let proof: ConsistencyProof = serde_json::from_slice(&body).unwrap();
-        merkle::verify_consistency(TreeSize(size), latest.size, &hashes(&proof.hashes), root, &latest.root)
-            .unwrap_or_else(|e| panic!("seed {seed}: checkpoint {size} is not a prefix of {}: {e}", latest.size));
+        merkle::verify_consistency(
+            TreeSize(size),
+            latest.size,
+            &hashes(&proof.hashes),
+            root,
+            &latest.root,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "seed {seed}: checkpoint {size} is not a prefix of {}: {e}",
+                latest.size
+            )
+        });
     }
 
     let (ok, out, err) = verify_log(&url, &state).await;
     assert!(ok, "seed {seed}: verify log failed:\n{out}\n{err}");
     assert!(out.contains("verified"), "{out}");
-    assert!(out.contains("consistent with the checkpoint of size"), "{out}");
+    assert!(
+        out.contains("consistent with the checkpoint of size"),
+        "{out}"
+    );
     node.kill().await;
     eprintln!(
         "seed {seed}: {KILLS} kills, {} acknowledged, final size {}, {} checkpoints in receipts, {:.1} s",

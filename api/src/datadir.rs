@@ -16,7 +16,9 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use govern_core::event::{PublicKey, Role};
 use govern_core::note::NoteSigner;
-use govern_store::{AllowListError, Log, LogConfig, ProducerAllowList, RocksStorage, StorageError, SystemClock};
+use govern_store::{
+    AllowListError, Log, LogConfig, ProducerAllowList, RocksStorage, StorageError, SystemClock,
+};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -69,7 +71,10 @@ pub struct DataDir {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
-    move |source| DataDirError::Io { path: path.to_path_buf(), source }
+    move |source| DataDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Write a secret file readable by its owner only, atomically.
@@ -92,12 +97,16 @@ fn write_secret(path: &Path, text: &str) -> Result<(), DataDirError> {
 /// Read a C2SP private key file, or make one named `name`.
 fn load_or_create_key(path: &Path, name: &str) -> Result<NoteSigner, DataDirError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => NoteSigner::from_private_key(text.trim())
-            .map_err(|e| DataDirError::BadKey { path: path.to_path_buf(), reason: e.to_string() }),
+        Ok(text) => NoteSigner::from_private_key(text.trim()).map_err(|e| DataDirError::BadKey {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = SigningKey::generate(&mut rand_core::OsRng);
-            let signer = NoteSigner::new(name, key)
-                .map_err(|e| DataDirError::BadKey { path: path.to_path_buf(), reason: e.to_string() })?;
+            let signer = NoteSigner::new(name, key).map_err(|e| DataDirError::BadKey {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
             write_secret(path, &format!("{}\n", signer.to_private_key()))?;
             Ok(signer)
         }
@@ -116,15 +125,28 @@ impl DataDir {
         std::fs::create_dir_all(root).map_err(io(root))?;
         let key_path = root.join("log.key");
         let log_key = load_or_create_key(&key_path, origin.unwrap_or(DEFAULT_ORIGIN))?;
-        if let Some(o) = origin {
-            if o != log_key.name() {
-                return Err(DataDirError::OriginMismatch { existing: log_key.name().into(), configured: o.into() });
-            }
+        if let Some(o) = origin
+            && o != log_key.name()
+        {
+            return Err(DataDirError::OriginMismatch {
+                existing: log_key.name().into(),
+                configured: o.into(),
+            });
         }
-        let dir = Self { root: root.to_path_buf(), log_key };
+        let dir = Self {
+            root: root.to_path_buf(),
+            log_key,
+        };
         let edge = dir.edge_key()?;
-        let role = Role::new("edge").map_err(|e| DataDirError::BadKey { path: root.into(), reason: e.to_string() })?;
-        ProducerAllowList::add_to_file(&dir.allow_list_path(), &role, &PublicKey::from(&edge.verifying_key()))?;
+        let role = Role::new("edge").map_err(|e| DataDirError::BadKey {
+            path: root.into(),
+            reason: e.to_string(),
+        })?;
+        ProducerAllowList::add_to_file(
+            &dir.allow_list_path(),
+            &role,
+            &PublicKey::from(&edge.verifying_key()),
+        )?;
         Ok(dir)
     }
 
@@ -174,7 +196,13 @@ impl DataDir {
     pub fn open_log(&self, config: LogConfig) -> Result<Log<RocksStorage>, DataDirError> {
         let allow = ProducerAllowList::load(&self.allow_list_path())?;
         let storage = RocksStorage::open(&self.db_path())?;
-        Ok(Log::open(storage, self.log_key.clone(), config, Arc::new(allow), Arc::new(SystemClock))?)
+        Ok(Log::open(
+            storage,
+            self.log_key.clone(),
+            config,
+            Arc::new(allow),
+            Arc::new(SystemClock),
+        )?)
     }
 
     /// The log's store opened read-only, beside a node that may be running on it.
@@ -218,7 +246,11 @@ impl NodeHandle {
                 })
                 .await
         });
-        Ok(Self { addr, shutdown: Some(tx), task: Some(task) })
+        Ok(Self {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// Stop accepting, finish requests in flight, and return.

@@ -28,7 +28,12 @@ pub struct Problem {
 impl Problem {
     /// A problem of `kind` (the suffix of its type URI).
     #[must_use]
-    pub fn new(status: StatusCode, kind: &str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        kind: &str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             kind: format!("{PROBLEM_TYPE_PREFIX}{kind}"),
             title,
@@ -48,7 +53,12 @@ impl Problem {
     /// 404 for an unknown route.
     #[must_use]
     pub fn no_route(path: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", "No such resource", format!("nothing is served at {path}"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such resource",
+            format!("nothing is served at {path}"),
+        )
     }
 }
 
@@ -57,9 +67,13 @@ impl IntoResponse for Problem {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut resp = (status, body).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(s) = self.retry_after_s {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }
@@ -68,16 +82,56 @@ impl IntoResponse for Problem {
 impl From<EventError> for Problem {
     fn from(e: EventError) -> Self {
         let (status, kind, title) = match &e {
-            EventError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "event-too-large", "Event too large"),
-            EventError::NotJson(_) => (StatusCode::BAD_REQUEST, "event-not-json", "Event is not a JSON object"),
-            EventError::Float { .. } => (StatusCode::BAD_REQUEST, "event-float", "Event holds a floating-point number"),
-            EventError::NotCanonical => (StatusCode::BAD_REQUEST, "event-not-canonical", "Event is not in RFC 8785 form"),
-            EventError::Version(_) => (StatusCode::BAD_REQUEST, "event-version", "Unsupported event version"),
-            EventError::Unsigned => (StatusCode::BAD_REQUEST, "event-unsigned", "Event is not signed"),
-            EventError::BadKey => (StatusCode::BAD_REQUEST, "event-bad-key", "Producer key is not an Ed25519 key"),
-            EventError::BadSignature => (StatusCode::BAD_REQUEST, "event-bad-signature", "Event signature does not verify"),
-            EventError::TooManyParents { .. } => (StatusCode::BAD_REQUEST, "event-too-many-parents", "Too many parents"),
-            EventError::Envelope(_) | _ => (StatusCode::BAD_REQUEST, "event-envelope", "Malformed event envelope"),
+            EventError::TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "event-too-large",
+                "Event too large",
+            ),
+            EventError::NotJson(_) => (
+                StatusCode::BAD_REQUEST,
+                "event-not-json",
+                "Event is not a JSON object",
+            ),
+            EventError::Float { .. } => (
+                StatusCode::BAD_REQUEST,
+                "event-float",
+                "Event holds a floating-point number",
+            ),
+            EventError::NotCanonical => (
+                StatusCode::BAD_REQUEST,
+                "event-not-canonical",
+                "Event is not in RFC 8785 form",
+            ),
+            EventError::Version(_) => (
+                StatusCode::BAD_REQUEST,
+                "event-version",
+                "Unsupported event version",
+            ),
+            EventError::Unsigned => (
+                StatusCode::BAD_REQUEST,
+                "event-unsigned",
+                "Event is not signed",
+            ),
+            EventError::BadKey => (
+                StatusCode::BAD_REQUEST,
+                "event-bad-key",
+                "Producer key is not an Ed25519 key",
+            ),
+            EventError::BadSignature => (
+                StatusCode::BAD_REQUEST,
+                "event-bad-signature",
+                "Event signature does not verify",
+            ),
+            EventError::TooManyParents { .. } => (
+                StatusCode::BAD_REQUEST,
+                "event-too-many-parents",
+                "Too many parents",
+            ),
+            EventError::Envelope(_) | _ => (
+                StatusCode::BAD_REQUEST,
+                "event-envelope",
+                "Malformed event envelope",
+            ),
         };
         Problem::new(status, kind, title, e.to_string())
     }
@@ -86,27 +140,46 @@ impl From<EventError> for Problem {
 impl From<StorageError> for Problem {
     fn from(e: StorageError) -> Self {
         tracing::error!(error = %e, "storage failure");
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "Storage unavailable", e.to_string())
-            .retry_after(5)
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage-unavailable",
+            "Storage unavailable",
+            e.to_string(),
+        )
+        .retry_after(5)
     }
 }
 
 impl From<AppendError> for Problem {
     fn from(e: AppendError) -> Self {
         match e {
-            AppendError::Pushback { retry_after_s } => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "pushback", "The log is busy", e.to_string())
-                    .retry_after(retry_after_s)
-            }
-            AppendError::Skew(_) => Problem::new(StatusCode::BAD_REQUEST, "time-skew", "Event time outside the allowed skew", e.to_string()),
-            AppendError::UnknownProducer { .. } => {
-                Problem::new(StatusCode::FORBIDDEN, "unknown-producer", "Producer may not append", e.to_string())
-            }
+            AppendError::Pushback { retry_after_s } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pushback",
+                "The log is busy",
+                e.to_string(),
+            )
+            .retry_after(retry_after_s),
+            AppendError::Skew(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "time-skew",
+                "Event time outside the allowed skew",
+                e.to_string(),
+            ),
+            AppendError::UnknownProducer { .. } => Problem::new(
+                StatusCode::FORBIDDEN,
+                "unknown-producer",
+                "Producer may not append",
+                e.to_string(),
+            ),
             AppendError::Storage(s) => s.into(),
-            AppendError::Closed | _ => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "shutting-down", "The log is shutting down", e.to_string())
-                    .retry_after(5)
-            }
+            AppendError::Closed | _ => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                "The log is shutting down",
+                e.to_string(),
+            )
+            .retry_after(5),
         }
     }
 }
@@ -114,19 +187,31 @@ impl From<AppendError> for Problem {
 impl From<ReadError> for Problem {
     fn from(e: ReadError) -> Self {
         match e {
-            ReadError::Beyond { what: "index", .. } => {
-                Problem::new(StatusCode::NOT_FOUND, "entry-not-found", "No such entry", e.to_string())
-            }
-            ReadError::Beyond { what: "tile", .. } => {
-                Problem::new(StatusCode::NOT_FOUND, "tile-not-found", "No such tile", e.to_string())
-            }
-            ReadError::Beyond { .. } => {
-                Problem::new(StatusCode::BAD_REQUEST, "beyond-log", "Beyond the log's size", e.to_string())
-            }
+            ReadError::Beyond { what: "index", .. } => Problem::new(
+                StatusCode::NOT_FOUND,
+                "entry-not-found",
+                "No such entry",
+                e.to_string(),
+            ),
+            ReadError::Beyond { what: "tile", .. } => Problem::new(
+                StatusCode::NOT_FOUND,
+                "tile-not-found",
+                "No such tile",
+                e.to_string(),
+            ),
+            ReadError::Beyond { .. } => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "beyond-log",
+                "Beyond the log's size",
+                e.to_string(),
+            ),
             ReadError::Storage(s) => s.into(),
-            ReadError::Invalid(_) | _ => {
-                Problem::new(StatusCode::BAD_REQUEST, "invalid-proof-request", "Invalid proof request", e.to_string())
-            }
+            ReadError::Invalid(_) | _ => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-proof-request",
+                "Invalid proof request",
+                e.to_string(),
+            ),
         }
     }
 }

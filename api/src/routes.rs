@@ -32,7 +32,11 @@ impl AppState {
     /// The state of a node serving `log`.
     #[must_use]
     pub fn new(log: Arc<Log<RocksStorage>>, verifier_key: &str) -> Self {
-        Self { log, verifier_key: verifier_key.into(), keys: Arc::new(KeyCache::new()) }
+        Self {
+            log,
+            verifier_key: verifier_key.into(),
+            keys: Arc::new(KeyCache::new()),
+        }
     }
 }
 
@@ -41,7 +45,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/log", get(log_info))
-        .route("/v1/entries", post(append).layer(DefaultBodyLimit::max(EVENT_BYTES_MAX)))
+        .route(
+            "/v1/entries",
+            post(append).layer(DefaultBodyLimit::max(EVENT_BYTES_MAX)),
+        )
         .route("/v1/entries/{index}", get(entry))
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
@@ -75,7 +82,11 @@ pub struct LogInfo {
 }
 
 async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
-    Json(LogInfo { origin: s.log.origin().to_string(), verifier_key: s.verifier_key.to_string(), size: s.log.latest().size.0 })
+    Json(LogInfo {
+        origin: s.log.origin().to_string(),
+        verifier_key: s.verifier_key.to_string(),
+        size: s.log.latest().size.0,
+    })
 }
 
 /// An inclusion proof: hashes in RFC 9162 order, standard base64.
@@ -127,19 +138,37 @@ fn bad_body(e: BytesRejection) -> Problem {
             format!("an event is at most {EVENT_BYTES_MAX} bytes"),
         )
     } else {
-        Problem::new(StatusCode::BAD_REQUEST, "bad-body", "Unreadable request body", e.body_text())
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-body",
+            "Unreadable request body",
+            e.body_text(),
+        )
     }
 }
 
 fn bad_query(e: QueryRejection) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query parameters", e.body_text())
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "bad-query",
+        "Bad query parameters",
+        e.body_text(),
+    )
 }
 
 fn bad_path(e: PathRejection) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "bad-path", "Bad path parameter", e.body_text())
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "bad-path",
+        "Bad path parameter",
+        e.body_text(),
+    )
 }
 
-async fn append(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Json<Receipt>, Problem> {
+async fn append(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Receipt>, Problem> {
     let body = body.map_err(bad_body)?;
     let event = SignedEvent::from_bytes_with(&body, &s.keys)?;
     let appended = s.log.append(event).await?;
@@ -149,14 +178,28 @@ async fn append(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) 
         index: appended.index.0,
         leaf_hash: appended.leaf_hash.to_hex(),
         checkpoint: cp.note.clone(),
-        inclusion: InclusionProof { index: None, size: cp.size.0, hashes: b64(hashes) },
+        inclusion: InclusionProof {
+            index: None,
+            size: cp.size.0,
+            hashes: b64(hashes),
+        },
     }))
 }
 
-async fn entry(State(s): State<AppState>, index: Result<Path<u64>, PathRejection>) -> Result<Response, Problem> {
+async fn entry(
+    State(s): State<AppState>,
+    index: Result<Path<u64>, PathRejection>,
+) -> Result<Response, Problem> {
     let Path(index) = index.map_err(bad_path)?;
     let bytes = s.log.entry(LeafIndex(index))?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response())
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,8 +213,14 @@ async fn inclusion(
     q: Result<Query<InclusionQuery>, QueryRejection>,
 ) -> Result<Json<InclusionProof>, Problem> {
     let Query(q) = q.map_err(bad_query)?;
-    let hashes = s.log.inclusion_proof(LeafIndex(q.index), TreeSize(q.size))?;
-    Ok(Json(InclusionProof { index: Some(q.index), size: q.size, hashes: b64(hashes) }))
+    let hashes = s
+        .log
+        .inclusion_proof(LeafIndex(q.index), TreeSize(q.size))?;
+    Ok(Json(InclusionProof {
+        index: Some(q.index),
+        size: q.size,
+        hashes: b64(hashes),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,14 +235,21 @@ async fn consistency(
 ) -> Result<Json<ConsistencyProof>, Problem> {
     let Query(q) = q.map_err(bad_query)?;
     let hashes = s.log.consistency_proof(TreeSize(q.from), TreeSize(q.to))?;
-    Ok(Json(ConsistencyProof { from: q.from, to: q.to, hashes: b64(hashes) }))
+    Ok(Json(ConsistencyProof {
+        from: q.from,
+        to: q.to,
+        hashes: b64(hashes),
+    }))
 }
 
 async fn checkpoint(State(s): State<AppState>) -> Response {
     let note = s.log.latest().note.clone();
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         note,
@@ -201,15 +257,31 @@ async fn checkpoint(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn tile(State(s): State<AppState>, path: Result<Path<String>, PathRejection>) -> Result<Response, Problem> {
+async fn tile(
+    State(s): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
     let Path(path) = path.map_err(bad_path)?;
-    let tile = Tile::parse(&path).map_err(|e| Problem::new(StatusCode::NOT_FOUND, "tile-not-found", "No such tile", e.to_string()))?;
+    let tile = Tile::parse(&path).map_err(|e| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "tile-not-found",
+            "No such tile",
+            e.to_string(),
+        )
+    })?;
     let bytes = s.log.tile(tile)?;
     Ok((
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
             // A tile's bytes never change once it exists.
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
         ],
         bytes,
     )

@@ -17,7 +17,8 @@ use ed25519_dalek::SigningKey;
 use govern_api::{AppState, DataDir, router};
 use govern_core::checkpoint::Checkpoint;
 use govern_core::event::{
-    Event, EventSignature, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+    Event, EventSignature, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId,
+    Timestamp,
 };
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, empty_root, hash_children, hash_leaf};
@@ -45,10 +46,20 @@ struct Node {
 fn node() -> Node {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = DataDir::open(tmp.path(), None).expect("data dir");
-    let log = Arc::new(dir.open_log(LogConfig::new(dir.origin())).expect("open log"));
+    let log = Arc::new(
+        dir.open_log(LogConfig::new(dir.origin()))
+            .expect("open log"),
+    );
     let verifier_key = dir.verifier_key();
     let app = router(AppState::new(Arc::clone(&log), &verifier_key));
-    Node { app, log, verifier_key, origin: dir.origin().to_string(), edge: dir.edge_key().expect("edge key"), _tmp: tmp }
+    Node {
+        app,
+        log,
+        verifier_key,
+        origin: dir.origin().to_string(),
+        edge: dir.edge_key().expect("edge key"),
+        _tmp: tmp,
+    }
 }
 
 #[derive(Debug)]
@@ -60,7 +71,10 @@ struct Resp {
 
 impl Resp {
     fn content_type(&self) -> &str {
-        self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
@@ -72,11 +86,23 @@ impl Resp {
 }
 
 async fn send(app: &Router, method: Method, uri: &str, body: impl Into<Body>) -> Resp {
-    let req = Request::builder().method(method).uri(uri).body(body.into()).expect("request");
-    let resp = app.clone().oneshot(req).await.expect("the router is infallible");
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(body.into())
+        .expect("request");
+    let resp = app
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("the router is infallible");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
-    Resp { status: parts.status, headers: parts.headers, body }
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 async fn get(app: &Router, uri: &str) -> Resp {
@@ -89,12 +115,32 @@ async fn post(app: &Router, body: Vec<u8>) -> Resp {
 
 #[track_caller]
 fn assert_problem(r: &Resp, status: u16, kind: &str) {
-    assert_eq!(r.status.as_u16(), status, "expected {status} {kind}, got {}: {}", r.status, r.text());
-    assert_eq!(r.content_type(), "application/problem+json", "{kind}: {}", r.text());
+    assert_eq!(
+        r.status.as_u16(),
+        status,
+        "expected {status} {kind}, got {}: {}",
+        r.status,
+        r.text()
+    );
+    assert_eq!(
+        r.content_type(),
+        "application/problem+json",
+        "{kind}: {}",
+        r.text()
+    );
     let p = r.json();
-    assert_eq!(p["type"], format!("urn:govern:problem:{kind}"), "{}", r.text());
+    assert_eq!(
+        p["type"],
+        format!("urn:govern:problem:{kind}"),
+        "{}",
+        r.text()
+    );
     assert_eq!(p["status"], status, "{}", r.text());
-    assert!(p["title"].as_str().is_some_and(|t| !t.is_empty()), "{}", r.text());
+    assert!(
+        p["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{}",
+        r.text()
+    );
     assert!(p["detail"].is_string(), "{}", r.text());
 }
 
@@ -110,7 +156,10 @@ fn event_at(key: &SigningKey, message: &str, time: Timestamp) -> Event {
         tenant: TenantId::SYSTEM,
         request: RequestId::new_v7(),
         parents: vec![],
-        producer: Producer { role: Role::new("edge").expect("role"), key: PublicKey::from(&key.verifying_key()) },
+        producer: Producer {
+            role: Role::new("edge").expect("role"),
+            key: PublicKey::from(&key.verifying_key()),
+        },
         attestation: None,
         time,
         body,
@@ -120,12 +169,17 @@ fn event_at(key: &SigningKey, message: &str, time: Timestamp) -> Event {
 }
 
 fn signed(key: &SigningKey, message: &str) -> SignedEvent {
-    event_at(key, message, Timestamp::now()).sign(key).expect("sign")
+    event_at(key, message, Timestamp::now())
+        .sign(key)
+        .expect("sign")
 }
 
 fn skewed(key: &SigningKey, offset_ms: i64) -> Vec<u8> {
     let t = Timestamp::from_unix_ms(Timestamp::now().unix_ms() + offset_ms).expect("time");
-    event_at(key, "skewed", t).sign(key).expect("sign").into_bytes()
+    event_at(key, "skewed", t)
+        .sign(key)
+        .expect("sign")
+        .into_bytes()
 }
 
 fn b64_hashes(hashes: &[Hash]) -> Vec<String> {
@@ -168,8 +222,11 @@ fn path(m: usize, leaves: &[Hash]) -> Vec<Hash> {
         return vec![];
     }
     let k = split(leaves.len());
-    let (mut p, other) =
-        if m < k { (path(m, &leaves[..k]), mth(&leaves[k..])) } else { (path(m - k, &leaves[k..]), mth(&leaves[..k])) };
+    let (mut p, other) = if m < k {
+        (path(m, &leaves[..k]), mth(&leaves[k..]))
+    } else {
+        (path(m - k, &leaves[k..]), mth(&leaves[..k]))
+    };
     p.push(other);
     p
 }
@@ -213,30 +270,46 @@ async fn append_answers_a_receipt_whose_proof_verifies_under_the_signed_checkpoi
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert_eq!(r.content_type(), "application/json");
         let receipt = r.json();
-        let mut keys: Vec<&str> = receipt.as_object().expect("object").keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = receipt
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
         keys.sort_unstable();
         assert_eq!(keys, ["checkpoint", "inclusion", "index", "leaf_hash"]);
         assert_eq!(receipt["index"], i);
         assert_eq!(receipt["leaf_hash"], hash_leaf(event.bytes()).to_hex());
         assert_eq!(receipt["leaf_hash"], event.leaf_hash().to_hex());
         let inc = receipt["inclusion"].as_object().expect("inclusion");
-        assert!(!inc.contains_key("index"), "a receipt's inclusion proof does not repeat the index");
+        assert!(
+            !inc.contains_key("index"),
+            "a receipt's inclusion proof does not repeat the index"
+        );
         let size = inc["size"].as_u64().expect("size");
         assert!(size > i);
 
         let note = receipt["checkpoint"].as_str().expect("checkpoint");
-        let (cp, _) = Checkpoint::open(note.as_bytes(), &n.origin, &verifier).expect("checkpoint verifies");
+        let (cp, _) =
+            Checkpoint::open(note.as_bytes(), &n.origin, &verifier).expect("checkpoint verifies");
         assert_eq!(cp.size, TreeSize(size));
         let proof = hashes_of(&receipt["inclusion"]["hashes"]);
-        merkle::verify_inclusion(&event.leaf_hash(), LeafIndex(i), cp.size, &proof, &cp.root).expect("proof verifies");
+        merkle::verify_inclusion(&event.leaf_hash(), LeafIndex(i), cp.size, &proof, &cp.root)
+            .expect("proof verifies");
         // A tampered proof does not.
         if let Some(first) = proof.first() {
             let mut bad = proof.clone();
             bad[0] = hash_children(first, first);
-            assert!(merkle::verify_inclusion(&event.leaf_hash(), LeafIndex(i), cp.size, &bad, &cp.root).is_err());
+            assert!(
+                merkle::verify_inclusion(&event.leaf_hash(), LeafIndex(i), cp.size, &bad, &cp.root)
+                    .is_err()
+            );
         }
         leaves.push(event.leaf_hash().0);
-        assert_eq!(cp.root.0, mth(&leaves[..usize::try_from(size).expect("size")]));
+        assert_eq!(
+            cp.root.0,
+            mth(&leaves[..usize::try_from(size).expect("size")])
+        );
 
         // The entry reads back byte for byte.
         let e = get(&n.app, &format!("/v1/entries/{i}")).await;
@@ -261,20 +334,40 @@ async fn every_error_kind_answers_its_problem_type_and_status() {
     let n = node();
     let app = &n.app;
     let first = signed(&n.edge, "hello");
-    assert_eq!(post(app, first.bytes().to_vec()).await.status, StatusCode::OK);
+    assert_eq!(
+        post(app, first.bytes().to_vec()).await.status,
+        StatusCode::OK
+    );
     let valid = signed(&n.edge, "hello world").into_bytes();
 
     // Size: the limit is the bundle's u16 length prefix.
     assert_problem(&post(app, vec![b'x'; 65_536]).await, 413, "event-too-large");
-    assert_problem(&post(app, vec![b' '; 1 << 20]).await, 413, "event-too-large");
+    assert_problem(
+        &post(app, vec![b' '; 1 << 20]).await,
+        413,
+        "event-too-large",
+    );
     assert_problem(&post(app, vec![b'x'; 65_535]).await, 400, "event-not-json");
 
     // Not JSON / not an object.
-    for body in [&b""[..], b"nope", b"{", b"[1,2]", b"\"s\"", b"1", b"null", b"\xff\xfe{}"] {
+    for body in [
+        &b""[..],
+        b"nope",
+        b"{",
+        b"[1,2]",
+        b"\"s\"",
+        b"1",
+        b"null",
+        b"\xff\xfe{}",
+    ] {
         assert_problem(&post(app, body.to_vec()).await, 400, "event-not-json");
     }
     // Floats anywhere, even where the envelope would refuse the field anyway.
-    for body in [&br#"{"v":1.5}"#[..], br#"{"a":{"b":[1e3]}}"#, br#"{"v":1.0}"#] {
+    for body in [
+        &br#"{"v":1.5}"#[..],
+        br#"{"a":{"b":[1e3]}}"#,
+        br#"{"v":1.0}"#,
+    ] {
         assert_problem(&post(app, body.to_vec()).await, 400, "event-float");
     }
     let with_float = {
@@ -322,20 +415,34 @@ async fn every_error_kind_answers_its_problem_type_and_status() {
     let mut spaced = b"{ ".to_vec();
     spaced.extend_from_slice(&valid[1..]);
     assert_problem(&post(app, spaced).await, 400, "event-not-canonical");
-    let pretty = serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&valid).expect("json")).expect("json");
+    let pretty = serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&valid).expect("json"))
+        .expect("json");
     assert_problem(&post(app, pretty).await, 400, "event-not-canonical");
     let mut escaped = String::from_utf8(valid.clone()).expect("utf8");
-    escaped = escaped.replacen("\"message\":\"hello world\"", "\"message\":\"hello\\u0020world\"", 1);
-    assert_problem(&post(app, escaped.into_bytes()).await, 400, "event-not-canonical");
+    escaped = escaped.replacen(
+        "\"message\":\"hello world\"",
+        "\"message\":\"hello\\u0020world\"",
+        1,
+    );
+    assert_problem(
+        &post(app, escaped.into_bytes()).await,
+        400,
+        "event-not-canonical",
+    );
 
     // Unsigned: canonical, no sig.
-    let unsigned = govern_core::canonical::to_vec(&event_at(&n.edge, "unsigned", Timestamp::now())).expect("jcs");
+    let unsigned = govern_core::canonical::to_vec(&event_at(&n.edge, "unsigned", Timestamp::now()))
+        .expect("jcs");
     assert_problem(&post(app, unsigned).await, 400, "event-unsigned");
 
     // Version 2, properly signed.
     let mut v2 = event_at(&n.edge, "v2", Timestamp::now());
     v2.v = 2;
-    assert_problem(&post(app, v2.sign(&n.edge).expect("sign").into_bytes()).await, 400, "event-version");
+    assert_problem(
+        &post(app, v2.sign(&n.edge).expect("sign").into_bytes()).await,
+        400,
+        "event-version",
+    );
 
     // Bad signature. A byte changed inside a string value keeps the bytes canonical JSON of a
     // well-formed envelope, so only the Ed25519 check can catch it: the signed message is the
@@ -343,7 +450,11 @@ async fn every_error_kind_answers_its_problem_type_and_status() {
     let text = String::from_utf8(valid.clone()).expect("utf8");
     let flipped = text.replacen("hello world", "hello worle", 1);
     assert_ne!(flipped, text);
-    assert_problem(&post(app, flipped.into_bytes()).await, 400, "event-bad-signature");
+    assert_problem(
+        &post(app, flipped.into_bytes()).await,
+        400,
+        "event-bad-signature",
+    );
     // ... and so is a changed signature (first base64 character: still 64 valid bytes).
     let sig_at = text.find("\"sig\":\"").expect("sig") + 7;
     let mut bytes = valid.clone();
@@ -358,7 +469,11 @@ async fn every_error_kind_answers_its_problem_type_and_status() {
         e2.sign(&other).expect("sign").event().sig
     };
     e.sig = theirs;
-    assert_problem(&post(app, govern_core::canonical::to_vec(&e).expect("jcs")).await, 400, "event-bad-signature");
+    assert_problem(
+        &post(app, govern_core::canonical::to_vec(&e).expect("jcs")).await,
+        400,
+        "event-bad-signature",
+    );
 
     // A producer key that is no curve point.
     let not_a_point = (0u8..=255)
@@ -372,34 +487,67 @@ async fn every_error_kind_answers_its_problem_type_and_status() {
     let mut e = event_at(&n.edge, "bad key", Timestamp::now());
     e.producer.key = PublicKey(not_a_point);
     e.sig = Some(EventSignature([0; 64]));
-    assert_problem(&post(app, govern_core::canonical::to_vec(&e).expect("jcs")).await, 400, "event-bad-key");
+    assert_problem(
+        &post(app, govern_core::canonical::to_vec(&e).expect("jcs")).await,
+        400,
+        "event-bad-key",
+    );
 
     // Too many parents.
     let mut e = event_at(&n.edge, "parents", Timestamp::now());
     e.parents = (0..65u8).map(|i| LeafHash(Hash([i; 32]))).collect();
-    assert_problem(&post(app, e.sign(&n.edge).expect("sign").into_bytes()).await, 400, "event-too-many-parents");
+    assert_problem(
+        &post(app, e.sign(&n.edge).expect("sign").into_bytes()).await,
+        400,
+        "event-too-many-parents",
+    );
 
     // A producer the allow-list does not know: 403.
     let stranger = SigningKey::from_bytes(&[7; 32]);
-    assert_problem(&post(app, signed(&stranger, "who am I").into_bytes()).await, 403, "unknown-producer");
+    assert_problem(
+        &post(app, signed(&stranger, "who am I").into_bytes()).await,
+        403,
+        "unknown-producer",
+    );
     // The right key under another role is a stranger too.
     let mut e = event_at(&n.edge, "wrong role", Timestamp::now());
     e.producer.role = Role::new("policy").expect("role");
-    assert_problem(&post(app, e.sign(&n.edge).expect("sign").into_bytes()).await, 403, "unknown-producer");
+    assert_problem(
+        &post(app, e.sign(&n.edge).expect("sign").into_bytes()).await,
+        403,
+        "unknown-producer",
+    );
 
     // Time ten minutes off either way.
     assert_problem(&post(app, skewed(&n.edge, 600_000)).await, 400, "time-skew");
-    assert_problem(&post(app, skewed(&n.edge, -600_000)).await, 400, "time-skew");
+    assert_problem(
+        &post(app, skewed(&n.edge, -600_000)).await,
+        400,
+        "time-skew",
+    );
     // ... while a few seconds is fine.
-    assert_eq!(post(app, skewed(&n.edge, -5_000)).await.status, StatusCode::OK);
+    assert_eq!(
+        post(app, skewed(&n.edge, -5_000)).await.status,
+        StatusCode::OK
+    );
 
     // Nothing refused above entered the log.
     assert_eq!(n.log.latest().size, TreeSize(2));
 
     // Reads.
     assert_problem(&get(app, "/v1/entries/2").await, 404, "entry-not-found");
-    assert_problem(&get(app, "/v1/entries/18446744073709551615").await, 404, "entry-not-found");
-    for p in ["/v1/entries/abc", "/v1/entries/-1", "/v1/entries/18446744073709551616", "/v1/entries/1.0", "/v1/entries/%20"] {
+    assert_problem(
+        &get(app, "/v1/entries/18446744073709551615").await,
+        404,
+        "entry-not-found",
+    );
+    for p in [
+        "/v1/entries/abc",
+        "/v1/entries/-1",
+        "/v1/entries/18446744073709551616",
+        "/v1/entries/1.0",
+        "/v1/entries/%20",
+    ] {
         assert_problem(&get(app, p).await, 400, "bad-path");
     }
     for p in [
@@ -454,7 +602,16 @@ async fn every_error_kind_answers_its_problem_type_and_status() {
     ] {
         assert_problem(&get(app, p).await, 404, "tile-not-found");
     }
-    for p in ["/", "/nope", "/v1", "/v1/nope", "/v1/entries/0/extra", "/tile", "/checkpoint/x", "/v2/log"] {
+    for p in [
+        "/",
+        "/nope",
+        "/v1",
+        "/v1/nope",
+        "/v1/entries/0/extra",
+        "/tile",
+        "/checkpoint/x",
+        "/v2/log",
+    ] {
         assert_problem(&get(app, p).await, 404, "not-found");
     }
     for (m, p) in [
@@ -466,7 +623,11 @@ async fn every_error_kind_answers_its_problem_type_and_status() {
         (Method::POST, "/v1/proofs/inclusion?index=0&size=1"),
         (Method::PATCH, "/v1/log"),
     ] {
-        assert_problem(&send(app, m, p, Body::empty()).await, 405, "method-not-allowed");
+        assert_problem(
+            &send(app, m, p, Body::empty()).await,
+            405,
+            "method-not-allowed",
+        );
     }
 }
 
@@ -485,7 +646,11 @@ impl AppendPolicy for Gate {
         let first = self.entered.lock().expect("lock").take();
         if let Some(tx) = first {
             tx.send(()).expect("test listening");
-            self.release.lock().expect("lock").recv_timeout(Duration::from_secs(30)).expect("released");
+            self.release
+                .lock()
+                .expect("lock")
+                .recv_timeout(Duration::from_secs(30))
+                .expect("released");
         }
         Ok(())
     }
@@ -499,10 +664,27 @@ async fn a_full_queue_answers_503_pushback_with_retry_after() {
     let signer = NoteSigner::from_private_key(key_text.trim()).expect("log key");
     let (entered_tx, entered_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel();
-    let gate = Gate { entered: Mutex::new(Some(entered_tx)), release: Mutex::new(release_rx) };
-    let config = LogConfig { queue_events_max: 1, batch_events_max: 1, batch_wait_ms: 0, ..LogConfig::new(dir.origin()) };
+    let gate = Gate {
+        entered: Mutex::new(Some(entered_tx)),
+        release: Mutex::new(release_rx),
+    };
+    let config = LogConfig {
+        queue_events_max: 1,
+        batch_events_max: 1,
+        batch_wait_ms: 0,
+        ..LogConfig::new(dir.origin())
+    };
     let storage = RocksStorage::open(&dir.db_path()).expect("rocks");
-    let log = Arc::new(Log::open(storage, signer, config, Arc::new(gate), Arc::new(SystemClock)).expect("log"));
+    let log = Arc::new(
+        Log::open(
+            storage,
+            signer,
+            config,
+            Arc::new(gate),
+            Arc::new(SystemClock),
+        )
+        .expect("log"),
+    );
     let app = router(AppState::new(Arc::clone(&log), &dir.verifier_key()));
     let edge = dir.edge_key().expect("edge");
 
@@ -521,8 +703,16 @@ async fn a_full_queue_answers_503_pushback_with_retry_after() {
     // 3: refused, over HTTP and directly.
     let r = post(&app, signed(&edge, "three").into_bytes()).await;
     assert_problem(&r, 503, "pushback");
-    assert_eq!(r.headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
-    assert!(matches!(log.submit(signed(&edge, "four")), Err(AppendError::Pushback { retry_after_s: 1 })));
+    assert_eq!(
+        r.headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    assert!(matches!(
+        log.submit(signed(&edge, "four")),
+        Err(AppendError::Pushback { retry_after_s: 1 })
+    ));
     // Nothing waiting was lost: release, and both queued appends complete in order.
     release_tx.send(()).expect("gate waiting");
     let r1 = first.await.expect("join");
@@ -555,10 +745,18 @@ async fn checkpoint_tiles_bundles_and_proofs_are_byte_exact() {
     assert_eq!((cp0.size, cp0.root), (TreeSize(0), empty_root()));
 
     // 300 events: two full-and-partial tiles at level 0, one at level 1.
-    let events: Vec<SignedEvent> = (0..N).map(|i| signed(&n.edge, &format!("entry {i}"))).collect();
-    let pending: Vec<_> = events.iter().map(|e| n.log.submit(e.clone()).expect("queued")).collect();
+    let events: Vec<SignedEvent> = (0..N)
+        .map(|i| signed(&n.edge, &format!("entry {i}")))
+        .collect();
+    let pending: Vec<_> = events
+        .iter()
+        .map(|e| n.log.submit(e.clone()).expect("queued"))
+        .collect();
     for (i, rx) in pending.into_iter().enumerate() {
-        assert_eq!(rx.await.expect("answered").expect("appended").index, LeafIndex(i as u64));
+        assert_eq!(
+            rx.await.expect("answered").expect("appended").index,
+            LeafIndex(i as u64)
+        );
     }
     let entries: Vec<Vec<u8>> = events.iter().map(|e| e.bytes().to_vec()).collect();
     let leaves: Vec<Hash> = entries.iter().map(|e| hash_leaf(e).0).collect();
@@ -568,9 +766,17 @@ async fn checkpoint_tiles_bundles_and_proofs_are_byte_exact() {
     let r = get(app, "/checkpoint").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.content_type(), "text/plain; charset=utf-8");
-    assert_eq!(r.headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()), Some("no-cache"));
+    assert_eq!(
+        r.headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok()),
+        Some("no-cache")
+    );
     let (cp, note) = Checkpoint::open(&r.body, &n.origin, &verifier).expect("checkpoint verifies");
-    assert_eq!(note.text, format!("{}\n{N}\n{}\n", n.origin, B64.encode(root.0)));
+    assert_eq!(
+        note.text,
+        format!("{}\n{N}\n{}\n", n.origin, B64.encode(root.0))
+    );
     assert_eq!((cp.size, cp.root), (TreeSize(N as u64), RootHash(root)));
     assert_eq!(r.text(), n.log.latest().note);
     assert!(cp.extensions.is_empty());
@@ -578,7 +784,10 @@ async fn checkpoint_tiles_bundles_and_proofs_are_byte_exact() {
     // /v1/log.
     let r = get(app, "/v1/log").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.json(), json!({"origin": n.origin, "verifier_key": n.verifier_key, "size": N}));
+    assert_eq!(
+        r.json(),
+        json!({"origin": n.origin, "verifier_key": n.verifier_key, "size": N})
+    );
 
     // Hash tiles: concatenated 32-byte hashes.
     let cat = |hs: &[Hash]| hs.iter().flat_map(|h| h.0).collect::<Vec<u8>>();
@@ -598,20 +807,41 @@ async fn checkpoint_tiles_bundles_and_proofs_are_byte_exact() {
         assert_eq!(r.status, StatusCode::OK, "{p}: {}", r.text());
         assert_eq!(r.content_type(), "application/octet-stream", "{p}");
         assert_eq!(
-            r.headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()),
+            r.headers
+                .get(header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok()),
             Some("public, max-age=31536000, immutable"),
             "{p}"
         );
-        assert!(r.body[..] == want[..], "{p}: {} bytes, want {}", r.body.len(), want.len());
+        assert!(
+            r.body[..] == want[..],
+            "{p}: {} bytes, want {}",
+            r.body.len(),
+            want.len()
+        );
     }
     // The bundle really is u16 BE length-prefixed, and decodes back to the entries.
     let b = get(app, "/tile/entries/000.p/2").await.body;
     let len0 = usize::from(u16::from_be_bytes([b[0], b[1]]));
     assert_eq!(&b[2..2 + len0], &entries[0][..]);
-    assert_eq!(usize::from(u16::from_be_bytes([b[2 + len0], b[3 + len0]])), entries[1].len());
-    assert_eq!(govern_core::tiles::decode_bundle(&get(app, "/tile/entries/001.p/44").await.body).expect("decodes"), entries[256..]);
+    assert_eq!(
+        usize::from(u16::from_be_bytes([b[2 + len0], b[3 + len0]])),
+        entries[1].len()
+    );
+    assert_eq!(
+        govern_core::tiles::decode_bundle(&get(app, "/tile/entries/001.p/44").await.body)
+            .expect("decodes"),
+        entries[256..]
+    );
     // Not yet there.
-    for p in ["/tile/0/001", "/tile/0/001.p/45", "/tile/1/000.p/2", "/tile/2/000.p/1", "/tile/entries/001", "/tile/entries/001.p/45"] {
+    for p in [
+        "/tile/0/001",
+        "/tile/0/001.p/45",
+        "/tile/1/000.p/2",
+        "/tile/2/000.p/1",
+        "/tile/entries/001",
+        "/tile/entries/001.p/45",
+    ] {
         assert_problem(&get(app, p).await, 404, "tile-not-found");
     }
 
@@ -623,12 +853,28 @@ async fn checkpoint_tiles_bundles_and_proofs_are_byte_exact() {
     }
 
     // Inclusion proofs: exactly RFC 9162 PATH(m, D[n]).
-    for (index, size) in [(0, 1), (0, N), (5, 6), (255, 256), (256, 300), (257, 300), (299, 300), (128, 200)] {
-        let r = get(app, &format!("/v1/proofs/inclusion?index={index}&size={size}")).await;
+    for (index, size) in [
+        (0, 1),
+        (0, N),
+        (5, 6),
+        (255, 256),
+        (256, 300),
+        (257, 300),
+        (299, 300),
+        (128, 200),
+    ] {
+        let r = get(
+            app,
+            &format!("/v1/proofs/inclusion?index={index}&size={size}"),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert_eq!(r.content_type(), "application/json");
         let want = path(index, &leaves[..size]);
-        assert_eq!(r.json(), json!({"index": index, "size": size, "hashes": b64_hashes(&want)}));
+        assert_eq!(
+            r.json(),
+            json!({"index": index, "size": size, "hashes": b64_hashes(&want)})
+        );
         merkle::verify_inclusion(
             &LeafHash(leaves[index]),
             LeafIndex(index as u64),
@@ -640,11 +886,25 @@ async fn checkpoint_tiles_bundles_and_proofs_are_byte_exact() {
     }
 
     // Consistency proofs: exactly RFC 9162 PROOF(m, D[n]).
-    for (from, to) in [(1, 1), (1, 2), (1, N), (100, N), (256, N), (255, 257), (299, 300), (N, N), (7, 8), (3, 200)] {
+    for (from, to) in [
+        (1, 1),
+        (1, 2),
+        (1, N),
+        (100, N),
+        (256, N),
+        (255, 257),
+        (299, 300),
+        (N, N),
+        (7, 8),
+        (3, 200),
+    ] {
         let r = get(app, &format!("/v1/proofs/consistency?from={from}&to={to}")).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let want = subproof(from, &leaves[..to], true);
-        assert_eq!(r.json(), json!({"from": from, "to": to, "hashes": b64_hashes(&want)}));
+        assert_eq!(
+            r.json(),
+            json!({"from": from, "to": to, "hashes": b64_hashes(&want)})
+        );
         merkle::verify_consistency(
             TreeSize(from as u64),
             TreeSize(to as u64),
@@ -717,9 +977,15 @@ fn random_uri(rng: &mut StdRng) -> String {
         match rng.gen_range(0..9) {
             // Replace a run of digits with another number.
             0 => {
-                let digits: Vec<usize> = s.char_indices().filter(|(_, c)| c.is_ascii_digit()).map(|(i, _)| i).collect();
+                let digits: Vec<usize> = s
+                    .char_indices()
+                    .filter(|(_, c)| c.is_ascii_digit())
+                    .map(|(i, _)| i)
+                    .collect();
                 if let Some(&at) = digits.get(rng.gen_range(0..digits.len().max(1))) {
-                    let end = s[at..].find(|c: char| !c.is_ascii_digit()).map_or(s.len(), |e| at + e);
+                    let end = s[at..]
+                        .find(|c: char| !c.is_ascii_digit())
+                        .map_or(s.len(), |e| at + e);
                     s.replace_range(at..end, &random_number(rng));
                 }
             }
@@ -744,7 +1010,11 @@ fn random_uri(rng: &mut StdRng) -> String {
             4 => {
                 let sep = if s.contains('?') { '&' } else { '?' };
                 let keys = ["index", "size", "from", "to", "x", "", "index[]"];
-                s.push_str(&format!("{sep}{}={}", keys[rng.gen_range(0..keys.len())], random_number(rng)));
+                s.push_str(&format!(
+                    "{sep}{}={}",
+                    keys[rng.gen_range(0..keys.len())],
+                    random_number(rng)
+                ));
             }
             // Another segment.
             5 => s.push_str(&format!("/{}", random_number(rng))),
@@ -780,7 +1050,20 @@ fn random_body(rng: &mut StdRng, valid: &[u8], key: &SigningKey) -> Vec<u8> {
         6 => {
             // Change one member to a value of another type, re-canonicalized.
             let mut v: Value = serde_json::from_slice(valid).expect("json");
-            let fields = ["v", "kind", "tenant", "request", "parents", "producer", "time", "body", "sig", "sealed", "attestation", "zz"];
+            let fields = [
+                "v",
+                "kind",
+                "tenant",
+                "request",
+                "parents",
+                "producer",
+                "time",
+                "body",
+                "sig",
+                "sealed",
+                "attestation",
+                "zz",
+            ];
             let values = [
                 json!(null),
                 json!(true),
@@ -795,8 +1078,10 @@ fn random_body(rng: &mut StdRng, valid: &[u8], key: &SigningKey) -> Vec<u8> {
                 json!({"role": "edge"}),
                 json!(1.5),
             ];
-            v[fields[rng.gen_range(0..fields.len())]] = values[rng.gen_range(0..values.len())].clone();
-            b = govern_core::canonical::to_vec(&v).unwrap_or_else(|_| serde_json::to_vec(&v).expect("json"));
+            v[fields[rng.gen_range(0..fields.len())]] =
+                values[rng.gen_range(0..values.len())].clone();
+            b = govern_core::canonical::to_vec(&v)
+                .unwrap_or_else(|_| serde_json::to_vec(&v).expect("json"));
         }
         7 => b = (0..rng.gen_range(0..200)).map(|_| rng.r#gen()).collect(),
         8 => b = skewed(key, rng.gen_range(-3_600_000..3_600_000)),
@@ -815,31 +1100,64 @@ async fn random_requests_never_get_a_5xx_and_errors_are_always_problems() {
     let valid = signed(&n.edge, "seed").into_bytes();
     assert_eq!(post(app, valid.clone()).await.status, StatusCode::OK);
     let mut rng = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
-    let methods = [Method::GET, Method::GET, Method::GET, Method::POST, Method::POST, Method::PUT, Method::DELETE, Method::HEAD, Method::PATCH, Method::OPTIONS];
+    let methods = [
+        Method::GET,
+        Method::GET,
+        Method::GET,
+        Method::POST,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::PATCH,
+        Method::OPTIONS,
+    ];
     let (mut ok, mut problems, mut skipped) = (0usize, 0usize, 0usize);
     let mut kinds = std::collections::BTreeSet::new();
     for i in 0..REQUESTS {
         let method = methods[rng.gen_range(0..methods.len())].clone();
         let (uri, body) = if method == Method::POST && rng.gen_bool(0.8) {
-            ("/v1/entries".to_string(), random_body(&mut rng, &valid, &n.edge))
+            (
+                "/v1/entries".to_string(),
+                random_body(&mut rng, &valid, &n.edge),
+            )
         } else {
-            let body = if rng.gen_bool(0.1) { random_body(&mut rng, &valid, &n.edge) } else { Vec::new() };
+            let body = if rng.gen_bool(0.1) {
+                random_body(&mut rng, &valid, &n.edge)
+            } else {
+                Vec::new()
+            };
             (random_uri(&mut rng), body)
         };
-        let Ok(req) = Request::builder().method(method.clone()).uri(&uri).body(Body::from(body.clone())) else {
+        let Ok(req) = Request::builder()
+            .method(method.clone())
+            .uri(&uri)
+            .body(Body::from(body.clone()))
+        else {
             skipped += 1;
             continue;
         };
         let resp = app.clone().oneshot(req).await.expect("infallible");
         let (parts, rbody) = resp.into_parts();
         let rbody = rbody.collect().await.expect("body").to_bytes();
-        let ctx = || format!("request {i}: {method} {uri} ({} body bytes) -> {}: {}", body.len(), parts.status, String::from_utf8_lossy(&rbody[..rbody.len().min(300)]));
+        let ctx = || {
+            format!(
+                "request {i}: {method} {uri} ({} body bytes) -> {}: {}",
+                body.len(),
+                parts.status,
+                String::from_utf8_lossy(&rbody[..rbody.len().min(300)])
+            )
+        };
         assert!(!parts.status.is_server_error(), "{}", ctx());
         if parts.status.is_success() {
             ok += 1;
             continue;
         }
-        let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ct = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         assert_eq!(ct, "application/problem+json", "{}", ctx());
         problems += 1;
         if method == Method::HEAD {
@@ -852,14 +1170,39 @@ async fn random_requests_never_get_a_5xx_and_errors_are_always_problems() {
         kinds.insert(kind.to_string());
     }
     eprintln!("{ok} ok, {problems} problems, {skipped} unbuildable URIs; kinds: {kinds:?}");
-    assert!(skipped < REQUESTS / 10, "too many URIs were not even requests: {skipped}");
-    assert!(ok > 100 && problems > 1000, "the generator should reach both: {ok} ok, {problems} problems");
-    for kind in ["event-not-json", "event-envelope", "event-bad-signature", "beyond-log", "invalid-proof-request", "bad-query", "bad-path", "tile-not-found", "not-found", "method-not-allowed"] {
-        assert!(kinds.contains(&format!("urn:govern:problem:{kind}")), "{kind} never reached: {kinds:?}");
+    assert!(
+        skipped < REQUESTS / 10,
+        "too many URIs were not even requests: {skipped}"
+    );
+    assert!(
+        ok > 100 && problems > 1000,
+        "the generator should reach both: {ok} ok, {problems} problems"
+    );
+    for kind in [
+        "event-not-json",
+        "event-envelope",
+        "event-bad-signature",
+        "beyond-log",
+        "invalid-proof-request",
+        "bad-query",
+        "bad-path",
+        "tile-not-found",
+        "not-found",
+        "method-not-allowed",
+    ] {
+        assert!(
+            kinds.contains(&format!("urn:govern:problem:{kind}")),
+            "{kind} never reached: {kinds:?}"
+        );
     }
     // The log is still whole: its checkpoint verifies and covers every entry.
     let r = get(app, "/checkpoint").await;
-    let (cp, _) = Checkpoint::open(&r.body, &n.origin, &NoteVerifier::parse(&n.verifier_key).expect("vkey")).expect("checkpoint");
+    let (cp, _) = Checkpoint::open(
+        &r.body,
+        &n.origin,
+        &NoteVerifier::parse(&n.verifier_key).expect("vkey"),
+    )
+    .expect("checkpoint");
     let mut leaves = Vec::new();
     for i in 0..cp.size.0 {
         leaves.push(hash_leaf(&get(app, &format!("/v1/entries/{i}")).await.body).0);

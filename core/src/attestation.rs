@@ -68,7 +68,8 @@ use crate::event::{ROLE_BYTES_MAX, Role, Timestamp};
 /// `cabundle[0]` carries it).
 pub const AWS_NITRO_ROOT_G1_DER: &[u8] = include_bytes!("aws_nitro_root_g1.der");
 /// SHA-256 of [`AWS_NITRO_ROOT_G1_DER`], the fingerprint AWS publishes (DESIGN §6).
-pub const AWS_NITRO_ROOT_G1_SHA256: &str = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
+pub const AWS_NITRO_ROOT_G1_SHA256: &str =
+    "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
 
 /// The largest document accepted, in bytes (the genuine one is 4,625).
 pub const DOCUMENT_BYTES_MAX: usize = 16 * 1024;
@@ -112,8 +113,17 @@ const _: () = assert!(
 );
 
 /// The payload's fields, in AWS's order.
-const FIELDS: [&str; 9] =
-    ["module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle", "public_key", "user_data", "nonce"];
+const FIELDS: [&str; 9] = [
+    "module_id",
+    "digest",
+    "timestamp",
+    "pcrs",
+    "certificate",
+    "cabundle",
+    "public_key",
+    "user_data",
+    "nonce",
+];
 
 /// Where a certificate sits in the chain being checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,7 +333,9 @@ pub enum AttestationError {
         reason: String,
     },
     /// A certificate's issuer is not the subject of the certificate before it in the chain.
-    #[error("{position}: issuer {issuer} is not the subject {expected} of the certificate above it")]
+    #[error(
+        "{position}: issuer {issuer} is not the subject {expected} of the certificate above it"
+    )]
     IssuerMismatch {
         /// Which certificate.
         position: CertPosition,
@@ -431,7 +443,9 @@ pub enum AttestationError {
         subject: String,
     },
     /// The document's timestamp lies outside its leaf's validity.
-    #[error("attestation timestamp {timestamp} is outside the leaf's validity {not_before} to {not_after}")]
+    #[error(
+        "attestation timestamp {timestamp} is outside the leaf's validity {not_before} to {not_after}"
+    )]
     TimestampOutsideLeaf {
         /// The document's timestamp.
         timestamp: Timestamp,
@@ -521,7 +535,12 @@ pub struct TrustAnchor {
 
 impl fmt::Debug for TrustAnchor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TrustAnchor({}, sha256 {})", self.cert.subject, hex::encode(self.sha256()))
+        write!(
+            f,
+            "TrustAnchor({}, sha256 {})",
+            self.cert.subject,
+            hex::encode(self.sha256())
+        )
     }
 }
 
@@ -540,10 +559,15 @@ impl TrustAnchor {
     /// [`AttestationError::PinnedRoot`] when the bytes are not a DER X.509 v3 certificate
     /// with an ECDSA P-384 key, basicConstraints `cA` and keyUsage `keyCertSign`.
     pub fn from_der(der: &[u8]) -> Result<Self, AttestationError> {
-        let pinned = |e: AttestationError| AttestationError::PinnedRoot { reason: e.to_string() };
+        let pinned = |e: AttestationError| AttestationError::PinnedRoot {
+            reason: e.to_string(),
+        };
         // Parsing at this position also checks the CA constraints.
         let cert = ParsedCert::parse(der, CertPosition::PinnedRoot).map_err(pinned)?;
-        Ok(Self { der: der.to_vec(), cert })
+        Ok(Self {
+            der: der.to_vec(),
+            cert,
+        })
     }
 
     /// Its DER encoding.
@@ -577,7 +601,11 @@ impl Verifier {
     /// A verifier that trusts `root` only, pins no PCR and refuses debug enclaves.
     #[must_use]
     pub fn new(root: TrustAnchor) -> Self {
-        Self { root, expected_pcrs: BTreeMap::new(), allow_debug: false }
+        Self {
+            root,
+            expected_pcrs: BTreeMap::new(),
+            allow_debug: false,
+        }
     }
 
     /// Require PCR `index` to be present and equal to `value`.
@@ -605,17 +633,26 @@ impl Verifier {
     ///
     /// # Errors
     /// The first check that fails, as its own [`AttestationError`] variant.
-    pub fn verify(&self, document: &[u8], now: Timestamp) -> Result<AttestationDocument, AttestationError> {
+    pub fn verify(
+        &self,
+        document: &[u8],
+        now: Timestamp,
+    ) -> Result<AttestationDocument, AttestationError> {
         let (cose, payload) = parse_envelope(document)?;
         let fields = parse_payload(&payload)?;
         let leaf = ParsedCert::parse(&fields.certificate, CertPosition::Leaf)?;
 
         // The Sig_structure covers the protected header's original bytes and the payload.
-        let signature = Signature::from_slice(&cose.signature)
-            .map_err(|_| AttestationError::DocumentSignature { subject: leaf.subject.clone() })?;
+        let signature = Signature::from_slice(&cose.signature).map_err(|_| {
+            AttestationError::DocumentSignature {
+                subject: leaf.subject.clone(),
+            }
+        })?;
         leaf.key
             .verify(&cose.tbs_data(b""), &signature)
-            .map_err(|_| AttestationError::DocumentSignature { subject: leaf.subject.clone() })?;
+            .map_err(|_| AttestationError::DocumentSignature {
+                subject: leaf.subject.clone(),
+            })?;
 
         self.check_chain(&fields.cabundle, &leaf, now)?;
 
@@ -629,14 +666,20 @@ impl Verifier {
 
         let mut measured = [false; 3];
         for (index, nonzero) in (0u8..).zip(measured.iter_mut()) {
-            let pcr = fields.pcrs.get(&index).ok_or(AttestationError::PcrMissing { index })?;
+            let pcr = fields
+                .pcrs
+                .get(&index)
+                .ok_or(AttestationError::PcrMissing { index })?;
             *nonzero = pcr.iter().any(|&b| b != 0);
         }
         if !self.allow_debug && !measured.contains(&true) {
             return Err(AttestationError::DebugEnclave);
         }
         for (&index, expected) in &self.expected_pcrs {
-            let found = fields.pcrs.get(&index).ok_or(AttestationError::PcrMissing { index })?;
+            let found = fields
+                .pcrs
+                .get(&index)
+                .ok_or(AttestationError::PcrMissing { index })?;
             if found != expected {
                 return Err(AttestationError::PcrMismatch {
                     index,
@@ -650,7 +693,12 @@ impl Verifier {
 
     /// The chain: pinned root → `cabundle[1..]` → leaf. `cabundle[0]` is the sender's claim
     /// of a root and is never used.
-    fn check_chain(&self, cabundle: &[Vec<u8>], leaf: &ParsedCert, now: Timestamp) -> Result<(), AttestationError> {
+    fn check_chain(
+        &self,
+        cabundle: &[Vec<u8>],
+        leaf: &ParsedCert,
+        now: Timestamp,
+    ) -> Result<(), AttestationError> {
         let root = &self.root.cert;
         root.check_time(now)?;
         let mut chain: Vec<&ParsedCert> = Vec::with_capacity(cabundle.len() + 1);
@@ -722,7 +770,10 @@ fn decode_exact(bytes: &[u8], part: &'static str) -> Result<Value, AttestationEr
         }
     })?;
     if !rest.is_empty() {
-        return Err(AttestationError::TrailingBytes { part, extra: rest.len() });
+        return Err(AttestationError::TrailingBytes {
+            part,
+            extra: rest.len(),
+        });
     }
     Ok(value)
 }
@@ -730,37 +781,54 @@ fn decode_exact(bytes: &[u8], part: &'static str) -> Result<Value, AttestationEr
 /// The COSE_Sign1 and its payload, with the algorithm and shape checked.
 fn parse_envelope(document: &[u8]) -> Result<(CoseSign1, Vec<u8>), AttestationError> {
     if document.len() > DOCUMENT_BYTES_MAX {
-        return Err(AttestationError::TooLarge { size: document.len(), max: DOCUMENT_BYTES_MAX });
+        return Err(AttestationError::TooLarge {
+            size: document.len(),
+            max: DOCUMENT_BYTES_MAX,
+        });
     }
     let value = match decode_exact(document, "document")? {
         Value::Tag(COSE_SIGN1_TAG, inner) => *inner,
         Value::Tag(tag, _) => return Err(AttestationError::UnexpectedTag { tag }),
         v => v,
     };
-    let cose =
-        CoseSign1::from_cbor_value(value).map_err(|e| AttestationError::NotCoseSign1 { reason: e.to_string() })?;
+    let cose = CoseSign1::from_cbor_value(value).map_err(|e| AttestationError::NotCoseSign1 {
+        reason: e.to_string(),
+    })?;
     // Only the protected header counts: an unprotected `alg` could be changed by anyone.
     match &cose.protected.header.alg {
         None => return Err(AttestationError::MissingAlgorithm),
         Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::ES384)) => {}
         Some(RegisteredLabelWithPrivate::Assigned(other)) => {
-            return Err(AttestationError::UnsupportedAlgorithm { found: format!("{other:?}") });
+            return Err(AttestationError::UnsupportedAlgorithm {
+                found: format!("{other:?}"),
+            });
         }
         Some(RegisteredLabelWithPrivate::PrivateUse(n)) => {
-            return Err(AttestationError::UnsupportedAlgorithm { found: format!("private algorithm {n}") });
+            return Err(AttestationError::UnsupportedAlgorithm {
+                found: format!("private algorithm {n}"),
+            });
         }
         Some(RegisteredLabelWithPrivate::Text(t)) => {
-            return Err(AttestationError::UnsupportedAlgorithm { found: format!("{t:?}") });
+            return Err(AttestationError::UnsupportedAlgorithm {
+                found: format!("{t:?}"),
+            });
         }
     }
     if !cose.protected.header.crit.is_empty() || !cose.unprotected.crit.is_empty() {
         let mut labels = cose.protected.header.crit.clone();
         labels.extend(cose.unprotected.crit.iter().cloned());
-        return Err(AttestationError::CriticalHeader { labels: format!("{labels:?}") });
+        return Err(AttestationError::CriticalHeader {
+            labels: format!("{labels:?}"),
+        });
     }
-    let payload = cose.payload.clone().ok_or(AttestationError::DetachedPayload)?;
+    let payload = cose
+        .payload
+        .clone()
+        .ok_or(AttestationError::DetachedPayload)?;
     if cose.signature.len() != ES384_SIGNATURE_BYTES {
-        return Err(AttestationError::SignatureLength { len: cose.signature.len() });
+        return Err(AttestationError::SignatureLength {
+            len: cose.signature.len(),
+        });
     }
     Ok((cose, payload))
 }
@@ -793,9 +861,19 @@ impl Fields {
     }
 }
 
-fn sized(field: &'static str, bytes: Vec<u8>, min: usize, max: usize) -> Result<Vec<u8>, AttestationError> {
+fn sized(
+    field: &'static str,
+    bytes: Vec<u8>,
+    min: usize,
+    max: usize,
+) -> Result<Vec<u8>, AttestationError> {
     if bytes.len() < min || bytes.len() > max {
-        return Err(AttestationError::FieldSize { field, len: bytes.len(), min, max });
+        return Err(AttestationError::FieldSize {
+            field,
+            len: bytes.len(),
+            min,
+            max,
+        });
     }
     Ok(bytes)
 }
@@ -803,7 +881,10 @@ fn sized(field: &'static str, bytes: Vec<u8>, min: usize, max: usize) -> Result<
 fn bytes_of(field: &'static str, value: Value) -> Result<Vec<u8>, AttestationError> {
     match value {
         Value::Bytes(b) => Ok(b),
-        _ => Err(AttestationError::FieldType { field, expected: "a byte string" }),
+        _ => Err(AttestationError::FieldType {
+            field,
+            expected: "a byte string",
+        }),
     }
 }
 
@@ -817,7 +898,10 @@ fn optional_bytes(
     match value {
         Value::Null => Ok(None),
         Value::Bytes(b) => sized(field, b, min, max).map(Some),
-        _ => Err(AttestationError::FieldType { field, expected: "a byte string or nil" }),
+        _ => Err(AttestationError::FieldType {
+            field,
+            expected: "a byte string or nil",
+        }),
     }
 }
 
@@ -834,23 +918,36 @@ fn parse_payload(payload: &[u8]) -> Result<Fields, AttestationError> {
             Value::Text(name) => FIELDS.iter().copied().find(|f| f == name),
             _ => None,
         }
-        .ok_or_else(|| AttestationError::UnknownField { field: format!("{key:?}") })?;
+        .ok_or_else(|| AttestationError::UnknownField {
+            field: format!("{key:?}"),
+        })?;
         if !seen.insert(field) {
             return Err(AttestationError::DuplicateField { field });
         }
         match field {
             "module_id" => {
                 let Value::Text(id) = value else {
-                    return Err(AttestationError::FieldType { field, expected: "text" });
+                    return Err(AttestationError::FieldType {
+                        field,
+                        expected: "text",
+                    });
                 };
                 if id.is_empty() || id.len() > MODULE_ID_BYTES_MAX {
-                    return Err(AttestationError::FieldSize { field, len: id.len(), min: 1, max: MODULE_ID_BYTES_MAX });
+                    return Err(AttestationError::FieldSize {
+                        field,
+                        len: id.len(),
+                        min: 1,
+                        max: MODULE_ID_BYTES_MAX,
+                    });
                 }
                 module_id = Some(id);
             }
             "digest" => {
                 let Value::Text(d) = value else {
-                    return Err(AttestationError::FieldType { field, expected: "text" });
+                    return Err(AttestationError::FieldType {
+                        field,
+                        expected: "text",
+                    });
                 };
                 if d != "SHA384" {
                     return Err(AttestationError::UnsupportedDigest { found: d });
@@ -858,9 +955,14 @@ fn parse_payload(payload: &[u8]) -> Result<Fields, AttestationError> {
                 digest = Some(PcrDigest::Sha384);
             }
             "timestamp" => {
-                let bad = || AttestationError::TimestampOutOfRange { found: format!("{value:?}") };
+                let bad = || AttestationError::TimestampOutOfRange {
+                    found: format!("{value:?}"),
+                };
                 let Value::Integer(i) = &value else {
-                    return Err(AttestationError::FieldType { field, expected: "an unsigned integer" });
+                    return Err(AttestationError::FieldType {
+                        field,
+                        expected: "an unsigned integer",
+                    });
                 };
                 let ms = i64::try_from(*i).map_err(|_| bad())?;
                 if ms <= 0 {
@@ -870,11 +972,19 @@ fn parse_payload(payload: &[u8]) -> Result<Fields, AttestationError> {
             }
             "pcrs" => pcrs = Some(parse_pcrs(value)?),
             "certificate" => {
-                certificate = Some(sized(field, bytes_of(field, value)?, 1, CERTIFICATE_BYTES_MAX)?);
+                certificate = Some(sized(
+                    field,
+                    bytes_of(field, value)?,
+                    1,
+                    CERTIFICATE_BYTES_MAX,
+                )?);
             }
             "cabundle" => {
                 let Value::Array(items) = value else {
-                    return Err(AttestationError::FieldType { field, expected: "an array" });
+                    return Err(AttestationError::FieldType {
+                        field,
+                        expected: "an array",
+                    });
                 };
                 if items.is_empty() || items.len() > CABUNDLE_CERTS_MAX {
                     return Err(AttestationError::FieldSize {
@@ -895,7 +1005,11 @@ fn parse_payload(payload: &[u8]) -> Result<Fields, AttestationError> {
             "user_data" => user_data = optional_bytes(field, value, 0, USER_DATA_BYTES_MAX)?,
             "nonce" => nonce = optional_bytes(field, value, 0, NONCE_BYTES_MAX)?,
             // `field` is one of FIELDS, all handled above.
-            _ => return Err(AttestationError::UnknownField { field: field.to_owned() }),
+            _ => {
+                return Err(AttestationError::UnknownField {
+                    field: field.to_owned(),
+                });
+            }
         }
     }
     let missing = |field| AttestationError::MissingField { field };
@@ -914,10 +1028,18 @@ fn parse_payload(payload: &[u8]) -> Result<Fields, AttestationError> {
 
 fn parse_pcrs(value: Value) -> Result<BTreeMap<u8, Vec<u8>>, AttestationError> {
     let Value::Map(entries) = value else {
-        return Err(AttestationError::FieldType { field: "pcrs", expected: "a map" });
+        return Err(AttestationError::FieldType {
+            field: "pcrs",
+            expected: "a map",
+        });
     };
     if entries.is_empty() || entries.len() > PCRS_MAX {
-        return Err(AttestationError::FieldSize { field: "pcrs", len: entries.len(), min: 1, max: PCRS_MAX });
+        return Err(AttestationError::FieldSize {
+            field: "pcrs",
+            len: entries.len(),
+            min: 1,
+            max: PCRS_MAX,
+        });
     }
     let mut pcrs = BTreeMap::new();
     for (key, value) in entries {
@@ -925,12 +1047,20 @@ fn parse_pcrs(value: Value) -> Result<BTreeMap<u8, Vec<u8>>, AttestationError> {
             Value::Integer(i) => u8::try_from(*i).ok().filter(|&n| usize::from(n) < PCRS_MAX),
             _ => None,
         }
-        .ok_or_else(|| AttestationError::PcrIndex { found: format!("{key:?}") })?;
+        .ok_or_else(|| AttestationError::PcrIndex {
+            found: format!("{key:?}"),
+        })?;
         let Value::Bytes(pcr) = value else {
-            return Err(AttestationError::FieldType { field: "pcrs", expected: "a map of byte strings" });
+            return Err(AttestationError::FieldType {
+                field: "pcrs",
+                expected: "a map of byte strings",
+            });
         };
         if pcr.len() != PCR_BYTES {
-            return Err(AttestationError::PcrLength { index, len: pcr.len() });
+            return Err(AttestationError::PcrLength {
+                index,
+                len: pcr.len(),
+            });
         }
         if pcrs.insert(index, pcr).is_some() {
             return Err(AttestationError::DuplicatePcr { index });
@@ -956,11 +1086,17 @@ struct ParsedCert {
     path_len: Option<u8>,
 }
 
-fn cert_time(t: x509_cert::time::Time, position: CertPosition) -> Result<Timestamp, AttestationError> {
+fn cert_time(
+    t: x509_cert::time::Time,
+    position: CertPosition,
+) -> Result<Timestamp, AttestationError> {
     i64::try_from(t.to_unix_duration().as_millis())
         .ok()
         .and_then(Timestamp::from_unix_ms)
-        .ok_or_else(|| AttestationError::CertificateDecode { position, reason: "time out of range".into() })
+        .ok_or_else(|| AttestationError::CertificateDecode {
+            position,
+            reason: "time out of range".into(),
+        })
 }
 
 impl ParsedCert {
@@ -972,7 +1108,10 @@ impl ParsedCert {
         if cert.to_der().map_err(|e| decode(e.to_string()))? != der {
             return Err(decode("not in canonical DER".into()));
         }
-        let tbs = cert.tbs_certificate.to_der().map_err(|e| decode(e.to_string()))?;
+        let tbs = cert
+            .tbs_certificate
+            .to_der()
+            .map_err(|e| decode(e.to_string()))?;
         let subject = cert.tbs_certificate.subject.to_string();
         if cert.tbs_certificate.version != x509_cert::certificate::Version::V3 {
             return Err(AttestationError::CertificateVersion { position, subject });
@@ -986,16 +1125,33 @@ impl ParsedCert {
         if spki.algorithm.oid != rfc5912::ID_EC_PUBLIC_KEY {
             return Err(unsupported("not an elliptic-curve key"));
         }
-        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
         if curve != Some(rfc5912::SECP_384_R_1) {
             return Err(unsupported("curve is not P-384"));
         }
-        let point = spki.subject_public_key.as_bytes().ok_or_else(|| unsupported("key bits are not whole bytes"))?;
-        let key = VerifyingKey::from_sec1_bytes(point).map_err(|_| unsupported("not a point on P-384"))?;
+        let point = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| unsupported("key bits are not whole bytes"))?;
+        let key = VerifyingKey::from_sec1_bytes(point)
+            .map_err(|_| unsupported("not a point on P-384"))?;
         let validity = cert.tbs_certificate.validity;
         let not_before = cert_time(validity.not_before, position)?;
         let not_after = cert_time(validity.not_after, position)?;
-        let mut parsed = Self { position, cert, tbs, subject, key, not_before, not_after, path_len: None };
+        let mut parsed = Self {
+            position,
+            cert,
+            tbs,
+            subject,
+            key,
+            not_before,
+            not_after,
+            path_len: None,
+        };
         if position == CertPosition::PinnedRoot {
             parsed.path_len = parsed.check_extensions(true)?;
         }
@@ -1056,7 +1212,12 @@ impl ParsedCert {
     /// extension; no extension twice. Returns a CA's pathLenConstraint.
     fn check_extensions(&self, ca: bool) -> Result<Option<u8>, AttestationError> {
         let (position, subject) = (self.position, &self.subject);
-        let extensions = self.cert.tbs_certificate.extensions.as_deref().unwrap_or(&[]);
+        let extensions = self
+            .cert
+            .tbs_certificate
+            .extensions
+            .as_deref()
+            .unwrap_or(&[]);
         let bad = |oid: ObjectIdentifier, reason: &str| AttestationError::BadExtension {
             position,
             subject: subject.clone(),
@@ -1071,9 +1232,13 @@ impl ParsedCert {
             }
             let value = ext.extn_value.as_bytes();
             if ext.extn_id == rfc5280::ID_CE_BASIC_CONSTRAINTS {
-                basic = Some(BasicConstraints::from_der(value).map_err(|e| bad(ext.extn_id, &e.to_string()))?);
+                basic = Some(
+                    BasicConstraints::from_der(value)
+                        .map_err(|e| bad(ext.extn_id, &e.to_string()))?,
+                );
             } else if ext.extn_id == rfc5280::ID_CE_KEY_USAGE {
-                usage = Some(KeyUsage::from_der(value).map_err(|e| bad(ext.extn_id, &e.to_string()))?);
+                usage =
+                    Some(KeyUsage::from_der(value).map_err(|e| bad(ext.extn_id, &e.to_string()))?);
             } else if ext.critical {
                 return Err(AttestationError::UnknownCriticalExtension {
                     position,
@@ -1085,15 +1250,24 @@ impl ParsedCert {
         let is_ca = basic.as_ref().is_some_and(|b| b.ca);
         if ca {
             if !is_ca {
-                return Err(AttestationError::NotCa { position, subject: subject.clone() });
+                return Err(AttestationError::NotCa {
+                    position,
+                    subject: subject.clone(),
+                });
             }
             if !usage.is_some_and(|u| u.key_cert_sign()) {
-                return Err(AttestationError::KeyUsage { position, subject: subject.clone(), missing: "keyCertSign" });
+                return Err(AttestationError::KeyUsage {
+                    position,
+                    subject: subject.clone(),
+                    missing: "keyCertSign",
+                });
             }
             Ok(basic.and_then(|b| b.path_len_constraint))
         } else {
             if is_ca {
-                return Err(AttestationError::LeafIsCa { subject: subject.clone() });
+                return Err(AttestationError::LeafIsCa {
+                    subject: subject.clone(),
+                });
             }
             if !usage.is_some_and(|u| u.digital_signature()) {
                 return Err(AttestationError::KeyUsage {
@@ -1205,37 +1379,68 @@ impl UserData {
     /// A [`UserDataError`] naming the first thing wrong.
     pub fn decode(bytes: &[u8]) -> Result<Self, UserDataError> {
         if bytes.len() > USER_DATA_ENCODED_MAX {
-            return Err(UserDataError::TooLong { len: bytes.len(), max: USER_DATA_ENCODED_MAX });
+            return Err(UserDataError::TooLong {
+                len: bytes.len(),
+                max: USER_DATA_ENCODED_MAX,
+            });
         }
-        let (&version, rest) = bytes.split_first().ok_or(UserDataError::Version { found: None })?;
+        let (&version, rest) = bytes
+            .split_first()
+            .ok_or(UserDataError::Version { found: None })?;
         if version != USER_DATA_VERSION {
-            return Err(UserDataError::Version { found: Some(version) });
+            return Err(UserDataError::Version {
+                found: Some(version),
+            });
         }
         let needed_for = |role_len: usize| 2 + role_len + 96;
-        let (&role_len, rest) =
-            rest.split_first().ok_or(UserDataError::Truncated { len: bytes.len(), needed: needed_for(1) })?;
+        let (&role_len, rest) = rest.split_first().ok_or(UserDataError::Truncated {
+            len: bytes.len(),
+            needed: needed_for(1),
+        })?;
         let role_len = usize::from(role_len);
         if role_len == 0 || role_len > ROLE_BYTES_MAX {
-            return Err(UserDataError::RoleLength { len: role_len, max: ROLE_BYTES_MAX });
+            return Err(UserDataError::RoleLength {
+                len: role_len,
+                max: ROLE_BYTES_MAX,
+            });
         }
         let needed = needed_for(role_len);
         if bytes.len() < needed {
-            return Err(UserDataError::Truncated { len: bytes.len(), needed });
+            return Err(UserDataError::Truncated {
+                len: bytes.len(),
+                needed,
+            });
         }
         if bytes.len() > needed {
-            return Err(UserDataError::TrailingBytes { extra: bytes.len() - needed });
+            return Err(UserDataError::TrailingBytes {
+                extra: bytes.len() - needed,
+            });
         }
-        let (role, rest) =
-            rest.split_at_checked(role_len).ok_or(UserDataError::Truncated { len: bytes.len(), needed })?;
-        let role_text = String::from_utf8(role.to_vec())
-            .map_err(|_| UserDataError::Role { role: String::from_utf8_lossy(role).into_owned() })?;
-        let role = Role::new(role_text.clone()).map_err(|_| UserDataError::Role { role: role_text })?;
+        let (role, rest) = rest
+            .split_at_checked(role_len)
+            .ok_or(UserDataError::Truncated {
+                len: bytes.len(),
+                needed,
+            })?;
+        let role_text = String::from_utf8(role.to_vec()).map_err(|_| UserDataError::Role {
+            role: String::from_utf8_lossy(role).into_owned(),
+        })?;
+        let role =
+            Role::new(role_text.clone()).map_err(|_| UserDataError::Role { role: role_text })?;
         let key = |i: usize| -> Result<[u8; 32], UserDataError> {
             rest.get(i * 32..(i + 1) * 32)
                 .and_then(|s| <[u8; 32]>::try_from(s).ok())
-                .ok_or(UserDataError::Truncated { len: bytes.len(), needed })
+                .ok_or(UserDataError::Truncated {
+                    len: bytes.len(),
+                    needed,
+                })
         };
-        Ok(Self { role, manifest_hash: key(0)?, ed25519: key(1)?, x25519: key(2)? })
+        Ok(Self {
+            role,
+            manifest_hash: key(0)?,
+            ed25519: key(1)?,
+            x25519: key(2)?,
+        })
     }
 }
 
@@ -1265,20 +1470,47 @@ mod tests {
 
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(UserData::decode(&longer), Err(UserDataError::TrailingBytes { extra: 1 }));
+        assert_eq!(
+            UserData::decode(&longer),
+            Err(UserDataError::TrailingBytes { extra: 1 })
+        );
         assert_eq!(
             UserData::decode(&bytes[..bytes.len() - 1]),
-            Err(UserDataError::Truncated { len: bytes.len() - 1, needed: bytes.len() })
+            Err(UserDataError::Truncated {
+                len: bytes.len() - 1,
+                needed: bytes.len()
+            })
         );
-        assert_eq!(UserData::decode(&[]), Err(UserDataError::Version { found: None }));
-        assert_eq!(UserData::decode(&[2]), Err(UserDataError::Version { found: Some(2) }));
-        assert_eq!(UserData::decode(&[1]), Err(UserDataError::Truncated { len: 1, needed: 99 }));
-        assert_eq!(UserData::decode(&[1, 0]), Err(UserDataError::RoleLength { len: 0, max: 32 }));
-        assert_eq!(UserData::decode(&[1, 33]), Err(UserDataError::RoleLength { len: 33, max: 32 }));
+        assert_eq!(
+            UserData::decode(&[]),
+            Err(UserDataError::Version { found: None })
+        );
+        assert_eq!(
+            UserData::decode(&[2]),
+            Err(UserDataError::Version { found: Some(2) })
+        );
+        assert_eq!(
+            UserData::decode(&[1]),
+            Err(UserDataError::Truncated { len: 1, needed: 99 })
+        );
+        assert_eq!(
+            UserData::decode(&[1, 0]),
+            Err(UserDataError::RoleLength { len: 0, max: 32 })
+        );
+        assert_eq!(
+            UserData::decode(&[1, 33]),
+            Err(UserDataError::RoleLength { len: 33, max: 32 })
+        );
         let mut upper = bytes.clone();
         upper[2] = b'S';
-        assert!(matches!(UserData::decode(&upper), Err(UserDataError::Role { .. })));
-        assert!(matches!(UserData::decode(&[0; 513]), Err(UserDataError::TooLong { len: 513, .. })));
+        assert!(matches!(
+            UserData::decode(&upper),
+            Err(UserDataError::Role { .. })
+        ));
+        assert!(matches!(
+            UserData::decode(&[0; 513]),
+            Err(UserDataError::TooLong { len: 513, .. })
+        ));
         for cut in 0..bytes.len() {
             assert!(UserData::decode(&bytes[..cut]).is_err());
         }

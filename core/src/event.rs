@@ -284,10 +284,14 @@ impl Timestamp {
 impl TryFrom<String> for Timestamp {
     type Error = EventError;
     fn try_from(s: String) -> Result<Self, EventError> {
-        let bad = || EventError::Envelope(format!("time {s:?} is not RFC 3339 UTC with milliseconds"));
+        let bad =
+            || EventError::Envelope(format!("time {s:?} is not RFC 3339 UTC with milliseconds"));
         let t = time::PrimitiveDateTime::parse(&s, TIME_FORMAT).map_err(|_| bad())?;
         let ms = t.assume_utc().unix_timestamp_nanos() / 1_000_000;
-        i64::try_from(ms).ok().and_then(Self::from_unix_ms).ok_or_else(bad)
+        i64::try_from(ms)
+            .ok()
+            .and_then(Self::from_unix_ms)
+            .ok_or_else(bad)
     }
 }
 
@@ -357,8 +361,7 @@ impl Event {
     pub fn signing_bytes(&self) -> Result<Vec<u8>, EventError> {
         let mut unsigned = self.clone();
         unsigned.sig = None;
-        let jcs =
-            canonical::to_vec(&unsigned).map_err(|e| EventError::Envelope(e.to_string()))?;
+        let jcs = canonical::to_vec(&unsigned).map_err(|e| EventError::Envelope(e.to_string()))?;
         let mut out = Vec::with_capacity(EVENT_SIGNATURE_DOMAIN.len() + 1 + jcs.len());
         out.extend_from_slice(EVENT_SIGNATURE_DOMAIN);
         out.push(0);
@@ -379,10 +382,17 @@ impl Event {
         self.sig = Some(EventSignature(sig.to_bytes()));
         let bytes = canonical::to_vec(&self).map_err(|e| EventError::Envelope(e.to_string()))?;
         if bytes.len() > EVENT_BYTES_MAX {
-            return Err(EventError::TooLarge { size: bytes.len(), max: EVENT_BYTES_MAX });
+            return Err(EventError::TooLarge {
+                size: bytes.len(),
+                max: EVENT_BYTES_MAX,
+            });
         }
         let leaf_hash = merkle::hash_leaf(&bytes);
-        Ok(SignedEvent { event: self, bytes, leaf_hash })
+        Ok(SignedEvent {
+            event: self,
+            bytes,
+            leaf_hash,
+        })
     }
 }
 
@@ -401,7 +411,9 @@ impl KeyCache {
     /// A cache.
     #[must_use]
     pub fn new() -> Self {
-        Self { keys: Some(std::sync::Mutex::default()) }
+        Self {
+            keys: Some(std::sync::Mutex::default()),
+        }
     }
 
     /// No caching: every call decompresses.
@@ -415,7 +427,9 @@ impl KeyCache {
     /// # Errors
     /// [`EventError::BadKey`] when the bytes are not a point on the curve.
     pub fn get(&self, key: &PublicKey) -> Result<VerifyingKey, EventError> {
-        let Some(keys) = &self.keys else { return key.verifying_key() };
+        let Some(keys) = &self.keys else {
+            return key.verifying_key();
+        };
         if let Some(k) = keys.lock().ok().and_then(|m| m.get(&key.0).copied()) {
             return Ok(k);
         }
@@ -456,7 +470,10 @@ impl SignedEvent {
     /// As [`SignedEvent::from_bytes`].
     pub fn from_bytes_with(bytes: &[u8], keys: &KeyCache) -> Result<Self, EventError> {
         if bytes.len() > EVENT_BYTES_MAX {
-            return Err(EventError::TooLarge { size: bytes.len(), max: EVENT_BYTES_MAX });
+            return Err(EventError::TooLarge {
+                size: bytes.len(),
+                max: EVENT_BYTES_MAX,
+            });
         }
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| EventError::NotJson(e.to_string()))?;
@@ -477,14 +494,21 @@ impl SignedEvent {
             return Err(EventError::Version(event.v));
         }
         if event.parents.len() > PARENTS_MAX {
-            return Err(EventError::TooManyParents { count: event.parents.len(), max: PARENTS_MAX });
+            return Err(EventError::TooManyParents {
+                count: event.parents.len(),
+                max: PARENTS_MAX,
+            });
         }
         let sig = event.sig.ok_or(EventError::Unsigned)?;
         let key = keys.get(&event.producer.key)?;
         let message = signing_bytes_of_canonical(bytes, &sig)?;
         key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig.0))
             .map_err(|_| EventError::BadSignature)?;
-        Ok(Self { leaf_hash: merkle::hash_leaf(bytes), event, bytes: bytes.to_vec() })
+        Ok(Self {
+            leaf_hash: merkle::hash_leaf(bytes),
+            event,
+            bytes: bytes.to_vec(),
+        })
     }
 
     /// The envelope.
@@ -550,7 +574,12 @@ pub struct SkewError {
 pub fn check_time(event: Timestamp, now: Timestamp, skew_ms: i64) -> Result<(), SkewError> {
     let diff_ms = event.0.saturating_sub(now.0).saturating_abs();
     if diff_ms > skew_ms {
-        return Err(SkewError { event, now, diff_ms, skew_ms });
+        return Err(SkewError {
+            event,
+            now,
+            diff_ms,
+            skew_ms,
+        });
     }
     Ok(())
 }
@@ -571,7 +600,10 @@ mod tests {
             tenant: TenantId::SYSTEM,
             request: RequestId(Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001)),
             parents: vec![],
-            producer: Producer { role: Role::new("edge").expect("valid"), key: PublicKey::from(&k.verifying_key()) },
+            producer: Producer {
+                role: Role::new("edge").expect("valid"),
+                key: PublicKey::from(&k.verifying_key()),
+            },
             attestation: None,
             time: Timestamp::from_unix_ms(1_764_000_000_123).expect("in range"),
             body: serde_json::from_str(r#"{"message":"hello","amount":"100"}"#).expect("json"),
@@ -586,8 +618,14 @@ mod tests {
         let parsed = SignedEvent::from_bytes(signed.bytes()).expect("verifies");
         assert_eq!(parsed, signed);
         let text = std::str::from_utf8(signed.bytes()).expect("utf-8");
-        assert!(text.starts_with(r#"{"body":{"amount":"100","message":"hello"},"kind":"demo.hello""#), "{text}");
-        assert!(text.contains(r#""time":"2025-11-24T16:00:00.123Z""#), "{text}");
+        assert!(
+            text.starts_with(r#"{"body":{"amount":"100","message":"hello"},"kind":"demo.hello""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""time":"2025-11-24T16:00:00.123Z""#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -597,7 +635,8 @@ mod tests {
         let first = sample().sign(&k).expect("signs");
         let sig_b64 = String::from(first.event().sig.expect("signed"));
         let mut ev = sample();
-        ev.body.insert("nested".into(), serde_json::json!({"a": 1, "sig": sig_b64}));
+        ev.body
+            .insert("nested".into(), serde_json::json!({"a": 1, "sig": sig_b64}));
         for ev in [sample(), ev] {
             let signed = ev.sign(&k).expect("signs");
             let sig = signed.event().sig.expect("signed");
@@ -615,26 +654,43 @@ mod tests {
         for i in 0..signed.bytes().len() {
             let mut bytes = signed.bytes().to_vec();
             bytes[i] ^= 0x01;
-            assert!(SignedEvent::from_bytes(&bytes).is_err(), "flip at byte {i} accepted");
+            assert!(
+                SignedEvent::from_bytes(&bytes).is_err(),
+                "flip at byte {i} accepted"
+            );
         }
     }
 
     #[test]
     fn refusals_are_typed() {
         let signed = sample().sign(&key()).expect("signs");
-        let text = std::str::from_utf8(signed.bytes()).expect("utf-8").to_string();
+        let text = std::str::from_utf8(signed.bytes())
+            .expect("utf-8")
+            .to_string();
         // Not canonical: a space after the first brace.
         let spaced = text.replacen('{', "{ ", 1);
-        assert_eq!(SignedEvent::from_bytes(spaced.as_bytes()), Err(EventError::NotCanonical));
+        assert_eq!(
+            SignedEvent::from_bytes(spaced.as_bytes()),
+            Err(EventError::NotCanonical)
+        );
         // A float.
         let float = text.replacen(r#""v":1"#, r#""v":1.5"#, 1);
-        assert!(matches!(SignedEvent::from_bytes(float.as_bytes()), Err(EventError::Float { .. })));
+        assert!(matches!(
+            SignedEvent::from_bytes(float.as_bytes()),
+            Err(EventError::Float { .. })
+        ));
         // Unknown field.
         let extra = text.replacen(r#""v":1"#, r#""v":1,"zz":1"#, 1);
-        assert!(matches!(SignedEvent::from_bytes(extra.as_bytes()), Err(EventError::Envelope(_))));
+        assert!(matches!(
+            SignedEvent::from_bytes(extra.as_bytes()),
+            Err(EventError::Envelope(_))
+        ));
         // Unsigned.
         let unsigned = canonical::to_vec(&sample()).expect("jcs");
-        assert_eq!(SignedEvent::from_bytes(&unsigned), Err(EventError::Unsigned));
+        assert_eq!(
+            SignedEvent::from_bytes(&unsigned),
+            Err(EventError::Unsigned)
+        );
         // Too large.
         assert!(matches!(
             SignedEvent::from_bytes(&vec![b' '; EVENT_BYTES_MAX + 1]),
@@ -644,12 +700,24 @@ mod tests {
         let mut v2 = sample();
         v2.v = 2;
         let v2 = v2.sign(&key()).expect("signs");
-        assert_eq!(SignedEvent::from_bytes(v2.bytes()), Err(EventError::Version(2)));
+        assert_eq!(
+            SignedEvent::from_bytes(v2.bytes()),
+            Err(EventError::Version(2))
+        );
         // Signed by another key than producer.key.
-        assert_eq!(sample().sign(&SigningKey::from_bytes(&[8u8; 32])).err(), Some(EventError::BadKey));
+        assert_eq!(
+            sample().sign(&SigningKey::from_bytes(&[8u8; 32])).err(),
+            Some(EventError::BadKey)
+        );
         // Garbage.
-        assert!(matches!(SignedEvent::from_bytes(b"\xff\x00"), Err(EventError::NotJson(_))));
-        assert!(matches!(SignedEvent::from_bytes(b"[1]"), Err(EventError::NotJson(_))));
+        assert!(matches!(
+            SignedEvent::from_bytes(b"\xff\x00"),
+            Err(EventError::NotJson(_))
+        ));
+        assert!(matches!(
+            SignedEvent::from_bytes(b"[1]"),
+            Err(EventError::NotJson(_))
+        ));
     }
 
     #[test]
@@ -659,12 +727,20 @@ mod tests {
         let jcs = canonical::to_vec(&ev).expect("jcs");
         ev.sig = Some(EventSignature(k.sign(&jcs).to_bytes()));
         let bytes = canonical::to_vec(&ev).expect("jcs");
-        assert_eq!(SignedEvent::from_bytes(&bytes), Err(EventError::BadSignature));
+        assert_eq!(
+            SignedEvent::from_bytes(&bytes),
+            Err(EventError::BadSignature)
+        );
     }
 
     #[test]
     fn times_have_one_spelling() {
-        for bad in ["2025-11-24T16:00:00Z", "2025-11-24T16:00:00.12Z", "2025-11-24T16:00:00.123+00:00", "2025-11-24 16:00:00.123Z"] {
+        for bad in [
+            "2025-11-24T16:00:00Z",
+            "2025-11-24T16:00:00.12Z",
+            "2025-11-24T16:00:00.123+00:00",
+            "2025-11-24 16:00:00.123Z",
+        ] {
             assert!(Timestamp::try_from(bad.to_string()).is_err(), "{bad}");
         }
         let t = Timestamp::try_from("2025-11-24T16:00:00.123Z".to_string()).expect("valid");
@@ -678,8 +754,14 @@ mod tests {
         let at = |ms| Timestamp::from_unix_ms(ms).expect("in range");
         assert!(check_time(at(1_000_000 + 5_000), now, 5_000).is_ok());
         assert!(check_time(at(1_000_000 - 5_000), now, 5_000).is_ok());
-        assert_eq!(check_time(at(1_000_000 + 5_001), now, 5_000).map_err(|e| e.diff_ms), Err(5_001));
-        assert_eq!(check_time(at(1_000_000 - 5_001), now, 5_000).map_err(|e| e.diff_ms), Err(5_001));
+        assert_eq!(
+            check_time(at(1_000_000 + 5_001), now, 5_000).map_err(|e| e.diff_ms),
+            Err(5_001)
+        );
+        assert_eq!(
+            check_time(at(1_000_000 - 5_001), now, 5_000).map_err(|e| e.diff_ms),
+            Err(5_001)
+        );
     }
 
     #[test]

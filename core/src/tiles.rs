@@ -111,7 +111,11 @@ impl Tile {
             .and_then(|l| u8::try_from(l).ok())
             .filter(|l| *l <= TILE_LEVEL_MAX)
             .ok_or_else(bad)?;
-        Ok(Tile::Hashes { level, index, partial })
+        Ok(Tile::Hashes {
+            level,
+            index,
+            partial,
+        })
     }
 }
 
@@ -119,7 +123,11 @@ impl fmt::Display for Tile {
     /// The path relative to the log's prefix, e.g. `tile/0/x001/x234/067.p/8`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (head, index, partial) = match self {
-            Tile::Hashes { level, index, partial } => (level.to_string(), *index, *partial),
+            Tile::Hashes {
+                level,
+                index,
+                partial,
+            } => (level.to_string(), *index, *partial),
             Tile::Entries { index, partial } => ("entries".to_string(), *index, *partial),
         };
         write!(f, "tile/{head}/{}", format_index(index))?;
@@ -195,7 +203,9 @@ pub fn decode_bundle(mut bytes: &[u8]) -> Result<Vec<Vec<u8>>, TilePathError> {
             .ok_or_else(|| TilePathError::Malformed("bundle ends inside a length".into()))?;
         let len = usize::from(u16::from_be_bytes(*len));
         if rest.len() < len {
-            return Err(TilePathError::Malformed("bundle ends inside an entry".into()));
+            return Err(TilePathError::Malformed(
+                "bundle ends inside an entry".into(),
+            ));
         }
         let (entry, rest) = rest.split_at(len);
         out.push(entry.to_vec());
@@ -211,22 +221,67 @@ mod tests {
     #[test]
     fn paths_round_trip() {
         for (tile, path) in [
-            (Tile::Hashes { level: 0, index: 1_234_067, partial: None }, "tile/0/x001/x234/067"),
-            (Tile::Hashes { level: 1, index: 0, partial: Some(8) }, "tile/1/000.p/8"),
-            (Tile::Entries { index: 1000, partial: None }, "tile/entries/x001/000"),
-            (Tile::Entries { index: 5, partial: Some(255) }, "tile/entries/005.p/255"),
+            (
+                Tile::Hashes {
+                    level: 0,
+                    index: 1_234_067,
+                    partial: None,
+                },
+                "tile/0/x001/x234/067",
+            ),
+            (
+                Tile::Hashes {
+                    level: 1,
+                    index: 0,
+                    partial: Some(8),
+                },
+                "tile/1/000.p/8",
+            ),
+            (
+                Tile::Entries {
+                    index: 1000,
+                    partial: None,
+                },
+                "tile/entries/x001/000",
+            ),
+            (
+                Tile::Entries {
+                    index: 5,
+                    partial: Some(255),
+                },
+                "tile/entries/005.p/255",
+            ),
         ] {
             assert_eq!(tile.to_string(), path);
-            assert_eq!(Tile::parse(path.strip_prefix("tile/").expect("prefix")), Ok(tile));
+            assert_eq!(
+                Tile::parse(path.strip_prefix("tile/").expect("prefix")),
+                Ok(tile)
+            );
         }
     }
 
     #[test]
     fn malformed_paths_are_refused() {
         for bad in [
-            "0", "0/1", "0/01", "0/0001", "0/x000/001", "00/000", "64/000", "0/000.p/0",
-            "0/000.p/256", "0/000.p/08", "0/000.p", "entries/000.p/", "x/000", "0/x1/000",
-            "0/000/", "-1/000", "0/00a", "0/000.q/8", "entries/x000/000",
+            "0",
+            "0/1",
+            "0/01",
+            "0/0001",
+            "0/x000/001",
+            "00/000",
+            "64/000",
+            "0/000.p/0",
+            "0/000.p/256",
+            "0/000.p/08",
+            "0/000.p",
+            "entries/000.p/",
+            "x/000",
+            "0/x1/000",
+            "0/000/",
+            "-1/000",
+            "0/00a",
+            "0/000.q/8",
+            "entries/x000/000",
         ] {
             assert!(Tile::parse(bad).is_err(), "{bad} accepted");
         }
@@ -234,16 +289,31 @@ mod tests {
 
     #[test]
     fn existence_follows_the_tree_size() {
-        let full0 = Tile::Hashes { level: 0, index: 0, partial: None };
+        let full0 = Tile::Hashes {
+            level: 0,
+            index: 0,
+            partial: None,
+        };
         assert!(!full0.exists_at(TreeSize(255)));
         assert!(full0.exists_at(TreeSize(256)));
-        let p = Tile::Hashes { level: 0, index: 1, partial: Some(3) };
+        let p = Tile::Hashes {
+            level: 0,
+            index: 1,
+            partial: Some(3),
+        };
         assert!(!p.exists_at(TreeSize(258)));
         assert!(p.exists_at(TreeSize(259)));
-        let l1 = Tile::Hashes { level: 1, index: 0, partial: Some(1) };
+        let l1 = Tile::Hashes {
+            level: 1,
+            index: 0,
+            partial: Some(1),
+        };
         assert!(!l1.exists_at(TreeSize(255)));
         assert!(l1.exists_at(TreeSize(256)));
-        let huge = Tile::Entries { index: u64::MAX, partial: None };
+        let huge = Tile::Entries {
+            index: u64::MAX,
+            partial: None,
+        };
         assert!(!huge.exists_at(TreeSize(u64::MAX)));
     }
 
@@ -252,7 +322,10 @@ mod tests {
         let entries: Vec<&[u8]> = vec![b"a", b"", b"hello"];
         let bundle = encode_bundle(entries.iter().copied());
         assert_eq!(bundle, b"\x00\x01a\x00\x00\x00\x05hello");
-        assert_eq!(decode_bundle(&bundle).expect("decodes"), vec![b"a".to_vec(), vec![], b"hello".to_vec()]);
+        assert_eq!(
+            decode_bundle(&bundle).expect("decodes"),
+            vec![b"a".to_vec(), vec![], b"hello".to_vec()]
+        );
         assert!(decode_bundle(&bundle[..bundle.len() - 1]).is_err());
         assert!(decode_bundle(&[0]).is_err());
     }

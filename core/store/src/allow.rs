@@ -60,7 +60,11 @@ impl ProducerAllowList {
             if line.is_empty() {
                 continue;
             }
-            let syntax = |reason: String| AllowListError::Syntax { path: path.into(), line: i + 1, reason };
+            let syntax = |reason: String| AllowListError::Syntax {
+                path: path.into(),
+                line: i + 1,
+                reason,
+            };
             let mut words = line.split_whitespace();
             let (Some(role), Some(key), None) = (words.next(), words.next(), words.next()) else {
                 return Err(syntax("expected `<role> <base64 key>`".into()));
@@ -81,7 +85,10 @@ impl ProducerAllowList {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, &path.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(AllowListError::Io { path: path.display().to_string(), source }),
+            Err(source) => Err(AllowListError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
         }
     }
 
@@ -95,7 +102,10 @@ impl ProducerAllowList {
             return Ok(());
         }
         list.insert(role.clone(), *key);
-        let io = |source| AllowListError::Io { path: path.display().to_string(), source };
+        let io = |source| AllowListError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let mut text = std::fs::read_to_string(path).unwrap_or_else(|_| {
             "# Dev allow-list of producer keys: `<role> <base64 Ed25519 key>` per line.\n".into()
         });

@@ -13,7 +13,7 @@ pub const NODE_CACHE_SLOTS: usize = 1 << 16;
 /// Independent locks over the slots, so readers on several cores rarely meet.
 const SHARDS: usize = 64;
 
-const _: () = assert!(NODE_CACHE_SLOTS % SHARDS == 0);
+const _: () = assert!(NODE_CACHE_SLOTS.is_multiple_of(SHARDS));
 
 #[derive(Clone, Copy)]
 struct Slot {
@@ -28,7 +28,11 @@ pub(crate) struct NodeCache {
 
 impl NodeCache {
     pub(crate) fn new() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Mutex::new(vec![None; NODE_CACHE_SLOTS / SHARDS])).collect() }
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(vec![None; NODE_CACHE_SLOTS / SHARDS]))
+                .collect(),
+        }
     }
 
     fn place(level: u8, index: u64) -> (usize, usize) {
@@ -41,7 +45,9 @@ impl NodeCache {
     pub(crate) fn get(&self, level: u8, index: u64) -> Option<Hash> {
         let (shard, i) = Self::place(level, index);
         let guard = self.shards[shard].lock();
-        guard[i].filter(|s| s.level == level && s.index == index).map(|s| s.hash)
+        guard[i]
+            .filter(|s| s.level == level && s.index == index)
+            .map(|s| s.hash)
     }
 
     pub(crate) fn put(&self, level: u8, index: u64, hash: Hash) {

@@ -18,10 +18,10 @@ mod rocks;
 mod storage;
 
 pub use allow::{AllowListError, ProducerAllowList};
+pub use cache::NODE_CACHE_SLOTS;
 pub use log::{
     AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, Log, LogConfig,
     LogReader, Published, QUEUE_EVENTS_MAX, ReadError, SystemClock, TIME_SKEW_MS,
 };
-pub use cache::NODE_CACHE_SLOTS;
 pub use rocks::RocksStorage;
-pub use storage::{Batch, MemoryStorage, Storage, StorageError};
+pub use storage::{Batch, MemoryStorage, Pairs, Storage, StorageError};

@@ -101,7 +101,10 @@ impl AppendPolicy for crate::ProducerAllowList {
         if self.allows(&p.role, &p.key) {
             Ok(())
         } else {
-            Err(AppendError::UnknownProducer { role: p.role.to_string(), key: p.key.to_base64() })
+            Err(AppendError::UnknownProducer {
+                role: p.role.to_string(),
+                key: p.key.to_base64(),
+            })
         }
     }
 }
@@ -202,13 +205,17 @@ pub struct LogReader<S> {
 
 impl<S> Clone for LogReader<S> {
     fn clone(&self) -> Self {
-        Self { shared: Arc::clone(&self.shared) }
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
 impl<S> std::fmt::Debug for LogReader<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogReader").field("origin", &self.shared.origin).finish_non_exhaustive()
+        f.debug_struct("LogReader")
+            .field("origin", &self.shared.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -236,9 +243,14 @@ impl<S: Storage> StoredNodes<'_, S> {
 }
 
 fn node_hash(level: u8, index: u64, value: Option<Vec<u8>>) -> Result<Hash, StorageError> {
-    let bytes = value.ok_or_else(|| StorageError::Corrupt(format!("tree node level {level} index {index} is missing")))?;
-    Hash::from_slice(&bytes)
-        .map_err(|_| StorageError::Corrupt(format!("tree node level {level} index {index} is not 32 bytes")))
+    let bytes = value.ok_or_else(|| {
+        StorageError::Corrupt(format!("tree node level {level} index {index} is missing"))
+    })?;
+    Hash::from_slice(&bytes).map_err(|_| {
+        StorageError::Corrupt(format!(
+            "tree node level {level} index {index} is not 32 bytes"
+        ))
+    })
 }
 
 /// A node source that answers zeros and remembers what was asked.
@@ -278,8 +290,19 @@ impl<S: Storage> LogReader<S> {
         let (frontier, note) = recover(&storage)?
             .ok_or_else(|| StorageError::Corrupt("the store holds no log".into()))?;
         let body = note_body(&note)?;
-        let published = Published { size: frontier.size(), root: frontier.root(), note };
-        Ok(Self { shared: Arc::new(Shared { storage, cache: NodeCache::new(), latest: RwLock::new(Arc::new(published)), origin: body.origin }) })
+        let published = Published {
+            size: frontier.size(),
+            root: frontier.root(),
+            note,
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                storage,
+                cache: NodeCache::new(),
+                latest: RwLock::new(Arc::new(published)),
+                origin: body.origin,
+            }),
+        })
     }
 
     /// The latest checkpoint.
@@ -300,8 +323,16 @@ impl<S: Storage> LogReader<S> {
 
     fn within(&self, what: &'static str, value: u64, inclusive: bool) -> Result<(), ReadError> {
         let size = self.latest().size.0;
-        let ok = if inclusive { value <= size } else { value < size };
-        if ok { Ok(()) } else { Err(ReadError::Beyond { what, value, size }) }
+        let ok = if inclusive {
+            value <= size
+        } else {
+            value < size
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(ReadError::Beyond { what, value, size })
+        }
     }
 
     /// The leaf data at `index`.
@@ -310,9 +341,12 @@ impl<S: Storage> LogReader<S> {
     /// [`ReadError::Beyond`] past the end; [`ReadError::Storage`] when storage fails.
     pub fn entry(&self, index: LeafIndex) -> Result<Vec<u8>, ReadError> {
         self.within("index", index.0, false)?;
-        self.shared.storage.get(&keys::entry(index.0))?.ok_or_else(|| {
-            ReadError::Storage(StorageError::Corrupt(format!("entry {index} is missing")))
-        })
+        self.shared
+            .storage
+            .get(&keys::entry(index.0))?
+            .ok_or_else(|| {
+                ReadError::Storage(StorageError::Corrupt(format!("entry {index} is missing")))
+            })
     }
 
     /// The contents of a C2SP tile or entry bundle, if the log holds all of it.
@@ -322,20 +356,37 @@ impl<S: Storage> LogReader<S> {
     pub fn tile(&self, tile: Tile) -> Result<Vec<u8>, ReadError> {
         let size = self.latest().size;
         if !tile.exists_at(size) {
-            return Err(ReadError::Beyond { what: "tile", value: tile.index(), size: size.0 });
+            return Err(ReadError::Beyond {
+                what: "tile",
+                value: tile.index(),
+                size: size.0,
+            });
         }
         let start = tile.index() * TILE_WIDTH;
         let width = tile.width();
         let (from, to) = match tile {
             Tile::Hashes { level, .. } => {
                 let l = level * TILE_HEIGHT;
-                (keys::node(l, start).to_vec(), keys::node(l, start + width).to_vec())
+                (
+                    keys::node(l, start).to_vec(),
+                    keys::node(l, start + width).to_vec(),
+                )
             }
-            Tile::Entries { .. } => (keys::entry(start).to_vec(), keys::entry(start + width).to_vec()),
+            Tile::Entries { .. } => (
+                keys::entry(start).to_vec(),
+                keys::entry(start + width).to_vec(),
+            ),
         };
-        let rows = self.shared.storage.scan(&from, &to, usize::try_from(width).unwrap_or(usize::MAX))?;
+        let rows =
+            self.shared
+                .storage
+                .scan(&from, &to, usize::try_from(width).unwrap_or(usize::MAX))?;
         if rows.len() as u64 != width {
-            return Err(StorageError::Corrupt(format!("{tile} has {} of {width} items", rows.len())).into());
+            return Err(StorageError::Corrupt(format!(
+                "{tile} has {} of {width} items",
+                rows.len()
+            ))
+            .into());
         }
         for (i, (k, _)) in rows.iter().enumerate() {
             if keys::trailing_u64(k) != Some(start + i as u64) {
@@ -344,7 +395,9 @@ impl<S: Storage> LogReader<S> {
         }
         Ok(match tile {
             Tile::Hashes { .. } => rows.into_iter().flat_map(|(_, v)| v).collect(),
-            Tile::Entries { .. } => govern_core::tiles::encode_bundle(rows.iter().map(|(_, v)| v.as_slice())),
+            Tile::Entries { .. } => {
+                govern_core::tiles::encode_bundle(rows.iter().map(|(_, v)| v.as_slice()))
+            }
         })
     }
 
@@ -353,7 +406,11 @@ impl<S: Storage> LogReader<S> {
     /// # Errors
     /// [`ReadError::Beyond`] when `size` is beyond the log; [`ReadError::Invalid`] when
     /// `index >= size`; [`ReadError::Storage`].
-    pub fn inclusion_proof(&self, index: LeafIndex, size: TreeSize) -> Result<Vec<Hash>, ReadError> {
+    pub fn inclusion_proof(
+        &self,
+        index: LeafIndex,
+        size: TreeSize,
+    ) -> Result<Vec<Hash>, ReadError> {
         self.within("size", size.0, true)?;
         // Which nodes the proof reads depends only on (index, size), not on their hashes: a
         // first pass with a recording source lists them, the cache answers what it can, and
@@ -370,7 +427,10 @@ impl<S: Storage> LogReader<S> {
             }
         }
         if !missing.is_empty() {
-            let keys: Vec<Vec<u8>> = missing.iter().map(|&(l, i)| keys::node(l, i).to_vec()).collect();
+            let keys: Vec<Vec<u8>> = missing
+                .iter()
+                .map(|&(l, i)| keys::node(l, i).to_vec())
+                .collect();
             for (&(level, i), value) in missing.iter().zip(self.shared.storage.multi_get(&keys)?) {
                 let hash = node_hash(level, i, value)?;
                 self.shared.cache.put(level, i, hash);
@@ -406,7 +466,9 @@ impl<S: Storage> LogReader<S> {
     pub fn checkpoint_at(&self, size: TreeSize) -> Result<Option<String>, ReadError> {
         let raw = self.shared.storage.get(&keys::checkpoint(size.0))?;
         raw.map(|b| {
-            String::from_utf8(b).map_err(|_| StorageError::Corrupt(format!("checkpoint {size} is not UTF-8")).into())
+            String::from_utf8(b).map_err(|_| {
+                StorageError::Corrupt(format!("checkpoint {size} is not UTF-8")).into()
+            })
         })
         .transpose()
     }
@@ -415,12 +477,23 @@ impl<S: Storage> LogReader<S> {
     ///
     /// # Errors
     /// [`ReadError::Storage`].
-    pub fn checkpoints(&self, from: TreeSize, to: TreeSize, limit: usize) -> Result<Vec<(TreeSize, String)>, ReadError> {
-        let rows = self.shared.storage.scan(&keys::checkpoint(from.0), &keys::checkpoint(to.0), limit)?;
+    pub fn checkpoints(
+        &self,
+        from: TreeSize,
+        to: TreeSize,
+        limit: usize,
+    ) -> Result<Vec<(TreeSize, String)>, ReadError> {
+        let rows =
+            self.shared
+                .storage
+                .scan(&keys::checkpoint(from.0), &keys::checkpoint(to.0), limit)?;
         rows.into_iter()
             .map(|(k, v)| {
-                let size = keys::trailing_u64(&k).ok_or_else(|| StorageError::Corrupt("checkpoint key".into()))?;
-                let note = String::from_utf8(v).map_err(|_| StorageError::Corrupt(format!("checkpoint {size} is not UTF-8")))?;
+                let size = keys::trailing_u64(&k)
+                    .ok_or_else(|| StorageError::Corrupt("checkpoint key".into()))?;
+                let note = String::from_utf8(v).map_err(|_| {
+                    StorageError::Corrupt(format!("checkpoint {size} is not UTF-8"))
+                })?;
                 Ok((TreeSize(size), note))
             })
             .collect()
@@ -442,7 +515,9 @@ pub struct Log<S: Storage> {
 
 impl<S: Storage> std::fmt::Debug for Log<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("reader", &self.reader).finish_non_exhaustive()
+        f.debug_struct("Log")
+            .field("reader", &self.reader)
+            .finish_non_exhaustive()
     }
 }
 
@@ -470,7 +545,8 @@ impl<S: Storage> Log<S> {
         let (frontier, note) = match recover(&storage)? {
             Some(found) => found,
             None => {
-                let note = sign_checkpoint(&signer, &config.origin, TreeSize(0), merkle::empty_root())?;
+                let note =
+                    sign_checkpoint(&signer, &config.origin, TreeSize(0), merkle::empty_root())?;
                 let mut batch = Batch::new();
                 batch.put(keys::checkpoint(0).to_vec(), note.clone().into_bytes());
                 batch.put(keys::META_SIZE.to_vec(), 0u64.to_be_bytes().to_vec());
@@ -489,16 +565,31 @@ impl<S: Storage> Log<S> {
         let shared = Arc::new(Shared {
             storage,
             cache: NodeCache::new(),
-            latest: RwLock::new(Arc::new(Published { size: TreeSize(size), root, note })),
+            latest: RwLock::new(Arc::new(Published {
+                size: TreeSize(size),
+                root,
+                note,
+            })),
             origin: config.origin.clone(),
         });
         let (tx, rx) = sync_channel(config.queue_events_max);
-        let seq = Sequencer { shared: Arc::clone(&shared), frontier, signer, config, policy, clock };
+        let seq = Sequencer {
+            shared: Arc::clone(&shared),
+            frontier,
+            signer,
+            config,
+            policy,
+            clock,
+        };
         let thread = std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || seq.run(rx))
             .map_err(|e| StorageError::Backend(format!("cannot start the sequencer: {e}")))?;
-        Ok(Self { reader: LogReader { shared }, queue: Some(tx), thread: Some(thread) })
+        Ok(Self {
+            reader: LogReader { shared },
+            queue: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// A reader sharing this log's state.
@@ -511,12 +602,17 @@ impl<S: Storage> Log<S> {
     ///
     /// # Errors
     /// [`AppendError::Pushback`] when the queue is full; [`AppendError::Closed`].
-    pub fn submit(&self, event: SignedEvent) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
+    pub fn submit(
+        &self,
+        event: SignedEvent,
+    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
         let queue = self.queue.as_ref().ok_or(AppendError::Closed)?;
         let (reply, rx) = oneshot::channel();
         match queue.try_send(Pending { event, reply }) {
             Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(AppendError::Pushback { retry_after_s: PUSHBACK_RETRY_AFTER_S }),
+            Err(TrySendError::Full(_)) => Err(AppendError::Pushback {
+                retry_after_s: PUSHBACK_RETRY_AFTER_S,
+            }),
             Err(TrySendError::Disconnected(_)) => Err(AppendError::Closed),
         }
     }
@@ -534,7 +630,9 @@ impl<S: Storage> Log<S> {
     /// # Errors
     /// Any [`AppendError`].
     pub fn append_blocking(&self, event: SignedEvent) -> Result<Appended, AppendError> {
-        self.submit(event)?.blocking_recv().map_err(|_| AppendError::Closed)?
+        self.submit(event)?
+            .blocking_recv()
+            .map_err(|_| AppendError::Closed)?
     }
 }
 
@@ -547,15 +645,27 @@ impl<S: Storage> Drop for Log<S> {
     }
 }
 
-fn sign_checkpoint(signer: &NoteSigner, origin: &str, size: TreeSize, root: RootHash) -> Result<String, StorageError> {
-    let cp = Checkpoint { origin: origin.to_string(), size, root, extensions: Vec::new() };
-    cp.sign(signer).map_err(|e| StorageError::Backend(format!("cannot sign checkpoint: {e}")))
+fn sign_checkpoint(
+    signer: &NoteSigner,
+    origin: &str,
+    size: TreeSize,
+    root: RootHash,
+) -> Result<String, StorageError> {
+    let cp = Checkpoint {
+        origin: origin.to_string(),
+        size,
+        root,
+        extensions: Vec::new(),
+    };
+    cp.sign(signer)
+        .map_err(|e| StorageError::Backend(format!("cannot sign checkpoint: {e}")))
 }
 
 /// The body of a checkpoint this log stored.
 fn note_body(note: &str) -> Result<Checkpoint, StorageError> {
     let body = note.split("\n\n").next().unwrap_or("");
-    Checkpoint::parse_body(&format!("{body}\n")).map_err(|e| StorageError::Corrupt(format!("stored checkpoint: {e}")))
+    Checkpoint::parse_body(&format!("{body}\n"))
+        .map_err(|e| StorageError::Corrupt(format!("stored checkpoint: {e}")))
 }
 
 /// The right edge and latest checkpoint of a stored log, `None` if the store is empty.
@@ -567,14 +677,17 @@ fn recover<S: Storage>(storage: &S) -> Result<Option<(Frontier, String)>, Storag
     let size = keys::trailing_u64(&raw)
         .filter(|_| raw.len() == 8)
         .ok_or_else(|| StorageError::Corrupt("size is not 8 bytes".into()))?;
-    let frontier = Frontier::from_source(&StoredNodes(storage, None), TreeSize(size)).map_err(|e| match e {
-        ProofError::Source(s) => s,
-        other => StorageError::Corrupt(other.to_string()),
-    })?;
+    let frontier = Frontier::from_source(&StoredNodes(storage, None), TreeSize(size)).map_err(
+        |e| match e {
+            ProofError::Source(s) => s,
+            other => StorageError::Corrupt(other.to_string()),
+        },
+    )?;
     let note = storage
         .get(&keys::checkpoint(size))?
         .ok_or_else(|| StorageError::Corrupt(format!("no checkpoint at the stored size {size}")))?;
-    let note = String::from_utf8(note).map_err(|_| StorageError::Corrupt("checkpoint is not UTF-8".into()))?;
+    let note = String::from_utf8(note)
+        .map_err(|_| StorageError::Corrupt("checkpoint is not UTF-8".into()))?;
     let body = note_body(&note)?;
     let root = frontier.root();
     if body.size.0 != size || body.root != root {
@@ -613,7 +726,9 @@ impl<S: Storage> Sequencer<S> {
                         }
                         match rx.recv_timeout(left) {
                             Ok(p) => batch.push(p),
-                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                                break;
+                            }
                         }
                     }
                 }
@@ -653,12 +768,13 @@ impl<S: Storage> Sequencer<S> {
         }
         let size = self.frontier.size();
         let root = self.frontier.root();
-        let result = sign_checkpoint(&self.signer, &self.config.origin, size, root).and_then(|note| {
-            write.put(keys::checkpoint(size.0).to_vec(), note.clone().into_bytes());
-            write.put(keys::META_SIZE.to_vec(), size.0.to_be_bytes().to_vec());
-            self.shared.storage.write(write, true)?;
-            Ok(note)
-        });
+        let result =
+            sign_checkpoint(&self.signer, &self.config.origin, size, root).and_then(|note| {
+                write.put(keys::checkpoint(size.0).to_vec(), note.clone().into_bytes());
+                write.put(keys::META_SIZE.to_vec(), size.0.to_be_bytes().to_vec());
+                self.shared.storage.write(write, true)?;
+                Ok(note)
+            });
         match result {
             Ok(note) => {
                 // Durable now: the new nodes may enter the cache, where every receipt's
@@ -670,7 +786,11 @@ impl<S: Storage> Sequencer<S> {
                 *self.shared.latest.write() = Arc::clone(&published);
                 for (p, index) in accepted {
                     let leaf_hash = p.event.leaf_hash();
-                    let _ = p.reply.send(Ok(Appended { index, leaf_hash, checkpoint: Arc::clone(&published) }));
+                    let _ = p.reply.send(Ok(Appended {
+                        index,
+                        leaf_hash,
+                        checkpoint: Arc::clone(&published),
+                    }));
                 }
             }
             Err(e) => {

@@ -28,6 +28,9 @@ pub enum StorageError {
     Corrupt(String),
 }
 
+/// Key-value pairs in key order, as [`Storage::scan`] returns them.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Puts to apply atomically.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
@@ -72,7 +75,7 @@ pub trait Storage: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StorageError`] when the store fails.
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StorageError>;
     /// The values at `keys`, in order; a store may answer them together, faster than one
     /// [`Storage::get`] each.
     ///
@@ -118,7 +121,10 @@ impl MemoryStorage {
         s.visible = s.durable.clone();
         s.epoch += 1;
         s.unsynced_batches = 0;
-        MemoryStorage { shared: Arc::clone(&self.shared), epoch: s.epoch }
+        MemoryStorage {
+            shared: Arc::clone(&self.shared),
+            epoch: s.epoch,
+        }
     }
 
     /// Batches written without sync since the last sync (or power failure).
@@ -135,7 +141,11 @@ impl MemoryStorage {
     }
 
     fn live(&self, s: &MemoryState) -> Result<(), StorageError> {
-        if s.epoch == self.epoch { Ok(()) } else { Err(StorageError::Gone) }
+        if s.epoch == self.epoch {
+            Ok(())
+        } else {
+            Err(StorageError::Gone)
+        }
     }
 }
 
@@ -162,7 +172,7 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StorageError> {
         let s = self.shared.lock();
         self.live(&s)?;
         if start >= end {

@@ -10,7 +10,11 @@
 //! that did not sync, shown by running the same harness over a storage that drops most sync
 //! flags), failed batch writes answer clients with errors, and a storage conformance module
 //! run against both `MemoryStorage` and `RocksStorage`.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_debug_implementations)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_debug_implementations
+)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,13 +23,15 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use govern_core::checkpoint::Checkpoint;
-use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp};
+use govern_core::event::{
+    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+};
 use govern_core::ids::{LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, MemoryTree};
 use govern_core::note::{NoteSigner, NoteVerifier};
 use govern_store::{
-    AppendError, AppendPolicy, Batch, Log, LogConfig, LogReader, MemoryStorage, ProducerAllowList, Storage,
-    StorageError, SystemClock,
+    AppendError, AppendPolicy, Batch, Log, LogConfig, LogReader, MemoryStorage, ProducerAllowList,
+    Storage, StorageError, SystemClock,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -56,7 +62,10 @@ fn event(key: &SigningKey, client: u64, n: u64) -> SignedEvent {
         tenant: TenantId::SYSTEM,
         request: RequestId::new_v7(),
         parents: vec![],
-        producer: Producer { role: edge(), key: PublicKey::from(&key.verifying_key()) },
+        producer: Producer {
+            role: edge(),
+            key: PublicKey::from(&key.verifying_key()),
+        },
         attestation: None,
         time: Timestamp::now(),
         body,
@@ -68,7 +77,9 @@ fn event(key: &SigningKey, client: u64, n: u64) -> SignedEvent {
 }
 
 fn keys(rng: &mut StdRng, n: usize) -> (Vec<SigningKey>, Arc<dyn AppendPolicy>) {
-    let keys: Vec<SigningKey> = (0..n).map(|_| SigningKey::from_bytes(&rng.r#gen())).collect();
+    let keys: Vec<SigningKey> = (0..n)
+        .map(|_| SigningKey::from_bytes(&rng.r#gen()))
+        .collect();
     let mut allow = ProducerAllowList::default();
     for k in &keys {
         allow.insert(edge(), PublicKey::from(&k.verifying_key()));
@@ -76,8 +87,18 @@ fn keys(rng: &mut StdRng, n: usize) -> (Vec<SigningKey>, Arc<dyn AppendPolicy>) 
     (keys, Arc::new(allow))
 }
 
-fn open<S: Storage>(storage: S, signer: &NoteSigner, policy: &Arc<dyn AppendPolicy>) -> Result<Log<S>, StorageError> {
-    Log::open(storage, signer.clone(), LogConfig::new(ORIGIN), Arc::clone(policy), Arc::new(SystemClock))
+fn open<S: Storage>(
+    storage: S,
+    signer: &NoteSigner,
+    policy: &Arc<dyn AppendPolicy>,
+) -> Result<Log<S>, StorageError> {
+    Log::open(
+        storage,
+        signer.clone(),
+        LogConfig::new(ORIGIN),
+        Arc::clone(policy),
+        Arc::new(SystemClock),
+    )
 }
 
 /// A storage that honours only every fourth sync: what the log would be if the sequencer
@@ -90,9 +111,14 @@ impl Storage for LazySync {
     }
     fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
         let n = self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.write(batch, sync && n % 4 == 0)
+        self.0.write(batch, sync && n.is_multiple_of(4))
     }
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         self.0.scan(start, end, limit)
     }
 }
@@ -113,7 +139,12 @@ impl Storage for Flaky {
         }
         self.inner.write(batch, sync)
     }
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
         self.inner.scan(start, end, limit)
     }
 }
@@ -149,8 +180,9 @@ fn run_with_power_failures<S: Storage>(
     let (keys, policy) = keys(&mut rng, clients);
     let signer = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&rng.r#gen())).unwrap();
     let mut storage = MemoryStorage::new();
-    let current: Arc<RwLock<Option<Arc<Log<S>>>>> =
-        Arc::new(RwLock::new(Some(Arc::new(open(wrap(storage.clone()), &signer, &policy).expect("first open")))));
+    let current: Arc<RwLock<Option<Arc<Log<S>>>>> = Arc::new(RwLock::new(Some(Arc::new(
+        open(wrap(storage.clone()), &signer, &policy).expect("first open"),
+    ))));
     let acks = Arc::new(Mutex::new(Vec::<Ack>::new()));
     let acked = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -191,8 +223,13 @@ fn run_with_power_failures<S: Storage>(
                         Err(AppendError::Storage(StorageError::Gone) | AppendError::Closed) => {
                             failed.fetch_add(1, Ordering::SeqCst);
                         }
-                        Err(AppendError::Pushback { .. }) => std::thread::sleep(Duration::from_millis(1)),
-                        Err(e) => unexpected.lock().unwrap().push(format!("append refused: {e}")),
+                        Err(AppendError::Pushback { .. }) => {
+                            std::thread::sleep(Duration::from_millis(1))
+                        }
+                        Err(e) => unexpected
+                            .lock()
+                            .unwrap()
+                            .push(format!("append refused: {e}")),
                     }
                     drop(log);
                 }
@@ -205,7 +242,10 @@ fn run_with_power_failures<S: Storage>(
             let target = acked.load(Ordering::SeqCst) + rng.gen_range(0..=max_acks_between);
             let deadline = Instant::now() + Duration::from_secs(20);
             while acked.load(Ordering::SeqCst) < target {
-                assert!(Instant::now() < deadline, "seed {seed}: no progress in round {round}");
+                assert!(
+                    Instant::now() < deadline,
+                    "seed {seed}: no progress in round {round}"
+                );
                 std::thread::sleep(Duration::from_micros(100));
             }
             for _ in 0..rng.gen_range(0..50) {
@@ -223,28 +263,38 @@ fn run_with_power_failures<S: Storage>(
                         break;
                     }
                     Err(still_shared) => {
-                        assert!(Instant::now() < deadline, "seed {seed}: the old log is never released");
+                        assert!(
+                            Instant::now() < deadline,
+                            "seed {seed}: the old log is never released"
+                        );
                         old = still_shared;
                         std::thread::sleep(Duration::from_micros(200));
                     }
                 }
             }
             storage = next;
-            let log = open(wrap(storage.clone()), &signer, &policy)
-                .unwrap_or_else(|e| panic!("seed {seed}: reopening after power failure {round} failed: {e}"));
+            let log = open(wrap(storage.clone()), &signer, &policy).unwrap_or_else(|e| {
+                panic!("seed {seed}: reopening after power failure {round} failed: {e}")
+            });
             *current.write().unwrap() = Some(Arc::new(log));
         }
         // A last stretch of appends after the last reopen.
         let target = acked.load(Ordering::SeqCst) + rng.gen_range(1..=max_acks_between.max(1));
         let deadline = Instant::now() + Duration::from_secs(20);
         while acked.load(Ordering::SeqCst) < target {
-            assert!(Instant::now() < deadline, "seed {seed}: no progress at the end");
+            assert!(
+                Instant::now() < deadline,
+                "seed {seed}: no progress at the end"
+            );
             std::thread::sleep(Duration::from_micros(100));
         }
         stop.store(true, Ordering::SeqCst);
     });
     let unexpected = unexpected.lock().unwrap().clone();
-    assert!(unexpected.is_empty(), "seed {seed}: unexpected answers: {unexpected:#?}");
+    assert!(
+        unexpected.is_empty(),
+        "seed {seed}: unexpected answers: {unexpected:#?}"
+    );
     drop(current.write().unwrap().take());
     let acks = acks.lock().unwrap().clone();
     Run {
@@ -270,11 +320,18 @@ fn check(acks: &[Ack], storage: MemoryStorage, verifier: &NoteVerifier) -> Resul
     let reader = LogReader::open(storage).map_err(|e| format!("reopening the log: {e}"))?;
     let latest = reader.latest();
     let size = latest.size.0;
-    ensure!(size >= acks.len() as u64, "size {size} is less than the {} acknowledged appends", acks.len());
+    ensure!(
+        size >= acks.len() as u64,
+        "size {size} is less than the {} acknowledged appends",
+        acks.len()
+    );
 
     let (cp, _) = Checkpoint::open(latest.note.as_bytes(), ORIGIN, verifier)
         .map_err(|e| format!("latest checkpoint does not verify: {e}"))?;
-    ensure!(cp.size == latest.size && cp.root == latest.root, "latest checkpoint {cp:?} is not {latest:?}");
+    ensure!(
+        cp.size == latest.size && cp.root == latest.root,
+        "latest checkpoint {cp:?} is not {latest:?}"
+    );
 
     let stored: BTreeMap<u64, String> = reader
         .checkpoints(TreeSize(0), TreeSize(size + 1), usize::MAX)
@@ -282,7 +339,10 @@ fn check(acks: &[Ack], storage: MemoryStorage, verifier: &NoteVerifier) -> Resul
         .into_iter()
         .map(|(s, n)| (s.0, n))
         .collect();
-    ensure!(stored.get(&size) == Some(&latest.note), "the stored checkpoint at {size} is not the latest");
+    ensure!(
+        stored.get(&size) == Some(&latest.note),
+        "the stored checkpoint at {size} is not the latest"
+    );
     ensure!(stored.contains_key(&0), "no checkpoint of the empty log");
 
     // Walk every entry, recomputing the tree, and check each stored checkpoint's root when
@@ -291,8 +351,17 @@ fn check(acks: &[Ack], storage: MemoryStorage, verifier: &NoteVerifier) -> Resul
     let mut open_at = |s: u64, note: &str, tree: &MemoryTree| -> Result<(), String> {
         let (c, _) = Checkpoint::open(note.as_bytes(), ORIGIN, verifier)
             .map_err(|e| format!("checkpoint {s} does not verify: {e}"))?;
-        ensure!(c.size.0 == s, "checkpoint stored at {s} says size {}", c.size);
-        ensure!(c.root == tree.root(), "checkpoint {s} says root {} but the entries give {}", c.root, tree.root());
+        ensure!(
+            c.size.0 == s,
+            "checkpoint stored at {s} says size {}",
+            c.size
+        );
+        ensure!(
+            c.root == tree.root(),
+            "checkpoint {s} says root {} but the entries give {}",
+            c.root,
+            tree.root()
+        );
         opened.insert(s, c.root);
         Ok(())
     };
@@ -300,26 +369,53 @@ fn check(acks: &[Ack], storage: MemoryStorage, verifier: &NoteVerifier) -> Resul
     open_at(0, &stored[&0], &tree)?;
     let mut leaves = Vec::with_capacity(usize::try_from(size).unwrap());
     for i in 0..size {
-        let bytes = reader.entry(LeafIndex(i)).map_err(|e| format!("entry {i}: {e}"))?;
-        let ev = SignedEvent::from_bytes(&bytes).map_err(|e| format!("entry {i} is not a valid event: {e}"))?;
+        let bytes = reader
+            .entry(LeafIndex(i))
+            .map_err(|e| format!("entry {i}: {e}"))?;
+        let ev = SignedEvent::from_bytes(&bytes)
+            .map_err(|e| format!("entry {i} is not a valid event: {e}"))?;
         leaves.push(ev.leaf_hash());
         tree.push(ev.leaf_hash());
         if let Some(note) = stored.get(&(i + 1)) {
             open_at(i + 1, note, &tree)?;
         }
     }
-    ensure!(tree.root() == latest.root, "entries give root {} but the latest checkpoint says {}", tree.root(), latest.root);
-    let stored_root = reader.root_at(latest.size).map_err(|e| format!("root from stored nodes: {e}"))?;
-    ensure!(stored_root == latest.root, "stored tree nodes give root {stored_root}, checkpoint {}", latest.root);
+    ensure!(
+        tree.root() == latest.root,
+        "entries give root {} but the latest checkpoint says {}",
+        tree.root(),
+        latest.root
+    );
+    let stored_root = reader
+        .root_at(latest.size)
+        .map_err(|e| format!("root from stored nodes: {e}"))?;
+    ensure!(
+        stored_root == latest.root,
+        "stored tree nodes give root {stored_root}, checkpoint {}",
+        latest.root
+    );
 
     // Every acknowledged append, where it was acknowledged, under the checkpoint it was
     // acknowledged with.
     let mut seen = HashSet::new();
     for a in acks {
-        ensure!(seen.insert(a.index), "index {} was acknowledged twice", a.index);
-        ensure!(a.index < size, "acknowledged index {} is beyond the log's size {size}", a.index);
+        ensure!(
+            seen.insert(a.index),
+            "index {} was acknowledged twice",
+            a.index
+        );
+        ensure!(
+            a.index < size,
+            "acknowledged index {} is beyond the log's size {size}",
+            a.index
+        );
         let found = leaves[usize::try_from(a.index).unwrap()];
-        ensure!(found == a.leaf, "index {} holds {found}, not the acknowledged {}", a.index, a.leaf);
+        ensure!(
+            found == a.leaf,
+            "index {} holds {found}, not the acknowledged {}",
+            a.index,
+            a.leaf
+        );
         ensure!(
             stored.get(&a.cp_size) == Some(&a.cp_note),
             "the checkpoint of size {} acknowledged with index {} is not the one stored",
@@ -329,8 +425,19 @@ fn check(acks: &[Ack], storage: MemoryStorage, verifier: &NoteVerifier) -> Resul
         let proof = reader
             .inclusion_proof(LeafIndex(a.index), TreeSize(a.cp_size))
             .map_err(|e| format!("inclusion proof of {}: {e}", a.index))?;
-        merkle::verify_inclusion(&a.leaf, LeafIndex(a.index), TreeSize(a.cp_size), &proof, &a.cp_root)
-            .map_err(|e| format!("inclusion of {} in its acknowledged checkpoint {}: {e}", a.index, a.cp_size))?;
+        merkle::verify_inclusion(
+            &a.leaf,
+            LeafIndex(a.index),
+            TreeSize(a.cp_size),
+            &proof,
+            &a.cp_root,
+        )
+        .map_err(|e| {
+            format!(
+                "inclusion of {} in its acknowledged checkpoint {}: {e}",
+                a.index, a.cp_size
+            )
+        })?;
     }
 
     // Every stored checkpoint is a prefix of the latest.
@@ -341,8 +448,9 @@ fn check(acks: &[Ack], storage: MemoryStorage, verifier: &NoteVerifier) -> Resul
         let proof = reader
             .consistency_proof(TreeSize(s), latest.size)
             .map_err(|e| format!("consistency proof {s} -> {size}: {e}"))?;
-        merkle::verify_consistency(TreeSize(s), latest.size, &proof, root, &latest.root)
-            .map_err(|e| format!("checkpoint {s} is not consistent with the latest ({size}): {e}"))?;
+        merkle::verify_consistency(TreeSize(s), latest.size, &proof, root, &latest.root).map_err(
+            |e| format!("checkpoint {s} is not consistent with the latest ({size}): {e}"),
+        )?;
     }
     Ok(size)
 }
@@ -352,8 +460,13 @@ fn acknowledged_appends_survive_power_failures() {
     let seed = seed();
     let run = run_with_power_failures(seed, 30, 4, 40, |s| s);
     assert!(run.power_failures >= 20);
-    assert!(run.acks.len() >= 25, "seed {seed}: only {} appends acknowledged", run.acks.len());
-    let size = check(&run.acks, run.storage, &run.verifier).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    assert!(
+        run.acks.len() >= 25,
+        "seed {seed}: only {} appends acknowledged",
+        run.acks.len()
+    );
+    let size =
+        check(&run.acks, run.storage, &run.verifier).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     eprintln!(
         "seed {seed}: {} power failures, {} acknowledged, {} failed appends, final size {size}",
         run.power_failures,
@@ -397,9 +510,20 @@ fn unsynced_write_is_lost_on_power_failure_and_synced_one_is_kept() {
     assert_eq!(s.unsynced_batches(), 1);
 
     let booted = s.power_fail();
-    assert_eq!(booted.get(b"b").unwrap(), None, "an unsynced write survived the power failure");
-    assert_eq!(booted.get(b"a").unwrap(), Some(b"1".to_vec()), "a synced write was lost");
-    assert_eq!(booted.scan(b"", b"\xff", 10).unwrap(), vec![(b"a".to_vec(), b"1".to_vec())]);
+    assert_eq!(
+        booted.get(b"b").unwrap(),
+        None,
+        "an unsynced write survived the power failure"
+    );
+    assert_eq!(
+        booted.get(b"a").unwrap(),
+        Some(b"1".to_vec()),
+        "a synced write was lost"
+    );
+    assert_eq!(
+        booted.scan(b"", b"\xff", 10).unwrap(),
+        vec![(b"a".to_vec(), b"1".to_vec())]
+    );
     assert_eq!(booted.unsynced_batches(), 0);
 
     // The old handle belongs to a dead process.
@@ -408,7 +532,11 @@ fn unsynced_write_is_lost_on_power_failure_and_synced_one_is_kept() {
     let mut late = Batch::new();
     late.put(b"c".to_vec(), b"3".to_vec());
     assert_eq!(s.write(late, true), Err(StorageError::Gone));
-    assert_eq!(booted.get(b"c").unwrap(), None, "a write through a dead handle was applied");
+    assert_eq!(
+        booted.get(b"c").unwrap(),
+        None,
+        "a write through a dead handle was applied"
+    );
 
     // A later sync makes earlier unsynced writes durable too (an fsync of the WAL).
     let mut u = Batch::new();
@@ -432,15 +560,24 @@ fn a_batch_whose_storage_is_gone_is_answered_with_an_error() {
 
     let booted = storage.power_fail();
     // Several appends in flight at once, so some share a batch.
-    let receivers: Vec<_> = (1..6).map(|n| log.submit(event(&keys[0], 0, n)).unwrap()).collect();
+    let receivers: Vec<_> = (1..6)
+        .map(|n| log.submit(event(&keys[0], 0, n)).unwrap())
+        .collect();
     for rx in receivers {
         match rx.blocking_recv().expect("every append is answered") {
             Err(AppendError::Storage(StorageError::Gone)) => {}
             other => panic!("an append on gone storage was answered with {other:?}"),
         }
     }
-    assert_eq!(log.append_blocking(event(&keys[0], 0, 9)).unwrap_err(), AppendError::Storage(StorageError::Gone));
-    assert_eq!(log.latest(), before, "the log published a checkpoint it could not write");
+    assert_eq!(
+        log.append_blocking(event(&keys[0], 0, 9)).unwrap_err(),
+        AppendError::Storage(StorageError::Gone)
+    );
+    assert_eq!(
+        log.latest(),
+        before,
+        "the log published a checkpoint it could not write"
+    );
     drop(log);
 
     let log = open(booted, &signer, &policy).unwrap();
@@ -459,7 +596,15 @@ fn a_failed_batch_write_is_not_acknowledged_and_leaves_no_trace() {
     let signer = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&rng.r#gen())).unwrap();
     let fail = Arc::new(AtomicBool::new(false));
     let storage = MemoryStorage::new();
-    let log = open(Flaky { inner: storage.clone(), fail: Arc::clone(&fail) }, &signer, &policy).unwrap();
+    let log = open(
+        Flaky {
+            inner: storage.clone(),
+            fail: Arc::clone(&fail),
+        },
+        &signer,
+        &policy,
+    )
+    .unwrap();
     let mut acks = Vec::new();
     let mut n = 0u64;
     let mut append = |log: &Log<Flaky>, acks: &mut Vec<Ack>| {
@@ -480,7 +625,10 @@ fn a_failed_batch_write_is_not_acknowledged_and_leaves_no_trace() {
 
     fail.store(true, Ordering::SeqCst);
     let refused: Vec<SignedEvent> = (100..113).map(|i| event(key, 0, i)).collect();
-    let receivers: Vec<_> = refused.iter().map(|e| log.submit(e.clone()).unwrap()).collect();
+    let receivers: Vec<_> = refused
+        .iter()
+        .map(|e| log.submit(e.clone()).unwrap())
+        .collect();
     for rx in receivers {
         match rx.blocking_recv().expect("every append is answered") {
             Err(AppendError::Storage(StorageError::Backend(_))) => {}
@@ -498,17 +646,36 @@ fn a_failed_batch_write_is_not_acknowledged_and_leaves_no_trace() {
     let refused: HashSet<LeafHash> = refused.iter().map(SignedEvent::leaf_hash).collect();
     for i in 0..log.latest().size.0 {
         let leaf = merkle::hash_leaf(&log.entry(LeafIndex(i)).unwrap());
-        assert!(!refused.contains(&leaf), "entry {i} is an append that was refused");
+        assert!(
+            !refused.contains(&leaf),
+            "entry {i} is an append that was refused"
+        );
     }
     // Proofs served now (through the node cache) must verify.
     for a in &acks {
-        let proof = log.inclusion_proof(LeafIndex(a.index), TreeSize(a.cp_size)).unwrap();
-        merkle::verify_inclusion(&a.leaf, LeafIndex(a.index), TreeSize(a.cp_size), &proof, &a.cp_root)
-            .unwrap_or_else(|e| panic!("inclusion of {} at {}: {e}", a.index, a.cp_size));
+        let proof = log
+            .inclusion_proof(LeafIndex(a.index), TreeSize(a.cp_size))
+            .unwrap();
+        merkle::verify_inclusion(
+            &a.leaf,
+            LeafIndex(a.index),
+            TreeSize(a.cp_size),
+            &proof,
+            &a.cp_root,
+        )
+        .unwrap_or_else(|e| panic!("inclusion of {} at {}: {e}", a.index, a.cp_size));
         let latest = log.latest();
-        let proof = log.consistency_proof(TreeSize(a.cp_size), latest.size).unwrap();
-        merkle::verify_consistency(TreeSize(a.cp_size), latest.size, &proof, &a.cp_root, &latest.root)
-            .unwrap_or_else(|e| panic!("consistency {} -> {}: {e}", a.cp_size, latest.size));
+        let proof = log
+            .consistency_proof(TreeSize(a.cp_size), latest.size)
+            .unwrap();
+        merkle::verify_consistency(
+            TreeSize(a.cp_size),
+            latest.size,
+            &proof,
+            &a.cp_root,
+            &latest.root,
+        )
+        .unwrap_or_else(|e| panic!("consistency {} -> {}: {e}", a.cp_size, latest.size));
     }
     drop(log);
     check(&acks, storage.power_fail(), &signer.verifier()).unwrap();
@@ -552,7 +719,11 @@ mod storage_conformance {
             for i in 0u64..100 {
                 let mut k = vec![tag];
                 k.extend_from_slice(&i.to_be_bytes());
-                assert_eq!(s.get(&k).unwrap(), Some(i.to_le_bytes().to_vec()), "sync {sync}, key {i}");
+                assert_eq!(
+                    s.get(&k).unwrap(),
+                    Some(i.to_le_bytes().to_vec()),
+                    "sync {sync}, key {i}"
+                );
             }
             let rows = s.scan(&[tag], &[tag + 1], usize::MAX).unwrap();
             assert_eq!(rows.len(), 100, "sync {sync}");
@@ -564,8 +735,22 @@ mod storage_conformance {
 
     pub(super) fn scan_is_in_byte_order_within_bounds_and_limit(s: &impl Storage) {
         // Written out of order, in two batches, with bytes above 0x7f (unsigned order).
-        put(s, &[(b"n\xff", b"5"), (b"n\x01\x00", b"2"), (b"n", b"0")], true);
-        put(s, &[(b"n\x80", b"4"), (b"n\x01", b"1"), (b"n\x02", b"3"), (b"m\xff", b"x"), (b"o", b"y")], false);
+        put(
+            s,
+            &[(b"n\xff", b"5"), (b"n\x01\x00", b"2"), (b"n", b"0")],
+            true,
+        );
+        put(
+            s,
+            &[
+                (b"n\x80", b"4"),
+                (b"n\x01", b"1"),
+                (b"n\x02", b"3"),
+                (b"m\xff", b"x"),
+                (b"o", b"y"),
+            ],
+            false,
+        );
         let all = pairs(&[
             (b"n", b"0"),
             (b"n\x01", b"1"),
@@ -576,10 +761,19 @@ mod storage_conformance {
         ]);
         assert_eq!(s.scan(b"n", b"o", usize::MAX).unwrap(), all);
         // start is inclusive, end exclusive.
-        assert_eq!(s.scan(b"n\x01", b"n\x02", usize::MAX).unwrap(), all[1..3].to_vec());
-        assert_eq!(s.scan(b"n\x01\x00", b"n\x80", usize::MAX).unwrap(), all[2..4].to_vec());
+        assert_eq!(
+            s.scan(b"n\x01", b"n\x02", usize::MAX).unwrap(),
+            all[1..3].to_vec()
+        );
+        assert_eq!(
+            s.scan(b"n\x01\x00", b"n\x80", usize::MAX).unwrap(),
+            all[2..4].to_vec()
+        );
         // A start between keys begins at the next key.
-        assert_eq!(s.scan(b"n\x00", b"n\x02", usize::MAX).unwrap(), all[1..3].to_vec());
+        assert_eq!(
+            s.scan(b"n\x00", b"n\x02", usize::MAX).unwrap(),
+            all[1..3].to_vec()
+        );
         // The limit keeps the first ones.
         assert_eq!(s.scan(b"n", b"o", 2).unwrap(), all[..2].to_vec());
         assert_eq!(s.scan(b"n", b"o", 6).unwrap(), all);
@@ -639,7 +833,10 @@ mod storage_conformance {
             assert!(govern_store::RocksStorage::open(&path).is_err());
         }
         let s = govern_store::RocksStorage::open(&path).unwrap();
-        assert_eq!(s.scan(b"a", b"c", 10).unwrap(), pairs(&[(b"a", b"1"), (b"b", b"2")]));
+        assert_eq!(
+            s.scan(b"a", b"c", 10).unwrap(),
+            pairs(&[(b"a", b"1"), (b"b", b"2")])
+        );
     }
 
     #[test]
