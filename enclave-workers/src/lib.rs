@@ -1,9 +1,18 @@
 //! # govern-workers
 //!
-//! Will own the enclave workers, which accept no inbound connection and read the log as
-//! their only input: the poll loop, the attestation providers (a simulated NSM for dev
-//! mode, the real NSM behind feature `nitro`), the policy worker, the five threshold
-//! signers and the witness.
+//! The enclave workers, which accept no inbound connection and read the log as their only
+//! input (DESIGN §2).
 //!
-//! Nothing is here yet: the foundation issue builds the log these workers will poll.
+//! What is here now:
+//! - [`nsm`]: the attestation providers behind one trait, [`nsm::Nsm`] — the simulated NSM
+//!   for dev mode ([`nsm::SimulatedNsm`]: a dev CA in the data dir, a per-boot leaf,
+//!   documents in Nitro's exact format, PCR0 = SHA-384(executable ‖ role)) and the real one
+//!   behind feature `nitro` (`NitroNsm`, `/dev/nsm`). Documents from either are verified by
+//!   `govern_core::attestation::Verifier`.
+//!
+//! Still to come: the identity lifecycle that uses these providers (keys, the `user_data`
+//! binding, `service.attested`, scheduled re-attestation), the poll loop, the policy
+//! worker, the five threshold signers and the witness.
 #![forbid(unsafe_code)]
+
+pub mod nsm;
