@@ -7,6 +7,7 @@ mod bench;
 mod client;
 mod config;
 mod demo;
+mod manifest;
 mod status;
 mod verify;
 
@@ -46,6 +47,9 @@ enum Command {
     /// Nitro attestation documents: `govern attestation verify FILE`.
     #[command(subcommand)]
     Attestation(AttestationCommand),
+    /// Manifests: `govern manifest pin|sign|show|verify|keygen`.
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
                 args.data_dir = args.data_dir.or(config.data_dir.clone());
                 attestation::verify(args)
             }
+            Command::Manifest(command) => manifest::run(command, config.data_dir.clone()),
         }
     });
     match result {

@@ -12,6 +12,8 @@
 //! - [`tiles`]: C2SP `tlog-tiles` coordinates and paths.
 //! - [`attestation`]: AWS Nitro attestation documents against a pinned root, and the
 //!   service-identity binding in their `user_data`.
+//! - [`manifest`]: signed manifests: every role's measurements, scopes and routing, every
+//!   event kind's producers, parents and uniqueness key.
 #![forbid(unsafe_code)]
 
 pub mod attestation;
@@ -19,6 +21,7 @@ pub mod canonical;
 pub mod checkpoint;
 pub mod event;
 pub mod ids;
+pub mod manifest;
 pub mod merkle;
 pub mod note;
 pub mod tiles;
