@@ -4,6 +4,7 @@
 
 mod attestation;
 mod bench;
+mod bench_attest;
 mod client;
 mod config;
 mod demo;
@@ -64,6 +65,8 @@ enum BenchCommand {
     /// Durable appends per second, acknowledgement latency, proofs per second, the node's
     /// memory, beside this machine's Ed25519 verify rate.
     Append(bench::AppendArgs),
+    /// Attestation documents verified per second (genuine AWS and dev documents).
+    Attest(bench_attest::AttestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
                 status::run(args.url.as_deref(), data_dir, args.json).await
             }
             Command::Bench(BenchCommand::Append(args)) => bench::append(args).await,
+            Command::Bench(BenchCommand::Attest(args)) => bench_attest::attest(args).await,
             Command::Attestation(AttestationCommand::Verify(mut args)) => {
                 args.data_dir = args.data_dir.or(config.data_dir.clone());
                 attestation::verify(args)
