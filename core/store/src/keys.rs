@@ -29,3 +29,13 @@ pub(crate) fn trailing_u64(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
 }
+
+/// A stratum blob: every node of tree levels `8·stratum .. 8·stratum + 7` under one complete
+/// 256-wide tile of level `8·stratum`, so a proof reads its lower eight levels at once.
+pub(crate) fn stratum(stratum: u8, tile: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = b'b';
+    k[1] = stratum;
+    k[2..].copy_from_slice(&tile.to_be_bytes());
+    k
+}

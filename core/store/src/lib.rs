@@ -16,6 +16,7 @@ mod keys;
 mod log;
 mod rocks;
 mod storage;
+mod strata;
 
 pub use allow::{AllowListError, ProducerAllowList};
 pub use cache::NODE_CACHE_SLOTS;
@@ -25,3 +26,4 @@ pub use log::{
 };
 pub use rocks::RocksStorage;
 pub use storage::{Batch, MemoryStorage, Pairs, Storage, StorageError};
+pub use strata::{STRATUM_BYTES, STRATUM_HASHES};

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use crate::cache::NodeCache;
 use crate::keys;
 use crate::storage::{Batch, Storage, StorageError};
+use crate::strata;
 
 /// The most events the sequencer writes in one batch (one WAL sync, one checkpoint).
 pub const BATCH_EVENTS_MAX: usize = 1024;
@@ -317,6 +318,63 @@ impl<S: Storage> LogReader<S> {
         &self.shared.origin
     }
 
+    /// Read `missing` nodes: those under complete stratum tiles from their blobs (one read
+    /// per blob), the rest one key each, all in one multi-get. A blob that is absent (a log
+    /// written before blobs existed) falls back to the node keys.
+    fn fetch(
+        &self,
+        missing: &[(u8, u64)],
+        out: &mut Vec<(u8, u64, Hash)>,
+    ) -> Result<(), StorageError> {
+        let size = self.latest().size.0;
+        let mut blobs: Vec<(u8, u64)> = Vec::new();
+        let mut singles: Vec<(u8, u64)> = Vec::new();
+        for &(level, i) in missing {
+            let (s, t, _) = strata::locate(level, i);
+            if strata::complete(s, t, size) {
+                if !blobs.contains(&(s, t)) {
+                    blobs.push((s, t));
+                }
+            } else {
+                singles.push((level, i));
+            }
+        }
+        let mut wanted: Vec<Vec<u8>> = blobs
+            .iter()
+            .map(|&(s, t)| keys::stratum(s, t).to_vec())
+            .collect();
+        wanted.extend(singles.iter().map(|&(l, i)| keys::node(l, i).to_vec()));
+        let mut values = self.shared.storage.multi_get(&wanted)?.into_iter();
+        let blob_values: Vec<Option<Vec<u8>>> = values.by_ref().take(blobs.len()).collect();
+        for (&(level, i), value) in singles.iter().zip(values) {
+            let hash = node_hash(level, i, value)?;
+            self.shared.cache.put(level, i, hash);
+            out.push((level, i, hash));
+        }
+        for &(level, i) in missing {
+            let (s, t, offset) = strata::locate(level, i);
+            let Some(b) = blobs.iter().position(|&x| x == (s, t)) else {
+                continue;
+            };
+            let hash = match &blob_values[b] {
+                Some(blob) if blob.len() == strata::STRATUM_BYTES => {
+                    Hash::from_slice(&blob[offset..offset + 32])
+                        .map_err(|_| StorageError::Corrupt(format!("stratum {s} tile {t}")))?
+                }
+                Some(blob) => {
+                    return Err(StorageError::Corrupt(format!(
+                        "stratum {s} tile {t} is {} bytes, not {}",
+                        blob.len(),
+                        strata::STRATUM_BYTES
+                    )));
+                }
+                None => self.nodes().node(level, i)?,
+            };
+            out.push((level, i, hash));
+        }
+        Ok(())
+    }
+
     fn nodes(&self) -> StoredNodes<'_, S> {
         StoredNodes(&self.shared.storage, Some(&self.shared.cache))
     }
@@ -427,15 +485,7 @@ impl<S: Storage> LogReader<S> {
             }
         }
         if !missing.is_empty() {
-            let keys: Vec<Vec<u8>> = missing
-                .iter()
-                .map(|&(l, i)| keys::node(l, i).to_vec())
-                .collect();
-            for (&(level, i), value) in missing.iter().zip(self.shared.storage.multi_get(&keys)?) {
-                let hash = node_hash(level, i, value)?;
-                self.shared.cache.put(level, i, hash);
-                fetched.push((level, i, hash));
-            }
+            self.fetch(&missing, &mut fetched)?;
         }
         Ok(merkle::inclusion_proof(&Fetched(fetched), index, size)?)
     }
@@ -737,6 +787,30 @@ impl<S: Storage> Sequencer<S> {
         }
     }
 
+    /// A completed node at level `8·(s+1)` completes the stratum-`s` tile below it: write its
+    /// blob in the same batch.
+    fn add_strata(
+        &self,
+        write: &mut Batch,
+        written: &[(u8, u64, Hash)],
+    ) -> Result<(), StorageError> {
+        let tops: Vec<(u8, u64)> = written
+            .iter()
+            .filter(|(level, _, _)| *level > 0 && level % TILE_HEIGHT == 0)
+            .map(|(level, index, _)| (level / TILE_HEIGHT - 1, *index))
+            .collect();
+        if tops.is_empty() {
+            return Ok(());
+        }
+        let fresh: std::collections::HashMap<(u8, u64), Hash> =
+            written.iter().map(|(l, i, h)| ((*l, *i), *h)).collect();
+        for (stratum, tile) in tops {
+            let blob = strata::assemble(&self.shared.storage, stratum, tile, &fresh)?;
+            write.put(keys::stratum(stratum, tile).to_vec(), blob);
+        }
+        Ok(())
+    }
+
     fn commit(&mut self, pending: &mut Vec<Pending>) {
         let now = self.clock.now();
         let before = self.frontier.clone();
@@ -768,6 +842,14 @@ impl<S: Storage> Sequencer<S> {
         }
         let size = self.frontier.size();
         let root = self.frontier.root();
+        if let Err(e) = self.add_strata(&mut write, &written) {
+            tracing::error!(error = %e, "cannot assemble a stratum blob; the batch is refused");
+            self.frontier = before;
+            for (p, _) in accepted {
+                let _ = p.reply.send(Err(AppendError::Storage(e.clone())));
+            }
+            return;
+        }
         let result =
             sign_checkpoint(&self.signer, &self.config.origin, size, root).and_then(|note| {
                 write.put(keys::checkpoint(size.0).to_vec(), note.clone().into_bytes());

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
-    Direction, IteratorMode, Options, ReadOptions, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB,
+    DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteOptions,
 };
 
 use crate::storage::{Batch, Pairs, Storage, StorageError};
@@ -12,9 +12,11 @@ use crate::storage::{Batch, Pairs, Storage, StorageError};
 /// The block cache of the default column family (entries, checkpoints), holding data, index
 /// and filter blocks, so memory stays flat as the log grows.
 pub const BLOCK_CACHE_BYTES: usize = 16 << 20;
-/// The block cache of the tree-node column family: the larger one, since every proof reads
-/// nodes at random while entries are read in whole tiles.
-pub const NODE_BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// The block cache of the tree-node column family (tiles, the right edge, recent proofs).
+pub const NODE_BLOCK_CACHE_BYTES: usize = 16 << 20;
+/// The block cache of the stratum-blob column family: the largest, since random proofs read
+/// one blob per eight tree levels (a million entries have 3,906 blobs of 16 KiB at level 0).
+pub const STRATA_BLOCK_CACHE_BYTES: usize = 96 << 20;
 /// One memtable's size; at most [`WRITE_BUFFERS_MAX`] exist at once per column family.
 pub const WRITE_BUFFER_BYTES: usize = 32 << 20;
 /// Memtables kept before writes stall on a flush.
@@ -24,6 +26,9 @@ pub const WRITE_BUFFERS_MAX: i32 = 3;
 /// one small read, not the decompression of a block shared with 1 KiB entries.
 const NODES_CF: &str = "nodes";
 const NODES_PREFIX: u8 = b'n';
+/// Stratum blobs (keys starting with `b`, see `strata.rs`): 16 KiB values, uncompressed.
+const STRATA_CF: &str = "strata";
+const STRATA_PREFIX: u8 = b'b';
 
 /// RocksDB behind [`Storage`].
 #[derive(Debug)]
@@ -43,6 +48,14 @@ fn table(cache_bytes: usize, block_bytes: usize) -> Result<BlockBasedOptions, St
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     table.set_bloom_filter(10.0, false);
+    // Partitioned indexes and filters: one index block per SST file grows with the file
+    // (hundreds of KiB for a large one), larger than a cache shard, so it would be read,
+    // decompressed and dropped on every lookup. Partitions are cached like data blocks; only
+    // the small top level stays pinned.
+    table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
     Ok(table)
 }
 
@@ -61,9 +74,15 @@ impl RocksStorage {
         nodes.set_compression_type(DBCompressionType::None);
         nodes.set_write_buffer_size(WRITE_BUFFER_BYTES / 2);
         nodes.set_max_write_buffer_number(WRITE_BUFFERS_MAX);
+        let mut strata = Options::default();
+        strata.set_block_based_table_factory(&table(STRATA_BLOCK_CACHE_BYTES, 16 << 10)?);
+        strata.set_compression_type(DBCompressionType::None);
+        strata.set_write_buffer_size(WRITE_BUFFER_BYTES / 4);
+        strata.set_max_write_buffer_number(WRITE_BUFFERS_MAX);
         let cfs = vec![
             ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone()),
             ColumnFamilyDescriptor::new(NODES_CF, nodes),
+            ColumnFamilyDescriptor::new(STRATA_CF, strata),
         ];
         Ok((opts, cfs))
     }
@@ -155,19 +174,35 @@ impl Storage for RocksStorage {
         if start >= end {
             return Ok(Vec::new());
         }
-        let (lo, hi): (&[u8], &[u8]) = (&[NODES_PREFIX], &[NODES_PREFIX + 1]);
-        let nodes = self.cf(lo)?;
-        let default = self.cf(b"")?;
-        // The range's parts below, inside and above the nodes' key range, in key order.
-        let mut out = Vec::new();
-        let parts = [
-            (default, start, end.min(lo)),
-            (nodes, start.max(lo), end.min(hi)),
-            (default, start.max(hi), end),
+        // The key space in order: default, strata (`b…`), default, nodes (`n…`), default.
+        let cuts: [&[u8]; 4] = [
+            &[STRATA_PREFIX],
+            &[STRATA_PREFIX + 1],
+            &[NODES_PREFIX],
+            &[NODES_PREFIX + 1],
         ];
-        for (cf, a, b) in parts {
-            if a < b && out.len() < limit {
-                out.extend(self.scan_cf(cf, a, b, limit - out.len())?);
+        let default = self.cf(b"")?;
+        let families = [
+            default,
+            self.cf(cuts[0])?,
+            default,
+            self.cf(cuts[2])?,
+            default,
+        ];
+        let mut out = Vec::new();
+        for (n, cf) in families.into_iter().enumerate() {
+            let lo = if n == 0 {
+                start
+            } else {
+                start.max(cuts[n - 1])
+            };
+            let hi = if n == cuts.len() {
+                end
+            } else {
+                end.min(cuts[n])
+            };
+            if lo < hi && out.len() < limit {
+                out.extend(self.scan_cf(cf, lo, hi, limit - out.len())?);
             }
         }
         Ok(out)
