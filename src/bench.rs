@@ -9,7 +9,7 @@ use clap::Args;
 use ed25519_dalek::{Signer as _, SigningKey};
 use govern_api::DataDir;
 use govern_core::event::{
-    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+    Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
 use govern_core::ids::LeafIndex;
 use govern_store::{LogReader, RocksStorage};
@@ -61,22 +61,15 @@ fn make_event(key: &SigningKey, pad: &str, i: usize) -> Result<SignedEvent> {
     let mut body = serde_json::Map::new();
     body.insert("n".into(), (i as u64).into());
     body.insert("pad".into(), pad.into());
-    let ev = Event {
-        v: 1,
-        kind: Kind::new("bench.append")?,
-        tenant: TenantId::SYSTEM,
-        request: RequestId::new_v7(),
-        parents: vec![],
-        producer: Producer {
-            role: Role::new("edge")?,
-            key: PublicKey::from(&key.verifying_key()),
-        },
-        attestation: None,
-        time: Timestamp::now(),
+    let producer = Producer::new(Role::new("edge")?, &key.verifying_key());
+    let ev = Event::new(
+        Kind::new("bench.append")?,
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        producer,
+        Timestamp::now(),
         body,
-        sealed: None,
-        sig: None,
-    };
+    );
     Ok(ev.sign(key)?)
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use govern_api::{AppState, DataDir, NodeHandle};
 use govern_core::event::{
-    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+    Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
 use govern_store::LogConfig;
 use tokio::net::TcpListener;
@@ -69,22 +69,15 @@ pub async fn node(server: Server) -> Result<()> {
 pub fn demo_event(key: &SigningKey, message: &str) -> Result<SignedEvent> {
     let mut body = serde_json::Map::new();
     body.insert("message".into(), message.into());
-    let event = Event {
-        v: 1,
-        kind: Kind::new("demo.hello")?,
-        tenant: TenantId::SYSTEM,
-        request: RequestId::new_v7(),
-        parents: vec![],
-        producer: Producer {
-            role: Role::new("edge")?,
-            key: PublicKey::from(&key.verifying_key()),
-        },
-        attestation: None,
-        time: Timestamp::now(),
+    let producer = Producer::new(Role::new("edge")?, &key.verifying_key());
+    let event = Event::new(
+        Kind::new("demo.hello")?,
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        producer,
+        Timestamp::now(),
         body,
-        sealed: None,
-        sig: None,
-    };
+    );
     Ok(event.sign(key)?)
 }
 

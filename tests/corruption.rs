@@ -3,99 +3,24 @@
 //! that remembers the checkpoint it saw before.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use govern_api::DataDir;
 use govern_api::routes::Receipt;
 use govern_core::event::{
-    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+    Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
 use govern_store::{Batch, RocksStorage, Storage};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use support::{Node, PATIENCE, govern};
 
-const BIN: &str = env!("CARGO_BIN_EXE_govern");
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A node running as a child process.
-struct Node {
-    child: Child,
-    url: String,
-    /// Kept open: the node prints after the line we wait for.
-    _stdout: Lines<BufReader<ChildStdout>>,
-}
-
-fn govern() -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in [
-        "GOVERN_CONFIG",
-        "GOVERN_DATA_DIR",
-        "GOVERN_LISTEN",
-        "GOVERN_ORIGIN",
-        "GOVERN_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("GOVERN_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Start `govern node` on `data`; `Err` with its stderr if it does not come up.
+/// Start `govern node` on `data`, its stderr in a file beside it.
 async fn start(data: &Path, listen: &str) -> Result<Node, String> {
     let stderr = data.with_extension(format!("{}.log", rand::random::<u32>()));
-    let log = std::fs::File::create(&stderr).map_err(|e| e.to_string())?;
-    let mut child = govern()
-        .arg("node")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", listen])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| format!("cannot run {BIN}: {e}"))?;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let found = tokio::time::timeout(PATIENCE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix("govern node listening on ") {
-                return rest.split_whitespace().next().map(str::to_string);
-            }
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(url)) => Ok(Node {
-            child,
-            url,
-            _stdout: lines,
-        }),
-        _ => {
-            let _ = child.kill().await;
-            let status = child
-                .wait()
-                .await
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            Err(format!(
-                "the node did not start ({status}); its stderr:\n{}",
-                std::fs::read_to_string(&stderr).unwrap_or_default()
-            ))
-        }
-    }
-}
-
-impl Node {
-    async fn stop(mut self) {
-        self.child.kill().await.expect("stop the node");
-    }
-    fn port(&self) -> u16 {
-        self.url.rsplit(':').next().unwrap().parse().unwrap()
-    }
+    support::start(data, listen, &stderr).await
 }
 
 /// `govern verify log`: success, stdout, stderr.
@@ -121,22 +46,14 @@ fn event(key: &SigningKey, tag: &str, n: u64) -> SignedEvent {
     let mut body = serde_json::Map::new();
     body.insert("tag".into(), tag.into());
     body.insert("n".into(), n.into());
-    Event {
-        v: 1,
-        kind: Kind::new("test.corruption").unwrap(),
-        tenant: TenantId::SYSTEM,
-        request: RequestId::new_v7(),
-        parents: vec![],
-        producer: Producer {
-            role: Role::new("edge").unwrap(),
-            key: PublicKey::from(&key.verifying_key()),
-        },
-        attestation: None,
-        time: Timestamp::now(),
+    Event::new(
+        Kind::new("test.corruption").unwrap(),
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        Producer::new(Role::new("edge").unwrap(), &key.verifying_key()),
+        Timestamp::now(),
         body,
-        sealed: None,
-        sig: None,
-    }
+    )
     .sign(key)
     .unwrap()
 }
@@ -221,7 +138,7 @@ async fn verify_names_the_entry_with_one_flipped_byte() {
     // The undamaged log verifies (so the failure below is the damage's doing).
     let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "before")).await;
     assert!(ok, "the undamaged log does not verify:\n{out}\n{err}");
-    node.stop().await;
+    node.kill().await;
 
     corrupt(&data, &entry_key(137), |v| {
         let mid = v.len() / 2;
@@ -242,7 +159,7 @@ async fn verify_names_the_entry_with_one_flipped_byte() {
         "verify log did not name entry 137:\n{err}"
     );
     assert!(!out.contains("verified"), "{out}");
-    node.stop().await;
+    node.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +172,7 @@ async fn verify_names_a_wrong_tree_hash_and_the_node_refuses_a_wrong_right_edge(
     fill(&node, &data, "node", 300).await;
     let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "before")).await;
     assert!(ok, "the undamaged log does not verify:\n{out}\n{err}");
-    node.stop().await;
+    node.kill().await;
 
     corrupt(&data, &node_key(0, 100), |v| v[7] ^= 0x80);
     let node = start(&data, "127.0.0.1:0")
@@ -271,14 +188,14 @@ async fn verify_names_a_wrong_tree_hash_and_the_node_refuses_a_wrong_right_edge(
         err.contains("entry 100:") || err.contains("tile/0/000"),
         "verify log did not name entry 100 or its tile:\n{err}"
     );
-    node.stop().await;
+    node.kill().await;
 
     // A wrong hash on the right edge: the stored tree no longer matches the latest
     // checkpoint, and the node refuses to serve it.
     corrupt(&data, &node_key(8, 0), |v| v[0] ^= 0x01);
     match start(&data, "127.0.0.1:0").await {
         Ok(node) => {
-            node.stop().await;
+            node.kill().await;
             panic!("the node started on a tree that does not match its checkpoint");
         }
         Err(why) => assert!(
@@ -300,7 +217,7 @@ async fn verify_remembers_the_checkpoint_it_saw() {
     let (ok, out, err) = verify_log(&url, &state).await;
     assert!(ok, "log A does not verify:\n{out}\n{err}");
     let remembered = std::fs::read(&state).expect("verify log remembers the checkpoint");
-    node.stop().await;
+    node.kill().await;
 
     // Each impostor is served at the same URL, to the same state file.
     let same_url = |node: &Node| assert_eq!(node.url, url, "the impostor is not at the same URL");
@@ -317,7 +234,7 @@ async fn verify_remembers_the_checkpoint_it_saw() {
         "verify log accepted a log under another key:\n{out}\n{err}"
     );
     assert!(err.contains("checkpoint:"), "{err}");
-    node.stop().await;
+    node.kill().await;
 
     // Logs signed with A's own key (a stolen or misused log key) but other histories.
     let with_a_key = |name: &str| {
@@ -338,7 +255,7 @@ async fn verify_remembers_the_checkpoint_it_saw() {
         "verify log accepted a rollback from 20 to 10:\n{out}\n{err}"
     );
     assert!(err.contains("rollback"), "{err}");
-    node.stop().await;
+    node.kill().await;
 
     // Longer: a fork whose first 20 entries are not A's.
     let log_d = with_a_key("d");
@@ -352,7 +269,7 @@ async fn verify_remembers_the_checkpoint_it_saw() {
         err.contains("consistency with the checkpoint seen before (size 20)"),
         "{err}"
     );
-    node.stop().await;
+    node.kill().await;
 
     // The failures changed nothing remembered, and log A itself still verifies against it.
     assert_eq!(
@@ -371,7 +288,7 @@ async fn verify_remembers_the_checkpoint_it_saw() {
         out.contains("consistent with the checkpoint of size 20 seen before"),
         "{out}"
     );
-    node.stop().await;
+    node.kill().await;
 }
 
 /// Append `count` more events to a log that already has some.

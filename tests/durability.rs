@@ -6,9 +6,10 @@
 //! must be a prefix of the final one, and `govern verify log` must accept the log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -18,24 +19,20 @@ use govern_api::DataDir;
 use govern_api::routes::{ConsistencyProof, Receipt};
 use govern_core::checkpoint::Checkpoint;
 use govern_core::event::{
-    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+    Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle;
 use govern_core::note::NoteVerifier;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use support::{Node, PATIENCE, govern, start};
 
-const BIN: &str = env!("CARGO_BIN_EXE_govern");
 /// SIGKILLs (each followed by a restart on the same data dir).
 const KILLS: usize = 40;
 /// Client tasks appending at once.
 const CLIENTS: u64 = 4;
 /// At most this many acknowledgements between two kills (the number is drawn per round).
 const ACKS_BETWEEN_KILLS_MAX: u64 = 40;
-/// How long any single wait may take before the test gives up.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 fn seed() -> u64 {
     let seed = std::env::var("GOVERN_TEST_SEED")
@@ -44,87 +41,6 @@ fn seed() -> u64 {
         .unwrap_or_else(rand::random);
     eprintln!("seed {seed} (replay with GOVERN_TEST_SEED={seed})");
     seed
-}
-
-/// A node running as a child process.
-struct Node {
-    child: Child,
-    url: String,
-    stderr: PathBuf,
-    /// Kept open: the node prints after the line we wait for, and a closed pipe would
-    /// make those prints fail.
-    _stdout: Lines<BufReader<ChildStdout>>,
-}
-
-fn govern() -> Command {
-    let mut cmd = Command::new(BIN);
-    for var in [
-        "GOVERN_CONFIG",
-        "GOVERN_DATA_DIR",
-        "GOVERN_LISTEN",
-        "GOVERN_ORIGIN",
-        "GOVERN_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("GOVERN_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Start `govern node` on `data` and wait for its "listening" line.
-async fn start(data: &Path, listen: &str, stderr: &Path) -> Result<Node, String> {
-    let log = std::fs::File::create(stderr).map_err(|e| e.to_string())?;
-    let mut child = govern()
-        .arg("node")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", listen])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| format!("cannot run {BIN}: {e}"))?;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let found = tokio::time::timeout(PATIENCE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix("govern node listening on ") {
-                return rest.split_whitespace().next().map(str::to_string);
-            }
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(url)) => Ok(Node {
-            child,
-            url,
-            stderr: stderr.to_path_buf(),
-            _stdout: lines,
-        }),
-        _ => {
-            let _ = child.kill().await;
-            let status = child
-                .wait()
-                .await
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            Err(format!(
-                "the node did not start ({status}); its stderr:\n{}",
-                std::fs::read_to_string(stderr).unwrap_or_default()
-            ))
-        }
-    }
-}
-
-impl Node {
-    /// SIGKILL, and reap.
-    async fn kill(mut self) {
-        self.child.kill().await.expect("SIGKILL the node");
-    }
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
 }
 
 /// `govern verify log`; its exit status, stdout and stderr.
@@ -150,22 +66,14 @@ fn event(key: &SigningKey, client: u64, n: u64) -> SignedEvent {
     let mut body = serde_json::Map::new();
     body.insert("client".into(), client.into());
     body.insert("n".into(), n.into());
-    Event {
-        v: 1,
-        kind: Kind::new("test.durability").unwrap(),
-        tenant: TenantId::SYSTEM,
-        request: RequestId::new_v7(),
-        parents: vec![],
-        producer: Producer {
-            role: Role::new("edge").unwrap(),
-            key: PublicKey::from(&key.verifying_key()),
-        },
-        attestation: None,
-        time: Timestamp::now(),
+    Event::new(
+        Kind::new("test.durability").unwrap(),
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        Producer::new(Role::new("edge").unwrap(), &key.verifying_key()),
+        Timestamp::now(),
         body,
-        sealed: None,
-        sig: None,
-    }
+    )
     .sign(key)
     .unwrap()
 }

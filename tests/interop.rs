@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::SigningKey;
-use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
+use govern_core::event::{Event, Kind, Producer, RequestId, Role, TenantId, Timestamp};
 use govern_core::note::NoteSigner;
 use serde_json::Value;
 use signed_note::{Note, StandardVerifier, VerifierList};
@@ -266,22 +266,14 @@ fn open_checkpoint(note: &[u8], verifier_key: &str) -> tlog_tiles::Checkpoint {
 fn event(key: &SigningKey, message: &str) -> Vec<u8> {
     let mut body = serde_json::Map::new();
     body.insert("message".into(), message.into());
-    Event {
-        v: 1,
-        kind: Kind::new("demo.hello").expect("kind"),
-        tenant: TenantId::SYSTEM,
-        request: RequestId::new_v7(),
-        parents: vec![],
-        producer: Producer {
-            role: Role::new("edge").expect("role"),
-            key: PublicKey::from(&key.verifying_key()),
-        },
-        attestation: None,
-        time: Timestamp::now(),
+    Event::new(
+        Kind::new("demo.hello").expect("kind"),
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        Producer::new(Role::new("edge").expect("role"), &key.verifying_key()),
+        Timestamp::now(),
         body,
-        sealed: None,
-        sig: None,
-    }
+    )
     .sign(key)
     .expect("sign")
     .into_bytes()

@@ -321,6 +321,17 @@ pub struct Producer {
     pub key: PublicKey,
 }
 
+impl Producer {
+    /// `role`, signing with the secret half of `key`.
+    #[must_use]
+    pub fn new(role: Role, key: &VerifyingKey) -> Self {
+        Self {
+            role,
+            key: PublicKey::from(key),
+        }
+    }
+}
+
 /// The envelope of DESIGN §4. Field order here is irrelevant: the bytes are always JCS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -353,6 +364,32 @@ pub struct Event {
 }
 
 impl Event {
+    /// An unsigned event of `kind` in `tenant` and `request`, produced by `producer` at
+    /// `time`, with `body` as its clear fields and no parents, attestation or sealed payload.
+    #[must_use]
+    pub fn new(
+        kind: Kind,
+        tenant: TenantId,
+        request: RequestId,
+        producer: Producer,
+        time: Timestamp,
+        body: Map<String, Value>,
+    ) -> Self {
+        Self {
+            v: EVENT_VERSION,
+            kind,
+            tenant,
+            request,
+            parents: Vec::new(),
+            producer,
+            attestation: None,
+            time,
+            body,
+            sealed: None,
+            sig: None,
+        }
+    }
+
     /// The bytes the producer signs: the domain, a zero byte, and JCS of the envelope
     /// without `sig`.
     ///

@@ -1,0 +1,102 @@
+//! What the tests that run `govern` as a child process share: starting a node on a data
+//! dir and finding its port, and stopping it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_govern");
+/// How long any single wait may take before a test gives up.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A node running as a child process.
+pub struct Node {
+    pub child: Child,
+    pub url: String,
+    stderr: PathBuf,
+    /// Kept open: the node prints after the line we wait for, and a closed pipe would
+    /// make those prints fail.
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+pub fn govern() -> Command {
+    let mut cmd = Command::new(BIN);
+    for var in [
+        "GOVERN_CONFIG",
+        "GOVERN_DATA_DIR",
+        "GOVERN_LISTEN",
+        "GOVERN_ORIGIN",
+        "GOVERN_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("GOVERN_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Start `govern node` on `data` and wait for its "listening" line.
+pub async fn start(data: &Path, listen: &str, stderr: &Path) -> Result<Node, String> {
+    let log = std::fs::File::create(stderr).map_err(|e| e.to_string())?;
+    let mut child = govern()
+        .arg("node")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| format!("cannot run {BIN}: {e}"))?;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.strip_prefix("govern node listening on ") {
+                return rest.split_whitespace().next().map(str::to_string);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(url)) => Ok(Node {
+            child,
+            url,
+            stderr: stderr.to_path_buf(),
+            _stdout: lines,
+        }),
+        _ => {
+            let _ = child.kill().await;
+            let status = child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            Err(format!(
+                "the node did not start ({status}); its stderr:\n{}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            ))
+        }
+    }
+}
+
+impl Node {
+    /// SIGKILL, and reap.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL the node");
+    }
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Node {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+}
