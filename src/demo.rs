@@ -24,7 +24,7 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir)> {
     config.batch_events_max = server.batch_events_max.max(1);
     config.batch_wait_ms = server.batch_wait_ms;
     config.time_skew_ms = server.time_skew_ms;
-    let log = Arc::new(dir.open_log(config)?);
+    let log = Arc::new(dir.open_log(config, cfg!(feature = "dev"))?);
     let listener = TcpListener::bind(server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;

@@ -5,7 +5,14 @@
 //! <data-dir>/edge.key         dev mode: the edge role's producer key, mode 0600
 //! <data-dir>/producers.allow  dev mode: producers that may append (`<role> <base64 key>`)
 //! <data-dir>/db/              RocksDB: entries, tree nodes, every checkpoint
+//! <data-dir>/manifest.json    optional: the signed manifest in force (`govern manifest pin`)
+//! <data-dir>/manifest-signers.toml  the pinned manifest signers: `threshold = N`,
+//!                             `keys = ["<base64 Ed25519 key>", …]`
 //! ```
+//!
+//! When `manifest.json` exists, the node enforces its routing graph at append
+//! ([`govern_store::ManifestPolicy`]), after verifying it against the pinned signers; a
+//! manifest that does not verify stops the node from starting.
 //!
 //! The keys are plain files: dev mode has no enclave to hold them (see docs/threat-model.md).
 
@@ -13,11 +20,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::SigningKey;
+use ed25519_dalek::VerifyingKey;
 use govern_core::event::{PublicKey, Role};
+use govern_core::manifest::{Manifest, ManifestError, ManifestSigners, SignedManifest};
 use govern_core::note::NoteSigner;
 use govern_store::{
-    AllowListError, Log, LogConfig, ProducerAllowList, RocksStorage, StorageError, SystemClock,
+    AllowListError, AppendPolicy, Log, LogConfig, ManifestPolicy, ProducerAllowList, RocksStorage,
+    StorageError, SystemClock,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -58,9 +70,78 @@ pub enum DataDirError {
     /// The allow-list is malformed.
     #[error(transparent)]
     AllowList(#[from] AllowListError),
+    /// The manifest in the data dir is unreadable or does not verify against the pinned
+    /// signers.
+    #[error("{path}: {source}")]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// Why it is refused.
+        source: ManifestError,
+    },
+    /// The pinned manifest signers file is malformed or missing.
+    #[error("{path}: {reason}")]
+    Signers {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// RocksDB failed (for example: another node has this data dir open).
     #[error("log store: {0}")]
     Storage(#[from] StorageError),
+}
+
+/// The longest manifest signers file read.
+const SIGNERS_FILE_BYTES_MAX: u64 = 64 * 1024;
+
+/// The signers file: `threshold = N` and `keys = ["<base64 Ed25519 key>", ...]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignersFile {
+    threshold: usize,
+    keys: Vec<String>,
+}
+
+/// Parse a manifest signers file's text (`threshold = N`, `keys = ["<base64>", …]`).
+///
+/// # Errors
+/// A message naming what is wrong (not TOML of that shape, a key not base64 of an Ed25519
+/// key).
+pub fn parse_manifest_signers(text: &str) -> Result<ManifestSigners, String> {
+    let file: SignersFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let keys = file
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let bytes: [u8; 32] = B64
+                .decode(k.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("keys[{i}] is not base64 of 32 bytes"))?;
+            VerifyingKey::from_bytes(&bytes).map_err(|_| format!("keys[{i}] is not an Ed25519 key"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ManifestSigners {
+        keys,
+        threshold: file.threshold,
+    })
+}
+
+/// Read a file of at most `max` bytes.
+fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, DataDirError> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    f.take(max + 1).read_to_end(&mut out).map_err(io(path))?;
+    if out.len() as u64 > max {
+        return Err(DataDirError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!("larger than {max} bytes")),
+        });
+    }
+    Ok(out)
 }
 
 /// An opened data directory.
@@ -189,18 +270,89 @@ impl DataDir {
         Ok(signer.signing_key().clone())
     }
 
-    /// Open the log store and start the sequencer.
+    /// The signed manifest file (present once `govern manifest pin` ran).
+    #[must_use]
+    pub fn manifest_path(&self) -> PathBuf {
+        self.root.join("manifest.json")
+    }
+
+    /// The pinned manifest signers file.
+    #[must_use]
+    pub fn manifest_signers_path(&self) -> PathBuf {
+        self.root.join("manifest-signers.toml")
+    }
+
+    /// The manifest in force: `None` when the data dir has no `manifest.json`; otherwise the
+    /// manifest, verified against the pinned signers (`allow_dev_root`: whether a manifest
+    /// pinning the dev root is accepted; a production build passes false).
     ///
     /// # Errors
-    /// [`DataDirError`] when the allow-list or the store cannot be opened.
-    pub fn open_log(&self, config: LogConfig) -> Result<Log<RocksStorage>, DataDirError> {
+    /// [`DataDirError::Manifest`] when the manifest is unreadable or does not verify;
+    /// [`DataDirError::Signers`] when the signers file is missing or malformed.
+    pub fn manifest(&self, allow_dev_root: bool) -> Result<Option<Manifest>, DataDirError> {
+        let path = self.manifest_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = read_limited(&path, govern_core::manifest::MANIFEST_TEXT_BYTES_MAX as u64)?;
+        let manifest_err = |source| DataDirError::Manifest {
+            path: path.clone(),
+            source,
+        };
+        let signed = SignedManifest::from_json(&text).map_err(manifest_err)?;
+        let signers_path = self.manifest_signers_path();
+        let signers_text = read_limited(&signers_path, SIGNERS_FILE_BYTES_MAX)?;
+        let signers = String::from_utf8(signers_text)
+            .map_err(|_| "not UTF-8".to_string())
+            .and_then(|t| parse_manifest_signers(&t))
+            .map_err(|reason| DataDirError::Signers {
+                path: signers_path.clone(),
+                reason,
+            })?;
+        let manifest = signed
+            .verify(&signers, allow_dev_root)
+            .map_err(manifest_err)?
+            .clone();
+        Ok(Some(manifest))
+    }
+
+    /// Open the log store and start the sequencer, enforcing the manifest in force (see
+    /// [`DataDir::manifest`]) over the allow-list, or the allow-list alone when there is no
+    /// manifest.
+    ///
+    /// # Errors
+    /// [`DataDirError`] when the allow-list, the manifest or the store cannot be opened, or
+    /// the manifest does not verify.
+    pub fn open_log(
+        &self,
+        config: LogConfig,
+        allow_dev_root: bool,
+    ) -> Result<Log<RocksStorage>, DataDirError> {
         let allow = ProducerAllowList::load(&self.allow_list_path())?;
+        let policy: Arc<dyn AppendPolicy> = match self.manifest(allow_dev_root)? {
+            Some(manifest) => {
+                tracing::info!(
+                    manifest = %manifest.name,
+                    serial = manifest.serial,
+                    path = %self.manifest_path().display(),
+                    "append policy: the manifest's routing graph over the producer allow-list"
+                );
+                Arc::new(ManifestPolicy::new(manifest, allow))
+            }
+            None => {
+                tracing::info!(
+                    path = %self.manifest_path().display(),
+                    "append policy: the producer allow-list alone (no manifest in the data dir)"
+                );
+                Arc::new(allow)
+            }
+        };
         let storage = RocksStorage::open(&self.db_path())?;
         Ok(Log::open(
             storage,
             self.log_key.clone(),
             config,
-            Arc::new(allow),
+            policy,
             Arc::new(SystemClock),
         )?)
     }

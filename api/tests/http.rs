@@ -23,7 +23,7 @@ use govern_core::event::{
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, empty_root, hash_children, hash_leaf};
 use govern_core::note::{NoteSigner, NoteVerifier};
-use govern_store::{AppendError, AppendPolicy, Log, LogConfig, RocksStorage, SystemClock};
+use govern_store::{AppendError, AppendPolicy, Log, LogConfig, LogView, RocksStorage, SystemClock};
 use http_body_util::BodyExt as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,7 +47,7 @@ fn node() -> Node {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = DataDir::open(tmp.path(), None).expect("data dir");
     let log = Arc::new(
-        dir.open_log(LogConfig::new(dir.origin()))
+        dir.open_log(LogConfig::new(dir.origin()), true)
             .expect("open log"),
     );
     let verifier_key = dir.verifier_key();
@@ -642,7 +642,11 @@ struct Gate {
 }
 
 impl AppendPolicy for Gate {
-    fn check(&self, _event: &SignedEvent) -> Result<(), AppendError> {
+    fn check(
+        &self,
+        _event: &SignedEvent,
+        _view: &dyn LogView,
+    ) -> Result<Option<String>, AppendError> {
         let first = self.entered.lock().expect("lock").take();
         if let Some(tx) = first {
             tx.send(()).expect("test listening");
@@ -652,7 +656,7 @@ impl AppendPolicy for Gate {
                 .recv_timeout(Duration::from_secs(30))
                 .expect("released");
         }
-        Ok(())
+        Ok(None)
     }
 }
 

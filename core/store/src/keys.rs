@@ -39,3 +39,27 @@ pub(crate) fn stratum(stratum: u8, tile: u64) -> [u8; 10] {
     k[2..].copy_from_slice(&tile.to_be_bytes());
     k
 }
+
+/// The leaf-hash index: `h` ‖ leaf hash → the index (u64 BE) of the entry with that leaf
+/// hash (the latest, should one leaf be appended twice). Written with the entry.
+pub(crate) fn leaf(hash: &[u8; 32]) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b'h';
+    k[1..].copy_from_slice(hash);
+    k
+}
+
+/// The uniqueness index: `u` ‖ SHA-256(uniqueness key) → the index (u64 BE) of the entry
+/// that claimed the key. Written with the entry; a second claim is refused.
+pub(crate) fn unique(key: &str) -> [u8; 33] {
+    use sha2::Digest as _;
+    let mut k = [0u8; 33];
+    k[0] = b'u';
+    k[1..].copy_from_slice(&sha2::Sha256::digest(key.as_bytes()));
+    k
+}
+
+/// An index stored as the value of [`leaf`] or [`unique`].
+pub(crate) fn index_value(value: &[u8]) -> Option<u64> {
+    trailing_u64(value).filter(|_| value.len() == 8)
+}

@@ -15,6 +15,7 @@ mod cache;
 mod keys;
 mod log;
 mod rocks;
+mod routing;
 mod storage;
 mod strata;
 
@@ -22,8 +23,10 @@ pub use allow::{AllowListError, ProducerAllowList};
 pub use cache::NODE_CACHE_SLOTS;
 pub use log::{
     AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, Log, LogConfig,
-    LogReader, Published, QUEUE_EVENTS_MAX, ReadError, SystemClock, TIME_SKEW_MS,
+    LogReader, LogView, ParentInfo, Published, QUEUE_EVENTS_MAX, ReadError, SystemClock,
+    TIME_SKEW_MS,
 };
 pub use rocks::RocksStorage;
+pub use routing::ManifestPolicy;
 pub use storage::{Batch, MemoryStorage, Pairs, Storage, StorageError};
 pub use strata::{STRATUM_BYTES, STRATUM_HASHES};

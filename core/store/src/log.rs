@@ -7,13 +7,16 @@
 //! each append answered. The thread holds the right edge (at most 64 hashes) and nothing
 //! else, so memory does not grow with the log.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use govern_core::checkpoint::Checkpoint;
-use govern_core::event::{SignedEvent, SkewError, Timestamp, check_time};
+use govern_core::event::{
+    Kind, RequestId, Role, SignedEvent, SkewError, TenantId, Timestamp, check_time,
+};
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, Frontier, NodeSource, ProofError};
 use govern_core::note::NoteSigner;
@@ -86,21 +89,58 @@ impl Clock for SystemClock {
     }
 }
 
-/// Checks that need more than the event itself (who may append what). The dev allow-list
-/// now; attested identities and the routing graph later.
+/// What the log knows about an event named as a parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentInfo {
+    /// Where it is.
+    pub index: LeafIndex,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its request.
+    pub request: RequestId,
+}
+
+/// The log as an [`AppendPolicy`] sees it while checking one event: what is stored, plus
+/// what the sequencer accepted earlier in the same batch.
+pub trait LogView {
+    /// The event with leaf hash `leaf`, if the log holds it.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails or holds an entry that does not parse.
+    fn parent(&self, leaf: &LeafHash) -> Result<Option<ParentInfo>, StorageError>;
+
+    /// The index of the event that claimed uniqueness key `key`, if one did.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails.
+    fn unique_taken(&self, key: &str) -> Result<Option<LeafIndex>, StorageError>;
+}
+
+/// Checks that need more than the event itself (who may append what, and what it may
+/// follow): the dev allow-list ([`crate::ProducerAllowList`]) or the routing graph of the
+/// manifest in force ([`crate::ManifestPolicy`]).
 pub trait AppendPolicy: Send + Sync + 'static {
-    /// Whether `event` may be appended.
+    /// Whether `event` may be appended to the log `view` shows. On success, the uniqueness
+    /// key the event claims (the log records it, and refuses a second claim within the same
+    /// batch).
     ///
     /// # Errors
     /// The refusal.
-    fn check(&self, event: &SignedEvent) -> Result<(), AppendError>;
+    fn check(&self, event: &SignedEvent, view: &dyn LogView)
+    -> Result<Option<String>, AppendError>;
 }
 
 impl AppendPolicy for crate::ProducerAllowList {
-    fn check(&self, event: &SignedEvent) -> Result<(), AppendError> {
+    fn check(
+        &self,
+        event: &SignedEvent,
+        _view: &dyn LogView,
+    ) -> Result<Option<String>, AppendError> {
         let p = &event.event().producer;
         if self.allows(&p.role, &p.key) {
-            Ok(())
+            Ok(None)
         } else {
             Err(AppendError::UnknownProducer {
                 role: p.role.to_string(),
@@ -130,6 +170,78 @@ pub enum AppendError {
         role: String,
         /// Its key, base64.
         key: String,
+    },
+    /// The event's kind is not declared in the manifest in force.
+    #[error("event kind {kind} is not declared in the manifest")]
+    UnknownKind {
+        /// The kind.
+        kind: Kind,
+    },
+    /// The producer's role may not produce the event's kind.
+    #[error("role {role} may not produce events of kind {kind}")]
+    KindNotAllowed {
+        /// The producer's role.
+        role: Role,
+        /// The kind.
+        kind: Kind,
+    },
+    /// A parent is not in the log.
+    #[error("parent {parent} is not in the log")]
+    ParentMissing {
+        /// The parent's leaf hash.
+        parent: LeafHash,
+    },
+    /// A parent's kind is not among the kind's allowed parents.
+    #[error("an event of kind {kind} may not have a parent of kind {parent_kind}")]
+    ParentKindNotAllowed {
+        /// The event's kind.
+        kind: Kind,
+        /// The parent's kind.
+        parent_kind: Kind,
+    },
+    /// The kind requires parents of the same request, and a parent is of another.
+    #[error(
+        "parent {parent} belongs to request {}, but events of kind {kind} must follow their own request {}",
+        .parent_request.0,
+        .request.0
+    )]
+    ParentOtherRequest {
+        /// The event's kind.
+        kind: Kind,
+        /// The parent's leaf hash.
+        parent: LeafHash,
+        /// The event's request.
+        request: RequestId,
+        /// The parent's request.
+        parent_request: RequestId,
+    },
+    /// A parent belongs to another tenant (other than the system tenant).
+    #[error(
+        "parent {parent} belongs to tenant {}, not the event's tenant {}",
+        .parent_tenant.0,
+        .tenant.0
+    )]
+    ParentOtherTenant {
+        /// The parent's leaf hash.
+        parent: LeafHash,
+        /// The event's tenant.
+        tenant: TenantId,
+        /// The parent's tenant.
+        parent_tenant: TenantId,
+    },
+    /// The event lacks what its kind's uniqueness key needs.
+    #[error("uniqueness key: {reason}")]
+    UniquenessKey {
+        /// What is missing.
+        reason: String,
+    },
+    /// Another event already claimed the event's uniqueness key.
+    #[error("uniqueness key {key} is already taken by entry {index}")]
+    Duplicate {
+        /// The key.
+        key: String,
+        /// The entry that claimed it.
+        index: LeafIndex,
     },
     /// The storage failed; nothing of the batch was acknowledged.
     #[error(transparent)]
@@ -407,6 +519,21 @@ impl<S: Storage> LogReader<S> {
             })
     }
 
+    /// The index of the entry with leaf hash `leaf` (the latest, should one leaf have been
+    /// appended twice), if the log holds it.
+    ///
+    /// # Errors
+    /// [`ReadError::Storage`].
+    pub fn index_of(&self, leaf: &LeafHash) -> Result<Option<LeafIndex>, ReadError> {
+        let index = stored_index(
+            &self.shared.storage,
+            &keys::leaf(leaf.hash().as_bytes()),
+            leaf,
+        )?;
+        // An index written by a batch whose checkpoint is not yet published is not served.
+        Ok(index.filter(|i| i.0 < self.latest().size.0))
+    }
+
     /// The contents of a C2SP tile or entry bundle, if the log holds all of it.
     ///
     /// # Errors
@@ -547,6 +674,75 @@ impl<S: Storage> LogReader<S> {
                 Ok((TreeSize(size), note))
             })
             .collect()
+    }
+}
+
+/// The index stored under `key` (a [`keys::leaf`] or [`keys::unique`] key).
+fn stored_index<S: Storage>(
+    storage: &S,
+    key: &[u8],
+    what: &dyn std::fmt::Display,
+) -> Result<Option<LeafIndex>, StorageError> {
+    storage
+        .get(key)?
+        .map(|v| {
+            keys::index_value(&v).map(LeafIndex).ok_or_else(|| {
+                StorageError::Corrupt(format!("the index entry of {what} is not 8 bytes"))
+            })
+        })
+        .transpose()
+}
+
+/// The stored event with leaf hash `leaf`, found through the leaf-hash index.
+fn stored_parent<S: Storage>(
+    storage: &S,
+    leaf: &LeafHash,
+) -> Result<Option<ParentInfo>, StorageError> {
+    let Some(index) = stored_index(storage, &keys::leaf(leaf.hash().as_bytes()), leaf)? else {
+        return Ok(None);
+    };
+    let bytes = storage.get(&keys::entry(index.0))?.ok_or_else(|| {
+        StorageError::Corrupt(format!(
+            "leaf {leaf} is indexed at entry {index}, which is missing"
+        ))
+    })?;
+    let event = SignedEvent::from_bytes(&bytes)
+        .map_err(|e| StorageError::Corrupt(format!("entry {index} does not parse: {e}")))?;
+    if event.leaf_hash() != *leaf {
+        return Err(StorageError::Corrupt(format!(
+            "leaf {leaf} is indexed at entry {index}, which holds leaf {}",
+            event.leaf_hash()
+        )));
+    }
+    let e = event.event();
+    Ok(Some(ParentInfo {
+        index,
+        kind: e.kind.clone(),
+        tenant: e.tenant,
+        request: e.request,
+    }))
+}
+
+/// The sequencer's [`LogView`]: storage, then what the current batch accepted so far.
+struct BatchView<'a, S> {
+    storage: &'a S,
+    leaves: &'a HashMap<LeafHash, ParentInfo>,
+    unique: &'a HashMap<String, LeafIndex>,
+}
+
+impl<S: Storage> LogView for BatchView<'_, S> {
+    fn parent(&self, leaf: &LeafHash) -> Result<Option<ParentInfo>, StorageError> {
+        if let Some(p) = self.leaves.get(leaf) {
+            return Ok(Some(p.clone()));
+        }
+        stored_parent(self.storage, leaf)
+    }
+
+    fn unique_taken(&self, key: &str) -> Result<Option<LeafIndex>, StorageError> {
+        if let Some(i) = self.unique.get(key) {
+            return Ok(Some(*i));
+        }
+        stored_index(self.storage, &keys::unique(key), &key)
     }
 }
 
@@ -818,19 +1014,61 @@ impl<S: Storage> Sequencer<S> {
         let mut accepted: Vec<(Pending, LeafIndex)> = Vec::with_capacity(pending.len());
         let mut completed = Vec::new();
         let mut written = Vec::new();
+        // What this batch accepted so far, which later events of the batch may name.
+        let mut leaves: HashMap<LeafHash, ParentInfo> = HashMap::new();
+        let mut unique: HashMap<String, LeafIndex> = HashMap::new();
         for p in pending.drain(..) {
             let checked = check_time(p.event.event().time, now, self.config.time_skew_ms)
                 .map_err(AppendError::from)
-                .and_then(|()| self.policy.check(&p.event));
-            if let Err(e) = checked {
-                let _ = p.reply.send(Err(e));
-                continue;
-            }
+                .and_then(|()| {
+                    let view = BatchView {
+                        storage: &self.shared.storage,
+                        leaves: &leaves,
+                        unique: &unique,
+                    };
+                    let key = self.policy.check(&p.event, &view)?;
+                    if let Some(k) = &key
+                        && let Some(index) = view.unique_taken(k)?
+                    {
+                        return Err(AppendError::Duplicate {
+                            key: k.clone(),
+                            index,
+                        });
+                    }
+                    Ok(key)
+                });
+            let claimed = match checked {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    let _ = p.reply.send(Err(e));
+                    continue;
+                }
+            };
             let index = self.frontier.size().0;
             debug_assert_eq!(index, before.size().0 + accepted.len() as u64);
+            let leaf_hash = p.event.leaf_hash();
             completed.clear();
-            self.frontier.push(p.event.leaf_hash(), &mut completed);
+            self.frontier.push(leaf_hash, &mut completed);
             write.put(keys::entry(index).to_vec(), p.event.bytes().to_vec());
+            let index_bytes = index.to_be_bytes().to_vec();
+            write.put(
+                keys::leaf(leaf_hash.hash().as_bytes()).to_vec(),
+                index_bytes.clone(),
+            );
+            if let Some(k) = claimed {
+                write.put(keys::unique(&k).to_vec(), index_bytes);
+                unique.insert(k, LeafIndex(index));
+            }
+            let e = p.event.event();
+            leaves.insert(
+                leaf_hash,
+                ParentInfo {
+                    index: LeafIndex(index),
+                    kind: e.kind.clone(),
+                    tenant: e.tenant,
+                    request: e.request,
+                },
+            );
             for (level, i, hash) in &completed {
                 write.put(keys::node(*level, *i).to_vec(), hash.as_bytes().to_vec());
             }

@@ -1,0 +1,102 @@
+//! The routing graph of the manifest in force, enforced at append (DESIGN §5): who may
+//! produce each kind, which kinds its parents may be, whose tenant and request they must
+//! belong to, and each kind's uniqueness key (DESIGN §4).
+//!
+//! Producer identities are still the dev allow-list until attested identities replace it.
+
+use govern_core::event::{SignedEvent, TenantId};
+use govern_core::manifest::{Manifest, ManifestError};
+
+use crate::ProducerAllowList;
+use crate::log::{AppendError, AppendPolicy, LogView};
+
+/// The manifest's routing graph over the producer allow-list.
+#[derive(Debug, Clone)]
+pub struct ManifestPolicy {
+    /// The manifest in force (verified by whoever built this policy).
+    pub manifest: Manifest,
+    /// The producers that may append at all.
+    pub producers: ProducerAllowList,
+}
+
+impl ManifestPolicy {
+    /// A policy enforcing `manifest` for the producers in `producers`.
+    #[must_use]
+    pub fn new(manifest: Manifest, producers: ProducerAllowList) -> Self {
+        Self {
+            manifest,
+            producers,
+        }
+    }
+}
+
+impl AppendPolicy for ManifestPolicy {
+    /// In order: the producer is allowed; the kind is declared; the producer's role may
+    /// produce it; every parent is in the log (or earlier in the batch), of an allowed kind,
+    /// of the event's tenant (or the system tenant), and of the event's request when the
+    /// kind says `same_request`; the uniqueness key is well-formed and not taken.
+    fn check(
+        &self,
+        signed: &SignedEvent,
+        view: &dyn LogView,
+    ) -> Result<Option<String>, AppendError> {
+        self.producers.check(signed, view)?;
+        let event = signed.event();
+        let spec = self
+            .manifest
+            .kind(&event.kind)
+            .ok_or_else(|| AppendError::UnknownKind {
+                kind: event.kind.clone(),
+            })?;
+        if !self
+            .manifest
+            .role_may_produce(&event.producer.role, &event.kind)
+        {
+            return Err(AppendError::KindNotAllowed {
+                role: event.producer.role.clone(),
+                kind: event.kind.clone(),
+            });
+        }
+        for parent in &event.parents {
+            let info = view
+                .parent(parent)?
+                .ok_or(AppendError::ParentMissing { parent: *parent })?;
+            if !self.manifest.allowed_parent(&event.kind, &info.kind) {
+                return Err(AppendError::ParentKindNotAllowed {
+                    kind: event.kind.clone(),
+                    parent_kind: info.kind,
+                });
+            }
+            if info.tenant != event.tenant && info.tenant != TenantId::SYSTEM {
+                return Err(AppendError::ParentOtherTenant {
+                    parent: *parent,
+                    tenant: event.tenant,
+                    parent_tenant: info.tenant,
+                });
+            }
+            if spec.same_request && (info.tenant != event.tenant || info.request != event.request) {
+                return Err(AppendError::ParentOtherRequest {
+                    kind: event.kind.clone(),
+                    parent: *parent,
+                    request: event.request,
+                    parent_request: info.request,
+                });
+            }
+        }
+        let key = self.manifest.uniqueness_key(event).map_err(|e| match e {
+            ManifestError::UnknownKind { kind } => AppendError::UnknownKind { kind },
+            other => AppendError::UniquenessKey {
+                reason: other.to_string(),
+            },
+        })?;
+        if let Some(k) = &key
+            && let Some(index) = view.unique_taken(k)?
+        {
+            return Err(AppendError::Duplicate {
+                key: k.clone(),
+                index,
+            });
+        }
+        Ok(key)
+    }
+}
