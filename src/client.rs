@@ -20,6 +20,29 @@ pub enum ClientError {
     Decode { url: String, reason: String },
 }
 
+/// The largest answer read from a node: a full entry bundle (256 entries of at most 65,535
+/// bytes, each with a 2-byte length) and some slack. A hostile node streaming more is cut off
+/// instead of exhausting the verifier's memory.
+pub const RESPONSE_BYTES_MAX: usize = 256 * (65_535 + 2) + (64 << 10);
+
+/// Read a response body, refusing one over [`RESPONSE_BYTES_MAX`].
+async fn read_capped(mut resp: reqwest::Response, url: &str) -> Result<Vec<u8>, ClientError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|source| ClientError::Http {
+        url: url.into(),
+        source,
+    })? {
+        if body.len() + chunk.len() > RESPONSE_BYTES_MAX {
+            return Err(ClientError::Decode {
+                url: url.into(),
+                reason: format!("answer exceeds {RESPONSE_BYTES_MAX} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// A node's base URL and a pooled, keep-alive connection.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -60,10 +83,7 @@ impl Client {
                 source,
             })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|source| ClientError::Http {
-            url: url.clone(),
-            source,
-        })?;
+        let body = read_capped(resp, &url).await?;
         if status.as_u16() == 404 {
             return Ok(None);
         }
@@ -120,10 +140,7 @@ impl Client {
                 source,
             })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|source| ClientError::Http {
-            url: url.clone(),
-            source,
-        })?;
+        let body = read_capped(resp, &url).await?;
         if !status.is_success() {
             return Err(ClientError::Status {
                 url,

@@ -517,6 +517,15 @@ impl SignedEvent {
         if !value.is_object() {
             return Err(EventError::NotJson("not an object".into()));
         }
+        // `null` is not a spelling of an absent optional member: it would give one envelope
+        // two leaf encodings.
+        for member in ["attestation", "sealed", "sig"] {
+            if value.get(member).is_some_and(Value::is_null) {
+                return Err(EventError::Envelope(format!(
+                    "{member} is null; omit it instead"
+                )));
+            }
+        }
         if let Some(path) = canonical::first_float(&value) {
             return Err(EventError::Float { path });
         }
@@ -722,6 +731,11 @@ mod tests {
             SignedEvent::from_bytes(extra.as_bytes()),
             Err(EventError::Envelope(_))
         ));
+        // An optional member spelled null.
+        let null_sealed = text.replacen(r#""request""#, r#""sealed":null,"request""#, 1);
+        assert!(
+            matches!(SignedEvent::from_bytes(null_sealed.as_bytes()), Err(EventError::Envelope(m)) if m.contains("sealed"))
+        );
         // Unsigned.
         let unsigned = canonical::to_vec(&sample()).expect("jcs");
         assert_eq!(

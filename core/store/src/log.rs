@@ -1115,7 +1115,22 @@ impl<S: Storage> Sequencer<S> {
             }
             Err(e) => {
                 tracing::error!(error = %e, "batch write failed; nothing in it is acknowledged");
+                // A failed write may still have landed (a WAL record written before a failed
+                // fsync is replayed on reopen), so the next batch must continue from what
+                // storage holds, never from the assumption that nothing landed.
                 self.frontier = before;
+                if let Ok(Some((frontier, note))) = recover(&self.shared.storage)
+                    && frontier.size() > self.frontier.size()
+                {
+                    tracing::warn!(size = %frontier.size(), "the failed batch is in storage after all; continuing after it");
+                    let published = Published {
+                        size: frontier.size(),
+                        root: frontier.root(),
+                        note,
+                    };
+                    *self.shared.latest.write() = Arc::new(published);
+                    self.frontier = frontier;
+                }
                 for (p, _) in accepted {
                     let _ = p.reply.send(Err(AppendError::Storage(e.clone())));
                 }

@@ -112,10 +112,10 @@ impl RocksStorage {
 
     /// The column family a key lives in.
     fn cf(&self, key: &[u8]) -> Result<&ColumnFamily, StorageError> {
-        let name = if key.first() == Some(&NODES_PREFIX) {
-            NODES_CF
-        } else {
-            rocksdb::DEFAULT_COLUMN_FAMILY_NAME
+        let name = match key.first() {
+            Some(&NODES_PREFIX) => NODES_CF,
+            Some(&STRATA_PREFIX) => STRATA_CF,
+            _ => rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
         };
         self.db
             .cf_handle(name)
