@@ -16,8 +16,6 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Subcommand};
 use ed25519_dalek::{Signature, VerifyingKey};
 use govern_core::attestation::TrustAnchor;
@@ -27,7 +25,6 @@ use govern_core::manifest::{
     TrustedRoot,
 };
 use govern_core::note::NoteSigner;
-use serde::Deserialize;
 
 use crate::config::DEFAULT_DATA_DIR;
 use crate::demo::Result;
@@ -192,38 +189,12 @@ fn read_key(path: &Path) -> Result<NoteSigner> {
 }
 
 /// The signers file: `threshold = N` and `keys = ["<base64 Ed25519 key>", ...]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignersFile {
-    threshold: usize,
-    keys: Vec<String>,
-}
-
+/// The signers file, parsed by the same function the node uses.
 fn read_signers(path: &Path) -> Result<ManifestSigners> {
     let text = read_limited(path, SMALL_FILE_BYTES_MAX)?;
     let text = String::from_utf8(text).map_err(|_| format!("{}: not UTF-8", path.display()))?;
-    let file: SignersFile =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let keys = file
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let bytes: [u8; 32] = B64
-                .decode(k.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| {
-                    format!("{}: keys[{i}] is not base64 of 32 bytes", path.display())
-                })?;
-            VerifyingKey::from_bytes(&bytes)
-                .map_err(|_| format!("{}: keys[{i}] is not an Ed25519 key", path.display()))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(ManifestSigners {
-        keys,
-        threshold: file.threshold,
-    })
+    Ok(govern_api::datadir::parse_manifest_signers(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
 fn signers_toml(keys: &[VerifyingKey], threshold: usize) -> String {

@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use govern_api::DataDir;
@@ -15,31 +14,12 @@ use govern_core::event::{
     Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
 use govern_store::{Batch, RocksStorage, Storage};
-use support::{Node, PATIENCE, govern};
+use support::{Node, PATIENCE, verify_log};
 
 /// Start `govern node` on `data`, its stderr in a file beside it.
 async fn start(data: &Path, listen: &str) -> Result<Node, String> {
     let stderr = data.with_extension(format!("{}.log", rand::random::<u32>()));
     support::start(data, listen, &stderr).await
-}
-
-/// `govern verify log`: success, stdout, stderr.
-async fn verify_log(url: &str, state: &Path) -> (bool, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        govern()
-            .args(["verify", "log", "--url", url, "--state"])
-            .arg(state)
-            .output(),
-    )
-    .await
-    .expect("verify log finishes")
-    .expect("verify log runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 fn event(key: &SigningKey, tag: &str, n: u64) -> SignedEvent {

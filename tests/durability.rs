@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle;
 use govern_core::note::NoteVerifier;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use support::{Node, PATIENCE, govern, start};
+use support::{Node, PATIENCE, start, verify_log};
 
 /// SIGKILLs (each followed by a restart on the same data dir).
 const KILLS: usize = 40;
@@ -41,25 +40,6 @@ fn seed() -> u64 {
         .unwrap_or_else(rand::random);
     eprintln!("seed {seed} (replay with GOVERN_TEST_SEED={seed})");
     seed
-}
-
-/// `govern verify log`; its exit status, stdout and stderr.
-async fn verify_log(url: &str, state: &Path) -> (bool, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        govern()
-            .args(["verify", "log", "--url", url, "--state"])
-            .arg(state)
-            .output(),
-    )
-    .await
-    .expect("verify log finishes")
-    .expect("verify log runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 fn event(key: &SigningKey, client: u64, n: u64) -> SignedEvent {

@@ -100,3 +100,22 @@ impl Node {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
 }
+
+/// `govern verify log`: success, stdout, stderr.
+pub async fn verify_log(url: &str, state: &Path) -> (bool, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        govern()
+            .args(["verify", "log", "--url", url, "--state"])
+            .arg(state)
+            .output(),
+    )
+    .await
+    .expect("verify log finishes")
+    .expect("verify log runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
