@@ -11,7 +11,7 @@ use govern_api::DataDir;
 use govern_core::event::{
     Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
-use govern_core::ids::LeafIndex;
+use govern_core::ids::{LeafHash, LeafIndex};
 use govern_store::{LogReader, RocksStorage};
 use rand::{Rng as _, SeedableRng as _};
 use tokio::io::AsyncBufReadExt as _;
@@ -57,24 +57,30 @@ fn verify_strict_rate(key: &SigningKey, event_bytes: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn make_event(key: &SigningKey, pad: &str, i: usize) -> Result<SignedEvent> {
+fn make_event(key: &SigningKey, attestation: LeafHash, pad: &str, i: usize) -> Result<SignedEvent> {
     let mut body = serde_json::Map::new();
     body.insert("n".into(), (i as u64).into());
     body.insert("pad".into(), pad.into());
     let producer = Producer::new(Role::new("edge")?, &key.verifying_key());
-    let ev = Event::new(
-        Kind::new("bench.append")?,
+    let mut ev = Event::new(
+        Kind::new("demo.hello")?,
         TenantId::SYSTEM,
         RequestId::new_v7(),
         producer,
         Timestamp::now(),
         body,
     );
+    ev.attestation = Some(attestation);
     Ok(ev.sign(key)?)
 }
 
-fn presign(key: &SigningKey, count: usize, event_bytes: usize) -> Result<Vec<Vec<u8>>> {
-    let probe = make_event(key, "", 0)?.bytes().len();
+fn presign(
+    key: &SigningKey,
+    attestation: LeafHash,
+    count: usize,
+    event_bytes: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let probe = make_event(key, attestation, "", 0)?.bytes().len();
     let pad = "x".repeat(event_bytes.saturating_sub(probe + 8));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let chunk = count.div_ceil(threads).max(1);
@@ -86,7 +92,7 @@ fn presign(key: &SigningKey, count: usize, event_bytes: usize) -> Result<Vec<Vec
                     let lo = t * chunk;
                     let hi = ((t + 1) * chunk).min(count);
                     (lo..hi)
-                        .map(|i| make_event(key, pad, i).map(SignedEvent::into_bytes))
+                        .map(|i| make_event(key, attestation, pad, i).map(SignedEvent::into_bytes))
                         .collect()
                 })
             })
@@ -240,7 +246,9 @@ pub async fn append(args: AppendArgs) -> Result<()> {
             v
         }
     };
+    // The node's edge identity (the data dir's edge key): its events name its attestation.
     let key = DataDir::open(&data_dir, None)?.edge_key()?;
+    let attestation = Client::new(&url)?.current_attestation("edge").await?;
     let verify_rate = tokio::task::spawn_blocking({
         let key = key.clone();
         let n = args.event_bytes;
@@ -253,7 +261,7 @@ pub async fn append(args: AppendArgs) -> Result<()> {
         tokio::task::spawn_blocking({
             let key = key.clone();
             let (n, b) = (args.entries, args.event_bytes);
-            move || presign(&key, n, b)
+            move || presign(&key, attestation, n, b)
         })
         .await??,
     );

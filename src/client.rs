@@ -126,6 +126,26 @@ impl Client {
     }
 
     /// POST an event; the receipt once durable.
+    /// The leaf hash of `role`'s current `service.attested`, from `GET /v1/services`.
+    ///
+    /// # Errors
+    /// When the node answers with an error or lists no identity for `role`.
+    pub async fn current_attestation(
+        &self,
+        role: &str,
+    ) -> Result<govern_core::ids::LeafHash, ClientError> {
+        let view: serde_json::Value = self.get_json("/v1/services").await?;
+        view["services"]
+            .as_array()
+            .and_then(|list| list.iter().find(|s| s["role"] == role))
+            .and_then(|s| s["leaf"].as_str())
+            .and_then(|leaf| govern_core::ids::LeafHash::try_from(leaf.to_string()).ok())
+            .ok_or_else(|| ClientError::Decode {
+                url: self.url("/v1/services"),
+                reason: format!("the node lists no identity for role {role}"),
+            })
+    }
+
     pub async fn append(&self, event: &[u8]) -> Result<Receipt, ClientError> {
         let url = self.url("/v1/entries");
         let resp = self

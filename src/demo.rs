@@ -2,11 +2,9 @@
 
 use std::sync::Arc;
 
-use ed25519_dalek::SigningKey;
-use govern_api::{AppState, DataDir, NodeHandle};
-use govern_core::event::{
-    Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
-};
+use govern_api::{AppState, Attestor, DataDir, NodeHandle, Services};
+use govern_core::event::{Kind, RequestId, SignedEvent, TenantId};
+use govern_workers::identity::ServiceIdentity;
 use govern_store::LogConfig;
 use tokio::net::TcpListener;
 
@@ -18,17 +16,36 @@ pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + S
 const DEV_WARNING: &str = "DEV MODE: the log key and producer keys are plain files in the data dir and no \
 enclave protects them; this keeps govern's formats and checks, not its protection. Never hold real assets with it.";
 
-async fn start(server: &Server) -> Result<(NodeHandle, DataDir)> {
+async fn start(server: &Server) -> Result<(NodeHandle, DataDir, Services)> {
     let dir = DataDir::open(&server.data_dir, server.origin.as_deref())?;
+    let executable =
+        std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    if cfg!(feature = "dev") {
+        // Dev mode pins this executable's measurements (re-pinning after a rebuild), so the
+        // services it runs can attest.
+        let pinned = govern_api::devpin::ensure_dev_pinned(&server.data_dir, &executable)?;
+        if pinned.changed {
+            tracing::info!(
+                serial = pinned.signed.manifest.serial,
+                path = %pinned.path.display(),
+                "pinned this executable's dev measurements"
+            );
+        }
+    }
     let mut config = LogConfig::new(dir.origin());
     config.batch_events_max = server.batch_events_max.max(1);
     config.batch_wait_ms = server.batch_wait_ms;
     config.time_skew_ms = server.time_skew_ms;
-    let log = Arc::new(dir.open_log(config, cfg!(feature = "dev"))?);
+    let services = dir
+        .boot(config, cfg!(feature = "dev"), &Attestor::Simulated { executable })
+        .await?;
+    services.spawn_reattestation();
     let listener = TcpListener::bind(server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
-    let node = NodeHandle::spawn(AppState::new(log, &dir.verifier_key()), listener)?;
+    let state = AppState::new(Arc::clone(&services.log), &dir.verifier_key())
+        .with_identities(Arc::clone(&services.policy));
+    let node = NodeHandle::spawn(state, listener)?;
     tracing::warn!("{DEV_WARNING}");
     // Tests and scripts read this line to find the port when listening on port 0.
     println!(
@@ -38,7 +55,7 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir)> {
         server.data_dir.display()
     );
     println!("verifier key: {}", dir.verifier_key());
-    Ok((node, dir))
+    Ok((node, dir, services))
 }
 
 async fn until_signal() {
@@ -58,35 +75,32 @@ async fn until_signal() {
 
 /// `govern node`.
 pub async fn node(server: Server) -> Result<()> {
-    let (node, _dir) = start(&server).await?;
+    let (node, _dir, _services) = start(&server).await?;
     until_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
 }
 
-/// A demo event from the dev edge key.
-pub fn demo_event(key: &SigningKey, message: &str) -> Result<SignedEvent> {
+/// A demo event signed by the edge's attested identity.
+pub fn demo_event(edge: &ServiceIdentity, message: &str) -> Result<SignedEvent> {
     let mut body = serde_json::Map::new();
     body.insert("message".into(), message.into());
-    let producer = Producer::new(Role::new("edge")?, &key.verifying_key());
-    let event = Event::new(
+    Ok(edge.sign(
         Kind::new("demo.hello")?,
         TenantId::SYSTEM,
         RequestId::new_v7(),
-        producer,
-        Timestamp::now(),
+        Vec::new(),
         body,
-    );
-    Ok(event.sign(key)?)
+    )?)
 }
 
 /// `govern up`.
 pub async fn up(server: Server) -> Result<()> {
-    let (node, dir) = start(&server).await?;
+    let (node, _dir, services) = start(&server).await?;
     let url = format!("http://localhost:{}", node.addr.port());
     let client = Client::new(&url)?;
-    let event = demo_event(&dir.edge_key()?, "hello from govern up")?;
+    let event = demo_event(&services.edge.identity, "hello from govern up")?;
     let receipt = client.append(event.bytes()).await?;
     println!();
     println!("govern is up at {url}");
@@ -96,6 +110,7 @@ pub async fn up(server: Server) -> Result<()> {
     );
     println!("try:");
     println!("  curl {url}/checkpoint");
+    println!("  curl {url}/v1/services");
     println!("  curl {url}/v1/entries/{}", receipt.index);
     println!(
         "  curl '{url}/v1/proofs/inclusion?index={}&size={}'",

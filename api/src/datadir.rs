@@ -2,17 +2,17 @@
 //!
 //! ```text
 //! <data-dir>/log.key          the log's checkpoint key (C2SP private key string), mode 0600
-//! <data-dir>/edge.key         dev mode: the edge role's producer key, mode 0600
-//! <data-dir>/producers.allow  dev mode: producers that may append (`<role> <base64 key>`)
+//! <data-dir>/edge.key         dev mode: the edge role's Ed25519 key, mode 0600
 //! <data-dir>/db/              RocksDB: entries, tree nodes, every checkpoint
-//! <data-dir>/manifest.json    optional: the signed manifest in force (`govern manifest pin`)
+//! <data-dir>/manifest.json    the signed manifest to publish (`govern manifest pin`)
 //! <data-dir>/manifest-signers.toml  the pinned manifest signers: `threshold = N`,
 //!                             `keys = ["<base64 Ed25519 key>", …]`
+//! <data-dir>/dev-ca/          dev mode: the simulated NSM's CA
 //! ```
 //!
-//! When `manifest.json` exists, the node enforces its routing graph at append
-//! ([`govern_store::ManifestPolicy`]), after verifying it against the pinned signers; a
-//! manifest that does not verify stops the node from starting.
+//! The node enforces attested identities, manifests and the routing graph at append
+//! ([`govern_store::IdentityPolicy`]); `manifest.json` must verify against the pinned
+//! signers or the node does not start. See [`crate::boot`] for what a node writes first.
 //!
 //! The keys are plain files: dev mode has no enclave to hold them (see docs/threat-model.md).
 
@@ -24,13 +24,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::VerifyingKey;
-use govern_core::event::{PublicKey, Role};
+use govern_core::event::PublicKey;
 use govern_core::manifest::{Manifest, ManifestError, ManifestSigners, SignedManifest};
 use govern_core::note::NoteSigner;
-use govern_store::{
-    AllowListError, AppendPolicy, Log, LogConfig, ManifestPolicy, ProducerAllowList, RocksStorage,
-    StorageError, SystemClock,
-};
+use govern_core::attestation::TrustAnchor;
+use govern_store::{Clock, IdentityPolicy, Log, LogConfig, RocksStorage, StorageError};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -67,9 +65,15 @@ pub enum DataDirError {
         /// Asked for.
         configured: String,
     },
-    /// The allow-list is malformed.
-    #[error(transparent)]
-    AllowList(#[from] AllowListError),
+    /// The data dir has no manifest.
+    #[error("{}: no manifest; run `govern manifest pin` (dev) or install a signed manifest", path.display())]
+    NoManifest {
+        /// Where it should be.
+        path: PathBuf,
+    },
+    /// Starting the node's services failed.
+    #[error("{0}")]
+    Boot(String),
     /// The manifest in the data dir is unreadable or does not verify against the pinned
     /// signers.
     #[error("{path}: {source}")]
@@ -218,16 +222,7 @@ impl DataDir {
             root: root.to_path_buf(),
             log_key,
         };
-        let edge = dir.edge_key()?;
-        let role = Role::new("edge").map_err(|e| DataDirError::BadKey {
-            path: root.into(),
-            reason: e.to_string(),
-        })?;
-        ProducerAllowList::add_to_file(
-            &dir.allow_list_path(),
-            &role,
-            &PublicKey::from(&edge.verifying_key()),
-        )?;
+        dir.edge_key()?;
         Ok(dir)
     }
 
@@ -255,10 +250,16 @@ impl DataDir {
         self.root.join("db")
     }
 
-    /// The dev allow-list file.
+    /// The log's checkpoint key, which is also its Ed25519 identity key (role `log`).
     #[must_use]
-    pub fn allow_list_path(&self) -> PathBuf {
-        self.root.join("producers.allow")
+    pub fn log_signing_key(&self) -> SigningKey {
+        self.log_key.signing_key().clone()
+    }
+
+    /// The simulated NSM's dev CA directory.
+    #[must_use]
+    pub fn dev_ca_path(&self) -> PathBuf {
+        self.root.join("dev-ca")
     }
 
     /// The dev edge producer key (created on first use).
@@ -282,17 +283,33 @@ impl DataDir {
         self.root.join("manifest-signers.toml")
     }
 
-    /// The manifest in force: `None` when the data dir has no `manifest.json`; otherwise the
-    /// manifest, verified against the pinned signers (`allow_dev_root`: whether a manifest
-    /// pinning the dev root is accepted; a production build passes false).
+    /// The pinned manifest signers.
     ///
     /// # Errors
-    /// [`DataDirError::Manifest`] when the manifest is unreadable or does not verify;
     /// [`DataDirError::Signers`] when the signers file is missing or malformed.
-    pub fn manifest(&self, allow_dev_root: bool) -> Result<Option<Manifest>, DataDirError> {
+    pub fn manifest_signers(&self) -> Result<ManifestSigners, DataDirError> {
+        let signers_path = self.manifest_signers_path();
+        let signers_text = read_limited(&signers_path, SIGNERS_FILE_BYTES_MAX)?;
+        String::from_utf8(signers_text)
+            .map_err(|_| "not UTF-8".to_string())
+            .and_then(|t| parse_manifest_signers(&t))
+            .map_err(|reason| DataDirError::Signers {
+                path: signers_path.clone(),
+                reason,
+            })
+    }
+
+    /// The data dir's signed manifest, verified against the pinned signers
+    /// (`allow_dev_root`: whether a manifest pinning the dev root is accepted; a production
+    /// build passes false).
+    ///
+    /// # Errors
+    /// [`DataDirError::NoManifest`]; [`DataDirError::Manifest`] when it is unreadable or
+    /// does not verify; [`DataDirError::Signers`].
+    pub fn signed_manifest(&self, allow_dev_root: bool) -> Result<SignedManifest, DataDirError> {
         let path = self.manifest_path();
         if !path.exists() {
-            return Ok(None);
+            return Err(DataDirError::NoManifest { path });
         }
         let text = read_limited(&path, govern_core::manifest::MANIFEST_TEXT_BYTES_MAX as u64)?;
         let manifest_err = |source| DataDirError::Manifest {
@@ -300,61 +317,66 @@ impl DataDir {
             source,
         };
         let signed = SignedManifest::from_json(&text).map_err(manifest_err)?;
-        let signers_path = self.manifest_signers_path();
-        let signers_text = read_limited(&signers_path, SIGNERS_FILE_BYTES_MAX)?;
-        let signers = String::from_utf8(signers_text)
-            .map_err(|_| "not UTF-8".to_string())
-            .and_then(|t| parse_manifest_signers(&t))
-            .map_err(|reason| DataDirError::Signers {
-                path: signers_path.clone(),
-                reason,
-            })?;
-        let manifest = signed
-            .verify(&signers, allow_dev_root)
-            .map_err(manifest_err)?
-            .clone();
-        Ok(Some(manifest))
+        signed
+            .verify(&self.manifest_signers()?, allow_dev_root)
+            .map_err(manifest_err)?;
+        Ok(signed)
     }
 
-    /// Open the log store and start the sequencer, enforcing the manifest in force (see
-    /// [`DataDir::manifest`]) over the allow-list, or the allow-list alone when there is no
-    /// manifest.
+    /// The data dir's manifest, verified (see [`DataDir::signed_manifest`]).
     ///
     /// # Errors
-    /// [`DataDirError`] when the allow-list, the manifest or the store cannot be opened, or
-    /// the manifest does not verify.
-    pub fn open_log(
+    /// As [`DataDir::signed_manifest`].
+    pub fn manifest(&self, allow_dev_root: bool) -> Result<Manifest, DataDirError> {
+        Ok(self.signed_manifest(allow_dev_root)?.manifest)
+    }
+
+    /// The dev CA root, if this data dir has one.
+    ///
+    /// # Errors
+    /// [`DataDirError::BadKey`] when `dev-ca/root.der` is not a usable root.
+    pub fn dev_root(&self) -> Result<Option<TrustAnchor>, DataDirError> {
+        let path = self.dev_ca_path().join("root.der");
+        match std::fs::read(&path) {
+            Ok(der) => TrustAnchor::from_der(&der)
+                .map(Some)
+                .map_err(|e| DataDirError::BadKey {
+                    path,
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Open the log store and start the sequencer under the identity policy
+    /// ([`govern_store::IdentityPolicy`]) of this data dir's signers, log key and dev root.
+    /// Nothing is appended: [`DataDir::boot`] does that.
+    ///
+    /// # Errors
+    /// [`DataDirError`] when the signers, the dev root or the store cannot be opened.
+    pub fn open_identity_log(
         &self,
         config: LogConfig,
         allow_dev_root: bool,
-    ) -> Result<Log<RocksStorage>, DataDirError> {
-        let allow = ProducerAllowList::load(&self.allow_list_path())?;
-        let policy: Arc<dyn AppendPolicy> = match self.manifest(allow_dev_root)? {
-            Some(manifest) => {
-                tracing::info!(
-                    manifest = %manifest.name,
-                    serial = manifest.serial,
-                    path = %self.manifest_path().display(),
-                    "append policy: the manifest's routing graph over the producer allow-list"
-                );
-                Arc::new(ManifestPolicy::new(manifest, allow))
-            }
-            None => {
-                tracing::info!(
-                    path = %self.manifest_path().display(),
-                    "append policy: the producer allow-list alone (no manifest in the data dir)"
-                );
-                Arc::new(allow)
-            }
-        };
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Log<RocksStorage>, Arc<IdentityPolicy>), DataDirError> {
+        let dev_root = if allow_dev_root { self.dev_root()? } else { None };
+        let policy = Arc::new(IdentityPolicy::new(
+            self.manifest_signers()?,
+            PublicKey::from(&self.log_key.signing_key().verifying_key()),
+            allow_dev_root,
+            dev_root,
+        ));
         let storage = RocksStorage::open(&self.db_path())?;
-        Ok(Log::open(
+        let log = Log::open(
             storage,
             self.log_key.clone(),
             config,
-            policy,
-            Arc::new(SystemClock),
-        )?)
+            Arc::clone(&policy) as Arc<dyn govern_store::AppendPolicy>,
+            clock,
+        )?;
+        Ok((log, policy))
     }
 
     /// The log's store opened read-only, beside a node that may be running on it.

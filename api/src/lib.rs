@@ -8,9 +8,12 @@
 //! `application/problem+json` with a stable `type` per kind.
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod datadir;
+pub mod devpin;
 pub mod problem;
 pub mod routes;
 
+pub use boot::{Attestor, LocalService, Services, attest};
 pub use datadir::{DataDir, DataDirError, NodeHandle};
 pub use routes::{AppState, router};

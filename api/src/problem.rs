@@ -220,6 +220,15 @@ impl From<AppendError> for Problem {
                 "Uniqueness key already taken",
                 e.to_string(),
             ),
+            AppendError::Identity(ref id) => {
+                let (kind, title) = id.problem();
+                let status = if id.is_malformed() {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                Problem::new(status, kind, title, e.to_string())
+            }
             AppendError::Storage(s) => s.into(),
             AppendError::Closed | _ => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

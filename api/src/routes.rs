@@ -12,7 +12,8 @@ use axum::{Json, Router};
 use govern_core::event::{EVENT_BYTES_MAX, KeyCache, SignedEvent};
 use govern_core::ids::{Hash, LeafIndex, TreeSize};
 use govern_core::tiles::Tile;
-use govern_store::{Log, RocksStorage};
+use govern_core::event::Timestamp;
+use govern_store::{IdentityPolicy, Log, RocksStorage, ServicesView};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub verifier_key: Arc<str>,
     /// Producer keys already decompressed.
     pub keys: Arc<KeyCache>,
+    /// The identity policy in force, for `GET /v1/services` (absent on a log without one).
+    pub identities: Option<Arc<IdentityPolicy>>,
 }
 
 impl AppState {
@@ -36,7 +39,15 @@ impl AppState {
             log,
             verifier_key: verifier_key.into(),
             keys: Arc::new(KeyCache::new()),
+            identities: None,
         }
+    }
+
+    /// Serve `GET /v1/services` from `policy`.
+    #[must_use]
+    pub fn with_identities(mut self, policy: Arc<IdentityPolicy>) -> Self {
+        self.identities = Some(policy);
+        self
     }
 }
 
@@ -50,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             post(append).layer(DefaultBodyLimit::max(EVENT_BYTES_MAX)),
         )
         .route("/v1/entries/{index}", get(entry))
+        .route("/v1/services", get(services))
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
         .route("/checkpoint", get(checkpoint))
@@ -68,6 +80,21 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// `GET /v1/services`: every role's identity (keys, measurements, the manifest it was
+/// attested under, last attestation time) and its status now (`live`, `expired`,
+/// `quarantined`), the manifest in force, and the quarantined measurements.
+async fn services(State(state): State<AppState>) -> Result<Json<ServicesView>, Problem> {
+    let policy = state.identities.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-identities",
+            "No identity policy",
+            "this log does not enforce attested identities",
+        )
+    })?;
+    Ok(Json(policy.services(Timestamp::now())))
 }
 
 /// `GET /v1/log`.

@@ -10,9 +10,12 @@
 //!   behind feature `nitro` (`NitroNsm`, `/dev/nsm`). Documents from either are verified by
 //!   `govern_core::attestation::Verifier`.
 //!
-//! Still to come: the identity lifecycle that uses these providers (keys, the `user_data`
-//! binding, `service.attested`, scheduled re-attestation), the poll loop, the policy
-//! worker, the five threshold signers and the witness.
+//! - [`identity`]: a service's keys (Ed25519, X25519, RSA-2048), the document request that
+//!   binds them, the `service.attested` event, and events signed under the identity.
+//!
+//! Still to come: the poll loop, the policy worker, the five threshold signers and the
+//! witness.
 #![forbid(unsafe_code)]
 
+pub mod identity;
 pub mod nsm;

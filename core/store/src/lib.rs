@@ -12,6 +12,7 @@
 
 mod allow;
 mod cache;
+mod identity;
 mod keys;
 mod log;
 mod rocks;
@@ -21,10 +22,14 @@ mod strata;
 
 pub use allow::{AllowListError, ProducerAllowList};
 pub use cache::NODE_CACHE_SLOTS;
+pub use identity::{
+    ATTESTED_KIND, Identity, IdentityError, IdentityPolicy, InForce, LOG_ROLE, ManifestSummary,
+    QUARANTINED_KIND, Quarantine, RSA_KEY_BITS, ServiceStatus, ServicesView, attested_body,
+};
 pub use log::{
     AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, Log, LogConfig,
-    LogReader, LogView, ParentInfo, Published, QUEUE_EVENTS_MAX, ReadError, SystemClock,
-    TIME_SKEW_MS,
+    LogReader, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, Published, QUEUE_EVENTS_MAX, ReadError,
+    SystemClock, TIME_SKEW_MS, TRACKED_KINDS,
 };
 pub use rocks::RocksStorage;
 pub use routing::ManifestPolicy;

@@ -7,7 +7,7 @@
 //! each append answered. The thread holds the right edge (at most 64 hashes) and nothing
 //! else, so memory does not grow with the log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use govern_core::checkpoint::Checkpoint;
 use govern_core::event::{
-    Kind, RequestId, Role, SignedEvent, SkewError, TenantId, Timestamp, check_time,
+    Event, Kind, RequestId, Role, SignedEvent, SkewError, TenantId, Timestamp, check_time,
 };
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, Frontier, NodeSource, ProofError};
@@ -40,6 +40,20 @@ pub const QUEUE_EVENTS_MAX: usize = 16 * BATCH_EVENTS_MAX;
 pub const TIME_SKEW_MS: i64 = 60_000;
 /// What a client refused with pushback is told to wait.
 pub const PUSHBACK_RETRY_AFTER_S: u64 = 1;
+
+/// How many of the latest checkpoints an attestation document's nonce may name (DESIGN §6:
+/// the nonce is the root of one of the last N checkpoints). At the log's busiest a batch,
+/// and so a checkpoint, is written every few milliseconds: 1,024 checkpoints leave a
+/// service several seconds to fetch a root, obtain a document and append it; an idle log
+/// keeps its last 1,024 roots however old they are.
+pub const NONCE_WINDOW_CHECKPOINTS: usize = 1024;
+/// The kinds whose entries the log indexes (`i` keys) so the policy can rebuild its view of
+/// manifests and identities when the log reopens, without reading every entry.
+pub const TRACKED_KINDS: [&str; 3] = [
+    "manifest.published",
+    "service.attested",
+    "service.quarantined",
+];
 
 const _: () = assert!(QUEUE_EVENTS_MAX >= BATCH_EVENTS_MAX);
 const _: () = assert!(BATCH_WAIT_MS < 1_000);
@@ -116,6 +130,13 @@ pub trait LogView {
     /// # Errors
     /// [`StorageError`] when storage fails.
     fn unique_taken(&self, key: &str) -> Result<Option<LeafIndex>, StorageError>;
+
+    /// The index the event being checked would get.
+    fn next_index(&self) -> LeafIndex;
+
+    /// The size of the checkpoint with root `root`, if it is one of the last
+    /// [`NONCE_WINDOW_CHECKPOINTS`] checkpoints the log signed.
+    fn recent_checkpoint(&self, root: &RootHash) -> Option<TreeSize>;
 }
 
 /// Checks that need more than the event itself (who may append what, and what it may
@@ -130,6 +151,23 @@ pub trait AppendPolicy: Send + Sync + 'static {
     /// The refusal.
     fn check(&self, event: &SignedEvent, view: &dyn LogView)
     -> Result<Option<String>, AppendError>;
+
+    /// `event` was accepted at `index` into the batch being written (or, when the log
+    /// reopens, is a stored entry of a [`TRACKED_KINDS`] kind, replayed in order). A policy
+    /// that keeps state updates its working copy here; [`AppendPolicy::finish`] commits or
+    /// discards it.
+    fn accepted(&self, _event: &SignedEvent, _index: LeafIndex) {}
+
+    /// Events the log itself must append next (unsigned: the sequencer signs them with its
+    /// key, checks them like any other, and writes them in the same batch). Asked after
+    /// every event; a policy returns each follow-up once.
+    fn followups(&self) -> Vec<Event> {
+        Vec::new()
+    }
+
+    /// The batch is durable (`true`: keep what [`AppendPolicy::accepted`] recorded) or was
+    /// not written (`false`: forget it).
+    fn finish(&self, _durable: bool) {}
 }
 
 impl AppendPolicy for crate::ProducerAllowList {
@@ -243,6 +281,10 @@ pub enum AppendError {
         /// The entry that claimed it.
         index: LeafIndex,
     },
+    /// The producer's attested identity does not allow the append, or a manifest or an
+    /// attestation does not verify (DESIGN §5, §6).
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// The storage failed; nothing of the batch was acknowledged.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -728,6 +770,8 @@ struct BatchView<'a, S> {
     storage: &'a S,
     leaves: &'a HashMap<LeafHash, ParentInfo>,
     unique: &'a HashMap<String, LeafIndex>,
+    next: u64,
+    window: &'a VecDeque<(TreeSize, RootHash)>,
 }
 
 impl<S: Storage> LogView for BatchView<'_, S> {
@@ -744,11 +788,38 @@ impl<S: Storage> LogView for BatchView<'_, S> {
         }
         stored_index(self.storage, &keys::unique(key), &key)
     }
+
+    fn next_index(&self) -> LeafIndex {
+        LeafIndex(self.next)
+    }
+
+    fn recent_checkpoint(&self, root: &RootHash) -> Option<TreeSize> {
+        self.window
+            .iter()
+            .rev()
+            .find(|(_, r)| r == root)
+            .map(|(size, _)| *size)
+    }
 }
 
 struct Pending {
     event: SignedEvent,
-    reply: oneshot::Sender<Result<Appended, AppendError>>,
+    /// `None` for the log's own follow-up events.
+    reply: Option<oneshot::Sender<Result<Appended, AppendError>>>,
+}
+
+impl Pending {
+    fn answer(self, result: Result<Appended, AppendError>) {
+        match self.reply {
+            Some(reply) => {
+                let _ = reply.send(result);
+            }
+            None => match result {
+                Ok(a) => tracing::info!(index = %a.index, kind = %self.event.event().kind, "the log appended its own event"),
+                Err(e) => tracing::error!(error = %e, kind = %self.event.event().kind, "the log's own event was not appended"),
+            },
+        }
+    }
 }
 
 /// The log: a sequencer thread and the reads. Dropping it finishes the queued batches and
@@ -818,6 +889,8 @@ impl<S: Storage> Log<S> {
             })),
             origin: config.origin.clone(),
         });
+        let window = recent_checkpoints(&shared.storage, TreeSize(size))?;
+        replay_tracked(&shared.storage, policy.as_ref())?;
         let (tx, rx) = sync_channel(config.queue_events_max);
         let seq = Sequencer {
             shared: Arc::clone(&shared),
@@ -826,6 +899,7 @@ impl<S: Storage> Log<S> {
             config,
             policy,
             clock,
+            window,
         };
         let thread = std::thread::Builder::new()
             .name("sequencer".into())
@@ -854,7 +928,10 @@ impl<S: Storage> Log<S> {
     ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
         let queue = self.queue.as_ref().ok_or(AppendError::Closed)?;
         let (reply, rx) = oneshot::channel();
-        match queue.try_send(Pending { event, reply }) {
+        match queue.try_send(Pending {
+            event,
+            reply: Some(reply),
+        }) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(AppendError::Pushback {
                 retry_after_s: PUSHBACK_RETRY_AFTER_S,
@@ -945,6 +1022,67 @@ fn recover<S: Storage>(storage: &S) -> Result<Option<(Frontier, String)>, Storag
     Ok(Some((frontier, note)))
 }
 
+/// The last [`NONCE_WINDOW_CHECKPOINTS`] checkpoints (size, root) of a stored log of `size`,
+/// oldest first. Checkpoints are keyed by size, so the scan walks back from `size` over a
+/// span that doubles until it holds enough of them (or reaches size 0).
+fn recent_checkpoints<S: Storage>(
+    storage: &S,
+    size: TreeSize,
+) -> Result<VecDeque<(TreeSize, RootHash)>, StorageError> {
+    let want = NONCE_WINDOW_CHECKPOINTS;
+    let mut span = want as u64;
+    loop {
+        let from = size.0.saturating_sub(span);
+        let end = keys::checkpoint(size.0.saturating_add(1));
+        let found = storage.scan(&keys::checkpoint(from), &end, usize::MAX)?;
+        if found.len() >= want || from == 0 {
+            let skip = found.len().saturating_sub(want);
+            return found
+                .into_iter()
+                .skip(skip)
+                .map(|(_, note)| {
+                    let note = String::from_utf8(note)
+                        .map_err(|_| StorageError::Corrupt("checkpoint is not UTF-8".into()))?;
+                    let body = note_body(&note)?;
+                    Ok((body.size, body.root))
+                })
+                .collect();
+        }
+        span = span.saturating_mul(4);
+    }
+}
+
+/// Hand the stored entries of the [`TRACKED_KINDS`] to `policy`, in log order, so a policy
+/// with state (manifests, identities) resumes where it stopped.
+fn replay_tracked<S: Storage>(storage: &S, policy: &dyn AppendPolicy) -> Result<(), StorageError> {
+    const PAGE: usize = 256;
+    let end = keys::tracked(u64::MAX);
+    let mut from = keys::tracked(0);
+    loop {
+        let page = storage.scan(&from, &end, PAGE)?;
+        for (key, _) in &page {
+            let index = keys::trailing_u64(key)
+                .ok_or_else(|| StorageError::Corrupt("tracked key is not 9 bytes".into()))?;
+            let bytes = storage.get(&keys::entry(index))?.ok_or_else(|| {
+                StorageError::Corrupt(format!("tracked entry {index} is missing"))
+            })?;
+            let event = SignedEvent::from_bytes(&bytes).map_err(|e| {
+                StorageError::Corrupt(format!("entry {index} does not parse: {e}"))
+            })?;
+            policy.accepted(&event, LeafIndex(index));
+        }
+        match page.last() {
+            Some((key, _)) if page.len() == PAGE => {
+                let next = keys::trailing_u64(key).unwrap_or(u64::MAX).saturating_add(1);
+                from = keys::tracked(next);
+            }
+            _ => break,
+        }
+    }
+    policy.finish(true);
+    Ok(())
+}
+
 struct Sequencer<S> {
     shared: Arc<Shared<S>>,
     frontier: Frontier,
@@ -952,6 +1090,8 @@ struct Sequencer<S> {
     config: LogConfig,
     policy: Arc<dyn AppendPolicy>,
     clock: Arc<dyn Clock>,
+    /// The last [`NONCE_WINDOW_CHECKPOINTS`] checkpoints, oldest first.
+    window: VecDeque<(TreeSize, RootHash)>,
 }
 
 impl<S: Storage> Sequencer<S> {
@@ -1007,6 +1147,24 @@ impl<S: Storage> Sequencer<S> {
         Ok(())
     }
 
+    /// Sign the policy's follow-up events with the log's key and put them first in line.
+    fn queue_followups(&self, queue: &mut VecDeque<Pending>) {
+        let followups = self.policy.followups();
+        for event in followups.into_iter().rev() {
+            match event.sign(self.signer.signing_key()) {
+                Ok(event) => queue.push_front(Pending { event, reply: None }),
+                Err(e) => tracing::error!(error = %e, "cannot sign the log's own event"),
+            }
+        }
+    }
+
+    fn remember_checkpoint(&mut self, size: TreeSize, root: RootHash) {
+        if self.window.len() >= NONCE_WINDOW_CHECKPOINTS {
+            self.window.pop_front();
+        }
+        self.window.push_back((size, root));
+    }
+
     fn commit(&mut self, pending: &mut Vec<Pending>) {
         let now = self.clock.now();
         let before = self.frontier.clone();
@@ -1017,7 +1175,8 @@ impl<S: Storage> Sequencer<S> {
         // What this batch accepted so far, which later events of the batch may name.
         let mut leaves: HashMap<LeafHash, ParentInfo> = HashMap::new();
         let mut unique: HashMap<String, LeafIndex> = HashMap::new();
-        for p in pending.drain(..) {
+        let mut queue: VecDeque<Pending> = pending.drain(..).collect();
+        while let Some(p) = queue.pop_front() {
             let checked = check_time(p.event.event().time, now, self.config.time_skew_ms)
                 .map_err(AppendError::from)
                 .and_then(|()| {
@@ -1025,6 +1184,8 @@ impl<S: Storage> Sequencer<S> {
                         storage: &self.shared.storage,
                         leaves: &leaves,
                         unique: &unique,
+                        next: self.frontier.size().0,
+                        window: &self.window,
                     };
                     let key = self.policy.check(&p.event, &view)?;
                     if let Some(k) = &key
@@ -1040,7 +1201,8 @@ impl<S: Storage> Sequencer<S> {
             let claimed = match checked {
                 Ok(claimed) => claimed,
                 Err(e) => {
-                    let _ = p.reply.send(Err(e));
+                    p.answer(Err(e));
+                    self.queue_followups(&mut queue);
                     continue;
                 }
             };
@@ -1060,6 +1222,10 @@ impl<S: Storage> Sequencer<S> {
                 unique.insert(k, LeafIndex(index));
             }
             let e = p.event.event();
+            if TRACKED_KINDS.contains(&e.kind.as_str()) {
+                write.put(keys::tracked(index).to_vec(), Vec::new());
+            }
+            self.policy.accepted(&p.event, LeafIndex(index));
             leaves.insert(
                 leaf_hash,
                 ParentInfo {
@@ -1074,8 +1240,10 @@ impl<S: Storage> Sequencer<S> {
             }
             written.extend_from_slice(&completed);
             accepted.push((p, LeafIndex(index)));
+            self.queue_followups(&mut queue);
         }
         if accepted.is_empty() {
+            self.policy.finish(true);
             return;
         }
         let size = self.frontier.size();
@@ -1083,8 +1251,9 @@ impl<S: Storage> Sequencer<S> {
         if let Err(e) = self.add_strata(&mut write, &written) {
             tracing::error!(error = %e, "cannot assemble a stratum blob; the batch is refused");
             self.frontier = before;
+            self.policy.finish(false);
             for (p, _) in accepted {
-                let _ = p.reply.send(Err(AppendError::Storage(e.clone())));
+                p.answer(Err(AppendError::Storage(e.clone())));
             }
             return;
         }
@@ -1104,9 +1273,11 @@ impl<S: Storage> Sequencer<S> {
                 }
                 let published = Arc::new(Published { size, root, note });
                 *self.shared.latest.write() = Arc::clone(&published);
+                self.policy.finish(true);
+                self.remember_checkpoint(size, root);
                 for (p, index) in accepted {
                     let leaf_hash = p.event.leaf_hash();
-                    let _ = p.reply.send(Ok(Appended {
+                    p.answer(Ok(Appended {
                         index,
                         leaf_hash,
                         checkpoint: Arc::clone(&published),
@@ -1115,6 +1286,7 @@ impl<S: Storage> Sequencer<S> {
             }
             Err(e) => {
                 tracing::error!(error = %e, "batch write failed; nothing in it is acknowledged");
+                self.policy.finish(false);
                 // A failed write may still have landed (a WAL record written before a failed
                 // fsync is replayed on reopen), so the next batch must continue from what
                 // storage holds, never from the assumption that nothing landed.
@@ -1130,9 +1302,16 @@ impl<S: Storage> Sequencer<S> {
                     };
                     *self.shared.latest.write() = Arc::new(published);
                     self.frontier = frontier;
+                    // What landed must reach the policy too: rebuild it from storage.
+                    if let Err(e) = replay_tracked(&self.shared.storage, self.policy.as_ref()) {
+                        tracing::error!(error = %e, "cannot rebuild the append policy's state");
+                    }
+                    if let Ok(window) = recent_checkpoints(&self.shared.storage, self.frontier.size()) {
+                        self.window = window;
+                    }
                 }
                 for (p, _) in accepted {
-                    let _ = p.reply.send(Err(AppendError::Storage(e.clone())));
+                    p.answer(Err(AppendError::Storage(e.clone())));
                 }
             }
         }

@@ -41,55 +41,68 @@ impl AppendPolicy for ManifestPolicy {
         view: &dyn LogView,
     ) -> Result<Option<String>, AppendError> {
         self.producers.check(signed, view)?;
+        check_routing(&self.manifest, signed, view)
+    }
+}
+
+/// The routing checks of `manifest` for `signed`, in order: the kind is declared; the
+/// producer's role may produce it; every parent is in the log (or earlier in the batch), of
+/// an allowed kind, of the event's tenant (or the system tenant), and of the event's request
+/// when the kind says `same_request`; the uniqueness key is well-formed. Returns the key.
+///
+/// # Errors
+/// The first refusal.
+pub(crate) fn check_routing(
+    manifest: &Manifest,
+    signed: &SignedEvent,
+    view: &dyn LogView,
+) -> Result<Option<String>, AppendError> {
         let event = signed.event();
-        let spec = self
-            .manifest
-            .kind(&event.kind)
-            .ok_or_else(|| AppendError::UnknownKind {
+    let spec = manifest
+        .kind(&event.kind)
+        .ok_or_else(|| AppendError::UnknownKind {
+            kind: event.kind.clone(),
+        })?;
+    if !manifest
+        .role_may_produce(&event.producer.role, &event.kind)
+    {
+        return Err(AppendError::KindNotAllowed {
+            role: event.producer.role.clone(),
+            kind: event.kind.clone(),
+        });
+    }
+    for parent in &event.parents {
+        let info = view
+            .parent(parent)?
+            .ok_or(AppendError::ParentMissing { parent: *parent })?;
+        if !manifest.allowed_parent(&event.kind, &info.kind) {
+            return Err(AppendError::ParentKindNotAllowed {
                 kind: event.kind.clone(),
-            })?;
-        if !self
-            .manifest
-            .role_may_produce(&event.producer.role, &event.kind)
-        {
-            return Err(AppendError::KindNotAllowed {
-                role: event.producer.role.clone(),
-                kind: event.kind.clone(),
+                parent_kind: info.kind,
             });
         }
-        for parent in &event.parents {
-            let info = view
-                .parent(parent)?
-                .ok_or(AppendError::ParentMissing { parent: *parent })?;
-            if !self.manifest.allowed_parent(&event.kind, &info.kind) {
-                return Err(AppendError::ParentKindNotAllowed {
-                    kind: event.kind.clone(),
-                    parent_kind: info.kind,
-                });
-            }
-            if info.tenant != event.tenant && info.tenant != TenantId::SYSTEM {
-                return Err(AppendError::ParentOtherTenant {
-                    parent: *parent,
-                    tenant: event.tenant,
-                    parent_tenant: info.tenant,
-                });
-            }
-            if spec.same_request && (info.tenant != event.tenant || info.request != event.request) {
-                return Err(AppendError::ParentOtherRequest {
-                    kind: event.kind.clone(),
-                    parent: *parent,
-                    request: event.request,
-                    parent_request: info.request,
-                });
-            }
+        if info.tenant != event.tenant && info.tenant != TenantId::SYSTEM {
+            return Err(AppendError::ParentOtherTenant {
+                parent: *parent,
+                tenant: event.tenant,
+                parent_tenant: info.tenant,
+            });
         }
-        let key = self.manifest.uniqueness_key(event).map_err(|e| match e {
-            ManifestError::UnknownKind { kind } => AppendError::UnknownKind { kind },
-            other => AppendError::UniquenessKey {
-                reason: other.to_string(),
-            },
-        })?;
-        // Whether the key is already taken is the sequencer's check, made for every policy.
-        Ok(key)
+        if spec.same_request && (info.tenant != event.tenant || info.request != event.request) {
+            return Err(AppendError::ParentOtherRequest {
+                kind: event.kind.clone(),
+                parent: *parent,
+                request: event.request,
+                parent_request: info.request,
+            });
+        }
     }
+    let key = manifest.uniqueness_key(event).map_err(|e| match e {
+        ManifestError::UnknownKind { kind } => AppendError::UnknownKind { kind },
+        other => AppendError::UniquenessKey {
+            reason: other.to_string(),
+        },
+    })?;
+    // Whether the key is already taken is the sequencer's check, made for every policy.
+    Ok(key)
 }

@@ -1,0 +1,240 @@
+//! Starting a node: the log under the identity policy, the first events of a fresh log, and
+//! the in-process services' identities (`log` and `edge`) with their re-attestation
+//! schedule. docs/formats.md ("Genesis") describes the events this writes.
+//!
+//! 1. A fresh log's entry 0 is `manifest.published` of the data dir's signed manifest, by
+//!    the log's checkpoint key with no `attestation` (the manifest's quorum signatures are
+//!    its authority). On a log whose manifest in force is older (a lower serial) than the
+//!    data dir's, the data dir's is published the same way; a newer one in the log stays.
+//! 2. The log attests: its checkpoint key as the Ed25519 key of role `log`, fresh X25519 and
+//!    RSA-2048 keys, a document whose nonce is the latest checkpoint's root.
+//! 3. The edge attests the same way with its own key.
+//! 4. Each re-attests every `reattest_s` of its role (the manifest in force), retrying
+//!    every [`REATTEST_RETRY_S`] seconds after a failure.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
+use govern_core::ids::LeafHash;
+use govern_core::manifest::{MANIFEST_PUBLISHED_KIND, SignedManifest};
+use govern_store::{AppendError, IdentityPolicy, Log, LogConfig, RocksStorage, SystemClock};
+use govern_workers::identity::{ServiceIdentity, ServiceKeys};
+use govern_workers::nsm::{Nsm, SimulatedNsm};
+
+use crate::datadir::{DataDir, DataDirError};
+
+/// Seconds between attempts when a re-attestation fails.
+pub const REATTEST_RETRY_S: u64 = 10;
+
+/// A service running in this process: its identity and its NSM.
+#[derive(Debug)]
+pub struct LocalService {
+    /// Keys and current attestation.
+    pub identity: ServiceIdentity,
+    nsm: Box<dyn Nsm>,
+}
+
+/// A started node's log and services.
+#[derive(Debug)]
+pub struct Services {
+    /// The log.
+    pub log: Arc<Log<RocksStorage>>,
+    /// The append policy (what `GET /v1/services` reports).
+    pub policy: Arc<IdentityPolicy>,
+    /// The log's own identity (role `log`, its checkpoint key).
+    pub log_service: Arc<LocalService>,
+    /// The edge's identity.
+    pub edge: Arc<LocalService>,
+}
+
+/// How the node gets attestation documents.
+#[derive(Debug, Clone)]
+pub enum Attestor {
+    /// The simulated NSM of dev mode: the data dir's dev CA, measuring `executable`.
+    Simulated {
+        /// The executable measured into PCR0 (the running one).
+        executable: PathBuf,
+    },
+}
+
+impl Attestor {
+    fn nsm(&self, dir: &DataDir, role: &Role) -> Result<Box<dyn Nsm>, DataDirError> {
+        match self {
+            Self::Simulated { executable } => Ok(Box::new(
+                SimulatedNsm::open(&dir.dev_ca_path(), executable, role.clone())
+                    .map_err(|e| DataDirError::Boot(format!("simulated NSM for {role}: {e}")))?,
+            )),
+        }
+    }
+}
+
+fn role(name: &str) -> Result<Role, DataDirError> {
+    Role::new(name).map_err(|e| DataDirError::Boot(e.to_string()))
+}
+
+fn boot_err(what: &str) -> impl FnOnce(AppendError) -> DataDirError + '_ {
+    move |e| DataDirError::Boot(format!("{what}: {e}"))
+}
+
+impl DataDir {
+    /// Open the log under the identity policy, write the genesis or a newer manifest, and
+    /// attest the log and the edge.
+    ///
+    /// # Errors
+    /// [`DataDirError`] when the manifest, the store or an attestation fails.
+    pub async fn boot(
+        &self,
+        config: LogConfig,
+        allow_dev_root: bool,
+        attestor: &Attestor,
+    ) -> Result<Services, DataDirError> {
+        let signed = self.signed_manifest(allow_dev_root)?;
+        let (log, policy) = self.open_identity_log(config, allow_dev_root, Arc::new(SystemClock))?;
+        let log = Arc::new(log);
+        publish_if_newer(&log, &policy, self, &signed).await?;
+
+        let log_role = role(govern_store::LOG_ROLE)?;
+        let log_keys = ServiceKeys::with_signing_key(log_role.clone(), self.log_signing_key())
+            .map_err(|e| DataDirError::Boot(e.to_string()))?;
+        let log_service = Arc::new(LocalService {
+            identity: ServiceIdentity::new(log_keys),
+            nsm: attestor.nsm(self, &log_role)?,
+        });
+        attest(&log, &policy, &log_service).await?;
+
+        let edge_role = role("edge")?;
+        let edge_keys = ServiceKeys::with_signing_key(edge_role.clone(), self.edge_key()?)
+            .map_err(|e| DataDirError::Boot(e.to_string()))?;
+        let edge = Arc::new(LocalService {
+            identity: ServiceIdentity::new(edge_keys),
+            nsm: attestor.nsm(self, &edge_role)?,
+        });
+        attest(&log, &policy, &edge).await?;
+        Ok(Services {
+            log,
+            policy,
+            log_service,
+            edge,
+        })
+    }
+}
+
+/// Publish `signed` when the log has no manifest or an older one.
+async fn publish_if_newer(
+    log: &Log<RocksStorage>,
+    policy: &IdentityPolicy,
+    dir: &DataDir,
+    signed: &SignedManifest,
+) -> Result<(), DataDirError> {
+    if let Some(in_force) = policy.manifest() {
+        if signed.manifest.serial <= in_force.manifest.serial {
+            if signed.manifest.serial < in_force.manifest.serial {
+                tracing::warn!(
+                    data_dir = signed.manifest.serial,
+                    log = in_force.manifest.serial,
+                    "the data dir's manifest is older than the log's; the log's stays in force"
+                );
+            }
+            return Ok(());
+        }
+    }
+    let body = signed
+        .published_body()
+        .map_err(|e| DataDirError::Boot(e.to_string()))?;
+    let key = dir.log_signing_key();
+    let kind = Kind::new(MANIFEST_PUBLISHED_KIND).map_err(|e| DataDirError::Boot(e.to_string()))?;
+    let mut event = Event::new(
+        kind,
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        Producer {
+            role: role(govern_store::LOG_ROLE)?,
+            key: PublicKey::from(&key.verifying_key()),
+        },
+        Timestamp::now(),
+        body,
+    );
+    if let Some(in_force) = policy.manifest() {
+        event.parents = vec![in_force.leaf];
+    }
+    let event = event
+        .sign(&key)
+        .map_err(|e| DataDirError::Boot(e.to_string()))?;
+    let appended = log
+        .append(event)
+        .await
+        .map_err(boot_err("publishing the manifest"))?;
+    tracing::info!(
+        serial = signed.manifest.serial,
+        index = %appended.index,
+        "manifest published"
+    );
+    Ok(())
+}
+
+/// Attest `service` now: a document bound to the manifest in force and the latest
+/// checkpoint, appended as `service.attested`.
+///
+/// # Errors
+/// [`DataDirError::Boot`] when the NSM or the append refuses.
+pub async fn attest(
+    log: &Log<RocksStorage>,
+    policy: &IdentityPolicy,
+    service: &LocalService,
+) -> Result<LeafHash, DataDirError> {
+    let in_force = policy
+        .manifest()
+        .ok_or_else(|| DataDirError::Boot("no manifest in force".into()))?;
+    let keys = service.identity.keys();
+    let mut parents = vec![in_force.leaf];
+    if let Some(previous) = policy.identity(keys.role())
+        && previous.ed25519 == PublicKey::from(&keys.signing_key().verifying_key())
+    {
+        parents.push(previous.leaf);
+    }
+    let nonce = log.latest().root;
+    let event = keys
+        .attest(service.nsm.as_ref(), in_force.hash, nonce, parents)
+        .map_err(|e| DataDirError::Boot(format!("attesting {}: {e}", keys.role())))?;
+    let leaf = event.leaf_hash();
+    let appended = log
+        .append(event)
+        .await
+        .map_err(|e| DataDirError::Boot(format!("attesting {}: {e}", keys.role())))?;
+    service.identity.set_current(leaf);
+    tracing::info!(role = %keys.role(), index = %appended.index, "attested");
+    Ok(leaf)
+}
+
+impl Services {
+    /// Re-attest the log and the edge on their roles' schedules, until the process ends.
+    pub fn spawn_reattestation(&self) {
+        for service in [&self.log_service, &self.edge] {
+            let (log, policy, service) = (
+                Arc::clone(&self.log),
+                Arc::clone(&self.policy),
+                Arc::clone(service),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let period = policy
+                        .manifest()
+                        .and_then(|m| {
+                            m.manifest
+                                .role(service.identity.keys().role())
+                                .map(|r| r.reattest_s)
+                        })
+                        .unwrap_or(REATTEST_RETRY_S)
+                        .max(1);
+                    tokio::time::sleep(Duration::from_secs(period)).await;
+                    while let Err(e) = attest(&log, &policy, &service).await {
+                        tracing::error!(error = %e, "re-attestation failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(REATTEST_RETRY_S)).await;
+                    }
+                }
+            });
+        }
+    }
+}

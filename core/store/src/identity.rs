@@ -1,0 +1,1037 @@
+//! Attested service identities, enforced at append (DESIGN §5, §6): the append policy of a
+//! node.
+//!
+//! The policy's state is a function of the log alone — the manifests published in it, the
+//! `service.attested` and `service.quarantined` events — and every time it judges by is an
+//! event's recorded `time`, never the node's clock, so a replay of the log reaches the same
+//! verdicts. It checks, for every event:
+//!
+//! - **Genesis.** Entry 0 is `manifest.published` by the log's own key, with no
+//!   `attestation`: the manifest's quorum signatures are its authority. Nothing else may
+//!   come first.
+//! - **Manifests.** A `manifest.published` is produced by the log's key (its `attestation`,
+//!   if present, must be the log's current identity: the quorum, not the log's image, is a
+//!   manifest's authority, so a log upgraded to a new image can publish the manifest that
+//!   pins it). Its body verifies against the pinned manifest signers (a quorum of valid
+//!   signatures), pins a root this log knows (a production build refuses the dev root), and
+//!   has a higher serial than the manifest in force. Once
+//!   appended it is the manifest in force; every live identity whose measurement it no longer
+//!   pins is quarantined by the log.
+//! - **Attestations.** `service.attested` carries `{"document": <base64 Nitro document>}` and
+//!   no `attestation` field. The document verifies against the manifest's root at the
+//!   event's time (debug enclaves only if the manifest allows); its measurement (PCR0) is
+//!   not quarantined; its `user_data` names the producer's role and key, the manifest in
+//!   force and an X25519 key; its `public_key` is an RSA-2048 key; its nonce is the root of
+//!   one of the last [`crate::NONCE_WINDOW_CHECKPOINTS`] checkpoints; its PCRs match a
+//!   measurement the manifest pins for the role; and the role has no other live identity
+//!   (the same key re-attesting replaces its own). The log's identity must carry the
+//!   log's checkpoint key.
+//! - **Everything else** names in `attestation` the leaf hash of its producer role's current
+//!   `service.attested`, is signed by that identity's key, and is appended while the
+//!   identity is live (event time ≤ attested time + the role's `max_age_s`), pinned by the
+//!   manifest in force, and its measurement not quarantined.
+//! - Then the manifest's routing graph ([`crate::ManifestPolicy`]'s checks).
+//!
+//! **Quarantine.** A document whose chain and signature verify is genuine evidence of what
+//! an enclave measured and which role and key it claimed. When such a document, presented by
+//! the key it binds, shows a measurement the manifest does not pin for the claimed role, the
+//! log refuses it and appends `service.quarantined` with the document as evidence; the same
+//! happens for live identities when a new manifest stops pinning their measurement. From then
+//! on that measurement is refused for every key. Documents that do not verify, or that are
+//! presented by a key they do not bind (a replay), prove nothing about a measurement: they
+//! are refused without quarantining anything, so no one can quarantine a good image by
+//! sending a forged or copied document.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use govern_core::attestation::{
+    AttestationDocument, DOCUMENT_BYTES_MAX, TrustAnchor, Verifier, parse_unverified,
+};
+use govern_core::event::{
+    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+};
+use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash};
+use govern_core::manifest::{
+    MANIFEST_PUBLISHED_KIND, Manifest, ManifestSigners, SignedManifest, TrustedRoot,
+};
+use parking_lot::Mutex;
+use rsa::pkcs8::DecodePublicKey as _;
+use rsa::traits::PublicKeyParts as _;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::log::{AppendError, AppendPolicy, LogView};
+use crate::routing::check_routing;
+
+/// The kind a service appends to bind its keys to an attestation document.
+pub const ATTESTED_KIND: &str = "service.attested";
+/// The kind the log appends to quarantine a measurement.
+pub const QUARANTINED_KIND: &str = "service.quarantined";
+/// The sequencer's role.
+pub const LOG_ROLE: &str = "log";
+/// The size of the RSA key a document's `public_key` must hold (DESIGN §6: AWS KMS encrypts
+/// to RSA inside an enclave).
+pub const RSA_KEY_BITS: usize = 2048;
+
+/// Why the identity policy refused an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The log is empty and the event is not its genesis manifest.
+    #[error("the log's first entry must be manifest.published by the log's key, not {kind}")]
+    NotGenesis {
+        /// The event's kind.
+        kind: Kind,
+    },
+    /// A manifest was not published by the log's role and checkpoint key (or the genesis
+    /// manifest carries an attestation).
+    #[error(
+        "manifest.published must be produced by role log with the log's checkpoint key (and the genesis manifest names no attestation)"
+    )]
+    GenesisProducer,
+    /// A `manifest.published` whose manifest may not take effect.
+    #[error("manifest refused: {reason}")]
+    ManifestRefused {
+        /// Why (unsigned, under-signed, not a successor, unknown root, malformed body).
+        reason: String,
+    },
+    /// The event names no attestation.
+    #[error("an event of role {role} must name its producer's current service.attested in `attestation`")]
+    MissingAttestation {
+        /// The producer's role.
+        role: Role,
+    },
+    /// A `service.attested` names an attestation (it must not: it is the attestation).
+    #[error("service.attested must not carry an `attestation` field")]
+    UnexpectedAttestation,
+    /// The producer's role has no identity in the log.
+    #[error("role {role} has no attested identity")]
+    NoIdentity {
+        /// The role.
+        role: Role,
+    },
+    /// `attestation` names something other than the role's current identity.
+    #[error("attestation {named} is not role {role}'s current identity {current}")]
+    StaleAttestation {
+        /// The role.
+        role: Role,
+        /// What the event named.
+        named: LeafHash,
+        /// The current identity's leaf hash.
+        current: LeafHash,
+    },
+    /// The producer key is not the key of the identity the event names.
+    #[error("producer key {key} is not the key of role {role}'s identity")]
+    ProducerKeyMismatch {
+        /// The role.
+        role: Role,
+        /// The event's producer key, base64.
+        key: String,
+    },
+    /// The identity's `max_age_s` has passed.
+    #[error("role {role}'s identity attested at {attested} expired at {expired}; the event's time is {time}")]
+    IdentityExpired {
+        /// The role.
+        role: Role,
+        /// When it was attested (its event's time).
+        attested: Timestamp,
+        /// When it stopped being live.
+        expired: Timestamp,
+        /// The refused event's time.
+        time: Timestamp,
+    },
+    /// The identity's measurement is quarantined.
+    #[error("role {role}'s identity runs measurement {measurement}, which is quarantined")]
+    Quarantined {
+        /// The role.
+        role: Role,
+        /// PCR0, hex.
+        measurement: String,
+    },
+    /// The identity's measurement is not pinned by the manifest in force.
+    #[error("role {role}'s identity runs measurement {measurement}, which the manifest in force does not pin")]
+    NotPinned {
+        /// The role.
+        role: Role,
+        /// PCR0, hex.
+        measurement: String,
+    },
+    /// `body.document` is missing, not base64, or too large.
+    #[error("service.attested body: {reason}")]
+    DocumentField {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The document does not verify (format, signature, chain, time, debug PCRs).
+    #[error("attestation document refused: {reason}")]
+    DocumentRefused {
+        /// The verifier's refusal.
+        reason: String,
+    },
+    /// The document's measurement is quarantined.
+    #[error("measurement {measurement} is quarantined")]
+    MeasurementQuarantined {
+        /// PCR0, hex.
+        measurement: String,
+    },
+    /// `user_data` is missing or malformed, or names another role.
+    #[error("the document's user_data does not bind role {role}: {reason}")]
+    RoleBinding {
+        /// The producer's role.
+        role: Role,
+        /// What it binds instead.
+        reason: String,
+    },
+    /// The document binds keys other than the producer's (a copied document).
+    #[error("the document binds {what}, not the producer's")]
+    KeyBinding {
+        /// Which key.
+        what: String,
+    },
+    /// The document binds another manifest than the one in force.
+    #[error("the document binds manifest {bound}; the manifest in force is {in_force}")]
+    ManifestBinding {
+        /// Hex hash in the document.
+        bound: String,
+        /// Hex hash of the manifest in force.
+        in_force: String,
+    },
+    /// The nonce is not the root of a recent checkpoint.
+    #[error("the document's nonce {nonce} is not the root of one of the log's last {window} checkpoints")]
+    NonceOutsideWindow {
+        /// The nonce, hex.
+        nonce: String,
+        /// The window, in checkpoints.
+        window: usize,
+    },
+    /// A genuine document shows a measurement the manifest does not pin for the role.
+    #[error("measurement {measurement} is not pinned for role {role}{}", if *.quarantined { "; the log quarantined it" } else { "" })]
+    MeasurementNotPinned {
+        /// The role.
+        role: Role,
+        /// PCR0, hex.
+        measurement: String,
+        /// Whether the log appended `service.quarantined` for it.
+        quarantined: bool,
+    },
+    /// Another identity holds the role and is live.
+    #[error("role {role} has a live identity with another key until {until}; a second identity is refused")]
+    RoleLive {
+        /// The role.
+        role: Role,
+        /// When the live identity expires unless it re-attests.
+        until: Timestamp,
+    },
+    /// The log's identity binds a key other than its checkpoint key.
+    #[error("the log's identity must bind the log's checkpoint key")]
+    LogKey,
+}
+
+impl IdentityError {
+    /// The problem type's last segment and its title (RFC 9457), one per variant.
+    #[must_use]
+    pub fn problem(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::NotGenesis { .. } => ("not-genesis", "The log must begin with its manifest"),
+            Self::GenesisProducer => ("genesis-producer", "Genesis manifest not by the log"),
+            Self::ManifestRefused { .. } => ("manifest-refused", "Manifest may not take effect"),
+            Self::MissingAttestation { .. } => {
+                ("attestation-missing", "Event names no attested identity")
+            }
+            Self::UnexpectedAttestation => (
+                "attestation-unexpected",
+                "service.attested must not name an attestation",
+            ),
+            Self::NoIdentity { .. } => ("no-identity", "Role has no attested identity"),
+            Self::StaleAttestation { .. } => {
+                ("attestation-stale", "Not the role's current identity")
+            }
+            Self::ProducerKeyMismatch { .. } => {
+                ("producer-key-mismatch", "Producer key is not the identity's")
+            }
+            Self::IdentityExpired { .. } => ("identity-expired", "Identity expired"),
+            Self::Quarantined { .. } => ("identity-quarantined", "Identity quarantined"),
+            Self::NotPinned { .. } => ("identity-not-pinned", "Identity no longer pinned"),
+            Self::DocumentField { .. } => ("attestation-field", "Malformed service.attested"),
+            Self::DocumentRefused { .. } => {
+                ("attestation-refused", "Attestation document refused")
+            }
+            Self::MeasurementQuarantined { .. } => {
+                ("measurement-quarantined", "Measurement quarantined")
+            }
+            Self::RoleBinding { .. } => ("attestation-role-binding", "Document binds another role"),
+            Self::KeyBinding { .. } => ("attestation-key-binding", "Document binds other keys"),
+            Self::ManifestBinding { .. } => {
+                ("attestation-manifest-binding", "Document binds another manifest")
+            }
+            Self::NonceOutsideWindow { .. } => {
+                ("attestation-nonce", "Nonce outside the checkpoint window")
+            }
+            Self::MeasurementNotPinned { .. } => {
+                ("measurement-not-pinned", "Measurement not pinned for the role")
+            }
+            Self::RoleLive { .. } => ("role-live", "Role has a live identity"),
+            Self::LogKey => ("log-key", "Log identity must bind the checkpoint key"),
+        }
+    }
+
+    /// Whether the fault is the event's form (HTTP 400) rather than its authority (403).
+    #[must_use]
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, Self::DocumentField { .. })
+    }
+}
+
+/// A role's identity, from its latest accepted `service.attested`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// The role.
+    pub role: Role,
+    /// Ed25519 event-signing key, base64.
+    pub ed25519: PublicKey,
+    /// X25519 key, hex.
+    #[serde(serialize_with = "hex_32")]
+    pub x25519: [u8; 32],
+    /// SHA-256 of the RSA-2048 key's SubjectPublicKeyInfo DER, hex.
+    #[serde(serialize_with = "hex_32")]
+    pub rsa_spki_sha256: [u8; 32],
+    /// PCR0, PCR1, PCR2, hex.
+    pub pcrs: [String; 3],
+    /// The document's module id.
+    pub module_id: String,
+    /// The document's timestamp.
+    pub document_time: Timestamp,
+    /// The `service.attested` event's time: liveness counts from here.
+    pub attested: Timestamp,
+    /// Its leaf hash (what later events name in `attestation`).
+    pub leaf: LeafHash,
+    /// Its index.
+    pub index: LeafIndex,
+    /// The serial of the manifest it was attested under.
+    pub manifest_serial: u64,
+    /// Whether the manifest in force pins its measurement for its role.
+    pub pinned: bool,
+}
+
+fn hex_32<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(v))
+}
+
+impl Identity {
+    /// PCR0, the measurement quarantine is keyed by.
+    #[must_use]
+    pub fn measurement(&self) -> &str {
+        &self.pcrs[0]
+    }
+
+    /// When it stops being live under `manifest` (attested + the role's `max_age_s`).
+    #[must_use]
+    pub fn expires(&self, manifest: &Manifest) -> Timestamp {
+        let max_age_ms = manifest
+            .role(&self.role)
+            .map_or(0, |r| i64::try_from(r.max_age_s).unwrap_or(i64::MAX / 2) * 1000);
+        Timestamp::from_unix_ms(self.attested.unix_ms().saturating_add(max_age_ms))
+            .unwrap_or(self.attested)
+    }
+}
+
+/// A quarantined measurement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Quarantine {
+    /// The role it claimed.
+    pub role: Role,
+    /// Why.
+    pub reason: String,
+    /// The `service.quarantined` entry.
+    pub index: LeafIndex,
+    /// Its time.
+    pub time: Timestamp,
+}
+
+/// The manifest in force.
+#[derive(Clone, Debug)]
+pub struct InForce {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Its hash (what `user_data` binds).
+    pub hash: [u8; 32],
+    /// Its `manifest.published` entry.
+    pub leaf: LeafHash,
+    verifier: Verifier,
+}
+
+/// What the log says about manifests and identities.
+#[derive(Clone, Debug, Default)]
+struct Registry {
+    manifest: Option<Arc<InForce>>,
+    identities: BTreeMap<Role, Identity>,
+    quarantined: BTreeMap<String, Quarantine>,
+    /// Measurements a follow-up of this batch will quarantine.
+    quarantining: BTreeSet<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    committed: Registry,
+    working: Registry,
+    dirty: bool,
+    followups: Vec<Event>,
+}
+
+/// A service's status, as `GET /v1/services` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceStatus {
+    /// The identity.
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// When it stops being live unless it re-attests.
+    pub expires: Timestamp,
+    /// When it should re-attest (attested + the role's `reattest_s`).
+    pub reattest_due: Timestamp,
+    /// `live`, `expired` or `quarantined` (quarantined also covers a measurement the manifest
+    /// in force no longer pins).
+    pub status: &'static str,
+}
+
+/// Every identity and quarantine, at a moment.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServicesView {
+    /// The manifest in force: name, serial, hash; absent before genesis.
+    pub manifest: Option<ManifestSummary>,
+    /// One per role that ever attested.
+    pub services: Vec<ServiceStatus>,
+    /// Quarantined measurements (PCR0, hex).
+    pub quarantined: BTreeMap<String, Quarantine>,
+}
+
+/// Which manifest is in force.
+#[derive(Clone, Debug, Serialize)]
+pub struct ManifestSummary {
+    /// Its name.
+    pub name: String,
+    /// Its serial (version).
+    pub serial: u64,
+    /// Its hash, hex.
+    pub hash: String,
+    /// Its `manifest.published` entry's leaf hash.
+    pub leaf: LeafHash,
+}
+
+/// The append policy of a node: identities, manifests, then the routing graph.
+#[derive(Debug)]
+pub struct IdentityPolicy {
+    signers: ManifestSigners,
+    allow_dev_root: bool,
+    dev_root: Option<TrustAnchor>,
+    log_key: PublicKey,
+    state: Mutex<State>,
+}
+
+impl IdentityPolicy {
+    /// A policy for a log whose checkpoint key is `log_key`, accepting manifests signed by a
+    /// quorum of `signers`. `dev_root`: the dev CA root a manifest pinning the dev root must
+    /// name (ignored unless `allow_dev_root`, which a production build passes false).
+    #[must_use]
+    pub fn new(
+        signers: ManifestSigners,
+        log_key: PublicKey,
+        allow_dev_root: bool,
+        dev_root: Option<TrustAnchor>,
+    ) -> Self {
+        Self {
+            signers,
+            allow_dev_root,
+            dev_root,
+            log_key,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The manifest in force (as of the last durable batch).
+    #[must_use]
+    pub fn manifest(&self) -> Option<Arc<InForce>> {
+        self.state.lock().committed.manifest.clone()
+    }
+
+    /// A role's identity (as of the last durable batch).
+    #[must_use]
+    pub fn identity(&self, role: &Role) -> Option<Identity> {
+        self.state.lock().committed.identities.get(role).cloned()
+    }
+
+    /// Every identity with its status at `now`, and every quarantine.
+    #[must_use]
+    pub fn services(&self, now: Timestamp) -> ServicesView {
+        let state = self.state.lock();
+        let reg = &state.committed;
+        let services = reg
+            .identities
+            .values()
+            .map(|id| {
+                let (expires, reattest_due) = match &reg.manifest {
+                    Some(m) => (id.expires(&m.manifest), reattest_due(id, &m.manifest)),
+                    None => (id.attested, id.attested),
+                };
+                let status = if reg.quarantined.contains_key(id.measurement()) || !id.pinned {
+                    "quarantined"
+                } else if now > expires {
+                    "expired"
+                } else {
+                    "live"
+                };
+                ServiceStatus {
+                    identity: id.clone(),
+                    expires,
+                    reattest_due,
+                    status,
+                }
+            })
+            .collect();
+        ServicesView {
+            manifest: reg.manifest.as_ref().map(|m| ManifestSummary {
+                name: m.manifest.name.clone(),
+                serial: m.manifest.serial,
+                hash: hex::encode(m.hash),
+                leaf: m.leaf,
+            }),
+            services,
+            quarantined: reg.quarantined.clone(),
+        }
+    }
+
+    fn anchor(&self, root: &TrustedRoot) -> Result<TrustAnchor, IdentityError> {
+        let anchor = match root {
+            TrustedRoot::AwsNitroRootG1 => TrustAnchor::aws_nitro_root_g1(),
+            TrustedRoot::Dev { .. } => {
+                if !self.allow_dev_root {
+                    return Err(IdentityError::ManifestRefused {
+                        reason: "this build refuses manifests that pin the dev root".into(),
+                    });
+                }
+                self.dev_root
+                    .clone()
+                    .ok_or_else(|| IdentityError::ManifestRefused {
+                        reason: "the manifest pins a dev root and this log holds none".into(),
+                    })?
+            }
+        };
+        if !root.pins(&anchor) {
+            return Err(IdentityError::ManifestRefused {
+                reason: format!(
+                    "the manifest pins root {}, which is not this log's {} ({})",
+                    root.sha256().map_or_else(|| "(none)".into(), hex::encode),
+                    hex::encode(anchor.sha256()),
+                    anchor.subject()
+                ),
+            });
+        }
+        Ok(anchor)
+    }
+
+    fn check_manifest(
+        &self,
+        reg: &Registry,
+        event: &Event,
+    ) -> Result<(SignedManifest, TrustAnchor), IdentityError> {
+        let refused = |reason: String| IdentityError::ManifestRefused { reason };
+        let signed =
+            SignedManifest::from_published_body(&event.body).map_err(|e| refused(e.to_string()))?;
+        signed
+            .verify(&self.signers, self.allow_dev_root)
+            .map_err(|e| refused(e.to_string()))?;
+        if let Some(prev) = &reg.manifest {
+            signed
+                .manifest
+                .verify_successor(&prev.manifest)
+                .map_err(|e| refused(e.to_string()))?;
+        }
+        let anchor = self.anchor(&signed.manifest.trusted_root)?;
+        Ok((signed, anchor))
+    }
+
+    /// The checks of a `service.attested`; on a genuine but unpinned measurement, queues
+    /// its quarantine.
+    fn check_attested(
+        &self,
+        state: &mut State,
+        signed: &SignedEvent,
+        view: &dyn LogView,
+    ) -> Result<(), IdentityError> {
+        let event = signed.event();
+        let role = &event.producer.role;
+        if event.attestation.is_some() {
+            return Err(IdentityError::UnexpectedAttestation);
+        }
+        let reg = &state.working;
+        let in_force = reg
+            .manifest
+            .as_ref()
+            .ok_or(IdentityError::NotGenesis {
+                kind: event.kind.clone(),
+            })?
+            .clone();
+        let bytes = document_bytes(&event.body)?;
+        let doc = in_force
+            .verifier
+            .verify(&bytes, event.time)
+            .map_err(|e| IdentityError::DocumentRefused {
+                reason: e.to_string(),
+            })?;
+        let pcrs = pcr_strings(&doc);
+        let measurement = pcrs[0].clone();
+        if reg.quarantined.contains_key(&measurement) || reg.quarantining.contains(&measurement) {
+            return Err(IdentityError::MeasurementQuarantined { measurement });
+        }
+        // The binding first: only a document presented by the key it binds, for the role it
+        // binds, is the enclave's own claim (and so evidence against its measurement).
+        let bound = doc
+            .user_data_binding()
+            .map_err(|e| IdentityError::RoleBinding {
+                role: role.clone(),
+                reason: e.to_string(),
+            })?;
+        if &bound.role != role {
+            return Err(IdentityError::RoleBinding {
+                role: role.clone(),
+                reason: format!("it binds role {}", bound.role),
+            });
+        }
+        if bound.ed25519 != event.producer.key.0 {
+            return Err(IdentityError::KeyBinding {
+                what: format!("Ed25519 key {}", B64.encode(bound.ed25519)),
+            });
+        }
+        if !in_force.manifest.measurement_pinned(role, &doc.pcrs) {
+            let quarantined = self.queue_quarantine(
+                state,
+                event,
+                &measurement,
+                "measurement-not-pinned",
+                Vec::new(),
+                quarantine_evidence_document(&bytes, signed),
+            );
+            return Err(IdentityError::MeasurementNotPinned {
+                role: role.clone(),
+                measurement,
+                quarantined,
+            });
+        }
+        let reg = &state.working;
+        if bound.manifest_hash != in_force.hash {
+            return Err(IdentityError::ManifestBinding {
+                bound: hex::encode(bound.manifest_hash),
+                in_force: hex::encode(in_force.hash),
+            });
+        }
+        let nonce = doc.nonce.as_deref().unwrap_or_default();
+        let in_window = Hash::from_slice(nonce)
+            .ok()
+            .and_then(|h| view.recent_checkpoint(&RootHash(h)))
+            .is_some();
+        if !in_window {
+            return Err(IdentityError::NonceOutsideWindow {
+                nonce: hex::encode(nonce),
+                window: crate::log::NONCE_WINDOW_CHECKPOINTS,
+            });
+        }
+        rsa_2048(doc.public_key.as_deref())?;
+        if role.as_str() == LOG_ROLE && event.producer.key != self.log_key {
+            return Err(IdentityError::LogKey);
+        }
+        if let Some(current) = reg.identities.get(role)
+            && current.ed25519 != event.producer.key
+            && current.pinned
+            && !reg.quarantined.contains_key(current.measurement())
+        {
+            let until = current.expires(&in_force.manifest);
+            if event.time <= until {
+                return Err(IdentityError::RoleLive {
+                    role: role.clone(),
+                    until,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue a `service.quarantined` by the log. False when the log has no live identity
+    /// to append it with (the refusal still stands).
+    fn queue_quarantine(
+        &self,
+        state: &mut State,
+        trigger: &Event,
+        measurement: &str,
+        reason: &str,
+        parents: Vec<LeafHash>,
+        evidence: Map<String, Value>,
+    ) -> bool {
+        let reg = &state.working;
+        let Some(log_identity) = reg.identities.get(&log_role()) else {
+            tracing::error!(%measurement, "cannot quarantine: the log has no attested identity");
+            return false;
+        };
+        let claimed_role = trigger.producer.role.clone();
+        let mut body = Map::new();
+        body.insert("measurement".into(), measurement.into());
+        body.insert("role".into(), claimed_role.as_str().into());
+        body.insert("reason".into(), reason.into());
+        body.insert("evidence".into(), Value::Object(evidence));
+        let Ok(kind) = Kind::new(QUARANTINED_KIND) else {
+            return false;
+        };
+        let mut event = Event::new(
+            kind,
+            TenantId::SYSTEM,
+            RequestId::new_v7(),
+            Producer {
+                role: log_role(),
+                key: self.log_key,
+            },
+            trigger.time,
+            body,
+        );
+        event.parents = parents;
+        event.attestation = Some(log_identity.leaf);
+        state.working.quarantining.insert(measurement.to_string());
+        state.followups.push(event);
+        true
+    }
+
+    /// The checks of every other event's producer identity.
+    fn check_producer(reg: &Registry, event: &Event) -> Result<(), IdentityError> {
+        let role = &event.producer.role;
+        let named = event
+            .attestation
+            .ok_or_else(|| IdentityError::MissingAttestation { role: role.clone() })?;
+        let id = reg
+            .identities
+            .get(role)
+            .ok_or_else(|| IdentityError::NoIdentity { role: role.clone() })?;
+        if id.leaf != named {
+            return Err(IdentityError::StaleAttestation {
+                role: role.clone(),
+                named,
+                current: id.leaf,
+            });
+        }
+        if id.ed25519 != event.producer.key {
+            return Err(IdentityError::ProducerKeyMismatch {
+                role: role.clone(),
+                key: event.producer.key.to_base64(),
+            });
+        }
+        if reg.quarantined.contains_key(id.measurement())
+            || reg.quarantining.contains(id.measurement())
+        {
+            return Err(IdentityError::Quarantined {
+                role: role.clone(),
+                measurement: id.measurement().to_string(),
+            });
+        }
+        if !id.pinned {
+            return Err(IdentityError::NotPinned {
+                role: role.clone(),
+                measurement: id.measurement().to_string(),
+            });
+        }
+        if let Some(m) = &reg.manifest {
+            let expired = id.expires(&m.manifest);
+            if event.time > expired {
+                return Err(IdentityError::IdentityExpired {
+                    role: role.clone(),
+                    attested: id.attested,
+                    expired,
+                    time: event.time,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Record an accepted event in `state.working`.
+    fn apply(&self, state: &mut State, signed: &SignedEvent, index: LeafIndex) {
+        let event = signed.event();
+        match event.kind.as_str() {
+            MANIFEST_PUBLISHED_KIND => {
+                let parsed = SignedManifest::from_published_body(&event.body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| {
+                        let anchor = self
+                            .anchor(&m.manifest.trusted_root)
+                            .map_err(|e| e.to_string())?;
+                        let hash = m.manifest.manifest_hash().map_err(|e| e.to_string())?;
+                        Ok((m.manifest, anchor, hash))
+                    });
+                let (manifest, anchor, hash) = match parsed {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(%index, error = %e, "a stored manifest does not parse; ignored");
+                        return;
+                    }
+                };
+                let verifier = Verifier::new(anchor).dangerous_allow_debug(manifest.allow_debug);
+                let in_force = Arc::new(InForce {
+                    manifest,
+                    hash,
+                    leaf: signed.leaf_hash(),
+                    verifier,
+                });
+                state.working.manifest = Some(Arc::clone(&in_force));
+                // Identities the new manifest no longer pins are quarantined by the log.
+                let mut drifted = Vec::new();
+                for id in state.working.identities.values_mut() {
+                    let pinned = in_force
+                        .manifest
+                        .measurement_pinned(&id.role, &pcr_map(&id.pcrs));
+                    if id.pinned && !pinned {
+                        drifted.push(id.clone());
+                    }
+                    id.pinned = pinned;
+                }
+                for id in drifted {
+                    if state.working.quarantined.contains_key(id.measurement())
+                        || state.working.quarantining.contains(id.measurement())
+                    {
+                        continue;
+                    }
+                    let mut evidence = Map::new();
+                    evidence.insert("identity".into(), id.leaf.to_hex().into());
+                    evidence.insert("manifest".into(), signed.leaf_hash().to_hex().into());
+                    evidence.insert("manifest_serial".into(), in_force.manifest.serial.into());
+                    self.queue_quarantine(
+                        state,
+                        event,
+                        id.measurement(),
+                        "measurement-unpinned",
+                        vec![id.leaf],
+                        evidence,
+                    );
+                }
+            }
+            ATTESTED_KIND => {
+                let Ok(bytes) = document_bytes(&event.body) else {
+                    return;
+                };
+                let Ok(doc) = parse_unverified(&bytes) else {
+                    tracing::error!(%index, "a stored attestation does not parse; ignored");
+                    return;
+                };
+                let Ok(bound) = doc.user_data_binding() else {
+                    return;
+                };
+                let pcrs = pcr_strings(&doc);
+                let (serial, pinned) = match &state.working.manifest {
+                    Some(m) => (
+                        m.manifest.serial,
+                        m.manifest.measurement_pinned(&bound.role, &doc.pcrs),
+                    ),
+                    None => (0, false),
+                };
+                let identity = Identity {
+                    role: bound.role.clone(),
+                    ed25519: event.producer.key,
+                    x25519: bound.x25519,
+                    rsa_spki_sha256: sha256(doc.public_key.as_deref().unwrap_or_default()),
+                    pcrs,
+                    module_id: doc.module_id.clone(),
+                    document_time: doc.timestamp,
+                    attested: event.time,
+                    leaf: signed.leaf_hash(),
+                    index,
+                    manifest_serial: serial,
+                    pinned,
+                };
+                state.working.identities.insert(bound.role, identity);
+            }
+            QUARANTINED_KIND => {
+                let (Some(measurement), Some(role)) = (
+                    event.body.get("measurement").and_then(Value::as_str),
+                    event
+                        .body
+                        .get("role")
+                        .and_then(Value::as_str)
+                        .and_then(|r| Role::new(r).ok()),
+                ) else {
+                    return;
+                };
+                let reason = event
+                    .body
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                state.working.quarantining.remove(measurement);
+                state.working.quarantined.insert(
+                    measurement.to_string(),
+                    Quarantine {
+                        role,
+                        reason,
+                        index,
+                        time: event.time,
+                    },
+                );
+            }
+            _ => return,
+        }
+        state.dirty = true;
+    }
+}
+
+impl AppendPolicy for IdentityPolicy {
+    fn check(
+        &self,
+        signed: &SignedEvent,
+        view: &dyn LogView,
+    ) -> Result<Option<String>, AppendError> {
+        let event = signed.event();
+        let mut state = self.state.lock();
+        if view.next_index().0 == 0 {
+            // Genesis: the manifest, by the log's key, on its own authority.
+            if event.kind.as_str() != MANIFEST_PUBLISHED_KIND {
+                return Err(IdentityError::NotGenesis {
+                    kind: event.kind.clone(),
+                }
+                .into());
+            }
+            if event.producer.role.as_str() != LOG_ROLE
+                || event.producer.key != self.log_key
+                || event.attestation.is_some()
+            {
+                return Err(IdentityError::GenesisProducer.into());
+            }
+            let (signed_manifest, _) = self.check_manifest(&state.working, event)?;
+            return check_routing(&signed_manifest.manifest, signed, view);
+        }
+        let Some(in_force) = state.working.manifest.clone() else {
+            return Err(IdentityError::NotGenesis {
+                kind: event.kind.clone(),
+            }
+            .into());
+        };
+        if event.kind.as_str() == ATTESTED_KIND {
+            self.check_attested(&mut state, signed, view)?;
+        } else if event.kind.as_str() == MANIFEST_PUBLISHED_KIND {
+            // A manifest's authority is its signers' quorum, and the log's key publishes it
+            // whether or not the log's current image is attested: a new image can attest
+            // only once the manifest pinning it is in force.
+            if event.producer.role.as_str() != LOG_ROLE || event.producer.key != self.log_key {
+                return Err(IdentityError::GenesisProducer.into());
+            }
+            if event.attestation.is_some() {
+                Self::check_producer(&state.working, event)?;
+            }
+            self.check_manifest(&state.working, event)?;
+        } else {
+            Self::check_producer(&state.working, event)?;
+        }
+        check_routing(&in_force.manifest, signed, view)
+    }
+
+    fn accepted(&self, event: &SignedEvent, index: LeafIndex) {
+        let mut state = self.state.lock();
+        self.apply(&mut state, event, index);
+    }
+
+    fn followups(&self) -> Vec<Event> {
+        std::mem::take(&mut self.state.lock().followups)
+    }
+
+    fn finish(&self, durable: bool) {
+        let mut state = self.state.lock();
+        state.followups.clear();
+        state.working.quarantining.clear();
+        if !state.dirty {
+            return;
+        }
+        state.dirty = false;
+        if durable {
+            state.committed = state.working.clone();
+        } else {
+            state.working = state.committed.clone();
+        }
+    }
+}
+
+fn log_role() -> Role {
+    // "log" is a valid role name (lower-case letters).
+    Role::new(LOG_ROLE).unwrap_or_else(|_| unreachable!("\"log\" is a role name"))
+}
+
+fn reattest_due(id: &Identity, manifest: &Manifest) -> Timestamp {
+    let ms = manifest
+        .role(&id.role)
+        .map_or(0, |r| i64::try_from(r.reattest_s).unwrap_or(i64::MAX / 2) * 1000);
+    Timestamp::from_unix_ms(id.attested.unix_ms().saturating_add(ms)).unwrap_or(id.attested)
+}
+
+/// The document of a `service.attested` body.
+fn document_bytes(body: &Map<String, Value>) -> Result<Vec<u8>, IdentityError> {
+    let field = |reason: &str| IdentityError::DocumentField {
+        reason: reason.into(),
+    };
+    let text = body
+        .get("document")
+        .ok_or_else(|| field("no \"document\" field"))?
+        .as_str()
+        .ok_or_else(|| field("\"document\" is not a string"))?;
+    // Base64 of DOCUMENT_BYTES_MAX bytes is at most 4/3 as long.
+    if text.len() > DOCUMENT_BYTES_MAX.div_ceil(3) * 4 {
+        return Err(field("\"document\" is longer than a document may be"));
+    }
+    B64.decode(text)
+        .map_err(|_| field("\"document\" is not base64"))
+}
+
+/// The body of a `service.attested`: the document, base64.
+#[must_use]
+pub fn attested_body(document: &[u8]) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("document".into(), B64.encode(document).into());
+    body
+}
+
+fn quarantine_evidence_document(document: &[u8], refused: &SignedEvent) -> Map<String, Value> {
+    let mut evidence = Map::new();
+    evidence.insert("document".into(), B64.encode(document).into());
+    evidence.insert("event".into(), refused.leaf_hash().to_hex().into());
+    evidence.insert(
+        "key".into(),
+        refused.event().producer.key.to_base64().into(),
+    );
+    evidence
+}
+
+fn pcr_strings(doc: &AttestationDocument) -> [String; 3] {
+    [0u8, 1, 2].map(|i| doc.pcrs.get(&i).map(hex::encode).unwrap_or_default())
+}
+
+fn pcr_map(pcrs: &[String; 3]) -> BTreeMap<u8, Vec<u8>> {
+    (0u8..)
+        .zip(pcrs.iter())
+        .filter_map(|(i, v)| hex::decode(v).ok().map(|b| (i, b)))
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// `public_key` must be an RSA key of [`RSA_KEY_BITS`] as SubjectPublicKeyInfo DER.
+fn rsa_2048(der: Option<&[u8]>) -> Result<(), IdentityError> {
+    let der = der.ok_or_else(|| IdentityError::KeyBinding {
+        what: "no public_key (an RSA-2048 key is required)".into(),
+    })?;
+    let key = rsa::RsaPublicKey::from_public_key_der(der).map_err(|_| IdentityError::KeyBinding {
+        what: "a public_key that is not an RSA SubjectPublicKeyInfo".into(),
+    })?;
+    if key.size() * 8 != RSA_KEY_BITS {
+        return Err(IdentityError::KeyBinding {
+            what: format!("an RSA key of {} bits, not {RSA_KEY_BITS}", key.size() * 8),
+        });
+    }
+    Ok(())
+}
