@@ -19,7 +19,9 @@ use std::time::Duration;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_core::manifest::{MANIFEST_PUBLISHED_KIND, SignedManifest};
-use govern_store::{AppendError, IdentityPolicy, Log, LogConfig, RocksStorage, SystemClock};
+use govern_store::{
+    AppendError, Clock, IdentityPolicy, Log, LogConfig, RocksStorage, SystemClock,
+};
 use govern_workers::identity::{ServiceIdentity, ServiceKeys};
 use govern_workers::nsm::{Nsm, SimulatedNsm};
 
@@ -90,8 +92,23 @@ impl DataDir {
         allow_dev_root: bool,
         attestor: &Attestor,
     ) -> Result<Services, DataDirError> {
+        self.boot_with_clock(config, allow_dev_root, attestor, Arc::new(SystemClock))
+            .await
+    }
+
+    /// [`DataDir::boot`] with the log's clock given (tests of time: expiry, skew).
+    ///
+    /// # Errors
+    /// As [`DataDir::boot`].
+    pub async fn boot_with_clock(
+        &self,
+        config: LogConfig,
+        allow_dev_root: bool,
+        attestor: &Attestor,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Services, DataDirError> {
         let signed = self.signed_manifest(allow_dev_root)?;
-        let (log, policy) = self.open_identity_log(config, allow_dev_root, Arc::new(SystemClock))?;
+        let (log, policy) = self.open_identity_log(config, allow_dev_root, clock)?;
         let log = Arc::new(log);
         publish_if_newer(&log, &policy, self, &signed).await?;
 

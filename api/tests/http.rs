@@ -23,7 +23,9 @@ use govern_core::event::{
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, empty_root, hash_children, hash_leaf};
 use govern_core::note::{NoteSigner, NoteVerifier};
-use govern_store::{AppendError, AppendPolicy, Log, LogConfig, LogView, RocksStorage, SystemClock};
+use govern_store::{
+    AppendError, AppendPolicy, Log, LogConfig, LogView, ProducerAllowList, RocksStorage, SystemClock,
+};
 use http_body_util::BodyExt as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -43,12 +45,27 @@ struct Node {
     _tmp: tempfile::TempDir,
 }
 
+/// The HTTP surface over a log whose policy is the store's allow-list of the edge key: these
+/// tests are about transport, proofs and problem types; identities, manifests and routing
+/// are api/tests/identity.rs and api/tests/routing.rs.
 fn node() -> Node {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = DataDir::open(tmp.path(), None).expect("data dir");
+    let edge = dir.edge_key().expect("edge key");
+    let mut allow = ProducerAllowList::default();
+    allow.insert(
+        Role::new("edge").expect("role"),
+        PublicKey::from(&edge.verifying_key()),
+    );
     let log = Arc::new(
-        dir.open_log(LogConfig::new(dir.origin()), true)
-            .expect("open log"),
+        Log::open(
+            RocksStorage::open(&dir.db_path()).expect("rocks"),
+            NoteSigner::from_private_key(dir_log_key(tmp.path()).trim()).expect("log key"),
+            LogConfig::new(dir.origin()),
+            Arc::new(allow),
+            Arc::new(SystemClock),
+        )
+        .expect("open log"),
     );
     let verifier_key = dir.verifier_key();
     let app = router(AppState::new(Arc::clone(&log), &verifier_key));
@@ -57,9 +74,13 @@ fn node() -> Node {
         log,
         verifier_key,
         origin: dir.origin().to_string(),
-        edge: dir.edge_key().expect("edge key"),
+        edge,
         _tmp: tmp,
     }
+}
+
+fn dir_log_key(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("log.key")).expect("log.key")
 }
 
 #[derive(Debug)]

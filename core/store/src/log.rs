@@ -1176,6 +1176,7 @@ impl<S: Storage> Sequencer<S> {
         let mut leaves: HashMap<LeafHash, ParentInfo> = HashMap::new();
         let mut unique: HashMap<String, LeafIndex> = HashMap::new();
         let mut queue: VecDeque<Pending> = pending.drain(..).collect();
+        let mut refused: Vec<(Pending, AppendError)> = Vec::new();
         while let Some(p) = queue.pop_front() {
             let checked = check_time(p.event.event().time, now, self.config.time_skew_ms)
                 .map_err(AppendError::from)
@@ -1201,7 +1202,9 @@ impl<S: Storage> Sequencer<S> {
             let claimed = match checked {
                 Ok(claimed) => claimed,
                 Err(e) => {
-                    p.answer(Err(e));
+                    // Answered once the batch is written: a refusal that made the log append
+                    // something (a quarantine) is answered after that is durable.
+                    refused.push((p, e));
                     self.queue_followups(&mut queue);
                     continue;
                 }
@@ -1244,6 +1247,7 @@ impl<S: Storage> Sequencer<S> {
         }
         if accepted.is_empty() {
             self.policy.finish(true);
+            answer_refused(refused);
             return;
         }
         let size = self.frontier.size();
@@ -1255,6 +1259,7 @@ impl<S: Storage> Sequencer<S> {
             for (p, _) in accepted {
                 p.answer(Err(AppendError::Storage(e.clone())));
             }
+            answer_refused(refused);
             return;
         }
         let result =
@@ -1315,5 +1320,12 @@ impl<S: Storage> Sequencer<S> {
                 }
             }
         }
+        answer_refused(refused);
+    }
+}
+
+fn answer_refused(refused: Vec<(Pending, AppendError)>) {
+    for (p, e) in refused {
+        p.answer(Err(e));
     }
 }

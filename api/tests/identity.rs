@@ -1,0 +1,605 @@
+//! Attested identities as attacks (DESIGN §5, §6): every refusal asserts its problem type,
+//! on a node booted as `govern node` boots (dev manifest pinning this test executable,
+//! documents from the simulated NSM, checked by the production verifier).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use govern_api::{Attestor, DataDir};
+use govern_core::event::{
+    Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
+};
+use govern_core::ids::{Hash, RootHash};
+use govern_core::manifest::{Measurement, SignedManifest};
+use govern_core::note::NoteSigner;
+use govern_store::{Clock, LogConfig};
+use govern_workers::identity::ServiceKeys;
+use govern_workers::nsm::{Nsm as _, SimulatedNsm};
+use serde_json::{Map, Value};
+use support::{Booted, assert_problem, boot};
+
+fn role(name: &str) -> Role {
+    Role::new(name).unwrap()
+}
+
+fn with_document(keys: &ServiceKeys, document: &[u8]) -> SignedEvent {
+    keys.attested_event(document, vec![], Timestamp::now())
+        .unwrap()
+}
+
+/// An event of `keys` under the identity `attested`.
+fn event_of(keys: &ServiceKeys, attested: &SignedEvent, kind: &str, time: Timestamp) -> SignedEvent {
+    let mut event = Event::new(
+        Kind::new(kind).unwrap(),
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        keys.producer(),
+        time,
+        Map::new(),
+    );
+    event.attestation = Some(attested.leaf_hash());
+    event.sign(keys.signing_key()).unwrap()
+}
+
+/// The data dir's dev manifest signers.
+fn dev_signer(node: &Booted, i: usize) -> NoteSigner {
+    let text = std::fs::read_to_string(
+        node.tmp
+            .path()
+            .join(format!("manifest-signers/dev-{i}.key")),
+    )
+    .unwrap();
+    NoteSigner::from_private_key(text.trim()).unwrap()
+}
+
+/// A `manifest.published` of `signed`, by the log's key, following the manifest in force.
+fn publish(node: &Booted, signed: &SignedManifest, key: &ed25519_dalek::SigningKey) -> SignedEvent {
+    let mut event = Event::new(
+        Kind::new("manifest.published").unwrap(),
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        Producer::new(role("log"), &key.verifying_key()),
+        Timestamp::now(),
+        signed.published_body().unwrap(),
+    );
+    event.parents = vec![node.services.policy.manifest().unwrap().leaf];
+    event.sign(key).unwrap()
+}
+
+fn status_of(view: &Value, role: &str) -> String {
+    view["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == role)
+        .map(|s| s["status"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_attests_and_appends_under_its_identity() {
+    let node = boot().await;
+    let (keys, attested) = node.attested("policy");
+    let ok = node.post(&attested).await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    let ok = node
+        .post(&event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+        .await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+
+    let (status, view) = node.get("/v1/services").await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(view["manifest"]["serial"], node.pinned.signed.manifest.serial);
+    for r in ["log", "edge", "policy"] {
+        assert_eq!(status_of(&view, r), "live", "{r}: {view}");
+    }
+    let policy = view["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == "policy")
+        .unwrap();
+    assert_eq!(policy["ed25519"], keys.producer().key.to_base64());
+    assert_eq!(policy["leaf"], attested.leaf_hash().to_hex());
+    assert_eq!(
+        policy["x25519"],
+        hex::encode(x25519_dalek::PublicKey::from(keys.x25519()).as_bytes())
+    );
+    let pcr0 = govern_workers::nsm::dev_measurement(&node.exe, &role("policy")).unwrap();
+    assert_eq!(policy["pcrs"][0], hex::encode(pcr0));
+    // The log's identity carries its checkpoint key.
+    let log = view["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == "log")
+        .unwrap();
+    assert_eq!(
+        log["ed25519"],
+        PublicKey::from(&node.dir.log_signing_key().verifying_key()).to_base64()
+    );
+
+    // The same key re-attesting replaces its identity; the old attestation is stale.
+    let again = keys
+        .attest(
+            &node.nsm("policy", &node.exe),
+            node.manifest_hash(),
+            node.services.log.latest().root,
+            vec![attested.leaf_hash()],
+        )
+        .unwrap();
+    let ok = node.post(&again).await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    assert_problem(
+        &node
+            .post(&event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+            .await,
+        403,
+        "attestation-stale",
+    );
+    let ok = node
+        .post(&event_of(&keys, &again, "reads.audit", Timestamp::now()))
+        .await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_without_a_live_identity_are_refused() {
+    let node = boot().await;
+    let keys = ServiceKeys::generate(role("policy")).unwrap();
+    let mut event = Event::new(
+        Kind::new("reads.audit").unwrap(),
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        keys.producer(),
+        Timestamp::now(),
+        Map::new(),
+    );
+    let bare = event.clone().sign(keys.signing_key()).unwrap();
+    assert_problem(&node.post(&bare).await, 403, "attestation-missing");
+    event.attestation = node.services.edge.identity.current();
+    let borrowed = event.sign(keys.signing_key()).unwrap();
+    assert_problem(&node.post(&borrowed).await, 403, "no-identity");
+    // Someone else's key under the edge's attestation.
+    let edge_like = ServiceKeys::generate(role("edge")).unwrap();
+    let mut event = Event::new(
+        Kind::new("demo.hello").unwrap(),
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        edge_like.producer(),
+        Timestamp::now(),
+        Map::new(),
+    );
+    event.attestation = node.services.edge.identity.current();
+    assert_problem(
+        &node
+            .post(&event.sign(edge_like.signing_key()).unwrap())
+            .await,
+        403,
+        "producer-key-mismatch",
+    );
+    // service.attested must not name an attestation.
+    let (keys, attested) = node.attested("policy");
+    let mut e = attested.event().clone();
+    e.sig = None;
+    e.attestation = node.services.edge.identity.current();
+    assert_problem(
+        &node.post(&e.sign(keys.signing_key()).unwrap()).await,
+        403,
+        "attestation-unexpected",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modified_binary_is_refused_and_its_measurement_quarantined() {
+    let node = boot().await;
+    // A real changed executable: this test binary with one more byte.
+    let modified = node.tmp.path().join("modified-exe");
+    let mut bytes = std::fs::read(&node.exe).unwrap();
+    bytes.push(0);
+    std::fs::write(&modified, bytes).unwrap();
+    let nsm = node.nsm("policy", &modified);
+    let keys = ServiceKeys::generate(role("policy")).unwrap();
+    let event = keys
+        .attest(
+            &nsm,
+            node.manifest_hash(),
+            node.services.log.latest().root,
+            vec![],
+        )
+        .unwrap();
+    let before = node.size();
+    let refused = node.post(&event).await;
+    assert_problem(&refused, 403, "measurement-not-pinned");
+    assert!(
+        refused.1["detail"]
+            .as_str()
+            .unwrap()
+            .contains("quarantined it"),
+        "{}",
+        refused.1
+    );
+    // The refused event is not in the log; the log's quarantine is, with the evidence.
+    assert_eq!(node.size(), before + 1);
+    let entry = node
+        .services
+        .log
+        .entry(govern_core::ids::LeafIndex(before))
+        .unwrap();
+    let quarantine = SignedEvent::from_bytes(&entry).unwrap();
+    let q = quarantine.event();
+    assert_eq!(q.kind.as_str(), "service.quarantined");
+    assert_eq!(q.producer.role.as_str(), "log");
+    let measurement = hex::encode(govern_workers::nsm::dev_measurement(&modified, &role("policy")).unwrap());
+    assert_eq!(q.body["measurement"], measurement);
+    assert_eq!(q.body["reason"], "measurement-not-pinned");
+    assert_eq!(q.body["evidence"]["document"], event.event().body["document"]);
+    assert_eq!(q.body["evidence"]["event"], event.leaf_hash().to_hex());
+
+    let (_, view) = node.get("/v1/services").await;
+    assert_eq!(view["quarantined"][&measurement]["role"], "policy", "{view}");
+
+    // That measurement is refused for every key from now on.
+    let other = ServiceKeys::generate(role("policy")).unwrap();
+    let again = other
+        .attest(
+            &nsm,
+            node.manifest_hash(),
+            node.services.log.latest().root,
+            vec![],
+        )
+        .unwrap();
+    assert_problem(&node.post(&again).await, 403, "measurement-quarantined");
+    // The genuine binary still attests.
+    let (_, genuine) = node.attested("policy");
+    let ok = node.post(&genuine).await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_copied_and_stale_documents_are_refused_without_quarantine() {
+    let node = boot().await;
+    let hash = node.manifest_hash();
+    let root = node.services.log.latest().root;
+    let nsm = node.nsm("policy", &node.exe);
+    let keys = ServiceKeys::generate(role("policy")).unwrap();
+    let before = node.size();
+
+    // A chain to another root (another dev CA, same subject names).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let foreign = SimulatedNsm::open(elsewhere.path(), &node.exe, role("policy")).unwrap();
+    let r = node
+        .post(&keys.attest(&foreign, hash, root, vec![]).unwrap())
+        .await;
+    assert_problem(&r, 403, "attestation-refused");
+
+    // An expired leaf: a document made four hours ago by a leaf valid for three.
+    let four_hours_ago = Timestamp::from_unix_ms(Timestamp::now().unix_ms() - 4 * 3_600_000).unwrap();
+    let old = nsm
+        .attest_at(keys.attestation_request(hash, root), four_hours_ago)
+        .unwrap();
+    let r = node.post(&with_document(&keys, &old)).await;
+    assert_problem(&r, 403, "attestation-refused");
+    assert!(r.1["detail"].as_str().unwrap().contains("expired") || r.1["detail"].as_str().unwrap().contains("valid"), "{}", r.1);
+
+    // A nonce that is no checkpoint's root.
+    let r = node
+        .post(
+            &keys
+                .attest(&nsm, hash, RootHash(Hash([7; 32])), vec![])
+                .unwrap(),
+        )
+        .await;
+    assert_problem(&r, 403, "attestation-nonce");
+
+    // Another manifest's hash.
+    let r = node
+        .post(&keys.attest(&nsm, [9; 32], root, vec![]).unwrap())
+        .await;
+    assert_problem(&r, 403, "attestation-manifest-binding");
+
+    // A genuine document copied by another key.
+    let genuine = nsm.attest(keys.attestation_request(hash, root)).unwrap();
+    let thief = ServiceKeys::generate(role("policy")).unwrap();
+    assert_problem(
+        &node.post(&with_document(&thief, &genuine)).await,
+        403,
+        "attestation-key-binding",
+    );
+    // ... or presented for another role.
+    let other_role = ServiceKeys::with_signing_key(role("keys"), keys.signing_key().clone()).unwrap();
+    assert_problem(
+        &node.post(&with_document(&other_role, &genuine)).await,
+        403,
+        "attestation-role-binding",
+    );
+
+    // Garbage and truncated CBOR, a wrong COSE algorithm.
+    assert_problem(
+        &node.post(&with_document(&keys, b"\xa1garbage")).await,
+        403,
+        "attestation-refused",
+    );
+    assert_problem(
+        &node
+            .post(&with_document(&keys, &genuine[..genuine.len() / 2]))
+            .await,
+        403,
+        "attestation-refused",
+    );
+    let mut es512 = genuine.clone();
+    let at = es512
+        .windows(5)
+        .position(|w| w == [0x44, 0xa1, 0x01, 0x38, 0x22])
+        .expect("the ES384 protected header");
+    es512[at + 4] = 0x23;
+    let r = node.post(&with_document(&keys, &es512)).await;
+    assert_problem(&r, 403, "attestation-refused");
+    assert!(r.1["detail"].as_str().unwrap().contains("ES384"), "{}", r.1);
+
+    // A body without a document.
+    let mut e = with_document(&keys, &genuine).event().clone();
+    e.sig = None;
+    e.body = Map::new();
+    assert_problem(
+        &node.post(&e.sign(keys.signing_key()).unwrap()).await,
+        400,
+        "attestation-field",
+    );
+
+    // None of these quarantined anything or wrote anything.
+    assert_eq!(node.size(), before);
+    let (_, view) = node.get("/v1/services").await;
+    assert_eq!(view["quarantined"], serde_json::json!({}));
+    // The genuine document from its own key still attests.
+    let ok = node.post(&with_document(&keys, &genuine)).await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_identity_for_a_live_role_is_refused() {
+    let node = boot().await;
+    let (_, rival) = node.attested("edge");
+    let r = node.post(&rival).await;
+    assert_problem(&r, 403, "role-live");
+    // Nor may anyone attest as the log with a key other than its checkpoint key (checked
+    // before liveness, so it holds even once the log's identity has expired).
+    let (_, log_rival) = node.attested("log");
+    assert_problem(&node.post(&log_rival).await, 403, "log-key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_under_signed_and_foreign_manifests_are_refused() {
+    let node = boot().await;
+    let log_key = node.dir.log_signing_key();
+    let mut next = node.pinned.signed.manifest.clone();
+    next.serial += 1;
+    let unsigned = SignedManifest::new(next.clone());
+    assert_problem(
+        &node.post(&publish(&node, &unsigned, &log_key)).await,
+        403,
+        "manifest-refused",
+    );
+    let mut under = SignedManifest::new(next.clone());
+    under.sign(dev_signer(&node, 1).signing_key()).unwrap();
+    let r = node.post(&publish(&node, &under, &log_key)).await;
+    assert_problem(&r, 403, "manifest-refused");
+    assert!(r.1["detail"].as_str().unwrap().contains("1"), "{}", r.1);
+    // Well signed, but by a key other than the log's.
+    let mut signed = under.clone();
+    signed.sign(dev_signer(&node, 2).signing_key()).unwrap();
+    let edge_key = node.services.edge.identity.keys().signing_key().clone();
+    let mut e = publish(&node, &signed, &log_key).event().clone();
+    e.sig = None;
+    e.producer = Producer::new(role("log"), &edge_key.verifying_key());
+    assert_problem(
+        &node.post(&e.sign(&edge_key).unwrap()).await,
+        403,
+        "genesis-producer",
+    );
+    // A replay of the manifest in force (not a successor).
+    assert_problem(
+        &node
+            .post(&publish(&node, &node.pinned.signed, &log_key))
+            .await,
+        403,
+        "manifest-refused",
+    );
+    // The quorum-signed successor takes effect.
+    let ok = node.post(&publish(&node, &signed, &log_key)).await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    assert_eq!(
+        node.services.policy.manifest().unwrap().manifest.serial,
+        next.serial
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_stops_pinning_a_live_identity_quarantines_it() {
+    let node = boot().await;
+    let (keys, attested) = node.attested("policy");
+    assert_eq!(node.post(&attested).await.0.as_u16(), 200);
+    let measurement = hex::encode(govern_workers::nsm::dev_measurement(&node.exe, &role("policy")).unwrap());
+
+    let mut next = node.pinned.signed.manifest.clone();
+    next.serial += 1;
+    next.roles.get_mut(&role("policy")).unwrap().measurements = vec![Measurement {
+        pcr0: "11".repeat(48),
+        pcr1: None,
+        pcr2: None,
+    }];
+    let mut signed = SignedManifest::new(next);
+    signed.sign(dev_signer(&node, 1).signing_key()).unwrap();
+    signed.sign(dev_signer(&node, 3).signing_key()).unwrap();
+    let before = node.size();
+    let ok = node
+        .post(&publish(&node, &signed, &node.dir.log_signing_key()))
+        .await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    // The manifest, then the log's quarantine of the identity it no longer pins.
+    assert_eq!(node.size(), before + 2);
+    let q = SignedEvent::from_bytes(
+        &node
+            .services
+            .log
+            .entry(govern_core::ids::LeafIndex(before + 1))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(q.event().kind.as_str(), "service.quarantined");
+    assert_eq!(q.event().body["reason"], "measurement-unpinned");
+    assert_eq!(q.event().body["measurement"], measurement);
+    assert_eq!(q.event().parents, vec![attested.leaf_hash()]);
+
+    let (_, view) = node.get("/v1/services").await;
+    assert_eq!(status_of(&view, "policy"), "quarantined", "{view}");
+    assert_eq!(status_of(&view, "edge"), "live", "{view}");
+
+    // Appends from the quarantined measurement are refused, and it cannot attest again.
+    assert_problem(
+        &node
+            .post(&event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+            .await,
+        403,
+        "identity-quarantined",
+    );
+    let (_, again) = node.attested("policy");
+    assert_problem(&node.post(&again).await, 403, "measurement-quarantined");
+}
+
+/// A clock the test moves.
+#[derive(Debug, Default)]
+struct Shifted(AtomicI64);
+
+impl Clock for Shifted {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_ms(Timestamp::now().unix_ms() + self.0.load(Ordering::SeqCst)).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_identity_may_not_append_and_frees_its_role() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = support::exe();
+    let pinned = govern_api::devpin::pin_dev_manifest(tmp.path(), None, &exe).unwrap();
+    let max_age_ms = i64::try_from(pinned.signed.manifest.roles[&role("policy")].max_age_s).unwrap() * 1000;
+    let dir = DataDir::open(tmp.path(), None).unwrap();
+    let clock = Arc::new(Shifted::default());
+    let services = dir
+        .boot_with_clock(
+            LogConfig::new(dir.origin()),
+            true,
+            &Attestor::Simulated {
+                executable: exe.clone(),
+            },
+            Arc::clone(&clock) as Arc<dyn Clock>,
+        )
+        .await
+        .unwrap();
+    let nsm = SimulatedNsm::open(&dir.dev_ca_path(), &exe, role("policy")).unwrap();
+    let hash = services.policy.manifest().unwrap().hash;
+    let keys = ServiceKeys::generate(role("policy")).unwrap();
+    let attested = keys
+        .attest(&nsm, hash, services.log.latest().root, vec![])
+        .unwrap();
+    services.log.append(attested.clone()).await.unwrap();
+
+    // One second past max_age_s, by the log's clock and the event's time.
+    let later_ms = Timestamp::now().unix_ms() + max_age_ms + 1_000;
+    clock.0.store(max_age_ms + 1_000, Ordering::SeqCst);
+    let later = Timestamp::from_unix_ms(later_ms).unwrap();
+    let err = services
+        .log
+        .append(event_of(&keys, &attested, "reads.audit", later))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            govern_store::AppendError::Identity(govern_store::IdentityError::IdentityExpired { .. })
+        ),
+        "{err}"
+    );
+    let view = services.policy.services(later);
+    let policy = view.services.iter().find(|s| s.identity.role == role("policy")).unwrap();
+    assert_eq!(policy.status, "expired");
+
+    // The role is free again: a new key attests (its document made at the later time).
+    let successor = ServiceKeys::generate(role("policy")).unwrap();
+    let document = nsm
+        .attest_at(successor.attestation_request(hash, services.log.latest().root), later)
+        .unwrap();
+    let event = successor.attested_event(&document, vec![], later).unwrap();
+    services.log.append(event.clone()).await.unwrap();
+    services
+        .log
+        .append(event_of(&successor, &event, "reads.audit", later))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = support::exe();
+    govern_api::devpin::pin_dev_manifest(tmp.path(), None, &exe).unwrap();
+    let attestor = Attestor::Simulated {
+        executable: exe.clone(),
+    };
+    let (keys, attested) = {
+        let dir = DataDir::open(tmp.path(), None).unwrap();
+        let services = dir
+            .boot(LogConfig::new(dir.origin()), true, &attestor)
+            .await
+            .unwrap();
+        let nsm = SimulatedNsm::open(&dir.dev_ca_path(), &exe, role("policy")).unwrap();
+        let keys = ServiceKeys::generate(role("policy")).unwrap();
+        let attested = keys
+            .attest(
+                &nsm,
+                services.policy.manifest().unwrap().hash,
+                services.log.latest().root,
+                vec![],
+            )
+            .unwrap();
+        services.log.append(attested.clone()).await.unwrap();
+        (keys, attested)
+    };
+    let dir = DataDir::open(tmp.path(), None).unwrap();
+    let services = dir
+        .boot(LogConfig::new(dir.origin()), true, &attestor)
+        .await
+        .unwrap();
+    // The reopened log still knows the policy's identity (and the log and edge re-attested
+    // with their same keys: indices 4 and 5 after 0-3).
+    assert_eq!(services.log.latest().size.0, 6);
+    services
+        .log
+        .append(event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+        .await
+        .unwrap();
+    // A second identity for the still-live policy role is refused after the restart too.
+    let nsm = SimulatedNsm::open(&dir.dev_ca_path(), &exe, role("policy")).unwrap();
+    let rival = ServiceKeys::generate(role("policy"))
+        .unwrap()
+        .attest(
+            &nsm,
+            services.policy.manifest().unwrap().hash,
+            services.log.latest().root,
+            vec![],
+        )
+        .unwrap();
+    let err = services.log.append(rival).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            govern_store::AppendError::Identity(govern_store::IdentityError::RoleLive { .. })
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,145 @@
+//! A node booted as `govern node` boots it, in process: a dev manifest pinning this test
+//! executable, the identity policy, the genesis manifest, and attested `log` and `edge`
+//! identities from the simulated NSM.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use govern_api::devpin::{Pinned, pin_dev_manifest};
+use govern_api::{AppState, Attestor, DataDir, Services, router};
+use govern_core::event::{Kind, RequestId, Role, SignedEvent, TenantId};
+use govern_core::ids::LeafHash;
+use govern_store::LogConfig;
+use govern_workers::identity::ServiceKeys;
+use govern_workers::nsm::SimulatedNsm;
+use http_body_util::BodyExt as _;
+use serde_json::{Map, Value};
+use tower::ServiceExt as _;
+
+/// Field order is drop order: the services (and their log) close before the directory goes.
+pub struct Booted {
+    pub app: Router,
+    pub services: Services,
+    pub dir: DataDir,
+    pub pinned: Pinned,
+    pub exe: PathBuf,
+    pub tmp: tempfile::TempDir,
+}
+
+pub fn exe() -> PathBuf {
+    std::env::current_exe().unwrap()
+}
+
+pub async fn boot() -> Booted {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = exe();
+    let pinned = pin_dev_manifest(tmp.path(), None, &exe).unwrap();
+    let dir = DataDir::open(tmp.path(), None).unwrap();
+    let services = dir
+        .boot(
+            LogConfig::new(dir.origin()),
+            true,
+            &Attestor::Simulated {
+                executable: exe.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let app = router(
+        AppState::new(Arc::clone(&services.log), &dir.verifier_key())
+            .with_identities(Arc::clone(&services.policy)),
+    );
+    Booted {
+        app,
+        services,
+        dir,
+        pinned,
+        exe,
+        tmp,
+    }
+}
+
+impl Booted {
+    /// An event of the edge's identity.
+    pub fn edge_event(&self, kind: &str, tenant: TenantId, parents: Vec<LeafHash>) -> SignedEvent {
+        self.services
+            .edge
+            .identity
+            .sign(
+                Kind::new(kind).unwrap(),
+                tenant,
+                RequestId::new_v7(),
+                parents,
+                Map::new(),
+            )
+            .unwrap()
+    }
+
+    /// A simulated NSM for `role` measuring `exe`, from this data dir's dev CA.
+    pub fn nsm(&self, role: &str, exe: &std::path::Path) -> SimulatedNsm {
+        SimulatedNsm::open(&self.dir.dev_ca_path(), exe, Role::new(role).unwrap()).unwrap()
+    }
+
+    /// The manifest in force's hash and leaf.
+    pub fn manifest_hash(&self) -> [u8; 32] {
+        self.services.policy.manifest().unwrap().hash
+    }
+
+    /// A `service.attested` for fresh keys of `role`, from the genuine NSM of this executable.
+    pub fn attested(&self, role: &str) -> (ServiceKeys, SignedEvent) {
+        let keys = ServiceKeys::generate(Role::new(role).unwrap()).unwrap();
+        let nsm = self.nsm(role, &self.exe);
+        let event = keys
+            .attest(
+                &nsm,
+                self.manifest_hash(),
+                self.services.log.latest().root,
+                vec![],
+            )
+            .unwrap();
+        (keys, event)
+    }
+
+    pub async fn post(&self, event: &SignedEvent) -> (StatusCode, Value) {
+        post(&self.app, event.bytes().to_vec()).await
+    }
+
+    pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.services.log.latest().size.0
+    }
+}
+
+pub async fn post(app: &Router, body: Vec<u8>) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/entries")
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[track_caller]
+pub fn assert_problem(got: &(StatusCode, Value), status: u16, kind: &str) {
+    assert_eq!(
+        got.1["type"],
+        format!("urn:govern:problem:{kind}"),
+        "{}",
+        got.1
+    );
+    assert_eq!(got.0.as_u16(), status, "{}", got.1);
+}
