@@ -1,12 +1,19 @@
 //! `govern bench attest`: attestation documents verified per second, on one thread, for the
-//! genuine AWS document (at its own time) and for dev documents from the simulated NSM.
+//! genuine AWS document (at its own time) and for dev documents from the simulated NSM; then
+//! durable appends per second in process, on RocksDB, with the identity policy (identities,
+//! manifest, routing graph) beside the foundation's producer allow-list, in the same run.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use govern_core::attestation::{TrustAnchor, UserData, Verifier};
-use govern_core::event::{Role, Timestamp};
+use govern_api::{Attestor, DataDir};
+use govern_core::event::{PublicKey, Role, Timestamp};
+use govern_core::note::NoteSigner;
+use govern_store::{Log, LogConfig, ProducerAllowList, RocksStorage, SystemClock};
 use govern_workers::nsm::{AttestationRequest, SimulatedNsm, dev_measurement};
 
 use crate::demo::Result;
@@ -20,6 +27,119 @@ pub struct AttestArgs {
     /// AWS's root).
     #[arg(long, default_value = "../shared/fixtures/nitro/real-2024-07-16.cose")]
     pub genuine: PathBuf,
+    /// Appends per policy in the append comparison (0 skips it).
+    #[arg(long, default_value_t = 100_000)]
+    pub appends: usize,
+    /// Concurrent appenders in the append comparison.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+}
+
+/// `count` demo events of the edge, under `attestation`, signed before timing.
+fn events(
+    key: &ed25519_dalek::SigningKey,
+    attestation: govern_core::ids::LeafHash,
+    count: usize,
+) -> Result<Vec<govern_core::event::SignedEvent>> {
+    use govern_core::event::{Event, Kind, Producer, RequestId, TenantId};
+    (0..count)
+        .map(|i| {
+            let mut body = serde_json::Map::new();
+            body.insert("n".into(), (i as u64).into());
+            let mut e = Event::new(
+                Kind::new("demo.hello")?,
+                TenantId::SYSTEM,
+                RequestId::new_v7(),
+                Producer::new(Role::new("edge")?, &key.verifying_key()),
+                Timestamp::now(),
+                body,
+            );
+            e.attestation = Some(attestation);
+            Ok(e.sign(key)?)
+        })
+        .collect()
+}
+
+/// Durable appends per second of `events` by `clients` concurrent appenders.
+async fn append_rate(
+    log: &Arc<Log<RocksStorage>>,
+    events: Vec<govern_core::event::SignedEvent>,
+    clients: usize,
+) -> Result<f64> {
+    let events = Arc::new(events);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients.max(1))
+        .map(|_| {
+            let (log, events, next) = (Arc::clone(log), Arc::clone(&events), Arc::clone(&next));
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(e) = events.get(i) else {
+                        return Ok::<(), String>(());
+                    };
+                    log.append(e.clone()).await.map_err(|e| e.to_string())?;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await?.map_err(|e| format!("append failed: {e}"))?;
+    }
+    Ok(events.len() as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The append comparison: the same events through the foundation's allow-list and through
+/// the identity policy of a booted node, each on its own fresh RocksDB.
+async fn compare_appends(count: usize, clients: usize) -> Result<()> {
+    println!(
+        "durable appends in process, RocksDB, {count} events, {clients} concurrent appenders:"
+    );
+    let exe = std::env::current_exe()?;
+
+    // Foundation: the producer allow-list alone.
+    let tmp_a = tempfile::tempdir()?;
+    let dir_a = DataDir::open(tmp_a.path(), None)?;
+    let edge_a = dir_a.edge_key()?;
+    let mut allow = ProducerAllowList::default();
+    allow.insert(Role::new("edge")?, PublicKey::from(&edge_a.verifying_key()));
+    let log_a = Arc::new(Log::open(
+        RocksStorage::open(&dir_a.db_path())?,
+        NoteSigner::new(dir_a.origin(), dir_a.log_signing_key())?,
+        LogConfig::new(dir_a.origin()),
+        Arc::new(allow),
+        Arc::new(SystemClock),
+    )?);
+    let fake = govern_core::ids::LeafHash(govern_core::ids::Hash([0; 32]));
+    let ev_a = tokio::task::spawn_blocking(move || events(&edge_a, fake, count)).await??;
+
+    // Identity checks on: a node booted as `govern node` boots.
+    let tmp_b = tempfile::tempdir()?;
+    govern_api::devpin::pin_dev_manifest(tmp_b.path(), None, &exe)?;
+    let dir_b = DataDir::open(tmp_b.path(), None)?;
+    let services = dir_b
+        .boot(
+            LogConfig::new(dir_b.origin()),
+            true,
+            &Attestor::Simulated { executable: exe },
+        )
+        .await?;
+    let edge_b = services.edge.identity.keys().signing_key().clone();
+    let leaf = services
+        .edge
+        .identity
+        .current()
+        .ok_or("the edge is not attested")?;
+    let ev_b = tokio::task::spawn_blocking(move || events(&edge_b, leaf, count)).await??;
+
+    let foundation = append_rate(&log_a, ev_a, clients).await?;
+    println!("  foundation (producer allow-list):             {foundation:.0} appends/s");
+    let identity = append_rate(&services.log, ev_b, clients).await?;
+    println!(
+        "  identity policy (identity, manifest, routing): {identity:.0} appends/s ({:+.1}%)",
+        (identity / foundation - 1.0) * 100.0
+    );
+    Ok(())
 }
 
 fn rate(secs: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
@@ -35,6 +155,7 @@ fn rate(secs: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 /// `govern bench attest`.
 pub async fn attest(args: AttestArgs) -> Result<()> {
     let secs = Duration::from_secs(args.seconds);
+    let (appends, clients) = (args.appends, args.clients);
     tokio::task::spawn_blocking(move || -> Result<()> {
         println!(
             "govern bench attest: one thread, {} s per figure",
@@ -89,5 +210,9 @@ pub async fn attest(args: AttestArgs) -> Result<()> {
         println!("dev document issued:    {r:.0} /s (simulated NSM, ES384)");
         Ok(())
     })
-    .await?
+    .await??;
+    if appends > 0 {
+        compare_appends(appends, clients).await?;
+    }
+    Ok(())
 }

@@ -17,25 +17,21 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use ed25519_dalek::{Signature, VerifyingKey};
-use govern_core::attestation::TrustAnchor;
-use govern_core::event::{PublicKey, Role};
+use ed25519_dalek::Signature;
+use govern_core::event::PublicKey;
 use govern_core::manifest::{
-    MANIFEST_TEXT_BYTES_MAX, Manifest, ManifestSigners, Measurement, RoleSet, SignedManifest,
+    MANIFEST_TEXT_BYTES_MAX, ManifestSigners, RoleSet, SignedManifest,
     TrustedRoot,
 };
 use govern_core::note::NoteSigner;
 
+use govern_api::devpin::write_manifest as write_manifest_file;
+
 use crate::config::DEFAULT_DATA_DIR;
 use crate::demo::Result;
 
-/// The dev manifest template, built in so `manifest pin` works from any directory.
-const DEV_TEMPLATE: &str = include_str!("../manifests/dev.json");
 /// Whether this build accepts manifests that pin the dev root.
 const ALLOW_DEV_ROOT: bool = cfg!(feature = "dev");
-/// How many dev manifest-signer keys `manifest pin` makes, and how many must sign.
-const DEV_SIGNERS: usize = 3;
-const DEV_THRESHOLD: usize = 2;
 /// The longest signers file or key file read.
 const SMALL_FILE_BYTES_MAX: u64 = 64 * 1024;
 
@@ -139,32 +135,6 @@ fn read_manifest(path: &Path) -> Result<SignedManifest> {
     Ok(SignedManifest::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename, so a reader never sees
-/// half a file. `mode` applies to a new file.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(())
-}
-
-fn write_manifest(path: &Path, signed: &SignedManifest) -> Result<()> {
-    let mut text = serde_json::to_vec_pretty(signed)?;
-    text.push(b'\n');
-    write_atomic(path, &text, 0o644)
-}
-
 /// Create a secret file readable by its owner only; refuse to replace one.
 fn create_secret(path: &Path, text: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
@@ -197,19 +167,6 @@ fn read_signers(path: &Path) -> Result<ManifestSigners> {
         .map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
-fn signers_toml(keys: &[VerifyingKey], threshold: usize) -> String {
-    let mut out = String::from(
-        "# The pinned manifest signers: a manifest takes effect when `threshold` of these\n\
-         # keys (Ed25519, standard base64) have signed it.\n",
-    );
-    out.push_str(&format!("threshold = {threshold}\nkeys = [\n"));
-    for k in keys {
-        out.push_str(&format!("  \"{}\",\n", PublicKey::from(k).to_base64()));
-    }
-    out.push_str("]\n");
-    out
-}
-
 // ---- pin ----
 
 fn pin(data_dir: &Path, template: Option<&Path>) -> Result<()> {
@@ -220,105 +177,11 @@ fn pin(data_dir: &Path, template: Option<&Path>) -> Result<()> {
                 .into(),
         );
     }
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let mut manifest = match template {
-        Some(path) => read_manifest(path)?.manifest,
-        None => {
-            SignedManifest::from_json(DEV_TEMPLATE.as_bytes())
-                .map_err(|e| format!("built-in manifests/dev.json: {e}"))?
-                .manifest
-        }
-    };
-    if !manifest.trusted_root.is_dev() {
-        return Err(
-            "the template does not pin the dev root: `manifest pin` is for dev \
-                    manifests; a production manifest pins the PCR0 of each role's signed \
-                    enclave image, then `govern manifest sign`"
-                .into(),
-        );
-    }
-    let template_serial = manifest.serial;
-
+    let template = template.map(read_manifest).transpose()?.map(|s| s.manifest);
     // Measurements: the executable running now, once per role.
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-    let roles: Vec<Role> = manifest.roles.keys().cloned().collect();
-    for role in &roles {
-        let pcr0 = govern_workers::nsm::dev_measurement(&exe, role)
-            .map_err(|e| format!("{}: {e}", exe.display()))?;
-        if let Some(spec) = manifest.roles.get_mut(role) {
-            spec.measurements = vec![Measurement {
-                pcr0: hex::encode(pcr0),
-                pcr1: None,
-                pcr2: None,
-            }];
-        }
-    }
-
-    // The dev root: the simulated NSM's CA, made here if `govern node` has not made it yet.
-    let ca_dir = data_dir.join("dev-ca");
-    let root_der = govern_workers::nsm::dev_root_der(&ca_dir)?;
-    let root = TrustAnchor::from_der(&root_der)
-        .map_err(|e| format!("{}: {e}", ca_dir.join("root.der").display()))?;
-    manifest.trusted_root = TrustedRoot::Dev {
-        sha256: hex::encode(root.sha256()),
-    };
-
-    // The serial: unchanged when nothing else changed, else one past everything seen.
-    let path = data_dir.join("manifest.json");
-    let existing = if path.exists() {
-        Some(read_manifest(&path).map_err(|e| format!("{e} (move it away to pin afresh)"))?)
-    } else {
-        None
-    };
-    let mut signed = match existing {
-        Some(existing) if same_but_serial(&manifest, &existing.manifest) => existing,
-        existing => {
-            let previous = existing.map_or(0, |e| e.manifest.serial);
-            manifest.serial = previous.max(template_serial) + 1;
-            SignedManifest::new(manifest)
-        }
-    };
-    signed
-        .manifest
-        .validate_pinned()
-        .map_err(|e| format!("the pinned manifest is invalid: {e}"))?;
-
-    // Dev signers: made once; two of the three sign.
-    let keys_dir = data_dir.join("manifest-signers");
-    std::fs::create_dir_all(&keys_dir).map_err(|e| format!("{}: {e}", keys_dir.display()))?;
-    let mut dev_keys = Vec::with_capacity(DEV_SIGNERS);
-    for i in 1..=DEV_SIGNERS {
-        let key_path = keys_dir.join(format!("dev-{i}.key"));
-        let key = if key_path.exists() {
-            read_key(&key_path)?
-        } else {
-            let key = NoteSigner::generate(
-                format!("govern-dev-manifest-signer-{i}"),
-                &mut rand_core::OsRng,
-            )?;
-            create_secret(&key_path, &format!("{}\n", key.to_private_key()))?;
-            key
-        };
-        dev_keys.push(key);
-    }
-    let signers_path = data_dir.join("manifest-signers.toml");
-    if !signers_path.exists() {
-        let keys: Vec<VerifyingKey> = dev_keys.iter().map(NoteSigner::verifying_key).collect();
-        write_atomic(
-            &signers_path,
-            signers_toml(&keys, DEV_THRESHOLD).as_bytes(),
-            0o644,
-        )?;
-    }
-    let before = signed.clone();
-    for key in dev_keys.iter().take(DEV_THRESHOLD) {
-        signed.sign(key.signing_key())?;
-    }
-    let changed = before != signed || !path.exists();
-    if changed {
-        write_manifest(&path, &signed)?;
-    }
-
+    let pinned = govern_api::devpin::pin_dev_manifest(data_dir, template, &exe)?;
+    let (signed, signers_path) = (&pinned.signed, &pinned.signers_path);
     let m = &signed.manifest;
     println!(
         "DEV MODE: measurements are of this executable ({}) and the root is the data dir's dev CA; \
@@ -328,23 +191,23 @@ fn pin(data_dir: &Path, template: Option<&Path>) -> Result<()> {
     println!(
         "{:<12} {} ({})",
         "manifest",
-        path.display(),
-        if changed { "written" } else { "unchanged" }
+        pinned.path.display(),
+        if pinned.changed { "written" } else { "unchanged" }
     );
     println!("{:<12} {}", "serial", m.serial);
     println!("{:<12} {}", "hash", hex::encode(m.manifest_hash()?));
     println!(
         "{:<12} {} (sha256 {})",
         "root",
-        ca_dir.join("root.der").display(),
-        hex::encode(root.sha256())
+        pinned.ca_dir.join("root.der").display(),
+        hex::encode(pinned.root.sha256())
     );
-    println!("{:<12} {} roles pinned", "measured", roles.len());
+    println!("{:<12} {} roles pinned", "measured", m.roles.len());
     println!("{:<12} {}", "signers", signers_path.display());
 
     // The data dir now holds a manifest its own signers file accepts; say so or fail.
-    let pinned = read_signers(&signers_path)?;
-    match signed.verify(&pinned, ALLOW_DEV_ROOT) {
+    let accepted = read_signers(signers_path)?;
+    match signed.verify(&accepted, ALLOW_DEV_ROOT) {
         Ok(_) => {
             println!("{:<12} ACCEPTED by {}", "verdict", signers_path.display());
             Ok(())
@@ -355,12 +218,6 @@ fn pin(data_dir: &Path, template: Option<&Path>) -> Result<()> {
         )
         .into()),
     }
-}
-
-fn same_but_serial(a: &Manifest, b: &Manifest) -> bool {
-    let mut a = a.clone();
-    a.serial = b.serial;
-    a == *b
 }
 
 // ---- sign ----
@@ -376,7 +233,7 @@ fn sign(args: &SignArgs) -> Result<()> {
     })?;
     signed.sign(key.signing_key())?;
     let out = args.out.as_deref().unwrap_or(&args.file);
-    write_manifest(out, &signed)?;
+    write_manifest_file(out, &signed)?;
     println!(
         "signed {} as {} ({})",
         out.display(),
@@ -674,6 +531,9 @@ fn verify(args: &VerifyArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use govern_api::devpin::DEV_TEMPLATE;
+    use govern_core::event::Role;
+    use govern_core::manifest::Manifest;
 
     #[test]
     fn numbered_roles_are_shortened() {

@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use govern_api::DataDir;
 use govern_api::routes::Receipt;
-use govern_core::event::{
-    Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
-};
+use govern_core::event::SignedEvent;
+use govern_core::ids::LeafHash;
 use govern_store::{Batch, RocksStorage, Storage};
 use support::{Node, PATIENCE, verify_log};
 
@@ -22,25 +21,17 @@ async fn start(data: &Path, listen: &str) -> Result<Node, String> {
     support::start(data, listen, &stderr).await
 }
 
-fn event(key: &SigningKey, tag: &str, n: u64) -> SignedEvent {
+fn event(key: &SigningKey, attestation: LeafHash, tag: &str, n: u64) -> SignedEvent {
     let mut body = serde_json::Map::new();
     body.insert("tag".into(), tag.into());
     body.insert("n".into(), n.into());
-    Event::new(
-        Kind::new("test.corruption").unwrap(),
-        TenantId::SYSTEM,
-        RequestId::new_v7(),
-        Producer::new(Role::new("edge").unwrap(), &key.verifying_key()),
-        Timestamp::now(),
-        body,
-    )
-    .sign(key)
-    .unwrap()
+    support::edge_event(key, attestation, body)
 }
 
 /// Append `count` events to the node on `data` (four clients at once); the final size.
 async fn fill(node: &Node, data: &Path, tag: &str, count: u64) -> u64 {
     let key = DataDir::open(data, None).unwrap().edge_key().unwrap();
+    let attestation = support::edge_attestation(&node.url).await;
     let http = reqwest::Client::builder()
         .timeout(PATIENCE)
         .build()
@@ -59,7 +50,7 @@ async fn fill(node: &Node, data: &Path, tag: &str, count: u64) -> u64 {
                 let resp = http
                     .post(format!("{url}/v1/entries"))
                     .header("content-type", "application/json")
-                    .body(event(&key, &tag, n).into_bytes())
+                    .body(event(&key, attestation, &tag, n).into_bytes())
                     .send()
                     .await
                     .unwrap();
@@ -74,7 +65,12 @@ async fn fill(node: &Node, data: &Path, tag: &str, count: u64) -> u64 {
     for t in tasks {
         size = size.max(t.await.unwrap());
     }
-    assert_eq!(size, count, "a fresh log of {count} appends");
+    assert_eq!(
+        size,
+        support::BOOT_ENTRIES + count,
+        "a fresh log of its {} boot entries and {count} appends",
+        support::BOOT_ENTRIES
+    );
     size
 }
 
@@ -147,9 +143,10 @@ async fn verify_names_a_wrong_tree_hash_and_the_node_refuses_a_wrong_right_edge(
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let node = start(&data, "127.0.0.1:0").await.unwrap();
-    // 300 = 256 + 32 + 8 + 4: tile 0 of level 0 is full, and its leaf 100 is not on the
-    // tree's right edge (nodes (8,0), (5,8), (3,36), (2,74)), which the node checks at start.
-    fill(&node, &data, "node", 300).await;
+    // 3 boot entries + 297 = 300 = 256 + 32 + 8 + 4: tile 0 of level 0 is full, and its
+    // leaf 100 is not on the tree's right edge (nodes (8,0), (5,8), (3,36), (2,74)), which
+    // the node checks at start.
+    fill(&node, &data, "node", 297).await;
     let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "before")).await;
     assert!(ok, "the undamaged log does not verify:\n{out}\n{err}");
     node.kill().await;
@@ -179,7 +176,8 @@ async fn verify_names_a_wrong_tree_hash_and_the_node_refuses_a_wrong_right_edge(
             panic!("the node started on a tree that does not match its checkpoint");
         }
         Err(why) => assert!(
-            why.contains("checkpoint says size 300"),
+            // 300, and the log's and the edge's attestations at the restart in between.
+            why.contains("checkpoint says size 302"),
             "refused for another reason: {why}"
         ),
     }
@@ -246,7 +244,8 @@ async fn verify_remembers_the_checkpoint_it_saw() {
     eprintln!("verify log said: {err}");
     assert!(!ok, "verify log accepted a forked history:\n{out}\n{err}");
     assert!(
-        err.contains("consistency with the checkpoint seen before (size 20)"),
+        // 20 appends after the node's 3 boot entries.
+        err.contains("consistency with the checkpoint seen before (size 23)"),
         "{err}"
     );
     node.kill().await;
@@ -265,7 +264,7 @@ async fn verify_remembers_the_checkpoint_it_saw() {
         "log A no longer verifies against its own remembered checkpoint:\n{out}\n{err}"
     );
     assert!(
-        out.contains("consistent with the checkpoint of size 20 seen before"),
+        out.contains("consistent with the checkpoint of size 23 seen before"),
         "{out}"
     );
     node.kill().await;
@@ -274,6 +273,7 @@ async fn verify_remembers_the_checkpoint_it_saw() {
 /// Append `count` more events to a log that already has some.
 async fn fill_more(node: &Node, data: &Path, count: u64) {
     let key = DataDir::open(data, None).unwrap().edge_key().unwrap();
+    let attestation = support::edge_attestation(&node.url).await;
     let http = reqwest::Client::builder()
         .timeout(PATIENCE)
         .build()
@@ -282,7 +282,7 @@ async fn fill_more(node: &Node, data: &Path, count: u64) {
         let resp = http
             .post(format!("{}/v1/entries", node.url))
             .header("content-type", "application/json")
-            .body(event(&key, "more", n).into_bytes())
+            .body(event(&key, attestation, "more", n).into_bytes())
             .send()
             .await
             .unwrap();

@@ -17,9 +17,7 @@ use ed25519_dalek::SigningKey;
 use govern_api::DataDir;
 use govern_api::routes::{ConsistencyProof, Receipt};
 use govern_core::checkpoint::Checkpoint;
-use govern_core::event::{
-    Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
-};
+use govern_core::event::SignedEvent;
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle;
 use govern_core::note::NoteVerifier;
@@ -42,23 +40,16 @@ fn seed() -> u64 {
     seed
 }
 
-fn event(key: &SigningKey, client: u64, n: u64) -> SignedEvent {
+fn event(key: &SigningKey, attestation: LeafHash, client: u64, n: u64) -> SignedEvent {
     let mut body = serde_json::Map::new();
     body.insert("client".into(), client.into());
     body.insert("n".into(), n.into());
-    Event::new(
-        Kind::new("test.durability").unwrap(),
-        TenantId::SYSTEM,
-        RequestId::new_v7(),
-        Producer::new(Role::new("edge").unwrap(), &key.verifying_key()),
-        Timestamp::now(),
-        body,
-    )
-    .sign(key)
-    .unwrap()
+    support::edge_event(key, attestation, body)
 }
 
 struct Shared {
+    /// The edge's current attestation (it re-attests on every start); written before `url`.
+    attestation: RwLock<LeafHash>,
     url: RwLock<String>,
     stop: AtomicBool,
     acked: AtomicU64,
@@ -76,7 +67,8 @@ async fn client(c: u64, key: SigningKey, shared: Arc<Shared>) {
     let mut n = 0;
     while !shared.stop.load(Ordering::SeqCst) {
         let url = shared.url.read().unwrap().clone();
-        let ev = event(&key, c, n);
+        let attestation = *shared.attestation.read().unwrap();
+        let ev = event(&key, attestation, c, n);
         n += 1;
         let sent = http
             .post(format!("{url}/v1/entries"))
@@ -168,6 +160,7 @@ async fn acknowledged_appends_survive_sigkill() {
     let origin = dir.origin().to_string();
 
     let shared = Arc::new(Shared {
+        attestation: RwLock::new(support::edge_attestation(&node.url).await),
         url: RwLock::new(node.url.clone()),
         stop: AtomicBool::new(false),
         acked: AtomicU64::new(0),
@@ -188,6 +181,7 @@ async fn acknowledged_appends_survive_sigkill() {
         node = start(&data, "127.0.0.1:0", &stderr_path())
             .await
             .unwrap_or_else(|e| panic!("seed {seed}: restart after kill {round}: {e}"));
+        *shared.attestation.write().unwrap() = support::edge_attestation(&node.url).await;
         *shared.url.write().unwrap() = node.url.clone();
         if round == KILLS / 2 {
             // Halfway: verify (remembering the checkpoint), so the final run also checks

@@ -7,6 +7,8 @@
 //! client code is trusted either.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -16,7 +18,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::SigningKey;
-use govern_core::event::{Event, Kind, Producer, RequestId, Role, TenantId, Timestamp};
+use govern_core::ids::LeafHash;
 use govern_core::note::NoteSigner;
 use serde_json::Value;
 use signed_note::{Note, StandardVerifier, VerifierList};
@@ -263,20 +265,15 @@ fn open_checkpoint(note: &[u8], verifier_key: &str) -> tlog_tiles::Checkpoint {
 // ---------------------------------------------------------------------------------------
 // Events
 
-fn event(key: &SigningKey, message: &str) -> Vec<u8> {
+fn event(key: &SigningKey, attestation: LeafHash, message: &str) -> Vec<u8> {
     let mut body = serde_json::Map::new();
     body.insert("message".into(), message.into());
-    Event::new(
-        Kind::new("demo.hello").expect("kind"),
-        TenantId::SYSTEM,
-        RequestId::new_v7(),
-        Producer::new(Role::new("edge").expect("role"), &key.verifying_key()),
-        Timestamp::now(),
-        body,
-    )
-    .sign(key)
-    .expect("sign")
-    .into_bytes()
+    support::edge_event(key, attestation, body).into_bytes()
+}
+
+/// The edge's current attestation, from `GET /v1/services`.
+fn edge_attestation(addr: SocketAddr) -> LeafHash {
+    support::leaf_of(&get_ok(addr, "/v1/services").json(), "edge")
 }
 
 struct Appended {
@@ -293,6 +290,7 @@ fn append_many(
     tag: &str,
 ) -> BTreeMap<u64, Appended> {
     let per = count.div_ceil(threads);
+    let attestation = edge_attestation(addr);
     let results: Vec<Vec<Appended>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -300,7 +298,7 @@ fn append_many(
                     (0..per)
                         .filter(|i| t * per + i < count)
                         .map(|i| {
-                            let bytes = event(key, &format!("{tag} {t}/{i}"));
+                            let bytes = event(key, attestation, &format!("{tag} {t}/{i}"));
                             let a = http(addr, "POST", "/v1/entries", &bytes);
                             assert_eq!(
                                 a.status,
@@ -449,11 +447,15 @@ fn a_running_node_agrees_with_tlog_tiles_and_signed_note() {
         .expect("verifier key")
         .to_string();
     let origin = info["origin"].as_str().expect("origin").to_string();
-    assert_eq!(info["size"], 0);
-    let empty = open_checkpoint(&get_ok(addr, "/checkpoint").body, &verifier_key);
-    assert_eq!((empty.size(), *empty.hash()), (0, tlog_tiles::EMPTY_HASH));
+    // A node's first entries: the genesis manifest, the log's and the edge's attestations.
+    let boot = info["size"].as_u64().expect("size");
+    assert_eq!(boot, 3);
+    let mut bytes_at: BTreeMap<u64, Vec<u8>> = (0..boot)
+        .map(|i| (i, get_ok(addr, &format!("/v1/entries/{i}")).body))
+        .collect();
 
     let appended = append_many(addr, &edge, EVENTS, 6, "first");
+    bytes_at.extend(appended.iter().map(|(i, a)| (*i, a.bytes.clone())));
     let mut sizes = std::collections::BTreeSet::new();
 
     // The checkpoint: signed_note verifies it, tlog_tiles parses it.
@@ -465,9 +467,9 @@ fn a_running_node_agrees_with_tlog_tiles_and_signed_note() {
     );
     let cp = open_checkpoint(&cp_answer.body, &verifier_key);
     assert_eq!(cp.origin(), origin);
-    assert_eq!(cp.size(), EVENTS as u64);
+    assert_eq!(cp.size(), boot + EVENTS as u64);
     assert_eq!(cp.extension(), "");
-    assert_eq!(get_ok(addr, "/v1/log").json()["size"], EVENTS);
+    assert_eq!(get_ok(addr, "/v1/log").json()["size"], boot + EVENTS as u64);
     let (size, root) = (cp.size(), *cp.hash());
 
     // tlog_tiles reads the tree through the node's tiles (authenticating each one against the
@@ -512,11 +514,13 @@ fn a_running_node_agrees_with_tlog_tiles_and_signed_note() {
                 let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
                 let entry = &rest[2..2 + len];
                 rest = &rest[2 + len..];
-                assert_eq!(entry, &appended[&i].bytes[..], "entry {i}");
+                assert_eq!(entry, &bytes_at[&i][..], "entry {i}");
                 let h = tlog_tiles::record_hash(entry);
                 let k = usize::try_from(i - t.level_index() * 256).expect("small");
                 assert_eq!(&served[k * 32..(k + 1) * 32], &h.0[..], "leaf hash {i}");
-                assert_eq!(appended[&i].receipt["leaf_hash"], hex::encode(h.0));
+                if let Some(a) = appended.get(&i) {
+                    assert_eq!(a.receipt["leaf_hash"], hex::encode(h.0));
+                }
                 i += 1;
             }
             assert_eq!(i, t.level_index() * 256 + u64::from(t.width()));
@@ -535,7 +539,7 @@ fn a_running_node_agrees_with_tlog_tiles_and_signed_note() {
             tlog_tiles::prove_record(size, i, &reader).expect("prove_record"),
             "index {i}"
         );
-        let leaf = tlog_tiles::record_hash(&appended[&i].bytes);
+        let leaf = tlog_tiles::record_hash(&bytes_at[&i]);
         tlog_tiles::check_record(&served, size, root, i, leaf).expect("check_record");
     }
 

@@ -112,18 +112,29 @@ impl DataDir {
         let log = Arc::new(log);
         publish_if_newer(&log, &policy, self, &signed).await?;
 
+        // RSA-2048 key generation takes a fraction of a second each: both at once.
         let log_role = role(govern_store::LOG_ROLE)?;
-        let log_keys = ServiceKeys::with_signing_key(log_role.clone(), self.log_signing_key())
-            .map_err(|e| DataDirError::Boot(e.to_string()))?;
+        let edge_role = role("edge")?;
+        let keygen = |role: Role, key| {
+            tokio::task::spawn_blocking(move || ServiceKeys::with_signing_key(role, key))
+        };
+        let edge_keys = keygen(edge_role.clone(), self.edge_key()?);
+        let log_keys = keygen(log_role.clone(), self.log_signing_key());
+        let keys_err = |e: String| DataDirError::Boot(format!("service keys: {e}"));
+        let log_keys = log_keys
+            .await
+            .map_err(|e| keys_err(e.to_string()))?
+            .map_err(|e| keys_err(e.to_string()))?;
         let log_service = Arc::new(LocalService {
             identity: ServiceIdentity::new(log_keys),
             nsm: attestor.nsm(self, &log_role)?,
         });
         attest(&log, &policy, &log_service).await?;
 
-        let edge_role = role("edge")?;
-        let edge_keys = ServiceKeys::with_signing_key(edge_role.clone(), self.edge_key()?)
-            .map_err(|e| DataDirError::Boot(e.to_string()))?;
+        let edge_keys = edge_keys
+            .await
+            .map_err(|e| keys_err(e.to_string()))?
+            .map_err(|e| keys_err(e.to_string()))?;
         let edge = Arc::new(LocalService {
             identity: ServiceIdentity::new(edge_keys),
             nsm: attestor.nsm(self, &edge_role)?,

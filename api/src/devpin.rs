@@ -145,9 +145,9 @@ pub fn pin_dev_manifest(
     }
     let template_serial = manifest.serial;
     let roles: Vec<Role> = manifest.roles.keys().cloned().collect();
-    for role in &roles {
-        let pcr0 = govern_workers::nsm::dev_measurement(executable, role)
-            .map_err(|e| format!("{}: {e}", executable.display()))?;
+    let measured = govern_workers::nsm::dev_measurements(executable, &roles)
+        .map_err(|e| format!("{}: {e}", executable.display()))?;
+    for (role, pcr0) in roles.iter().zip(measured) {
         if let Some(spec) = manifest.roles.get_mut(role) {
             spec.measurements = vec![Measurement {
                 pcr0: hex::encode(pcr0),

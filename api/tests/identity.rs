@@ -8,8 +8,6 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use govern_api::{Attestor, DataDir};
 use govern_core::event::{
     Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,

@@ -86,7 +86,7 @@ mod simulated;
 pub use nitro::NitroNsm;
 pub use simulated::{
     DEV_INTERMEDIATE_VALIDITY, DEV_LEAF_MIN_REMAINING, DEV_LEAF_VALIDITY, DEV_ROOT_VALIDITY,
-    SimulatedNsm, dev_measurement, dev_pcrs, dev_root_der,
+    SimulatedNsm, dev_measurement, dev_measurements, dev_pcrs, dev_root_der,
 };
 
 /// The PCRs a document carries and [`Nsm::describe_pcrs`] returns: 0 to 15, as Nitro's

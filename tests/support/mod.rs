@@ -9,6 +9,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
+/// What a node writes when it first starts: the genesis manifest, the log's and the edge's
+/// `service.attested`.
+pub const BOOT_ENTRIES: u64 = 3;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_govern");
 /// How long any single wait may take before a test gives up.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -118,4 +122,45 @@ pub async fn verify_log(url: &str, state: &Path) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
+}
+
+/// The leaf hash of the edge's current `service.attested`, from `GET /v1/services`: what
+/// events signed with the data dir's edge key name in `attestation`.
+pub async fn edge_attestation(url: &str) -> govern_core::ids::LeafHash {
+    let view: serde_json::Value = reqwest::get(format!("{url}/v1/services"))
+        .await
+        .expect("GET /v1/services")
+        .json()
+        .await
+        .expect("services JSON");
+    leaf_of(&view, "edge")
+}
+
+/// `role`'s current attestation in a `GET /v1/services` answer.
+pub fn leaf_of(view: &serde_json::Value, role: &str) -> govern_core::ids::LeafHash {
+    let leaf = view["services"]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["role"] == role))
+        .and_then(|s| s["leaf"].as_str())
+        .unwrap_or_else(|| panic!("no {role} identity in {view}"));
+    govern_core::ids::LeafHash::try_from(leaf.to_string()).expect("leaf hash")
+}
+
+/// A `demo.hello` by the edge key under `attestation`, with `body`.
+pub fn edge_event(
+    key: &ed25519_dalek::SigningKey,
+    attestation: govern_core::ids::LeafHash,
+    body: serde_json::Map<String, serde_json::Value>,
+) -> govern_core::event::SignedEvent {
+    use govern_core::event::{Event, Kind, Producer, RequestId, Role, TenantId, Timestamp};
+    let mut event = Event::new(
+        Kind::new("demo.hello").unwrap(),
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        Producer::new(Role::new("edge").unwrap(), &key.verifying_key()),
+        Timestamp::now(),
+        body,
+    );
+    event.attestation = Some(attestation);
+    event.sign(key).unwrap()
 }

@@ -65,10 +65,25 @@ const PCR2_LABEL: &[u8] = b"govern-dev-application";
 /// # Errors
 /// Reading the executable failed.
 pub fn dev_measurement(executable: &Path, role: &Role) -> io::Result<[u8; 48]> {
+    Ok(dev_measurements(executable, std::slice::from_ref(role))?[0])
+}
+
+/// [`dev_measurement`] of each of `roles`, reading the executable once (the hash state after
+/// the file's bytes is cloned for each role).
+///
+/// # Errors
+/// Reading the executable failed.
+pub fn dev_measurements(executable: &Path, roles: &[Role]) -> io::Result<Vec<[u8; 48]>> {
     let mut hasher = Sha384::new();
     io::copy(&mut File::open(executable)?, &mut hasher)?;
-    hasher.update(role.as_str().as_bytes());
-    Ok(hasher.finalize().into())
+    Ok(roles
+        .iter()
+        .map(|role| {
+            let mut h = hasher.clone();
+            h.update(role.as_str().as_bytes());
+            h.finalize().into()
+        })
+        .collect())
 }
 
 /// Every PCR a dev document carries for `role` running `executable`: 0 to 15, as the
