@@ -26,7 +26,7 @@ up: deps
 
 test: deps
 	# The real-enclave NSM provider cannot run here, but it must keep compiling.
-	cargo check -p govern-workers --features nitro
+	cargo check -p govern --no-default-features --features nitro
 	cargo nextest run --workspace --no-fail-fast
 
 bench: deps

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use govern_api::{AppState, Attestor, DataDir, NodeHandle, Services};
 use govern_core::event::{Kind, RequestId, SignedEvent, TenantId};
-use govern_workers::identity::ServiceIdentity;
 use govern_store::LogConfig;
+use govern_workers::identity::ServiceIdentity;
 use tokio::net::TcpListener;
 
 use crate::client::Client;
@@ -36,9 +36,22 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir, Services)> {
     config.batch_events_max = server.batch_events_max.max(1);
     config.batch_wait_ms = server.batch_wait_ms;
     config.time_skew_ms = server.time_skew_ms;
-    let services = dir
-        .boot(config, cfg!(feature = "dev"), &Attestor::Simulated { executable })
-        .await?;
+    #[cfg(feature = "nitro")]
+    let attestor = {
+        let _ = executable;
+        Attestor::Nitro
+    };
+    #[cfg(not(feature = "nitro"))]
+    let attestor = if cfg!(feature = "dev") {
+        Attestor::Simulated { executable }
+    } else {
+        return Err(
+            "a production build attests with the Nitro Secure Module: build with \
+                    `--no-default-features --features nitro` and run inside an enclave"
+                .into(),
+        );
+    };
+    let services = dir.boot(config, cfg!(feature = "dev"), &attestor).await?;
     services.spawn_reattestation();
     let listener = TcpListener::bind(server.listen)
         .await

@@ -20,8 +20,7 @@ use clap::{Args, Subcommand};
 use ed25519_dalek::Signature;
 use govern_core::event::PublicKey;
 use govern_core::manifest::{
-    MANIFEST_TEXT_BYTES_MAX, ManifestSigners, RoleSet, SignedManifest,
-    TrustedRoot,
+    MANIFEST_TEXT_BYTES_MAX, ManifestSigners, RoleSet, SignedManifest, TrustedRoot,
 };
 use govern_core::note::NoteSigner;
 
@@ -192,7 +191,11 @@ fn pin(data_dir: &Path, template: Option<&Path>) -> Result<()> {
         "{:<12} {} ({})",
         "manifest",
         pinned.path.display(),
-        if pinned.changed { "written" } else { "unchanged" }
+        if pinned.changed {
+            "written"
+        } else {
+            "unchanged"
+        }
     );
     println!("{:<12} {}", "serial", m.serial);
     println!("{:<12} {}", "hash", hex::encode(m.manifest_hash()?));

@@ -19,9 +19,7 @@ use std::time::Duration;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_core::manifest::{MANIFEST_PUBLISHED_KIND, SignedManifest};
-use govern_store::{
-    AppendError, Clock, IdentityPolicy, Log, LogConfig, RocksStorage, SystemClock,
-};
+use govern_store::{AppendError, Clock, IdentityPolicy, Log, LogConfig, RocksStorage, SystemClock};
 use govern_workers::identity::{ServiceIdentity, ServiceKeys};
 use govern_workers::nsm::{Nsm, SimulatedNsm};
 
@@ -59,6 +57,9 @@ pub enum Attestor {
         /// The executable measured into PCR0 (the running one).
         executable: PathBuf,
     },
+    /// The Nitro Secure Module of the enclave this runs in (`/dev/nsm`).
+    #[cfg(feature = "nitro")]
+    Nitro,
 }
 
 impl Attestor {
@@ -67,6 +68,11 @@ impl Attestor {
             Self::Simulated { executable } => Ok(Box::new(
                 SimulatedNsm::open(&dir.dev_ca_path(), executable, role.clone())
                     .map_err(|e| DataDirError::Boot(format!("simulated NSM for {role}: {e}")))?,
+            )),
+            #[cfg(feature = "nitro")]
+            Self::Nitro => Ok(Box::new(
+                govern_workers::nsm::NitroNsm::open()
+                    .map_err(|e| DataDirError::Boot(format!("Nitro NSM for {role}: {e}")))?,
             )),
         }
     }
@@ -156,17 +162,17 @@ async fn publish_if_newer(
     dir: &DataDir,
     signed: &SignedManifest,
 ) -> Result<(), DataDirError> {
-    if let Some(in_force) = policy.manifest() {
-        if signed.manifest.serial <= in_force.manifest.serial {
-            if signed.manifest.serial < in_force.manifest.serial {
-                tracing::warn!(
-                    data_dir = signed.manifest.serial,
-                    log = in_force.manifest.serial,
-                    "the data dir's manifest is older than the log's; the log's stays in force"
-                );
-            }
-            return Ok(());
+    if let Some(in_force) = policy.manifest()
+        && signed.manifest.serial <= in_force.manifest.serial
+    {
+        if signed.manifest.serial < in_force.manifest.serial {
+            tracing::warn!(
+                data_dir = signed.manifest.serial,
+                log = in_force.manifest.serial,
+                "the data dir's manifest is older than the log's; the log's stays in force"
+            );
         }
+        return Ok(());
     }
     let body = signed
         .published_body()

@@ -24,10 +24,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::VerifyingKey;
+use govern_core::attestation::TrustAnchor;
 use govern_core::event::PublicKey;
 use govern_core::manifest::{Manifest, ManifestError, ManifestSigners, SignedManifest};
 use govern_core::note::NoteSigner;
-use govern_core::attestation::TrustAnchor;
 use govern_store::{Clock, IdentityPolicy, Log, LogConfig, RocksStorage, StorageError};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -361,7 +361,11 @@ impl DataDir {
         allow_dev_root: bool,
         clock: Arc<dyn Clock>,
     ) -> Result<(Log<RocksStorage>, Arc<IdentityPolicy>), DataDirError> {
-        let dev_root = if allow_dev_root { self.dev_root()? } else { None };
+        let dev_root = if allow_dev_root {
+            self.dev_root()?
+        } else {
+            None
+        };
         let policy = Arc::new(IdentityPolicy::new(
             self.manifest_signers()?,
             PublicKey::from(&self.log_key.signing_key().verifying_key()),

@@ -138,10 +138,12 @@ pub fn pin_dev_manifest(
         }
     };
     if !manifest.trusted_root.is_dev() {
-        return Err("the template does not pin the dev root: `manifest pin` is for dev \
+        return Err(
+            "the template does not pin the dev root: `manifest pin` is for dev \
                     manifests; a production manifest pins the PCR0 of each role's signed \
                     enclave image, then `govern manifest sign`"
-            .into());
+                .into(),
+        );
     }
     let template_serial = manifest.serial;
     let roles: Vec<Role> = manifest.roles.keys().cloned().collect();
@@ -208,9 +210,7 @@ pub fn pin_dev_manifest(
     }
     let before = signed.clone();
     for key in dev_keys.iter().take(DEV_THRESHOLD) {
-        signed
-            .sign(key.signing_key())
-            .map_err(|e| e.to_string())?;
+        signed.sign(key.signing_key()).map_err(|e| e.to_string())?;
     }
     let changed = before != signed || !path.exists();
     if changed {

@@ -24,7 +24,8 @@ use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, empty_root, hash_children, hash_leaf};
 use govern_core::note::{NoteSigner, NoteVerifier};
 use govern_store::{
-    AppendError, AppendPolicy, Log, LogConfig, LogView, ProducerAllowList, RocksStorage, SystemClock,
+    AppendError, AppendPolicy, Log, LogConfig, LogView, ProducerAllowList, RocksStorage,
+    SystemClock,
 };
 use http_body_util::BodyExt as _;
 use rand::rngs::StdRng;

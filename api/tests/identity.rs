@@ -31,7 +31,12 @@ fn with_document(keys: &ServiceKeys, document: &[u8]) -> SignedEvent {
 }
 
 /// An event of `keys` under the identity `attested`.
-fn event_of(keys: &ServiceKeys, attested: &SignedEvent, kind: &str, time: Timestamp) -> SignedEvent {
+fn event_of(
+    keys: &ServiceKeys,
+    attested: &SignedEvent,
+    kind: &str,
+    time: Timestamp,
+) -> SignedEvent {
     let mut event = Event::new(
         Kind::new(kind).unwrap(),
         TenantId::SYSTEM,
@@ -92,7 +97,10 @@ async fn a_service_attests_and_appends_under_its_identity() {
 
     let (status, view) = node.get("/v1/services").await;
     assert_eq!(status.as_u16(), 200);
-    assert_eq!(view["manifest"]["serial"], node.pinned.signed.manifest.serial);
+    assert_eq!(
+        view["manifest"]["serial"],
+        node.pinned.signed.manifest.serial
+    );
     for r in ["log", "edge", "policy"] {
         assert_eq!(status_of(&view, r), "live", "{r}: {view}");
     }
@@ -233,14 +241,21 @@ async fn a_modified_binary_is_refused_and_its_measurement_quarantined() {
     let q = quarantine.event();
     assert_eq!(q.kind.as_str(), "service.quarantined");
     assert_eq!(q.producer.role.as_str(), "log");
-    let measurement = hex::encode(govern_workers::nsm::dev_measurement(&modified, &role("policy")).unwrap());
+    let measurement =
+        hex::encode(govern_workers::nsm::dev_measurement(&modified, &role("policy")).unwrap());
     assert_eq!(q.body["measurement"], measurement);
     assert_eq!(q.body["reason"], "measurement-not-pinned");
-    assert_eq!(q.body["evidence"]["document"], event.event().body["document"]);
+    assert_eq!(
+        q.body["evidence"]["document"],
+        event.event().body["document"]
+    );
     assert_eq!(q.body["evidence"]["event"], event.leaf_hash().to_hex());
 
     let (_, view) = node.get("/v1/services").await;
-    assert_eq!(view["quarantined"][&measurement]["role"], "policy", "{view}");
+    assert_eq!(
+        view["quarantined"][&measurement]["role"], "policy",
+        "{view}"
+    );
 
     // That measurement is refused for every key from now on.
     let other = ServiceKeys::generate(role("policy")).unwrap();
@@ -277,13 +292,19 @@ async fn forged_copied_and_stale_documents_are_refused_without_quarantine() {
     assert_problem(&r, 403, "attestation-refused");
 
     // An expired leaf: a document made four hours ago by a leaf valid for three.
-    let four_hours_ago = Timestamp::from_unix_ms(Timestamp::now().unix_ms() - 4 * 3_600_000).unwrap();
+    let four_hours_ago =
+        Timestamp::from_unix_ms(Timestamp::now().unix_ms() - 4 * 3_600_000).unwrap();
     let old = nsm
         .attest_at(keys.attestation_request(hash, root), four_hours_ago)
         .unwrap();
     let r = node.post(&with_document(&keys, &old)).await;
     assert_problem(&r, 403, "attestation-refused");
-    assert!(r.1["detail"].as_str().unwrap().contains("expired") || r.1["detail"].as_str().unwrap().contains("valid"), "{}", r.1);
+    assert!(
+        r.1["detail"].as_str().unwrap().contains("expired")
+            || r.1["detail"].as_str().unwrap().contains("valid"),
+        "{}",
+        r.1
+    );
 
     // A nonce that is no checkpoint's root.
     let r = node
@@ -310,7 +331,8 @@ async fn forged_copied_and_stale_documents_are_refused_without_quarantine() {
         "attestation-key-binding",
     );
     // ... or presented for another role.
-    let other_role = ServiceKeys::with_signing_key(role("keys"), keys.signing_key().clone()).unwrap();
+    let other_role =
+        ServiceKeys::with_signing_key(role("keys"), keys.signing_key().clone()).unwrap();
     assert_problem(
         &node.post(&with_document(&other_role, &genuine)).await,
         403,
@@ -398,7 +420,7 @@ async fn unsigned_under_signed_and_foreign_manifests_are_refused() {
     assert_problem(
         &node.post(&e.sign(&edge_key).unwrap()).await,
         403,
-        "genesis-producer",
+        "manifest-producer",
     );
     // A replay of the manifest in force (not a successor).
     assert_problem(
@@ -422,7 +444,8 @@ async fn a_manifest_that_stops_pinning_a_live_identity_quarantines_it() {
     let node = boot().await;
     let (keys, attested) = node.attested("policy");
     assert_eq!(node.post(&attested).await.0.as_u16(), 200);
-    let measurement = hex::encode(govern_workers::nsm::dev_measurement(&node.exe, &role("policy")).unwrap());
+    let measurement =
+        hex::encode(govern_workers::nsm::dev_measurement(&node.exe, &role("policy")).unwrap());
 
     let mut next = node.pinned.signed.manifest.clone();
     next.serial += 1;
@@ -485,7 +508,8 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = support::exe();
     let pinned = govern_api::devpin::pin_dev_manifest(tmp.path(), None, &exe).unwrap();
-    let max_age_ms = i64::try_from(pinned.signed.manifest.roles[&role("policy")].max_age_s).unwrap() * 1000;
+    let max_age_ms =
+        i64::try_from(pinned.signed.manifest.roles[&role("policy")].max_age_s).unwrap() * 1000;
     let dir = DataDir::open(tmp.path(), None).unwrap();
     let clock = Arc::new(Shifted::default());
     let services = dir
@@ -519,18 +543,27 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
     assert!(
         matches!(
             err,
-            govern_store::AppendError::Identity(govern_store::IdentityError::IdentityExpired { .. })
+            govern_store::AppendError::Identity(
+                govern_store::IdentityError::IdentityExpired { .. }
+            )
         ),
         "{err}"
     );
     let view = services.policy.services(later);
-    let policy = view.services.iter().find(|s| s.identity.role == role("policy")).unwrap();
+    let policy = view
+        .services
+        .iter()
+        .find(|s| s.identity.role == role("policy"))
+        .unwrap();
     assert_eq!(policy.status, "expired");
 
     // The role is free again: a new key attests (its document made at the later time).
     let successor = ServiceKeys::generate(role("policy")).unwrap();
     let document = nsm
-        .attest_at(successor.attestation_request(hash, services.log.latest().root), later)
+        .attest_at(
+            successor.attestation_request(hash, services.log.latest().root),
+            later,
+        )
         .unwrap();
     let event = successor.attested_event(&document, vec![], later).unwrap();
     services.log.append(event.clone()).await.unwrap();

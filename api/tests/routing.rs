@@ -90,7 +90,11 @@ async fn a_tampered_manifest_stops_the_node_from_starting() {
     // Let the edge produce what only the policy may: the signatures no longer verify.
     let path = tmp.path().join("manifest.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    let tampered = text.replacen("\"tenant.created\",", "\"tenant.created\", \"transfer.approved\",", 1);
+    let tampered = text.replacen(
+        "\"tenant.created\",",
+        "\"tenant.created\", \"transfer.approved\",",
+        1,
+    );
     assert_ne!(tampered, text);
     std::fs::write(&path, tampered).unwrap();
     match boot_dir(&dir, true).await.unwrap_err() {

@@ -18,8 +18,7 @@
 use ed25519_dalek::SigningKey;
 use govern_core::attestation::UserData;
 use govern_core::event::{
-    Event, EventError, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId,
-    Timestamp,
+    Event, EventError, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
 use govern_core::ids::{LeafHash, RootHash};
 use rsa::RsaPrivateKey;
@@ -87,8 +86,8 @@ impl ServiceKeys {
     /// [`IdentityError::Rsa`] when the RSA key cannot be made.
     pub fn with_signing_key(role: Role, ed25519: SigningKey) -> Result<Self, IdentityError> {
         let mut rng = rand_core::OsRng;
-        let rsa =
-            RsaPrivateKey::new(&mut rng, RSA_BITS).map_err(|e| IdentityError::Rsa(e.to_string()))?;
+        let rsa = RsaPrivateKey::new(&mut rng, RSA_BITS)
+            .map_err(|e| IdentityError::Rsa(e.to_string()))?;
         let rsa_spki = rsa
             .to_public_key()
             .to_public_key_der()

@@ -91,7 +91,7 @@ pub enum IdentityError {
     #[error(
         "manifest.published must be produced by role log with the log's checkpoint key (and the genesis manifest names no attestation)"
     )]
-    GenesisProducer,
+    ManifestProducer,
     /// A `manifest.published` whose manifest may not take effect.
     #[error("manifest refused: {reason}")]
     ManifestRefused {
@@ -99,7 +99,9 @@ pub enum IdentityError {
         reason: String,
     },
     /// The event names no attestation.
-    #[error("an event of role {role} must name its producer's current service.attested in `attestation`")]
+    #[error(
+        "an event of role {role} must name its producer's current service.attested in `attestation`"
+    )]
     MissingAttestation {
         /// The producer's role.
         role: Role,
@@ -132,7 +134,9 @@ pub enum IdentityError {
         key: String,
     },
     /// The identity's `max_age_s` has passed.
-    #[error("role {role}'s identity attested at {attested} expired at {expired}; the event's time is {time}")]
+    #[error(
+        "role {role}'s identity attested at {attested} expired at {expired}; the event's time is {time}"
+    )]
     IdentityExpired {
         /// The role.
         role: Role,
@@ -152,7 +156,9 @@ pub enum IdentityError {
         measurement: String,
     },
     /// The identity's measurement is not pinned by the manifest in force.
-    #[error("role {role}'s identity runs measurement {measurement}, which the manifest in force does not pin")]
+    #[error(
+        "role {role}'s identity runs measurement {measurement}, which the manifest in force does not pin"
+    )]
     NotPinned {
         /// The role.
         role: Role,
@@ -200,7 +206,9 @@ pub enum IdentityError {
         in_force: String,
     },
     /// The nonce is not the root of a recent checkpoint.
-    #[error("the document's nonce {nonce} is not the root of one of the log's last {window} checkpoints")]
+    #[error(
+        "the document's nonce {nonce} is not the root of one of the log's last {window} checkpoints"
+    )]
     NonceOutsideWindow {
         /// The nonce, hex.
         nonce: String,
@@ -218,7 +226,9 @@ pub enum IdentityError {
         quarantined: bool,
     },
     /// Another identity holds the role and is live.
-    #[error("role {role} has a live identity with another key until {until}; a second identity is refused")]
+    #[error(
+        "role {role} has a live identity with another key until {until}; a second identity is refused"
+    )]
     RoleLive {
         /// The role.
         role: Role,
@@ -236,7 +246,7 @@ impl IdentityError {
     pub fn problem(&self) -> (&'static str, &'static str) {
         match self {
             Self::NotGenesis { .. } => ("not-genesis", "The log must begin with its manifest"),
-            Self::GenesisProducer => ("genesis-producer", "Genesis manifest not by the log"),
+            Self::ManifestProducer => ("manifest-producer", "Manifest not published by the log"),
             Self::ManifestRefused { .. } => ("manifest-refused", "Manifest may not take effect"),
             Self::MissingAttestation { .. } => {
                 ("attestation-missing", "Event names no attested identity")
@@ -249,30 +259,31 @@ impl IdentityError {
             Self::StaleAttestation { .. } => {
                 ("attestation-stale", "Not the role's current identity")
             }
-            Self::ProducerKeyMismatch { .. } => {
-                ("producer-key-mismatch", "Producer key is not the identity's")
-            }
+            Self::ProducerKeyMismatch { .. } => (
+                "producer-key-mismatch",
+                "Producer key is not the identity's",
+            ),
             Self::IdentityExpired { .. } => ("identity-expired", "Identity expired"),
             Self::Quarantined { .. } => ("identity-quarantined", "Identity quarantined"),
             Self::NotPinned { .. } => ("identity-not-pinned", "Identity no longer pinned"),
             Self::DocumentField { .. } => ("attestation-field", "Malformed service.attested"),
-            Self::DocumentRefused { .. } => {
-                ("attestation-refused", "Attestation document refused")
-            }
+            Self::DocumentRefused { .. } => ("attestation-refused", "Attestation document refused"),
             Self::MeasurementQuarantined { .. } => {
                 ("measurement-quarantined", "Measurement quarantined")
             }
             Self::RoleBinding { .. } => ("attestation-role-binding", "Document binds another role"),
             Self::KeyBinding { .. } => ("attestation-key-binding", "Document binds other keys"),
-            Self::ManifestBinding { .. } => {
-                ("attestation-manifest-binding", "Document binds another manifest")
-            }
+            Self::ManifestBinding { .. } => (
+                "attestation-manifest-binding",
+                "Document binds another manifest",
+            ),
             Self::NonceOutsideWindow { .. } => {
                 ("attestation-nonce", "Nonce outside the checkpoint window")
             }
-            Self::MeasurementNotPinned { .. } => {
-                ("measurement-not-pinned", "Measurement not pinned for the role")
-            }
+            Self::MeasurementNotPinned { .. } => (
+                "measurement-not-pinned",
+                "Measurement not pinned for the role",
+            ),
             Self::RoleLive { .. } => ("role-live", "Role has a live identity"),
             Self::LogKey => ("log-key", "Log identity must bind the checkpoint key"),
         }
@@ -330,9 +341,9 @@ impl Identity {
     /// When it stops being live under `manifest` (attested + the role's `max_age_s`).
     #[must_use]
     pub fn expires(&self, manifest: &Manifest) -> Timestamp {
-        let max_age_ms = manifest
-            .role(&self.role)
-            .map_or(0, |r| i64::try_from(r.max_age_s).unwrap_or(i64::MAX / 2) * 1000);
+        let max_age_ms = manifest.role(&self.role).map_or(0, |r| {
+            i64::try_from(r.max_age_s).unwrap_or(i64::MAX / 2) * 1000
+        });
         Timestamp::from_unix_ms(self.attested.unix_ms().saturating_add(max_age_ms))
             .unwrap_or(self.attested)
     }
@@ -574,12 +585,11 @@ impl IdentityPolicy {
             })?
             .clone();
         let bytes = document_bytes(&event.body)?;
-        let doc = in_force
-            .verifier
-            .verify(&bytes, event.time)
-            .map_err(|e| IdentityError::DocumentRefused {
+        let doc = in_force.verifier.verify(&bytes, event.time).map_err(|e| {
+            IdentityError::DocumentRefused {
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         let pcrs = pcr_strings(&doc);
         let measurement = pcrs[0].clone();
         if reg.quarantined.contains_key(&measurement) || reg.quarantining.contains(&measurement) {
@@ -900,7 +910,7 @@ impl AppendPolicy for IdentityPolicy {
                 || event.producer.key != self.log_key
                 || event.attestation.is_some()
             {
-                return Err(IdentityError::GenesisProducer.into());
+                return Err(IdentityError::ManifestProducer.into());
             }
             let (signed_manifest, _) = self.check_manifest(&state.working, event)?;
             return check_routing(&signed_manifest.manifest, signed, view);
@@ -918,7 +928,7 @@ impl AppendPolicy for IdentityPolicy {
             // whether or not the log's current image is attested: a new image can attest
             // only once the manifest pinning it is in force.
             if event.producer.role.as_str() != LOG_ROLE || event.producer.key != self.log_key {
-                return Err(IdentityError::GenesisProducer.into());
+                return Err(IdentityError::ManifestProducer.into());
             }
             if event.attestation.is_some() {
                 Self::check_producer(&state.working, event)?;
@@ -961,9 +971,9 @@ fn log_role() -> Role {
 }
 
 fn reattest_due(id: &Identity, manifest: &Manifest) -> Timestamp {
-    let ms = manifest
-        .role(&id.role)
-        .map_or(0, |r| i64::try_from(r.reattest_s).unwrap_or(i64::MAX / 2) * 1000);
+    let ms = manifest.role(&id.role).map_or(0, |r| {
+        i64::try_from(r.reattest_s).unwrap_or(i64::MAX / 2) * 1000
+    });
     Timestamp::from_unix_ms(id.attested.unix_ms().saturating_add(ms)).unwrap_or(id.attested)
 }
 
@@ -1025,9 +1035,10 @@ fn rsa_2048(der: Option<&[u8]>) -> Result<(), IdentityError> {
     let der = der.ok_or_else(|| IdentityError::KeyBinding {
         what: "no public_key (an RSA-2048 key is required)".into(),
     })?;
-    let key = rsa::RsaPublicKey::from_public_key_der(der).map_err(|_| IdentityError::KeyBinding {
-        what: "a public_key that is not an RSA SubjectPublicKeyInfo".into(),
-    })?;
+    let key =
+        rsa::RsaPublicKey::from_public_key_der(der).map_err(|_| IdentityError::KeyBinding {
+            what: "a public_key that is not an RSA SubjectPublicKeyInfo".into(),
+        })?;
     if key.size() * 8 != RSA_KEY_BITS {
         return Err(IdentityError::KeyBinding {
             what: format!("an RSA key of {} bits, not {RSA_KEY_BITS}", key.size() * 8),

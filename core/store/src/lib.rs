@@ -20,7 +20,7 @@ mod routing;
 mod storage;
 mod strata;
 
-pub use allow::{AllowListError, ProducerAllowList};
+pub use allow::ProducerAllowList;
 pub use cache::NODE_CACHE_SLOTS;
 pub use identity::{
     ATTESTED_KIND, Identity, IdentityError, IdentityPolicy, InForce, LOG_ROLE, ManifestSummary,
@@ -28,8 +28,8 @@ pub use identity::{
 };
 pub use log::{
     AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, Log, LogConfig,
-    LogReader, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, Published, QUEUE_EVENTS_MAX, ReadError,
-    SystemClock, TIME_SKEW_MS, TRACKED_KINDS,
+    LogReader, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, Published, QUEUE_EVENTS_MAX,
+    ReadError, SystemClock, TIME_SKEW_MS, TRACKED_KINDS,
 };
 pub use rocks::RocksStorage;
 pub use routing::ManifestPolicy;

@@ -815,8 +815,12 @@ impl Pending {
                 let _ = reply.send(result);
             }
             None => match result {
-                Ok(a) => tracing::info!(index = %a.index, kind = %self.event.event().kind, "the log appended its own event"),
-                Err(e) => tracing::error!(error = %e, kind = %self.event.event().kind, "the log's own event was not appended"),
+                Ok(a) => {
+                    tracing::info!(index = %a.index, kind = %self.event.event().kind, "the log appended its own event")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, kind = %self.event.event().kind, "the log's own event was not appended")
+                }
             },
         }
     }
@@ -1066,14 +1070,15 @@ fn replay_tracked<S: Storage>(storage: &S, policy: &dyn AppendPolicy) -> Result<
             let bytes = storage.get(&keys::entry(index))?.ok_or_else(|| {
                 StorageError::Corrupt(format!("tracked entry {index} is missing"))
             })?;
-            let event = SignedEvent::from_bytes(&bytes).map_err(|e| {
-                StorageError::Corrupt(format!("entry {index} does not parse: {e}"))
-            })?;
+            let event = SignedEvent::from_bytes(&bytes)
+                .map_err(|e| StorageError::Corrupt(format!("entry {index} does not parse: {e}")))?;
             policy.accepted(&event, LeafIndex(index));
         }
         match page.last() {
             Some((key, _)) if page.len() == PAGE => {
-                let next = keys::trailing_u64(key).unwrap_or(u64::MAX).saturating_add(1);
+                let next = keys::trailing_u64(key)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(1);
                 from = keys::tracked(next);
             }
             _ => break,
@@ -1311,7 +1316,9 @@ impl<S: Storage> Sequencer<S> {
                     if let Err(e) = replay_tracked(&self.shared.storage, self.policy.as_ref()) {
                         tracing::error!(error = %e, "cannot rebuild the append policy's state");
                     }
-                    if let Ok(window) = recent_checkpoints(&self.shared.storage, self.frontier.size()) {
+                    if let Ok(window) =
+                        recent_checkpoints(&self.shared.storage, self.frontier.size())
+                    {
                         self.window = window;
                     }
                 }

@@ -2,7 +2,8 @@
 //! produce each kind, which kinds its parents may be, whose tenant and request they must
 //! belong to, and each kind's uniqueness key (DESIGN §4).
 //!
-//! Producer identities are still the dev allow-list until attested identities replace it.
+//! [`ManifestPolicy`] pairs the graph with a fixed allow-list (tests); the node's policy,
+//! [`crate::IdentityPolicy`], pairs it with attested identities.
 
 use govern_core::event::{SignedEvent, TenantId};
 use govern_core::manifest::{Manifest, ManifestError};
@@ -57,15 +58,13 @@ pub(crate) fn check_routing(
     signed: &SignedEvent,
     view: &dyn LogView,
 ) -> Result<Option<String>, AppendError> {
-        let event = signed.event();
+    let event = signed.event();
     let spec = manifest
         .kind(&event.kind)
         .ok_or_else(|| AppendError::UnknownKind {
             kind: event.kind.clone(),
         })?;
-    if !manifest
-        .role_may_produce(&event.producer.role, &event.kind)
-    {
+    if !manifest.role_may_produce(&event.producer.role, &event.kind) {
         return Err(AppendError::KindNotAllowed {
             role: event.producer.role.clone(),
             kind: event.kind.clone(),
