@@ -12,10 +12,12 @@
 //! - [`tiles`]: C2SP `tlog-tiles` coordinates and paths.
 //! - [`attestation`]: AWS Nitro attestation documents against a pinned root, and the
 //!   service-identity binding in their `user_data`.
+//! - [`action`]: user action signatures (passkeys and API keys) verified offline.
 //! - [`manifest`]: signed manifests: every role's measurements, scopes and routing, every
 //!   event kind's producers, parents and uniqueness key.
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod attestation;
 pub mod canonical;
 pub mod checkpoint;

@@ -1,0 +1,482 @@
+//! User action signatures (DESIGN §4), verified offline: with the event and the credential
+//! recorded in the log, and nothing else.
+//!
+//! The client computes the challenge from the action itself: SHA-256 of the JCS of a
+//! [`ChallengeObject`] — domain `govern/action/v1`, tenant, user, credential, kind, request,
+//! rp_id, method, path, the body's salted commitment, the server's nonce and a recent
+//! checkpoint (the anchor). The object is stored in the event's body, so anyone holding the
+//! log recomputes the challenge. A login uses the domain `govern/login/v1`, so no login
+//! challenge can equal an action's.
+//!
+//! Two kinds of credential sign it:
+//! - **passkeys**: a WebAuthn assertion — `authenticatorData`, `clientDataJSON` and a
+//!   signature over `authenticatorData ‖ SHA-256(clientDataJSON)`, ES256 (P-256, DER) or
+//!   EdDSA (Ed25519). `clientDataJSON` must say `webauthn.get`, carry the challenge
+//!   (base64url, no padding) and come from an origin on the object's `rp_id` (https, or
+//!   http on `localhost`), not cross-origin; `authenticatorData` must carry
+//!   SHA-256(rp_id) and the user-present and user-verified flags;
+//! - **keys** of API clients: Ed25519 or P-256 (ECDSA over SHA-256) signing a clientData-like
+//!   JSON `{"type":"key.get","challenge","origin"}` with the same challenge and origin rules.
+//!
+//! What needs state is the caller's: that the nonce is never used twice in the tenant, that
+//! the event lands within the named distance of its anchor, and that a passkey's signature
+//! counter never goes back ([`Verified::counter`] is returned for that).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::canonical;
+
+/// The challenge object's domain for actions.
+pub const ACTION_DOMAIN: &str = "govern/action/v1";
+/// The challenge object's domain for logins.
+pub const LOGIN_DOMAIN: &str = "govern/login/v1";
+/// `clientDataJSON.type` of a WebAuthn assertion.
+pub const WEBAUTHN_GET: &str = "webauthn.get";
+/// `type` of an API key's client data.
+pub const KEY_GET: &str = "key.get";
+/// The longest `clientDataJSON` or key client data accepted.
+pub const CLIENT_DATA_BYTES_MAX: usize = 4096;
+/// The longest `authenticatorData` accepted (extensions included).
+pub const AUTHENTICATOR_DATA_BYTES_MAX: usize = 1024;
+/// The longest signature accepted (DER P-256 is at most 72 bytes).
+pub const SIGNATURE_BYTES_MAX: usize = 128;
+
+const FLAG_USER_PRESENT: u8 = 0x01;
+const FLAG_USER_VERIFIED: u8 = 0x04;
+
+/// The checkpoint an action is anchored to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Anchor {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash, lower-case hex.
+    pub root: String,
+}
+
+/// What the user signs (DESIGN §4): its JCS's SHA-256 is the challenge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeObject {
+    /// [`ACTION_DOMAIN`] or [`LOGIN_DOMAIN`].
+    pub domain: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// User id.
+    pub user: String,
+    /// Credential id (base64url).
+    pub credential: String,
+    /// The event kind the action appends.
+    pub kind: String,
+    /// The request id.
+    pub request: String,
+    /// The WebAuthn relying party id.
+    pub rp_id: String,
+    /// HTTP method of the action's request.
+    pub method: String,
+    /// HTTP path of the action's request.
+    pub path: String,
+    /// Hex SHA-256(salt ‖ JCS(body)), see [`body_commitment`].
+    pub body_commitment: String,
+    /// The server's nonce.
+    pub nonce: String,
+    /// A recent checkpoint.
+    pub anchor: Anchor,
+}
+
+impl ChallengeObject {
+    /// SHA-256 of the object's JCS.
+    ///
+    /// # Errors
+    /// [`ActionError::Canonical`] (not reachable for an object of strings and an integer).
+    pub fn challenge(&self) -> Result<[u8; 32], ActionError> {
+        let jcs = canonical::to_vec(self).map_err(|e| ActionError::Canonical(e.to_string()))?;
+        Ok(Sha256::digest(jcs).into())
+    }
+}
+
+/// Hex SHA-256(salt ‖ JCS(body)): the clear commitment to an action's body.
+///
+/// # Errors
+/// [`ActionError::Canonical`] when `body` holds a float (JCS of govern's bodies never does).
+pub fn body_commitment(salt: &[u8; 32], body: &Value) -> Result<String, ActionError> {
+    let jcs = canonical::to_vec(body).map_err(|e| ActionError::Canonical(e.to_string()))?;
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(&jcs);
+    Ok(hex::encode(h.finalize()))
+}
+
+/// A credential's public key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialKey {
+    /// P-256: ES256 for passkeys, ECDSA over SHA-256 for keys.
+    P256(p256::ecdsa::VerifyingKey),
+    /// Ed25519: EdDSA.
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+/// A passkey or an API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialType {
+    /// A WebAuthn passkey.
+    Passkey,
+    /// An API client's key.
+    Key,
+}
+
+/// A credential as the log records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    /// Its id (base64url).
+    pub id: String,
+    /// Passkey or key.
+    pub kind: CredentialType,
+    /// Its public key.
+    pub key: CredentialKey,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its user.
+    pub user: String,
+}
+
+/// The user's signature as an action event's body carries it (bytes base64url).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum UserSignature {
+    /// A WebAuthn assertion.
+    Passkey {
+        /// `authenticatorData`.
+        authenticator_data: String,
+        /// `clientDataJSON`.
+        client_data_json: String,
+        /// The signature.
+        signature: String,
+    },
+    /// An API key's signature over its client data.
+    Key {
+        /// The client data JSON.
+        client_data: String,
+        /// The signature.
+        signature: String,
+    },
+}
+
+/// A verified user action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The challenge.
+    pub challenge: [u8; 32],
+    /// A passkey's signature counter (0 for keys, and for authenticators that keep none).
+    pub counter: u32,
+}
+
+/// Why a user action does not verify. Every variant is the action's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActionError {
+    /// Canonicalization failed.
+    #[error("cannot canonicalize: {0}")]
+    Canonical(String),
+    /// The object's domain is not the action domain (a login challenge offered as an action).
+    #[error("challenge domain is {found:?}, not {ACTION_DOMAIN:?}")]
+    Domain {
+        /// The domain found.
+        found: String,
+    },
+    /// The object names another credential, user or tenant than the credential's.
+    #[error("the action names {what} {named:?}, but the credential's is {actual:?}")]
+    NotTheCredential {
+        /// `credential`, `user` or `tenant`.
+        what: &'static str,
+        /// In the object.
+        named: String,
+        /// The credential's.
+        actual: String,
+    },
+    /// A passkey signature from a key credential or the reverse.
+    #[error("a {signature} signature cannot come from a {credential} credential")]
+    WrongCredentialType {
+        /// The signature's type.
+        signature: &'static str,
+        /// The credential's type.
+        credential: &'static str,
+    },
+    /// A field is not base64url or too long.
+    #[error("{field} is not base64url of at most {max} bytes")]
+    Encoding {
+        /// The field.
+        field: &'static str,
+        /// Its limit.
+        max: usize,
+    },
+    /// The client data is not the JSON object expected.
+    #[error("client data: {0}")]
+    ClientData(String),
+    /// The client data's type is wrong.
+    #[error("client data type is {found:?}, expected {expected:?}")]
+    ClientDataType {
+        /// Found.
+        found: String,
+        /// Expected.
+        expected: &'static str,
+    },
+    /// The client data's challenge is not this action's.
+    #[error("the signed challenge is not this action's")]
+    ChallengeMismatch,
+    /// The origin is not on the relying party id.
+    #[error("origin {origin:?} is not on rp_id {rp_id:?}")]
+    Origin {
+        /// The origin signed.
+        origin: String,
+        /// The object's rp_id.
+        rp_id: String,
+    },
+    /// `authenticatorData` is shorter than 37 bytes.
+    #[error("authenticatorData is {len} bytes; at least 37 are needed")]
+    AuthenticatorDataShort {
+        /// Its length.
+        len: usize,
+    },
+    /// `authenticatorData`'s rpIdHash is not SHA-256(rp_id).
+    #[error("authenticatorData is for another relying party than {rp_id:?}")]
+    RpIdHash {
+        /// The object's rp_id.
+        rp_id: String,
+    },
+    /// User presence or verification is not flagged.
+    #[error("authenticatorData flags {flags:#04x} lack user presence and verification")]
+    Flags {
+        /// The flags byte.
+        flags: u8,
+    },
+    /// The signature does not verify.
+    #[error("the signature does not verify under the credential's key")]
+    BadSignature,
+    /// The event's body lacks `action` or `signature`, or they do not parse.
+    #[error("the event's body: {0}")]
+    Body(String),
+}
+
+fn decode(field: &'static str, text: &str, max: usize) -> Result<Vec<u8>, ActionError> {
+    let err = || ActionError::Encoding { field, max };
+    if text.len() > max.div_ceil(3) * 4 {
+        return Err(err());
+    }
+    let bytes = B64URL.decode(text).map_err(|_| err())?;
+    if bytes.len() > max {
+        return Err(err());
+    }
+    Ok(bytes)
+}
+
+/// Whether `origin` is on `rp_id`: `https://<rp_id or a subdomain>[:port]`, or
+/// `http://localhost[:port]` when `rp_id` is `localhost`.
+fn origin_on(origin: &str, rp_id: &str) -> bool {
+    let (scheme, rest) = match origin.split_once("://") {
+        Some(p) => p,
+        None => return false,
+    };
+    if rest.contains(['/', '?', '#', '@']) {
+        return false;
+    }
+    let host = match rest.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        Some(_) => return false,
+        None => rest,
+    };
+    let on = host == rp_id || host.ends_with(&format!(".{rp_id}"));
+    match scheme {
+        "https" => on && !rp_id.is_empty(),
+        "http" => rp_id == "localhost" && host == "localhost",
+        _ => false,
+    }
+}
+
+/// The client data's `type`, `challenge` and `origin`, checked.
+fn check_client_data(
+    bytes: &[u8],
+    expected_type: &'static str,
+    challenge: &[u8; 32],
+    rp_id: &str,
+) -> Result<(), ActionError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| ActionError::ClientData(e.to_string()))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ActionError::ClientData("not a JSON object".into()))?;
+    let text = |name: &str| {
+        obj.get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| ActionError::ClientData(format!("no string {name:?}")))
+    };
+    let found = text("type")?;
+    if found != expected_type {
+        return Err(ActionError::ClientDataType {
+            found: found.into(),
+            expected: expected_type,
+        });
+    }
+    if text("challenge")? != B64URL.encode(challenge) {
+        return Err(ActionError::ChallengeMismatch);
+    }
+    let origin = text("origin")?;
+    if !origin_on(origin, rp_id) || obj.get("crossOrigin") == Some(&Value::Bool(true)) {
+        return Err(ActionError::Origin {
+            origin: origin.into(),
+            rp_id: rp_id.into(),
+        });
+    }
+    Ok(())
+}
+
+fn verify_signature(key: &CredentialKey, message: &[u8], sig: &[u8]) -> Result<(), ActionError> {
+    match key {
+        CredentialKey::P256(k) => {
+            use p256::ecdsa::signature::Verifier as _;
+            let sig = if sig.len() == 64 {
+                p256::ecdsa::Signature::from_slice(sig)
+            } else {
+                p256::ecdsa::Signature::from_der(sig)
+            }
+            .map_err(|_| ActionError::BadSignature)?;
+            k.verify(message, &sig).map_err(|_| ActionError::BadSignature)
+        }
+        CredentialKey::Ed25519(k) => {
+            let sig =
+                ed25519_dalek::Signature::from_slice(sig).map_err(|_| ActionError::BadSignature)?;
+            k.verify_strict(message, &sig)
+                .map_err(|_| ActionError::BadSignature)
+        }
+    }
+}
+
+/// Verify `signature` over `object` by `credential`, with no other state (see the module
+/// documentation for every check).
+///
+/// # Errors
+/// The first check that fails.
+pub fn verify_user_action(
+    object: &ChallengeObject,
+    signature: &UserSignature,
+    credential: &Credential,
+) -> Result<Verified, ActionError> {
+    if object.domain != ACTION_DOMAIN {
+        return Err(ActionError::Domain {
+            found: object.domain.clone(),
+        });
+    }
+    for (what, named, actual) in [
+        ("credential", &object.credential, &credential.id),
+        ("user", &object.user, &credential.user),
+        ("tenant", &object.tenant, &credential.tenant),
+    ] {
+        if named != actual {
+            return Err(ActionError::NotTheCredential {
+                what,
+                named: named.clone(),
+                actual: actual.clone(),
+            });
+        }
+    }
+    let challenge = object.challenge()?;
+    match (signature, credential.kind) {
+        (
+            UserSignature::Passkey {
+                authenticator_data,
+                client_data_json,
+                signature,
+            },
+            CredentialType::Passkey,
+        ) => {
+            let auth = decode(
+                "authenticator_data",
+                authenticator_data,
+                AUTHENTICATOR_DATA_BYTES_MAX,
+            )?;
+            let client = decode("client_data_json", client_data_json, CLIENT_DATA_BYTES_MAX)?;
+            let sig = decode("signature", signature, SIGNATURE_BYTES_MAX)?;
+            check_client_data(&client, WEBAUTHN_GET, &challenge, &object.rp_id)?;
+            if auth.len() < 37 {
+                return Err(ActionError::AuthenticatorDataShort { len: auth.len() });
+            }
+            if auth[..32] != Sha256::digest(object.rp_id.as_bytes())[..] {
+                return Err(ActionError::RpIdHash {
+                    rp_id: object.rp_id.clone(),
+                });
+            }
+            let flags = auth[32];
+            if flags & FLAG_USER_PRESENT == 0 || flags & FLAG_USER_VERIFIED == 0 {
+                return Err(ActionError::Flags { flags });
+            }
+            let counter = u32::from_be_bytes([auth[33], auth[34], auth[35], auth[36]]);
+            let mut message = auth;
+            message.extend_from_slice(&Sha256::digest(&client));
+            verify_signature(&credential.key, &message, &sig)?;
+            Ok(Verified { challenge, counter })
+        }
+        (
+            UserSignature::Key {
+                client_data,
+                signature,
+            },
+            CredentialType::Key,
+        ) => {
+            let client = decode("client_data", client_data, CLIENT_DATA_BYTES_MAX)?;
+            let sig = decode("signature", signature, SIGNATURE_BYTES_MAX)?;
+            check_client_data(&client, KEY_GET, &challenge, &object.rp_id)?;
+            verify_signature(&credential.key, &client, &sig)?;
+            Ok(Verified {
+                challenge,
+                counter: 0,
+            })
+        }
+        (UserSignature::Passkey { .. }, CredentialType::Key) => {
+            Err(ActionError::WrongCredentialType {
+                signature: "passkey",
+                credential: "key",
+            })
+        }
+        (UserSignature::Key { .. }, CredentialType::Passkey) => {
+            Err(ActionError::WrongCredentialType {
+                signature: "key",
+                credential: "passkey",
+            })
+        }
+    }
+}
+
+/// The challenge object and the user's signature an action event's body carries under
+/// `action` and `signature`.
+///
+/// # Errors
+/// [`ActionError::Body`] when either is missing or does not parse.
+pub fn action_of(body: &Map<String, Value>) -> Result<(ChallengeObject, UserSignature), ActionError> {
+    let field = |name: &str| {
+        body.get(name)
+            .cloned()
+            .ok_or_else(|| ActionError::Body(format!("no {name:?}")))
+    };
+    let object = serde_json::from_value(field("action")?)
+        .map_err(|e| ActionError::Body(format!("action: {e}")))?;
+    let signature = serde_json::from_value(field("signature")?)
+        .map_err(|e| ActionError::Body(format!("signature: {e}")))?;
+    Ok((object, signature))
+}
+
+/// [`verify_user_action`] for an event's body (`action` and `signature`).
+///
+/// # Errors
+/// As [`action_of`] and [`verify_user_action`].
+pub fn verify_user_action_body(
+    body: &Map<String, Value>,
+    credential: &Credential,
+) -> Result<Verified, ActionError> {
+    let (object, signature) = action_of(body)?;
+    verify_user_action(&object, &signature, credential)
+}
