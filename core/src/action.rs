@@ -120,6 +120,69 @@ pub enum CredentialKey {
     Ed25519(ed25519_dalek::VerifyingKey),
 }
 
+/// The longest COSE_Key accepted.
+pub const COSE_KEY_BYTES_MAX: usize = 256;
+
+impl CredentialKey {
+    /// The key in a COSE_Key (RFC 9052 §7, as WebAuthn's attested credential data carries
+    /// it): EC2 on P-256 (`alg` ES256 if present) or OKP on Ed25519 (`alg` EdDSA if present).
+    ///
+    /// # Errors
+    /// [`ActionError::CoseKey`] naming what is not accepted.
+    pub fn from_cose(bytes: &[u8]) -> Result<Self, ActionError> {
+        use coset::{CborSerializable as _, KeyType, Label, iana};
+        let err = |why: &str| ActionError::CoseKey(why.into());
+        if bytes.len() > COSE_KEY_BYTES_MAX {
+            return Err(err("longer than a public key"));
+        }
+        let key = coset::CoseKey::from_slice(bytes).map_err(|e| ActionError::CoseKey(e.to_string()))?;
+        let param = |label: i64| {
+            key.params
+                .iter()
+                .find(|(l, _)| *l == Label::Int(label))
+                .map(|(_, v)| v)
+        };
+        let int = |label: i64| param(label).and_then(|v| v.as_integer()).and_then(|i| i64::try_from(i).ok());
+        let bytes_of = |label: i64| param(label).and_then(|v| v.as_bytes()).cloned();
+        let alg = key.alg.as_ref();
+        match key.kty {
+            KeyType::Assigned(iana::KeyType::EC2) => {
+                if alg.is_some_and(|a| *a != coset::Algorithm::Assigned(iana::Algorithm::ES256)) {
+                    return Err(err("an EC2 key's alg must be ES256"));
+                }
+                if int(-1) != Some(iana::EllipticCurve::P_256 as i64) {
+                    return Err(err("an EC2 key must be on P-256"));
+                }
+                let (x, y) = (bytes_of(-2).ok_or_else(|| err("no x"))?, bytes_of(-3).ok_or_else(|| err("no y"))?);
+                if x.len() != 32 || y.len() != 32 {
+                    return Err(err("x and y must be 32 bytes"));
+                }
+                let mut sec1 = vec![0x04];
+                sec1.extend_from_slice(&x);
+                sec1.extend_from_slice(&y);
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                    .map(Self::P256)
+                    .map_err(|_| err("not a point on P-256"))
+            }
+            KeyType::Assigned(iana::KeyType::OKP) => {
+                if alg.is_some_and(|a| *a != coset::Algorithm::Assigned(iana::Algorithm::EdDSA)) {
+                    return Err(err("an OKP key's alg must be EdDSA"));
+                }
+                if int(-1) != Some(iana::EllipticCurve::Ed25519 as i64) {
+                    return Err(err("an OKP key must be on Ed25519"));
+                }
+                let x: [u8; 32] = bytes_of(-2)
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or_else(|| err("x must be 32 bytes"))?;
+                ed25519_dalek::VerifyingKey::from_bytes(&x)
+                    .map(Self::Ed25519)
+                    .map_err(|_| err("not an Ed25519 key"))
+            }
+            _ => Err(err("only EC2 (P-256) and OKP (Ed25519) keys are accepted")),
+        }
+    }
+}
+
 /// A passkey or an API key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -258,6 +321,9 @@ pub enum ActionError {
     /// The signature does not verify.
     #[error("the signature does not verify under the credential's key")]
     BadSignature,
+    /// A credential's COSE_Key is malformed or of an algorithm not accepted.
+    #[error("COSE key: {0}")]
+    CoseKey(String),
     /// The event's body lacks `action` or `signature`, or they do not parse.
     #[error("the event's body: {0}")]
     Body(String),

@@ -366,3 +366,54 @@ fn malformed_encodings_and_tampered_bytes_are_refused() {
         Err(ActionError::Body(_))
     ));
 }
+
+#[test]
+fn credential_keys_come_from_cose_keys() {
+    use coset::{CborSerializable as _, CoseKeyBuilder, iana};
+    let Key::P256(p) = Key::p256() else { unreachable!() };
+    let point = p.verifying_key().to_encoded_point(false);
+    let ec2 = CoseKeyBuilder::new_ec2_pub_key(
+        iana::EllipticCurve::P_256,
+        point.x().unwrap().to_vec(),
+        point.y().unwrap().to_vec(),
+    )
+    .algorithm(iana::Algorithm::ES256)
+    .build()
+    .to_vec()
+    .unwrap();
+    assert_eq!(CredentialKey::from_cose(&ec2).unwrap(), Key::p256().public());
+    let Key::Ed25519(e) = Key::ed25519() else { unreachable!() };
+    let okp = CoseKeyBuilder::new_okp_key()
+        .param(-1, ciborium::Value::from(iana::EllipticCurve::Ed25519 as i64))
+        .param(-2, ciborium::Value::Bytes(e.verifying_key().to_bytes().to_vec()))
+        .algorithm(iana::Algorithm::EdDSA)
+        .build()
+        .to_vec()
+        .unwrap();
+    assert_eq!(CredentialKey::from_cose(&okp).unwrap(), Key::ed25519().public());
+    // Refused: another curve, another algorithm, a point off the curve, garbage.
+    let p384 = CoseKeyBuilder::new_ec2_pub_key(iana::EllipticCurve::P_384, vec![1; 48], vec![2; 48])
+        .build()
+        .to_vec()
+        .unwrap();
+    let rs256 = CoseKeyBuilder::new_ec2_pub_key(
+        iana::EllipticCurve::P_256,
+        point.x().unwrap().to_vec(),
+        point.y().unwrap().to_vec(),
+    )
+    .algorithm(iana::Algorithm::RS256)
+    .build()
+    .to_vec()
+    .unwrap();
+    let off_curve =
+        CoseKeyBuilder::new_ec2_pub_key(iana::EllipticCurve::P_256, vec![1; 32], vec![2; 32])
+            .build()
+            .to_vec()
+            .unwrap();
+    for bad in [p384, rs256, off_curve, b"\xa1garbage".to_vec(), ec2[..ec2.len() - 3].to_vec()] {
+        assert!(matches!(
+            CredentialKey::from_cose(&bad),
+            Err(ActionError::CoseKey(_))
+        ));
+    }
+}
