@@ -135,14 +135,19 @@ impl CredentialKey {
         if bytes.len() > COSE_KEY_BYTES_MAX {
             return Err(err("longer than a public key"));
         }
-        let key = coset::CoseKey::from_slice(bytes).map_err(|e| ActionError::CoseKey(e.to_string()))?;
+        let key =
+            coset::CoseKey::from_slice(bytes).map_err(|e| ActionError::CoseKey(e.to_string()))?;
         let param = |label: i64| {
             key.params
                 .iter()
                 .find(|(l, _)| *l == Label::Int(label))
                 .map(|(_, v)| v)
         };
-        let int = |label: i64| param(label).and_then(|v| v.as_integer()).and_then(|i| i64::try_from(i).ok());
+        let int = |label: i64| {
+            param(label)
+                .and_then(|v| v.as_integer())
+                .and_then(|i| i64::try_from(i).ok())
+        };
         let bytes_of = |label: i64| param(label).and_then(|v| v.as_bytes()).cloned();
         let alg = key.alg.as_ref();
         match key.kty {
@@ -153,7 +158,10 @@ impl CredentialKey {
                 if int(-1) != Some(iana::EllipticCurve::P_256 as i64) {
                     return Err(err("an EC2 key must be on P-256"));
                 }
-                let (x, y) = (bytes_of(-2).ok_or_else(|| err("no x"))?, bytes_of(-3).ok_or_else(|| err("no y"))?);
+                let (x, y) = (
+                    bytes_of(-2).ok_or_else(|| err("no x"))?,
+                    bytes_of(-3).ok_or_else(|| err("no y"))?,
+                );
                 if x.len() != 32 || y.len() != 32 {
                     return Err(err("x and y must be 32 bytes"));
                 }
@@ -182,6 +190,65 @@ impl CredentialKey {
         }
     }
 }
+
+/// The credential a WebAuthn registration creates, from its `attestationObject` (a CBOR map
+/// whose `authData` carries the attested credential data: rpIdHash, flags, counter, AAGUID,
+/// the credential id and its COSE_Key). Checks `authData`'s rpIdHash against `rp_id` and
+/// that user presence and an attested credential are flagged. The attestation statement is
+/// not judged here (passkeys are accepted with `none` attestation).
+///
+/// # Errors
+/// [`ActionError::AttestationObject`] naming what is malformed; [`ActionError::RpIdHash`];
+/// [`ActionError::Flags`]; [`ActionError::CoseKey`].
+pub fn registered_credential(
+    attestation_object: &[u8],
+    rp_id: &str,
+) -> Result<(Vec<u8>, CredentialKey), ActionError> {
+    use ciborium::value::Value as Cbor;
+    let err = |why: &str| ActionError::AttestationObject(why.into());
+    if attestation_object.len() > ATTESTATION_OBJECT_BYTES_MAX {
+        return Err(err("too large"));
+    }
+    let mut reader = attestation_object;
+    let value: Cbor = ciborium::de::from_reader(&mut reader)
+        .map_err(|e| ActionError::AttestationObject(e.to_string()))?;
+    if !reader.is_empty() {
+        return Err(err("bytes after the CBOR map"));
+    }
+    let map = value.as_map().ok_or_else(|| err("not a CBOR map"))?;
+    let auth = map
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("authData"))
+        .and_then(|(_, v)| v.as_bytes())
+        .ok_or_else(|| err("no authData"))?;
+    // rpIdHash 32, flags 1, counter 4, AAGUID 16, credential id length 2.
+    if auth.len() < 55 {
+        return Err(err("authData too short for attested credential data"));
+    }
+    if auth[..32] != Sha256::digest(rp_id.as_bytes())[..] {
+        return Err(ActionError::RpIdHash {
+            rp_id: rp_id.into(),
+        });
+    }
+    let flags = auth[32];
+    const ATTESTED: u8 = 0x40;
+    if flags & FLAG_USER_PRESENT == 0 || flags & ATTESTED == 0 {
+        return Err(ActionError::Flags { flags });
+    }
+    let id_len = usize::from(u16::from_be_bytes([auth[53], auth[54]]));
+    let id = auth
+        .get(55..55 + id_len)
+        .ok_or_else(|| err("credential id truncated"))?;
+    let mut rest = &auth[55 + id_len..];
+    let before = rest.len();
+    let _: Cbor =
+        ciborium::de::from_reader(&mut rest).map_err(|e| ActionError::CoseKey(e.to_string()))?;
+    let key_bytes = &auth[55 + id_len..55 + id_len + (before - rest.len())];
+    Ok((id.to_vec(), CredentialKey::from_cose(key_bytes)?))
+}
+
+/// The longest `attestationObject` accepted.
+pub const ATTESTATION_OBJECT_BYTES_MAX: usize = 16 * 1024;
 
 /// A passkey or an API key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +388,9 @@ pub enum ActionError {
     /// The signature does not verify.
     #[error("the signature does not verify under the credential's key")]
     BadSignature,
+    /// A registration's `attestationObject` is malformed.
+    #[error("attestationObject: {0}")]
+    AttestationObject(String),
     /// A credential's COSE_Key is malformed or of an algorithm not accepted.
     #[error("COSE key: {0}")]
     CoseKey(String),
@@ -344,6 +414,8 @@ fn decode(field: &'static str, text: &str, max: usize) -> Result<Vec<u8>, Action
 /// Whether `origin` is on `rp_id`: `https://<rp_id or a subdomain>[:port]`, or
 /// `http://localhost[:port]` when `rp_id` is `localhost`.
 fn origin_on(origin: &str, rp_id: &str) -> bool {
+    // An empty path ("…/") is the same origin; some authenticators serialize it so.
+    let origin = origin.strip_suffix('/').unwrap_or(origin);
     let (scheme, rest) = match origin.split_once("://") {
         Some(p) => p,
         None => return false,
@@ -411,7 +483,8 @@ fn verify_signature(key: &CredentialKey, message: &[u8], sig: &[u8]) -> Result<(
                 p256::ecdsa::Signature::from_der(sig)
             }
             .map_err(|_| ActionError::BadSignature)?;
-            k.verify(message, &sig).map_err(|_| ActionError::BadSignature)
+            k.verify(message, &sig)
+                .map_err(|_| ActionError::BadSignature)
         }
         CredentialKey::Ed25519(k) => {
             let sig =
@@ -522,7 +595,9 @@ pub fn verify_user_action(
 ///
 /// # Errors
 /// [`ActionError::Body`] when either is missing or does not parse.
-pub fn action_of(body: &Map<String, Value>) -> Result<(ChallengeObject, UserSignature), ActionError> {
+pub fn action_of(
+    body: &Map<String, Value>,
+) -> Result<(ChallengeObject, UserSignature), ActionError> {
     let field = |name: &str| {
         body.get(name)
             .cloned()

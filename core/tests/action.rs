@@ -6,9 +6,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use govern_core::action::{
-    ACTION_DOMAIN, ActionError, Anchor, ChallengeObject, Credential, CredentialKey,
-    CredentialType, LOGIN_DOMAIN, UserSignature, body_commitment, verify_user_action,
-    verify_user_action_body,
+    ACTION_DOMAIN, ActionError, Anchor, ChallengeObject, Credential, CredentialKey, CredentialType,
+    LOGIN_DOMAIN, UserSignature, body_commitment, verify_user_action, verify_user_action_body,
 };
 use p256::ecdsa::signature::Signer as _;
 use serde_json::json;
@@ -129,7 +128,10 @@ fn the_challenge_is_sha256_of_the_objects_jcs() {
     let o = object();
     let jcs = serde_json_canonicalizer::to_vec(&serde_json::to_value(&o).unwrap()).unwrap();
     assert!(jcs.starts_with(b"{\"anchor\":{\"root\":\""));
-    assert_eq!(o.challenge().unwrap(), <[u8; 32]>::from(Sha256::digest(&jcs)));
+    assert_eq!(
+        o.challenge().unwrap(),
+        <[u8; 32]>::from(Sha256::digest(&jcs))
+    );
     // The commitment is salted: the same body under another salt commits differently.
     let body = json!({"amount": "1000", "to": "0xabc"});
     assert_ne!(
@@ -147,12 +149,20 @@ fn the_challenge_is_sha256_of_the_objects_jcs() {
 fn passkeys_and_keys_of_both_algorithms_verify() {
     let o = object();
     for key in [Key::p256(), Key::ed25519()] {
-        let v = verify_user_action(&o, &assertion(&key, &o, 9), &key.credential(CredentialType::Passkey))
-            .unwrap();
+        let v = verify_user_action(
+            &o,
+            &assertion(&key, &o, 9),
+            &key.credential(CredentialType::Passkey),
+        )
+        .unwrap();
         assert_eq!(v.counter, 9);
         assert_eq!(v.challenge, o.challenge().unwrap());
-        verify_user_action(&o, &key_signature(&key, &o), &key.credential(CredentialType::Key))
-            .unwrap();
+        verify_user_action(
+            &o,
+            &key_signature(&key, &o),
+            &key.credential(CredentialType::Key),
+        )
+        .unwrap();
     }
     // From an event body.
     let key = Key::p256();
@@ -210,7 +220,10 @@ fn another_users_credential_is_refused() {
     let o = object();
     let sig = assertion(&key, &o, 1);
     for (what, change) in [
-        ("credential", (|c: &mut Credential| c.id = "b3RoZXI".into()) as fn(&mut Credential)),
+        (
+            "credential",
+            (|c: &mut Credential| c.id = "b3RoZXI".into()) as fn(&mut Credential),
+        ),
         ("user", |c| c.user = "someone else".into()),
         ("tenant", |c| c.tenant = "another tenant".into()),
     ] {
@@ -230,7 +243,11 @@ fn another_users_credential_is_refused() {
     );
     // A key's signature against a passkey credential, and the reverse.
     assert!(matches!(
-        verify_user_action(&o, &key_signature(&key, &o), &key.credential(CredentialType::Passkey)),
+        verify_user_action(
+            &o,
+            &key_signature(&key, &o),
+            &key.credential(CredentialType::Passkey)
+        ),
         Err(ActionError::WrongCredentialType { .. })
     ));
     assert!(matches!(
@@ -260,11 +277,18 @@ fn origin_rp_id_flags_and_type_are_checked() {
             client_data("webauthn.get", &ch, origin),
         );
         assert!(
-            matches!(verify_user_action(&o, &sig, &cred), Err(ActionError::Origin { .. })),
+            matches!(
+                verify_user_action(&o, &sig, &cred),
+                Err(ActionError::Origin { .. })
+            ),
             "{origin}"
         );
     }
-    let sig = assertion_with(&key, auth_data("evil.example", 0x05, 1), good_client.clone());
+    let sig = assertion_with(
+        &key,
+        auth_data("evil.example", 0x05, 1),
+        good_client.clone(),
+    );
     assert!(matches!(
         verify_user_action(&o, &sig, &cred),
         Err(ActionError::RpIdHash { .. })
@@ -302,7 +326,11 @@ fn origin_rp_id_flags_and_type_are_checked() {
     let sig = assertion_with(
         &key,
         auth_data("govern.example", 0x05, 1),
-        client_data("webauthn.get", &o2.challenge().unwrap(), "https://app.govern.example"),
+        client_data(
+            "webauthn.get",
+            &o2.challenge().unwrap(),
+            "https://app.govern.example",
+        ),
     );
     verify_user_action(&o2, &sig, &cred).unwrap();
 }
@@ -326,9 +354,18 @@ fn malformed_encodings_and_tampered_bytes_are_refused() {
         signature: s.into(),
     };
     for (bad, field) in [
-        (with("***", &client_data_json, &signature), "authenticator_data"),
-        (with(&authenticator_data, "a+b/", &signature), "client_data_json"),
-        (with(&authenticator_data, &client_data_json, &"A".repeat(400)), "signature"),
+        (
+            with("***", &client_data_json, &signature),
+            "authenticator_data",
+        ),
+        (
+            with(&authenticator_data, "a+b/", &signature),
+            "client_data_json",
+        ),
+        (
+            with(&authenticator_data, &client_data_json, &"A".repeat(400)),
+            "signature",
+        ),
     ] {
         match verify_user_action(&o, &bad, &cred) {
             Err(ActionError::Encoding { field: f, .. }) => assert_eq!(f, field),
@@ -350,14 +387,26 @@ fn malformed_encodings_and_tampered_bytes_are_refused() {
     for i in 33..auth.len() {
         let mut t = auth.clone();
         t[i] ^= 0x40;
-        let r = verify_user_action(&o, &with(&B64URL.encode(&t), &client_data_json, &signature), &cred);
-        assert_eq!(r, Err(ActionError::BadSignature), "authenticatorData byte {i}");
+        let r = verify_user_action(
+            &o,
+            &with(&B64URL.encode(&t), &client_data_json, &signature),
+            &cred,
+        );
+        assert_eq!(
+            r,
+            Err(ActionError::BadSignature),
+            "authenticatorData byte {i}"
+        );
     }
     let sig = B64URL.decode(&signature).unwrap();
     for i in 0..sig.len() {
         let mut t = sig.clone();
         t[i] ^= 0x01;
-        let r = verify_user_action(&o, &with(&authenticator_data, &client_data_json, &B64URL.encode(&t)), &cred);
+        let r = verify_user_action(
+            &o,
+            &with(&authenticator_data, &client_data_json, &B64URL.encode(&t)),
+            &cred,
+        );
         assert_eq!(r, Err(ActionError::BadSignature), "signature byte {i}");
     }
     // A body without the action.
@@ -370,7 +419,9 @@ fn malformed_encodings_and_tampered_bytes_are_refused() {
 #[test]
 fn credential_keys_come_from_cose_keys() {
     use coset::{CborSerializable as _, CoseKeyBuilder, iana};
-    let Key::P256(p) = Key::p256() else { unreachable!() };
+    let Key::P256(p) = Key::p256() else {
+        unreachable!()
+    };
     let point = p.verifying_key().to_encoded_point(false);
     let ec2 = CoseKeyBuilder::new_ec2_pub_key(
         iana::EllipticCurve::P_256,
@@ -381,21 +432,36 @@ fn credential_keys_come_from_cose_keys() {
     .build()
     .to_vec()
     .unwrap();
-    assert_eq!(CredentialKey::from_cose(&ec2).unwrap(), Key::p256().public());
-    let Key::Ed25519(e) = Key::ed25519() else { unreachable!() };
+    assert_eq!(
+        CredentialKey::from_cose(&ec2).unwrap(),
+        Key::p256().public()
+    );
+    let Key::Ed25519(e) = Key::ed25519() else {
+        unreachable!()
+    };
     let okp = CoseKeyBuilder::new_okp_key()
-        .param(-1, ciborium::Value::from(iana::EllipticCurve::Ed25519 as i64))
-        .param(-2, ciborium::Value::Bytes(e.verifying_key().to_bytes().to_vec()))
+        .param(
+            -1,
+            ciborium::Value::from(iana::EllipticCurve::Ed25519 as i64),
+        )
+        .param(
+            -2,
+            ciborium::Value::Bytes(e.verifying_key().to_bytes().to_vec()),
+        )
         .algorithm(iana::Algorithm::EdDSA)
         .build()
         .to_vec()
         .unwrap();
-    assert_eq!(CredentialKey::from_cose(&okp).unwrap(), Key::ed25519().public());
+    assert_eq!(
+        CredentialKey::from_cose(&okp).unwrap(),
+        Key::ed25519().public()
+    );
     // Refused: another curve, another algorithm, a point off the curve, garbage.
-    let p384 = CoseKeyBuilder::new_ec2_pub_key(iana::EllipticCurve::P_384, vec![1; 48], vec![2; 48])
-        .build()
-        .to_vec()
-        .unwrap();
+    let p384 =
+        CoseKeyBuilder::new_ec2_pub_key(iana::EllipticCurve::P_384, vec![1; 48], vec![2; 48])
+            .build()
+            .to_vec()
+            .unwrap();
     let rs256 = CoseKeyBuilder::new_ec2_pub_key(
         iana::EllipticCurve::P_256,
         point.x().unwrap().to_vec(),
@@ -410,7 +476,13 @@ fn credential_keys_come_from_cose_keys() {
             .build()
             .to_vec()
             .unwrap();
-    for bad in [p384, rs256, off_curve, b"\xa1garbage".to_vec(), ec2[..ec2.len() - 3].to_vec()] {
+    for bad in [
+        p384,
+        rs256,
+        off_curve,
+        b"\xa1garbage".to_vec(),
+        ec2[..ec2.len() - 3].to_vec(),
+    ] {
         assert!(matches!(
             CredentialKey::from_cose(&bad),
             Err(ActionError::CoseKey(_))
