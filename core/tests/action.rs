@@ -181,7 +181,8 @@ fn any_change_to_the_action_breaks_the_signature() {
     let cred = key.credential(CredentialType::Passkey);
     let o = object();
     let sig = assertion(&key, &o, 1);
-    let changes: [(&str, fn(&mut ChallengeObject)); 8] = [
+    type Change = (&'static str, fn(&mut ChallengeObject));
+    let changes: [Change; 8] = [
         ("kind", |o| o.kind = "wallet.requested".into()),
         ("request", |o| o.request.push('0')),
         ("method", |o| o.method = "PUT".into()),
