@@ -57,7 +57,12 @@ fn verify_strict_rate(key: &SigningKey, event_bytes: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn make_event(key: &SigningKey, attestation: LeafHash, pad: &str, i: usize) -> Result<SignedEvent> {
+pub(crate) fn make_event(
+    key: &SigningKey,
+    attestation: LeafHash,
+    pad: &str,
+    i: usize,
+) -> Result<SignedEvent> {
     let mut body = serde_json::Map::new();
     body.insert("n".into(), (i as u64).into());
     body.insert("pad".into(), pad.into());

@@ -35,28 +35,15 @@ pub struct AttestArgs {
     pub clients: usize,
 }
 
-/// `count` demo events of the edge, under `attestation`, signed before timing.
+/// `count` demo events of the edge, under `attestation`, signed before timing (the events
+/// of `govern bench append`, unpadded).
 fn events(
     key: &ed25519_dalek::SigningKey,
     attestation: govern_core::ids::LeafHash,
     count: usize,
 ) -> Result<Vec<govern_core::event::SignedEvent>> {
-    use govern_core::event::{Event, Kind, Producer, RequestId, TenantId};
     (0..count)
-        .map(|i| {
-            let mut body = serde_json::Map::new();
-            body.insert("n".into(), (i as u64).into());
-            let mut e = Event::new(
-                Kind::new("demo.hello")?,
-                TenantId::SYSTEM,
-                RequestId::new_v7(),
-                Producer::new(Role::new("edge")?, &key.verifying_key()),
-                Timestamp::now(),
-                body,
-            );
-            e.attestation = Some(attestation);
-            Ok(e.sign(key)?)
-        })
+        .map(|i| crate::bench::make_event(key, attestation, "", i))
         .collect()
 }
 

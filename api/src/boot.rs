@@ -124,28 +124,11 @@ impl DataDir {
         let keygen = |role: Role, key| {
             tokio::task::spawn_blocking(move || ServiceKeys::with_signing_key(role, key))
         };
-        let edge_keys = keygen(edge_role.clone(), self.edge_key()?);
-        let log_keys = keygen(log_role.clone(), self.log_signing_key());
-        let keys_err = |e: String| DataDirError::Boot(format!("service keys: {e}"));
-        let log_keys = log_keys
-            .await
-            .map_err(|e| keys_err(e.to_string()))?
-            .map_err(|e| keys_err(e.to_string()))?;
-        let log_service = Arc::new(LocalService {
-            identity: ServiceIdentity::new(log_keys),
-            nsm: attestor.nsm(self, &log_role)?,
-        });
-        attest(&log, &policy, &log_service).await?;
-
-        let edge_keys = edge_keys
-            .await
-            .map_err(|e| keys_err(e.to_string()))?
-            .map_err(|e| keys_err(e.to_string()))?;
-        let edge = Arc::new(LocalService {
-            identity: ServiceIdentity::new(edge_keys),
-            nsm: attestor.nsm(self, &edge_role)?,
-        });
-        attest(&log, &policy, &edge).await?;
+        let edge_keys = keygen(edge_role, self.edge_key()?);
+        let log_keys = keygen(log_role, self.log_signing_key());
+        // Each service attests once its keys are made: the log first, its own key.
+        let log_service = start_service(self, attestor, &log, &policy, log_keys).await?;
+        let edge = start_service(self, attestor, &log, &policy, edge_keys).await?;
         Ok(Services {
             log,
             policy,
@@ -153,6 +136,28 @@ impl DataDir {
             edge,
         })
     }
+}
+
+/// A service in this process: its keys (being made by `keys`), its NSM, its attestation.
+async fn start_service(
+    dir: &DataDir,
+    attestor: &Attestor,
+    log: &Log<RocksStorage>,
+    policy: &IdentityPolicy,
+    keys: tokio::task::JoinHandle<Result<ServiceKeys, govern_workers::identity::IdentityError>>,
+) -> Result<Arc<LocalService>, DataDirError> {
+    let keys_err = |e: String| DataDirError::Boot(format!("service keys: {e}"));
+    let keys = keys
+        .await
+        .map_err(|e| keys_err(e.to_string()))?
+        .map_err(|e| keys_err(e.to_string()))?;
+    let nsm = attestor.nsm(dir, keys.role())?;
+    let service = Arc::new(LocalService {
+        identity: ServiceIdentity::new(keys),
+        nsm,
+    });
+    attest(log, policy, &service).await?;
+    Ok(service)
 }
 
 /// Publish `signed` when the log has no manifest or an older one.

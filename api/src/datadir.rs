@@ -162,8 +162,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
     }
 }
 
-/// Write a secret file readable by its owner only, atomically.
-fn write_secret(path: &Path, text: &str) -> Result<(), DataDirError> {
+/// Write `bytes` to `path` through a temporary file and a rename, so a reader never sees
+/// half a file; `mode` applies to a new file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DataDirError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");
@@ -171,16 +172,21 @@ fn write_secret(path: &Path, text: &str) -> Result<(), DataDirError> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// Write a secret file readable by its owner only, atomically.
+fn write_secret(path: &Path, text: &str) -> Result<(), DataDirError> {
+    write_atomic(path, text.as_bytes(), 0o600)
+}
+
 /// Read a C2SP private key file, or make one named `name`.
-fn load_or_create_key(path: &Path, name: &str) -> Result<NoteSigner, DataDirError> {
+pub(crate) fn load_or_create_key(path: &Path, name: &str) -> Result<NoteSigner, DataDirError> {
     match std::fs::read_to_string(path) {
         Ok(text) => NoteSigner::from_private_key(text.trim()).map_err(|e| DataDirError::BadKey {
             path: path.to_path_buf(),

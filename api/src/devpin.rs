@@ -9,8 +9,6 @@
 //! <data-dir>/dev-ca/                   the simulated NSM's CA (root.der is what is pinned)
 //! ```
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
@@ -47,21 +45,8 @@ fn err(path: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
     move |e| format!("{}: {e}", path.display())
 }
 
-/// Write through a temporary file and a rename; `mode` applies to a new file.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err(&tmp))?;
-    f.write_all(bytes).map_err(err(&tmp))?;
-    f.sync_all().map_err(err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(err(path))
+    crate::datadir::write_atomic(path, bytes, mode).map_err(|e| e.to_string())
 }
 
 /// Write `signed` as pretty JSON to `path`.
@@ -88,25 +73,6 @@ pub fn signers_toml(keys: &[VerifyingKey], threshold: usize) -> String {
     }
     out.push_str("]\n");
     out
-}
-
-fn read_or_create_key(path: &Path, name: &str) -> Result<NoteSigner, String> {
-    if path.exists() {
-        let text = std::fs::read_to_string(path).map_err(err(path))?;
-        return NoteSigner::from_private_key(text.trim())
-            .map_err(|e| format!("{}: {e}", path.display()));
-    }
-    let key = NoteSigner::generate(name, &mut rand_core::OsRng).map_err(|e| e.to_string())?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err(path))?;
-    f.write_all(format!("{}\n", key.to_private_key()).as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(err(path))?;
-    Ok(key)
 }
 
 fn same_but_serial(a: &Manifest, b: &Manifest) -> bool {
@@ -193,10 +159,11 @@ pub fn pin_dev_manifest(
     std::fs::create_dir_all(&keys_dir).map_err(err(&keys_dir))?;
     let dev_keys = (1..=DEV_SIGNERS)
         .map(|i| {
-            read_or_create_key(
+            crate::datadir::load_or_create_key(
                 &keys_dir.join(format!("dev-{i}.key")),
                 &format!("govern-dev-manifest-signer-{i}"),
             )
+            .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()?;
     let signers_path = data_dir.join("manifest-signers.toml");

@@ -131,14 +131,11 @@ async fn a_service_attests_and_appends_under_its_identity() {
     );
 
     // The same key re-attesting replaces its identity; the old attestation is stale.
-    let again = keys
-        .attest(
-            &node.nsm("policy", &node.exe),
-            node.manifest_hash(),
-            node.services.log.latest().root,
-            vec![attested.leaf_hash()],
-        )
-        .unwrap();
+    let again = node.attest_with(
+        &keys,
+        &node.nsm("policy", &node.exe),
+        vec![attested.leaf_hash()],
+    );
     let ok = node.post(&again).await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
     assert_problem(
@@ -211,14 +208,7 @@ async fn a_modified_binary_is_refused_and_its_measurement_quarantined() {
     std::fs::write(&modified, bytes).unwrap();
     let nsm = node.nsm("policy", &modified);
     let keys = ServiceKeys::generate(role("policy")).unwrap();
-    let event = keys
-        .attest(
-            &nsm,
-            node.manifest_hash(),
-            node.services.log.latest().root,
-            vec![],
-        )
-        .unwrap();
+    let event = node.attest_with(&keys, &nsm, vec![]);
     let before = node.size();
     let refused = node.post(&event).await;
     assert_problem(&refused, 403, "measurement-not-pinned");
@@ -232,12 +222,7 @@ async fn a_modified_binary_is_refused_and_its_measurement_quarantined() {
     );
     // The refused event is not in the log; the log's quarantine is, with the evidence.
     assert_eq!(node.size(), before + 1);
-    let entry = node
-        .services
-        .log
-        .entry(govern_core::ids::LeafIndex(before))
-        .unwrap();
-    let quarantine = SignedEvent::from_bytes(&entry).unwrap();
+    let quarantine = node.entry(before);
     let q = quarantine.event();
     assert_eq!(q.kind.as_str(), "service.quarantined");
     assert_eq!(q.producer.role.as_str(), "log");
@@ -259,14 +244,7 @@ async fn a_modified_binary_is_refused_and_its_measurement_quarantined() {
 
     // That measurement is refused for every key from now on.
     let other = ServiceKeys::generate(role("policy")).unwrap();
-    let again = other
-        .attest(
-            &nsm,
-            node.manifest_hash(),
-            node.services.log.latest().root,
-            vec![],
-        )
-        .unwrap();
+    let again = node.attest_with(&other, &nsm, vec![]);
     assert_problem(&node.post(&again).await, 403, "measurement-quarantined");
     // The genuine binary still attests.
     let (_, genuine) = node.attested("policy");
@@ -464,14 +442,7 @@ async fn a_manifest_that_stops_pinning_a_live_identity_quarantines_it() {
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
     // The manifest, then the log's quarantine of the identity it no longer pins.
     assert_eq!(node.size(), before + 2);
-    let q = SignedEvent::from_bytes(
-        &node
-            .services
-            .log
-            .entry(govern_core::ids::LeafIndex(before + 1))
-            .unwrap(),
-    )
-    .unwrap();
+    let q = node.entry(before + 1);
     assert_eq!(q.event().kind.as_str(), "service.quarantined");
     assert_eq!(q.event().body["reason"], "measurement-unpinned");
     assert_eq!(q.event().body["measurement"], measurement);

@@ -92,16 +92,35 @@ impl Booted {
     /// A `service.attested` for fresh keys of `role`, from the genuine NSM of this executable.
     pub fn attested(&self, role: &str) -> (ServiceKeys, SignedEvent) {
         let keys = ServiceKeys::generate(Role::new(role).unwrap()).unwrap();
-        let nsm = self.nsm(role, &self.exe);
-        let event = keys
-            .attest(
-                &nsm,
-                self.manifest_hash(),
-                self.services.log.latest().root,
-                vec![],
-            )
-            .unwrap();
+        let event = self.attest_with(&keys, &self.nsm(role, &self.exe), vec![]);
         (keys, event)
+    }
+
+    /// A `service.attested` of `keys` from `nsm`, bound to the manifest in force and the
+    /// latest checkpoint, following `parents`.
+    pub fn attest_with(
+        &self,
+        keys: &ServiceKeys,
+        nsm: &SimulatedNsm,
+        parents: Vec<LeafHash>,
+    ) -> SignedEvent {
+        keys.attest(
+            nsm,
+            self.manifest_hash(),
+            self.services.log.latest().root,
+            parents,
+        )
+        .unwrap()
+    }
+
+    /// The entry at `index`, parsed.
+    pub fn entry(&self, index: u64) -> SignedEvent {
+        let bytes = self
+            .services
+            .log
+            .entry(govern_core::ids::LeafIndex(index))
+            .unwrap();
+        SignedEvent::from_bytes(&bytes).unwrap()
     }
 
     pub async fn post(&self, event: &SignedEvent) -> (StatusCode, Value) {

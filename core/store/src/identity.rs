@@ -55,7 +55,7 @@ use govern_core::event::{
 };
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash};
 use govern_core::manifest::{
-    MANIFEST_PUBLISHED_KIND, Manifest, ManifestSigners, SignedManifest, TrustedRoot,
+    MANIFEST_PUBLISHED_KIND, Manifest, ManifestSigners, RoleSpec, SignedManifest, TrustedRoot,
 };
 use parking_lot::Mutex;
 use rsa::pkcs8::DecodePublicKey as _;
@@ -341,11 +341,24 @@ impl Identity {
     /// When it stops being live under `manifest` (attested + the role's `max_age_s`).
     #[must_use]
     pub fn expires(&self, manifest: &Manifest) -> Timestamp {
-        let max_age_ms = manifest.role(&self.role).map_or(0, |r| {
-            i64::try_from(r.max_age_s).unwrap_or(i64::MAX / 2) * 1000
+        self.after(manifest, |r| r.max_age_s)
+    }
+
+    /// When it should re-attest under `manifest` (attested + the role's `reattest_s`).
+    #[must_use]
+    pub fn reattest_due(&self, manifest: &Manifest) -> Timestamp {
+        self.after(manifest, |r| r.reattest_s)
+    }
+
+    /// The attestation time plus the seconds `period` reads from the role's spec (0 for a
+    /// role the manifest does not declare).
+    fn after(&self, manifest: &Manifest, period: impl Fn(&RoleSpec) -> u64) -> Timestamp {
+        let ms = manifest.role(&self.role).map_or(0, |r| {
+            i64::try_from(period(r))
+                .unwrap_or(i64::MAX / 2)
+                .saturating_mul(1000)
         });
-        Timestamp::from_unix_ms(self.attested.unix_ms().saturating_add(max_age_ms))
-            .unwrap_or(self.attested)
+        Timestamp::from_unix_ms(self.attested.unix_ms().saturating_add(ms)).unwrap_or(self.attested)
     }
 }
 
@@ -483,7 +496,7 @@ impl IdentityPolicy {
             .values()
             .map(|id| {
                 let (expires, reattest_due) = match &reg.manifest {
-                    Some(m) => (id.expires(&m.manifest), reattest_due(id, &m.manifest)),
+                    Some(m) => (id.expires(&m.manifest), id.reattest_due(&m.manifest)),
                     None => (id.attested, id.attested),
                 };
                 let status = if reg.quarantined.contains_key(id.measurement()) || !id.pinned {
@@ -968,13 +981,6 @@ impl AppendPolicy for IdentityPolicy {
 fn log_role() -> Role {
     // "log" is a valid role name (lower-case letters).
     Role::new(LOG_ROLE).unwrap_or_else(|_| unreachable!("\"log\" is a role name"))
-}
-
-fn reattest_due(id: &Identity, manifest: &Manifest) -> Timestamp {
-    let ms = manifest.role(&id.role).map_or(0, |r| {
-        i64::try_from(r.reattest_s).unwrap_or(i64::MAX / 2) * 1000
-    });
-    Timestamp::from_unix_ms(id.attested.unix_ms().saturating_add(ms)).unwrap_or(id.attested)
 }
 
 /// The document of a `service.attested` body.

@@ -140,8 +140,8 @@ pub trait LogView {
 }
 
 /// Checks that need more than the event itself (who may append what, and what it may
-/// follow): the dev allow-list ([`crate::ProducerAllowList`]) or the routing graph of the
-/// manifest in force ([`crate::ManifestPolicy`]).
+/// follow): the node's [`crate::IdentityPolicy`], or for tests a fixed allow-list
+/// ([`crate::ProducerAllowList`]) and the routing graph over it ([`crate::ManifestPolicy`]).
 pub trait AppendPolicy: Send + Sync + 'static {
     /// Whether `event` may be appended to the log `view` shows. On success, the uniqueness
     /// key the event claims (the log records it, and refuses a second claim within the same
