@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_core::manifest::{MANIFEST_PUBLISHED_KIND, SignedManifest};
@@ -121,11 +122,22 @@ impl DataDir {
         // RSA-2048 key generation takes a fraction of a second each: both at once.
         let log_role = role(govern_store::LOG_ROLE)?;
         let edge_role = role("edge")?;
-        let keygen = |role: Role, key| {
-            tokio::task::spawn_blocking(move || ServiceKeys::with_signing_key(role, key))
+        let keygen = |role: Role, key: Option<SigningKey>| {
+            tokio::task::spawn_blocking(move || match key {
+                Some(key) => ServiceKeys::with_signing_key(role, key),
+                None => ServiceKeys::generate(role),
+            })
         };
-        let edge_keys = keygen(edge_role, self.edge_key()?);
-        let log_keys = keygen(log_role, self.log_signing_key());
+        // The edge's Ed25519 key: in dev, the data dir's `edge.key`, so tools and tests
+        // outside this process can sign as the edge; in an enclave, made fresh at every
+        // boot and never leaving it (its attestation replaces the previous one).
+        let edge_key = match attestor {
+            Attestor::Simulated { .. } => Some(self.edge_key()?),
+            #[cfg(feature = "nitro")]
+            Attestor::Nitro => None,
+        };
+        let edge_keys = keygen(edge_role, edge_key);
+        let log_keys = keygen(log_role, Some(self.log_signing_key()));
         // Each service attests once its keys are made: the log first, its own key.
         let log_service = start_service(self, attestor, &log, &policy, log_keys).await?;
         let edge = start_service(self, attestor, &log, &policy, edge_keys).await?;

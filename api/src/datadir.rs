@@ -372,12 +372,15 @@ impl DataDir {
         } else {
             None
         };
-        let policy = Arc::new(IdentityPolicy::new(
-            self.manifest_signers()?,
-            PublicKey::from(&self.log_key.signing_key().verifying_key()),
-            allow_dev_root,
-            dev_root,
-        ));
+        let policy = Arc::new(
+            IdentityPolicy::new(
+                self.manifest_signers()?,
+                PublicKey::from(&self.log_key.signing_key().verifying_key()),
+                allow_dev_root,
+                dev_root,
+            )
+            .with_time_skew(config.time_skew_ms),
+        );
         let storage = RocksStorage::open(&self.db_path())?;
         let log = Log::open(
             storage,

@@ -216,7 +216,7 @@ async fn a_modified_binary_is_refused_and_its_measurement_quarantined() {
         refused.1["detail"]
             .as_str()
             .unwrap()
-            .contains("quarantined it"),
+            .contains("the log quarantines it"),
         "{}",
         refused.1
     );
@@ -249,6 +249,93 @@ async fn a_modified_binary_is_refused_and_its_measurement_quarantined() {
     // The genuine binary still attests.
     let (_, genuine) = node.attested("policy");
     let ok = node.post(&genuine).await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+
+    // A quarantine is checked against its evidence, even from the log's key: the genuine
+    // binary's measurement, "evidenced" by its own (pinned) document, is refused.
+    let log_key = node.dir.log_signing_key();
+    let genuine_measurement =
+        hex::encode(govern_workers::nsm::dev_measurement(&node.exe, &role("policy")).unwrap());
+    let mut forged = q.clone();
+    forged.sig = None;
+    forged.request = RequestId::new_v7();
+    forged.body["measurement"] = genuine_measurement.clone().into();
+    forged.body["evidence"]["document"] = genuine.event().body["document"].clone();
+    let r = node.post(&forged.clone().sign(&log_key).unwrap()).await;
+    assert_problem(&r, 403, "quarantine-refused");
+    // Nor may the evidence of one measurement quarantine another.
+    forged.body["evidence"]["document"] = event.event().body["document"].clone();
+    let r = node.post(&forged.clone().sign(&log_key).unwrap()).await;
+    assert_problem(&r, 403, "quarantine-refused");
+    assert!(
+        r.1["detail"]
+            .as_str()
+            .unwrap()
+            .contains("another measurement"),
+        "{}",
+        r.1
+    );
+    // And nobody but the log appends one.
+    let edge_key = node.dir.edge_key().unwrap();
+    let mut by_edge = forged.clone();
+    by_edge.producer = Producer::new(role("edge"), &edge_key.verifying_key());
+    assert_problem(
+        &node.post(&by_edge.sign(&edge_key).unwrap()).await,
+        403,
+        "quarantine-refused",
+    );
+    let (_, view) = node.get("/v1/services").await;
+    assert!(
+        view["quarantined"].get(&genuine_measurement).is_none(),
+        "{view}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_attesting_before_its_manifest_is_refused_not_quarantined() {
+    let node = boot().await;
+    // A new build, deployed before the manifest that pins it: it binds the manifest it
+    // expects (not the one in force), so its document proves nothing against the manifest
+    // in force and quarantines nothing.
+    let modified = node.tmp.path().join("next-exe");
+    let mut bytes = std::fs::read(&node.exe).unwrap();
+    bytes.extend_from_slice(b"next");
+    std::fs::write(&modified, bytes).unwrap();
+    let nsm = node.nsm("policy", &modified);
+    let keys = ServiceKeys::generate(role("policy")).unwrap();
+    let early = keys
+        .attest(&nsm, [0x42; 32], node.services.log.latest().root, vec![])
+        .unwrap();
+    let before = node.size();
+    assert_problem(
+        &node.post(&early).await,
+        403,
+        "attestation-manifest-binding",
+    );
+    assert_eq!(node.size(), before);
+
+    // Once the manifest pinning it is in force, it attests.
+    let measurement = govern_workers::nsm::dev_measurement(&modified, &role("policy")).unwrap();
+    let mut next = node.pinned.signed.manifest.clone();
+    next.serial += 1;
+    next.roles
+        .get_mut(&role("policy"))
+        .unwrap()
+        .measurements
+        .push(Measurement {
+            pcr0: hex::encode(measurement),
+            pcr1: None,
+            pcr2: None,
+        });
+    let mut signed = SignedManifest::new(next);
+    signed.sign(dev_signer(&node, 1).signing_key()).unwrap();
+    signed.sign(dev_signer(&node, 2).signing_key()).unwrap();
+    let ok = node
+        .post(&publish(&node, &signed, &node.dir.log_signing_key()))
+        .await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    let attested = node.attest_with(&keys, &nsm, vec![]);
+    let ok = node.post(&attested).await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
 }
 
@@ -360,15 +447,83 @@ async fn forged_copied_and_stale_documents_are_refused_without_quarantine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_identity_for_a_live_role_is_refused() {
+async fn a_new_attestation_replaces_the_roles_identity() {
     let node = boot().await;
-    let (_, rival) = node.attested("edge");
-    let r = node.post(&rival).await;
-    assert_problem(&r, 403, "role-live");
-    // Nor may anyone attest as the log with a key other than its checkpoint key (checked
-    // before liveness, so it holds even once the log's identity has expired).
+    let (first, first_attested) = node.attested("policy");
+    assert_eq!(node.post(&first_attested).await.0.as_u16(), 200);
+    let ok = node
+        .post(&event_of(
+            &first,
+            &first_attested,
+            "reads.audit",
+            Timestamp::now(),
+        ))
+        .await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    // Another instance of the pinned image attests: one identity per role, so it replaces
+    // the first, whose key may append nothing more.
+    let (second, second_attested) = node.attested("policy");
+    assert_eq!(node.post(&second_attested).await.0.as_u16(), 200);
+    assert_problem(
+        &node
+            .post(&event_of(
+                &first,
+                &first_attested,
+                "reads.audit",
+                Timestamp::now(),
+            ))
+            .await,
+        403,
+        "attestation-stale",
+    );
+    // Naming the new identity does not help the old key.
+    assert_problem(
+        &node
+            .post(&event_of(
+                &first,
+                &second_attested,
+                "reads.audit",
+                Timestamp::now(),
+            ))
+            .await,
+        403,
+        "producer-key-mismatch",
+    );
+    let ok = node
+        .post(&event_of(
+            &second,
+            &second_attested,
+            "reads.audit",
+            Timestamp::now(),
+        ))
+        .await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    // Nobody may attest as the log with a key other than its checkpoint key.
     let (_, log_rival) = node.attested("log");
     assert_problem(&node.post(&log_rival).await, 403, "log-key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_attested_is_a_system_event_with_only_a_document() {
+    let node = boot().await;
+    let (keys, attested) = node.attested("policy");
+    let mut extra = attested.event().clone();
+    extra.sig = None;
+    extra.body.insert("role".into(), "signer-1".into());
+    assert_problem(
+        &node.post(&extra.sign(keys.signing_key()).unwrap()).await,
+        400,
+        "attestation-field",
+    );
+    let mut tenanted = attested.event().clone();
+    tenanted.sig = None;
+    tenanted.tenant = TenantId(RequestId::new_v7().0);
+    assert_problem(
+        &node.post(&tenanted.sign(keys.signing_key()).unwrap()).await,
+        400,
+        "system-tenant",
+    );
+    assert_eq!(node.post(&attested).await.0.as_u16(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,6 +617,64 @@ async fn a_manifest_that_stops_pinning_a_live_identity_quarantines_it() {
     );
     let (_, again) = node.attested("policy");
     assert_problem(&node.post(&again).await, 403, "measurement-quarantined");
+
+    // A later manifest that pins the measurement again lifts the quarantine: the quorum
+    // decided again.
+    let mut restored = node.pinned.signed.manifest.clone();
+    restored.serial += 2;
+    let mut signed = SignedManifest::new(restored);
+    signed.sign(dev_signer(&node, 2).signing_key()).unwrap();
+    signed.sign(dev_signer(&node, 3).signing_key()).unwrap();
+    let ok = node
+        .post(&publish(&node, &signed, &node.dir.log_signing_key()))
+        .await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    let (_, view) = node.get("/v1/services").await;
+    assert!(view["quarantined"].get(&measurement).is_none(), "{view}");
+    let (_, back) = node.attested("policy");
+    let ok = node.post(&back).await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_stops_pinning_the_log_itself_still_quarantines() {
+    // A rebuilt node: the new manifest pins new images for every role, so the running log
+    // and edge are no longer pinned. The log's own quarantines must still land.
+    let node = boot().await;
+    let mut next = node.pinned.signed.manifest.clone();
+    next.serial += 1;
+    for spec in next.roles.values_mut() {
+        spec.measurements = vec![Measurement {
+            pcr0: "22".repeat(48),
+            pcr1: None,
+            pcr2: None,
+        }];
+    }
+    let mut signed = SignedManifest::new(next);
+    signed.sign(dev_signer(&node, 1).signing_key()).unwrap();
+    signed.sign(dev_signer(&node, 2).signing_key()).unwrap();
+    let before = node.size();
+    let ok = node
+        .post(&publish(&node, &signed, &node.dir.log_signing_key()))
+        .await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    // The manifest, then one quarantine per live role (log and edge share this executable
+    // but not a measurement: PCR0 covers the role).
+    assert_eq!(node.size(), before + 3);
+    let roles: Vec<String> = (before + 1..before + 3)
+        .map(|i| {
+            let q = node.entry(i);
+            assert_eq!(q.event().kind.as_str(), "service.quarantined");
+            q.event().body["role"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        roles.contains(&"log".to_string()) && roles.contains(&"edge".to_string()),
+        "{roles:?}"
+    );
+    let (_, view) = node.get("/v1/services").await;
+    assert_eq!(status_of(&view, "log"), "quarantined", "{view}");
+    assert_eq!(status_of(&view, "edge"), "quarantined", "{view}");
 }
 
 /// A clock the test moves.
@@ -501,6 +714,31 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
         .attest(&nsm, hash, services.log.latest().root, vec![])
         .unwrap();
     services.log.append(attested.clone()).await.unwrap();
+
+    // Thirty seconds before max_age_s, by the log's clock and the event's time: within the
+    // log's time skew of expiry, so a backdated event could arrive after it. Refused; a
+    // minute and a half before is fine.
+    let ok_ms = Timestamp::now().unix_ms() + max_age_ms - 90_000;
+    clock.0.store(max_age_ms - 90_000, Ordering::SeqCst);
+    services
+        .log
+        .append(event_of(
+            &keys,
+            &attested,
+            "reads.audit",
+            Timestamp::from_unix_ms(ok_ms).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let close_ms = Timestamp::now().unix_ms() + max_age_ms - 30_000;
+    clock.0.store(max_age_ms - 30_000, Ordering::SeqCst);
+    let close = Timestamp::from_unix_ms(close_ms).unwrap();
+    let err = services
+        .log
+        .append(event_of(&keys, &attested, "reads.audit", close))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("time skew"), "{err}");
 
     // One second past max_age_s, by the log's clock and the event's time.
     let later_ms = Timestamp::now().unix_ms() + max_age_ms + 1_000;
@@ -585,9 +823,9 @@ async fn identities_survive_a_restart() {
         .append(event_of(&keys, &attested, "reads.audit", Timestamp::now()))
         .await
         .unwrap();
-    // A second identity for the still-live policy role is refused after the restart too.
+    // The identity's replacement after the restart leaves the old key stale.
     let nsm = SimulatedNsm::open(&dir.dev_ca_path(), &exe, role("policy")).unwrap();
-    let rival = ServiceKeys::generate(role("policy"))
+    let successor = ServiceKeys::generate(role("policy"))
         .unwrap()
         .attest(
             &nsm,
@@ -596,11 +834,18 @@ async fn identities_survive_a_restart() {
             vec![],
         )
         .unwrap();
-    let err = services.log.append(rival).await.unwrap_err();
+    services.log.append(successor).await.unwrap();
+    let err = services
+        .log
+        .append(event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
-            govern_store::AppendError::Identity(govern_store::IdentityError::RoleLive { .. })
+            govern_store::AppendError::Identity(
+                govern_store::IdentityError::StaleAttestation { .. }
+            )
         ),
         "{err}"
     );

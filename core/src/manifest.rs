@@ -1059,6 +1059,16 @@ impl Manifest {
             .is_some_and(|r| r.measurements.iter().any(|m| m.matches(pcrs)))
     }
 
+    /// Whether some measurement pinned for `role` has this PCR0 (what quarantine is keyed by).
+    #[must_use]
+    pub fn measurement_pcr0_pinned(&self, role: &Role, pcr0: &[u8]) -> bool {
+        self.roles.get(role).is_some_and(|r| {
+            r.measurements
+                .iter()
+                .any(|m| is_lower_hex(&m.pcr0, PCR_BYTES) && hex_eq(&m.pcr0, pcr0))
+        })
+    }
+
     /// Check that `self` may succeed `prev`: its serial is greater.
     ///
     /// # Errors

@@ -72,6 +72,12 @@ pub const ATTESTED_KIND: &str = "service.attested";
 pub const QUARANTINED_KIND: &str = "service.quarantined";
 /// The sequencer's role.
 pub const LOG_ROLE: &str = "log";
+/// A quarantine's reason: a genuine document showed a measurement the manifest in force does
+/// not pin for its role (evidence: the document, the refused event, the key).
+pub const REASON_NOT_PINNED: &str = "measurement-not-pinned";
+/// A quarantine's reason: a new manifest stopped pinning a live identity's measurement
+/// (evidence: the identity and the manifest; the identity is the event's parent).
+pub const REASON_UNPINNED: &str = "measurement-unpinned";
 /// The size of the RSA key a document's `public_key` must hold (DESIGN §6: AWS KMS encrypts
 /// to RSA inside an enclave).
 pub const RSA_KEY_BITS: usize = 2048;
@@ -135,14 +141,14 @@ pub enum IdentityError {
     },
     /// The identity's `max_age_s` has passed.
     #[error(
-        "role {role}'s identity attested at {attested} expired at {expired}; the event's time is {time}"
+        "role {role}'s identity attested at {attested} signs events only until {expired} (its expiry less the log's time skew); the event's time is {time}"
     )]
     IdentityExpired {
         /// The role.
         role: Role,
         /// When it was attested (its event's time).
         attested: Timestamp,
-        /// When it stopped being live.
+        /// The latest event time it could sign (its expiry less the log's time skew).
         expired: Timestamp,
         /// The refused event's time.
         time: Timestamp,
@@ -215,25 +221,27 @@ pub enum IdentityError {
         /// The window, in checkpoints.
         window: usize,
     },
-    /// A genuine document shows a measurement the manifest does not pin for the role.
-    #[error("measurement {measurement} is not pinned for role {role}{}", if *.quarantined { "; the log quarantined it" } else { "" })]
+    /// A genuine document, bound to the manifest in force, shows a measurement that manifest
+    /// does not pin for the role. The log appends `service.quarantined` for it in the same
+    /// batch, before this refusal is answered.
+    #[error("measurement {measurement} is not pinned for role {role}; the log quarantines it")]
     MeasurementNotPinned {
         /// The role.
         role: Role,
         /// PCR0, hex.
         measurement: String,
-        /// Whether the log appended `service.quarantined` for it.
-        quarantined: bool,
     },
-    /// Another identity holds the role and is live.
-    #[error(
-        "role {role} has a live identity with another key until {until}; a second identity is refused"
-    )]
-    RoleLive {
-        /// The role.
-        role: Role,
-        /// When the live identity expires unless it re-attests.
-        until: Timestamp,
+    /// A `service.quarantined` whose evidence does not show what it claims.
+    #[error("service.quarantined refused: {reason}")]
+    QuarantineRefused {
+        /// What the evidence fails to show.
+        reason: String,
+    },
+    /// A system event (`service.attested`, `service.quarantined`) names a tenant.
+    #[error("{kind} belongs to the system tenant, not to a tenant")]
+    SystemTenant {
+        /// The event's kind.
+        kind: Kind,
     },
     /// The log's identity binds a key other than its checkpoint key.
     #[error("the log's identity must bind the log's checkpoint key")]
@@ -284,7 +292,10 @@ impl IdentityError {
                 "measurement-not-pinned",
                 "Measurement not pinned for the role",
             ),
-            Self::RoleLive { .. } => ("role-live", "Role has a live identity"),
+            Self::QuarantineRefused { .. } => {
+                ("quarantine-refused", "Quarantine evidence does not hold")
+            }
+            Self::SystemTenant { .. } => ("system-tenant", "System event names a tenant"),
             Self::LogKey => ("log-key", "Log identity must bind the checkpoint key"),
         }
     }
@@ -292,7 +303,7 @@ impl IdentityError {
     /// Whether the fault is the event's form (HTTP 400) rather than its authority (403).
     #[must_use]
     pub fn is_malformed(&self) -> bool {
-        matches!(self, Self::DocumentField { .. })
+        matches!(self, Self::DocumentField { .. } | Self::SystemTenant { .. })
     }
 }
 
@@ -342,6 +353,16 @@ impl Identity {
     #[must_use]
     pub fn expires(&self, manifest: &Manifest) -> Timestamp {
         self.after(manifest, |r| r.max_age_s)
+    }
+
+    /// The latest event time it may sign under `manifest`: its expiry less the log's time
+    /// skew, because the log accepts event times up to the skew in the past (an event
+    /// stamped just before expiry could otherwise arrive a skew after it).
+    #[must_use]
+    pub fn last_event(&self, manifest: &Manifest, time_skew_ms: i64) -> Timestamp {
+        let expires = self.expires(manifest);
+        Timestamp::from_unix_ms(expires.unix_ms().saturating_sub(time_skew_ms.max(0)))
+            .unwrap_or(self.attested)
     }
 
     /// When it should re-attest under `manifest` (attested + the role's `reattest_s`).
@@ -451,6 +472,7 @@ pub struct IdentityPolicy {
     allow_dev_root: bool,
     dev_root: Option<TrustAnchor>,
     log_key: PublicKey,
+    time_skew_ms: i64,
     state: Mutex<State>,
 }
 
@@ -470,8 +492,17 @@ impl IdentityPolicy {
             allow_dev_root,
             dev_root,
             log_key,
+            time_skew_ms: crate::log::TIME_SKEW_MS,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The time skew the log's config allows (an identity's last event time is its expiry
+    /// less this; [`crate::log::TIME_SKEW_MS`] unless set).
+    #[must_use]
+    pub fn with_time_skew(mut self, time_skew_ms: i64) -> Self {
+        self.time_skew_ms = time_skew_ms;
+        self
     }
 
     /// The manifest in force (as of the last durable batch).
@@ -589,6 +620,11 @@ impl IdentityPolicy {
         if event.attestation.is_some() {
             return Err(IdentityError::UnexpectedAttestation);
         }
+        if event.tenant != TenantId::SYSTEM {
+            return Err(IdentityError::SystemTenant {
+                kind: event.kind.clone(),
+            });
+        }
         let reg = &state.working;
         let in_force = reg
             .manifest
@@ -598,6 +634,11 @@ impl IdentityPolicy {
             })?
             .clone();
         let bytes = document_bytes(&event.body)?;
+        if event.body.len() != 1 {
+            return Err(IdentityError::DocumentField {
+                reason: "the body holds only \"document\"".into(),
+            });
+        }
         let doc = in_force.verifier.verify(&bytes, event.time).map_err(|e| {
             IdentityError::DocumentRefused {
                 reason: e.to_string(),
@@ -608,8 +649,11 @@ impl IdentityPolicy {
         if reg.quarantined.contains_key(&measurement) || reg.quarantining.contains(&measurement) {
             return Err(IdentityError::MeasurementQuarantined { measurement });
         }
-        // The binding first: only a document presented by the key it binds, for the role it
-        // binds, is the enclave's own claim (and so evidence against its measurement).
+        // The bindings first: only a document presented by the key it binds, for the role
+        // it binds, under the manifest in force and a fresh checkpoint, is the enclave's own
+        // claim to run under this manifest now, and so evidence against its measurement. An
+        // image that attests before the manifest pinning it is published binds another
+        // manifest: it is refused, not quarantined.
         let bound = doc
             .user_data_binding()
             .map_err(|e| IdentityError::RoleBinding {
@@ -627,22 +671,6 @@ impl IdentityPolicy {
                 what: format!("Ed25519 key {}", B64.encode(bound.ed25519)),
             });
         }
-        if !in_force.manifest.measurement_pinned(role, &doc.pcrs) {
-            let quarantined = self.queue_quarantine(
-                state,
-                event,
-                &measurement,
-                "measurement-not-pinned",
-                Vec::new(),
-                quarantine_evidence_document(&bytes, signed),
-            );
-            return Err(IdentityError::MeasurementNotPinned {
-                role: role.clone(),
-                measurement,
-                quarantined,
-            });
-        }
-        let reg = &state.working;
         if bound.manifest_hash != in_force.hash {
             return Err(IdentityError::ManifestBinding {
                 bound: hex::encode(bound.manifest_hash),
@@ -660,28 +688,130 @@ impl IdentityPolicy {
                 window: crate::log::NONCE_WINDOW_CHECKPOINTS,
             });
         }
+        if !in_force.manifest.measurement_pinned(role, &doc.pcrs) {
+            self.queue_quarantine(
+                state,
+                event,
+                &measurement,
+                REASON_NOT_PINNED,
+                Vec::new(),
+                quarantine_evidence_document(&bytes, signed),
+            );
+            return Err(IdentityError::MeasurementNotPinned {
+                role: role.clone(),
+                measurement,
+            });
+        }
         rsa_2048(doc.public_key.as_deref())?;
         if role.as_str() == LOG_ROLE && event.producer.key != self.log_key {
             return Err(IdentityError::LogKey);
         }
-        if let Some(current) = reg.identities.get(role)
-            && current.ed25519 != event.producer.key
-            && current.pinned
-            && !reg.quarantined.contains_key(current.measurement())
-        {
-            let until = current.expires(&in_force.manifest);
-            if event.time <= until {
-                return Err(IdentityError::RoleLive {
-                    role: role.clone(),
-                    until,
+        // One identity per role: an accepted attestation replaces the role's current one,
+        // whatever its key (both are the same pinned image; the old key's events are refused
+        // from now on as `attestation-stale`).
+        Ok(())
+    }
+
+    /// The checks of a `service.quarantined`: produced by the log's key, in the system
+    /// tenant, and its evidence shows what it claims, so an auditor replaying the log
+    /// needs to trust no one's word for a quarantine.
+    fn check_quarantined(&self, reg: &Registry, signed: &SignedEvent) -> Result<(), IdentityError> {
+        let event = signed.event();
+        if event.producer.role.as_str() != LOG_ROLE || event.producer.key != self.log_key {
+            return Err(IdentityError::QuarantineRefused {
+                reason: "only the log's key appends service.quarantined".into(),
+            });
+        }
+        if event.tenant != TenantId::SYSTEM {
+            return Err(IdentityError::SystemTenant {
+                kind: event.kind.clone(),
+            });
+        }
+        // The log's key is the authority (as for manifests); an attestation, if named, must
+        // be the log's current identity, which may itself be the one being quarantined.
+        if let Some(named) = event.attestation {
+            let current = reg.identities.get(&log_role()).map(|id| id.leaf);
+            if current != Some(named) {
+                return Err(IdentityError::StaleAttestation {
+                    role: log_role(),
+                    named,
+                    current: current.unwrap_or(named),
                 });
             }
+        }
+        let refused = |reason: &str| IdentityError::QuarantineRefused {
+            reason: reason.into(),
+        };
+        let text = |field: &str| {
+            event
+                .body
+                .get(field)
+                .and_then(Value::as_str)
+                .ok_or_else(|| refused(&format!("no string \"{field}\"")))
+        };
+        let measurement = text("measurement")?;
+        let role = Role::new(text("role")?).map_err(|e| refused(&e.to_string()))?;
+        let reason = text("reason")?;
+        let evidence = event
+            .body
+            .get("evidence")
+            .and_then(Value::as_object)
+            .ok_or_else(|| refused("no \"evidence\" object"))?;
+        let in_force = reg
+            .manifest
+            .as_ref()
+            .ok_or_else(|| refused("no manifest in force"))?;
+        if reg.quarantined.contains_key(measurement) {
+            return Err(refused("the measurement is already quarantined"));
+        }
+        match reason {
+            REASON_NOT_PINNED => {
+                let bytes = document_bytes(evidence)?;
+                let doc = in_force
+                    .verifier
+                    .verify(&bytes, event.time)
+                    .map_err(|e| refused(&format!("the evidence does not verify: {e}")))?;
+                let bound = doc
+                    .user_data_binding()
+                    .map_err(|e| refused(&format!("the evidence binds no role: {e}")))?;
+                let key = evidence.get("key").and_then(Value::as_str);
+                if bound.role != role
+                    || key.and_then(|k| PublicKey::try_from(k.to_string()).ok())
+                        != Some(PublicKey(bound.ed25519))
+                {
+                    return Err(refused(
+                        "the evidence does not bind the role and key the quarantine names",
+                    ));
+                }
+                if pcr_strings(&doc)[0] != measurement {
+                    return Err(refused("the evidence shows another measurement"));
+                }
+                if in_force.manifest.measurement_pinned(&role, &doc.pcrs) {
+                    return Err(refused("the manifest in force pins that measurement"));
+                }
+            }
+            REASON_UNPINNED => {
+                let id = reg
+                    .identities
+                    .get(&role)
+                    .ok_or_else(|| refused("the role has no identity"))?;
+                if event.parents != [id.leaf] || id.measurement() != measurement {
+                    return Err(refused(
+                        "the parent is not the role's identity with that measurement",
+                    ));
+                }
+                if id.pinned {
+                    return Err(refused("the manifest in force still pins that identity"));
+                }
+            }
+            other => return Err(refused(&format!("unknown reason {other:?}"))),
         }
         Ok(())
     }
 
-    /// Queue a `service.quarantined` by the log. False when the log has no live identity
-    /// to append it with (the refusal still stands).
+    /// Queue a `service.quarantined` by the log, naming the log's identity when it has one
+    /// (the log's key is the authority either way: the log may be quarantining its own
+    /// measurement, or not be attested yet).
     fn queue_quarantine(
         &self,
         state: &mut State,
@@ -690,20 +820,23 @@ impl IdentityPolicy {
         reason: &str,
         parents: Vec<LeafHash>,
         evidence: Map<String, Value>,
-    ) -> bool {
-        let reg = &state.working;
-        let Some(log_identity) = reg.identities.get(&log_role()) else {
-            tracing::error!(%measurement, "cannot quarantine: the log has no attested identity");
-            return false;
+    ) {
+        let claimed_role = match reason {
+            REASON_UNPINNED => state
+                .working
+                .identities
+                .values()
+                .find(|id| parents.contains(&id.leaf))
+                .map_or_else(|| trigger.producer.role.clone(), |id| id.role.clone()),
+            _ => trigger.producer.role.clone(),
         };
-        let claimed_role = trigger.producer.role.clone();
         let mut body = Map::new();
         body.insert("measurement".into(), measurement.into());
         body.insert("role".into(), claimed_role.as_str().into());
         body.insert("reason".into(), reason.into());
         body.insert("evidence".into(), Value::Object(evidence));
         let Ok(kind) = Kind::new(QUARANTINED_KIND) else {
-            return false;
+            return;
         };
         let mut event = Event::new(
             kind,
@@ -717,14 +850,13 @@ impl IdentityPolicy {
             body,
         );
         event.parents = parents;
-        event.attestation = Some(log_identity.leaf);
+        event.attestation = state.working.identities.get(&log_role()).map(|id| id.leaf);
         state.working.quarantining.insert(measurement.to_string());
         state.followups.push(event);
-        true
     }
 
     /// The checks of every other event's producer identity.
-    fn check_producer(reg: &Registry, event: &Event) -> Result<(), IdentityError> {
+    fn check_producer(&self, reg: &Registry, event: &Event) -> Result<(), IdentityError> {
         let role = &event.producer.role;
         let named = event
             .attestation
@@ -761,7 +893,7 @@ impl IdentityPolicy {
             });
         }
         if let Some(m) = &reg.manifest {
-            let expired = id.expires(&m.manifest);
+            let expired = id.last_event(&m.manifest, self.time_skew_ms);
             if event.time > expired {
                 return Err(IdentityError::IdentityExpired {
                     role: role.clone(),
@@ -803,6 +935,13 @@ impl IdentityPolicy {
                     verifier,
                 });
                 state.working.manifest = Some(Arc::clone(&in_force));
+                // A manifest that pins a quarantined measurement for the role it was
+                // quarantined under lifts the quarantine: the signers' quorum, which decides
+                // what runs, decided again.
+                state.working.quarantined.retain(|measurement, q| {
+                    let pcr0 = hex::decode(measurement).unwrap_or_default();
+                    !in_force.manifest.measurement_pcr0_pinned(&q.role, &pcr0)
+                });
                 // Identities the new manifest no longer pins are quarantined by the log.
                 let mut drifted = Vec::new();
                 for id in state.working.identities.values_mut() {
@@ -828,7 +967,7 @@ impl IdentityPolicy {
                         state,
                         event,
                         id.measurement(),
-                        "measurement-unpinned",
+                        REASON_UNPINNED,
                         vec![id.leaf],
                         evidence,
                     );
@@ -908,7 +1047,7 @@ impl AppendPolicy for IdentityPolicy {
         &self,
         signed: &SignedEvent,
         view: &dyn LogView,
-    ) -> Result<Option<String>, AppendError> {
+    ) -> Result<Vec<String>, AppendError> {
         let event = signed.event();
         let mut state = self.state.lock();
         if view.next_index().0 == 0 {
@@ -944,11 +1083,13 @@ impl AppendPolicy for IdentityPolicy {
                 return Err(IdentityError::ManifestProducer.into());
             }
             if event.attestation.is_some() {
-                Self::check_producer(&state.working, event)?;
+                self.check_producer(&state.working, event)?;
             }
             self.check_manifest(&state.working, event)?;
+        } else if event.kind.as_str() == QUARANTINED_KIND {
+            self.check_quarantined(&state.working, signed)?;
         } else {
-            Self::check_producer(&state.working, event)?;
+            self.check_producer(&state.working, event)?;
         }
         check_routing(&in_force.manifest, signed, view)
     }
