@@ -668,7 +668,7 @@ impl AppendPolicy for Gate {
         &self,
         _event: &SignedEvent,
         _view: &dyn LogView,
-    ) -> Result<Option<String>, AppendError> {
+    ) -> Result<Vec<String>, AppendError> {
         let first = self.entered.lock().expect("lock").take();
         if let Some(tx) = first {
             tx.send(()).expect("test listening");
@@ -678,7 +678,7 @@ impl AppendPolicy for Gate {
                 .recv_timeout(Duration::from_secs(30))
                 .expect("released");
         }
-        Ok(None)
+        Ok(Vec::new())
     }
 }
 

@@ -144,13 +144,12 @@ pub trait LogView {
 /// ([`crate::ProducerAllowList`]) and the routing graph over it ([`crate::ManifestPolicy`]).
 pub trait AppendPolicy: Send + Sync + 'static {
     /// Whether `event` may be appended to the log `view` shows. On success, the uniqueness
-    /// key the event claims (the log records it, and refuses a second claim within the same
-    /// batch).
+    /// keys the event claims (the log refuses the event if one is taken, records them, and
+    /// refuses a second claim within the same batch).
     ///
     /// # Errors
     /// The refusal.
-    fn check(&self, event: &SignedEvent, view: &dyn LogView)
-    -> Result<Option<String>, AppendError>;
+    fn check(&self, event: &SignedEvent, view: &dyn LogView) -> Result<Vec<String>, AppendError>;
 
     /// `event` was accepted at `index` into the batch being written (or, when the log
     /// reopens, is a stored entry of a [`TRACKED_KINDS`] kind, replayed in order). A policy
@@ -175,10 +174,10 @@ impl AppendPolicy for crate::ProducerAllowList {
         &self,
         event: &SignedEvent,
         _view: &dyn LogView,
-    ) -> Result<Option<String>, AppendError> {
+    ) -> Result<Vec<String>, AppendError> {
         let p = &event.event().producer;
         if self.allows(&p.role, &p.key) {
-            Ok(None)
+            Ok(Vec::new())
         } else {
             Err(AppendError::UnknownProducer {
                 role: p.role.to_string(),
@@ -1193,16 +1192,16 @@ impl<S: Storage> Sequencer<S> {
                         next: self.frontier.size().0,
                         window: &self.window,
                     };
-                    let key = self.policy.check(&p.event, &view)?;
-                    if let Some(k) = &key
-                        && let Some(index) = view.unique_taken(k)?
-                    {
-                        return Err(AppendError::Duplicate {
-                            key: k.clone(),
-                            index,
-                        });
+                    let claims = self.policy.check(&p.event, &view)?;
+                    for k in &claims {
+                        if let Some(index) = view.unique_taken(k)? {
+                            return Err(AppendError::Duplicate {
+                                key: k.clone(),
+                                index,
+                            });
+                        }
                     }
-                    Ok(key)
+                    Ok(claims)
                 });
             let claimed = match checked {
                 Ok(claimed) => claimed,
@@ -1225,8 +1224,8 @@ impl<S: Storage> Sequencer<S> {
                 keys::leaf(leaf_hash.hash().as_bytes()).to_vec(),
                 index_bytes.clone(),
             );
-            if let Some(k) = claimed {
-                write.put(keys::unique(&k).to_vec(), index_bytes);
+            for k in claimed {
+                write.put(keys::unique(&k).to_vec(), index_bytes.clone());
                 unique.insert(k, LeafIndex(index));
             }
             let e = p.event.event();

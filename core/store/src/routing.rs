@@ -40,7 +40,7 @@ impl AppendPolicy for ManifestPolicy {
         &self,
         signed: &SignedEvent,
         view: &dyn LogView,
-    ) -> Result<Option<String>, AppendError> {
+    ) -> Result<Vec<String>, AppendError> {
         self.producers.check(signed, view)?;
         check_routing(&self.manifest, signed, view)
     }
@@ -49,7 +49,8 @@ impl AppendPolicy for ManifestPolicy {
 /// The routing checks of `manifest` for `signed`, in order: the kind is declared; the
 /// producer's role may produce it; every parent is in the log (or earlier in the batch), of
 /// an allowed kind, of the event's tenant (or the system tenant), and of the event's request
-/// when the kind says `same_request`; the uniqueness key is well-formed. Returns the key.
+/// when the kind says `same_request`; the uniqueness key is well-formed. Returns the key (if
+/// the kind has one).
 ///
 /// # Errors
 /// The first refusal.
@@ -57,7 +58,7 @@ pub(crate) fn check_routing(
     manifest: &Manifest,
     signed: &SignedEvent,
     view: &dyn LogView,
-) -> Result<Option<String>, AppendError> {
+) -> Result<Vec<String>, AppendError> {
     let event = signed.event();
     let spec = manifest
         .kind(&event.kind)
@@ -103,5 +104,5 @@ pub(crate) fn check_routing(
         },
     })?;
     // Whether the key is already taken is the sequencer's check, made for every policy.
-    Ok(key)
+    Ok(key.into_iter().collect())
 }
