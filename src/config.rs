@@ -32,6 +32,12 @@ pub struct ServerArgs {
     /// How far an event's time may be from the node's clock, in milliseconds.
     #[arg(long, default_value_t = govern_store::TIME_SKEW_MS)]
     pub time_skew_ms: i64,
+    /// The WebAuthn relying party id passkeys are bound to (a domain name, never an IP).
+    #[arg(long, env = "GOVERN_RP_ID", default_value = "localhost")]
+    pub rp_id: String,
+    /// The web origin users sign from [default: http://localhost:<listen port>].
+    #[arg(long, env = "GOVERN_WEB_ORIGIN")]
+    pub web_origin: Option<String>,
 }
 
 /// The TOML file.
@@ -55,6 +61,8 @@ pub struct Server {
     pub batch_events_max: usize,
     pub batch_wait_ms: u64,
     pub time_skew_ms: i64,
+    pub rp_id: String,
+    pub web_origin: Option<String>,
 }
 
 /// Why the configuration could not be read.
@@ -104,6 +112,8 @@ impl Config {
             batch_events_max: args.batch_events_max,
             batch_wait_ms: args.batch_wait_ms,
             time_skew_ms: args.time_skew_ms,
+            rp_id: args.rp_id.clone(),
+            web_origin: args.web_origin.clone(),
         }
     }
 }

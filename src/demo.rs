@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use govern_api::edge::{Edge, EdgeConfig};
 use govern_api::{AppState, Attestor, DataDir, NodeHandle, Services};
 use govern_core::event::{Kind, RequestId, SignedEvent, TenantId};
 use govern_store::LogConfig;
@@ -56,8 +57,23 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir, Services)> {
     let listener = TcpListener::bind(server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let web_origin = server
+        .web_origin
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{port}"));
+    let edge_config = EdgeConfig::new(&server.rp_id, &web_origin)?;
+    let edge = Edge::new(
+        edge_config,
+        Arc::clone(&services.log),
+        Arc::clone(&services.policy),
+        Arc::clone(&services.edge),
+        dir.operator_token()?,
+        dir.passkeys_path(),
+    )?;
     let state = AppState::new(Arc::clone(&services.log), &dir.verifier_key())
-        .with_identities(Arc::clone(&services.policy));
+        .with_identities(Arc::clone(&services.policy))
+        .with_edge(Arc::new(edge));
     let node = NodeHandle::spawn(state, listener)?;
     tracing::warn!("{DEV_WARNING}");
     // Tests and scripts read this line to find the port when listening on port 0.

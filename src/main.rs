@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod manifest;
 mod status;
+mod tenant;
 mod verify;
 
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Command {
     /// Manifests: `govern manifest pin|sign|show|verify|keygen`.
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
+    /// Tenants: `govern tenant create NAME` prints the first admin's one-time link.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
                 attestation::verify(args)
             }
             Command::Manifest(command) => manifest::run(command, config.data_dir.clone()),
+            Command::Tenant(command) => tenant::run(command, config.data_dir.clone()).await,
         }
     });
     match result {

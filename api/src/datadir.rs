@@ -277,6 +277,33 @@ impl DataDir {
         Ok(signer.signing_key().clone())
     }
 
+    /// The operator's bearer token for `POST /v1/tenants` (`operator.token`, 64 hex
+    /// characters, mode 0600), made on first use.
+    ///
+    /// # Errors
+    /// [`DataDirError`] when it cannot be read or written.
+    pub fn operator_token(&self) -> Result<String, DataDirError> {
+        let path = self.root.join("operator.token");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                use rand_core::RngCore as _;
+                let mut bytes = [0u8; 32];
+                rand_core::OsRng.fill_bytes(&mut bytes);
+                let token = hex::encode(bytes);
+                write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
+                Ok(token)
+            }
+            Err(e) => Err(DataDirError::Io { path, source: e }),
+        }
+    }
+
+    /// Where the edge keeps webauthn-rs's state of each registered passkey.
+    #[must_use]
+    pub fn passkeys_path(&self) -> PathBuf {
+        self.root.join("passkeys")
+    }
+
     /// The signed manifest file (present once `govern manifest pin` ran).
     #[must_use]
     pub fn manifest_path(&self) -> PathBuf {
@@ -379,7 +406,8 @@ impl DataDir {
                 allow_dev_root,
                 dev_root,
             )
-            .with_time_skew(config.time_skew_ms),
+            .with_time_skew(config.time_skew_ms)
+            .with_anchor_distance(config.anchor_distance_max),
         );
         let storage = RocksStorage::open(&self.db_path())?;
         let log = Log::open(

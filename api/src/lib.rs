@@ -11,6 +11,7 @@
 pub mod boot;
 pub mod datadir;
 pub mod devpin;
+pub mod edge;
 pub mod problem;
 pub mod routes;
 

@@ -214,12 +214,27 @@ impl From<AppendError> for Problem {
                 "Event lacks a field of its uniqueness key",
                 e.to_string(),
             ),
+            AppendError::Duplicate { ref key, .. }
+                if key.starts_with(govern_store::actions::NONCE_KEY_PREFIX) =>
+            {
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "user-action-nonce",
+                    "Nonce already used",
+                    e.to_string(),
+                )
+            }
             AppendError::Duplicate { .. } => Problem::new(
                 StatusCode::CONFLICT,
                 "duplicate",
                 "Uniqueness key already taken",
                 e.to_string(),
             ),
+            AppendError::UserAction(ref u) => {
+                let (kind, title) = u.problem();
+                let status = StatusCode::from_u16(u.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+                Problem::new(status, kind, title, e.to_string())
+            }
             AppendError::Identity(ref id) => {
                 let (kind, title) = id.problem();
                 let status = if id.is_malformed() {

@@ -29,6 +29,8 @@ pub struct AppState {
     pub keys: Arc<KeyCache>,
     /// The identity policy in force, for `GET /v1/services` (absent on a log without one).
     pub identities: Option<Arc<IdentityPolicy>>,
+    /// The edge: tenants, users, credentials and user actions (absent on a bare log).
+    pub edge: Option<Arc<crate::edge::Edge>>,
 }
 
 impl AppState {
@@ -40,7 +42,15 @@ impl AppState {
             verifier_key: verifier_key.into(),
             keys: Arc::new(KeyCache::new()),
             identities: None,
+            edge: None,
         }
+    }
+
+    /// Serve the edge's routes.
+    #[must_use]
+    pub fn with_edge(mut self, edge: Arc<crate::edge::Edge>) -> Self {
+        self.edge = Some(edge);
+        self
     }
 
     /// Serve `GET /v1/services` from `policy`.
@@ -53,7 +63,8 @@ impl AppState {
 
 /// The node's routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let edge = state.edge.clone().map(crate::edge::routes);
+    let log = Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/log", get(log_info))
         .route(
@@ -66,7 +77,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/proofs/consistency", get(consistency))
         .route("/checkpoint", get(checkpoint))
         .route("/tile/{*path}", get(tile))
-        .fallback(|uri: Uri| async move { Problem::no_route(uri.path()) })
+        .with_state(state);
+    let app = match edge {
+        Some(edge) => log.merge(edge),
+        None => log,
+    };
+    app.fallback(|uri: Uri| async move { Problem::no_route(uri.path()) })
         .method_not_allowed_fallback(|uri: Uri| async move {
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -75,7 +91,6 @@ pub fn router(state: AppState) -> Router {
                 format!("{} does not accept this method", uri.path()),
             )
         })
-        .with_state(state)
 }
 
 async fn healthz() -> &'static str {

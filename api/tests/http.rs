@@ -664,11 +664,7 @@ struct Gate {
 }
 
 impl AppendPolicy for Gate {
-    fn check(
-        &self,
-        _event: &SignedEvent,
-        _view: &dyn LogView,
-    ) -> Result<Vec<String>, AppendError> {
+    fn check(&self, _event: &SignedEvent, _view: &dyn LogView) -> Result<Vec<String>, AppendError> {
         let first = self.entered.lock().expect("lock").take();
         if let Some(tx) = first {
             tx.send(()).expect("test listening");

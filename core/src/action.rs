@@ -189,6 +189,37 @@ impl CredentialKey {
             _ => Err(err("only EC2 (P-256) and OKP (Ed25519) keys are accepted")),
         }
     }
+
+    /// The key as a COSE_Key ([`CredentialKey::from_cose`] reads it back): EC2 P-256 with
+    /// `alg` ES256, or OKP Ed25519 with `alg` EdDSA. API clients register their keys so.
+    #[must_use]
+    pub fn to_cose(&self) -> Vec<u8> {
+        use coset::{CborSerializable as _, CoseKeyBuilder, iana};
+        let key = match self {
+            Self::P256(k) => {
+                let point = k.to_encoded_point(false);
+                let (x, y) = (
+                    point.x().map(|x| x.to_vec()).unwrap_or_default(),
+                    point.y().map(|y| y.to_vec()).unwrap_or_default(),
+                );
+                CoseKeyBuilder::new_ec2_pub_key(iana::EllipticCurve::P_256, x, y)
+                    .algorithm(iana::Algorithm::ES256)
+                    .build()
+            }
+            Self::Ed25519(k) => CoseKeyBuilder::new_okp_key()
+                .param(
+                    iana::OkpKeyParameter::Crv as i64,
+                    coset::cbor::Value::from(iana::EllipticCurve::Ed25519 as i64),
+                )
+                .param(
+                    iana::OkpKeyParameter::X as i64,
+                    coset::cbor::Value::Bytes(k.to_bytes().to_vec()),
+                )
+                .algorithm(iana::Algorithm::EdDSA)
+                .build(),
+        };
+        key.to_vec().unwrap_or_default()
+    }
 }
 
 /// The credential a WebAuthn registration creates, from its `attestationObject` (a CBOR map
@@ -313,11 +344,14 @@ pub enum ActionError {
     /// Canonicalization failed.
     #[error("cannot canonicalize: {0}")]
     Canonical(String),
-    /// The object's domain is not the action domain (a login challenge offered as an action).
-    #[error("challenge domain is {found:?}, not {ACTION_DOMAIN:?}")]
+    /// The object's domain is not the one expected (a login challenge offered as an
+    /// action, or the reverse).
+    #[error("challenge domain is {found:?}, not {expected:?}")]
     Domain {
         /// The domain found.
         found: String,
+        /// The domain expected.
+        expected: &'static str,
     },
     /// The object names another credential, user or tenant than the credential's.
     #[error("the action names {what} {named:?}, but the credential's is {actual:?}")]
@@ -505,9 +539,32 @@ pub fn verify_user_action(
     signature: &UserSignature,
     credential: &Credential,
 ) -> Result<Verified, ActionError> {
-    if object.domain != ACTION_DOMAIN {
+    verify_in_domain(object, signature, credential, ACTION_DOMAIN)
+}
+
+/// [`verify_user_action`] for a login (domain [`LOGIN_DOMAIN`]): how an API client's key
+/// logs in. No login can pass as an action, nor an action as a login.
+///
+/// # Errors
+/// As [`verify_user_action`].
+pub fn verify_login(
+    object: &ChallengeObject,
+    signature: &UserSignature,
+    credential: &Credential,
+) -> Result<Verified, ActionError> {
+    verify_in_domain(object, signature, credential, LOGIN_DOMAIN)
+}
+
+fn verify_in_domain(
+    object: &ChallengeObject,
+    signature: &UserSignature,
+    credential: &Credential,
+    domain: &'static str,
+) -> Result<Verified, ActionError> {
+    if object.domain != domain {
         return Err(ActionError::Domain {
             found: object.domain.clone(),
+            expected: domain,
         });
     }
     for (what, named, actual) in [

@@ -1,9 +1,9 @@
 //! # govern-projections
 //!
-//! Will own the pure folds `apply(state, event) -> state` from the log into tenant state
-//! (users, credentials, wallets, policies, approval groups, requests and their status
-//! history) and the service inventory, the state root over what can be derived without
-//! tenant keys, and snapshots that make restarts fast but are never trusted over the log.
-//!
-//! Nothing is here yet: the foundation issue builds the log these folds will read.
+//! Pure folds `apply(state, event)` from the log into state. So far: tenants, their users,
+//! invitations, credentials and wallets ([`tenants`]), which the node's append policy judges
+//! user actions by and the edge reads. Requests' status history, policies, the service
+//! inventory, state roots and snapshots come with the projections issue.
 #![forbid(unsafe_code)]
+
+pub mod tenants;

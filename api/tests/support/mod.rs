@@ -34,14 +34,23 @@ pub fn exe() -> PathBuf {
     std::env::current_exe().unwrap()
 }
 
+/// The web origin and relying party id of the booted node's edge.
+pub const ORIGIN: &str = "http://localhost:7600";
+pub const RP_ID: &str = "localhost";
+
 pub async fn boot() -> Booted {
+    boot_with(|c| c).await
+}
+
+/// [`boot`] with the log's configuration changed by `config`.
+pub async fn boot_with(config: impl FnOnce(LogConfig) -> LogConfig) -> Booted {
     let tmp = tempfile::tempdir().unwrap();
     let exe = exe();
     let pinned = pin_dev_manifest(tmp.path(), None, &exe).unwrap();
     let dir = DataDir::open(tmp.path(), None).unwrap();
     let services = dir
         .boot(
-            LogConfig::new(dir.origin()),
+            config(LogConfig::new(dir.origin())),
             true,
             &Attestor::Simulated {
                 executable: exe.clone(),
@@ -49,9 +58,19 @@ pub async fn boot() -> Booted {
         )
         .await
         .unwrap();
+    let edge = govern_api::edge::Edge::new(
+        govern_api::edge::EdgeConfig::new(RP_ID, ORIGIN).unwrap(),
+        Arc::clone(&services.log),
+        Arc::clone(&services.policy),
+        Arc::clone(&services.edge),
+        dir.operator_token().unwrap(),
+        dir.passkeys_path(),
+    )
+    .unwrap();
     let app = router(
         AppState::new(Arc::clone(&services.log), &dir.verifier_key())
-            .with_identities(Arc::clone(&services.policy)),
+            .with_identities(Arc::clone(&services.policy))
+            .with_edge(Arc::new(edge)),
     );
     Booted {
         app,
@@ -137,6 +156,37 @@ impl Booted {
 
     pub fn size(&self) -> u64 {
         self.services.log.latest().size.0
+    }
+
+    /// Any request: `headers` as (name, value); the body's raw bytes come back too.
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, Value, Vec<u8>) {
+        let mut req = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req.body(Body::from(body.unwrap_or_default())).unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value, bytes)
     }
 }
 

@@ -63,8 +63,10 @@ use rsa::traits::PublicKeyParts as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::actions::{ANCHOR_DISTANCE_MAX, check_tenant_event};
 use crate::log::{AppendError, AppendPolicy, LogView};
 use crate::routing::check_routing;
+use govern_projections::tenants::{TENANT_KINDS, Tenants};
 
 /// The kind a service appends to bind its keys to an attestation document.
 pub const ATTESTED_KIND: &str = "service.attested";
@@ -414,6 +416,8 @@ struct Registry {
     manifest: Option<Arc<InForce>>,
     identities: BTreeMap<Role, Identity>,
     quarantined: BTreeMap<String, Quarantine>,
+    /// Tenants, users and credentials (user actions are judged by them).
+    tenants: Tenants,
     /// Measurements a follow-up of this batch will quarantine.
     quarantining: BTreeSet<String>,
 }
@@ -473,6 +477,7 @@ pub struct IdentityPolicy {
     dev_root: Option<TrustAnchor>,
     log_key: PublicKey,
     time_skew_ms: i64,
+    anchor_distance_max: u64,
     state: Mutex<State>,
 }
 
@@ -493,6 +498,7 @@ impl IdentityPolicy {
             dev_root,
             log_key,
             time_skew_ms: crate::log::TIME_SKEW_MS,
+            anchor_distance_max: ANCHOR_DISTANCE_MAX,
             state: Mutex::new(State::default()),
         }
     }
@@ -503,6 +509,20 @@ impl IdentityPolicy {
     pub fn with_time_skew(mut self, time_skew_ms: i64) -> Self {
         self.time_skew_ms = time_skew_ms;
         self
+    }
+
+    /// How many entries past its anchor a user action may land
+    /// ([`ANCHOR_DISTANCE_MAX`] unless set).
+    #[must_use]
+    pub fn with_anchor_distance(mut self, entries: u64) -> Self {
+        self.anchor_distance_max = entries;
+        self
+    }
+
+    /// The tenants, as of the last durable batch (cheap: tenants are shared).
+    #[must_use]
+    pub fn tenants(&self) -> Tenants {
+        self.state.lock().committed.tenants.clone()
     }
 
     /// The manifest in force (as of the last durable batch).
@@ -1036,6 +1056,9 @@ impl IdentityPolicy {
                     },
                 );
             }
+            kind if TENANT_KINDS.contains(&kind) => {
+                state.working.tenants.apply(signed, index.0);
+            }
             _ => return,
         }
         state.dirty = true;
@@ -1043,11 +1066,7 @@ impl IdentityPolicy {
 }
 
 impl AppendPolicy for IdentityPolicy {
-    fn check(
-        &self,
-        signed: &SignedEvent,
-        view: &dyn LogView,
-    ) -> Result<Vec<String>, AppendError> {
+    fn check(&self, signed: &SignedEvent, view: &dyn LogView) -> Result<Vec<String>, AppendError> {
         let event = signed.event();
         let mut state = self.state.lock();
         if view.next_index().0 == 0 {
@@ -1090,6 +1109,16 @@ impl AppendPolicy for IdentityPolicy {
             self.check_quarantined(&state.working, signed)?;
         } else {
             self.check_producer(&state.working, event)?;
+            if TENANT_KINDS.contains(&event.kind.as_str()) {
+                let mut claims = check_tenant_event(
+                    &state.working.tenants,
+                    event,
+                    view,
+                    self.anchor_distance_max,
+                )?;
+                claims.extend(check_routing(&in_force.manifest, signed, view)?);
+                return Ok(claims);
+            }
         }
         check_routing(&in_force.manifest, signed, view)
     }

@@ -10,6 +10,7 @@
 //! RocksDB.
 #![forbid(unsafe_code)]
 
+pub mod actions;
 mod allow;
 mod cache;
 mod identity;

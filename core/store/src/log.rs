@@ -48,11 +48,21 @@ pub const PUSHBACK_RETRY_AFTER_S: u64 = 1;
 /// keeps its last 1,024 roots however old they are.
 pub const NONCE_WINDOW_CHECKPOINTS: usize = 1024;
 /// The kinds whose entries the log indexes (`i` keys) so the policy can rebuild its view of
-/// manifests and identities when the log reopens, without reading every entry.
-pub const TRACKED_KINDS: [&str; 3] = [
+/// manifests, identities and tenants when the log reopens, without reading every entry.
+pub const TRACKED_KINDS: [&str; 13] = [
     "manifest.published",
     "service.attested",
     "service.quarantined",
+    "tenant.created",
+    "user.invited",
+    "user.registered",
+    "user.role_changed",
+    "credential.registered",
+    "credential.revoked",
+    "wallet.requested",
+    "transfer.requested",
+    "policy.changed",
+    "approval.decided",
 ];
 
 const _: () = assert!(QUEUE_EVENTS_MAX >= BATCH_EVENTS_MAX);
@@ -71,6 +81,9 @@ pub struct LogConfig {
     pub queue_events_max: usize,
     /// See [`TIME_SKEW_MS`].
     pub time_skew_ms: i64,
+    /// How far past its anchor a user action may land, for the node's policy: see
+    /// [`crate::actions::ANCHOR_DISTANCE_MAX`].
+    pub anchor_distance_max: u64,
 }
 
 impl LogConfig {
@@ -83,6 +96,7 @@ impl LogConfig {
             batch_wait_ms: BATCH_WAIT_MS,
             queue_events_max: QUEUE_EVENTS_MAX,
             time_skew_ms: TIME_SKEW_MS,
+            anchor_distance_max: crate::actions::ANCHOR_DISTANCE_MAX,
         }
     }
 }
@@ -170,11 +184,7 @@ pub trait AppendPolicy: Send + Sync + 'static {
 }
 
 impl AppendPolicy for crate::ProducerAllowList {
-    fn check(
-        &self,
-        event: &SignedEvent,
-        _view: &dyn LogView,
-    ) -> Result<Vec<String>, AppendError> {
+    fn check(&self, event: &SignedEvent, _view: &dyn LogView) -> Result<Vec<String>, AppendError> {
         let p = &event.event().producer;
         if self.allows(&p.role, &p.key) {
             Ok(Vec::new())
@@ -284,6 +294,9 @@ pub enum AppendError {
     /// attestation does not verify (DESIGN §5, §6).
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    /// The node's policy refused a tenant event or user action.
+    #[error(transparent)]
+    UserAction(#[from] crate::actions::UserActionError),
     /// The storage failed; nothing of the batch was acknowledged.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -36,11 +36,7 @@ impl AppendPolicy for ManifestPolicy {
     /// produce it; every parent is in the log (or earlier in the batch), of an allowed kind,
     /// of the event's tenant (or the system tenant), and of the event's request when the
     /// kind says `same_request`; the uniqueness key is well-formed and not taken.
-    fn check(
-        &self,
-        signed: &SignedEvent,
-        view: &dyn LogView,
-    ) -> Result<Vec<String>, AppendError> {
+    fn check(&self, signed: &SignedEvent, view: &dyn LogView) -> Result<Vec<String>, AppendError> {
         self.producers.check(signed, view)?;
         check_routing(&self.manifest, signed, view)
     }

@@ -1,0 +1,1333 @@
+//! The edge (DESIGN §4): tenants, users, passkeys and API keys, sessions, and User Action
+//! Signing in front of every sensitive request.
+//!
+//! - **Tenants**: the operator creates one (`POST /v1/tenants`, bearer = the data dir's
+//!   `operator.token`); the edge appends `tenant.created` with the hash of a one-time
+//!   invitation for its first admin (trust on first use, visible in the log).
+//! - **Registration** (webauthn-rs): an invitation's secret starts a passkey ceremony; its
+//!   result appends `user.registered` and `credential.registered` (the COSE public key and
+//!   the `attestationObject`, so the log alone can check every later signature).
+//! - **Login** gives a short-lived session: a passkey through webauthn-rs, an API key by
+//!   signing a `govern/login/v1` challenge object.
+//! - **Actions**: `POST /v1/auth/action/init` returns the nonce and anchor of a challenge
+//!   object for the exact request (kind, method, path, salted body commitment); the client
+//!   signs its challenge; `POST /v1/auth/action` verifies it with the same offline verifier
+//!   the log runs and returns a single-use `userAction` token for that request only. Every
+//!   sensitive endpoint takes the token in `X-Govern-User-Action` and appends an event that
+//!   carries the challenge object and the user's signature; the log checks them again.
+//!
+//! Sessions, ceremonies, pending actions and tokens live in memory: they are short-lived by
+//! design, and a restart only asks users to sign in again. What must survive is in the log
+//! (users, credentials, nonces, counters) or, for webauthn-rs's login state of a passkey, in
+//! `<data-dir>/passkeys/`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use govern_core::action::{
+    ACTION_DOMAIN, Anchor, ChallengeObject, Credential, CredentialType, LOGIN_DOMAIN,
+    UserSignature, body_commitment, registered_credential, verify_login, verify_user_action,
+};
+use govern_core::event::{Kind, RequestId, TenantId, Timestamp};
+use govern_core::ids::LeafHash;
+use govern_projections::tenants::{
+    self, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, POLICY_CHANGED,
+    TRANSFER_REQUESTED, Tenant, USER_INVITED, USER_ROLE_CHANGED, WALLET_REQUESTED,
+};
+use govern_store::actions::UserActionError;
+use govern_store::{AppendError, Appended, IdentityPolicy, Log, RocksStorage};
+use parking_lot::Mutex;
+use rand_core::{OsRng, RngCore as _};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+use webauthn_rs::prelude::{
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, Url, Webauthn, WebauthnBuilder,
+};
+
+use crate::boot::LocalService;
+use crate::problem::Problem;
+
+/// How long a session lasts.
+pub const SESSION_TTL_S: i64 = 15 * 60;
+/// How long a registration or login ceremony, or an initiated action, waits.
+pub const CEREMONY_TTL_S: i64 = 5 * 60;
+/// How long a `userAction` token lasts.
+pub const ACTION_TOKEN_TTL_S: i64 = 2 * 60;
+/// The largest action body.
+pub const ACTION_BODY_BYTES_MAX: usize = 16 * 1024;
+/// The most entries of each in-memory table (ceremonies, sessions, actions, tokens);
+/// beyond it the oldest expired are dropped, then new ones are refused (503).
+pub const VOLATILE_ENTRIES_MAX: usize = 100_000;
+/// The header carrying a `userAction` token.
+pub const USER_ACTION_HEADER: &str = "x-govern-user-action";
+
+/// Where users sign from.
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// The WebAuthn relying party id (`localhost` in dev; never an IP address).
+    pub rp_id: String,
+    /// The web origin users' browsers and API clients sign from.
+    pub origin: Url,
+}
+
+impl EdgeConfig {
+    /// Check `rp_id` (a domain name, not an IP address) and `origin` (on it).
+    ///
+    /// # Errors
+    /// What is wrong.
+    pub fn new(rp_id: &str, origin: &str) -> Result<Self, String> {
+        if rp_id.parse::<std::net::IpAddr>().is_ok() || rp_id.starts_with('[') {
+            return Err(format!(
+                "rp_id {rp_id:?} is an IP address; WebAuthn needs a domain name (localhost in dev)"
+            ));
+        }
+        if rp_id.is_empty()
+            || !rp_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(format!("rp_id {rp_id:?} is not a domain name"));
+        }
+        let origin = Url::parse(origin).map_err(|e| format!("origin {origin:?}: {e}"))?;
+        let host = origin.host_str().unwrap_or_default();
+        if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
+            return Err(format!("origin {origin} is not on rp_id {rp_id}"));
+        }
+        if origin.scheme() != "https" && !(origin.scheme() == "http" && host == "localhost") {
+            return Err(format!(
+                "origin {origin} must be https (http only on localhost)"
+            ));
+        }
+        Ok(Self {
+            rp_id: rp_id.into(),
+            origin,
+        })
+    }
+
+    /// The origin as browsers serialize it (no trailing slash).
+    #[must_use]
+    pub fn origin_text(&self) -> String {
+        self.origin.origin().ascii_serialization()
+    }
+}
+
+struct Registration {
+    tenant: TenantId,
+    invite: String,
+    name: String,
+    user: Uuid,
+    state: PasskeyRegistration,
+    expires: i64,
+}
+
+enum LoginState {
+    Passkey(PasskeyAuthentication),
+    Key(ChallengeObject),
+}
+
+struct Login {
+    tenant: TenantId,
+    user: String,
+    state: LoginState,
+    expires: i64,
+}
+
+/// A signed-in user.
+#[derive(Clone, Debug)]
+struct Session {
+    tenant: TenantId,
+    user: String,
+    credential: String,
+    expires: i64,
+}
+
+struct PendingAction {
+    session: String,
+    object: ChallengeObject,
+    expires: i64,
+}
+
+struct ActionToken {
+    object: ChallengeObject,
+    signature: UserSignature,
+    salt: [u8; 32],
+    expires: i64,
+}
+
+#[derive(Default)]
+struct Volatile {
+    registrations: HashMap<String, Registration>,
+    logins: HashMap<String, Login>,
+    sessions: HashMap<String, Session>,
+    pending: HashMap<String, PendingAction>,
+    /// Salts of pending actions, by nonce (kept apart: the object carries only the
+    /// commitment).
+    salts: HashMap<String, [u8; 32]>,
+    tokens: HashMap<String, ActionToken>,
+}
+
+/// The edge service of a node.
+pub struct Edge {
+    config: EdgeConfig,
+    webauthn: Webauthn,
+    log: Arc<Log<RocksStorage>>,
+    policy: Arc<IdentityPolicy>,
+    service: Arc<LocalService>,
+    operator_token: String,
+    passkeys_dir: PathBuf,
+    volatile: Mutex<Volatile>,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("rp_id", &self.config.rp_id)
+            .field("origin", &self.config.origin_text())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_s() -> i64 {
+    Timestamp::now().unix_ms() / 1000
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    B64URL.encode(b)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Insert into a bounded table: expired entries go first; a full table refuses.
+fn insert_bounded<V>(
+    map: &mut HashMap<String, V>,
+    key: String,
+    value: V,
+    expires: impl Fn(&V) -> i64,
+) -> Result<(), Problem> {
+    if map.len() >= VOLATILE_ENTRIES_MAX {
+        let now = now_s();
+        map.retain(|_, v| expires(v) > now);
+        if map.len() >= VOLATILE_ENTRIES_MAX {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "edge-busy",
+                "Too many ceremonies in flight",
+                "too many sessions, ceremonies or actions are in flight; retry shortly",
+            )
+            .retry_after(1));
+        }
+    }
+    map.insert(key, value);
+    Ok(())
+}
+
+fn bad_body(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-body",
+        "Request body refused",
+        detail,
+    )
+}
+
+/// A 404 whose body names only the kind of thing asked for, so another tenant's id answers
+/// byte for byte as a missing one.
+fn not_found(what: &str, _id: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "No such resource",
+        format!("no such {what} in this tenant"),
+    )
+}
+
+fn unauthenticated(detail: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "Sign in first",
+        detail.to_string(),
+    )
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| bad_body(format!("not the JSON expected: {e}")))
+}
+
+fn forbidden(kind: &str, title: &'static str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, kind, title, detail)
+}
+
+impl From<UserActionError> for Problem {
+    fn from(e: UserActionError) -> Self {
+        let (kind, title) = e.problem();
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+        Problem::new(status, kind, title, e.to_string())
+    }
+}
+
+/// Which kind an action request appends: the route table of the sensitive endpoints.
+fn kind_of_route(method: &str, path: &str) -> Option<&'static str> {
+    if method != "POST" {
+        return None;
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "users"] => Some(USER_INVITED),
+        ["v1", "users", "role"] => Some(USER_ROLE_CHANGED),
+        ["v1", "credentials"] => Some(CREDENTIAL_REGISTERED),
+        ["v1", "credentials", "revoke"] => Some(CREDENTIAL_REVOKED),
+        ["v1", "wallets"] => Some(WALLET_REQUESTED),
+        ["v1", "wallets", w, "transfers"] if !w.is_empty() => Some(TRANSFER_REQUESTED),
+        ["v1", "policies"] => Some(POLICY_CHANGED),
+        ["v1", "requests", r, "approvals"] if !r.is_empty() => Some(APPROVAL_DECIDED),
+        _ => None,
+    }
+}
+
+/// Whether a JSON value holds a number that is not an integer (JCS of govern's bodies
+/// never does: amounts are decimal strings).
+fn has_float(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => !(n.is_i64() || n.is_u64()),
+        Value::Array(a) => a.iter().any(has_float),
+        Value::Object(o) => o.values().any(has_float),
+        _ => false,
+    }
+}
+
+fn action_body(bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
+    if bytes.len() > ACTION_BODY_BYTES_MAX {
+        return Err(bad_body(format!(
+            "an action body is at most {ACTION_BODY_BYTES_MAX} bytes"
+        )));
+    }
+    let body: Value = parse(bytes)?;
+    let Value::Object(body) = body else {
+        return Err(bad_body("an action body is a JSON object"));
+    };
+    if has_float(&Value::Object(body.clone())) {
+        return Err(bad_body(
+            "numbers in an action body are integers; amounts are decimal strings",
+        ));
+    }
+    Ok(body)
+}
+
+// ---------------------------------------------------------------------------------------
+// Request and response bodies.
+
+/// `POST /v1/tenants`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    name: String,
+    admin: String,
+}
+
+/// An invitation, as its creator receives it (the secret is shown once).
+#[derive(Debug, Serialize)]
+pub struct InviteOut {
+    /// The tenant.
+    pub tenant: String,
+    /// The request that made it.
+    pub request: String,
+    /// The entry that made it.
+    pub index: u64,
+    /// The one-time secret.
+    pub invite: String,
+    /// The page that redeems it.
+    pub registration_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterStart {
+    tenant: Uuid,
+    invite: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterFinish {
+    registration: String,
+    credential: RegisterPublicKeyCredential,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginStart {
+    tenant: Uuid,
+    user: Uuid,
+    #[serde(default)]
+    credential: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginFinish {
+    login: String,
+    #[serde(default)]
+    assertion: Option<PublicKeyCredential>,
+    #[serde(default)]
+    signature: Option<UserSignature>,
+}
+
+#[derive(Serialize)]
+struct SessionOut {
+    session: String,
+    expires: i64,
+    tenant: String,
+    user: String,
+    credential: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionInit {
+    kind: String,
+    method: String,
+    path: String,
+    body: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionSign {
+    challenge: ChallengeObject,
+    signature: UserSignature,
+}
+
+// ---------------------------------------------------------------------------------------
+
+impl Edge {
+    /// The edge of a node: `service` is its attested identity.
+    ///
+    /// # Errors
+    /// When webauthn-rs refuses the relying party.
+    pub fn new(
+        config: EdgeConfig,
+        log: Arc<Log<RocksStorage>>,
+        policy: Arc<IdentityPolicy>,
+        service: Arc<LocalService>,
+        operator_token: String,
+        passkeys_dir: PathBuf,
+    ) -> Result<Self, String> {
+        let webauthn = WebauthnBuilder::new(&config.rp_id, &config.origin)
+            .map_err(|e| format!("webauthn relying party: {e}"))?
+            .rp_name("govern")
+            .build()
+            .map_err(|e| format!("webauthn relying party: {e}"))?;
+        std::fs::create_dir_all(&passkeys_dir)
+            .map_err(|e| format!("{}: {e}", passkeys_dir.display()))?;
+        Ok(Self {
+            config,
+            webauthn,
+            log,
+            policy,
+            service,
+            operator_token,
+            passkeys_dir,
+            volatile: Mutex::new(Volatile::default()),
+        })
+    }
+
+    /// The relying party and origin.
+    #[must_use]
+    pub fn config(&self) -> &EdgeConfig {
+        &self.config
+    }
+
+    fn tenant(&self, id: &TenantId) -> Option<Tenant> {
+        self.policy.tenants().get(id).cloned()
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Result<Session, Problem> {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthenticated("send Authorization: Bearer <session>"))?;
+        let vol = self.volatile.lock();
+        let s = vol
+            .sessions
+            .get(token)
+            .filter(|s| s.expires > now_s())
+            .ok_or_else(|| unauthenticated("the session is unknown or expired; sign in again"))?;
+        Ok(s.clone())
+    }
+
+    fn new_session(
+        &self,
+        tenant: TenantId,
+        user: &str,
+        credential: &str,
+    ) -> Result<SessionOut, Problem> {
+        let token = random_token();
+        let expires = now_s() + SESSION_TTL_S;
+        insert_bounded(
+            &mut self.volatile.lock().sessions,
+            token.clone(),
+            Session {
+                tenant,
+                user: user.into(),
+                credential: credential.into(),
+                expires,
+            },
+            |s| s.expires,
+        )?;
+        Ok(SessionOut {
+            session: token,
+            expires,
+            tenant: tenant.0.to_string(),
+            user: user.into(),
+            credential: credential.into(),
+        })
+    }
+
+    async fn append(
+        &self,
+        kind: &str,
+        tenant: TenantId,
+        request: RequestId,
+        parents: Vec<LeafHash>,
+        body: Map<String, Value>,
+    ) -> Result<Appended, Problem> {
+        let kind = Kind::new(kind).map_err(|e| bad_body(e.to_string()))?;
+        let event = self
+            .service
+            .identity
+            .sign(kind, tenant, request, parents, body)
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "edge-not-attested",
+                    "The edge has no live identity",
+                    e.to_string(),
+                )
+                .retry_after(10)
+            })?;
+        self.log.append(event).await.map_err(problem_of_append)
+    }
+
+    fn passkey_path(&self, credential: &str) -> PathBuf {
+        self.passkeys_dir.join(format!("{credential}.json"))
+    }
+
+    fn save_passkey(&self, credential: &str, passkey: &Passkey) -> Result<(), Problem> {
+        let bytes = serde_json::to_vec(passkey).unwrap_or_default();
+        crate::datadir::write_atomic(&self.passkey_path(credential), &bytes, 0o600).map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "Storage unavailable",
+                e.to_string(),
+            )
+        })
+    }
+
+    fn load_passkey(&self, credential: &str) -> Option<Passkey> {
+        let bytes = std::fs::read(self.passkey_path(credential)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn registration_url(&self, tenant: &TenantId, invite: &str) -> String {
+        format!(
+            "{}/ui/register.html#tenant={}&invite={invite}",
+            self.config.origin_text(),
+            tenant.0
+        )
+    }
+
+    fn anchor(&self) -> Anchor {
+        let latest = self.log.latest();
+        Anchor {
+            size: latest.size.0,
+            root: hex::encode(latest.root.hash().as_bytes()),
+        }
+    }
+}
+
+fn problem_of_append(e: AppendError) -> Problem {
+    e.into()
+}
+
+/// The edge's routes.
+pub fn routes(edge: Arc<Edge>) -> Router {
+    Router::new()
+        .route("/v1/tenants", post(create_tenant))
+        .route("/v1/auth/register/start", post(register_start))
+        .route("/v1/auth/register/finish", post(register_finish))
+        .route("/v1/auth/login/start", post(login_start))
+        .route("/v1/auth/login/finish", post(login_finish))
+        .route("/v1/auth/action/init", post(action_init))
+        .route("/v1/auth/action", post(action_sign))
+        .route("/v1/me", get(me))
+        .route("/v1/requests/{id}", get(request_status))
+        .route("/v1/wallets/{id}", get(wallet))
+        .route("/v1/users", post(perform))
+        .route("/v1/users/role", post(perform))
+        .route("/v1/credentials", post(perform))
+        .route("/v1/credentials/revoke", post(perform))
+        .route("/v1/wallets", post(perform))
+        .route("/v1/wallets/{id}/transfers", post(perform))
+        .route("/v1/policies", post(perform))
+        .route("/v1/requests/{id}/approvals", post(perform))
+        .with_state(edge)
+}
+
+/// `POST /v1/tenants` (operator): `tenant.created` and the first admin's invitation.
+async fn create_tenant(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = token.is_some_and(|t| {
+        // Compare digests, so the time taken says nothing about the token.
+        Sha256::digest(t.as_bytes()) == Sha256::digest(edge.operator_token.as_bytes())
+    });
+    if !ok {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "operator-unauthorized",
+            "Operator token required",
+            "send Authorization: Bearer <the data dir's operator.token>",
+        ));
+    }
+    let req: CreateTenant = parse(&body)?;
+    let tenant = TenantId(Uuid::now_v7());
+    let request = RequestId::new_v7();
+    let secret = random_token();
+    let mut b = Map::new();
+    b.insert("name".into(), req.name.into());
+    b.insert("admin".into(), req.admin.into());
+    b.insert("rp_id".into(), edge.config.rp_id.clone().into());
+    b.insert("origin".into(), edge.config.origin_text().into());
+    b.insert("invite".into(), sha256_hex(secret.as_bytes()).into());
+    let appended = edge
+        .append(tenants::TENANT_CREATED, tenant, request, Vec::new(), b)
+        .await?;
+    let out = InviteOut {
+        tenant: tenant.0.to_string(),
+        request: request.0.to_string(),
+        index: appended.index.0,
+        registration_url: edge.registration_url(&tenant, &secret),
+        invite: secret,
+    };
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+fn invite_refused() -> Problem {
+    forbidden(
+        "invite-unknown",
+        "No such invitation",
+        "no unused invitation with that secret in that tenant",
+    )
+}
+
+/// `POST /v1/auth/register/start {tenant, invite}` → webauthn-rs creation options.
+async fn register_start(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response, Problem> {
+    let req: RegisterStart = parse(&body)?;
+    let tenant_id = TenantId(req.tenant);
+    let hash = sha256_hex(req.invite.as_bytes());
+    let tenant = edge.tenant(&tenant_id).ok_or_else(invite_refused)?;
+    let invite = tenant.invites.get(&hash).ok_or_else(invite_refused)?;
+    if invite.used_by.is_some() {
+        return Err(forbidden(
+            "invite-used",
+            "Invitation already used",
+            "this invitation was redeemed already",
+        ));
+    }
+    let user = Uuid::now_v7();
+    let (options, state) = edge
+        .webauthn
+        .start_passkey_registration(user, &invite.name, &invite.name, None)
+        .map_err(|e| bad_body(format!("webauthn: {e}")))?;
+    let id = random_token();
+    insert_bounded(
+        &mut edge.volatile.lock().registrations,
+        id.clone(),
+        Registration {
+            tenant: tenant_id,
+            invite: hash,
+            name: invite.name.clone(),
+            user,
+            state,
+            expires: now_s() + CEREMONY_TTL_S,
+        },
+        |r| r.expires,
+    )?;
+    Ok(
+        axum::Json(json!({"registration": id, "user": user.to_string(), "options": options}))
+            .into_response(),
+    )
+}
+
+fn ceremony_unknown(what: &str) -> Problem {
+    forbidden(
+        "ceremony-unknown",
+        "No such ceremony",
+        format!("no {what} in progress with that id (unknown, used or expired)"),
+    )
+}
+
+/// `POST /v1/auth/register/finish {registration, credential}` → `user.registered`,
+/// `credential.registered`, and a session.
+async fn register_finish(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response, Problem> {
+    let req: RegisterFinish = parse(&body)?;
+    let reg = edge
+        .volatile
+        .lock()
+        .registrations
+        .remove(&req.registration)
+        .filter(|r| r.expires > now_s())
+        .ok_or_else(|| ceremony_unknown("registration"))?;
+    let passkey = edge
+        .webauthn
+        .finish_passkey_registration(&req.credential, &reg.state)
+        .map_err(|e| {
+            forbidden(
+                "registration-refused",
+                "Passkey registration refused",
+                format!("webauthn: {e}"),
+            )
+        })?;
+    let attestation: &[u8] = req.credential.response.attestation_object.as_ref();
+    let (id, key) = registered_credential(attestation, &edge.config.rp_id).map_err(|e| {
+        forbidden(
+            "registration-refused",
+            "Passkey registration refused",
+            e.to_string(),
+        )
+    })?;
+    let credential = B64URL.encode(&id);
+    let tenant = edge.tenant(&reg.tenant).ok_or_else(invite_refused)?;
+    let invite = tenant.invites.get(&reg.invite).ok_or_else(invite_refused)?;
+    let request = RequestId::new_v7();
+    let user = reg.user.to_string();
+    let mut b = Map::new();
+    b.insert("user".into(), user.clone().into());
+    b.insert("name".into(), reg.name.clone().into());
+    b.insert("invite".into(), reg.invite.clone().into());
+    let registered = edge
+        .append(
+            tenants::USER_REGISTERED,
+            reg.tenant,
+            request,
+            vec![invite.leaf],
+            b,
+        )
+        .await?;
+    let mut c = Map::new();
+    c.insert("user".into(), user.clone().into());
+    c.insert("credential".into(), credential.clone().into());
+    c.insert("type".into(), "passkey".into());
+    c.insert("public_key".into(), B64URL.encode(key.to_cose()).into());
+    c.insert(
+        "attestation_object".into(),
+        B64URL.encode(attestation).into(),
+    );
+    edge.save_passkey(&credential, &passkey)?;
+    edge.append(
+        CREDENTIAL_REGISTERED,
+        reg.tenant,
+        request,
+        vec![registered.leaf_hash],
+        c,
+    )
+    .await?;
+    let session = edge.new_session(reg.tenant, &user, &credential)?;
+    Ok((StatusCode::CREATED, axum::Json(session)).into_response())
+}
+
+fn login_refused(detail: impl Into<String>) -> Problem {
+    forbidden("login-refused", "Login refused", detail)
+}
+
+/// `POST /v1/auth/login/start {tenant, user, credential?}`: webauthn-rs request options for
+/// the user's passkeys, or for an API key a `govern/login/v1` challenge object.
+async fn login_start(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response, Problem> {
+    let req: LoginStart = parse(&body)?;
+    let tenant_id = TenantId(req.tenant);
+    let user = req.user.to_string();
+    let tenant = edge
+        .tenant(&tenant_id)
+        .filter(|t| t.users.contains_key(&user))
+        .ok_or_else(|| login_refused("no such user in that tenant"))?;
+    let id = random_token();
+    let (state, out) = match &req.credential {
+        Some(cred) => {
+            let c = tenant
+                .live_credential(cred)
+                .filter(|c| c.credential.user == user && c.credential.kind == CredentialType::Key)
+                .ok_or_else(|| login_refused("no live API key with that id for that user"))?;
+            let mut nonce = [0u8; 16];
+            OsRng.fill_bytes(&mut nonce);
+            let object = ChallengeObject {
+                domain: LOGIN_DOMAIN.into(),
+                tenant: tenant_id.0.to_string(),
+                user: user.clone(),
+                credential: c.credential.id.clone(),
+                kind: "login".into(),
+                request: id.clone(),
+                rp_id: edge.config.rp_id.clone(),
+                method: "POST".into(),
+                path: "/v1/auth/login/finish".into(),
+                body_commitment: String::new(),
+                nonce: B64URL.encode(nonce),
+                anchor: edge.anchor(),
+            };
+            let out = json!({"login": id, "challenge": object});
+            (LoginState::Key(object), out)
+        }
+        None => {
+            let passkeys: Vec<Passkey> = tenant
+                .credentials_of(&user)
+                .filter(|c| c.revoked.is_none() && c.credential.kind == CredentialType::Passkey)
+                .filter_map(|c| edge.load_passkey(&c.credential.id))
+                .collect();
+            if passkeys.is_empty() {
+                return Err(login_refused("the user has no live passkey"));
+            }
+            let (options, state) = edge
+                .webauthn
+                .start_passkey_authentication(&passkeys)
+                .map_err(|e| login_refused(format!("webauthn: {e}")))?;
+            (
+                LoginState::Passkey(state),
+                json!({"login": id, "options": options}),
+            )
+        }
+    };
+    insert_bounded(
+        &mut edge.volatile.lock().logins,
+        id,
+        Login {
+            tenant: tenant_id,
+            user,
+            state,
+            expires: now_s() + CEREMONY_TTL_S,
+        },
+        |l| l.expires,
+    )?;
+    Ok(axum::Json(out).into_response())
+}
+
+/// The origin a signature's client data names.
+fn signed_origin(signature: &UserSignature) -> Option<String> {
+    let data = match signature {
+        UserSignature::Passkey {
+            client_data_json, ..
+        } => client_data_json,
+        UserSignature::Key { client_data, .. } => client_data,
+    };
+    let bytes = B64URL.decode(data).ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("origin")?
+        .as_str()
+        .map(|o| o.trim_end_matches('/').to_string())
+}
+
+fn check_origin(edge: &Edge, signature: &UserSignature) -> Result<(), Problem> {
+    let origin = signed_origin(signature).unwrap_or_default();
+    if origin != edge.config.origin_text() {
+        return Err(forbidden(
+            "origin-refused",
+            "Signed from another origin",
+            format!(
+                "the signature was made for origin {origin:?}, not {:?}",
+                edge.config.origin_text()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/auth/login/finish {login, assertion | signature}` → a session.
+async fn login_finish(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response, Problem> {
+    let req: LoginFinish = parse(&body)?;
+    let login = edge
+        .volatile
+        .lock()
+        .logins
+        .remove(&req.login)
+        .filter(|l| l.expires > now_s())
+        .ok_or_else(|| ceremony_unknown("login"))?;
+    let tenant = edge
+        .tenant(&login.tenant)
+        .ok_or_else(|| login_refused("no such tenant"))?;
+    let credential = match (login.state, req.assertion, req.signature) {
+        (LoginState::Passkey(state), Some(assertion), None) => {
+            let result = edge
+                .webauthn
+                .finish_passkey_authentication(&assertion, &state)
+                .map_err(|e| login_refused(format!("webauthn: {e}")))?;
+            let id = B64URL.encode(result.cred_id().as_ref() as &[u8]);
+            let c = tenant
+                .live_credential(&id)
+                .filter(|c| c.credential.user == login.user)
+                .ok_or_else(|| login_refused("the passkey is not a live credential of the user"))?;
+            if let Some(mut passkey) = edge.load_passkey(&id) {
+                if passkey.update_credential(&result).is_some() {
+                    edge.save_passkey(&id, &passkey)?;
+                }
+            }
+            c.credential.id.clone()
+        }
+        (LoginState::Key(object), None, Some(signature)) => {
+            let c = tenant
+                .live_credential(&object.credential)
+                .ok_or_else(|| login_refused("the key was revoked"))?;
+            verify_login(&object, &signature, &c.credential)
+                .map_err(|e| login_refused(format!("user signature: {e}")))?;
+            check_origin(&edge, &signature)?;
+            c.credential.id.clone()
+        }
+        _ => {
+            return Err(bad_body(
+                "a passkey login finishes with `assertion`, an API key login with `signature`",
+            ));
+        }
+    };
+    let session = edge.new_session(login.tenant, &login.user, &credential)?;
+    Ok(axum::Json(session).into_response())
+}
+
+/// `POST /v1/auth/action/init {kind, method, path, body}` (session) → the challenge object.
+async fn action_init(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let session_token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let session = edge.session(&headers)?;
+    let req: ActionInit = parse(&body)?;
+    let kind = kind_of_route(&req.method, &req.path).ok_or_else(|| {
+        bad_body(format!(
+            "{} {} is not an action endpoint",
+            req.method, req.path
+        ))
+    })?;
+    if kind != req.kind {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "action-route",
+            "Kind does not match the endpoint",
+            format!(
+                "{} {} appends {kind}, not {}",
+                req.method, req.path, req.kind
+            ),
+        ));
+    }
+    let params = action_body(&serde_json::to_vec(&req.body).unwrap_or_default())?;
+    let tenant = edge
+        .tenant(&session.tenant)
+        .ok_or_else(|| unauthenticated("the session's tenant is gone"))?;
+    let request = if kind == APPROVAL_DECIDED {
+        let id = req.path.split('/').nth(3).unwrap_or_default();
+        tenant
+            .requests
+            .get(id)
+            .filter(|r| r.kind == TRANSFER_REQUESTED)
+            .ok_or_else(|| not_found("request", id))?;
+        id.to_string()
+    } else {
+        Uuid::now_v7().to_string()
+    };
+    let mut salt = [0u8; 32];
+    OsRng.fill_bytes(&mut salt);
+    let mut nonce = [0u8; 16];
+    OsRng.fill_bytes(&mut nonce);
+    let commitment =
+        body_commitment(&salt, &Value::Object(params)).map_err(|e| bad_body(e.to_string()))?;
+    let object = ChallengeObject {
+        domain: ACTION_DOMAIN.into(),
+        tenant: session.tenant.0.to_string(),
+        user: session.user.clone(),
+        credential: session.credential.clone(),
+        kind: kind.into(),
+        request,
+        rp_id: edge.config.rp_id.clone(),
+        method: req.method,
+        path: req.path,
+        body_commitment: commitment,
+        nonce: B64URL.encode(nonce),
+        anchor: edge.anchor(),
+    };
+    let challenge = object.challenge().map_err(|e| bad_body(e.to_string()))?;
+    {
+        let mut vol = edge.volatile.lock();
+        let expires = now_s() + CEREMONY_TTL_S;
+        insert_bounded(
+            &mut vol.pending,
+            object.nonce.clone(),
+            PendingAction {
+                session: session_token,
+                object: object.clone(),
+                expires,
+            },
+            |p| p.expires,
+        )?;
+        vol.salts.insert(object.nonce.clone(), salt);
+    }
+    Ok(axum::Json(json!({
+        "nonce": object.nonce,
+        "anchor": object.anchor,
+        "salt": hex::encode(salt),
+        "request": object.request,
+        "challenge": object,
+        "challenge_b64url": B64URL.encode(challenge),
+    }))
+    .into_response())
+}
+
+/// `POST /v1/auth/action {challenge, signature}` (session) → a single-use `userAction`.
+async fn action_sign(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let session = edge.session(&headers)?;
+    let req: ActionSign = parse(&body)?;
+    // The nonce is spent by this attempt, whatever its outcome.
+    let (pending, salt) = {
+        let mut vol = edge.volatile.lock();
+        let salt = vol.salts.remove(&req.challenge.nonce);
+        (vol.pending.remove(&req.challenge.nonce), salt)
+    };
+    let (pending, salt) = match (pending, salt) {
+        (Some(p), Some(s)) if p.expires > now_s() => (p, s),
+        _ => {
+            return Err(forbidden(
+                "action-unknown",
+                "No such pending action",
+                "no action awaits a signature with that nonce (unknown, used or expired)",
+            ));
+        }
+    };
+    let session_token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if pending.session != session_token || pending.object.user != session.user {
+        return Err(forbidden(
+            "action-unknown",
+            "No such pending action",
+            "that action was initiated by another session",
+        ));
+    }
+    if req.challenge != pending.object {
+        return Err(forbidden(
+            "challenge-mismatch",
+            "Not the challenge issued",
+            "the challenge object differs from the one this node issued for that nonce",
+        ));
+    }
+    let tenant = edge
+        .tenant(&session.tenant)
+        .ok_or_else(|| unauthenticated("the session's tenant is gone"))?;
+    let state = tenant
+        .credentials
+        .get(&req.challenge.credential)
+        .ok_or_else(|| UserActionError::UnknownCredential {
+            credential: req.challenge.credential.clone(),
+        })
+        .map_err(Problem::from)?;
+    if let Some(index) = state.revoked {
+        return Err(UserActionError::Revoked {
+            credential: state.credential.id.clone(),
+            index,
+        }
+        .into());
+    }
+    let verified = verify_user_action(&req.challenge, &req.signature, &state.credential)
+        .map_err(|e| Problem::from(UserActionError::Signature(e)))?;
+    check_origin(&edge, &req.signature)?;
+    if matches!(req.signature, UserSignature::Passkey { .. })
+        && (verified.counter != 0 || state.counter != 0)
+        && verified.counter <= state.counter
+    {
+        return Err(UserActionError::Counter {
+            counter: verified.counter,
+            last: state.counter,
+        }
+        .into());
+    }
+    let token = random_token();
+    let expires = now_s() + ACTION_TOKEN_TTL_S;
+    insert_bounded(
+        &mut edge.volatile.lock().tokens,
+        token.clone(),
+        ActionToken {
+            object: req.challenge,
+            signature: req.signature,
+            salt,
+            expires,
+        },
+        |t| t.expires,
+    )?;
+    Ok(axum::Json(json!({"userAction": token, "expires": expires})).into_response())
+}
+
+fn mismatch(what: &str, signed: &str, got: &str) -> Problem {
+    forbidden(
+        "user-action-mismatch",
+        "The user action is for another request",
+        format!("the action was signed for {what} {signed:?}, not {got:?}"),
+    )
+}
+
+/// Every sensitive endpoint: the `userAction` token must be for exactly this request.
+async fn perform(
+    State(edge): State<Arc<Edge>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path_id: Option<Path<String>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let path = uri.path().to_string();
+    let kind = kind_of_route(method.as_str(), &path).ok_or_else(|| Problem::no_route(&path))?;
+    let token = headers
+        .get(USER_ACTION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "user-action-required",
+                "User action signature required",
+                format!("{kind} needs header X-Govern-User-Action from POST /v1/auth/action"),
+            )
+        })?;
+    // Single use: the token is spent by this attempt, whatever its outcome.
+    let t = edge
+        .volatile
+        .lock()
+        .tokens
+        .remove(token)
+        .filter(|t| t.expires > now_s())
+        .ok_or_else(|| {
+            forbidden(
+                "user-action-token",
+                "Unknown user action token",
+                "the userAction token is unknown, used or expired",
+            )
+        })?;
+    let o = &t.object;
+    if o.kind != kind {
+        return Err(mismatch("kind", &o.kind, kind));
+    }
+    if o.method != method.as_str() {
+        return Err(mismatch("method", &o.method, method.as_str()));
+    }
+    if o.path != path {
+        return Err(mismatch("path", &o.path, &path));
+    }
+    let params = action_body(&body)?;
+    let commitment = body_commitment(&t.salt, &Value::Object(params.clone()))
+        .map_err(|e| bad_body(e.to_string()))?;
+    if commitment != o.body_commitment {
+        return Err(forbidden(
+            "user-action-mismatch",
+            "The user action is for another request",
+            "the body differs from the body the action was signed for",
+        ));
+    }
+    let tenant_id = TenantId(
+        Uuid::parse_str(&o.tenant).map_err(|_| bad_body("the action's tenant is not a UUID"))?,
+    );
+    let request = RequestId(
+        Uuid::parse_str(&o.request).map_err(|_| bad_body("the action's request is not a UUID"))?,
+    );
+    let tenant = edge
+        .tenant(&tenant_id)
+        .ok_or_else(|| not_found("tenant", &o.tenant))?;
+    let mut b = Map::new();
+    b.insert(
+        "action".into(),
+        serde_json::to_value(o).unwrap_or(Value::Null),
+    );
+    b.insert(
+        "signature".into(),
+        serde_json::to_value(&t.signature).unwrap_or(Value::Null),
+    );
+    b.insert("salt".into(), hex::encode(t.salt).into());
+    let text = |f: &str| {
+        params
+            .get(f)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut invite_secret = None;
+    let parents = match kind {
+        USER_INVITED => {
+            let secret = random_token();
+            b.insert("invite".into(), sha256_hex(secret.as_bytes()).into());
+            invite_secret = Some(secret);
+            vec![tenant.leaf]
+        }
+        USER_ROLE_CHANGED | CREDENTIAL_REGISTERED => {
+            let user = text("user");
+            let u = tenant
+                .users
+                .get(&user)
+                .ok_or_else(|| not_found("user", &user))?;
+            vec![u.leaf]
+        }
+        CREDENTIAL_REVOKED => {
+            let id = text("credential");
+            let c = tenant
+                .credentials
+                .get(&id)
+                .ok_or_else(|| not_found("credential", &id))?;
+            vec![c.leaf]
+        }
+        WALLET_REQUESTED => vec![tenant.leaf],
+        TRANSFER_REQUESTED => {
+            let id = path_id.map(|p| p.0).unwrap_or_default();
+            let w = tenant
+                .wallets
+                .get(&id)
+                .ok_or_else(|| not_found("wallet", &id))?;
+            tenants::validate_transfer(&params).map_err(bad_body)?;
+            vec![w.leaf]
+        }
+        POLICY_CHANGED => {
+            if !params.get("policy").is_some_and(Value::is_object) {
+                return Err(bad_body("a policy change carries `policy`, an object"));
+            }
+            vec![tenant.policy.as_ref().map_or(tenant.leaf, |p| p.leaf)]
+        }
+        APPROVAL_DECIDED => {
+            let id = path_id.map(|p| p.0).unwrap_or_default();
+            let r = tenant
+                .requests
+                .get(&id)
+                .filter(|r| r.kind == TRANSFER_REQUESTED)
+                .ok_or_else(|| not_found("request", &id))?;
+            b.insert("user".into(), o.user.clone().into());
+            vec![r.events[0].leaf]
+        }
+        _ => return Err(Problem::no_route(&path)),
+    };
+    let added_credential = (kind == CREDENTIAL_REGISTERED)
+        .then(|| B64URL.decode(text("public_key")).ok())
+        .flatten()
+        .map(|cose| tenants::key_credential_id(&cose));
+    b.insert("params".into(), Value::Object(params));
+    let appended = edge.append(kind, tenant_id, request, parents, b).await?;
+    let mut out = json!({
+        "request": o.request,
+        "kind": kind,
+        "index": appended.index.0,
+        "leaf": appended.leaf_hash,
+    });
+    if let Some(secret) = invite_secret {
+        out["invite"] = secret.clone().into();
+        out["registration_url"] = edge.registration_url(&tenant_id, &secret).into();
+    }
+    if let Some(id) = added_credential {
+        out["credential"] = id.into();
+    }
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+/// `GET /v1/me` (session): the user, their role and credentials, and the tenant.
+async fn me(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Result<Response, Problem> {
+    let session = edge.session(&headers)?;
+    let tenant = edge
+        .tenant(&session.tenant)
+        .ok_or_else(|| unauthenticated("the session's tenant is gone"))?;
+    let user = tenant
+        .users
+        .get(&session.user)
+        .ok_or_else(|| unauthenticated("the session's user is gone"))?;
+    let credentials: Vec<Value> = tenant
+        .credentials_of(&session.user)
+        .map(|c| {
+            json!({
+                "id": c.credential.id,
+                "type": c.credential.kind,
+                "registered": c.registered,
+                "revoked": c.revoked,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "tenant": {"id": session.tenant.0.to_string(), "name": tenant.name},
+        "user": user,
+        "credential": session.credential,
+        "credentials": credentials,
+        "wallets": tenant.wallets.values().collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// `GET /v1/requests/{id}` (session): status and the chain of event indices so far.
+async fn request_status(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let session = edge.session(&headers)?;
+    let request = edge
+        .tenant(&session.tenant)
+        .and_then(|t| t.requests.get(&id).cloned())
+        .ok_or_else(|| not_found("request", &id))?;
+    Ok(axum::Json(request).into_response())
+}
+
+/// `GET /v1/wallets/{id}` (session).
+async fn wallet(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let session = edge.session(&headers)?;
+    let wallet = edge
+        .tenant(&session.tenant)
+        .and_then(|t| t.wallets.get(&id).cloned())
+        .ok_or_else(|| not_found("wallet", &id))?;
+    Ok(axum::Json(wallet).into_response())
+}
+
+/// The credential an API key registers: what `POST /v1/credentials` takes.
+#[must_use]
+pub fn key_credential_params(user: &str, key: &govern_core::action::CredentialKey) -> Value {
+    json!({"user": user, "type": "key", "public_key": B64URL.encode(key.to_cose())})
+}
+
+/// A credential as the tenant fold holds it (for callers that sign with it).
+#[must_use]
+pub fn credential_of(tenant: &Tenant, id: &str) -> Option<Credential> {
+    tenant.credentials.get(id).map(|c| c.credential.clone())
+}

@@ -1,0 +1,926 @@
+//! Tenants, passkeys, API keys and User Action Signing, end to end on a booted node, with
+//! webauthn-authenticator-rs's software passkey as the user's authenticator; and every
+//! attack of the credentials issue, each with its exact problem type.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD as B64URL};
+use ed25519_dalek::Signer as _;
+use govern_core::action::{ChallengeObject, CredentialKey, UserSignature};
+use govern_core::event::{Kind, RequestId, TenantId};
+use serde_json::{Value, json};
+use support::{Booted, ORIGIN, assert_problem, boot, boot_with};
+use webauthn_authenticator_rs::prelude::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+
+type Reply = (StatusCode, Value, Vec<u8>);
+
+fn b64(v: &Value) -> Vec<u8> {
+    let s = v.as_str().expect("a base64url string");
+    B64URL
+        .decode(s.trim_end_matches('='))
+        .or_else(|_| URL_SAFE.decode(s))
+        .expect("base64url")
+}
+
+fn origin() -> Url {
+    Url::parse(ORIGIN).unwrap()
+}
+
+/// A user with a signed-in session and an authenticator.
+struct User {
+    tenant: String,
+    id: String,
+    credential: String,
+    session: String,
+    signer: Signer,
+}
+
+enum Signer {
+    Passkey(SoftPasskey),
+    Key(ed25519_dalek::SigningKey),
+}
+
+impl User {
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.session)
+    }
+}
+
+async fn json_call(
+    node: &Booted,
+    method: &str,
+    uri: &str,
+    auth: Option<&str>,
+    body: &Value,
+) -> Reply {
+    let mut headers = Vec::new();
+    if let Some(a) = auth {
+        headers.push(("authorization", a));
+    }
+    node.call(
+        method,
+        uri,
+        &headers,
+        Some(serde_json::to_vec(body).unwrap()),
+    )
+    .await
+}
+
+/// `POST /v1/tenants` as the operator: (tenant id, invitation secret).
+async fn create_tenant(node: &Booted, name: &str) -> (String, String) {
+    let token = format!("Bearer {}", node.dir.operator_token().unwrap());
+    let r = json_call(
+        node,
+        "POST",
+        "/v1/tenants",
+        Some(&token),
+        &json!({"name": name, "admin": "Ada"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    (
+        r.1["tenant"].as_str().unwrap().to_string(),
+        r.1["invite"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Redeem `invite` with a new software passkey.
+async fn register(node: &Booted, tenant: &str, invite: &str) -> User {
+    let start = json_call(
+        node,
+        "POST",
+        "/v1/auth/register/start",
+        None,
+        &json!({"tenant": tenant, "invite": invite}),
+    )
+    .await;
+    assert_eq!(start.0, StatusCode::OK, "{}", start.1);
+    let ccr: CreationChallengeResponse =
+        serde_json::from_value(start.1["options"].clone()).unwrap();
+    let mut authenticator = SoftPasskey::new(true);
+    let credential = authenticator
+        .do_registration(origin(), ccr)
+        .expect("the passkey registers");
+    let finish = json_call(
+        node,
+        "POST",
+        "/v1/auth/register/finish",
+        None,
+        &json!({"registration": start.1["registration"], "credential": credential}),
+    )
+    .await;
+    assert_eq!(finish.0, StatusCode::CREATED, "{}", finish.1);
+    User {
+        tenant: tenant.to_string(),
+        id: finish.1["user"].as_str().unwrap().to_string(),
+        credential: finish.1["credential"].as_str().unwrap().to_string(),
+        session: finish.1["session"].as_str().unwrap().to_string(),
+        signer: Signer::Passkey(authenticator),
+    }
+}
+
+/// Sign `challenge` (32 bytes) as `user`'s authenticator would, for `origin`.
+fn sign(user: &mut User, challenge: &[u8], origin: &Url) -> UserSignature {
+    let credential = user.credential.clone();
+    match &mut user.signer {
+        Signer::Passkey(authenticator) => {
+            let rcr: RequestChallengeResponse = serde_json::from_value(json!({
+                "publicKey": {
+                    "challenge": B64URL.encode(challenge),
+                    "timeout": 60000,
+                    "rpId": "localhost",
+                    "allowCredentials": [{"type": "public-key", "id": credential}],
+                    "userVerification": "required"
+                }
+            }))
+            .unwrap();
+            let a = authenticator
+                .do_authentication(origin.clone(), rcr)
+                .expect("the passkey signs");
+            let a = serde_json::to_value(&a).unwrap();
+            UserSignature::Passkey {
+                authenticator_data: B64URL.encode(b64(&a["response"]["authenticatorData"])),
+                client_data_json: B64URL.encode(b64(&a["response"]["clientDataJSON"])),
+                signature: B64URL.encode(b64(&a["response"]["signature"])),
+            }
+        }
+        Signer::Key(key) => {
+            let client_data = serde_json::to_vec(&json!({
+                "type": "key.get",
+                "challenge": B64URL.encode(challenge),
+                "origin": origin.origin().ascii_serialization(),
+            }))
+            .unwrap();
+            UserSignature::Key {
+                signature: B64URL.encode(key.sign(&client_data).to_bytes()),
+                client_data: B64URL.encode(client_data),
+            }
+        }
+    }
+}
+
+/// `POST /v1/auth/action/init`: the challenge object.
+async fn init(node: &Booted, user: &User, kind: &str, path: &str, body: &Value) -> ChallengeObject {
+    let r = json_call(
+        node,
+        "POST",
+        "/v1/auth/action/init",
+        Some(&user.bearer()),
+        &json!({"kind": kind, "method": "POST", "path": path, "body": body}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    serde_json::from_value(r.1["challenge"].clone()).unwrap()
+}
+
+/// The client's side: check the object is for this action, recompute the challenge (the
+/// node's `challenge_b64url` is not trusted), sign it.
+fn sign_object(user: &mut User, object: &ChallengeObject, origin: &Url) -> UserSignature {
+    let challenge = object.challenge().unwrap();
+    sign(user, &challenge, origin)
+}
+
+async fn token_for(
+    node: &Booted,
+    user: &User,
+    object: &ChallengeObject,
+    signature: &UserSignature,
+) -> Reply {
+    json_call(
+        node,
+        "POST",
+        "/v1/auth/action",
+        Some(&user.bearer()),
+        &json!({"challenge": object, "signature": signature}),
+    )
+    .await
+}
+
+/// Init, sign and exchange for a token: the userAction for exactly this request.
+async fn user_action(
+    node: &Booted,
+    user: &mut User,
+    kind: &str,
+    path: &str,
+    body: &Value,
+) -> String {
+    let object = init(node, user, kind, path, body).await;
+    let signature = sign_object(user, &object, &origin());
+    let r = token_for(node, user, &object, &signature).await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    r.1["userAction"].as_str().unwrap().to_string()
+}
+
+async fn perform(node: &Booted, token: Option<&str>, path: &str, body: &Value) -> Reply {
+    let mut headers = Vec::new();
+    if let Some(t) = token {
+        headers.push(("x-govern-user-action", t));
+    }
+    node.call(
+        "POST",
+        path,
+        &headers,
+        Some(serde_json::to_vec(body).unwrap()),
+    )
+    .await
+}
+
+/// Sign and perform an action; its reply.
+async fn act(node: &Booted, user: &mut User, kind: &str, path: &str, body: &Value) -> Reply {
+    let token = user_action(node, user, kind, path, body).await;
+    perform(node, Some(&token), path, body).await
+}
+
+fn transfer() -> Value {
+    json!({
+        "kind": "Native",
+        "to": "0x00000000000000000000000000000000000000aa",
+        "amount": "1000000000000000000",
+        "chain_id": "1",
+        "nonce": "0",
+        "max_fee_per_gas": "30000000000",
+        "max_priority_fee_per_gas": "1000000000",
+        "gas_limit": "21000"
+    })
+}
+
+async fn new_wallet(node: &Booted, user: &mut User) -> String {
+    let r = act(
+        node,
+        user,
+        "wallet.requested",
+        "/v1/wallets",
+        &json!({"name": "treasury"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    r.1["request"].as_str().unwrap().to_string()
+}
+
+async fn admin(node: &Booted) -> User {
+    let (tenant, invite) = create_tenant(node, "acme").await;
+    register(node, &tenant, &invite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_admin_registers_logs_in_and_signs_a_transfer() {
+    let node = boot().await;
+    let (tenant, invite) = create_tenant(&node, "acme").await;
+    let mut ada = register(&node, &tenant, &invite).await;
+
+    // The log shows the trust on first use: tenant.created, user.registered naming the
+    // invitation's hash, credential.registered with the COSE key and attestationObject.
+    let size = node.size();
+    let user_registered = node.entry(size - 2);
+    assert_eq!(user_registered.event().kind.as_str(), "user.registered");
+    let cred = node.entry(size - 1);
+    assert_eq!(cred.event().kind.as_str(), "credential.registered");
+    assert_eq!(cred.event().body["credential"], ada.credential);
+    assert!(cred.event().body["public_key"].is_string());
+    // The invitation is single-use.
+    let again = json_call(
+        &node,
+        "POST",
+        "/v1/auth/register/start",
+        None,
+        &json!({"tenant": tenant, "invite": invite}),
+    )
+    .await;
+    assert_problem(&(again.0, again.1.clone()), 403, "invite-used");
+
+    // Login with webauthn-rs: a fresh session.
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/start",
+        None,
+        &json!({"tenant": tenant, "user": ada.id}),
+    )
+    .await;
+    assert_eq!(start.0, StatusCode::OK, "{}", start.1);
+    let rcr: RequestChallengeResponse = serde_json::from_value(start.1["options"].clone()).unwrap();
+    let Signer::Passkey(authenticator) = &mut ada.signer else {
+        unreachable!()
+    };
+    let assertion = authenticator.do_authentication(origin(), rcr).unwrap();
+    let fin = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/finish",
+        None,
+        &json!({"login": start.1["login"], "assertion": assertion}),
+    )
+    .await;
+    assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
+    ada.session = fin.1["session"].as_str().unwrap().to_string();
+
+    // A wallet, then a transfer from it, each signed by the passkey.
+    let wallet = new_wallet(&node, &mut ada).await;
+    let path = format!("/v1/wallets/{wallet}/transfers");
+    let r = act(&node, &mut ada, "transfer.requested", &path, &transfer()).await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let request = r.1["request"].as_str().unwrap().to_string();
+    let index = r.1["index"].as_u64().unwrap();
+
+    // The event carries the challenge object and the user's signature, which the offline
+    // verifier accepts with the credential recorded in the log.
+    let event = node.entry(index);
+    let tenants = node.services.policy.tenants();
+    let t = tenants.get(&event.event().tenant).unwrap();
+    let credential = &t.credentials[&ada.credential].credential;
+    govern_core::action::verify_user_action_body(&event.event().body, credential).unwrap();
+    assert_eq!(event.event().body["params"], transfer());
+
+    // An approval of that request, then its status and receipt chain.
+    let approvals = format!("/v1/requests/{request}/approvals");
+    let r = act(
+        &node,
+        &mut ada,
+        "approval.decided",
+        &approvals,
+        &json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let status = node
+        .call(
+            "GET",
+            &format!("/v1/requests/{request}"),
+            &[("authorization", &ada.bearer())],
+            None,
+        )
+        .await;
+    assert_eq!(status.0, StatusCode::OK, "{}", status.1);
+    assert_eq!(status.1["status"], "approved");
+    let kinds: Vec<&str> = status.1["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["transfer.requested", "approval.decided"]);
+    assert_eq!(status.1["events"][0]["index"], index);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_or_beside_their_user_action_are_refused() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let body = json!({"name": "ops"});
+    // No user action at all.
+    let r = perform(&node, None, "/v1/wallets", &body).await;
+    assert_problem(&(r.0, r.1.clone()), 401, "user-action-required");
+
+    // A token signed over another body.
+    let token = user_action(&node, &mut ada, "wallet.requested", "/v1/wallets", &body).await;
+    let r = perform(&node, Some(&token), "/v1/wallets", &json!({"name": "OPS"})).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-action-mismatch");
+    assert!(r.1["detail"].as_str().unwrap().contains("body"), "{}", r.1);
+    // ... and once used (even refused), the token is gone.
+    let r = perform(&node, Some(&token), "/v1/wallets", &body).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-action-token");
+
+    // Over another path (another wallet's transfers).
+    let wallet = new_wallet(&node, &mut ada).await;
+    let other = new_wallet(&node, &mut ada).await;
+    let path = format!("/v1/wallets/{wallet}/transfers");
+    let token = user_action(&node, &mut ada, "transfer.requested", &path, &transfer()).await;
+    let r = perform(
+        &node,
+        Some(&token),
+        &format!("/v1/wallets/{other}/transfers"),
+        &transfer(),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-action-mismatch");
+    assert!(r.1["detail"].as_str().unwrap().contains("path"), "{}", r.1);
+
+    // Of another kind (a wallet action presented to the policies endpoint).
+    let token = user_action(&node, &mut ada, "wallet.requested", "/v1/wallets", &body).await;
+    let r = perform(&node, Some(&token), "/v1/policies", &body).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-action-mismatch");
+    assert!(r.1["detail"].as_str().unwrap().contains("kind"), "{}", r.1);
+    // A kind that is not the endpoint's is refused when the action starts.
+    let r = json_call(
+        &node,
+        "POST",
+        "/v1/auth/action/init",
+        Some(&ada.bearer()),
+        &json!({"kind": "policy.changed", "method": "POST", "path": "/v1/wallets", "body": body}),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 400, "action-route");
+    // With another method: no sensitive endpoint takes it, and the token is not spent.
+    let token = user_action(&node, &mut ada, "wallet.requested", "/v1/wallets", &body).await;
+    let r = node
+        .call(
+            "PUT",
+            "/v1/wallets",
+            &[("x-govern-user-action", &token)],
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+        .await;
+    assert_problem(&(r.0, r.1.clone()), 405, "method-not-allowed");
+    let r = perform(&node, Some(&token), "/v1/wallets", &body).await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    // A token used once is refused the second time.
+    let r = perform(&node, Some(&token), "/v1/wallets", &body).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-action-token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonces_are_single_use_at_the_edge_and_in_the_log() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let body = json!({"name": "ops"});
+    let object = init(&node, &ada, "wallet.requested", "/v1/wallets", &body).await;
+    let signature = sign_object(&mut ada, &object, &origin());
+    let first = token_for(&node, &ada, &object, &signature).await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    // The same signed challenge again: its nonce is spent.
+    let again = token_for(&node, &ada, &object, &signature).await;
+    assert_problem(&(again.0, again.1.clone()), 403, "action-unknown");
+    let r = perform(&node, first.1["userAction"].as_str(), "/v1/wallets", &body).await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+
+    // The log refuses a second event with that nonce, whoever builds it: the edge's own
+    // identity re-signs the same user action under a new request.
+    let appended = node.entry(r.1["index"].as_u64().unwrap());
+    let mut replay = appended.event().clone();
+    replay.sig = None;
+    replay.request = RequestId::new_v7();
+    let replay = node
+        .services
+        .edge
+        .identity
+        .sign(
+            Kind::new("wallet.requested").unwrap(),
+            replay.tenant,
+            replay.request,
+            replay.parents.clone(),
+            replay.body.clone(),
+        )
+        .unwrap();
+    let r = node.post(&replay).await;
+    // The request id is part of the signed object, so a new request breaks the binding...
+    assert_problem(&r, 403, "user-action-binding");
+    // ... and the very same request is a duplicate of the nonce (checked first).
+    let same = node
+        .services
+        .edge
+        .identity
+        .sign(
+            Kind::new("wallet.requested").unwrap(),
+            appended.event().tenant,
+            appended.event().request,
+            appended.event().parents.clone(),
+            appended.event().body.clone(),
+        )
+        .unwrap();
+    assert_problem(&node.post(&same).await, 409, "user-action-nonce");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anchor_too_far_back_is_refused_by_the_log() {
+    let node = boot_with(|mut c| {
+        c.anchor_distance_max = 3;
+        c
+    })
+    .await;
+    let mut ada = admin(&node).await;
+    let body = json!({"name": "ops"});
+    let token = user_action(&node, &mut ada, "wallet.requested", "/v1/wallets", &body).await;
+    for _ in 0..4 {
+        let e = node.edge_event("demo.hello", TenantId::SYSTEM, vec![]);
+        node.services.log.append(e).await.unwrap();
+    }
+    let r = perform(&node, Some(&token), "/v1/wallets", &body).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-action-anchor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_origins_rp_ids_and_login_assertions_are_refused() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let body = json!({"name": "ops"});
+
+    // Another origin on the same rp_id (another port): the edge's configured origin only.
+    let object = init(&node, &ada, "wallet.requested", "/v1/wallets", &body).await;
+    let signature = sign_object(
+        &mut ada,
+        &object,
+        &Url::parse("http://localhost:9999").unwrap(),
+    );
+    let r = token_for(&node, &ada, &object, &signature).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "origin-refused");
+
+    // An origin not on the rp_id at all: the verifier refuses it.
+    let object = init(&node, &ada, "wallet.requested", "/v1/wallets", &body).await;
+    let mut signature = sign_object(&mut ada, &object, &origin());
+    if let UserSignature::Passkey {
+        client_data_json, ..
+    } = &mut signature
+    {
+        let mut cd: Value =
+            serde_json::from_slice(&B64URL.decode(&*client_data_json).unwrap()).unwrap();
+        cd["origin"] = "https://localhost.evil.example".into();
+        *client_data_json = B64URL.encode(serde_json::to_vec(&cd).unwrap());
+    }
+    let r = token_for(&node, &ada, &object, &signature).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-signature");
+    assert!(
+        r.1["detail"].as_str().unwrap().contains("origin"),
+        "{}",
+        r.1
+    );
+
+    // Another rp_id in authenticatorData.
+    let object = init(&node, &ada, "wallet.requested", "/v1/wallets", &body).await;
+    let mut signature = sign_object(&mut ada, &object, &origin());
+    if let UserSignature::Passkey {
+        authenticator_data, ..
+    } = &mut signature
+    {
+        let mut auth = B64URL.decode(&*authenticator_data).unwrap();
+        auth[..32].copy_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(b"evil.example"));
+        *authenticator_data = B64URL.encode(auth);
+    }
+    let r = token_for(&node, &ada, &object, &signature).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-signature");
+    assert!(
+        r.1["detail"].as_str().unwrap().contains("relying party"),
+        "{}",
+        r.1
+    );
+
+    // A login assertion (webauthn-rs's random challenge) offered as the action's signature.
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/start",
+        None,
+        &json!({"tenant": ada.tenant, "user": ada.id}),
+    )
+    .await;
+    let rcr: RequestChallengeResponse = serde_json::from_value(start.1["options"].clone()).unwrap();
+    let Signer::Passkey(authenticator) = &mut ada.signer else {
+        unreachable!()
+    };
+    let a = serde_json::to_value(authenticator.do_authentication(origin(), rcr).unwrap()).unwrap();
+    let login_signature = UserSignature::Passkey {
+        authenticator_data: B64URL.encode(b64(&a["response"]["authenticatorData"])),
+        client_data_json: B64URL.encode(b64(&a["response"]["clientDataJSON"])),
+        signature: B64URL.encode(b64(&a["response"]["signature"])),
+    };
+    let object = init(&node, &ada, "wallet.requested", "/v1/wallets", &body).await;
+    let r = token_for(&node, &ada, &object, &login_signature).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-signature");
+    assert!(
+        r.1["detail"].as_str().unwrap().contains("challenge"),
+        "{}",
+        r.1
+    );
+
+    // Malformed base64 and JSON.
+    let object = init(&node, &ada, "wallet.requested", "/v1/wallets", &body).await;
+    let bad = UserSignature::Passkey {
+        authenticator_data: "***".into(),
+        client_data_json: "***".into(),
+        signature: "***".into(),
+    };
+    let r = token_for(&node, &ada, &object, &bad).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-signature");
+    let r = node
+        .call(
+            "POST",
+            "/v1/auth/action",
+            &[("authorization", &ada.bearer())],
+            Some(b"{\"challenge\": ".to_vec()),
+        )
+        .await;
+    assert_problem(&(r.0, r.1.clone()), 400, "invalid-body");
+    // A registration whose attestationObject is not CBOR.
+    let (tenant, invite) = create_tenant(&node, "beta").await;
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/register/start",
+        None,
+        &json!({"tenant": tenant, "invite": invite}),
+    )
+    .await;
+    let ccr: CreationChallengeResponse =
+        serde_json::from_value(start.1["options"].clone()).unwrap();
+    let mut fresh = SoftPasskey::new(true);
+    let mut credential =
+        serde_json::to_value(fresh.do_registration(origin(), ccr).unwrap()).unwrap();
+    credential["response"]["attestationObject"] = B64URL.encode(b"\xff\x00 not cbor").into();
+    let r = json_call(
+        &node,
+        "POST",
+        "/v1/auth/register/finish",
+        None,
+        &json!({"registration": start.1["registration"], "credential": credential}),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 403, "registration-refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_keys_roles_and_revocation() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+
+    // Ada invites Bob as a member; Bob registers.
+    let r = act(
+        &node,
+        &mut ada,
+        "user.invited",
+        "/v1/users",
+        &json!({"name": "Bob", "role": "member"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let mut bob = register(&node, &ada.tenant, r.1["invite"].as_str().unwrap()).await;
+
+    // A member may not change policies.
+    let object = init(
+        &node,
+        &bob,
+        "policy.changed",
+        "/v1/policies",
+        &json!({"policy": {"quorum": 2}}),
+    )
+    .await;
+    let signature = sign_object(&mut bob, &object, &origin());
+    let token = token_for(&node, &bob, &object, &signature).await;
+    let r = perform(
+        &node,
+        token.1["userAction"].as_str(),
+        "/v1/policies",
+        &json!({"policy": {"quorum": 2}}),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-not-authorized");
+
+    // Another user's credential: Ada's passkey signs Bob's action (it names Bob's
+    // credential), which does not verify under Bob's key.
+    let object = init(
+        &node,
+        &bob,
+        "wallet.requested",
+        "/v1/wallets",
+        &json!({"name": "b"}),
+    )
+    .await;
+    let signature = sign_object(&mut ada, &object, &origin());
+    let r = token_for(&node, &bob, &object, &signature).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-signature");
+
+    // Ada gives Bob an API key (an action signed by an admin); Bob logs in with it.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let params = govern_api::edge::key_credential_params(
+        &bob.id,
+        &CredentialKey::Ed25519(key.verifying_key()),
+    );
+    let r = act(
+        &node,
+        &mut ada,
+        "credential.registered",
+        "/v1/credentials",
+        &params,
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let key_id = r.1["credential"].as_str().unwrap().to_string();
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/start",
+        None,
+        &json!({"tenant": bob.tenant, "user": bob.id, "credential": key_id}),
+    )
+    .await;
+    assert_eq!(start.0, StatusCode::OK, "{}", start.1);
+    let login: ChallengeObject = serde_json::from_value(start.1["challenge"].clone()).unwrap();
+    let mut bob_key = User {
+        tenant: bob.tenant.clone(),
+        id: bob.id.clone(),
+        credential: key_id.clone(),
+        session: String::new(),
+        signer: Signer::Key(key.clone()),
+    };
+    // The login object is no action: offered as one it fails on its domain (checked below).
+    let login_signature = sign_object(&mut bob_key, &login, &origin());
+    let fin = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/finish",
+        None,
+        &json!({"login": start.1["login"], "signature": login_signature}),
+    )
+    .await;
+    assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
+    bob_key.session = fin.1["session"].as_str().unwrap().to_string();
+    let wallet = new_wallet(&node, &mut bob_key).await;
+    let event = node.entry(node.size() - 1);
+    assert_eq!(event.event().body["signature"]["type"], "key");
+    let _ = wallet;
+
+    // Ada revokes the key; its session can no longer sign, nor can it log in again.
+    let object = init(
+        &node,
+        &bob_key,
+        "wallet.requested",
+        "/v1/wallets",
+        &json!({"name": "late"}),
+    )
+    .await;
+    let late_signature = sign_object(&mut bob_key, &object, &origin());
+    let r = act(
+        &node,
+        &mut ada,
+        "credential.revoked",
+        "/v1/credentials/revoke",
+        &json!({"credential": key_id}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let r = token_for(&node, &bob_key, &object, &late_signature).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "credential-revoked");
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/start",
+        None,
+        &json!({"tenant": bob.tenant, "user": bob.id, "credential": key_id}),
+    )
+    .await;
+    assert_problem(&(start.0, start.1.clone()), 403, "login-refused");
+
+    // Ada makes Bob an admin; now he may change the policy.
+    let r = act(
+        &node,
+        &mut ada,
+        "user.role_changed",
+        "/v1/users/role",
+        &json!({"user": bob.id, "role": "admin"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let r = act(
+        &node,
+        &mut bob,
+        "policy.changed",
+        "/v1/policies",
+        &json!({"policy": {"quorum": 2}}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+
+    // The key's login object offered as an action: refused on its domain by the log.
+    let mut forged = node.entry(node.size() - 1).event().body.clone();
+    forged.insert("action".into(), serde_json::to_value(&login).unwrap());
+    forged.insert(
+        "signature".into(),
+        serde_json::to_value(&login_signature).unwrap(),
+    );
+    let e = node
+        .services
+        .edge
+        .identity
+        .sign(
+            Kind::new("policy.changed").unwrap(),
+            TenantId(uuid::Uuid::parse_str(&bob.tenant).unwrap()),
+            RequestId::new_v7(),
+            node.entry(node.size() - 1).event().parents.clone(),
+            forged,
+        )
+        .unwrap();
+    assert_problem(&node.post(&e).await, 403, "user-action-binding");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_cannot_add_a_credential_without_an_admins_signature() {
+    let node = boot().await;
+    let ada = admin(&node).await;
+    // The edge's own identity appends a credential for Ada, with no user action.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let cose = CredentialKey::Ed25519(key.verifying_key()).to_cose();
+    let tenants = node.services.policy.tenants();
+    let tenant_id = TenantId(uuid::Uuid::parse_str(&ada.tenant).unwrap());
+    let user_leaf = tenants.get(&tenant_id).unwrap().users[&ada.id].leaf;
+    let mut body = serde_json::Map::new();
+    body.insert("user".into(), ada.id.clone().into());
+    body.insert(
+        "credential".into(),
+        govern_projections::tenants::key_credential_id(&cose).into(),
+    );
+    body.insert("type".into(), "key".into());
+    body.insert("public_key".into(), B64URL.encode(&cose).into());
+    let e = node
+        .services
+        .edge
+        .identity
+        .sign(
+            Kind::new("credential.registered").unwrap(),
+            tenant_id,
+            RequestId::new_v7(),
+            vec![user_leaf],
+            body,
+        )
+        .unwrap();
+    assert_problem(&node.post(&e).await, 403, "user-action-missing");
+    // Nor any other action kind without a signature.
+    let e = node
+        .services
+        .edge
+        .identity
+        .sign(
+            Kind::new("wallet.requested").unwrap(),
+            tenant_id,
+            RequestId::new_v7(),
+            vec![tenants.get(&tenant_id).unwrap().leaf],
+            serde_json::Map::new(),
+        )
+        .unwrap();
+    assert_problem(&node.post(&e).await, 403, "user-action-missing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_ids_answer_exactly_as_missing_ones() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let (other_tenant, other_invite) = create_tenant(&node, "globex").await;
+    let mut eve = register(&node, &other_tenant, &other_invite).await;
+    let wallet = new_wallet(&node, &mut ada).await;
+    let missing = uuid::Uuid::now_v7().to_string();
+
+    for what in ["wallets", "requests"] {
+        let theirs = node
+            .call(
+                "GET",
+                &format!("/v1/{what}/{wallet}"),
+                &[("authorization", &eve.bearer())],
+                None,
+            )
+            .await;
+        let none = node
+            .call(
+                "GET",
+                &format!("/v1/{what}/{missing}"),
+                &[("authorization", &eve.bearer())],
+                None,
+            )
+            .await;
+        assert_eq!(theirs.0, StatusCode::NOT_FOUND);
+        assert_eq!(theirs.2, none.2, "{} vs {}", theirs.1, none.1);
+        // The owner sees it.
+        let own = node
+            .call(
+                "GET",
+                &format!("/v1/{what}/{wallet}"),
+                &[("authorization", &ada.bearer())],
+                None,
+            )
+            .await;
+        assert_eq!(own.0, StatusCode::OK, "{}", own.1);
+    }
+    // Eve cannot move Ada's wallet: 404, byte-identical to a missing wallet.
+    let path = format!("/v1/wallets/{wallet}/transfers");
+    let r = act(&node, &mut eve, "transfer.requested", &path, &transfer()).await;
+    let missing_path = format!("/v1/wallets/{missing}/transfers");
+    let m = act(
+        &node,
+        &mut eve,
+        "transfer.requested",
+        &missing_path,
+        &transfer(),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::NOT_FOUND, "{}", r.1);
+    assert_eq!(r.2, m.2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_counter_that_goes_back_is_refused() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let body = json!({"name": "ops"});
+    // Two signatures in order: counters n and n+1.
+    let first = init(&node, &ada, "wallet.requested", "/v1/wallets", &body).await;
+    let first_sig = sign_object(&mut ada, &first, &origin());
+    let second = init(&node, &ada, "wallet.requested", "/v1/wallets", &body).await;
+    let second_sig = sign_object(&mut ada, &second, &origin());
+    // The later one lands first; then the earlier one's counter is behind.
+    let t = token_for(&node, &ada, &second, &second_sig).await;
+    let r = perform(&node, t.1["userAction"].as_str(), "/v1/wallets", &body).await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let r = token_for(&node, &ada, &first, &first_sig).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "passkey-counter");
+}

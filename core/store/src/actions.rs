@@ -1,0 +1,559 @@
+//! User actions, checked at append (DESIGN §4): no user signature, no entry.
+//!
+//! The node's policy runs these checks on every event of a tenant kind
+//! ([`govern_projections::tenants::TENANT_KINDS`]) after the producer's identity and before
+//! the routing graph, against the tenants folded from the log so far. The same offline
+//! verifier an auditor runs ([`govern_core::action::verify_user_action`]) checks the
+//! signature; what needs the log — the credential's key and status, the user's role, the
+//! anchor's distance, the nonce's uniqueness, the passkey's counter — comes from the log
+//! alone, so a replay reaches the same verdicts.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use govern_core::action::{
+    ActionError, ChallengeObject, CredentialKey, UserSignature, action_of, body_commitment,
+    verify_user_action,
+};
+use govern_core::event::{Event, TenantId};
+use govern_core::ids::{Hash, RootHash};
+use govern_projections::tenants::{
+    self, ACTION_KINDS, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, TENANT_CREATED, Tenant, Tenants,
+    USER_INVITED, USER_REGISTERED, USER_ROLE_CHANGED, UserRole, text,
+};
+use serde_json::{Map, Value};
+
+use crate::log::LogView;
+
+/// How far (in entries) past its anchor checkpoint an action may land: the action's
+/// expiry, checkable on replay. At the node's busiest that is a few seconds; when idle,
+/// a client has as long as it likes.
+pub const ANCHOR_DISTANCE_MAX: u64 = 4096;
+/// The longest tenant or user name.
+pub const NAME_BYTES_MAX: usize = 100;
+
+/// Why a tenant event or user action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserActionError {
+    /// A body field is missing or malformed.
+    #[error("{kind}: {reason}")]
+    Malformed {
+        /// The event's kind.
+        kind: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The event's tenant was never created.
+    #[error("tenant {} does not exist", tenant.0)]
+    UnknownTenant {
+        /// The tenant id.
+        tenant: TenantId,
+    },
+    /// An action kind without a user's signature (and not the first credential of a
+    /// registration).
+    #[error("{kind} needs a user's signed action (body.action and body.signature)")]
+    Missing {
+        /// The kind.
+        kind: String,
+    },
+    /// The signed object names another tenant, kind or request than the event.
+    #[error("the signed action names {what} {named:?}, but the event's is {actual:?}")]
+    Binding {
+        /// `tenant`, `kind` or `request`.
+        what: &'static str,
+        /// In the signed object.
+        named: String,
+        /// The event's.
+        actual: String,
+    },
+    /// The body does not match the signed commitment.
+    #[error("the action's params and salt do not match the signed body_commitment")]
+    Commitment,
+    /// The credential was never registered in the tenant.
+    #[error("credential {credential} is not registered in this tenant")]
+    UnknownCredential {
+        /// Its id.
+        credential: String,
+    },
+    /// The credential was revoked.
+    #[error("credential {credential} was revoked at entry {index}")]
+    Revoked {
+        /// Its id.
+        credential: String,
+        /// The `credential.revoked` entry.
+        index: u64,
+    },
+    /// The user may not sign this action.
+    #[error("user {user} ({role}) may not {what}")]
+    NotAuthorized {
+        /// The signer.
+        user: String,
+        /// Their role.
+        role: String,
+        /// What was attempted.
+        what: String,
+    },
+    /// The user's signature does not verify.
+    #[error("user signature: {0}")]
+    Signature(ActionError),
+    /// The anchor is not a recent checkpoint, or too far back.
+    #[error("anchor: {reason}")]
+    Anchor {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A passkey's counter did not increase.
+    #[error("passkey counter {counter} does not exceed {last}, the credential's last")]
+    Counter {
+        /// This assertion's counter.
+        counter: u32,
+        /// The last seen.
+        last: u32,
+    },
+    /// The nonce was used by an earlier action of the tenant.
+    #[error("nonce {nonce} was used by entry {index}")]
+    NonceUsed {
+        /// The nonce.
+        nonce: String,
+        /// The entry that used it.
+        index: u64,
+    },
+    /// The invitation does not exist in the tenant.
+    #[error("no invitation with that secret in this tenant")]
+    UnknownInvite,
+    /// The invitation was already redeemed.
+    #[error("the invitation was already redeemed by user {user}")]
+    InviteUsed {
+        /// Who redeemed it.
+        user: String,
+    },
+    /// A user or credential the action names does not exist, or exists already.
+    #[error("{0}")]
+    Target(String),
+}
+
+impl UserActionError {
+    /// The problem type's last segment and title (RFC 9457).
+    #[must_use]
+    pub fn problem(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Malformed { .. } => ("user-action-malformed", "Malformed tenant event"),
+            Self::UnknownTenant { .. } => ("tenant-unknown", "No such tenant"),
+            Self::Missing { .. } => ("user-action-missing", "No user action"),
+            Self::Binding { .. } => ("user-action-binding", "Action bound elsewhere"),
+            Self::Commitment => ("user-action-commitment", "Body does not match the action"),
+            Self::UnknownCredential { .. } => ("credential-unknown", "Credential not registered"),
+            Self::Revoked { .. } => ("credential-revoked", "Credential revoked"),
+            Self::NotAuthorized { .. } => ("user-not-authorized", "User may not do this"),
+            Self::Signature(_) => ("user-signature", "User signature refused"),
+            Self::Anchor { .. } => ("user-action-anchor", "Anchor too old or unknown"),
+            Self::Counter { .. } => ("passkey-counter", "Passkey counter went back"),
+            Self::NonceUsed { .. } => ("user-action-nonce", "Nonce already used"),
+            Self::UnknownInvite => ("invite-unknown", "No such invitation"),
+            Self::InviteUsed { .. } => ("invite-used", "Invitation already used"),
+            Self::Target(_) => ("user-action-target", "Action's target refused"),
+        }
+    }
+
+    /// The HTTP status: 400 for the event's form, 409 for a reused nonce, else 403.
+    #[must_use]
+    pub fn http_status(&self) -> u16 {
+        if self.is_malformed() {
+            400
+        } else if matches!(self, Self::NonceUsed { .. }) {
+            409
+        } else {
+            403
+        }
+    }
+
+    /// Whether the fault is the event's form (HTTP 400) rather than its authority (403).
+    #[must_use]
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            Self::Malformed { .. } | Self::Signature(ActionError::Body(_))
+        )
+    }
+}
+
+fn malformed(event: &Event, reason: impl Into<String>) -> UserActionError {
+    UserActionError::Malformed {
+        kind: event.kind.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn hex32(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= NAME_BYTES_MAX && !s.chars().any(char::is_control)
+}
+
+/// How every nonce's uniqueness key begins.
+pub const NONCE_KEY_PREFIX: &str = "action.nonce:";
+
+/// The uniqueness key of an action's nonce: one use per tenant, across every kind.
+#[must_use]
+pub fn nonce_key(tenant: &TenantId, nonce: &str) -> String {
+    format!("{NONCE_KEY_PREFIX}{}:{nonce}", tenant.0)
+}
+
+/// Check a tenant event against `tenants` (the fold of the log so far). Returns the
+/// uniqueness keys it claims beyond its kind's (a user action's nonce).
+///
+/// # Errors
+/// The first refusal.
+pub fn check_tenant_event(
+    tenants: &Tenants,
+    event: &Event,
+    view: &dyn LogView,
+    anchor_distance_max: u64,
+) -> Result<Vec<String>, UserActionError> {
+    let kind = event.kind.as_str();
+    if kind == TENANT_CREATED {
+        return check_tenant_created(event).map(|()| Vec::new());
+    }
+    let tenant = tenants
+        .get(&event.tenant)
+        .ok_or(UserActionError::UnknownTenant {
+            tenant: event.tenant,
+        })?;
+    if kind == USER_REGISTERED {
+        return check_registered(tenant, event).map(|()| Vec::new());
+    }
+    if !event.body.contains_key("action") {
+        if kind == CREDENTIAL_REGISTERED {
+            return check_first_credential(tenant, event, view).map(|()| Vec::new());
+        }
+        return Err(UserActionError::Missing {
+            kind: kind.to_string(),
+        });
+    }
+    if !ACTION_KINDS.contains(&kind) {
+        return Err(malformed(event, "this kind carries no user action"));
+    }
+    check_action(tenant, event, view, anchor_distance_max)
+}
+
+fn check_tenant_created(event: &Event) -> Result<(), UserActionError> {
+    let b = &event.body;
+    if event.tenant == TenantId::SYSTEM {
+        return Err(malformed(event, "a tenant's id is not the system tenant's"));
+    }
+    if !text(b, "name").is_some_and(name_ok) {
+        return Err(malformed(
+            event,
+            "\"name\": 1 to 100 bytes, no control characters",
+        ));
+    }
+    if !text(b, "admin").is_some_and(name_ok) {
+        return Err(malformed(event, "\"admin\": the first admin's name"));
+    }
+    if !text(b, "rp_id").is_some_and(|r| !r.is_empty()) || text(b, "origin").is_none() {
+        return Err(malformed(event, "\"rp_id\" and \"origin\" are required"));
+    }
+    if !text(b, "invite").is_some_and(hex32) {
+        return Err(malformed(
+            event,
+            "\"invite\": hex SHA-256 of the invitation secret",
+        ));
+    }
+    Ok(())
+}
+
+fn check_registered(tenant: &Tenant, event: &Event) -> Result<(), UserActionError> {
+    let b = &event.body;
+    let (Some(user), Some(hash)) = (text(b, "user"), text(b, "invite")) else {
+        return Err(malformed(event, "\"user\" and \"invite\" are required"));
+    };
+    if uuid_text(user).is_none() || !text(b, "name").is_some_and(name_ok) {
+        return Err(malformed(event, "\"user\" is a UUID and \"name\" a name"));
+    }
+    let invite = tenant
+        .invites
+        .get(hash)
+        .ok_or(UserActionError::UnknownInvite)?;
+    if let Some(user) = &invite.used_by {
+        return Err(UserActionError::InviteUsed { user: user.clone() });
+    }
+    if tenant.users.contains_key(user) {
+        return Err(UserActionError::Target(format!(
+            "user {user} exists already"
+        )));
+    }
+    Ok(())
+}
+
+fn uuid_text(s: &str) -> Option<()> {
+    (s.len() == 36 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(())
+}
+
+/// The first credential of a registration: no action, but its parent is the
+/// `user.registered` of the same request, for a user with no credential yet; and the
+/// registration's `attestationObject` shows the same id and key on the tenant's rp_id.
+fn check_first_credential(
+    tenant: &Tenant,
+    event: &Event,
+    view: &dyn LogView,
+) -> Result<(), UserActionError> {
+    let credential = tenants::registered_credential(event)
+        .ok_or_else(|| malformed(event, "credential, type, user and public_key (COSE_Key)"))?;
+    let user = tenant.users.get(&credential.user).ok_or_else(|| {
+        UserActionError::Target(format!("user {} is not registered", credential.user))
+    })?;
+    if tenant.credentials_of(&user.id).next().is_some() {
+        // Every later credential is an action signed by an authorised credential.
+        return Err(UserActionError::Missing {
+            kind: event.kind.to_string(),
+        });
+    }
+    let parent_is_registration = event.parents.len() == 1
+        && view
+            .parent(&event.parents[0])
+            .ok()
+            .flatten()
+            .is_some_and(|p| {
+                p.kind.as_str() == USER_REGISTERED
+                    && p.request == event.request
+                    && p.index.0 == user.registered
+            });
+    if !parent_is_registration {
+        return Err(UserActionError::Missing {
+            kind: event.kind.to_string(),
+        });
+    }
+    if tenant.credentials.contains_key(&credential.id) {
+        return Err(UserActionError::Target(format!(
+            "credential {} exists already",
+            credential.id
+        )));
+    }
+    if credential.kind != govern_core::action::CredentialType::Passkey {
+        return Err(malformed(event, "a registration's credential is a passkey"));
+    }
+    let attestation = text(&event.body, "attestation_object")
+        .and_then(|a| B64URL.decode(a).ok())
+        .ok_or_else(|| malformed(event, "\"attestation_object\": base64url"))?;
+    let (id, key) = govern_core::action::registered_credential(&attestation, &tenant.rp_id)
+        .map_err(UserActionError::Signature)?;
+    if B64URL.encode(id) != credential.id || key != credential.key {
+        return Err(UserActionError::Target(
+            "the attestationObject registers another credential".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_action(
+    tenant: &Tenant,
+    event: &Event,
+    view: &dyn LogView,
+    anchor_distance_max: u64,
+) -> Result<Vec<String>, UserActionError> {
+    let (object, signature) = action_of(&event.body).map_err(UserActionError::Signature)?;
+    let params = event
+        .body
+        .get("params")
+        .and_then(Value::as_object)
+        .ok_or_else(|| malformed(event, "\"params\": the action's body, an object"))?;
+    for (what, named, actual) in [
+        ("tenant", &object.tenant, event.tenant.0.to_string()),
+        ("kind", &object.kind, event.kind.to_string()),
+        ("request", &object.request, event.request.0.to_string()),
+        ("rp_id", &object.rp_id, tenant.rp_id.clone()),
+    ] {
+        if *named != actual {
+            return Err(UserActionError::Binding {
+                what,
+                named: named.clone(),
+                actual,
+            });
+        }
+    }
+    // The body the user signed: while payloads are in clear, the log checks it against the
+    // commitment (once sealed, only holders of the tenant's key can).
+    let salt: [u8; 32] = text(&event.body, "salt")
+        .and_then(|s| hex::decode(s).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| malformed(event, "\"salt\": 32 bytes, hex"))?;
+    let commitment = body_commitment(&salt, &Value::Object(params.clone()))
+        .map_err(UserActionError::Signature)?;
+    if commitment != object.body_commitment {
+        return Err(UserActionError::Commitment);
+    }
+    let state = tenant.credentials.get(&object.credential).ok_or_else(|| {
+        UserActionError::UnknownCredential {
+            credential: object.credential.clone(),
+        }
+    })?;
+    if let Some(index) = state.revoked {
+        return Err(UserActionError::Revoked {
+            credential: object.credential.clone(),
+            index,
+        });
+    }
+    let verified = verify_user_action(&object, &signature, &state.credential)
+        .map_err(UserActionError::Signature)?;
+    let user = tenant.users.get(&object.user).ok_or_else(|| {
+        UserActionError::Target(format!("user {} is not registered", object.user))
+    })?;
+    authorize(tenant, user.role, &object, params, event)?;
+    check_anchor(&object, view, anchor_distance_max)?;
+    if object.nonce.is_empty() || object.nonce.len() > 64 {
+        return Err(malformed(event, "the nonce is 1 to 64 characters"));
+    }
+    // A replay is a reused nonce before anything else (the sequencer checks the key again,
+    // within the batch too).
+    let nonce = nonce_key(&event.tenant, &object.nonce);
+    if let Ok(Some(index)) = view.unique_taken(&nonce) {
+        return Err(UserActionError::NonceUsed {
+            nonce: object.nonce.clone(),
+            index: index.0,
+        });
+    }
+    if matches!(signature, UserSignature::Passkey { .. })
+        && (verified.counter != 0 || state.counter != 0)
+        && verified.counter <= state.counter
+    {
+        return Err(UserActionError::Counter {
+            counter: verified.counter,
+            last: state.counter,
+        });
+    }
+    Ok(vec![nonce])
+}
+
+fn check_anchor(
+    object: &ChallengeObject,
+    view: &dyn LogView,
+    anchor_distance_max: u64,
+) -> Result<(), UserActionError> {
+    let anchor = &object.anchor;
+    let root = hex::decode(&anchor.root)
+        .ok()
+        .and_then(|b| Hash::from_slice(&b).ok())
+        .ok_or_else(|| UserActionError::Anchor {
+            reason: "the root is not 32 bytes of hex".into(),
+        })?;
+    match view.recent_checkpoint(&RootHash(root)) {
+        Some(size) if size.0 == anchor.size => {}
+        _ => {
+            return Err(UserActionError::Anchor {
+                reason: format!(
+                    "size {} and root {} are not one of the log's recent checkpoints",
+                    anchor.size, anchor.root
+                ),
+            });
+        }
+    }
+    let distance = view.next_index().0.saturating_sub(anchor.size);
+    if distance > anchor_distance_max {
+        return Err(UserActionError::Anchor {
+            reason: format!(
+                "the action would land {distance} entries after its anchor; at most {anchor_distance_max} are allowed"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Whether the signer's role permits the action on its target.
+fn authorize(
+    tenant: &Tenant,
+    role: UserRole,
+    object: &ChallengeObject,
+    params: &Map<String, Value>,
+    event: &Event,
+) -> Result<(), UserActionError> {
+    let denied = |what: &str| UserActionError::NotAuthorized {
+        user: object.user.clone(),
+        role: role.as_str().into(),
+        what: what.into(),
+    };
+    let kind = event.kind.as_str();
+    if !role.may(kind) {
+        return Err(denied(&format!("sign {kind}")));
+    }
+    let target_user = |field: &str| -> Result<&str, UserActionError> {
+        let user = text(params, field)
+            .ok_or_else(|| malformed(event, format!("params.{field} is required")))?;
+        if !tenant.users.contains_key(user) {
+            return Err(UserActionError::Target(format!(
+                "user {user} is not registered in this tenant"
+            )));
+        }
+        Ok(user)
+    };
+    match kind {
+        USER_INVITED => {
+            if !text(params, "name").is_some_and(name_ok)
+                || text(params, "role").and_then(UserRole::parse).is_none()
+                || !text(&event.body, "invite").is_some_and(hex32)
+            {
+                return Err(malformed(
+                    event,
+                    "params.name, params.role (admin|member) and body.invite (hex SHA-256)",
+                ));
+            }
+        }
+        USER_ROLE_CHANGED => {
+            target_user("user")?;
+            if text(params, "role").and_then(UserRole::parse).is_none() {
+                return Err(malformed(event, "params.role is admin or member"));
+            }
+        }
+        CREDENTIAL_REGISTERED => {
+            let user = target_user("user")?;
+            if role != UserRole::Admin && user != object.user {
+                return Err(denied("add a credential for another user"));
+            }
+            let credential = tenants::registered_credential(event).ok_or_else(|| {
+                malformed(
+                    event,
+                    "params: credential, type, user, public_key (COSE_Key)",
+                )
+            })?;
+            if tenant.credentials.contains_key(&credential.id) {
+                return Err(UserActionError::Target(format!(
+                    "credential {} exists already",
+                    credential.id
+                )));
+            }
+            let cose = B64URL
+                .decode(text(params, "public_key").unwrap_or_default())
+                .unwrap_or_default();
+            if credential.id != tenants::key_credential_id(&cose) {
+                return Err(malformed(
+                    event,
+                    "an added credential's id is base64url SHA-256 of its COSE_Key",
+                ));
+            }
+            let _ = CredentialKey::from_cose(&cose).map_err(UserActionError::Signature)?;
+        }
+        CREDENTIAL_REVOKED => {
+            let id = text(params, "credential")
+                .ok_or_else(|| malformed(event, "params.credential is required"))?;
+            let target = tenant.live_credential(id).ok_or_else(|| {
+                UserActionError::Target(format!("credential {id} is not live in this tenant"))
+            })?;
+            if role != UserRole::Admin && target.credential.user != object.user {
+                return Err(denied("revoke another user's credential"));
+            }
+        }
+        tenants::APPROVAL_DECIDED => {
+            if text(params, "decision").is_none_or(|d| d != "approve" && d != "deny") {
+                return Err(malformed(event, "params.decision is approve or deny"));
+            }
+            if text(&event.body, "user") != Some(object.user.as_str()) {
+                return Err(malformed(event, "body.user is the deciding user"));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

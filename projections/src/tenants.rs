@@ -1,0 +1,566 @@
+//! Tenants, their users, invitations and credentials, folded from the log (DESIGN §4).
+//!
+//! [`Tenants::apply`] is a pure fold over accepted events: the append policy judges every
+//! user action against this state (who may sign what, with which key, whether a passkey's
+//! counter went back), and the edge answers its reads from it. It trusts the events it is
+//! given to have passed that policy, and ignores what it cannot read rather than guess.
+//!
+//! The event bodies it reads are specified in docs/formats.md ("Tenants, users and
+//! credentials"); the names of their fields are the constants below.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use govern_core::action::{Credential, CredentialKey, CredentialType};
+use govern_core::event::{Event, SignedEvent, TenantId};
+use govern_core::ids::LeafHash;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `tenant.created`: the operator made a tenant and its first admin's invitation.
+pub const TENANT_CREATED: &str = "tenant.created";
+/// `user.invited`: an admin invited a user (an action).
+pub const USER_INVITED: &str = "user.invited";
+/// `user.registered`: an invitation was redeemed.
+pub const USER_REGISTERED: &str = "user.registered";
+/// `user.role_changed`: an admin changed a user's role (an action).
+pub const USER_ROLE_CHANGED: &str = "user.role_changed";
+/// `credential.registered`: a credential's public key, from a registration or an action.
+pub const CREDENTIAL_REGISTERED: &str = "credential.registered";
+/// `credential.revoked`: a credential stops (an action).
+pub const CREDENTIAL_REVOKED: &str = "credential.revoked";
+/// `wallet.requested` (an action).
+pub const WALLET_REQUESTED: &str = "wallet.requested";
+/// `transfer.requested` (an action).
+pub const TRANSFER_REQUESTED: &str = "transfer.requested";
+/// `policy.changed` (an action).
+pub const POLICY_CHANGED: &str = "policy.changed";
+/// `approval.decided` (an action).
+pub const APPROVAL_DECIDED: &str = "approval.decided";
+
+/// Every kind that carries a user's signature (`action`, `signature`, `salt`, `params`).
+pub const ACTION_KINDS: [&str; 8] = [
+    USER_INVITED,
+    USER_ROLE_CHANGED,
+    CREDENTIAL_REGISTERED,
+    CREDENTIAL_REVOKED,
+    WALLET_REQUESTED,
+    TRANSFER_REQUESTED,
+    POLICY_CHANGED,
+    APPROVAL_DECIDED,
+];
+
+/// Every kind this fold reads.
+pub const TENANT_KINDS: [&str; 10] = [
+    TENANT_CREATED,
+    USER_INVITED,
+    USER_REGISTERED,
+    USER_ROLE_CHANGED,
+    CREDENTIAL_REGISTERED,
+    CREDENTIAL_REVOKED,
+    WALLET_REQUESTED,
+    TRANSFER_REQUESTED,
+    POLICY_CHANGED,
+    APPROVAL_DECIDED,
+];
+
+/// A user's role in a tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserRole {
+    /// Manages users, credentials and policies, and does everything a member does.
+    Admin,
+    /// Requests wallets and transfers, approves or denies, manages their own credentials.
+    Member,
+}
+
+impl UserRole {
+    /// Parse `admin` or `member`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+
+    /// Whether this role may sign an action of `kind` (the target of the action, such as
+    /// whose credential, is checked separately).
+    #[must_use]
+    pub fn may(self, kind: &str) -> bool {
+        match self {
+            Self::Admin => ACTION_KINDS.contains(&kind),
+            Self::Member => matches!(
+                kind,
+                WALLET_REQUESTED
+                    | TRANSFER_REQUESTED
+                    | APPROVAL_DECIDED
+                    | CREDENTIAL_REGISTERED
+                    | CREDENTIAL_REVOKED
+            ),
+        }
+    }
+}
+
+/// An invitation: the hash of its one-time secret, the role it grants, and who redeemed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Invite {
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    /// The name the user was invited under.
+    pub name: String,
+    /// The role it grants.
+    pub role: UserRole,
+    /// The event that made it.
+    pub index: u64,
+    /// That entry's leaf hash.
+    pub leaf: LeafHash,
+    /// The user who redeemed it.
+    pub used_by: Option<String>,
+}
+
+/// A registered user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// Its id (a UUID).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: UserRole,
+    /// Its `user.registered`.
+    pub registered: u64,
+    /// That entry's leaf hash.
+    pub leaf: LeafHash,
+}
+
+/// A credential and what the log says of it since.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialState {
+    /// The credential.
+    pub credential: Credential,
+    /// Its `credential.registered`.
+    pub registered: u64,
+    /// That entry's leaf hash.
+    pub leaf: LeafHash,
+    /// Its `credential.revoked`, if any.
+    pub revoked: Option<u64>,
+    /// The highest signature counter seen in an action (passkeys; 0 for none).
+    pub counter: u32,
+}
+
+/// A wallet, by the request that asked for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Wallet {
+    /// The `wallet.requested` request id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its `wallet.requested`.
+    pub index: u64,
+    /// That entry's leaf hash.
+    pub leaf: LeafHash,
+}
+
+/// One step of a request's receipt chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// The entry.
+    pub index: u64,
+    /// Its kind.
+    pub kind: String,
+    /// Its leaf hash.
+    pub leaf: LeafHash,
+}
+
+/// A request: what asked for it, and every tenant event of it so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Request {
+    /// The request id.
+    pub id: String,
+    /// The kind of its first event.
+    pub kind: String,
+    /// `requested`, then `approved` or `denied` by the latest decision.
+    pub status: String,
+    /// Its events in log order.
+    pub events: Vec<Step>,
+}
+
+/// One tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    /// Its name.
+    pub name: String,
+    /// The WebAuthn relying party id its credentials are bound to.
+    pub rp_id: String,
+    /// The origin its users sign from.
+    pub origin: String,
+    /// Its `tenant.created`.
+    pub created: u64,
+    /// That entry's leaf hash.
+    pub leaf: LeafHash,
+    /// Invitations by hash.
+    pub invites: BTreeMap<String, Invite>,
+    /// Users by id.
+    pub users: BTreeMap<String, User>,
+    /// Credentials by id.
+    pub credentials: BTreeMap<String, CredentialState>,
+    /// Wallets by id.
+    pub wallets: BTreeMap<String, Wallet>,
+    /// Requests by id.
+    pub requests: BTreeMap<String, Request>,
+    /// The latest `policy.changed`.
+    pub policy: Option<Step>,
+}
+
+impl Tenant {
+    /// A live (registered, not revoked) credential.
+    #[must_use]
+    pub fn live_credential(&self, id: &str) -> Option<&CredentialState> {
+        self.credentials.get(id).filter(|c| c.revoked.is_none())
+    }
+
+    /// The credentials of `user`.
+    pub fn credentials_of<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> impl Iterator<Item = &'a CredentialState> + 'a {
+        self.credentials
+            .values()
+            .filter(move |c| c.credential.user == user)
+    }
+}
+
+/// Every tenant. Cloning is cheap (each tenant is shared until changed), so the append
+/// policy can keep a committed and a working copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tenants {
+    tenants: BTreeMap<TenantId, Arc<Tenant>>,
+}
+
+/// A field of a body, as a string.
+#[must_use]
+pub fn text<'a>(body: &'a serde_json::Map<String, Value>, field: &str) -> Option<&'a str> {
+    body.get(field).and_then(Value::as_str)
+}
+
+/// The action's parameters (`body.params`), empty when absent.
+#[must_use]
+pub fn params(event: &Event) -> serde_json::Map<String, Value> {
+    event
+        .body
+        .get("params")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The credential a `credential.registered` records: `credential` (base64url id), `type`,
+/// `user` and `public_key` (base64url COSE_Key) from the body for a registration, or from
+/// `params` for an action.
+#[must_use]
+pub fn registered_credential(event: &Event) -> Option<Credential> {
+    let fields = if event.body.contains_key("action") {
+        params(event)
+    } else {
+        event.body.clone()
+    };
+    let cose = B64URL.decode(text(&fields, "public_key")?).ok()?;
+    let id = match text(&fields, "credential") {
+        Some(id) => id.to_string(),
+        None => key_credential_id(&cose),
+    };
+    let kind = match text(&fields, "type")? {
+        "passkey" => CredentialType::Passkey,
+        "key" => CredentialType::Key,
+        _ => return None,
+    };
+    let user = text(&fields, "user")?.to_string();
+    let key = CredentialKey::from_cose(&cose).ok()?;
+    Some(Credential {
+        id,
+        kind,
+        key,
+        tenant: event.tenant.0.to_string(),
+        user,
+    })
+}
+
+impl Tenants {
+    /// A tenant.
+    #[must_use]
+    pub fn get(&self, id: &TenantId) -> Option<&Tenant> {
+        self.tenants.get(id).map(AsRef::as_ref)
+    }
+
+    /// How many tenants.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// Fold an accepted event in (`index`: its position in the log). Events of other kinds,
+    /// and of tenants never created, change nothing.
+    pub fn apply(&mut self, signed: &SignedEvent, index: u64) {
+        let event = signed.event();
+        let leaf = signed.leaf_hash();
+        let kind = event.kind.as_str();
+        if kind == TENANT_CREATED {
+            let body = &event.body;
+            let mut tenant = Tenant {
+                name: text(body, "name").unwrap_or_default().to_string(),
+                rp_id: text(body, "rp_id").unwrap_or_default().to_string(),
+                origin: text(body, "origin").unwrap_or_default().to_string(),
+                created: index,
+                leaf,
+                invites: BTreeMap::new(),
+                users: BTreeMap::new(),
+                credentials: BTreeMap::new(),
+                wallets: BTreeMap::new(),
+                requests: BTreeMap::new(),
+                policy: None,
+            };
+            if let Some(hash) = text(body, "invite") {
+                tenant.invites.insert(
+                    hash.to_string(),
+                    Invite {
+                        hash: hash.to_string(),
+                        name: text(body, "admin").unwrap_or_default().to_string(),
+                        role: UserRole::Admin,
+                        index,
+                        leaf,
+                        used_by: None,
+                    },
+                );
+            }
+            self.tenants.insert(event.tenant, Arc::new(tenant));
+            return;
+        }
+        if !TENANT_KINDS.contains(&kind) {
+            return;
+        }
+        let Some(tenant) = self.tenants.get_mut(&event.tenant) else {
+            return;
+        };
+        let tenant = Arc::make_mut(tenant);
+        let params = params(event);
+        let step = Step {
+            index,
+            kind: kind.to_string(),
+            leaf,
+        };
+        let request = tenant
+            .requests
+            .entry(event.request.0.to_string())
+            .or_insert_with(|| Request {
+                id: event.request.0.to_string(),
+                kind: kind.to_string(),
+                status: "requested".into(),
+                events: Vec::new(),
+            });
+        request.events.push(step.clone());
+        if kind == APPROVAL_DECIDED {
+            match text(&params, "decision") {
+                Some("approve") => request.status = "approved".into(),
+                Some("deny") => request.status = "denied".into(),
+                _ => {}
+            }
+        }
+        // A passkey's counter, as the action's authenticatorData carries it.
+        if let (Some(id), Some(counter)) = (
+            event
+                .body
+                .get("action")
+                .and_then(|a| a.get("credential"))
+                .and_then(Value::as_str),
+            action_counter(event),
+        ) && let Some(c) = tenant.credentials.get_mut(id)
+        {
+            c.counter = c.counter.max(counter);
+        }
+        match kind {
+            USER_INVITED => {
+                if let (Some(hash), Some(role)) = (
+                    text(&event.body, "invite"),
+                    text(&params, "role").and_then(UserRole::parse),
+                ) {
+                    tenant.invites.insert(
+                        hash.to_string(),
+                        Invite {
+                            hash: hash.to_string(),
+                            name: text(&params, "name").unwrap_or_default().to_string(),
+                            role,
+                            index,
+                            leaf,
+                            used_by: None,
+                        },
+                    );
+                }
+            }
+            USER_REGISTERED => {
+                let body = &event.body;
+                let (Some(user), Some(hash)) = (text(body, "user"), text(body, "invite")) else {
+                    return;
+                };
+                let Some(invite) = tenant.invites.get_mut(hash) else {
+                    return;
+                };
+                invite.used_by = Some(user.to_string());
+                let role = invite.role;
+                tenant.users.insert(
+                    user.to_string(),
+                    User {
+                        id: user.to_string(),
+                        name: text(body, "name").unwrap_or_default().to_string(),
+                        role,
+                        registered: index,
+                        leaf,
+                    },
+                );
+            }
+            USER_ROLE_CHANGED => {
+                if let (Some(user), Some(role)) = (
+                    text(&params, "user"),
+                    text(&params, "role").and_then(UserRole::parse),
+                ) && let Some(u) = tenant.users.get_mut(user)
+                {
+                    u.role = role;
+                }
+            }
+            CREDENTIAL_REGISTERED => {
+                if let Some(credential) = registered_credential(event) {
+                    tenant.credentials.insert(
+                        credential.id.clone(),
+                        CredentialState {
+                            credential,
+                            registered: index,
+                            leaf,
+                            revoked: None,
+                            counter: 0,
+                        },
+                    );
+                }
+            }
+            CREDENTIAL_REVOKED => {
+                if let Some(id) = text(&params, "credential")
+                    && let Some(c) = tenant.credentials.get_mut(id)
+                {
+                    c.revoked.get_or_insert(index);
+                }
+            }
+            WALLET_REQUESTED => {
+                let id = event.request.0.to_string();
+                tenant.wallets.insert(
+                    id.clone(),
+                    Wallet {
+                        id,
+                        name: text(&params, "name").unwrap_or_default().to_string(),
+                        index,
+                        leaf,
+                    },
+                );
+            }
+            POLICY_CHANGED => tenant.policy = Some(step),
+            _ => {}
+        }
+    }
+}
+
+/// The signature counter of an action signed with a passkey (`authenticatorData` bytes
+/// 33..37), if the event carries one.
+#[must_use]
+pub fn action_counter(event: &Event) -> Option<u32> {
+    let sig = event.body.get("signature")?;
+    if sig.get("type").and_then(Value::as_str) != Some("passkey") {
+        return None;
+    }
+    let auth = B64URL
+        .decode(sig.get("authenticator_data")?.as_str()?)
+        .ok()?;
+    let c = auth.get(33..37)?;
+    Some(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+/// The fields of a transfer (`transfer.requested`'s params; the wallet is the path's and the
+/// event's parent), checked: `kind` `Native` or `Erc20` (then
+/// `contract`, a 0x address), `to` (a 0x address), `amount` (a decimal string of base
+/// units), `chain_id`, `nonce`, `max_fee_per_gas`, `max_priority_fee_per_gas`, `gas_limit`
+/// (decimal strings). Nothing else.
+///
+/// # Errors
+/// What is wrong, naming the field.
+pub fn validate_transfer(params: &serde_json::Map<String, Value>) -> Result<(), String> {
+    const DECIMALS: [&str; 6] = [
+        "amount",
+        "chain_id",
+        "nonce",
+        "max_fee_per_gas",
+        "max_priority_fee_per_gas",
+        "gas_limit",
+    ];
+    let kind = text(params, "kind").ok_or("kind: Native or Erc20 is required")?;
+    let mut allowed: Vec<&str> = vec!["kind", "to"];
+    allowed.extend(DECIMALS);
+    match kind {
+        "Native" => {}
+        "Erc20" => {
+            allowed.push("contract");
+            if !text(params, "contract").is_some_and(is_address) {
+                return Err(
+                    "contract: an Erc20 transfer names its token contract (0x + 40 hex)".into(),
+                );
+            }
+        }
+        _ => return Err(format!("kind: {kind:?} is not Native or Erc20")),
+    }
+    if let Some(extra) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("{extra}: not a field of a {kind} transfer"));
+    }
+    if !text(params, "to").is_some_and(is_address) {
+        return Err("to: a 0x address (40 hex digits) is required".into());
+    }
+    for field in DECIMALS {
+        let ok = text(params, field).is_some_and(|v| {
+            !v.is_empty()
+                && v.len() <= 78
+                && v.bytes().all(|b| b.is_ascii_digit())
+                && (v == "0" || !v.starts_with('0'))
+        });
+        if !ok {
+            return Err(format!(
+                "{field}: a decimal string of at most 78 digits, no sign, no leading zero"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_address(s: &str) -> bool {
+    s.len() == 42 && s.starts_with("0x") && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The id of a credential added by an action: base64url (no padding) of SHA-256 of its
+/// COSE_Key.
+#[must_use]
+pub fn key_credential_id(cose: &[u8]) -> String {
+    use sha2::Digest as _;
+    B64URL.encode(sha2::Sha256::digest(cose))
+}
