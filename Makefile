@@ -10,24 +10,44 @@ export CARGO_TARGET_DIR
 # libclang-dev: bindgen for librocksdb-sys. m4: GMP, for the threshold-signing crates.
 DEB_PACKAGES := librocksdb-dev libclang-dev m4 pkg-config libssl-dev
 
-.PHONY: up test deps bench fuzz-build clean-data
+# What only the tests need: Debian's Chromium (the passkey flow in a real browser, driven by
+# playwright-core from tests/browser/package-lock.json) and schemathesis (PyPI) in a venv.
+TEST_DEB_PACKAGES := chromium
+VENV ?= /var/tmp/govern-venv
+SCHEMATHESIS_VERSION := 4.32.5
 
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+.PHONY: up test deps test-deps bench fuzz-build clean-data
+
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(DEB_PACKAGES))
 	@command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+test-deps: deps
+	$(call apt_install,$(TEST_DEB_PACKAGES))
+	@[ -f tests/browser/node_modules/playwright-core/package.json ] || \
+	  (cd tests/browser && npm ci --no-audit --no-fund)
+	@$(VENV)/bin/schemathesis --version 2>/dev/null | grep -q "$(SCHEMATHESIS_VERSION)" || \
+	  (python3 -m venv $(VENV) && $(VENV)/bin/pip install -q "schemathesis==$(SCHEMATHESIS_VERSION)")
 
 up: deps
 	cargo run --release --bin govern -- up
 
-test: deps
+test: test-deps
 	# The real-enclave NSM provider cannot run here, but it must keep compiling.
 	cargo check -p govern --no-default-features --features nitro
 	cargo nextest run --workspace --no-fail-fast
+	# The API against its own OpenAPI document, bounded in time: no 5xx, no response that
+	# breaks the schema.
+	SCHEMATHESIS=$(VENV)/bin/schemathesis scripts/schemathesis.sh
 
 bench: deps
 	cargo run --release --bin govern -- bench append

@@ -335,15 +335,15 @@ fn action_body(bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
 // Request and response bodies.
 
 /// `POST /v1/tenants`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub(crate) struct CreateTenant {
     name: String,
     admin: String,
 }
 
 /// An invitation, as its creator receives it (the secret is shown once).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InviteOut {
     /// The tenant.
     pub tenant: String,
@@ -357,41 +357,50 @@ pub struct InviteOut {
     pub registration_url: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterStart {
+pub(crate) struct RegisterStart {
+    #[schema(value_type = String, format = "uuid")]
     tenant: Uuid,
     invite: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterFinish {
+pub(crate) struct RegisterFinish {
     registration: String,
+    /// The WebAuthn `PublicKeyCredential` of `navigator.credentials.create`, bytes base64url.
+    #[schema(value_type = Object)]
     credential: RegisterPublicKeyCredential,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginStart {
+pub(crate) struct LoginStart {
+    #[schema(value_type = String, format = "uuid")]
     tenant: Uuid,
+    #[schema(value_type = String, format = "uuid")]
     user: Uuid,
     #[serde(default)]
     credential: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginFinish {
+pub(crate) struct LoginFinish {
     login: String,
+    /// A passkey's `PublicKeyCredential` of `navigator.credentials.get`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     assertion: Option<PublicKeyCredential>,
+    /// An API key's signature over the login challenge object.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     signature: Option<UserSignature>,
 }
 
-#[derive(Serialize)]
-struct SessionOut {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SessionOut {
     session: String,
     expires: i64,
     tenant: String,
@@ -399,19 +408,25 @@ struct SessionOut {
     credential: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ActionInit {
+pub(crate) struct ActionInit {
     kind: String,
     method: String,
     path: String,
+    #[schema(value_type = Object)]
     body: Value,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ActionSign {
+pub(crate) struct ActionSign {
+    /// The challenge object `init` returned, unchanged.
+    #[schema(value_type = Object)]
     challenge: ChallengeObject,
+    /// `{"type": "passkey", authenticator_data, client_data_json, signature}` or
+    /// `{"type": "key", client_data, signature}`, base64url.
+    #[schema(value_type = Object)]
     signature: UserSignature,
 }
 
@@ -579,22 +594,29 @@ pub fn routes(edge: Arc<Edge>) -> Router {
         .route("/v1/auth/login/finish", post(login_finish))
         .route("/v1/auth/action/init", post(action_init))
         .route("/v1/auth/action", post(action_sign))
+        .route("/ui/register.html", get(ui_register))
         .route("/v1/me", get(me))
         .route("/v1/requests/{id}", get(request_status))
         .route("/v1/wallets/{id}", get(wallet))
-        .route("/v1/users", post(perform))
-        .route("/v1/users/role", post(perform))
-        .route("/v1/credentials", post(perform))
-        .route("/v1/credentials/revoke", post(perform))
-        .route("/v1/wallets", post(perform))
-        .route("/v1/wallets/{id}/transfers", post(perform))
-        .route("/v1/policies", post(perform))
-        .route("/v1/requests/{id}/approvals", post(perform))
+        .route("/v1/users", post(invite_user))
+        .route("/v1/users/role", post(change_role))
+        .route("/v1/credentials", post(add_credential))
+        .route("/v1/credentials/revoke", post(revoke_credential))
+        .route("/v1/wallets", post(request_wallet))
+        .route("/v1/wallets/{id}/transfers", post(request_transfer))
+        .route("/v1/policies", post(change_policy))
+        .route("/v1/requests/{id}/approvals", post(decide_approval))
         .with_state(edge)
 }
 
 /// `POST /v1/tenants` (operator): `tenant.created` and the first admin's invitation.
-async fn create_tenant(
+#[utoipa::path(post,
+    path = "/v1/tenants",
+    tag = "edge",
+    request_body = CreateTenant,
+    responses((status = 201, description = "The tenant and its first admin's one-time invitation", body = InviteOut), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Operator token required", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("operator" = [])))]
+pub(crate) async fn create_tenant(
     State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
     body: Bytes,
@@ -647,7 +669,15 @@ fn invite_refused() -> Problem {
 }
 
 /// `POST /v1/auth/register/start {tenant, invite}` → webauthn-rs creation options.
-async fn register_start(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response, Problem> {
+#[utoipa::path(post,
+    path = "/v1/auth/register/start",
+    tag = "edge",
+    request_body = RegisterStart,
+    responses((status = 200, description = "WebAuthn creation options", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Invitation unknown or used", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn register_start(
+    State(edge): State<Arc<Edge>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let req: RegisterStart = parse(&body)?;
     let tenant_id = TenantId(req.tenant);
     let hash = sha256_hex(req.invite.as_bytes());
@@ -695,7 +725,15 @@ fn ceremony_unknown(what: &str) -> Problem {
 
 /// `POST /v1/auth/register/finish {registration, credential}` → `user.registered`,
 /// `credential.registered`, and a session.
-async fn register_finish(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response, Problem> {
+#[utoipa::path(post,
+    path = "/v1/auth/register/finish",
+    tag = "edge",
+    request_body = RegisterFinish,
+    responses((status = 201, description = "Registered: a session", body = SessionOut), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn register_finish(
+    State(edge): State<Arc<Edge>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let req: RegisterFinish = parse(&body)?;
     let reg = edge
         .volatile
@@ -768,7 +806,15 @@ fn login_refused(detail: impl Into<String>) -> Problem {
 
 /// `POST /v1/auth/login/start {tenant, user, credential?}`: webauthn-rs request options for
 /// the user's passkeys, or for an API key a `govern/login/v1` challenge object.
-async fn login_start(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response, Problem> {
+#[utoipa::path(post,
+    path = "/v1/auth/login/start",
+    tag = "edge",
+    request_body = LoginStart,
+    responses((status = 200, description = "WebAuthn request options, or an API key's login challenge object", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Login refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn login_start(
+    State(edge): State<Arc<Edge>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let req: LoginStart = parse(&body)?;
     let tenant_id = TenantId(req.tenant);
     let user = req.user.to_string();
@@ -866,7 +912,15 @@ fn check_origin(edge: &Edge, signature: &UserSignature) -> Result<(), Problem> {
 }
 
 /// `POST /v1/auth/login/finish {login, assertion | signature}` → a session.
-async fn login_finish(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response, Problem> {
+#[utoipa::path(post,
+    path = "/v1/auth/login/finish",
+    tag = "edge",
+    request_body = LoginFinish,
+    responses((status = 200, description = "A session", body = SessionOut), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Login refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn login_finish(
+    State(edge): State<Arc<Edge>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
     let req: LoginFinish = parse(&body)?;
     let login = edge
         .volatile
@@ -916,7 +970,13 @@ async fn login_finish(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Resp
 }
 
 /// `POST /v1/auth/action/init {kind, method, path, body}` (session) → the challenge object.
-async fn action_init(
+#[utoipa::path(post,
+    path = "/v1/auth/action/init",
+    tag = "edge",
+    request_body = ActionInit,
+    responses((status = 200, description = "The challenge object to sign, its nonce, anchor and salt", body = Object), (status = 400, description = "Bad body or route", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Sign in first", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such request", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("session" = [])))]
+pub(crate) async fn action_init(
     State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
     body: Bytes,
@@ -1009,7 +1069,13 @@ async fn action_init(
 }
 
 /// `POST /v1/auth/action {challenge, signature}` (session) → a single-use `userAction`.
-async fn action_sign(
+#[utoipa::path(post,
+    path = "/v1/auth/action",
+    tag = "edge",
+    request_body = ActionSign,
+    responses((status = 200, description = "A single-use userAction token for exactly that request", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Sign in first", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Signature refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("session" = [])))]
+pub(crate) async fn action_sign(
     State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
     body: Bytes,
@@ -1103,6 +1169,136 @@ fn mismatch(what: &str, signed: &str, got: &str) -> Problem {
         "The user action is for another request",
         format!("the action was signed for {what} {signed:?}, not {got:?}"),
     )
+}
+
+/// Invite a user (admin): `{name, role}`; answers the one-time invitation. Appends `user.invited`; needs `X-Govern-User-Action`.
+#[utoipa::path(post, path = "/v1/users", tag = "actions",
+    request_body = Object,
+    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("userAction" = [])))]
+pub(crate) async fn invite_user(
+    edge: State<Arc<Edge>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path_id: Option<Path<String>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    perform(edge, method, uri, headers, path_id, body).await
+}
+
+/// Change a user's role (admin): `{user, role}`. Appends `user.role_changed`; needs `X-Govern-User-Action`.
+#[utoipa::path(post, path = "/v1/users/role", tag = "actions",
+    request_body = Object,
+    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("userAction" = [])))]
+pub(crate) async fn change_role(
+    edge: State<Arc<Edge>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path_id: Option<Path<String>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    perform(edge, method, uri, headers, path_id, body).await
+}
+
+/// Add an API key: `{user, type: "key", public_key}` (base64url COSE_Key). Appends `credential.registered`; needs `X-Govern-User-Action`.
+#[utoipa::path(post, path = "/v1/credentials", tag = "actions",
+    request_body = Object,
+    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("userAction" = [])))]
+pub(crate) async fn add_credential(
+    edge: State<Arc<Edge>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path_id: Option<Path<String>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    perform(edge, method, uri, headers, path_id, body).await
+}
+
+/// Revoke a credential: `{credential}`. Appends `credential.revoked`; needs `X-Govern-User-Action`.
+#[utoipa::path(post, path = "/v1/credentials/revoke", tag = "actions",
+    request_body = Object,
+    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("userAction" = [])))]
+pub(crate) async fn revoke_credential(
+    edge: State<Arc<Edge>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path_id: Option<Path<String>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    perform(edge, method, uri, headers, path_id, body).await
+}
+
+/// Request a wallet: `{name}`. Appends `wallet.requested`; needs `X-Govern-User-Action`.
+#[utoipa::path(post, path = "/v1/wallets", tag = "actions",
+    request_body = Object,
+    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("userAction" = [])))]
+pub(crate) async fn request_wallet(
+    edge: State<Arc<Edge>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path_id: Option<Path<String>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    perform(edge, method, uri, headers, path_id, body).await
+}
+
+/// Request a transfer from the wallet: `{kind, to, amount, chain_id, nonce, max_fee_per_gas, max_priority_fee_per_gas, gas_limit[, contract]}`. Appends `transfer.requested`; needs `X-Govern-User-Action`.
+#[utoipa::path(post, path = "/v1/wallets/{id}/transfers", tag = "actions",
+    params(("id" = String, Path)),
+    request_body = Object,
+    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("userAction" = [])))]
+pub(crate) async fn request_transfer(
+    edge: State<Arc<Edge>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path_id: Option<Path<String>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    perform(edge, method, uri, headers, path_id, body).await
+}
+
+/// Create or change the tenant's policy (admin): `{policy}`. Appends `policy.changed`; needs `X-Govern-User-Action`.
+#[utoipa::path(post, path = "/v1/policies", tag = "actions",
+    request_body = Object,
+    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("userAction" = [])))]
+pub(crate) async fn change_policy(
+    edge: State<Arc<Edge>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path_id: Option<Path<String>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    perform(edge, method, uri, headers, path_id, body).await
+}
+
+/// Approve or deny a transfer: `{decision: "approve" | "deny"}`. Appends `approval.decided`; needs `X-Govern-User-Action`.
+#[utoipa::path(post, path = "/v1/requests/{id}/approvals", tag = "actions",
+    params(("id" = String, Path)),
+    request_body = Object,
+    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("userAction" = [])))]
+pub(crate) async fn decide_approval(
+    edge: State<Arc<Edge>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path_id: Option<Path<String>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    perform(edge, method, uri, headers, path_id, body).await
 }
 
 /// Every sensitive endpoint: the `userAction` token must be for exactly this request.
@@ -1261,8 +1457,26 @@ async fn perform(
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
+/// The page a registration link opens: registers a passkey, then signs a wallet and a
+/// transfer with it, recomputing every challenge in the browser.
+#[utoipa::path(get,
+    path = "/ui/register.html",
+    tag = "edge",
+    responses((status = 200, description = "The passkey page", body = String, content_type = "text/html")))]
+pub(crate) async fn ui_register() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../ui/register.html"))
+}
+
 /// `GET /v1/me` (session): the user, their role and credentials, and the tenant.
-async fn me(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Result<Response, Problem> {
+#[utoipa::path(get,
+    path = "/v1/me",
+    tag = "edge",
+    responses((status = 200, description = "The signed-in user, their credentials and the tenant's wallets", body = Object), (status = 401, description = "Sign in first", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("session" = [])))]
+pub(crate) async fn me(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
     let session = edge.session(&headers)?;
     let tenant = edge
         .tenant(&session.tenant)
@@ -1293,7 +1507,13 @@ async fn me(State(edge): State<Arc<Edge>>, headers: HeaderMap) -> Result<Respons
 }
 
 /// `GET /v1/requests/{id}` (session): status and the chain of event indices so far.
-async fn request_status(
+#[utoipa::path(get,
+    path = "/v1/requests/{id}",
+    tag = "edge",
+    params(("id" = String, Path, description = "Request id")),
+    responses((status = 200, description = "Status and the chain of event indices so far", body = Object), (status = 401, description = "Sign in first", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such request in this tenant", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("session" = [])))]
+pub(crate) async fn request_status(
     State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -1307,7 +1527,13 @@ async fn request_status(
 }
 
 /// `GET /v1/wallets/{id}` (session).
-async fn wallet(
+#[utoipa::path(get,
+    path = "/v1/wallets/{id}",
+    tag = "edge",
+    params(("id" = String, Path, description = "Wallet id (its request)")),
+    responses((status = 200, description = "The wallet", body = Object), (status = 401, description = "Sign in first", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such wallet in this tenant", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("session" = [])))]
+pub(crate) async fn wallet(
     State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
     Path(id): Path<String>,

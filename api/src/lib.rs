@@ -12,6 +12,7 @@ pub mod boot;
 pub mod datadir;
 pub mod devpin;
 pub mod edge;
+pub mod openapi;
 pub mod problem;
 pub mod routes;
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:govern:problem:";
 
 /// An RFC 9457 problem.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Problem {
     /// `urn:govern:problem:<kind>`.
     #[serde(rename = "type")]
@@ -22,6 +22,7 @@ pub struct Problem {
     /// What happened this time.
     pub detail: String,
     #[serde(skip)]
+    #[schema(ignore)]
     retry_after_s: Option<u64>,
 }
 

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
     let edge = state.edge.clone().map(crate::edge::routes);
     let log = Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi))
         .route("/v1/log", get(log_info))
         .route(
             "/v1/entries",
@@ -93,14 +94,30 @@ pub fn router(state: AppState) -> Router {
         })
 }
 
-async fn healthz() -> &'static str {
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        crate::openapi::json(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "log",
+    responses((status = 200, description = "The node is up", body = String, content_type = "text/plain")))]
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /v1/services`: every role's identity (keys, measurements, the manifest it was
 /// attested under, last attestation time) and its status now (`live`, `expired`,
 /// `quarantined`), the manifest in force, and the quarantined measurements.
-async fn services(State(state): State<AppState>) -> Result<Json<ServicesView>, Problem> {
+#[utoipa::path(get, path = "/v1/services", tag = "log",
+    responses((status = 200, description = "Identities, the manifest in force, quarantines", body = Object),
+        (status = 404, description = "No identity policy", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn services(State(state): State<AppState>) -> Result<Json<ServicesView>, Problem> {
     let policy = state.identities.as_ref().ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -113,7 +130,7 @@ async fn services(State(state): State<AppState>) -> Result<Json<ServicesView>, P
 }
 
 /// `GET /v1/log`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LogInfo {
     /// Checkpoint origin.
     pub origin: String,
@@ -123,7 +140,9 @@ pub struct LogInfo {
     pub size: u64,
 }
 
-async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
+#[utoipa::path(get, path = "/v1/log", tag = "log",
+    responses((status = 200, description = "Origin, verifier key, size", body = LogInfo)))]
+pub(crate) async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
     Json(LogInfo {
         origin: s.log.origin().to_string(),
         verifier_key: s.verifier_key.to_string(),
@@ -132,7 +151,7 @@ async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
 }
 
 /// An inclusion proof: hashes in RFC 9162 order, standard base64.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct InclusionProof {
     /// Leaf index (absent inside a receipt, which names it already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,7 +163,7 @@ pub struct InclusionProof {
 }
 
 /// A consistency proof: hashes in RFC 9162 order, standard base64.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ConsistencyProof {
     /// Older size.
     pub from: u64,
@@ -155,7 +174,7 @@ pub struct ConsistencyProof {
 }
 
 /// The answer to an append: proof that the event is in the log.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Receipt {
     /// Where it is.
     pub index: u64,
@@ -207,7 +226,11 @@ fn bad_path(e: PathRejection) -> Problem {
     )
 }
 
-async fn append(
+#[utoipa::path(post, path = "/v1/entries", tag = "log",
+    request_body(content = Object, description = "A signed event (JCS envelope with sig)", content_type = "application/json"),
+    responses((status = 200, description = "Appended: the receipt", body = Receipt),
+        (status = 400, description = "Malformed event", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Refused by the policy", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Uniqueness key or nonce taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "Event too large", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 415, description = "Unsupported media type", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy or unavailable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn append(
     State(s): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Receipt>, Problem> {
@@ -228,7 +251,11 @@ async fn append(
     }))
 }
 
-async fn entry(
+#[utoipa::path(get, path = "/v1/entries/{index}", tag = "log",
+    params(("index" = u64, Path, description = "Leaf index")),
+    responses((status = 200, description = "The event's leaf data", body = Object),
+        (status = 400, description = "Bad index", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such entry", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn entry(
     State(s): State<AppState>,
     index: Result<Path<u64>, PathRejection>,
 ) -> Result<Response, Problem> {
@@ -244,13 +271,17 @@ async fn entry(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct InclusionQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InclusionQuery {
     index: u64,
     size: u64,
 }
 
-async fn inclusion(
+#[utoipa::path(get, path = "/v1/proofs/inclusion", tag = "log", params(InclusionQuery),
+    responses((status = 200, description = "Inclusion proof", body = InclusionProof),
+        (status = 400, description = "Bad query", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "Out of range", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn inclusion(
     State(s): State<AppState>,
     q: Result<Query<InclusionQuery>, QueryRejection>,
 ) -> Result<Json<InclusionProof>, Problem> {
@@ -265,13 +296,17 @@ async fn inclusion(
     }))
 }
 
-#[derive(Debug, Deserialize)]
-struct ConsistencyQuery {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ConsistencyQuery {
     from: u64,
     to: u64,
 }
 
-async fn consistency(
+#[utoipa::path(get, path = "/v1/proofs/consistency", tag = "log", params(ConsistencyQuery),
+    responses((status = 200, description = "Consistency proof", body = ConsistencyProof),
+        (status = 400, description = "Bad query", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "Out of range", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn consistency(
     State(s): State<AppState>,
     q: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> Result<Json<ConsistencyProof>, Problem> {
@@ -284,7 +319,9 @@ async fn consistency(
     }))
 }
 
-async fn checkpoint(State(s): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/checkpoint", tag = "log",
+    responses((status = 200, description = "The latest C2SP signed checkpoint", body = String, content_type = "text/plain")))]
+pub(crate) async fn checkpoint(State(s): State<AppState>) -> Response {
     let note = s.log.latest().note.clone();
     (
         [
@@ -299,7 +336,11 @@ async fn checkpoint(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn tile(
+#[utoipa::path(get, path = "/tile/{path}", tag = "log",
+    params(("path" = String, Path, description = "C2SP tlog-tiles path")),
+    responses((status = 200, description = "Tile bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 400, description = "Bad path", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tile", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn tile(
     State(s): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {

@@ -18,13 +18,11 @@ async fn a_pinned_manifest_is_enforced_at_append() {
     let tenant = TenantId(uuid::Uuid::now_v7());
 
     // The edge may create a tenant, once.
-    let created = node.edge_event("tenant.created", tenant, vec![]);
+    let created = tenant_created(&node, tenant);
     let ok = node.post(&created).await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
     assert_problem(
-        &node
-            .post(&node.edge_event("tenant.created", tenant, vec![]))
-            .await,
+        &node.post(&tenant_created(&node, tenant)).await,
         409,
         "duplicate",
     );
@@ -63,11 +61,33 @@ async fn a_pinned_manifest_is_enforced_at_append() {
         403,
         "parent-other-tenant",
     );
-    let ok = node
-        .post(&node.edge_event("wallet.requested", tenant, vec![created.leaf_hash()]))
-        .await;
-    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
-    assert_eq!(node.size(), 5);
+    // Routed well, but no user signed it: the tenant checks come after the graph's.
+    assert_problem(
+        &node
+            .post(&node.edge_event("wallet.requested", tenant, vec![created.leaf_hash()]))
+            .await,
+        403,
+        "user-action-missing",
+    );
+    assert_eq!(node.size(), 4);
+}
+
+fn tenant_created(node: &support::Booted, tenant: TenantId) -> govern_core::event::SignedEvent {
+    let body = serde_json::json!({
+        "name": "acme", "admin": "Ada", "rp_id": "localhost", "origin": "http://localhost:7600",
+        "invite": "ab".repeat(32),
+    });
+    node.services
+        .edge
+        .identity
+        .sign(
+            govern_core::event::Kind::new("tenant.created").unwrap(),
+            tenant,
+            govern_core::event::RequestId::new_v7(),
+            vec![],
+            body.as_object().unwrap().clone(),
+        )
+        .unwrap()
 }
 
 async fn boot_dir(dir: &DataDir, allow_dev_root: bool) -> Result<(), DataDirError> {

@@ -33,13 +33,14 @@ const ROLES: [&str; 12] = [
 const DEV_ONLY_KIND: &str = "demo.hello";
 
 /// DESIGN §4's first set of kinds.
-const KINDS: [&str; 26] = [
+const KINDS: [&str; 27] = [
     "manifest.published",
     "service.attested",
     "service.quarantined",
     "tenant.created",
     "user.invited",
     "user.registered",
+    "user.role_changed",
     "credential.registered",
     "credential.revoked",
     "wallet.requested",
@@ -514,17 +515,17 @@ fn validation_refusals_are_typed() {
             found: "AB".repeat(32),
         },
     );
-    // The edge role no longer lists transfer.requested, which names edge as its producer.
+    // The edge role no longer lists credential.revoked, which names edge as its producer.
     check(
         &|m| {
             m.roles
                 .get_mut(&role("edge"))
                 .unwrap()
                 .produces
-                .retain(|k| k.as_str() != "transfer.requested");
+                .retain(|k| k.as_str() != "credential.revoked");
         },
         ValidationError::Routing {
-            kind: kind("transfer.requested"),
+            kind: kind("credential.revoked"),
             role: role("edge"),
             list: "producers",
             kind_says: true,

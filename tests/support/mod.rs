@@ -35,6 +35,8 @@ pub fn govern() -> Command {
         "GOVERN_LISTEN",
         "GOVERN_ORIGIN",
         "GOVERN_URL",
+        "GOVERN_RP_ID",
+        "GOVERN_WEB_ORIGIN",
     ] {
         cmd.env_remove(var);
     }

@@ -1110,13 +1110,16 @@ impl AppendPolicy for IdentityPolicy {
         } else {
             self.check_producer(&state.working, event)?;
             if TENANT_KINDS.contains(&event.kind.as_str()) {
+                // The routing graph first (who may produce it, what it may follow), then
+                // the user's signature and what it may do.
+                let routed = check_routing(&in_force.manifest, signed, view)?;
                 let mut claims = check_tenant_event(
                     &state.working.tenants,
                     event,
                     view,
                     self.anchor_distance_max,
                 )?;
-                claims.extend(check_routing(&in_force.manifest, signed, view)?);
+                claims.extend(routed);
                 return Ok(claims);
             }
         }
