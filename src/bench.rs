@@ -145,15 +145,15 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// The time skew the bench's own node allows (one hour).
 const BENCH_TIME_SKEW_MS: i64 = 3_600_000;
 
-struct Child {
+pub(crate) struct Child {
     proc: tokio::process::Child,
-    url: String,
+    pub(crate) url: String,
     pid: u32,
     _dir: tempfile::TempDir,
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
-async fn start_node() -> Result<Child> {
+pub(crate) async fn start_node() -> Result<Child> {
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().join("data");
     DataDir::open(&data_dir, None)?;

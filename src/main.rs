@@ -4,6 +4,7 @@
 
 mod attestation;
 mod bench;
+mod bench_actions;
 mod bench_attest;
 mod client;
 mod config;
@@ -71,6 +72,9 @@ enum BenchCommand {
     Append(bench::AppendArgs),
     /// Attestation documents verified per second (genuine AWS and dev documents).
     Attest(bench_attest::AttestArgs),
+    /// User-action verifications per second, and signed-transfer submission latency at
+    /// concurrency 1 and 32.
+    Actions(bench_actions::ActionsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
             }
             Command::Bench(BenchCommand::Append(args)) => bench::append(args).await,
             Command::Bench(BenchCommand::Attest(args)) => bench_attest::attest(args).await,
+            Command::Bench(BenchCommand::Actions(args)) => bench_actions::actions(args).await,
             Command::Attestation(AttestationCommand::Verify(mut args)) => {
                 args.data_dir = args.data_dir.or(config.data_dir.clone());
                 attestation::verify(args)

@@ -470,8 +470,27 @@ impl Edge {
         &self.config
     }
 
+    /// A tenant's users, invitations and credentials (its requests and wallets, which grow
+    /// with every action, are read in place with [`Edge::with_tenant`]).
     fn tenant(&self, id: &TenantId) -> Option<Tenant> {
-        self.policy.tenants().get(id).cloned()
+        self.policy.with_tenant(id, |t| Tenant {
+            name: t.name.clone(),
+            rp_id: t.rp_id.clone(),
+            origin: t.origin.clone(),
+            created: t.created,
+            leaf: t.leaf,
+            invites: t.invites.clone(),
+            users: t.users.clone(),
+            credentials: t.credentials.clone(),
+            wallets: std::collections::BTreeMap::new(),
+            requests: std::collections::BTreeMap::new(),
+            policy: t.policy.clone(),
+        })
+    }
+
+    /// Read a tenant in place (briefly: the log's policy waits meanwhile).
+    fn with_tenant<R>(&self, id: &TenantId, read: impl FnOnce(&Tenant) -> R) -> Option<R> {
+        self.policy.with_tenant(id, read)
     }
 
     fn session(&self, headers: &HeaderMap) -> Result<Session, Problem> {
@@ -1007,16 +1026,16 @@ pub(crate) async fn action_init(
         ));
     }
     let params = action_body(&serde_json::to_vec(&req.body).unwrap_or_default())?;
-    let tenant = edge
-        .tenant(&session.tenant)
-        .ok_or_else(|| unauthenticated("the session's tenant is gone"))?;
     let request = if kind == APPROVAL_DECIDED {
         let id = req.path.split('/').nth(3).unwrap_or_default();
-        tenant
-            .requests
-            .get(id)
-            .filter(|r| r.kind == TRANSFER_REQUESTED)
-            .ok_or_else(|| not_found("request", id))?;
+        let transfer = edge.with_tenant(&session.tenant, |t| {
+            t.requests
+                .get(id)
+                .is_some_and(|r| r.kind == TRANSFER_REQUESTED)
+        });
+        if transfer != Some(true) {
+            return Err(not_found("request", id));
+        }
         id.to_string()
     } else {
         Uuid::now_v7().to_string()
@@ -1410,12 +1429,12 @@ async fn perform(
         WALLET_REQUESTED => vec![tenant.leaf],
         TRANSFER_REQUESTED => {
             let id = path_id.map(|p| p.0).unwrap_or_default();
-            let w = tenant
-                .wallets
-                .get(&id)
+            let wallet = edge
+                .with_tenant(&tenant_id, |t| t.wallets.get(&id).map(|w| w.leaf))
+                .flatten()
                 .ok_or_else(|| not_found("wallet", &id))?;
             tenants::validate_transfer(&params).map_err(bad_body)?;
-            vec![w.leaf]
+            vec![wallet]
         }
         POLICY_CHANGED => {
             if !params.get("policy").is_some_and(Value::is_object) {
@@ -1425,13 +1444,17 @@ async fn perform(
         }
         APPROVAL_DECIDED => {
             let id = path_id.map(|p| p.0).unwrap_or_default();
-            let r = tenant
-                .requests
-                .get(&id)
-                .filter(|r| r.kind == TRANSFER_REQUESTED)
+            let first = edge
+                .with_tenant(&tenant_id, |t| {
+                    t.requests
+                        .get(&id)
+                        .filter(|r| r.kind == TRANSFER_REQUESTED)
+                        .and_then(|r| r.events.first().map(|e| e.leaf))
+                })
+                .flatten()
                 .ok_or_else(|| not_found("request", &id))?;
             b.insert("user".into(), o.user.clone().into());
-            vec![r.events[0].leaf]
+            vec![first]
         }
         _ => return Err(Problem::no_route(&path)),
     };
@@ -1501,7 +1524,9 @@ pub(crate) async fn me(
         "user": user,
         "credential": session.credential,
         "credentials": credentials,
-        "wallets": tenant.wallets.values().collect::<Vec<_>>(),
+        "wallets": edge
+            .with_tenant(&session.tenant, |t| t.wallets.values().cloned().collect::<Vec<_>>())
+            .unwrap_or_default(),
     }))
     .into_response())
 }
@@ -1520,8 +1545,8 @@ pub(crate) async fn request_status(
 ) -> Result<Response, Problem> {
     let session = edge.session(&headers)?;
     let request = edge
-        .tenant(&session.tenant)
-        .and_then(|t| t.requests.get(&id).cloned())
+        .with_tenant(&session.tenant, |t| t.requests.get(&id).cloned())
+        .flatten()
         .ok_or_else(|| not_found("request", &id))?;
     Ok(axum::Json(request).into_response())
 }
@@ -1540,8 +1565,8 @@ pub(crate) async fn wallet(
 ) -> Result<Response, Problem> {
     let session = edge.session(&headers)?;
     let wallet = edge
-        .tenant(&session.tenant)
-        .and_then(|t| t.wallets.get(&id).cloned())
+        .with_tenant(&session.tenant, |t| t.wallets.get(&id).cloned())
+        .flatten()
         .ok_or_else(|| not_found("wallet", &id))?;
     Ok(axum::Json(wallet).into_response())
 }

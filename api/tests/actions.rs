@@ -330,10 +330,14 @@ async fn a_tenant_admin_registers_logs_in_and_signs_a_transfer() {
     // The event carries the challenge object and the user's signature, which the offline
     // verifier accepts with the credential recorded in the log.
     let event = node.entry(index);
-    let tenants = node.services.policy.tenants();
-    let t = tenants.get(&event.event().tenant).unwrap();
-    let credential = &t.credentials[&ada.credential].credential;
-    govern_core::action::verify_user_action_body(&event.event().body, credential).unwrap();
+    let credential = node
+        .services
+        .policy
+        .with_tenant(&event.event().tenant, |t| {
+            t.credentials[&ada.credential].credential.clone()
+        })
+        .unwrap();
+    govern_core::action::verify_user_action_body(&event.event().body, &credential).unwrap();
     assert_eq!(event.event().body["params"], transfer());
 
     // An approval of that request, then its status and receipt chain.
@@ -812,9 +816,12 @@ async fn the_edge_cannot_add_a_credential_without_an_admins_signature() {
     // The edge's own identity appends a credential for Ada, with no user action.
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let cose = CredentialKey::Ed25519(key.verifying_key()).to_cose();
-    let tenants = node.services.policy.tenants();
     let tenant_id = TenantId(uuid::Uuid::parse_str(&ada.tenant).unwrap());
-    let user_leaf = tenants.get(&tenant_id).unwrap().users[&ada.id].leaf;
+    let (user_leaf, tenant_leaf) = node
+        .services
+        .policy
+        .with_tenant(&tenant_id, |t| (t.users[&ada.id].leaf, t.leaf))
+        .unwrap();
     let mut body = serde_json::Map::new();
     body.insert("user".into(), ada.id.clone().into());
     body.insert(
@@ -845,7 +852,7 @@ async fn the_edge_cannot_add_a_credential_without_an_admins_signature() {
             Kind::new("wallet.requested").unwrap(),
             tenant_id,
             RequestId::new_v7(),
-            vec![tenants.get(&tenant_id).unwrap().leaf],
+            vec![tenant_leaf],
             serde_json::Map::new(),
         )
         .unwrap();
@@ -923,4 +930,59 @@ async fn a_passkey_counter_that_goes_back_is_refused() {
     assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
     let r = token_for(&node, &ada, &first, &first_sig).await;
     assert_problem(&(r.0, r.1.clone()), 403, "passkey-counter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_and_spent_nonces_survive_a_restart() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let wallet = new_wallet(&node, &mut ada).await;
+    let appended = node.entry(node.size() - 1);
+    let tenant_id = TenantId(uuid::Uuid::parse_str(&ada.tenant).unwrap());
+    let before = node
+        .services
+        .policy
+        .with_tenant(&tenant_id, |t| t.clone())
+        .unwrap();
+    let support::Booted {
+        app,
+        services,
+        dir,
+        exe,
+        tmp,
+        ..
+    } = node;
+    drop(app);
+    drop(services);
+    let services = dir
+        .boot(
+            govern_store::LogConfig::new(dir.origin()),
+            true,
+            &govern_api::Attestor::Simulated { executable: exe },
+        )
+        .await
+        .unwrap();
+    // The fold rebuilt from the log's tracked entries is the same.
+    let after = services
+        .policy
+        .with_tenant(&tenant_id, |t| t.clone())
+        .unwrap();
+    assert_eq!(after, before);
+    assert!(after.wallets.contains_key(&wallet));
+    // The wallet's user action, appended again, is a spent nonce.
+    let again = services
+        .edge
+        .identity
+        .sign(
+            Kind::new("wallet.requested").unwrap(),
+            appended.event().tenant,
+            appended.event().request,
+            appended.event().parents.clone(),
+            appended.event().body.clone(),
+        )
+        .unwrap();
+    let err = services.log.append(again).await.unwrap_err();
+    assert!(err.to_string().contains("nonce"), "{err}");
+    drop(services);
+    drop(tmp);
 }

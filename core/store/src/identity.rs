@@ -66,7 +66,7 @@ use serde_json::{Map, Value};
 use crate::actions::{ANCHOR_DISTANCE_MAX, check_tenant_event};
 use crate::log::{AppendError, AppendPolicy, LogView};
 use crate::routing::check_routing;
-use govern_projections::tenants::{TENANT_KINDS, Tenants};
+use govern_projections::tenants::{TENANT_KINDS, Tenant, Tenants};
 
 /// The kind a service appends to bind its keys to an attestation document.
 pub const ATTESTED_KIND: &str = "service.attested";
@@ -416,8 +416,6 @@ struct Registry {
     manifest: Option<Arc<InForce>>,
     identities: BTreeMap<Role, Identity>,
     quarantined: BTreeMap<String, Quarantine>,
-    /// Tenants, users and credentials (user actions are judged by them).
-    tenants: Tenants,
     /// Measurements a follow-up of this batch will quarantine.
     quarantining: BTreeSet<String>,
 }
@@ -428,6 +426,14 @@ struct State {
     working: Registry,
     dirty: bool,
     followups: Vec<Event>,
+    /// Tenants, users and credentials as of the batch being checked (user actions are
+    /// judged by them). Unlike the registry they grow with the log, so they are not cloned
+    /// per batch: the batch's tenant events are applied to the committed copy once durable.
+    tenants: Tenants,
+    /// Tenants as of the last durable batch.
+    tenants_committed: Tenants,
+    /// This batch's tenant events, for `tenants_committed`.
+    tenant_batch: Vec<(SignedEvent, u64)>,
 }
 
 /// A service's status, as `GET /v1/services` reports it.
@@ -519,10 +525,10 @@ impl IdentityPolicy {
         self
     }
 
-    /// The tenants, as of the last durable batch (cheap: tenants are shared).
-    #[must_use]
-    pub fn tenants(&self) -> Tenants {
-        self.state.lock().committed.tenants.clone()
+    /// Read a tenant as of the last durable batch (under the policy's lock: keep `read`
+    /// short).
+    pub fn with_tenant<R>(&self, id: &TenantId, read: impl FnOnce(&Tenant) -> R) -> Option<R> {
+        self.state.lock().tenants_committed.get(id).map(read)
     }
 
     /// The manifest in force (as of the last durable batch).
@@ -1057,7 +1063,9 @@ impl IdentityPolicy {
                 );
             }
             kind if TENANT_KINDS.contains(&kind) => {
-                state.working.tenants.apply(signed, index.0);
+                state.tenants.apply(signed, index.0);
+                state.tenant_batch.push((signed.clone(), index.0));
+                return;
             }
             _ => return,
         }
@@ -1113,12 +1121,8 @@ impl AppendPolicy for IdentityPolicy {
                 // The routing graph first (who may produce it, what it may follow), then
                 // the user's signature and what it may do.
                 let routed = check_routing(&in_force.manifest, signed, view)?;
-                let mut claims = check_tenant_event(
-                    &state.working.tenants,
-                    event,
-                    view,
-                    self.anchor_distance_max,
-                )?;
+                let mut claims =
+                    check_tenant_event(&state.tenants, event, view, self.anchor_distance_max)?;
                 claims.extend(routed);
                 return Ok(claims);
             }
@@ -1139,6 +1143,15 @@ impl AppendPolicy for IdentityPolicy {
         let mut state = self.state.lock();
         state.followups.clear();
         state.working.quarantining.clear();
+        let batch = std::mem::take(&mut state.tenant_batch);
+        if durable {
+            for (event, index) in &batch {
+                state.tenants_committed.apply(event, *index);
+            }
+        } else if !batch.is_empty() {
+            // Rare (the store failed): start again from the durable state.
+            state.tenants = state.tenants_committed.clone();
+        }
         if !state.dirty {
             return;
         }
