@@ -135,7 +135,7 @@ struct Registration {
 
 enum LoginState {
     Passkey(PasskeyAuthentication),
-    Key(ChallengeObject),
+    Key(Box<ChallengeObject>),
 }
 
 struct Login {
@@ -865,7 +865,7 @@ pub(crate) async fn login_start(
                 anchor: edge.anchor(),
             };
             let out = json!({"login": id, "challenge": object});
-            (LoginState::Key(object), out)
+            (LoginState::Key(Box::new(object)), out)
         }
         None => {
             let passkeys: Vec<Passkey> = tenant
@@ -962,10 +962,10 @@ pub(crate) async fn login_finish(
                 .live_credential(&id)
                 .filter(|c| c.credential.user == login.user)
                 .ok_or_else(|| login_refused("the passkey is not a live credential of the user"))?;
-            if let Some(mut passkey) = edge.load_passkey(&id) {
-                if passkey.update_credential(&result).is_some() {
-                    edge.save_passkey(&id, &passkey)?;
-                }
+            if let Some(mut passkey) = edge.load_passkey(&id)
+                && passkey.update_credential(&result).is_some()
+            {
+                edge.save_passkey(&id, &passkey)?;
             }
             c.credential.id.clone()
         }

@@ -254,7 +254,7 @@ fn check_tenant_created(event: &Event) -> Result<(), UserActionError> {
     if !text(b, "admin").is_some_and(name_ok) {
         return Err(malformed(event, "\"admin\": the first admin's name"));
     }
-    if !text(b, "rp_id").is_some_and(|r| !r.is_empty()) || text(b, "origin").is_none() {
+    if text(b, "rp_id").is_none_or(str::is_empty) || text(b, "origin").is_none() {
         return Err(malformed(event, "\"rp_id\" and \"origin\" are required"));
     }
     if !text(b, "invite").is_some_and(hex32) {
@@ -490,16 +490,15 @@ fn authorize(
         Ok(user)
     };
     match kind {
-        USER_INVITED => {
+        USER_INVITED
             if !text(params, "name").is_some_and(name_ok)
                 || text(params, "role").and_then(UserRole::parse).is_none()
-                || !text(&event.body, "invite").is_some_and(hex32)
-            {
-                return Err(malformed(
-                    event,
-                    "params.name, params.role (admin|member) and body.invite (hex SHA-256)",
-                ));
-            }
+                || !text(&event.body, "invite").is_some_and(hex32) =>
+        {
+            return Err(malformed(
+                event,
+                "params.name, params.role (admin|member) and body.invite (hex SHA-256)",
+            ));
         }
         USER_ROLE_CHANGED => {
             target_user("user")?;
