@@ -26,6 +26,6 @@ token="$(cat "$tmp/data/operator.token")"
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-40}" \
   --request-timeout 10 \
-  --max-time "${SCHEMATHESIS_SECONDS:-240}" \
+  --max-time "${SCHEMATHESIS_SECONDS:-180}" \
   -H "Authorization: Bearer $token" \
   --no-color --seed 1

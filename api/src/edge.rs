@@ -81,6 +81,12 @@ pub struct EdgeConfig {
     pub rp_id: String,
     /// The web origin users' browsers and API clients sign from.
     pub origin: Url,
+    /// Seconds a session lasts ([`SESSION_TTL_S`]).
+    pub session_ttl_s: i64,
+    /// Seconds a ceremony or an initiated action waits ([`CEREMONY_TTL_S`]).
+    pub ceremony_ttl_s: i64,
+    /// Seconds a `userAction` token lasts ([`ACTION_TOKEN_TTL_S`]).
+    pub action_token_ttl_s: i64,
 }
 
 impl EdgeConfig {
@@ -114,6 +120,9 @@ impl EdgeConfig {
         Ok(Self {
             rp_id: rp_id.into(),
             origin,
+            session_ttl_s: SESSION_TTL_S,
+            ceremony_ttl_s: CEREMONY_TTL_S,
+            action_token_ttl_s: ACTION_TOKEN_TTL_S,
         })
     }
 
@@ -515,7 +524,7 @@ impl Edge {
         credential: &str,
     ) -> Result<SessionOut, Problem> {
         let token = random_token();
-        let expires = now_s() + SESSION_TTL_S;
+        let expires = now_s() + self.config.session_ttl_s;
         insert_bounded(
             &mut self.volatile.lock().sessions,
             token.clone(),
@@ -724,7 +733,7 @@ pub(crate) async fn register_start(
             name: invite.name.clone(),
             user,
             state,
-            expires: now_s() + CEREMONY_TTL_S,
+            expires: now_s() + edge.config.ceremony_ttl_s,
         },
         |r| r.expires,
     )?;
@@ -893,7 +902,7 @@ pub(crate) async fn login_start(
             tenant: tenant_id,
             user,
             state,
-            expires: now_s() + CEREMONY_TTL_S,
+            expires: now_s() + edge.config.ceremony_ttl_s,
         },
         |l| l.expires,
     )?;
@@ -1063,7 +1072,7 @@ pub(crate) async fn action_init(
     let challenge = object.challenge().map_err(|e| bad_body(e.to_string()))?;
     {
         let mut vol = edge.volatile.lock();
-        let expires = now_s() + CEREMONY_TTL_S;
+        let expires = now_s() + edge.config.ceremony_ttl_s;
         insert_bounded(
             &mut vol.pending,
             object.nonce.clone(),
@@ -1167,7 +1176,7 @@ pub(crate) async fn action_sign(
         .into());
     }
     let token = random_token();
-    let expires = now_s() + ACTION_TOKEN_TTL_S;
+    let expires = now_s() + edge.config.action_token_ttl_s;
     insert_bounded(
         &mut edge.volatile.lock().tokens,
         token.clone(),

@@ -986,3 +986,42 @@ async fn tenants_and_spent_nonces_survive_a_restart() {
     drop(services);
     drop(tmp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_actions_and_sessions_expire() {
+    let node = support::boot_edge(|mut c| {
+        c.action_token_ttl_s = 1;
+        c.ceremony_ttl_s = 1;
+        c.session_ttl_s = 3;
+        c
+    })
+    .await;
+    let mut ada = admin(&node).await;
+    let body = json!({"name": "ops"});
+    // A token unused past its lifetime.
+    let token = user_action(&node, &mut ada, "wallet.requested", "/v1/wallets", &body).await;
+    // An initiated action signed too late.
+    let late = init(&node, &ada, "wallet.requested", "/v1/wallets", &body).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let r = perform(&node, Some(&token), "/v1/wallets", &body).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-action-token");
+    assert!(
+        r.1["detail"].as_str().unwrap().contains("expired"),
+        "{}",
+        r.1
+    );
+    let signature = sign_object(&mut ada, &late, &origin());
+    let r = token_for(&node, &ada, &late, &signature).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "action-unknown");
+    // The session itself, a little later.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let r = json_call(
+        &node,
+        "POST",
+        "/v1/auth/action/init",
+        Some(&ada.bearer()),
+        &json!({"kind": "wallet.requested", "method": "POST", "path": "/v1/wallets", "body": body}),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 401, "unauthenticated");
+}

@@ -42,8 +42,22 @@ pub async fn boot() -> Booted {
     boot_with(|c| c).await
 }
 
+/// [`boot`] with the edge's settings changed by `edge`.
+pub async fn boot_edge(
+    edge: impl FnOnce(govern_api::edge::EdgeConfig) -> govern_api::edge::EdgeConfig,
+) -> Booted {
+    boot_full(|c| c, edge).await
+}
+
 /// [`boot`] with the log's configuration changed by `config`.
 pub async fn boot_with(config: impl FnOnce(LogConfig) -> LogConfig) -> Booted {
+    boot_full(config, |e| e).await
+}
+
+async fn boot_full(
+    config: impl FnOnce(LogConfig) -> LogConfig,
+    edge_config: impl FnOnce(govern_api::edge::EdgeConfig) -> govern_api::edge::EdgeConfig,
+) -> Booted {
     let tmp = tempfile::tempdir().unwrap();
     let exe = exe();
     let pinned = pin_dev_manifest(tmp.path(), None, &exe).unwrap();
@@ -59,7 +73,7 @@ pub async fn boot_with(config: impl FnOnce(LogConfig) -> LogConfig) -> Booted {
         .await
         .unwrap();
     let edge = govern_api::edge::Edge::new(
-        govern_api::edge::EdgeConfig::new(RP_ID, ORIGIN).unwrap(),
+        edge_config(govern_api::edge::EdgeConfig::new(RP_ID, ORIGIN).unwrap()),
         Arc::clone(&services.log),
         Arc::clone(&services.policy),
         Arc::clone(&services.edge),
