@@ -1199,135 +1199,65 @@ fn mismatch(what: &str, signed: &str, got: &str) -> Problem {
     )
 }
 
-/// Invite a user (admin): `{name, role}`; answers the one-time invitation. Appends `user.invited`; needs `X-Govern-User-Action`.
-#[utoipa::path(post, path = "/v1/users", tag = "actions",
-    request_body = Object,
-    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
-    security(("userAction" = [])))]
-pub(crate) async fn invite_user(
-    edge: State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    path_id: Option<Path<String>>,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    perform(edge, method, uri, headers, path_id, body).await
+/// One sensitive endpoint: [`perform`] under its own name and OpenAPI operation (utoipa
+/// documents one function per path).
+macro_rules! action_endpoint {
+    ($(#[$doc:meta])* $name:ident, $path:tt $(, $param:tt)?) => {
+        $(#[$doc])*
+        #[utoipa::path(post, path = $path, tag = "actions", $(params(($param = String, Path)),)?
+            request_body = Object,
+            responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
+            security(("userAction" = [])))]
+        pub(crate) async fn $name(
+            edge: State<Arc<Edge>>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            path_id: Option<Path<String>>,
+            body: Bytes,
+        ) -> Result<Response, Problem> {
+            perform(edge, method, uri, headers, path_id, body).await
+        }
+    };
 }
 
-/// Change a user's role (admin): `{user, role}`. Appends `user.role_changed`; needs `X-Govern-User-Action`.
-#[utoipa::path(post, path = "/v1/users/role", tag = "actions",
-    request_body = Object,
-    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
-    security(("userAction" = [])))]
-pub(crate) async fn change_role(
-    edge: State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    path_id: Option<Path<String>>,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    perform(edge, method, uri, headers, path_id, body).await
-}
-
-/// Add an API key: `{user, type: "key", public_key}` (base64url COSE_Key). Appends `credential.registered`; needs `X-Govern-User-Action`.
-#[utoipa::path(post, path = "/v1/credentials", tag = "actions",
-    request_body = Object,
-    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
-    security(("userAction" = [])))]
-pub(crate) async fn add_credential(
-    edge: State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    path_id: Option<Path<String>>,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    perform(edge, method, uri, headers, path_id, body).await
-}
-
-/// Revoke a credential: `{credential}`. Appends `credential.revoked`; needs `X-Govern-User-Action`.
-#[utoipa::path(post, path = "/v1/credentials/revoke", tag = "actions",
-    request_body = Object,
-    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
-    security(("userAction" = [])))]
-pub(crate) async fn revoke_credential(
-    edge: State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    path_id: Option<Path<String>>,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    perform(edge, method, uri, headers, path_id, body).await
-}
-
-/// Request a wallet: `{name}`. Appends `wallet.requested`; needs `X-Govern-User-Action`.
-#[utoipa::path(post, path = "/v1/wallets", tag = "actions",
-    request_body = Object,
-    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
-    security(("userAction" = [])))]
-pub(crate) async fn request_wallet(
-    edge: State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    path_id: Option<Path<String>>,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    perform(edge, method, uri, headers, path_id, body).await
-}
-
-/// Request a transfer from the wallet: `{kind, to, amount, chain_id, nonce, max_fee_per_gas, max_priority_fee_per_gas, gas_limit[, contract]}`. Appends `transfer.requested`; needs `X-Govern-User-Action`.
-#[utoipa::path(post, path = "/v1/wallets/{id}/transfers", tag = "actions",
-    params(("id" = String, Path)),
-    request_body = Object,
-    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
-    security(("userAction" = [])))]
-pub(crate) async fn request_transfer(
-    edge: State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    path_id: Option<Path<String>>,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    perform(edge, method, uri, headers, path_id, body).await
-}
-
-/// Create or change the tenant's policy (admin): `{policy}`. Appends `policy.changed`; needs `X-Govern-User-Action`.
-#[utoipa::path(post, path = "/v1/policies", tag = "actions",
-    request_body = Object,
-    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
-    security(("userAction" = [])))]
-pub(crate) async fn change_policy(
-    edge: State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    path_id: Option<Path<String>>,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    perform(edge, method, uri, headers, path_id, body).await
-}
-
-/// Approve or deny a transfer: `{decision: "approve" | "deny"}`. Appends `approval.decided`; needs `X-Govern-User-Action`.
-#[utoipa::path(post, path = "/v1/requests/{id}/approvals", tag = "actions",
-    params(("id" = String, Path)),
-    request_body = Object,
-    responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
-    security(("userAction" = [])))]
-pub(crate) async fn decide_approval(
-    edge: State<Arc<Edge>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    path_id: Option<Path<String>>,
-    body: Bytes,
-) -> Result<Response, Problem> {
-    perform(edge, method, uri, headers, path_id, body).await
-}
+action_endpoint!(
+    /// Invite a user (admin): `{name, role}`; answers the one-time invitation. Appends
+    /// `user.invited`.
+    invite_user, "/v1/users"
+);
+action_endpoint!(
+    /// Change a user's role (admin): `{user, role}`. Appends `user.role_changed`.
+    change_role, "/v1/users/role"
+);
+action_endpoint!(
+    /// Add an API key: `{user, type: "key", public_key}` (base64url COSE_Key). Appends
+    /// `credential.registered`.
+    add_credential, "/v1/credentials"
+);
+action_endpoint!(
+    /// Revoke a credential: `{credential}`. Appends `credential.revoked`.
+    revoke_credential, "/v1/credentials/revoke"
+);
+action_endpoint!(
+    /// Request a wallet: `{name}`. Appends `wallet.requested`.
+    request_wallet, "/v1/wallets"
+);
+action_endpoint!(
+    /// Request a transfer from the wallet: `{kind, to, amount, chain_id, nonce,
+    /// max_fee_per_gas, max_priority_fee_per_gas, gas_limit[, contract]}`. Appends
+    /// `transfer.requested`.
+    request_transfer, "/v1/wallets/{id}/transfers", "id"
+);
+action_endpoint!(
+    /// Create or change the tenant's policy (admin): `{policy}`. Appends `policy.changed`.
+    change_policy, "/v1/policies"
+);
+action_endpoint!(
+    /// Approve or deny a transfer: `{decision: "approve" | "deny"}`. Appends
+    /// `approval.decided`.
+    decide_approval, "/v1/requests/{id}/approvals", "id"
+);
 
 /// Every sensitive endpoint: the `userAction` token must be for exactly this request.
 async fn perform(

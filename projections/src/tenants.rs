@@ -52,19 +52,12 @@ pub const ACTION_KINDS: [&str; 8] = [
     APPROVAL_DECIDED,
 ];
 
-/// Every kind this fold reads.
-pub const TENANT_KINDS: [&str; 10] = [
-    TENANT_CREATED,
-    USER_INVITED,
-    USER_REGISTERED,
-    USER_ROLE_CHANGED,
-    CREDENTIAL_REGISTERED,
-    CREDENTIAL_REVOKED,
-    WALLET_REQUESTED,
-    TRANSFER_REQUESTED,
-    POLICY_CHANGED,
-    APPROVAL_DECIDED,
-];
+/// Whether this fold reads `kind`: `tenant.created`, `user.registered` and every action
+/// kind.
+#[must_use]
+pub fn is_tenant_kind(kind: &str) -> bool {
+    kind == TENANT_CREATED || kind == USER_REGISTERED || ACTION_KINDS.contains(&kind)
+}
 
 /// A user's role in a tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -354,7 +347,7 @@ impl Tenants {
             self.tenants.insert(event.tenant, Arc::new(tenant));
             return;
         }
-        if !TENANT_KINDS.contains(&kind) {
+        if !is_tenant_kind(kind) {
             return;
         }
         let Some(tenant) = self.tenants.get_mut(&event.tenant) else {

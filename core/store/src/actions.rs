@@ -1,7 +1,7 @@
 //! User actions, checked at append (DESIGN §4): no user signature, no entry.
 //!
 //! The node's policy runs these checks on every event of a tenant kind
-//! ([`govern_projections::tenants::TENANT_KINDS`]) after the producer's identity and before
+//! ([`govern_projections::tenants::is_tenant_kind`]) after the producer's identity and before
 //! the routing graph, against the tenants folded from the log so far. The same offline
 //! verifier an auditor runs ([`govern_core::action::verify_user_action`]) checks the
 //! signature; what needs the log — the credential's key and status, the user's role, the

@@ -66,7 +66,7 @@ use serde_json::{Map, Value};
 use crate::actions::{ANCHOR_DISTANCE_MAX, check_tenant_event};
 use crate::log::{AppendError, AppendPolicy, LogView};
 use crate::routing::check_routing;
-use govern_projections::tenants::{TENANT_KINDS, Tenant, Tenants};
+use govern_projections::tenants::{Tenant, Tenants, is_tenant_kind};
 
 /// The kind a service appends to bind its keys to an attestation document.
 pub const ATTESTED_KIND: &str = "service.attested";
@@ -1062,7 +1062,7 @@ impl IdentityPolicy {
                     },
                 );
             }
-            kind if TENANT_KINDS.contains(&kind) => {
+            kind if is_tenant_kind(kind) => {
                 state.tenants.apply(signed, index.0);
                 state.tenant_batch.push((signed.clone(), index.0));
                 return;
@@ -1117,7 +1117,7 @@ impl AppendPolicy for IdentityPolicy {
             self.check_quarantined(&state.working, signed)?;
         } else {
             self.check_producer(&state.working, event)?;
-            if TENANT_KINDS.contains(&event.kind.as_str()) {
+            if is_tenant_kind(event.kind.as_str()) {
                 // The routing graph first (who may produce it, what it may follow), then
                 // the user's signature and what it may do.
                 let routed = check_routing(&in_force.manifest, signed, view)?;

@@ -64,7 +64,7 @@ pub(crate) fn index_value(value: &[u8]) -> Option<u64> {
     trailing_u64(value).filter(|_| value.len() == 8)
 }
 
-/// An entry of a tracked kind (`i` ‖ index, empty value): see [`crate::log::TRACKED_KINDS`].
+/// An entry of a tracked kind (`i` ‖ index, empty value): see [`crate::log::is_tracked`].
 pub(crate) fn tracked(index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = b'i';

@@ -28,9 +28,9 @@ pub use identity::{
     QUARANTINED_KIND, Quarantine, RSA_KEY_BITS, ServiceStatus, ServicesView, attested_body,
 };
 pub use log::{
-    AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, Log, LogConfig,
-    LogReader, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, Published, QUEUE_EVENTS_MAX,
-    ReadError, SystemClock, TIME_SKEW_MS, TRACKED_KINDS,
+    AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, IDENTITY_KINDS,
+    Log, LogConfig, LogReader, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, Published,
+    QUEUE_EVENTS_MAX, ReadError, SystemClock, TIME_SKEW_MS, is_tracked,
 };
 pub use rocks::RocksStorage;
 pub use routing::ManifestPolicy;

@@ -47,23 +47,21 @@ pub const PUSHBACK_RETRY_AFTER_S: u64 = 1;
 /// service several seconds to fetch a root, obtain a document and append it; an idle log
 /// keeps its last 1,024 roots however old they are.
 pub const NONCE_WINDOW_CHECKPOINTS: usize = 1024;
-/// The kinds whose entries the log indexes (`i` keys) so the policy can rebuild its view of
-/// manifests, identities and tenants when the log reopens, without reading every entry.
-pub const TRACKED_KINDS: [&str; 13] = [
+/// The identity policy's kinds, which the log indexes (see [`is_tracked`]).
+pub const IDENTITY_KINDS: [&str; 3] = [
     "manifest.published",
     "service.attested",
     "service.quarantined",
-    "tenant.created",
-    "user.invited",
-    "user.registered",
-    "user.role_changed",
-    "credential.registered",
-    "credential.revoked",
-    "wallet.requested",
-    "transfer.requested",
-    "policy.changed",
-    "approval.decided",
 ];
+
+/// Whether the log indexes entries of `kind` (`i` keys) so the policy can rebuild its view
+/// of manifests, identities and tenants when the log reopens, without reading every entry:
+/// [`IDENTITY_KINDS`] and the tenant kinds
+/// ([`govern_projections::tenants::is_tenant_kind`]).
+#[must_use]
+pub fn is_tracked(kind: &str) -> bool {
+    IDENTITY_KINDS.contains(&kind) || govern_projections::tenants::is_tenant_kind(kind)
+}
 
 const _: () = assert!(QUEUE_EVENTS_MAX >= BATCH_EVENTS_MAX);
 const _: () = assert!(BATCH_WAIT_MS < 1_000);
@@ -166,7 +164,7 @@ pub trait AppendPolicy: Send + Sync + 'static {
     fn check(&self, event: &SignedEvent, view: &dyn LogView) -> Result<Vec<String>, AppendError>;
 
     /// `event` was accepted at `index` into the batch being written (or, when the log
-    /// reopens, is a stored entry of a [`TRACKED_KINDS`] kind, replayed in order). A policy
+    /// reopens, is a stored entry of a tracked kind ([`is_tracked`]), replayed in order). A policy
     /// that keeps state updates its working copy here; [`AppendPolicy::finish`] commits or
     /// discards it.
     fn accepted(&self, _event: &SignedEvent, _index: LeafIndex) {}
@@ -1068,7 +1066,7 @@ fn recent_checkpoints<S: Storage>(
     }
 }
 
-/// Hand the stored entries of the [`TRACKED_KINDS`] to `policy`, in log order, so a policy
+/// Hand the stored entries of the tracked kinds ([`is_tracked`]) to `policy`, in log order, so a policy
 /// with state (manifests, identities) resumes where it stopped.
 fn replay_tracked<S: Storage>(storage: &S, policy: &dyn AppendPolicy) -> Result<(), StorageError> {
     const PAGE: usize = 256;
@@ -1242,7 +1240,7 @@ impl<S: Storage> Sequencer<S> {
                 unique.insert(k, LeafIndex(index));
             }
             let e = p.event.event();
-            if TRACKED_KINDS.contains(&e.kind.as_str()) {
+            if is_tracked(e.kind.as_str()) {
                 write.put(keys::tracked(index).to_vec(), Vec::new());
             }
             self.policy.accepted(&p.event, LeafIndex(index));
