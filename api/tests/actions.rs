@@ -702,6 +702,22 @@ async fn credentials_keys_roles_and_revocation() {
     .await;
     assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
     let key_id = r.1["credential"].as_str().unwrap().to_string();
+    // An action adds API keys only: a "passkey" without its registration ceremony is refused.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+    let mut as_passkey = govern_api::edge::key_credential_params(
+        &bob.id,
+        &CredentialKey::Ed25519(other.verifying_key()),
+    );
+    as_passkey["type"] = "passkey".into();
+    let r = act(
+        &node,
+        &mut ada,
+        "credential.registered",
+        "/v1/credentials",
+        &as_passkey,
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 400, "user-action-malformed");
     let start = json_call(
         &node,
         "POST",

@@ -517,6 +517,11 @@ fn authorize(
                     "params: credential, type, user, public_key (COSE_Key)",
                 )
             })?;
+            // A passkey comes only from a registration ceremony, with its attestationObject;
+            // an action adds API keys.
+            if credential.kind != govern_core::action::CredentialType::Key {
+                return Err(malformed(event, "an added credential has type \"key\""));
+            }
             if tenant.credentials.contains_key(&credential.id) {
                 return Err(UserActionError::Target(format!(
                     "credential {} exists already",
