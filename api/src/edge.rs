@@ -21,7 +21,7 @@
 //! (users, credentials, nonces, counters) or, for webauthn-rs's login state of a passkey, in
 //! `<data-dir>/passkeys/`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -71,6 +71,10 @@ pub const ACTION_BODY_BYTES_MAX: usize = 16 * 1024;
 /// The most entries of each in-memory table (ceremonies, sessions, actions, tokens);
 /// beyond it the oldest expired are dropped, then new ones are refused (503).
 pub const VOLATILE_ENTRIES_MAX: usize = 100_000;
+/// The most login ceremonies in flight per user (login needs only public ids).
+pub const LOGINS_PER_USER_MAX: usize = 4;
+/// The most initiated actions, and the most unused tokens, per session.
+pub const ACTIONS_PER_SESSION_MAX: usize = 64;
 /// The header carrying a `userAction` token.
 pub const USER_ACTION_HEADER: &str = "x-govern-user-action";
 
@@ -166,6 +170,8 @@ struct Session {
 struct PendingAction {
     session: String,
     object: ChallengeObject,
+    /// The commitment's salt (the object carries only the commitment).
+    salt: [u8; 32],
     expires: i64,
 }
 
@@ -182,10 +188,12 @@ struct Volatile {
     logins: HashMap<String, Login>,
     sessions: HashMap<String, Session>,
     pending: HashMap<String, PendingAction>,
-    /// Salts of pending actions, by nonce (kept apart: the object carries only the
-    /// commitment).
-    salts: HashMap<String, [u8; 32]>,
     tokens: HashMap<String, ActionToken>,
+    /// Per user, their latest login ceremonies; per session, their latest pending actions
+    /// and tokens: the oldest go beyond the caps, so no one caller fills a table.
+    logins_of: HashMap<String, VecDeque<String>>,
+    pending_of: HashMap<String, VecDeque<String>>,
+    tokens_of: HashMap<String, VecDeque<String>>,
 }
 
 /// The edge service of a node.
@@ -245,6 +253,27 @@ fn insert_bounded<V>(
     }
     map.insert(key, value);
     Ok(())
+}
+
+/// Keep at most `cap` of `owner`'s entries in `map`: beyond it, the owner's oldest go.
+fn cap_per_owner<V>(
+    map: &mut HashMap<String, V>,
+    owners: &mut HashMap<String, VecDeque<String>>,
+    owner: &str,
+    key: &str,
+    cap: usize,
+) {
+    let queue = owners.entry(owner.to_string()).or_default();
+    queue.retain(|k| map.contains_key(k));
+    queue.push_back(key.to_string());
+    while queue.len() > cap {
+        if let Some(old) = queue.pop_front() {
+            map.remove(&old);
+        }
+    }
+    if owners.len() > VOLATILE_ENTRIES_MAX {
+        owners.retain(|_, q| q.iter().any(|k| map.contains_key(k)));
+    }
 }
 
 fn bad_body(detail: impl Into<String>) -> Problem {
@@ -508,13 +537,24 @@ impl Edge {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthenticated("send Authorization: Bearer <session>"))?;
-        let vol = self.volatile.lock();
-        let s = vol
+        let session = self
+            .volatile
+            .lock()
             .sessions
             .get(token)
             .filter(|s| s.expires > now_s())
+            .cloned()
             .ok_or_else(|| unauthenticated("the session is unknown or expired; sign in again"))?;
-        Ok(s.clone())
+        // A revoked credential's sessions end with it.
+        let live = self.with_tenant(&session.tenant, |t| {
+            t.users.contains_key(&session.user) && t.live_credential(&session.credential).is_some()
+        });
+        if live != Some(true) {
+            return Err(unauthenticated(
+                "the session's credential was revoked; sign in again",
+            ));
+        }
+        Ok(session)
     }
 
     fn new_session(
@@ -570,24 +610,38 @@ impl Edge {
         self.log.append(event).await.map_err(problem_of_append)
     }
 
-    fn passkey_path(&self, credential: &str) -> PathBuf {
-        self.passkeys_dir.join(format!("{credential}.json"))
+    /// `<passkeys>/<tenant>/<credential id>.json`: a credential id is another tenant's
+    /// business, never a key into it.
+    fn passkey_path(&self, tenant: &TenantId, credential: &str) -> PathBuf {
+        self.passkeys_dir
+            .join(tenant.0.to_string())
+            .join(format!("{credential}.json"))
     }
 
-    fn save_passkey(&self, credential: &str, passkey: &Passkey) -> Result<(), Problem> {
-        let bytes = serde_json::to_vec(passkey).unwrap_or_default();
-        crate::datadir::write_atomic(&self.passkey_path(credential), &bytes, 0o600).map_err(|e| {
+    fn save_passkey(
+        &self,
+        tenant: &TenantId,
+        credential: &str,
+        passkey: &Passkey,
+    ) -> Result<(), Problem> {
+        let unavailable = |e: String| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage-unavailable",
                 "Storage unavailable",
-                e.to_string(),
+                e,
             )
-        })
+        };
+        let path = self.passkey_path(tenant, credential);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| unavailable(e.to_string()))?;
+        }
+        let bytes = serde_json::to_vec(passkey).unwrap_or_default();
+        crate::datadir::write_atomic(&path, &bytes, 0o600).map_err(|e| unavailable(e.to_string()))
     }
 
-    fn load_passkey(&self, credential: &str) -> Option<Passkey> {
-        let bytes = std::fs::read(self.passkey_path(credential)).ok()?;
+    fn load_passkey(&self, tenant: &TenantId, credential: &str) -> Option<Passkey> {
+        let bytes = std::fs::read(self.passkey_path(tenant, credential)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -780,17 +834,35 @@ pub(crate) async fn register_finish(
                 format!("webauthn: {e}"),
             )
         })?;
-    let attestation: &[u8] = req.credential.response.attestation_object.as_ref();
-    let (id, key) = registered_credential(attestation, &edge.config.rp_id).map_err(|e| {
+    let refused = |detail: String| {
         forbidden(
             "registration-refused",
             "Passkey registration refused",
-            e.to_string(),
+            detail,
         )
-    })?;
-    let credential = B64URL.encode(&id);
+    };
+    // Everything the log will check, before the first append: a refusal after
+    // `user.registered` would leave the user without a credential.
     let tenant = edge.tenant(&reg.tenant).ok_or_else(invite_refused)?;
     let invite = tenant.invites.get(&reg.invite).ok_or_else(invite_refused)?;
+    if invite.used_by.is_some() {
+        return Err(forbidden(
+            "invite-used",
+            "Invitation already used",
+            "this invitation was redeemed already",
+        ));
+    }
+    let attestation: &[u8] = req.credential.response.attestation_object.as_ref();
+    let (id, key) =
+        registered_credential(attestation, &tenant.rp_id).map_err(|e| refused(e.to_string()))?;
+    let credential = B64URL.encode(&id);
+    if tenant.credentials.contains_key(&credential)
+        || edge.passkey_path(&reg.tenant, &credential).exists()
+    {
+        return Err(refused(
+            "a credential with that id is registered in this tenant already".into(),
+        ));
+    }
     let request = RequestId::new_v7();
     let user = reg.user.to_string();
     let mut b = Map::new();
@@ -815,7 +887,6 @@ pub(crate) async fn register_finish(
         "attestation_object".into(),
         B64URL.encode(attestation).into(),
     );
-    edge.save_passkey(&credential, &passkey)?;
     edge.append(
         CREDENTIAL_REGISTERED,
         reg.tenant,
@@ -824,6 +895,8 @@ pub(crate) async fn register_finish(
         c,
     )
     .await?;
+    // Only once the log holds the credential: its id, in this tenant, is then taken.
+    edge.save_passkey(&reg.tenant, &credential, &passkey)?;
     let session = edge.new_session(reg.tenant, &user, &credential)?;
     Ok((StatusCode::CREATED, axum::Json(session)).into_response())
 }
@@ -880,7 +953,7 @@ pub(crate) async fn login_start(
             let passkeys: Vec<Passkey> = tenant
                 .credentials_of(&user)
                 .filter(|c| c.revoked.is_none() && c.credential.kind == CredentialType::Passkey)
-                .filter_map(|c| edge.load_passkey(&c.credential.id))
+                .filter_map(|c| edge.load_passkey(&tenant_id, &c.credential.id))
                 .collect();
             if passkeys.is_empty() {
                 return Err(login_refused("the user has no live passkey"));
@@ -895,9 +968,11 @@ pub(crate) async fn login_start(
             )
         }
     };
+    let owner = format!("{}/{user}", tenant_id.0);
+    let mut vol = edge.volatile.lock();
     insert_bounded(
-        &mut edge.volatile.lock().logins,
-        id,
+        &mut vol.logins,
+        id.clone(),
         Login {
             tenant: tenant_id,
             user,
@@ -906,6 +981,12 @@ pub(crate) async fn login_start(
         },
         |l| l.expires,
     )?;
+    // Login needs only public ids: a user's ceremonies are capped, not the table's.
+    let Volatile {
+        logins, logins_of, ..
+    } = &mut *vol;
+    cap_per_owner(logins, logins_of, &owner, &id, LOGINS_PER_USER_MAX);
+    drop(vol);
     Ok(axum::Json(out).into_response())
 }
 
@@ -971,10 +1052,10 @@ pub(crate) async fn login_finish(
                 .live_credential(&id)
                 .filter(|c| c.credential.user == login.user)
                 .ok_or_else(|| login_refused("the passkey is not a live credential of the user"))?;
-            if let Some(mut passkey) = edge.load_passkey(&id)
+            if let Some(mut passkey) = edge.load_passkey(&login.tenant, &id)
                 && passkey.update_credential(&result).is_some()
             {
-                edge.save_passkey(&id, &passkey)?;
+                edge.save_passkey(&login.tenant, &id, &passkey)?;
             }
             c.credential.id.clone()
         }
@@ -1077,13 +1158,25 @@ pub(crate) async fn action_init(
             &mut vol.pending,
             object.nonce.clone(),
             PendingAction {
-                session: session_token,
+                session: session_token.clone(),
                 object: object.clone(),
+                salt,
                 expires,
             },
             |p| p.expires,
         )?;
-        vol.salts.insert(object.nonce.clone(), salt);
+        let Volatile {
+            pending,
+            pending_of,
+            ..
+        } = &mut *vol;
+        cap_per_owner(
+            pending,
+            pending_of,
+            &session_token,
+            &object.nonce,
+            ACTIONS_PER_SESSION_MAX,
+        );
     }
     Ok(axum::Json(json!({
         "nonce": object.nonce,
@@ -1111,13 +1204,12 @@ pub(crate) async fn action_sign(
     let session = edge.session(&headers)?;
     let req: ActionSign = parse(&body)?;
     // The nonce is spent by this attempt, whatever its outcome.
-    let (pending, salt) = {
-        let mut vol = edge.volatile.lock();
-        let salt = vol.salts.remove(&req.challenge.nonce);
-        (vol.pending.remove(&req.challenge.nonce), salt)
-    };
-    let (pending, salt) = match (pending, salt) {
-        (Some(p), Some(s)) if p.expires > now_s() => (p, s),
+    let pending = edge.volatile.lock().pending.remove(&req.challenge.nonce);
+    let (pending, salt) = match pending {
+        Some(p) if p.expires > now_s() => {
+            let salt = p.salt;
+            (p, salt)
+        }
         _ => {
             return Err(forbidden(
                 "action-unknown",
@@ -1177,8 +1269,9 @@ pub(crate) async fn action_sign(
     }
     let token = random_token();
     let expires = now_s() + edge.config.action_token_ttl_s;
+    let mut vol = edge.volatile.lock();
     insert_bounded(
-        &mut edge.volatile.lock().tokens,
+        &mut vol.tokens,
         token.clone(),
         ActionToken {
             object: req.challenge,
@@ -1188,6 +1281,17 @@ pub(crate) async fn action_sign(
         },
         |t| t.expires,
     )?;
+    let Volatile {
+        tokens, tokens_of, ..
+    } = &mut *vol;
+    cap_per_owner(
+        tokens,
+        tokens_of,
+        &pending.session,
+        &token,
+        ACTIONS_PER_SESSION_MAX,
+    );
+    drop(vol);
     Ok(axum::Json(json!({"userAction": token, "expires": expires})).into_response())
 }
 

@@ -686,7 +686,7 @@ async fn credentials_keys_roles_and_revocation() {
     let r = token_for(&node, &bob, &object, &signature).await;
     assert_problem(&(r.0, r.1.clone()), 403, "user-signature");
 
-    // Ada gives Bob an API key (an action signed by an admin); Bob logs in with it.
+    // Not even an admin adds a key for another user (one person could then sign as two).
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let params = govern_api::edge::key_credential_params(
         &bob.id,
@@ -695,6 +695,16 @@ async fn credentials_keys_roles_and_revocation() {
     let r = act(
         &node,
         &mut ada,
+        "credential.registered",
+        "/v1/credentials",
+        &params,
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-not-authorized");
+    // Bob adds an API key for himself (an action his passkey signs); he logs in with it.
+    let r = act(
+        &node,
+        &mut bob,
         "credential.registered",
         "/v1/credentials",
         &params,
@@ -711,7 +721,7 @@ async fn credentials_keys_roles_and_revocation() {
     as_passkey["type"] = "passkey".into();
     let r = act(
         &node,
-        &mut ada,
+        &mut bob,
         "credential.registered",
         "/v1/credentials",
         &as_passkey,
@@ -752,15 +762,18 @@ async fn credentials_keys_roles_and_revocation() {
     assert_eq!(event.event().body["signature"]["type"], "key");
     let _ = wallet;
 
-    // Ada revokes the key; its session can no longer sign, nor can it log in again.
-    let object = init(
+    // Ada revokes the key: its session ends, it cannot log in again, and an action it
+    // signed before the revocation is refused by the log.
+    let params_late = json!({"name": "late"});
+    let init_late = json_call(
         &node,
-        &bob_key,
-        "wallet.requested",
-        "/v1/wallets",
-        &json!({"name": "late"}),
+        "POST",
+        "/v1/auth/action/init",
+        Some(&bob_key.bearer()),
+        &json!({"kind": "wallet.requested", "method": "POST", "path": "/v1/wallets", "body": params_late}),
     )
     .await;
+    let object: ChallengeObject = serde_json::from_value(init_late.1["challenge"].clone()).unwrap();
     let late_signature = sign_object(&mut bob_key, &object, &origin());
     let r = act(
         &node,
@@ -772,7 +785,39 @@ async fn credentials_keys_roles_and_revocation() {
     .await;
     assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
     let r = token_for(&node, &bob_key, &object, &late_signature).await;
-    assert_problem(&(r.0, r.1.clone()), 403, "credential-revoked");
+    assert_problem(&(r.0, r.1.clone()), 401, "unauthenticated");
+    assert!(
+        r.1["detail"].as_str().unwrap().contains("revoked"),
+        "{}",
+        r.1
+    );
+    let tenant_id = TenantId(uuid::Uuid::parse_str(&bob.tenant).unwrap());
+    let tenant_leaf = node
+        .services
+        .policy
+        .with_tenant(&tenant_id, |t| t.leaf)
+        .unwrap();
+    let mut body = serde_json::Map::new();
+    body.insert("action".into(), serde_json::to_value(&object).unwrap());
+    body.insert(
+        "signature".into(),
+        serde_json::to_value(&late_signature).unwrap(),
+    );
+    body.insert("salt".into(), init_late.1["salt"].clone());
+    body.insert("params".into(), params_late);
+    let late = node
+        .services
+        .edge
+        .identity
+        .sign(
+            Kind::new("wallet.requested").unwrap(),
+            tenant_id,
+            RequestId(uuid::Uuid::parse_str(&object.request).unwrap()),
+            vec![tenant_leaf],
+            body,
+        )
+        .unwrap();
+    assert_problem(&node.post(&late).await, 403, "credential-revoked");
     let start = json_call(
         &node,
         "POST",
@@ -1064,4 +1109,187 @@ async fn tokens_actions_and_sessions_expire() {
     )
     .await;
     assert_problem(&(r.0, r.1.clone()), 401, "unauthenticated");
+}
+
+/// A hand-made authenticator with `none` attestation that claims any credential id: what a
+/// hostile client can send (nothing signs a `none` registration's authData).
+struct Forger {
+    key: p256::ecdsa::SigningKey,
+    id: Vec<u8>,
+}
+
+impl Forger {
+    fn client_data(kind: &str, challenge: &str) -> Vec<u8> {
+        serde_json::to_vec(
+            &json!({"type": kind, "challenge": challenge, "origin": ORIGIN, "crossOrigin": false}),
+        )
+        .unwrap()
+    }
+
+    fn registration(&self, options: &Value) -> Value {
+        use sha2::Digest as _;
+        let challenge = options["publicKey"]["challenge"].as_str().unwrap();
+        let client = Self::client_data("webauthn.create", challenge);
+        let mut auth = sha2::Sha256::digest(b"localhost").to_vec();
+        auth.push(0x45); // UP, UV, AT
+        auth.extend_from_slice(&0u32.to_be_bytes());
+        auth.extend_from_slice(&[0; 16]);
+        auth.extend_from_slice(&u16::try_from(self.id.len()).unwrap().to_be_bytes());
+        auth.extend_from_slice(&self.id);
+        auth.extend_from_slice(&CredentialKey::P256(*self.key.verifying_key()).to_cose());
+        // {"fmt": "none", "attStmt": {}, "authData": auth}
+        let mut att = vec![0xa3, 0x63];
+        att.extend_from_slice(b"fmt");
+        att.push(0x64);
+        att.extend_from_slice(b"none");
+        att.push(0x67);
+        att.extend_from_slice(b"attStmt");
+        att.push(0xa0);
+        att.push(0x68);
+        att.extend_from_slice(b"authData");
+        att.push(0x59);
+        att.extend_from_slice(&u16::try_from(auth.len()).unwrap().to_be_bytes());
+        att.extend_from_slice(&auth);
+        json!({
+            "id": B64URL.encode(&self.id), "rawId": B64URL.encode(&self.id), "type": "public-key",
+            "response": {"attestationObject": B64URL.encode(att), "clientDataJSON": B64URL.encode(client)},
+            "extensions": {}
+        })
+    }
+
+    fn assertion(&self, options: &Value) -> Value {
+        use sha2::Digest as _;
+        let challenge = options["publicKey"]["challenge"].as_str().unwrap();
+        let client = Self::client_data("webauthn.get", challenge);
+        let mut auth = sha2::Sha256::digest(b"localhost").to_vec();
+        auth.push(0x05);
+        auth.extend_from_slice(&9u32.to_be_bytes());
+        let mut message = auth.clone();
+        message.extend_from_slice(&sha2::Sha256::digest(&client));
+        let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(&self.key, &message);
+        json!({
+            "id": B64URL.encode(&self.id), "rawId": B64URL.encode(&self.id), "type": "public-key",
+            "response": {
+                "authenticatorData": B64URL.encode(auth),
+                "clientDataJSON": B64URL.encode(client),
+                "signature": B64URL.encode(sig.to_der().as_bytes()),
+                "userHandle": null
+            },
+            "extensions": {}
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_registered_in_another_tenant_under_a_victims_id_cannot_log_in_as_the_victim() {
+    let node = boot().await;
+    let victim = admin(&node).await;
+    let forger = Forger {
+        key: p256::ecdsa::SigningKey::from_bytes(&[3u8; 32].into()).unwrap(),
+        id: B64URL.decode(&victim.credential).unwrap(),
+    };
+
+    // The attacker, admin of another tenant, registers their own key under the victim's
+    // credential id: ids are per tenant, so that is allowed there.
+    let (tenant, invite) = create_tenant(&node, "mallory").await;
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/register/start",
+        None,
+        &json!({"tenant": tenant, "invite": invite}),
+    )
+    .await;
+    let r = json_call(&node, "POST", "/v1/auth/register/finish", None, &json!({"registration": start.1["registration"], "credential": forger.registration(&start.1["options"])})).await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    // The forger logs into its own tenant with it.
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/start",
+        None,
+        &json!({"tenant": tenant, "user": r.1["user"]}),
+    )
+    .await;
+    let fin = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/finish",
+        None,
+        &json!({"login": start.1["login"], "assertion": forger.assertion(&start.1["options"])}),
+    )
+    .await;
+    assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
+
+    // Logging in as the victim with that key under the victim's id fails: the victim's
+    // tenant keeps its own passkey state, which the attacker's registration did not touch.
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/start",
+        None,
+        &json!({"tenant": victim.tenant, "user": victim.id}),
+    )
+    .await;
+    assert_eq!(start.0, StatusCode::OK, "{}", start.1);
+    let fin = json_call(
+        &node,
+        "POST",
+        "/v1/auth/login/finish",
+        None,
+        &json!({"login": start.1["login"], "assertion": forger.assertion(&start.1["options"])}),
+    )
+    .await;
+    assert_problem(&(fin.0, fin.1.clone()), 403, "login-refused");
+    // And the same trick inside the victim's own tenant is refused at registration.
+    let r = act_invite(&node, victim).await;
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/register/start",
+        None,
+        &json!({"tenant": r.0, "invite": r.1}),
+    )
+    .await;
+    let r = json_call(&node, "POST", "/v1/auth/register/finish", None, &json!({"registration": start.1["registration"], "credential": forger.registration(&start.1["options"])})).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "registration-refused");
+}
+
+/// The victim invites a member: (tenant, invitation secret).
+async fn act_invite(node: &Booted, mut admin: User) -> (String, String) {
+    let r = act(
+        node,
+        &mut admin,
+        "user.invited",
+        "/v1/users",
+        &json!({"name": "Mal", "role": "member"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    (
+        admin.tenant.clone(),
+        r.1["invite"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_ceremonies_are_capped_per_user() {
+    let node = boot().await;
+    let ada = admin(&node).await;
+    let mut logins = Vec::new();
+    for _ in 0..(govern_api::edge::LOGINS_PER_USER_MAX + 2) {
+        let start = json_call(
+            &node,
+            "POST",
+            "/v1/auth/login/start",
+            None,
+            &json!({"tenant": ada.tenant, "user": ada.id}),
+        )
+        .await;
+        assert_eq!(start.0, StatusCode::OK, "{}", start.1);
+        logins.push(start.1["login"].as_str().unwrap().to_string());
+    }
+    // The oldest went: finishing it is an unknown ceremony (whatever the assertion).
+    let fin = json_call(&node, "POST", "/v1/auth/login/finish", None, &json!({"login": logins[0], "signature": {"type": "key", "client_data": "", "signature": ""}})).await;
+    assert_problem(&(fin.0, fin.1.clone()), 403, "ceremony-unknown");
 }

@@ -507,8 +507,10 @@ fn authorize(
             }
         }
         CREDENTIAL_REGISTERED => {
+            // Only for oneself, admins included: a key added for another user would let
+            // one person sign as two (two approvals of one transfer, say).
             let user = target_user("user")?;
-            if role != UserRole::Admin && user != object.user {
+            if user != object.user {
                 return Err(denied("add a credential for another user"));
             }
             let credential = tenants::registered_credential(event).ok_or_else(|| {
