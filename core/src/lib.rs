@@ -26,4 +26,5 @@ pub mod ids;
 pub mod manifest;
 pub mod merkle;
 pub mod note;
+pub mod seal;
 pub mod tiles;

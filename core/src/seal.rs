@@ -1,0 +1,207 @@
+//! Sealed payloads (DESIGN §7), pure: scope keys from the master and a tenant's seed, and
+//! an event's `sealed` member opened only by the holder of its scope key, and only in the
+//! event it was sealed into.
+//!
+//! - Scope key = HKDF-SHA256(ikm = master, salt = tenant seed, info = `"govern/scope/v1" ‖
+//!   tenant ‖ 0x00 ‖ scope ‖ 0x00 ‖ version`), the tenant as its hyphenated lower-case
+//!   UUID and the version as decimal ASCII.
+//! - Data key = HKDF-SHA256(ikm = scope key, salt = a fresh 32-byte salt per event, info =
+//!   `"govern/event-key/v1"`).
+//! - AES-256-GCM with a random 96-bit nonce; AAD = JCS of the envelope without `sealed.ct`
+//!   and without `sig`, so a ciphertext moved into another event, request, tenant or scope
+//!   does not open.
+//! - `sealed` = `{"scope", "version", "salt", "nonce", "ct"}`, bytes standard base64.
+//!
+//! The key service that holds the master and the seeds, and releases scope keys, is the
+//! subject of the key-service issue; this module is the format both sides share.
+
+use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use rand_core::{OsRng, RngCore as _};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::canonical;
+use crate::event::{Event, TenantId};
+
+/// HKDF info prefix of a scope key.
+pub const SCOPE_INFO: &[u8] = b"govern/scope/v1";
+/// HKDF info of an event's data key.
+pub const EVENT_KEY_INFO: &[u8] = b"govern/event-key/v1";
+/// The longest scope name.
+pub const SCOPE_BYTES_MAX: usize = 64;
+
+/// Why a payload could not be sealed or opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The scope name is empty, too long, or holds a zero byte.
+    #[error("scope {0:?} is not a scope name")]
+    Scope(String),
+    /// The event has no `sealed` member, or it is malformed.
+    #[error("sealed: {0}")]
+    Format(String),
+    /// The key, the event or the ciphertext is not the one it was sealed with.
+    #[error("the payload does not open with this key in this event")]
+    Open,
+    /// The envelope cannot be canonicalized.
+    #[error("cannot canonicalize the envelope: {0}")]
+    Canonical(String),
+}
+
+fn check_scope(scope: &str) -> Result<(), SealError> {
+    if scope.is_empty() || scope.len() > SCOPE_BYTES_MAX || scope.bytes().any(|b| b == 0) {
+        return Err(SealError::Scope(scope.into()));
+    }
+    Ok(())
+}
+
+fn hkdf(ikm: &[u8], salt: &[u8], info: &[&[u8]]) -> [u8; 32] {
+    let mut okm = [0u8; 32];
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(salt), ikm);
+    let info: Vec<u8> = info.concat();
+    // 32 bytes is far below HKDF-SHA256's limit of 255 × 32.
+    let _ = hk.expand(&info, &mut okm);
+    okm
+}
+
+/// A tenant's scope key, version `version`.
+///
+/// # Errors
+/// [`SealError::Scope`] for a scope name that is empty, too long or holds a zero byte.
+pub fn scope_key(
+    master: &[u8; 32],
+    seed: &[u8; 32],
+    tenant: &TenantId,
+    scope: &str,
+    version: u32,
+) -> Result<[u8; 32], SealError> {
+    check_scope(scope)?;
+    let tenant = tenant.0.hyphenated().to_string();
+    let version = version.to_string();
+    Ok(hkdf(
+        master,
+        seed,
+        &[
+            SCOPE_INFO,
+            tenant.as_bytes(),
+            &[0],
+            scope.as_bytes(),
+            &[0],
+            version.as_bytes(),
+        ],
+    ))
+}
+
+/// The AAD: JCS of the envelope without `sealed.ct` and `sig`.
+fn aad(event: &Event) -> Result<Vec<u8>, SealError> {
+    let mut e = event.clone();
+    e.sig = None;
+    if let Some(Value::Object(sealed)) = &mut e.sealed {
+        sealed.remove("ct");
+    }
+    canonical::to_vec(&e).map_err(|err| SealError::Canonical(err.to_string()))
+}
+
+/// Seal `plaintext` into `event.sealed` under `scope_key` (of `scope`, version `version`),
+/// with a fresh salt and nonce. Sign the event afterwards: the signature covers the sealed
+/// member.
+///
+/// # Errors
+/// [`SealError::Scope`]; [`SealError::Canonical`].
+pub fn seal(
+    event: &mut Event,
+    scope_key: &[u8; 32],
+    scope: &str,
+    version: u32,
+    plaintext: &[u8],
+) -> Result<(), SealError> {
+    check_scope(scope)?;
+    let mut salt = [0u8; 32];
+    OsRng.fill_bytes(&mut salt);
+    let mut nonce = [0u8; 12];
+    OsRng.fill_bytes(&mut nonce);
+    let mut sealed = Map::new();
+    sealed.insert("scope".into(), scope.into());
+    sealed.insert("version".into(), version.into());
+    sealed.insert("salt".into(), B64.encode(salt).into());
+    sealed.insert("nonce".into(), B64.encode(nonce).into());
+    event.sealed = Some(Value::Object(sealed));
+    let aad = aad(event)?;
+    let key = hkdf(scope_key, &salt, &[EVENT_KEY_INFO]);
+    let ct = Aes256Gcm::new(&key.into())
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| SealError::Open)?;
+    if let Some(Value::Object(sealed)) = &mut event.sealed {
+        sealed.insert("ct".into(), B64.encode(ct).into());
+    }
+    Ok(())
+}
+
+/// What an event's `sealed` member says: scope and version.
+///
+/// # Errors
+/// [`SealError::Format`].
+pub fn sealed_scope(event: &Event) -> Result<(String, u32), SealError> {
+    let sealed = sealed_member(event)?;
+    let scope = sealed
+        .get("scope")
+        .and_then(Value::as_str)
+        .ok_or_else(|| SealError::Format("no scope".into()))?;
+    let version = sealed
+        .get("version")
+        .and_then(Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| SealError::Format("no version".into()))?;
+    Ok((scope.to_string(), version))
+}
+
+fn sealed_member(event: &Event) -> Result<&Map<String, Value>, SealError> {
+    event
+        .sealed
+        .as_ref()
+        .and_then(Value::as_object)
+        .ok_or_else(|| SealError::Format("the event has no sealed payload".into()))
+}
+
+/// Open `event.sealed` with `scope_key`.
+///
+/// # Errors
+/// [`SealError::Format`] for a malformed member; [`SealError::Open`] when the key or the
+/// event is not the one it was sealed with, or a byte changed.
+pub fn open(event: &Event, scope_key: &[u8; 32]) -> Result<Vec<u8>, SealError> {
+    let sealed = sealed_member(event)?;
+    let bytes = |field: &str, len: Option<usize>| -> Result<Vec<u8>, SealError> {
+        let b = sealed
+            .get(field)
+            .and_then(Value::as_str)
+            .and_then(|s| B64.decode(s).ok())
+            .ok_or_else(|| SealError::Format(format!("{field} is not base64")))?;
+        if len.is_some_and(|l| l != b.len()) {
+            return Err(SealError::Format(format!("{field} has the wrong length")));
+        }
+        Ok(b)
+    };
+    let salt = bytes("salt", Some(32))?;
+    let nonce = bytes("nonce", Some(12))?;
+    let ct = bytes("ct", None)?;
+    let aad = aad(event)?;
+    let key = hkdf(scope_key, &salt, &[EVENT_KEY_INFO]);
+    Aes256Gcm::new(&key.into())
+        .decrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: &ct,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| SealError::Open)
+}
