@@ -35,7 +35,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use govern_core::action::{
     ACTION_DOMAIN, Anchor, ChallengeObject, Credential, CredentialType, LOGIN_DOMAIN,
-    UserSignature, body_commitment, registered_credential, verify_login, verify_user_action,
+    UserSignature, body_commitment, registered_credential, verify_login,
 };
 use govern_core::event::{Kind, RequestId, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
@@ -43,7 +43,7 @@ use govern_projections::tenants::{
     self, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, POLICY_CHANGED,
     TRANSFER_REQUESTED, Tenant, USER_INVITED, USER_ROLE_CHANGED, WALLET_REQUESTED,
 };
-use govern_store::actions::UserActionError;
+use govern_store::actions::{UserActionError, check_counter, verify_with_credential};
 use govern_store::{AppendError, Appended, IdentityPolicy, Log, RocksStorage};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore as _};
@@ -274,6 +274,14 @@ fn cap_per_owner<V>(
     if owners.len() > VOLATILE_ENTRIES_MAX {
         owners.retain(|_, q| q.iter().any(|k| map.contains_key(k)));
     }
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 fn bad_body(detail: impl Into<String>) -> Problem {
@@ -532,10 +540,7 @@ impl Edge {
     }
 
     fn session(&self, headers: &HeaderMap) -> Result<Session, Problem> {
-        let token = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+        let token = bearer(headers)
             .ok_or_else(|| unauthenticated("send Authorization: Bearer <session>"))?;
         let session = self
             .volatile
@@ -703,11 +708,7 @@ pub(crate) async fn create_tenant(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = token.is_some_and(|t| {
+    let ok = bearer(&headers).is_some_and(|t| {
         // Compare digests, so the time taken says nothing about the token.
         Sha256::digest(t.as_bytes()) == Sha256::digest(edge.operator_token.as_bytes())
     });
@@ -1090,12 +1091,7 @@ pub(crate) async fn action_init(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let session_token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_string();
+    let session_token = bearer(&headers).unwrap_or_default().to_string();
     let session = edge.session(&headers)?;
     let req: ActionInit = parse(&body)?;
     let kind = kind_of_route(&req.method, &req.path).ok_or_else(|| {
@@ -1218,11 +1214,7 @@ pub(crate) async fn action_sign(
             ));
         }
     };
-    let session_token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let session_token = bearer(&headers).unwrap_or_default();
     if pending.session != session_token || pending.object.user != session.user {
         return Err(forbidden(
             "action-unknown",
@@ -1240,33 +1232,9 @@ pub(crate) async fn action_sign(
     let tenant = edge
         .tenant(&session.tenant)
         .ok_or_else(|| unauthenticated("the session's tenant is gone"))?;
-    let state = tenant
-        .credentials
-        .get(&req.challenge.credential)
-        .ok_or_else(|| UserActionError::UnknownCredential {
-            credential: req.challenge.credential.clone(),
-        })
-        .map_err(Problem::from)?;
-    if let Some(index) = state.revoked {
-        return Err(UserActionError::Revoked {
-            credential: state.credential.id.clone(),
-            index,
-        }
-        .into());
-    }
-    let verified = verify_user_action(&req.challenge, &req.signature, &state.credential)
-        .map_err(|e| Problem::from(UserActionError::Signature(e)))?;
+    let (state, verified) = verify_with_credential(&tenant, &req.challenge, &req.signature)?;
     check_origin(&edge, &req.signature)?;
-    if matches!(req.signature, UserSignature::Passkey { .. })
-        && (verified.counter != 0 || state.counter != 0)
-        && verified.counter <= state.counter
-    {
-        return Err(UserActionError::Counter {
-            counter: verified.counter,
-            last: state.counter,
-        }
-        .into());
-    }
+    check_counter(&req.signature, &verified, state)?;
     let token = random_token();
     let expires = now_s() + edge.config.action_token_ttl_s;
     let mut vol = edge.volatile.lock();

@@ -11,14 +11,14 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use govern_core::action::{
-    ActionError, ChallengeObject, CredentialKey, UserSignature, action_of, body_commitment,
-    verify_user_action,
+    ActionError, ChallengeObject, CredentialKey, UserSignature, Verified, action_of,
+    body_commitment, verify_user_action,
 };
 use govern_core::event::{Event, TenantId};
 use govern_core::ids::{Hash, RootHash};
 use govern_projections::tenants::{
-    self, ACTION_KINDS, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, TENANT_CREATED, Tenant, Tenants,
-    USER_INVITED, USER_REGISTERED, USER_ROLE_CHANGED, UserRole, text,
+    self, ACTION_KINDS, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, CredentialState, TENANT_CREATED,
+    Tenant, Tenants, USER_INVITED, USER_REGISTERED, USER_ROLE_CHANGED, UserRole, text,
 };
 use serde_json::{Map, Value};
 
@@ -386,19 +386,7 @@ fn check_action(
     if commitment != object.body_commitment {
         return Err(UserActionError::Commitment);
     }
-    let state = tenant.credentials.get(&object.credential).ok_or_else(|| {
-        UserActionError::UnknownCredential {
-            credential: object.credential.clone(),
-        }
-    })?;
-    if let Some(index) = state.revoked {
-        return Err(UserActionError::Revoked {
-            credential: object.credential.clone(),
-            index,
-        });
-    }
-    let verified = verify_user_action(&object, &signature, &state.credential)
-        .map_err(UserActionError::Signature)?;
+    let (state, verified) = verify_with_credential(tenant, &object, &signature)?;
     let user = tenant.users.get(&object.user).ok_or_else(|| {
         UserActionError::Target(format!("user {} is not registered", object.user))
     })?;
@@ -416,6 +404,46 @@ fn check_action(
             index: index.0,
         });
     }
+    check_counter(&signature, &verified, state)?;
+    Ok(vec![nonce])
+}
+
+/// The signing credential (registered in `tenant`, not revoked) and the user's signature
+/// under it: the check the edge makes before issuing a token and the log makes at append.
+///
+/// # Errors
+/// [`UserActionError::UnknownCredential`], [`UserActionError::Revoked`],
+/// [`UserActionError::Signature`].
+pub fn verify_with_credential<'a>(
+    tenant: &'a Tenant,
+    object: &ChallengeObject,
+    signature: &UserSignature,
+) -> Result<(&'a CredentialState, Verified), UserActionError> {
+    let state = tenant.credentials.get(&object.credential).ok_or_else(|| {
+        UserActionError::UnknownCredential {
+            credential: object.credential.clone(),
+        }
+    })?;
+    if let Some(index) = state.revoked {
+        return Err(UserActionError::Revoked {
+            credential: object.credential.clone(),
+            index,
+        });
+    }
+    let verified = verify_user_action(object, signature, &state.credential)
+        .map_err(UserActionError::Signature)?;
+    Ok((state, verified))
+}
+
+/// A passkey's counter, when it or the credential's last is non-zero, must exceed the last.
+///
+/// # Errors
+/// [`UserActionError::Counter`].
+pub fn check_counter(
+    signature: &UserSignature,
+    verified: &Verified,
+    state: &CredentialState,
+) -> Result<(), UserActionError> {
     if matches!(signature, UserSignature::Passkey { .. })
         && (verified.counter != 0 || state.counter != 0)
         && verified.counter <= state.counter
@@ -425,7 +453,7 @@ fn check_action(
             last: state.counter,
         });
     }
-    Ok(vec![nonce])
+    Ok(())
 }
 
 fn check_anchor(
