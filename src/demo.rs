@@ -68,6 +68,7 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir, Services)> {
         Arc::clone(&services.log),
         Arc::clone(&services.policy),
         Arc::clone(&services.edge),
+        Arc::clone(&services.keys),
         dir.operator_token()?,
         dir.passkeys_path(),
     )?;

@@ -95,7 +95,9 @@ async fn a_browser_registers_a_passkey_and_signs_a_transfer() {
     let e = transfer.event();
     assert_eq!(e.kind.as_str(), "transfer.requested");
     assert_eq!(e.body["signature"]["type"], "passkey");
-    assert_eq!(e.body["params"]["amount"], "1000000000000000000");
+    // Its parameters are sealed in scope `transfers`: nothing of them in the entry.
+    assert!(e.body.get("params").is_none());
+    assert_eq!(e.sealed.as_ref().unwrap()["scope"], "transfers");
     let credential_id = e.body["action"]["credential"].as_str().unwrap();
     let size = reqwest::get(format!("{url}/v1/log"))
         .await

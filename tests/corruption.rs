@@ -143,10 +143,10 @@ async fn verify_names_a_wrong_tree_hash_and_the_node_refuses_a_wrong_right_edge(
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let node = start(&data, "127.0.0.1:0").await.unwrap();
-    // 3 boot entries + 297 = 300 = 256 + 32 + 8 + 4: tile 0 of level 0 is full, and its
+    // 4 boot entries + 296 = 300 = 256 + 32 + 8 + 4: tile 0 of level 0 is full, and its
     // leaf 100 is not on the tree's right edge (nodes (8,0), (5,8), (3,36), (2,74)), which
     // the node checks at start.
-    fill(&node, &data, "node", 297).await;
+    fill(&node, &data, "node", 296).await;
     let (ok, out, err) = verify_log(&node.url, &fresh_state(tmp.path(), "before")).await;
     assert!(ok, "the undamaged log does not verify:\n{out}\n{err}");
     node.kill().await;
@@ -176,8 +176,9 @@ async fn verify_names_a_wrong_tree_hash_and_the_node_refuses_a_wrong_right_edge(
             panic!("the node started on a tree that does not match its checkpoint");
         }
         Err(why) => assert!(
-            // 300, and the log's and the edge's attestations at the restart in between.
-            why.contains("checkpoint says size 302"),
+            // 300, and the attestations of the log, the edge and the key service at the
+            // restart in between.
+            why.contains("checkpoint says size 303"),
             "refused for another reason: {why}"
         ),
     }
@@ -244,8 +245,8 @@ async fn verify_remembers_the_checkpoint_it_saw() {
     eprintln!("verify log said: {err}");
     assert!(!ok, "verify log accepted a forked history:\n{out}\n{err}");
     assert!(
-        // 20 appends after the node's 3 boot entries.
-        err.contains("consistency with the checkpoint seen before (size 23)"),
+        // 20 appends after the node's 4 boot entries.
+        err.contains("consistency with the checkpoint seen before (size 24)"),
         "{err}"
     );
     node.kill().await;
@@ -264,7 +265,7 @@ async fn verify_remembers_the_checkpoint_it_saw() {
         "log A no longer verifies against its own remembered checkpoint:\n{out}\n{err}"
     );
     assert!(
-        out.contains("consistent with the checkpoint of size 23 seen before"),
+        out.contains("consistent with the checkpoint of size 24 seen before"),
         "{out}"
     );
     node.kill().await;

@@ -447,9 +447,9 @@ fn a_running_node_agrees_with_tlog_tiles_and_signed_note() {
         .expect("verifier key")
         .to_string();
     let origin = info["origin"].as_str().expect("origin").to_string();
-    // A node's first entries: the genesis manifest, the log's and the edge's attestations.
+    // A node's first entries: the genesis manifest, the log's, the edge's and the key service's attestations.
     let boot = info["size"].as_u64().expect("size");
-    assert_eq!(boot, 3);
+    assert_eq!(boot, 4);
     let mut bytes_at: BTreeMap<u64, Vec<u8>> = (0..boot)
         .map(|i| (i, get_ok(addr, &format!("/v1/entries/{i}")).body))
         .collect();

@@ -8,7 +8,8 @@
 //!    data dir's, the data dir's is published the same way; a newer one in the log stays.
 //! 2. The log attests: its checkpoint key as the Ed25519 key of role `log`, fresh X25519 and
 //!    RSA-2048 keys, a document whose nonce is the latest checkpoint's root.
-//! 3. The edge attests the same way with its own key.
+//! 3. The edge attests the same way with its own key, then the key service (role `keys`),
+//!    whose master key is then opened ([`crate::keys::open_master`]).
 //! 4. Each re-attests every `reattest_s` of its role (the manifest in force), retrying
 //!    every [`REATTEST_RETRY_S`] seconds after a failure.
 
@@ -48,6 +49,8 @@ pub struct Services {
     pub log_service: Arc<LocalService>,
     /// The edge's identity.
     pub edge: Arc<LocalService>,
+    /// The key service (role `keys`).
+    pub keys: Arc<crate::keys::KeyService>,
 }
 
 /// How the node gets attestation documents.
@@ -138,15 +141,61 @@ impl DataDir {
         };
         let edge_keys = keygen(edge_role, edge_key);
         let log_keys = keygen(log_role, Some(self.log_signing_key()));
+        let keys_keys = keygen(role(crate::keys::KEYS_ROLE)?, None);
         // Each service attests once its keys are made: the log first, its own key.
         let log_service = start_service(self, attestor, &log, &policy, log_keys).await?;
         let edge = start_service(self, attestor, &log, &policy, edge_keys).await?;
+        let keys_service = start_service(self, attestor, &log, &policy, keys_keys).await?;
+        let seal = master_seal(attestor)?;
+        let keys_dir = self.keys_path();
+        let master = {
+            let (dir, seal) = (keys_dir.clone(), seal.clone());
+            tokio::task::spawn_blocking(move || crate::keys::open_master(&dir, &seal))
+                .await
+                .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?
+                .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?
+        };
+        if matches!(seal, crate::keys::MasterSeal::DevKek) {
+            tracing::warn!("{}", crate::keys::DEV_KEK_WARNING);
+        }
+        let keys = crate::keys::KeyService::new(
+            keys_dir,
+            master,
+            keys_service,
+            Arc::clone(&log),
+            Arc::clone(&policy),
+        )
+        .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?;
         Ok(Services {
             log,
             policy,
             log_service,
             edge,
+            keys: Arc::new(keys),
         })
+    }
+}
+
+/// How the key service's master is sealed: under the dev key file with the simulated NSM;
+/// with AWS KMS in an enclave (feature `nitro-kms`).
+fn master_seal(attestor: &Attestor) -> Result<crate::keys::MasterSeal, DataDirError> {
+    match attestor {
+        Attestor::Simulated { .. } => Ok(crate::keys::MasterSeal::DevKek),
+        #[cfg(feature = "nitro")]
+        Attestor::Nitro => {
+            #[cfg(feature = "nitro-kms")]
+            {
+                crate::kms::KmsConfig::from_env()
+                    .map(crate::keys::MasterSeal::Kms)
+                    .map_err(|e| DataDirError::Boot(format!("key service: {e}")))
+            }
+            #[cfg(not(feature = "nitro-kms"))]
+            Err(DataDirError::Boot(
+                "an enclave's key service seals its master with AWS KMS: build with feature \
+                 nitro-kms"
+                    .into(),
+            ))
+        }
     }
 }
 
@@ -260,9 +309,10 @@ pub async fn attest(
 }
 
 impl Services {
-    /// Re-attest the log and the edge on their roles' schedules, until the process ends.
+    /// Re-attest the log, the edge and the key service on their roles' schedules, until the
+    /// process ends.
     pub fn spawn_reattestation(&self) {
-        for service in [&self.log_service, &self.edge] {
+        for service in [&self.log_service, &self.edge, &self.keys.service] {
             let (log, policy, service) = (
                 Arc::clone(&self.log),
                 Arc::clone(&self.policy),

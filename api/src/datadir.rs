@@ -298,6 +298,12 @@ impl DataDir {
         }
     }
 
+    /// The key service's store: the sealed master, the dev key-encryption key, the seeds.
+    #[must_use]
+    pub fn keys_path(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
     /// Where the edge keeps webauthn-rs's state of each registered passkey.
     #[must_use]
     pub fn passkeys_path(&self) -> PathBuf {

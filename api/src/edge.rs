@@ -16,6 +16,13 @@
 //!   sensitive endpoint takes the token in `X-Govern-User-Action` and appends an event that
 //!   carries the challenge object and the user's signature; the log checks them again.
 //!
+//! - **Sealed payloads** (DESIGN §7): the edge seals the parameters of every sealed kind
+//!   (govern-core's `seal::SEALED_KINDS`: invitations, registrations' names, wallets,
+//!   transfers, policies, approvals) with the commitment salt, under its tenant's current
+//!   scope key, which the key service releases to the edge's attested identity. Reads of
+//!   sealed data go through [`crate::tenant_keys`], which records every opening in a
+//!   `reads.audit` event.
+//!
 //! Sessions, ceremonies, pending actions and tokens live in memory: they are short-lived by
 //! design, and a restart only asks users to sign in again. What must survive is in the log
 //! (users, credentials, nonces, counters) or, for webauthn-rs's login state of a passkey, in
@@ -58,7 +65,9 @@ use webauthn_rs::prelude::{
 };
 
 use crate::boot::LocalService;
+use crate::keys::{KeyError, KeyService, ReleaseRequest, ScopeKeys};
 use crate::problem::Problem;
+use zeroize::Zeroizing;
 
 /// How long a session lasts.
 pub const SESSION_TTL_S: i64 = 15 * 60;
@@ -160,9 +169,9 @@ struct Login {
 
 /// A signed-in user.
 #[derive(Clone, Debug)]
-struct Session {
-    tenant: TenantId,
-    user: String,
+pub(crate) struct Session {
+    pub(crate) tenant: TenantId,
+    pub(crate) user: String,
     credential: String,
     expires: i64,
 }
@@ -200,12 +209,16 @@ struct Volatile {
 pub struct Edge {
     config: EdgeConfig,
     webauthn: Webauthn,
-    log: Arc<Log<RocksStorage>>,
-    policy: Arc<IdentityPolicy>,
-    service: Arc<LocalService>,
+    pub(crate) log: Arc<Log<RocksStorage>>,
+    pub(crate) policy: Arc<IdentityPolicy>,
+    pub(crate) service: Arc<LocalService>,
+    pub(crate) keys: Arc<KeyService>,
     operator_token: String,
     passkeys_dir: PathBuf,
     volatile: Mutex<Volatile>,
+    /// Scope keys released to the edge, per tenant (every version of every scope its
+    /// manifest entry lists), dropped when the tenant rotates or is shredded.
+    scope_keys: Mutex<HashMap<TenantId, Arc<ScopeKeys>>>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -284,7 +297,16 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-fn bad_body(detail: impl Into<String>) -> Problem {
+pub(crate) fn operator_required() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "operator-unauthorized",
+        "Operator token required",
+        "send Authorization: Bearer <the data dir's operator.token>",
+    )
+}
+
+pub(crate) fn bad_body(detail: impl Into<String>) -> Problem {
     Problem::new(
         StatusCode::BAD_REQUEST,
         "invalid-body",
@@ -295,7 +317,7 @@ fn bad_body(detail: impl Into<String>) -> Problem {
 
 /// A 404 whose body names only the kind of thing asked for, so another tenant's id answers
 /// byte for byte as a missing one.
-fn not_found(what: &str, _id: &str) -> Problem {
+pub(crate) fn not_found(what: &str, _id: &str) -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         "not-found",
@@ -317,7 +339,7 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice(bytes).map_err(|e| bad_body(format!("not the JSON expected: {e}")))
 }
 
-fn forbidden(kind: &str, title: &'static str, detail: impl Into<String>) -> Problem {
+pub(crate) fn forbidden(kind: &str, title: &'static str, detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::FORBIDDEN, kind, title, detail)
 }
 
@@ -488,6 +510,7 @@ impl Edge {
         log: Arc<Log<RocksStorage>>,
         policy: Arc<IdentityPolicy>,
         service: Arc<LocalService>,
+        keys: Arc<KeyService>,
         operator_token: String,
         passkeys_dir: PathBuf,
     ) -> Result<Self, String> {
@@ -504,9 +527,11 @@ impl Edge {
             log,
             policy,
             service,
+            keys,
             operator_token,
             passkeys_dir,
             volatile: Mutex::new(Volatile::default()),
+            scope_keys: Mutex::new(HashMap::new()),
         })
     }
 
@@ -531,15 +556,92 @@ impl Edge {
             wallets: std::collections::BTreeMap::new(),
             requests: std::collections::BTreeMap::new(),
             policy: t.policy.clone(),
+            keys: t.keys.clone(),
+            payloads: std::collections::BTreeMap::new(),
         })
     }
 
+    /// Whether `headers` carry the operator's token (compared by digest, so the time taken
+    /// says nothing about it).
+    pub(crate) fn is_operator(&self, headers: &HeaderMap) -> bool {
+        bearer(headers).is_some_and(|t| {
+            Sha256::digest(t.as_bytes()) == Sha256::digest(self.operator_token.as_bytes())
+        })
+    }
+
+    /// The tenant's scope keys as released to the edge: from the cache while the tenant's
+    /// current version is among them, else released anew (a `keys.audit` each time).
+    ///
+    /// # Errors
+    /// 410 for a shredded tenant, 403 `scope-denied` when the edge's manifest entry lacks a
+    /// scope, 503 when the key service is unavailable.
+    pub(crate) async fn scope_keys(&self, tenant: &TenantId) -> Result<Arc<ScopeKeys>, Problem> {
+        let (current, shredded) = self
+            .with_tenant(tenant, |t| (t.keys.current(), t.keys.shredded.is_some()))
+            .ok_or_else(|| not_found("tenant", ""))?;
+        if shredded {
+            self.scope_keys.lock().remove(tenant);
+            return Err(Problem::from(KeyError::Shredded(tenant.0.to_string())));
+        }
+        if let Some(keys) = self.scope_keys.lock().get(tenant)
+            && keys.versions().any(|(_, v)| *v == current)
+        {
+            return Ok(Arc::clone(keys));
+        }
+        let scopes: Vec<String> = self
+            .policy
+            .manifest()
+            .and_then(|m| {
+                m.manifest
+                    .role(self.service.identity.keys().role())
+                    .map(|r| r.scopes.clone())
+            })
+            .unwrap_or_default();
+        if scopes.is_empty() {
+            return Err(Problem::from(KeyError::ScopeDenied {
+                role: self.service.identity.keys().role().to_string(),
+                scope: "any".into(),
+            }));
+        }
+        let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+        let request = ReleaseRequest::signed(&self.service, tenant, &scopes)?;
+        let release = self.keys.release(&request).await?;
+        let keys = Arc::new(release.open(&request, self.service.identity.keys().x25519())?);
+        self.scope_keys.lock().insert(*tenant, Arc::clone(&keys));
+        Ok(keys)
+    }
+
+    /// Seal `plaintext` into `event` for `kind`: its scope, the tenant's current version.
+    async fn seal_for(
+        &self,
+        event: &mut govern_core::event::Event,
+        sealed: &govern_core::seal::SealedKind,
+        plaintext: &[u8],
+    ) -> Result<(), Problem> {
+        let keys = self.scope_keys(&event.tenant).await?;
+        let version = self
+            .with_tenant(&event.tenant, |t| t.keys.current())
+            .unwrap_or(0);
+        let key = keys.get(sealed.scope, version).ok_or_else(|| {
+            Problem::from(KeyError::ScopeDenied {
+                role: self.service.identity.keys().role().to_string(),
+                scope: sealed.scope.to_string(),
+            })
+        })?;
+        govern_core::seal::seal(event, key, sealed.scope, version, plaintext)
+            .map_err(|e| bad_body(e.to_string()))
+    }
+
     /// Read a tenant in place (briefly: the log's policy waits meanwhile).
-    fn with_tenant<R>(&self, id: &TenantId, read: impl FnOnce(&Tenant) -> R) -> Option<R> {
+    pub(crate) fn with_tenant<R>(
+        &self,
+        id: &TenantId,
+        read: impl FnOnce(&Tenant) -> R,
+    ) -> Option<R> {
         self.policy.with_tenant(id, read)
     }
 
-    fn session(&self, headers: &HeaderMap) -> Result<Session, Problem> {
+    pub(crate) fn session(&self, headers: &HeaderMap) -> Result<Session, Problem> {
         let token = bearer(headers)
             .ok_or_else(|| unauthenticated("send Authorization: Bearer <session>"))?;
         let session = self
@@ -590,7 +692,7 @@ impl Edge {
         })
     }
 
-    async fn append(
+    pub(crate) async fn append(
         &self,
         kind: &str,
         tenant: TenantId,
@@ -598,20 +700,52 @@ impl Edge {
         parents: Vec<LeafHash>,
         body: Map<String, Value>,
     ) -> Result<Appended, Problem> {
+        self.append_sealed(kind, tenant, request, parents, body, None)
+            .await
+    }
+
+    /// Append an event of the edge's identity, its `sealed` payload made from `plaintext`
+    /// when the kind is sealed.
+    async fn append_sealed(
+        &self,
+        kind: &str,
+        tenant: TenantId,
+        request: RequestId,
+        parents: Vec<LeafHash>,
+        body: Map<String, Value>,
+        plaintext: Option<Zeroizing<Vec<u8>>>,
+    ) -> Result<Appended, Problem> {
+        let not_attested = |e: String| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "edge-not-attested",
+                "The edge has no live identity",
+                e,
+            )
+            .retry_after(10)
+        };
+        let sealed = govern_core::seal::sealed_kind(kind);
         let kind = Kind::new(kind).map_err(|e| bad_body(e.to_string()))?;
-        let event = self
-            .service
-            .identity
-            .sign(kind, tenant, request, parents, body)
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "edge-not-attested",
-                    "The edge has no live identity",
-                    e.to_string(),
-                )
-                .retry_after(10)
-            })?;
+        let identity = &self.service.identity;
+        let attestation = identity
+            .current()
+            .ok_or_else(|| not_attested("not attested yet".into()))?;
+        let mut event = govern_core::event::Event::new(
+            kind,
+            tenant,
+            request,
+            identity.keys().producer(),
+            Timestamp::now(),
+            body,
+        );
+        event.parents = parents;
+        event.attestation = Some(attestation);
+        if let (Some(sealed), Some(plaintext)) = (sealed, plaintext) {
+            self.seal_for(&mut event, sealed, &plaintext).await?;
+        }
+        let event = event
+            .sign(identity.keys().signing_key())
+            .map_err(|e| not_attested(e.to_string()))?;
         self.log.append(event).await.map_err(problem_of_append)
     }
 
@@ -693,6 +827,23 @@ pub fn routes(edge: Arc<Edge>) -> Router {
         .route("/v1/wallets/{id}/transfers", post(request_transfer))
         .route("/v1/policies", post(change_policy))
         .route("/v1/requests/{id}/approvals", post(decide_approval))
+        .route("/v1/keys/release", post(crate::tenant_keys::release))
+        .route(
+            "/v1/tenants/{tenant}/keys",
+            get(crate::tenant_keys::key_status),
+        )
+        .route(
+            "/v1/tenants/{tenant}/keys/rotate",
+            post(crate::tenant_keys::rotate),
+        )
+        .route(
+            "/v1/tenants/{tenant}/keys/shred",
+            post(crate::tenant_keys::shred),
+        )
+        .route(
+            "/v1/tenants/{tenant}/payloads/{scope}",
+            get(crate::tenant_keys::payloads),
+        )
         .with_state(edge)
 }
 
@@ -708,17 +859,8 @@ pub(crate) async fn create_tenant(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let ok = bearer(&headers).is_some_and(|t| {
-        // Compare digests, so the time taken says nothing about the token.
-        Sha256::digest(t.as_bytes()) == Sha256::digest(edge.operator_token.as_bytes())
-    });
-    if !ok {
-        return Err(Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "operator-unauthorized",
-            "Operator token required",
-            "send Authorization: Bearer <the data dir's operator.token>",
-        ));
+    if !edge.is_operator(&headers) {
+        return Err(operator_required());
     }
     let req: CreateTenant = parse(&body)?;
     let tenant = TenantId(Uuid::now_v7());
@@ -773,10 +915,29 @@ pub(crate) async fn register_start(
             "this invitation was redeemed already",
         ));
     }
+    let name = match &invite.name {
+        Some(name) => name.clone(),
+        // A later invitation's name is sealed in scope `users`: the edge opens it (and
+        // records that it did).
+        None => {
+            let params =
+                crate::tenant_keys::open_entries(&edge, &tenant_id, "users", &[invite.index])
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|(_, p)| p)
+                    .unwrap_or_default();
+            params
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("user")
+                .to_string()
+        }
+    };
     let user = Uuid::now_v7();
     let (options, state) = edge
         .webauthn
-        .start_passkey_registration(user, &invite.name, &invite.name, None)
+        .start_passkey_registration(user, &name, &name, None)
         .map_err(|e| bad_body(format!("webauthn: {e}")))?;
     let id = random_token();
     insert_bounded(
@@ -785,7 +946,7 @@ pub(crate) async fn register_start(
         Registration {
             tenant: tenant_id,
             invite: hash,
-            name: invite.name.clone(),
+            name,
             user,
             state,
             expires: now_s() + edge.config.ceremony_ttl_s,
@@ -868,15 +1029,18 @@ pub(crate) async fn register_finish(
     let user = reg.user.to_string();
     let mut b = Map::new();
     b.insert("user".into(), user.clone().into());
-    b.insert("name".into(), reg.name.clone().into());
     b.insert("invite".into(), reg.invite.clone().into());
+    // The user's name is sealed in scope `users`.
+    let name = govern_core::canonical::to_vec(&json!({"name": reg.name}))
+        .map_err(|e| bad_body(e.to_string()))?;
     let registered = edge
-        .append(
+        .append_sealed(
             tenants::USER_REGISTERED,
             reg.tenant,
             request,
             vec![invite.leaf],
             b,
+            Some(Zeroizing::new(name)),
         )
         .await?;
     let mut c = Map::new();
@@ -1405,7 +1569,6 @@ async fn perform(
         "signature".into(),
         serde_json::to_value(&t.signature).unwrap_or(Value::Null),
     );
-    b.insert("salt".into(), hex::encode(t.salt).into());
     let text = |f: &str| {
         params
             .get(f)
@@ -1473,8 +1636,28 @@ async fn perform(
         .then(|| B64URL.decode(text("public_key")).ok())
         .flatten()
         .map(|cose| tenants::key_credential_id(&cose));
-    b.insert("params".into(), Value::Object(params));
-    let appended = edge.append(kind, tenant_id, request, parents, b).await?;
+    // A sealed kind keeps only its clear fields in clear, and seals the parameters with the
+    // commitment's salt; any other action keeps both in clear for the log to check.
+    let plaintext = match govern_core::seal::sealed_kind(kind) {
+        Some(sealed) => {
+            b.insert(
+                "clear".into(),
+                Value::Object(govern_core::seal::clear_fields(sealed, &params)),
+            );
+            Some(Zeroizing::new(
+                govern_core::seal::action_plaintext(&params, &t.salt)
+                    .map_err(|e| bad_body(e.to_string()))?,
+            ))
+        }
+        None => {
+            b.insert("salt".into(), hex::encode(t.salt).into());
+            b.insert("params".into(), Value::Object(params));
+            None
+        }
+    };
+    let appended = edge
+        .append_sealed(kind, tenant_id, request, parents, b, plaintext)
+        .await?;
     let mut out = json!({
         "request": o.request,
         "kind": kind,

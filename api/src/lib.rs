@@ -1,8 +1,8 @@
 //! # govern-api
 //!
 //! The node: the log's HTTP endpoints (append, entries, proofs, C2SP checkpoint and tiles)
-//! over axum, and the data directory they run on. Later issues add the edge API, the key
-//! service, the dashboard and OpenAPI.
+//! over axum, the data directory they run on, the edge API ([`edge`]), the key service
+//! ([`keys`]) and OpenAPI ([`openapi`]).
 //!
 //! Every error leaves through one mapping, [`problem::Problem`], as RFC 9457
 //! `application/problem+json` with a stable `type` per kind.
@@ -12,9 +12,11 @@ pub mod boot;
 pub mod datadir;
 pub mod devpin;
 pub mod edge;
+pub mod keys;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod tenant_keys;
 
 pub use boot::{Attestor, LocalService, Services, attest};
 pub use datadir::{DataDir, DataDirError, NodeHandle};

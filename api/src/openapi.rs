@@ -43,12 +43,18 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         crate::edge::request_transfer,
         crate::edge::change_policy,
         crate::edge::decide_approval,
+        crate::tenant_keys::payloads,
+        crate::tenant_keys::key_status,
+        crate::tenant_keys::rotate,
+        crate::tenant_keys::shred,
+        crate::tenant_keys::release,
     ),
     modifiers(&Security),
     tags(
         (name = "log", description = "The append-only log: entries, proofs, checkpoints, tiles"),
         (name = "edge", description = "Tenants, passkeys and API keys, sessions, User Action Signing"),
         (name = "actions", description = "Sensitive requests: each needs a userAction token signed over exactly it"),
+        (name = "keys", description = "Tenant keys: scoped reads of sealed payloads, key status, rotation, shredding, releases to attested services"),
     )
 )]
 struct ApiDoc;

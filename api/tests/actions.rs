@@ -338,7 +338,21 @@ async fn a_tenant_admin_registers_logs_in_and_signs_a_transfer() {
         })
         .unwrap();
     govern_core::action::verify_user_action_body(&event.event().body, &credential).unwrap();
-    assert_eq!(event.event().body["params"], transfer());
+    // Its parameters are sealed in scope `transfers`: not in the entry, and read back only
+    // through a scoped read, which opens them and checks them against the signed commitment.
+    assert!(event.event().body.get("params").is_none());
+    assert_eq!(event.event().sealed.as_ref().unwrap()["scope"], "transfers");
+    let read = node
+        .call(
+            "GET",
+            &format!("/v1/tenants/{tenant}/payloads/transfers"),
+            &[("authorization", &ada.bearer())],
+            None,
+        )
+        .await;
+    assert_eq!(read.0, StatusCode::OK, "{}", read.1);
+    assert_eq!(read.1["items"][0]["index"], index);
+    assert_eq!(read.1["items"][0]["payload"], transfer());
 
     // An approval of that request, then its status and receipt chain.
     let approvals = format!("/v1/requests/{request}/approvals");

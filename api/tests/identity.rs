@@ -91,7 +91,12 @@ async fn a_service_attests_and_appends_under_its_identity() {
     let ok = node.post(&attested).await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
     let ok = node
-        .post(&event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+        .post(&event_of(
+            &keys,
+            &attested,
+            "policy.evaluated",
+            Timestamp::now(),
+        ))
         .await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
 
@@ -140,13 +145,23 @@ async fn a_service_attests_and_appends_under_its_identity() {
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
     assert_problem(
         &node
-            .post(&event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+            .post(&event_of(
+                &keys,
+                &attested,
+                "policy.evaluated",
+                Timestamp::now(),
+            ))
             .await,
         403,
         "attestation-stale",
     );
     let ok = node
-        .post(&event_of(&keys, &again, "reads.audit", Timestamp::now()))
+        .post(&event_of(
+            &keys,
+            &again,
+            "policy.evaluated",
+            Timestamp::now(),
+        ))
         .await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
 }
@@ -156,7 +171,7 @@ async fn events_without_a_live_identity_are_refused() {
     let node = boot().await;
     let keys = ServiceKeys::generate(role("policy")).unwrap();
     let mut event = Event::new(
-        Kind::new("reads.audit").unwrap(),
+        Kind::new("policy.evaluated").unwrap(),
         TenantId::SYSTEM,
         RequestId::new_v7(),
         keys.producer(),
@@ -455,7 +470,7 @@ async fn a_new_attestation_replaces_the_roles_identity() {
         .post(&event_of(
             &first,
             &first_attested,
-            "reads.audit",
+            "policy.evaluated",
             Timestamp::now(),
         ))
         .await;
@@ -469,7 +484,7 @@ async fn a_new_attestation_replaces_the_roles_identity() {
             .post(&event_of(
                 &first,
                 &first_attested,
-                "reads.audit",
+                "policy.evaluated",
                 Timestamp::now(),
             ))
             .await,
@@ -482,7 +497,7 @@ async fn a_new_attestation_replaces_the_roles_identity() {
             .post(&event_of(
                 &first,
                 &second_attested,
-                "reads.audit",
+                "policy.evaluated",
                 Timestamp::now(),
             ))
             .await,
@@ -493,7 +508,7 @@ async fn a_new_attestation_replaces_the_roles_identity() {
         .post(&event_of(
             &second,
             &second_attested,
-            "reads.audit",
+            "policy.evaluated",
             Timestamp::now(),
         ))
         .await;
@@ -610,7 +625,12 @@ async fn a_manifest_that_stops_pinning_a_live_identity_quarantines_it() {
     // Appends from the quarantined measurement are refused, and it cannot attest again.
     assert_problem(
         &node
-            .post(&event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+            .post(&event_of(
+                &keys,
+                &attested,
+                "policy.evaluated",
+                Timestamp::now(),
+            ))
             .await,
         403,
         "identity-quarantined",
@@ -658,10 +678,10 @@ async fn a_manifest_that_stops_pinning_the_log_itself_still_quarantines() {
         .post(&publish(&node, &signed, &node.dir.log_signing_key()))
         .await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
-    // The manifest, then one quarantine per live role (log and edge share this executable
-    // but not a measurement: PCR0 covers the role).
-    assert_eq!(node.size(), before + 3);
-    let roles: Vec<String> = (before + 1..before + 3)
+    // The manifest, then one quarantine per live role (log, edge and keys share this
+    // executable but not a measurement: PCR0 covers the role).
+    assert_eq!(node.size(), before + 4);
+    let roles: Vec<String> = (before + 1..before + 4)
         .map(|i| {
             let q = node.entry(i);
             assert_eq!(q.event().kind.as_str(), "service.quarantined");
@@ -725,7 +745,7 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
         .append(event_of(
             &keys,
             &attested,
-            "reads.audit",
+            "policy.evaluated",
             Timestamp::from_unix_ms(ok_ms).unwrap(),
         ))
         .await
@@ -735,7 +755,7 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
     let close = Timestamp::from_unix_ms(close_ms).unwrap();
     let err = services
         .log
-        .append(event_of(&keys, &attested, "reads.audit", close))
+        .append(event_of(&keys, &attested, "policy.evaluated", close))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("time skew"), "{err}");
@@ -746,7 +766,7 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
     let later = Timestamp::from_unix_ms(later_ms).unwrap();
     let err = services
         .log
-        .append(event_of(&keys, &attested, "reads.audit", later))
+        .append(event_of(&keys, &attested, "policy.evaluated", later))
         .await
         .unwrap_err();
     assert!(
@@ -778,7 +798,7 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
     services.log.append(event.clone()).await.unwrap();
     services
         .log
-        .append(event_of(&successor, &event, "reads.audit", later))
+        .append(event_of(&successor, &event, "policy.evaluated", later))
         .await
         .unwrap();
 }
@@ -815,12 +835,17 @@ async fn identities_survive_a_restart() {
         .boot(LogConfig::new(dir.origin()), true, &attestor)
         .await
         .unwrap();
-    // The reopened log still knows the policy's identity (and the log and edge re-attested
-    // with their same keys: indices 4 and 5 after 0-3).
-    assert_eq!(services.log.latest().size.0, 6);
+    // The reopened log still knows the policy's identity (and the log, the edge and the key
+    // service re-attested: indices 5, 6 and 7 after 0-4).
+    assert_eq!(services.log.latest().size.0, 8);
     services
         .log
-        .append(event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+        .append(event_of(
+            &keys,
+            &attested,
+            "policy.evaluated",
+            Timestamp::now(),
+        ))
         .await
         .unwrap();
     // The identity's replacement after the restart leaves the old key stale.
@@ -837,7 +862,12 @@ async fn identities_survive_a_restart() {
     services.log.append(successor).await.unwrap();
     let err = services
         .log
-        .append(event_of(&keys, &attested, "reads.audit", Timestamp::now()))
+        .append(event_of(
+            &keys,
+            &attested,
+            "policy.evaluated",
+            Timestamp::now(),
+        ))
         .await
         .unwrap_err();
     assert!(

@@ -46,6 +46,11 @@ async fn the_spec_is_openapi_3_1_and_covers_every_route() {
         ("/v1/wallets/{id}/transfers", "post"),
         ("/v1/policies", "post"),
         ("/v1/requests/{id}/approvals", "post"),
+        ("/v1/tenants/{tenant}/payloads/{scope}", "get"),
+        ("/v1/tenants/{tenant}/keys", "get"),
+        ("/v1/tenants/{tenant}/keys/rotate", "post"),
+        ("/v1/tenants/{tenant}/keys/shred", "post"),
+        ("/v1/keys/release", "post"),
     ];
     for (path, method) in expected {
         assert!(
@@ -66,6 +71,8 @@ async fn the_spec_is_openapi_3_1_and_covers_every_route() {
         let concrete = path
             .replace("{index}", "0")
             .replace("{id}", "x")
+            .replace("{tenant}", "x")
+            .replace("{scope}", "wallets")
             .replace("{path}", "0/000");
         let (_, body, _) = node
             .call(&method.to_uppercase(), &concrete, &[], None)

@@ -13,8 +13,8 @@ use support::{assert_problem, boot};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinned_manifest_is_enforced_at_append() {
     let node = boot().await;
-    // Genesis manifest, the log's identity, the edge's.
-    assert_eq!(node.size(), 3);
+    // Genesis manifest, the identities of the log, the edge and the key service.
+    assert_eq!(node.size(), 4);
     let tenant = TenantId(uuid::Uuid::now_v7());
 
     // The edge may create a tenant, once.
@@ -69,7 +69,7 @@ async fn a_pinned_manifest_is_enforced_at_append() {
         403,
         "user-action-missing",
     );
-    assert_eq!(node.size(), 4);
+    assert_eq!(node.size(), 5);
 }
 
 fn tenant_created(node: &support::Booted, tenant: TenantId) -> govern_core::event::SignedEvent {

@@ -12,8 +12,11 @@
 //!   does not open.
 //! - `sealed` = `{"scope", "version", "salt", "nonce", "ct"}`, bytes standard base64.
 //!
-//! The key service that holds the master and the seeds, and releases scope keys, is the
-//! subject of the key-service issue; this module is the format both sides share.
+//! Which kinds are sealed, in which scope, and which of their fields stay clear is
+//! [`SEALED_KINDS`]; a sealed user action carries `{"params", "salt"}` (DESIGN §4), and
+//! [`open_action`] opens one and checks it against the signed commitment and its clear
+//! fields. The key service (govern-api's `keys`) holds the master and the seeds and releases
+//! scope keys; this module is the format both sides share.
 
 use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -23,6 +26,7 @@ use rand_core::{OsRng, RngCore as _};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+use crate::action::{ChallengeObject, body_commitment};
 use crate::canonical;
 use crate::event::{Event, TenantId};
 
@@ -204,4 +208,160 @@ pub fn open(event: &Event, scope_key: &[u8; 32]) -> Result<Vec<u8>, SealError> {
             },
         )
         .map_err(|_| SealError::Open)
+}
+
+/// A kind whose payload is sealed: its scope, and the fields of its parameters that stay
+/// clear (in `body.clear`) because the log authorizes on them. Every reader that opens the
+/// payload checks those clear fields against the sealed ones ([`open_action`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedKind {
+    /// The event kind.
+    pub kind: &'static str,
+    /// The scope its payload is sealed in.
+    pub scope: &'static str,
+    /// The parameters that stay clear.
+    pub clear: &'static [&'static str],
+    /// Whether it is a user action (payload `{"params", "salt"}`); otherwise the payload is
+    /// the sealed members of the body itself.
+    pub action: bool,
+}
+
+/// Every sealed kind. User actions whose parameters are all authorization data (a role
+/// change, a key added, a revocation) stay clear, and the log checks their commitment.
+pub const SEALED_KINDS: [SealedKind; 6] = [
+    SealedKind {
+        kind: "user.invited",
+        scope: "users",
+        clear: &["role"],
+        action: true,
+    },
+    SealedKind {
+        kind: "user.registered",
+        scope: "users",
+        clear: &[],
+        action: false,
+    },
+    SealedKind {
+        kind: "wallet.requested",
+        scope: "wallets",
+        clear: &[],
+        action: true,
+    },
+    SealedKind {
+        kind: "transfer.requested",
+        scope: "transfers",
+        clear: &[],
+        action: true,
+    },
+    SealedKind {
+        kind: "policy.changed",
+        scope: "policies",
+        clear: &[],
+        action: true,
+    },
+    SealedKind {
+        kind: "approval.decided",
+        scope: "approvals",
+        clear: &["decision"],
+        action: true,
+    },
+];
+
+/// Every scope a manifest may name for tenant data, in order.
+pub const SCOPES: [&str; 5] = ["approvals", "policies", "transfers", "users", "wallets"];
+
+/// The sealing of `kind`, if it is sealed.
+#[must_use]
+pub fn sealed_kind(kind: &str) -> Option<&'static SealedKind> {
+    SEALED_KINDS.iter().find(|k| k.kind == kind)
+}
+
+/// The plaintext of a sealed user action: JCS of `{"params", "salt"}` (salt hex).
+///
+/// # Errors
+/// [`SealError::Canonical`].
+pub fn action_plaintext(
+    params: &Map<String, Value>,
+    salt: &[u8; 32],
+) -> Result<Vec<u8>, SealError> {
+    let mut m = Map::new();
+    m.insert("params".into(), Value::Object(params.clone()));
+    m.insert("salt".into(), hex::encode(salt).into());
+    canonical::to_vec(&Value::Object(m)).map_err(|e| SealError::Canonical(e.to_string()))
+}
+
+/// The clear fields of a sealed action's parameters (`body.clear`).
+#[must_use]
+pub fn clear_fields(kind: &SealedKind, params: &Map<String, Value>) -> Map<String, Value> {
+    kind.clear
+        .iter()
+        .filter_map(|f| params.get(*f).map(|v| ((*f).to_string(), v.clone())))
+        .collect()
+}
+
+/// Why an opened action does not stand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenActionError {
+    /// The payload did not open, or is malformed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The kind is not a sealed action.
+    #[error("{0} is not a sealed user action")]
+    NotSealed(String),
+    /// The opened parameters and salt are not what the user signed.
+    #[error("the sealed params and salt do not match the signed body_commitment")]
+    Commitment,
+    /// A clear field differs from the sealed parameter of the same name.
+    #[error("the clear field {0:?} differs from the sealed one")]
+    ClearMismatch(String),
+}
+
+/// Open a sealed user action with its scope key, and check it: the salt and parameters are
+/// those the user's `body_commitment` names, and every clear field equals its sealed
+/// counterpart. Returns the parameters.
+///
+/// # Errors
+/// [`OpenActionError`].
+pub fn open_action(
+    event: &Event,
+    scope_key: &[u8; 32],
+) -> Result<Map<String, Value>, OpenActionError> {
+    let kind = sealed_kind(event.kind.as_str())
+        .filter(|k| k.action)
+        .ok_or_else(|| OpenActionError::NotSealed(event.kind.to_string()))?;
+    let plain = open(event, scope_key)?;
+    let value: Value = serde_json::from_slice(&plain)
+        .map_err(|e| SealError::Format(format!("the payload is not JSON: {e}")))?;
+    let params = value
+        .get("params")
+        .and_then(Value::as_object)
+        .ok_or_else(|| SealError::Format("the payload has no params".into()))?;
+    let salt: [u8; 32] = value
+        .get("salt")
+        .and_then(Value::as_str)
+        .and_then(|s| hex::decode(s).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| SealError::Format("the payload's salt is not 32 bytes, hex".into()))?;
+    let object: ChallengeObject = event
+        .body
+        .get("action")
+        .cloned()
+        .and_then(|a| serde_json::from_value(a).ok())
+        .ok_or_else(|| SealError::Format("the event has no action".into()))?;
+    let commitment = body_commitment(&salt, &Value::Object(params.clone()))
+        .map_err(|e| SealError::Canonical(e.to_string()))?;
+    if commitment != object.body_commitment {
+        return Err(OpenActionError::Commitment);
+    }
+    let clear = event.body.get("clear").and_then(Value::as_object);
+    for field in kind.clear {
+        if clear.and_then(|c| c.get(*field)) != params.get(*field) {
+            return Err(OpenActionError::ClearMismatch((*field).into()));
+        }
+    }
+    if clear.is_some_and(|c| c.len() != kind.clear.len()) {
+        return Err(OpenActionError::ClearMismatch("clear".into()));
+    }
+    Ok(params.clone())
 }

@@ -576,8 +576,9 @@ fn validation_refusals_are_typed() {
             parent: kind("no.such"),
         },
     );
-    // keys.shredded may name tenant.created; keys stops consuming tenant.created (and the
-    // kind stops naming keys as a consumer), so keys could never have read that parent.
+    // keys.rotated (the first kind in order) and keys.shredded may name tenant.created; keys
+    // stops consuming tenant.created (and the kind stops naming keys as a consumer), so keys
+    // could never have read that parent.
     check(
         &|m| {
             m.roles
@@ -592,7 +593,7 @@ fn validation_refusals_are_typed() {
             }
         },
         ValidationError::ParentUnreadable {
-            kind: kind("keys.shredded"),
+            kind: kind("keys.rotated"),
             parent: kind("tenant.created"),
             role: role("keys"),
         },

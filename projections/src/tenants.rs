@@ -40,7 +40,19 @@ pub const POLICY_CHANGED: &str = "policy.changed";
 /// `approval.decided` (an action).
 pub const APPROVAL_DECIDED: &str = "approval.decided";
 
-/// Every kind that carries a user's signature (`action`, `signature`, `salt`, `params`).
+/// `keys.rotated`: the key service added a version of the tenant's scope keys.
+pub const KEYS_ROTATED: &str = "keys.rotated";
+/// `keys.shredded`: the key service deleted the tenant's seeds.
+pub const KEYS_SHREDDED: &str = "keys.shredded";
+/// `keys.audit`: the key service released scope keys to a service.
+pub const KEYS_AUDIT: &str = "keys.audit";
+/// `reads.audit`: a service opened sealed payloads.
+pub const READS_AUDIT: &str = "reads.audit";
+/// The kinds of the tenant's key status.
+pub const KEY_KINDS: [&str; 4] = [KEYS_ROTATED, KEYS_SHREDDED, KEYS_AUDIT, READS_AUDIT];
+
+/// Every kind that carries a user's signature (`action`, `signature`, and either `salt` and
+/// `params` in clear or, for a sealed kind, `clear` and the sealed `{"params", "salt"}`).
 pub const ACTION_KINDS: [&str; 8] = [
     USER_INVITED,
     USER_ROLE_CHANGED,
@@ -56,7 +68,10 @@ pub const ACTION_KINDS: [&str; 8] = [
 /// kind.
 #[must_use]
 pub fn is_tenant_kind(kind: &str) -> bool {
-    kind == TENANT_CREATED || kind == USER_REGISTERED || ACTION_KINDS.contains(&kind)
+    kind == TENANT_CREATED
+        || kind == USER_REGISTERED
+        || ACTION_KINDS.contains(&kind)
+        || KEY_KINDS.contains(&kind)
 }
 
 /// A user's role in a tenant.
@@ -112,8 +127,9 @@ impl UserRole {
 pub struct Invite {
     /// Hex SHA-256 of the secret.
     pub hash: String,
-    /// The name the user was invited under.
-    pub name: String,
+    /// The name the user was invited under, when it is clear (the first admin's, which the
+    /// operator gave); a later invitation's is sealed in scope `users`.
+    pub name: Option<String>,
     /// The role it grants.
     pub role: UserRole,
     /// The event that made it.
@@ -129,8 +145,6 @@ pub struct Invite {
 pub struct User {
     /// Its id (a UUID).
     pub id: String,
-    /// Display name.
-    pub name: String,
     /// Role.
     pub role: UserRole,
     /// Its `user.registered`.
@@ -159,8 +173,6 @@ pub struct CredentialState {
 pub struct Wallet {
     /// The `wallet.requested` request id.
     pub id: String,
-    /// Its name.
-    pub name: String,
     /// Its `wallet.requested`.
     pub index: u64,
     /// That entry's leaf hash.
@@ -216,6 +228,73 @@ pub struct Tenant {
     pub requests: BTreeMap<String, Request>,
     /// The latest `policy.changed`.
     pub policy: Option<Step>,
+    /// Its keys: versions, shredding, releases and decryptions.
+    pub keys: KeyStatus,
+    /// The entries of its sealed payloads, by scope, in log order.
+    pub payloads: BTreeMap<String, Vec<u64>>,
+}
+
+/// One version of a tenant's scope keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyVersion {
+    /// The version (1 at `tenant.created`).
+    pub version: u32,
+    /// When: the time of the event that added it.
+    pub created: String,
+    /// That event's index.
+    pub index: u64,
+    /// Its leaf hash.
+    pub leaf: LeafHash,
+}
+
+/// How often a role did something with a tenant's keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AuditCount {
+    /// Releases (`keys.audit` events) or payloads opened (entries named by `reads.audit`).
+    pub count: u64,
+    /// By scope.
+    pub scopes: BTreeMap<String, u64>,
+    /// The time of the latest audit event.
+    pub last: String,
+    /// Its index.
+    pub last_index: u64,
+}
+
+/// A tenant's key status, from `tenant.created` and the `keys.*` and `reads.audit` events.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KeyStatus {
+    /// Every version, in order; the last is current.
+    pub versions: Vec<KeyVersion>,
+    /// The `keys.shredded` time and index, once shredded.
+    pub shredded: Option<(String, u64)>,
+    /// Scope-key releases, by the role they went to.
+    pub releases: BTreeMap<String, AuditCount>,
+    /// Payloads opened, by the role that opened them.
+    pub decryptions: BTreeMap<String, AuditCount>,
+}
+
+impl KeyStatus {
+    /// The current version (0 before `tenant.created`).
+    #[must_use]
+    pub fn current(&self) -> u32 {
+        self.versions.last().map_or(0, |v| v.version)
+    }
+}
+
+fn count(
+    map: &mut BTreeMap<String, AuditCount>,
+    role: &str,
+    scopes: &[(String, u64)],
+    event: &Event,
+    index: u64,
+) {
+    let c = map.entry(role.to_string()).or_default();
+    for (scope, n) in scopes {
+        c.count += n;
+        *c.scopes.entry(scope.clone()).or_default() += n;
+    }
+    c.last = event.time.to_string();
+    c.last_index = index;
 }
 
 impl Tenant {
@@ -249,12 +328,18 @@ pub fn text<'a>(body: &'a serde_json::Map<String, Value>, field: &str) -> Option
     body.get(field).and_then(Value::as_str)
 }
 
-/// The action's parameters (`body.params`), empty when absent.
+/// The action's parameters the log can read: `body.params` of a clear action, `body.clear`
+/// of a sealed one (govern-core's `seal::SEALED_KINDS`); empty when absent.
 #[must_use]
 pub fn params(event: &Event) -> serde_json::Map<String, Value> {
+    let member = if govern_core::seal::sealed_kind(event.kind.as_str()).is_some() {
+        "clear"
+    } else {
+        "params"
+    };
     event
         .body
-        .get("params")
+        .get(member)
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default()
@@ -330,13 +415,23 @@ impl Tenants {
                 wallets: BTreeMap::new(),
                 requests: BTreeMap::new(),
                 policy: None,
+                keys: KeyStatus {
+                    versions: vec![KeyVersion {
+                        version: 1,
+                        created: event.time.to_string(),
+                        index,
+                        leaf,
+                    }],
+                    ..KeyStatus::default()
+                },
+                payloads: BTreeMap::new(),
             };
             if let Some(hash) = text(body, "invite") {
                 tenant.invites.insert(
                     hash.to_string(),
                     Invite {
                         hash: hash.to_string(),
-                        name: text(body, "admin").unwrap_or_default().to_string(),
+                        name: text(body, "admin").map(str::to_string),
                         role: UserRole::Admin,
                         index,
                         leaf,
@@ -354,6 +449,13 @@ impl Tenants {
             return;
         };
         let tenant = Arc::make_mut(tenant);
+        if let Ok((scope, _)) = govern_core::seal::sealed_scope(event) {
+            tenant.payloads.entry(scope).or_default().push(index);
+        }
+        if KEY_KINDS.contains(&kind) {
+            apply_keys(tenant, event, index, leaf);
+            return;
+        }
         let params = params(event);
         let step = Step {
             index,
@@ -399,7 +501,7 @@ impl Tenants {
                         hash.to_string(),
                         Invite {
                             hash: hash.to_string(),
-                            name: text(&params, "name").unwrap_or_default().to_string(),
+                            name: None,
                             role,
                             index,
                             leaf,
@@ -422,7 +524,6 @@ impl Tenants {
                     user.to_string(),
                     User {
                         id: user.to_string(),
-                        name: text(body, "name").unwrap_or_default().to_string(),
                         role,
                         registered: index,
                         leaf,
@@ -461,19 +562,73 @@ impl Tenants {
             }
             WALLET_REQUESTED => {
                 let id = event.request.0.to_string();
-                tenant.wallets.insert(
-                    id.clone(),
-                    Wallet {
-                        id,
-                        name: text(&params, "name").unwrap_or_default().to_string(),
-                        index,
-                        leaf,
-                    },
-                );
+                tenant
+                    .wallets
+                    .insert(id.clone(), Wallet { id, index, leaf });
             }
             POLICY_CHANGED => tenant.policy = Some(step),
             _ => {}
         }
+    }
+}
+
+/// The scopes and entry counts an audit event names: `keys.audit`'s `scopes` (one release
+/// each), `reads.audit`'s `scope` and the number of its `entries`.
+fn audited(event: &Event) -> Vec<(String, u64)> {
+    let b = &event.body;
+    if let Some(scope) = text(b, "scope") {
+        let n = b
+            .get("entries")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        return vec![(scope.to_string(), n as u64)];
+    }
+    b.get("scopes")
+        .and_then(Value::as_array)
+        .map(|s| {
+            s.iter()
+                .filter_map(Value::as_str)
+                .map(|s| (s.to_string(), 1))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn apply_keys(tenant: &mut Tenant, event: &Event, index: u64, leaf: LeafHash) {
+    let b = &event.body;
+    match event.kind.as_str() {
+        KEYS_ROTATED => {
+            if let Some(version) = b
+                .get("version")
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+            {
+                tenant.keys.versions.push(KeyVersion {
+                    version,
+                    created: event.time.to_string(),
+                    index,
+                    leaf,
+                });
+            }
+        }
+        KEYS_SHREDDED => {
+            tenant
+                .keys
+                .shredded
+                .get_or_insert((event.time.to_string(), index));
+        }
+        KEYS_AUDIT => {
+            if let Some(role) = text(b, "role") {
+                let scopes = audited(event);
+                count(&mut tenant.keys.releases, role, &scopes, event, index);
+            }
+        }
+        READS_AUDIT => {
+            let scopes = audited(event);
+            let role = event.producer.role.to_string();
+            count(&mut tenant.keys.decryptions, &role, &scopes, event, index);
+        }
+        _ => {}
     }
 }
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-/// What a node writes when it first starts: the genesis manifest, the log's and the edge's
+/// What a node writes when it first starts: the genesis manifest, the log's, the edge's and the key service's
 /// `service.attested`.
-pub const BOOT_ENTRIES: u64 = 3;
+pub const BOOT_ENTRIES: u64 = 4;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_govern");
 /// How long any single wait may take before a test gives up.

@@ -77,6 +77,7 @@ async fn boot_full(
         Arc::clone(&services.log),
         Arc::clone(&services.policy),
         Arc::clone(&services.edge),
+        Arc::clone(&services.keys),
         dir.operator_token().unwrap(),
         dir.passkeys_path(),
     )

@@ -14,11 +14,13 @@ use govern_core::action::{
     ActionError, ChallengeObject, CredentialKey, UserSignature, Verified, action_of,
     body_commitment, verify_user_action,
 };
-use govern_core::event::{Event, TenantId};
+use govern_core::event::{Event, Role, TenantId};
 use govern_core::ids::{Hash, RootHash};
+use govern_core::seal::{SCOPES, sealed_kind, sealed_scope};
 use govern_projections::tenants::{
-    self, ACTION_KINDS, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, CredentialState, TENANT_CREATED,
-    Tenant, Tenants, USER_INVITED, USER_REGISTERED, USER_ROLE_CHANGED, UserRole, text,
+    self, ACTION_KINDS, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, CredentialState, KEY_KINDS,
+    KEYS_AUDIT, KEYS_ROTATED, READS_AUDIT, TENANT_CREATED, Tenant, Tenants, USER_INVITED,
+    USER_REGISTERED, USER_ROLE_CHANGED, UserRole, text,
 };
 use serde_json::{Map, Value};
 
@@ -30,6 +32,8 @@ use crate::log::LogView;
 pub const ANCHOR_DISTANCE_MAX: u64 = 4096;
 /// The longest tenant or user name.
 pub const NAME_BYTES_MAX: usize = 100;
+/// The most entries one `reads.audit` names.
+pub const READS_AUDIT_ENTRIES_MAX: usize = 256;
 
 /// Why a tenant event or user action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +134,23 @@ pub enum UserActionError {
     /// A user or credential the action names does not exist, or exists already.
     #[error("{0}")]
     Target(String),
+    /// The tenant's keys were shredded: it takes no more events.
+    #[error("tenant {} was shredded at entry {index}", tenant.0)]
+    Shredded {
+        /// The tenant.
+        tenant: TenantId,
+        /// The `keys.shredded` entry.
+        index: u64,
+    },
+    /// A sealed kind in clear, a clear kind sealed, or a seal of the wrong scope or an
+    /// unknown key version.
+    #[error("{kind}: {reason}")]
+    Sealing {
+        /// The event's kind.
+        kind: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl UserActionError {
@@ -152,16 +173,21 @@ impl UserActionError {
             Self::UnknownInvite => ("invite-unknown", "No such invitation"),
             Self::InviteUsed { .. } => ("invite-used", "Invitation already used"),
             Self::Target(_) => ("user-action-target", "Action's target refused"),
+            Self::Shredded { .. } => ("tenant-shredded", "Tenant shredded"),
+            Self::Sealing { .. } => ("payload-sealing", "Payload not sealed as its kind is"),
         }
     }
 
-    /// The HTTP status: 400 for the event's form, 409 for a reused nonce, else 403.
+    /// The HTTP status: 400 for the event's form, 409 for a reused nonce, 410 for a shredded
+    /// tenant, else 403.
     #[must_use]
     pub fn http_status(&self) -> u16 {
         if self.is_malformed() {
             400
         } else if matches!(self, Self::NonceUsed { .. }) {
             409
+        } else if matches!(self, Self::Shredded { .. }) {
+            410
         } else {
             403
         }
@@ -172,7 +198,7 @@ impl UserActionError {
     pub fn is_malformed(&self) -> bool {
         matches!(
             self,
-            Self::Malformed { .. } | Self::Signature(ActionError::Body(_))
+            Self::Malformed { .. } | Self::Sealing { .. } | Self::Signature(ActionError::Body(_))
         )
     }
 }
@@ -223,12 +249,24 @@ pub fn check_tenant_event(
         .ok_or(UserActionError::UnknownTenant {
             tenant: event.tenant,
         })?;
+    if let Some((_, index)) = &tenant.keys.shredded {
+        return Err(UserActionError::Shredded {
+            tenant: event.tenant,
+            index: *index,
+        });
+    }
+    if KEY_KINDS.contains(&kind) {
+        check_sealing(tenant, event)?;
+        return check_key_event(tenant, event).map(|()| Vec::new());
+    }
     if kind == USER_REGISTERED {
-        return check_registered(tenant, event).map(|()| Vec::new());
+        check_registered(tenant, event)?;
+        return check_sealing(tenant, event).map(|()| Vec::new());
     }
     if !event.body.contains_key("action") {
         if kind == CREDENTIAL_REGISTERED {
-            return check_first_credential(tenant, event, view).map(|()| Vec::new());
+            check_first_credential(tenant, event, view)?;
+            return check_sealing(tenant, event).map(|()| Vec::new());
         }
         return Err(UserActionError::Missing {
             kind: kind.to_string(),
@@ -237,13 +275,150 @@ pub fn check_tenant_event(
     if !ACTION_KINDS.contains(&kind) {
         return Err(malformed(event, "this kind carries no user action"));
     }
-    check_action(tenant, event, view, anchor_distance_max)
+    // Who signed what first; then whether its payload is sealed as its kind must be.
+    let keys = check_action(tenant, event, view, anchor_distance_max)?;
+    check_sealing(tenant, event)?;
+    Ok(keys)
+}
+
+/// A sealed kind (govern-core's `seal::SEALED_KINDS`) is sealed in its scope under a version
+/// the tenant has, with its clear fields in `body.clear` and nothing of its payload in
+/// clear; every other kind is not sealed.
+fn check_sealing(tenant: &Tenant, event: &Event) -> Result<(), UserActionError> {
+    let kind = event.kind.as_str();
+    let refuse = |reason: String| UserActionError::Sealing {
+        kind: kind.to_string(),
+        reason,
+    };
+    let Some(sealed) = sealed_kind(kind) else {
+        if event.sealed.is_some() {
+            return Err(refuse("this kind is not sealed".into()));
+        }
+        return Ok(());
+    };
+    let (scope, version) = sealed_scope(event).map_err(|e| refuse(e.to_string()))?;
+    if scope != sealed.scope {
+        return Err(refuse(format!(
+            "sealed in scope {scope:?}; this kind's scope is {:?}",
+            sealed.scope
+        )));
+    }
+    if version == 0 || version > tenant.keys.current() {
+        return Err(refuse(format!(
+            "key version {version} does not exist (the tenant's current is {})",
+            tenant.keys.current()
+        )));
+    }
+    let in_clear: &[&str] = if sealed.action {
+        &["params", "salt"]
+    } else {
+        &["name"]
+    };
+    if let Some(field) = in_clear.iter().find(|f| event.body.contains_key(**f)) {
+        return Err(refuse(format!("{field:?} belongs in the sealed payload")));
+    }
+    if sealed.action {
+        let clear = event
+            .body
+            .get("clear")
+            .and_then(Value::as_object)
+            .ok_or_else(|| refuse("\"clear\": the parameters the log reads, an object".into()))?;
+        if clear.len() != sealed.clear.len() || sealed.clear.iter().any(|f| !clear.contains_key(*f))
+        {
+            return Err(refuse(format!(
+                "\"clear\" holds exactly {:?}",
+                sealed.clear
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `keys.rotated` adds the next version; `keys.audit` names the role, identity, scopes and
+/// versions of a release; `reads.audit` names a scope and entries that are the tenant's
+/// sealed payloads in that scope. (`keys.shredded` is once per tenant by its uniqueness key.)
+fn check_key_event(tenant: &Tenant, event: &Event) -> Result<(), UserActionError> {
+    let b = &event.body;
+    match event.kind.as_str() {
+        KEYS_ROTATED => {
+            let next = tenant.keys.current() + 1;
+            if b.get("version").and_then(Value::as_u64) != Some(u64::from(next)) {
+                return Err(malformed(
+                    event,
+                    format!("\"version\" is {next}, the next version"),
+                ));
+            }
+        }
+        KEYS_AUDIT => {
+            let scopes = b.get("scopes").and_then(Value::as_array);
+            let ok = text(b, "role").is_some_and(|r| Role::new(r).is_ok())
+                && text(b, "identity").is_some_and(hex32)
+                && scopes.is_some_and(|s| {
+                    !s.is_empty()
+                        && s.iter()
+                            .all(|s| s.as_str().is_some_and(|s| SCOPES.contains(&s)))
+                })
+                && b.get("versions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|v| {
+                        !v.is_empty()
+                            && v.iter().all(|v| {
+                                v.as_u64().is_some_and(|v| {
+                                    v >= 1 && v <= u64::from(tenant.keys.current())
+                                })
+                            })
+                    });
+            if !ok {
+                return Err(malformed(
+                    event,
+                    "\"role\", \"identity\" (hex leaf), \"scopes\" and \"versions\" the tenant has",
+                ));
+            }
+        }
+        READS_AUDIT => {
+            let scope = text(b, "scope")
+                .filter(|s| SCOPES.contains(s))
+                .ok_or_else(|| malformed(event, "\"scope\": a tenant-data scope"))?;
+            let entries = b
+                .get("entries")
+                .and_then(Value::as_array)
+                .filter(|e| !e.is_empty() && e.len() <= READS_AUDIT_ENTRIES_MAX)
+                .ok_or_else(|| {
+                    malformed(
+                        event,
+                        format!("\"entries\": 1 to {READS_AUDIT_ENTRIES_MAX} indices"),
+                    )
+                })?;
+            let sealed = tenant.payloads.get(scope).map_or(&[][..], Vec::as_slice);
+            for entry in entries {
+                let ok = entry
+                    .as_u64()
+                    .is_some_and(|i| sealed.binary_search(&i).is_ok());
+                if !ok {
+                    return Err(malformed(
+                        event,
+                        format!(
+                            "entry {entry} is not a sealed payload of this tenant in scope {scope}"
+                        ),
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn check_tenant_created(event: &Event) -> Result<(), UserActionError> {
     let b = &event.body;
     if event.tenant == TenantId::SYSTEM {
         return Err(malformed(event, "a tenant's id is not the system tenant's"));
+    }
+    if event.sealed.is_some() {
+        return Err(UserActionError::Sealing {
+            kind: event.kind.to_string(),
+            reason: "this kind is not sealed (its tenant has no keys yet)".into(),
+        });
     }
     if !text(b, "name").is_some_and(name_ok) {
         return Err(malformed(
@@ -271,8 +446,8 @@ fn check_registered(tenant: &Tenant, event: &Event) -> Result<(), UserActionErro
     let (Some(user), Some(hash)) = (text(b, "user"), text(b, "invite")) else {
         return Err(malformed(event, "\"user\" and \"invite\" are required"));
     };
-    if uuid_text(user).is_none() || !text(b, "name").is_some_and(name_ok) {
-        return Err(malformed(event, "\"user\" is a UUID and \"name\" a name"));
+    if uuid_text(user).is_none() {
+        return Err(malformed(event, "\"user\" is a UUID"));
     }
     let invite = tenant
         .invites
@@ -356,11 +531,6 @@ fn check_action(
     anchor_distance_max: u64,
 ) -> Result<Vec<String>, UserActionError> {
     let (object, signature) = action_of(&event.body).map_err(UserActionError::Signature)?;
-    let params = event
-        .body
-        .get("params")
-        .and_then(Value::as_object)
-        .ok_or_else(|| malformed(event, "\"params\": the action's body, an object"))?;
     for (what, named, actual) in [
         ("tenant", &object.tenant, event.tenant.0.to_string()),
         ("kind", &object.kind, event.kind.to_string()),
@@ -375,21 +545,30 @@ fn check_action(
             });
         }
     }
-    // The body the user signed: while payloads are in clear, the log checks it against the
-    // commitment (once sealed, only holders of the tenant's key can).
-    let salt: [u8; 32] = text(&event.body, "salt")
-        .and_then(|s| hex::decode(s).ok())
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| malformed(event, "\"salt\": 32 bytes, hex"))?;
-    let commitment = body_commitment(&salt, &Value::Object(params.clone()))
-        .map_err(UserActionError::Signature)?;
-    if commitment != object.body_commitment {
-        return Err(UserActionError::Commitment);
-    }
     let (state, verified) = verify_with_credential(tenant, &object, &signature)?;
     let user = tenant.users.get(&object.user).ok_or_else(|| {
         UserActionError::Target(format!("user {} is not registered", object.user))
     })?;
+    let sealed = sealed_kind(event.kind.as_str()).is_some();
+    let member = if sealed { "clear" } else { "params" };
+    let params = event
+        .body
+        .get(member)
+        .and_then(Value::as_object)
+        .ok_or_else(|| malformed(event, format!("\"{member}\": an object")))?;
+    // The body the user signed: in clear, the log checks it against the commitment; sealed,
+    // only holders of the scope key can (govern-core's `seal::open_action`).
+    if !sealed {
+        let salt: [u8; 32] = text(&event.body, "salt")
+            .and_then(|s| hex::decode(s).ok())
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| malformed(event, "\"salt\": 32 bytes, hex"))?;
+        let commitment = body_commitment(&salt, &Value::Object(params.clone()))
+            .map_err(UserActionError::Signature)?;
+        if commitment != object.body_commitment {
+            return Err(UserActionError::Commitment);
+        }
+    }
     authorize(tenant, user.role, &object, params, event)?;
     check_anchor(&object, view, anchor_distance_max)?;
     if object.nonce.is_empty() || object.nonce.len() > 64 {
@@ -519,13 +698,12 @@ fn authorize(
     };
     match kind {
         USER_INVITED
-            if !text(params, "name").is_some_and(name_ok)
-                || text(params, "role").and_then(UserRole::parse).is_none()
+            if text(params, "role").and_then(UserRole::parse).is_none()
                 || !text(&event.body, "invite").is_some_and(hex32) =>
         {
             return Err(malformed(
                 event,
-                "params.name, params.role (admin|member) and body.invite (hex SHA-256)",
+                "clear.role (admin|member) and body.invite (hex SHA-256)",
             ));
         }
         USER_ROLE_CHANGED => {
@@ -581,7 +759,7 @@ fn authorize(
         }
         tenants::APPROVAL_DECIDED => {
             if text(params, "decision").is_none_or(|d| d != "approve" && d != "deny") {
-                return Err(malformed(event, "params.decision is approve or deny"));
+                return Err(malformed(event, "clear.decision is approve or deny"));
             }
             if text(&event.body, "user") != Some(object.user.as_str()) {
                 return Err(malformed(event, "body.user is the deciding user"));

@@ -883,10 +883,45 @@ impl IdentityPolicy {
 
     /// The checks of every other event's producer identity.
     fn check_producer(&self, reg: &Registry, event: &Event) -> Result<(), IdentityError> {
-        let role = &event.producer.role;
-        let named = event
-            .attestation
-            .ok_or_else(|| IdentityError::MissingAttestation { role: role.clone() })?;
+        self.check_identity(
+            reg,
+            &event.producer.role,
+            event.attestation,
+            &event.producer.key,
+            event.time,
+        )
+        .map(|_| ())
+    }
+
+    /// The live identity of `role`, as the log sees it now (its last durable batch): the
+    /// identity `attestation` names, holding `key`, not quarantined, pinned, and not expired
+    /// at `time`. The checks every event's producer passes at append, for services that
+    /// act outside the log on a role's behalf (the key service releasing scope keys).
+    ///
+    /// # Errors
+    /// The [`IdentityError`] an event of that producer would get.
+    pub fn live_identity(
+        &self,
+        role: &Role,
+        attestation: LeafHash,
+        key: &PublicKey,
+        time: Timestamp,
+    ) -> Result<Identity, IdentityError> {
+        let state = self.state.lock();
+        self.check_identity(&state.committed, role, Some(attestation), key, time)
+            .cloned()
+    }
+
+    fn check_identity<'r>(
+        &self,
+        reg: &'r Registry,
+        role: &Role,
+        attestation: Option<LeafHash>,
+        key: &PublicKey,
+        time: Timestamp,
+    ) -> Result<&'r Identity, IdentityError> {
+        let named =
+            attestation.ok_or_else(|| IdentityError::MissingAttestation { role: role.clone() })?;
         let id = reg
             .identities
             .get(role)
@@ -898,10 +933,10 @@ impl IdentityPolicy {
                 current: id.leaf,
             });
         }
-        if id.ed25519 != event.producer.key {
+        if id.ed25519 != *key {
             return Err(IdentityError::ProducerKeyMismatch {
                 role: role.clone(),
-                key: event.producer.key.to_base64(),
+                key: key.to_base64(),
             });
         }
         if reg.quarantined.contains_key(id.measurement())
@@ -920,16 +955,16 @@ impl IdentityPolicy {
         }
         if let Some(m) = &reg.manifest {
             let expired = id.last_event(&m.manifest, self.time_skew_ms);
-            if event.time > expired {
+            if time > expired {
                 return Err(IdentityError::IdentityExpired {
                     role: role.clone(),
                     attested: id.attested,
                     expired,
-                    time: event.time,
+                    time,
                 });
             }
         }
-        Ok(())
+        Ok(id)
     }
 
     /// Record an accepted event in `state.working`.

@@ -1,0 +1,892 @@
+//! The key service (DESIGN §7): role `keys`, hosted by the node in the embedded default,
+//! with its own identity and manifest entry.
+//!
+//! - **The master**: 32 random bytes, sealed at rest. Dev: AES-256-GCM under a local
+//!   key-encryption key file (`keys/dev-kek`, mode 0600), which anyone who can read the data
+//!   dir can use: the node says so loudly at start. Production (feature `nitro-kms`): AWS KMS
+//!   releases it only to the `keys` measurement, encrypted to the RSA key of its attestation
+//!   ([`crate::kms`]).
+//! - **Seeds**: one random 256-bit seed per tenant and key version, wrapped under the master
+//!   (AES-256-GCM, key HKDF(master, "govern/seed-wrap/v1"), AAD = tenant ‖ 0 ‖ version),
+//!   kept in `keys/seeds/<tenant>.json`, never in the log. Version 1 is made at the first
+//!   release of a tenant's keys; `rotate` adds the next; `shred` deletes the file, so
+//!   nobody can derive the tenant's scope keys again.
+//! - **Scope keys**: `govern_core::seal::scope_key(master, seed, tenant, scope, version)`.
+//! - **Release**: a service asks with a request signed by its live identity's Ed25519 key
+//!   ([`ReleaseRequest`]); it gets every version of the scope keys it asked for, HPKE-sealed
+//!   (RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM) to the X25519
+//!   key its attestation binds, and only for scopes its manifest entry lists. Refused for an
+//!   identity that is not the role's current one, expired, quarantined or unpinned. Each
+//!   release is a `keys.audit` event in the log before the keys leave.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::Signature;
+use govern_core::event::{Kind, RequestId, Role, TenantId, Timestamp};
+use govern_core::ids::LeafHash;
+use govern_core::seal::scope_key;
+use govern_projections::tenants::{KEYS_AUDIT, KEYS_ROTATED, KEYS_SHREDDED};
+use govern_store::{IdentityPolicy, Log, RocksStorage};
+use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
+use rand_core::{OsRng, RngCore as _};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::boot::LocalService;
+use crate::problem::Problem;
+
+/// The domain of a release request's signature and of the HPKE `info`.
+pub const RELEASE_DOMAIN: &str = "govern/keys-release/v1";
+/// How far a release request's `time` may be from the key service's clock.
+pub const RELEASE_SKEW_MS: i64 = 60_000;
+/// The HPKE suite of a release.
+pub const HPKE_SUITE: &str = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM";
+/// The role name.
+pub const KEYS_ROLE: &str = "keys";
+/// The warning a dev key service logs at start.
+pub const DEV_KEK_WARNING: &str = "DEV MODE: the key service's master key is sealed under \
+    keys/dev-kek, a key file in the data dir. Anyone who can read the data dir can open every \
+    tenant's payloads. Production seals it with AWS KMS to the keys enclave's measurement \
+    (feature nitro-kms).";
+
+type Kem = hpke::kem::X25519HkdfSha256;
+type Kdf = hpke::kdf::HkdfSha256;
+type Aead = hpke::aead::AesGcm256;
+
+/// Why the key service refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The request is malformed.
+    #[error("{0}")]
+    Malformed(String),
+    /// The request's signature does not verify under the role's identity key, or its time
+    /// is outside the allowed skew.
+    #[error("release request not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The requesting identity is not live (not the current one, expired, quarantined,
+    /// unpinned).
+    #[error("{0}")]
+    Identity(govern_store::IdentityError),
+    /// The role's manifest entry does not list the scope.
+    #[error("role {role} may not read scope {scope}: its manifest entry does not list it")]
+    ScopeDenied {
+        /// The role.
+        role: String,
+        /// The scope.
+        scope: String,
+    },
+    /// The tenant does not exist.
+    #[error("tenant {0} does not exist")]
+    UnknownTenant(String),
+    /// The tenant's keys were shredded.
+    #[error("tenant {0}'s keys were shredded; nothing of it opens any more")]
+    Shredded(String),
+    /// The key store failed, or a seed is missing for a version the log has.
+    #[error("key store: {0}")]
+    Store(String),
+    /// The log refused or failed the audit event.
+    #[error("{0}")]
+    Append(#[from] govern_store::AppendError),
+}
+
+impl From<KeyError> for Problem {
+    fn from(e: KeyError) -> Self {
+        let (status, kind, title) = match &e {
+            KeyError::Malformed(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-body",
+                "Request body refused",
+            ),
+            KeyError::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "release-unauthenticated",
+                "Release request not signed by the role's identity",
+            ),
+            KeyError::Identity(i) => {
+                let (kind, title) = i.problem();
+                (StatusCode::FORBIDDEN, kind, title)
+            }
+            KeyError::ScopeDenied { .. } => {
+                (StatusCode::FORBIDDEN, "scope-denied", "Scope not granted")
+            }
+            KeyError::UnknownTenant(_) => {
+                (StatusCode::NOT_FOUND, "tenant-unknown", "No such tenant")
+            }
+            KeyError::Shredded(_) => (StatusCode::GONE, "tenant-shredded", "Tenant shredded"),
+            KeyError::Store(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "key-store",
+                "Key store unavailable",
+            ),
+            KeyError::Append(a) => return Problem::from(a.clone()),
+        };
+        Problem::new(status, kind, title, e.to_string())
+    }
+}
+
+fn store_err(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> KeyError {
+    let path = path.display().to_string();
+    let what = what.to_string();
+    move |e| KeyError::Store(format!("{what} {path}: {e}"))
+}
+
+fn hkdf32(ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut okm = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA256's limit.
+    let _ = hkdf::Hkdf::<Sha256>::new(None, ikm).expand(info, okm.as_mut());
+    okm
+}
+
+fn aes_seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Value, KeyError> {
+    let mut nonce = [0u8; 12];
+    OsRng.fill_bytes(&mut nonce);
+    let ct = Aes256Gcm::new(key.into())
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| KeyError::Store("AES-GCM refused to seal".into()))?;
+    Ok(json!({"nonce": B64.encode(nonce), "ct": B64.encode(ct)}))
+}
+
+fn aes_open(
+    key: &[u8; 32],
+    aad: &[u8],
+    sealed: &Value,
+    what: &str,
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let field = |f: &str| {
+        sealed
+            .get(f)
+            .and_then(Value::as_str)
+            .and_then(|s| B64.decode(s).ok())
+            .ok_or_else(|| KeyError::Store(format!("{what}: {f} is not base64")))
+    };
+    let nonce = field("nonce")?;
+    if nonce.len() != 12 {
+        return Err(KeyError::Store(format!(
+            "{what}: the nonce is not 12 bytes"
+        )));
+    }
+    let plain = Zeroizing::new(
+        Aes256Gcm::new(key.into())
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &field("ct")?,
+                    aad,
+                },
+            )
+            .map_err(|_| KeyError::Store(format!("{what} does not open with this key")))?,
+    );
+    let mut out = Zeroizing::new([0u8; 32]);
+    if plain.len() != 32 {
+        return Err(KeyError::Store(format!("{what} is not 32 bytes")));
+    }
+    out.copy_from_slice(&plain);
+    Ok(out)
+}
+
+/// Write `bytes` to `path` durably: a temporary file, fsync, rename, fsync of the directory.
+fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(store_err("cannot write", &tmp))?;
+    f.write_all(bytes)
+        .map_err(store_err("cannot write", &tmp))?;
+    f.sync_all().map_err(store_err("cannot sync", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(store_err("cannot rename to", path))?;
+    sync_dir(path)
+}
+
+fn sync_dir(path: &Path) -> Result<(), KeyError> {
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(store_err("cannot sync", dir))?;
+    }
+    Ok(())
+}
+
+/// How the master is sealed at rest.
+#[derive(Debug, Clone)]
+pub enum MasterSeal {
+    /// Dev: under `keys/dev-kek` in the data dir.
+    DevKek,
+    /// AWS KMS, released only to the `keys` measurement.
+    #[cfg(feature = "nitro-kms")]
+    Kms(crate::kms::KmsConfig),
+}
+
+/// The master key, opened (made on first use).
+///
+/// # Errors
+/// [`KeyError::Store`] when the files cannot be read or written, or do not open.
+pub fn open_master(dir: &Path, seal: &MasterSeal) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    std::fs::create_dir_all(dir.join("seeds")).map_err(store_err("cannot create", dir))?;
+    match seal {
+        MasterSeal::DevKek => open_master_dev(dir),
+        #[cfg(feature = "nitro-kms")]
+        MasterSeal::Kms(config) => crate::kms::open_master(dir, config),
+    }
+}
+
+const MASTER_AAD: &[u8] = b"govern/master/v1";
+
+fn open_master_dev(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let kek_path = dir.join("dev-kek");
+    let master_path = dir.join("master.json");
+    let kek: Zeroizing<[u8; 32]> = match std::fs::read_to_string(&kek_path) {
+        Ok(text) => {
+            let bytes = Zeroizing::new(
+                hex::decode(text.trim())
+                    .map_err(|_| KeyError::Store(format!("{} is not hex", kek_path.display())))?,
+            );
+            let mut k = Zeroizing::new([0u8; 32]);
+            if bytes.len() != 32 {
+                return Err(KeyError::Store(format!(
+                    "{} is not 32 bytes",
+                    kek_path.display()
+                )));
+            }
+            k.copy_from_slice(&bytes);
+            k
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if master_path.exists() {
+                return Err(KeyError::Store(format!(
+                    "{} exists but its key-encryption key {} is gone: the master cannot be opened",
+                    master_path.display(),
+                    kek_path.display()
+                )));
+            }
+            let mut k = Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(k.as_mut());
+            write_durable(
+                &kek_path,
+                Zeroizing::new(format!("{}\n", hex::encode(k.as_ref()))).as_bytes(),
+            )?;
+            k
+        }
+        Err(e) => return Err(store_err("cannot read", &kek_path)(e)),
+    };
+    match std::fs::read(&master_path) {
+        Ok(bytes) => {
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| KeyError::Store(format!("{}: {e}", master_path.display())))?;
+            if v.get("alg").and_then(Value::as_str) != Some("dev-kek/A256GCM") {
+                return Err(KeyError::Store(format!(
+                    "{} is not sealed under the dev key-encryption key",
+                    master_path.display()
+                )));
+            }
+            aes_open(&kek, MASTER_AAD, &v, "the master key")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut master = Zeroizing::new([0u8; 32]);
+            OsRng.fill_bytes(master.as_mut());
+            let mut sealed = aes_seal(&kek, MASTER_AAD, master.as_ref())?;
+            sealed["v"] = 1.into();
+            sealed["alg"] = "dev-kek/A256GCM".into();
+            write_durable(&master_path, sealed.to_string().as_bytes())?;
+            Ok(master)
+        }
+        Err(e) => Err(store_err("cannot read", &master_path)(e)),
+    }
+}
+
+/// A request for a tenant's scope keys, signed by the requesting service's identity key over
+/// `"govern/keys-release/v1" ‖ 0x00 ‖ JCS(the request without sig)`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// The requesting role.
+    pub role: String,
+    /// Its current `service.attested` leaf hash, hex.
+    pub identity: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    /// When it was made (RFC 3339, milliseconds).
+    pub time: String,
+    /// Ed25519 signature, base64.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sig: String,
+}
+
+impl ReleaseRequest {
+    fn message(&self) -> Result<Vec<u8>, KeyError> {
+        let mut unsigned = self.clone();
+        unsigned.sig.clear();
+        let jcs = govern_core::canonical::to_vec(&unsigned)
+            .map_err(|e| KeyError::Malformed(e.to_string()))?;
+        let mut m = Vec::with_capacity(RELEASE_DOMAIN.len() + 1 + jcs.len());
+        m.extend_from_slice(RELEASE_DOMAIN.as_bytes());
+        m.push(0);
+        m.extend_from_slice(&jcs);
+        Ok(m)
+    }
+
+    /// A request by `service` (attested) for `scopes` of `tenant`, signed now.
+    ///
+    /// # Errors
+    /// [`KeyError::Malformed`] before the service's first attestation is durable.
+    pub fn signed(
+        service: &LocalService,
+        tenant: &TenantId,
+        scopes: &[&str],
+    ) -> Result<Self, KeyError> {
+        let keys = service.identity.keys();
+        let identity = service
+            .identity
+            .current()
+            .ok_or_else(|| KeyError::Malformed(format!("{} is not attested yet", keys.role())))?;
+        let mut req = Self {
+            role: keys.role().to_string(),
+            identity: identity.to_string(),
+            tenant: tenant.0.to_string(),
+            scopes: scopes.iter().map(|s| (*s).to_string()).collect(),
+            time: Timestamp::now().to_string(),
+            sig: String::new(),
+        };
+        let sig = ed25519_dalek::Signer::sign(keys.signing_key(), &req.message()?);
+        req.sig = B64.encode(sig.to_bytes());
+        Ok(req)
+    }
+}
+
+/// A release: the scope keys, HPKE-sealed to the requester's attested X25519 key with `info`
+/// = the request's signed message, so a release answers one request only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Release {
+    /// The tenant.
+    pub tenant: String,
+    /// The role it went to.
+    pub role: String,
+    /// The HPKE suite.
+    pub suite: String,
+    /// The encapsulated key, base64.
+    pub enc: String,
+    /// The ciphertext of JCS `{"keys":[{"scope","version","key"}]}` (keys base64), base64.
+    pub ct: String,
+    /// The `keys.audit` entry that records it.
+    pub audit: u64,
+}
+
+/// Scope keys by (scope, version), wiped on drop.
+#[derive(Default)]
+pub struct ScopeKeys(BTreeMap<(String, u32), Zeroizing<[u8; 32]>>);
+
+impl std::fmt::Debug for ScopeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl ScopeKeys {
+    /// The key of `scope`, version `version`.
+    #[must_use]
+    pub fn get(&self, scope: &str, version: u32) -> Option<&[u8; 32]> {
+        self.0.get(&(scope.to_string(), version)).map(|k| &**k)
+    }
+
+    /// Every (scope, version) held.
+    pub fn versions(&self) -> impl Iterator<Item = &(String, u32)> {
+        self.0.keys()
+    }
+}
+
+impl Release {
+    /// Open with the requester's X25519 secret.
+    ///
+    /// # Errors
+    /// [`KeyError::Malformed`] when it does not open or is not the expected JSON.
+    pub fn open(
+        &self,
+        request: &ReleaseRequest,
+        x25519: &x25519_dalek::StaticSecret,
+    ) -> Result<ScopeKeys, KeyError> {
+        let bad = |what: &str| KeyError::Malformed(format!("release: {what}"));
+        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(x25519.as_bytes())
+            .map_err(|_| bad("the X25519 secret"))?;
+        let enc = B64
+            .decode(&self.enc)
+            .ok()
+            .and_then(|b| <Kem as hpke::Kem>::EncappedKey::from_bytes(&b).ok())
+            .ok_or_else(|| bad("enc"))?;
+        let ct = B64.decode(&self.ct).map_err(|_| bad("ct is not base64"))?;
+        let plain = Zeroizing::new(
+            hpke::single_shot_open::<Aead, Kdf, Kem>(
+                &OpModeR::Base,
+                &sk,
+                &enc,
+                &request.message()?,
+                &ct,
+                b"",
+            )
+            .map_err(|_| bad("does not open with this key for this request"))?,
+        );
+        let v: Value = serde_json::from_slice(&plain).map_err(|_| bad("not JSON"))?;
+        let mut out = ScopeKeys::default();
+        for k in v
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("no keys"))?
+        {
+            let scope = k
+                .get("scope")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("scope"))?;
+            let version = k
+                .get("version")
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| bad("version"))?;
+            let key = Zeroizing::new(
+                k.get("key")
+                    .and_then(Value::as_str)
+                    .and_then(|s| B64.decode(s).ok())
+                    .ok_or_else(|| bad("key"))?,
+            );
+            let mut fixed = Zeroizing::new([0u8; 32]);
+            if key.len() != 32 {
+                return Err(bad("a key is not 32 bytes"));
+            }
+            fixed.copy_from_slice(&key);
+            out.0.insert((scope.to_string(), version), fixed);
+        }
+        Ok(out)
+    }
+}
+
+/// A tenant's seeds file: every version's wrapped seed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SeedFile {
+    v: u32,
+    tenant: String,
+    /// Version (decimal) → `{nonce, ct, created}`.
+    versions: BTreeMap<String, Value>,
+}
+
+/// The key service.
+pub struct KeyService {
+    dir: PathBuf,
+    master: Zeroizing<[u8; 32]>,
+    /// Its identity (role `keys`).
+    pub service: Arc<LocalService>,
+    log: Arc<Log<RocksStorage>>,
+    policy: Arc<IdentityPolicy>,
+    /// Serializes seed files, rotations and shreddings.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for KeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyService")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the log says of a tenant's keys.
+struct TenantKeys {
+    current: u32,
+    shredded: bool,
+    created_leaf: LeafHash,
+    last_version_leaf: Option<LeafHash>,
+}
+
+impl KeyService {
+    /// The key service over `dir` (`<data-dir>/keys`) with its opened master, its attested
+    /// identity, and the log. Deletes the seeds of any tenant the log says is shredded (a
+    /// crash between `keys.shredded` and the deletion).
+    ///
+    /// # Errors
+    /// [`KeyError::Store`].
+    pub fn new(
+        dir: PathBuf,
+        master: Zeroizing<[u8; 32]>,
+        service: Arc<LocalService>,
+        log: Arc<Log<RocksStorage>>,
+        policy: Arc<IdentityPolicy>,
+    ) -> Result<Self, KeyError> {
+        let ks = Self {
+            dir,
+            master,
+            service,
+            log,
+            policy,
+            lock: tokio::sync::Mutex::new(()),
+        };
+        let seeds = ks.dir.join("seeds");
+        for entry in std::fs::read_dir(&seeds).map_err(store_err("cannot list", &seeds))? {
+            let path = entry.map_err(store_err("cannot list", &seeds))?.path();
+            let Some(tenant) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .map(TenantId)
+            else {
+                continue;
+            };
+            if ks.tenant_keys(&tenant).is_ok_and(|t| t.shredded) {
+                tracing::warn!(tenant = %tenant.0, "deleting the seeds of a shredded tenant");
+                shred_file(&path)?;
+            }
+        }
+        Ok(ks)
+    }
+
+    fn seeds_path(&self, tenant: &TenantId) -> PathBuf {
+        self.dir.join("seeds").join(format!("{}.json", tenant.0))
+    }
+
+    fn wrap_key(&self) -> Zeroizing<[u8; 32]> {
+        hkdf32(self.master.as_ref(), b"govern/seed-wrap/v1")
+    }
+
+    fn seed_aad(tenant: &TenantId, version: u32) -> Vec<u8> {
+        format!("govern/seed/v1{}\0{version}", tenant.0).into_bytes()
+    }
+
+    fn tenant_keys(&self, tenant: &TenantId) -> Result<TenantKeys, KeyError> {
+        self.policy
+            .with_tenant(tenant, |t| TenantKeys {
+                current: t.keys.current(),
+                shredded: t.keys.shredded.is_some(),
+                created_leaf: t.leaf,
+                last_version_leaf: t
+                    .keys
+                    .versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.version > 1)
+                    .map(|v| v.leaf),
+            })
+            .ok_or_else(|| KeyError::UnknownTenant(tenant.0.to_string()))
+    }
+
+    fn read_seeds(&self, tenant: &TenantId) -> Result<SeedFile, KeyError> {
+        let path = self.seeds_path(tenant);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| KeyError::Store(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SeedFile {
+                v: 1,
+                tenant: tenant.0.to_string(),
+                versions: BTreeMap::new(),
+            }),
+            Err(e) => Err(store_err("cannot read", &path)(e)),
+        }
+    }
+
+    /// Add a fresh seed for `version` to the file, durably.
+    fn add_seed(
+        &self,
+        tenant: &TenantId,
+        file: &mut SeedFile,
+        version: u32,
+    ) -> Result<(), KeyError> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(seed.as_mut());
+        let mut wrapped = aes_seal(
+            &self.wrap_key(),
+            &Self::seed_aad(tenant, version),
+            seed.as_ref(),
+        )?;
+        wrapped["created"] = Timestamp::now().to_string().into();
+        file.versions.insert(version.to_string(), wrapped);
+        let bytes = serde_json::to_vec(file).map_err(|e| KeyError::Store(e.to_string()))?;
+        write_durable(&self.seeds_path(tenant), &bytes)
+    }
+
+    /// The seeds of versions 1..=`current`, making version 1's on first use.
+    fn seeds(&self, tenant: &TenantId, current: u32) -> Result<Vec<Zeroizing<[u8; 32]>>, KeyError> {
+        let mut file = self.read_seeds(tenant)?;
+        if file.versions.is_empty() && current == 1 {
+            self.add_seed(tenant, &mut file, 1)?;
+        }
+        (1..=current)
+            .map(|v| {
+                let wrapped = file.versions.get(&v.to_string()).ok_or_else(|| {
+                    KeyError::Store(format!("tenant {}: no seed for key version {v}", tenant.0))
+                })?;
+                aes_open(
+                    &self.wrap_key(),
+                    &Self::seed_aad(tenant, v),
+                    wrapped,
+                    "a seed",
+                )
+            })
+            .collect()
+    }
+
+    /// Every version of `scopes`' keys of `tenant`, for a service of this process or a
+    /// benchmark: the derivation a release carries.
+    fn derive(
+        &self,
+        tenant: &TenantId,
+        scopes: &[String],
+        seeds: &[Zeroizing<[u8; 32]>],
+    ) -> Result<ScopeKeys, KeyError> {
+        let mut out = ScopeKeys::default();
+        for scope in scopes {
+            for (i, seed) in seeds.iter().enumerate() {
+                let version = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                let key = scope_key(&self.master, seed, tenant, scope, version)
+                    .map_err(|e| KeyError::Malformed(e.to_string()))?;
+                out.0.insert((scope.clone(), version), Zeroizing::new(key));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Release `req`'s scope keys: check it, record a `keys.audit`, and answer them sealed to
+    /// the requester's attested X25519 key.
+    ///
+    /// # Errors
+    /// [`KeyError`].
+    pub async fn release(&self, req: &ReleaseRequest) -> Result<Release, KeyError> {
+        let role = Role::new(&req.role).map_err(|e| KeyError::Malformed(format!("role: {e}")))?;
+        let leaf = LeafHash::try_from(req.identity.clone())
+            .map_err(|_| KeyError::Malformed("identity: a leaf hash, hex".into()))?;
+        let tenant = TenantId(
+            Uuid::parse_str(&req.tenant)
+                .map_err(|_| KeyError::Malformed("tenant: a UUID".into()))?,
+        );
+        if req.scopes.is_empty() || req.scopes.len() > govern_core::seal::SCOPES.len() {
+            return Err(KeyError::Malformed(format!(
+                "scopes: 1 to {} scope names",
+                govern_core::seal::SCOPES.len()
+            )));
+        }
+        let mut scopes = req.scopes.clone();
+        scopes.sort();
+        scopes.dedup();
+        let time = Timestamp::try_from(req.time.clone())
+            .map_err(|_| KeyError::Malformed("time: RFC 3339 with milliseconds".into()))?;
+        let now = Timestamp::now();
+        if (time.unix_ms() - now.unix_ms()).abs() > RELEASE_SKEW_MS {
+            return Err(KeyError::Unauthenticated(format!(
+                "time {time} is more than {RELEASE_SKEW_MS} ms from the key service's {now}"
+            )));
+        }
+        let sig = B64
+            .decode(&req.sig)
+            .ok()
+            .and_then(|b| Signature::from_slice(&b).ok())
+            .ok_or_else(|| KeyError::Unauthenticated("sig: an Ed25519 signature, base64".into()))?;
+        // The role's identity as the log holds it now: the one named, live, not quarantined.
+        let current = self.policy.identity(&role).ok_or_else(|| {
+            KeyError::Identity(govern_store::IdentityError::NoIdentity { role: role.clone() })
+        })?;
+        let identity = self
+            .policy
+            .live_identity(&role, leaf, &current.ed25519, now)
+            .map_err(KeyError::Identity)?;
+        let key = identity
+            .ed25519
+            .verifying_key()
+            .map_err(|_| KeyError::Unauthenticated("the identity's key does not decode".into()))?;
+        key.verify_strict(&req.message()?, &sig).map_err(|_| {
+            KeyError::Unauthenticated(
+                "the signature does not verify under the role's identity key".into(),
+            )
+        })?;
+        let manifest = self
+            .policy
+            .manifest()
+            .ok_or_else(|| KeyError::Store("no manifest in force".into()))?;
+        let allowed = manifest
+            .manifest
+            .role(&role)
+            .map(|r| r.scopes.clone())
+            .unwrap_or_default();
+        if let Some(scope) = scopes.iter().find(|s| !allowed.contains(s)) {
+            return Err(KeyError::ScopeDenied {
+                role: role.to_string(),
+                scope: scope.clone(),
+            });
+        }
+        let (keys, versions) = {
+            let _guard = self.lock.lock().await;
+            let t = self.tenant_keys(&tenant)?;
+            if t.shredded {
+                return Err(KeyError::Shredded(tenant.0.to_string()));
+            }
+            let seeds = self.seeds(&tenant, t.current)?;
+            (
+                self.derive(&tenant, &scopes, &seeds)?,
+                (1..=t.current).collect::<Vec<u32>>(),
+            )
+        };
+        let mut list = Vec::new();
+        for ((scope, version), key) in &keys.0 {
+            list.push(json!({"scope": scope, "version": version, "key": B64.encode(key.as_ref())}));
+        }
+        let plain = Zeroizing::new(
+            govern_core::canonical::to_vec(&json!({"keys": list}))
+                .map_err(|e| KeyError::Malformed(e.to_string()))?,
+        );
+        drop(list);
+        let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&identity.x25519)
+            .map_err(|_| KeyError::Malformed("the identity's X25519 key does not decode".into()))?;
+        let (enc, ct) = hpke::single_shot_seal::<Aead, Kdf, Kem, _>(
+            &OpModeS::Base,
+            &pk,
+            &req.message()?,
+            &plain,
+            b"",
+            &mut OsRng,
+        )
+        .map_err(|e| KeyError::Malformed(format!("HPKE: {e}")))?;
+        // The release is in the log before the keys leave.
+        let mut body = Map::new();
+        body.insert("role".into(), role.to_string().into());
+        body.insert("identity".into(), identity.leaf.to_string().into());
+        body.insert("scopes".into(), json!(scopes));
+        body.insert("versions".into(), json!(versions));
+        body.insert("x25519".into(), hex::encode(identity.x25519).into());
+        let audit = self
+            .append(KEYS_AUDIT, tenant, vec![identity.leaf], body)
+            .await?;
+        Ok(Release {
+            tenant: tenant.0.to_string(),
+            role: role.to_string(),
+            suite: HPKE_SUITE.into(),
+            enc: B64.encode(enc.to_bytes()),
+            ct: B64.encode(ct),
+            audit,
+        })
+    }
+
+    async fn append(
+        &self,
+        kind: &str,
+        tenant: TenantId,
+        parents: Vec<LeafHash>,
+        body: Map<String, Value>,
+    ) -> Result<u64, KeyError> {
+        let kind = Kind::new(kind).map_err(|e| KeyError::Malformed(e.to_string()))?;
+        let event = self
+            .service
+            .identity
+            .sign(kind, tenant, RequestId::new_v7(), parents, body)
+            .map_err(|e| KeyError::Malformed(e.to_string()))?;
+        Ok(self.log.append(event).await?.index.0)
+    }
+
+    /// Add the next version of `tenant`'s keys: a fresh seed, stored durably, then
+    /// `keys.rotated`. Returns the version and its entry. Data sealed under earlier versions
+    /// still opens.
+    ///
+    /// # Errors
+    /// [`KeyError`].
+    pub async fn rotate(&self, tenant: &TenantId) -> Result<(u32, u64), KeyError> {
+        let _guard = self.lock.lock().await;
+        let t = self.tenant_keys(tenant)?;
+        if t.shredded {
+            return Err(KeyError::Shredded(tenant.0.to_string()));
+        }
+        // The versions so far must all be there before one is added.
+        let _ = self.seeds(tenant, t.current)?;
+        let next = t.current + 1;
+        let mut file = self.read_seeds(tenant)?;
+        // A seed of `next` left by a crash before its event was never used: replace it.
+        self.add_seed(tenant, &mut file, next)?;
+        let mut body = Map::new();
+        body.insert("version".into(), next.into());
+        let parent = t.last_version_leaf.unwrap_or(t.created_leaf);
+        let index = self
+            .append(KEYS_ROTATED, *tenant, vec![parent], body)
+            .await?;
+        tracing::info!(tenant = %tenant.0, version = next, index, "tenant keys rotated");
+        Ok((next, index))
+    }
+
+    /// Shred `tenant`: `keys.shredded` in the log, then its seeds deleted, so no scope key of
+    /// it can be derived again. Returns the entry.
+    ///
+    /// # Errors
+    /// [`KeyError`].
+    pub async fn shred(&self, tenant: &TenantId) -> Result<u64, KeyError> {
+        let _guard = self.lock.lock().await;
+        let t = self.tenant_keys(tenant)?;
+        if t.shredded {
+            return Err(KeyError::Shredded(tenant.0.to_string()));
+        }
+        // The log first: from here on it refuses the tenant's events and the key service its
+        // releases; then the seeds go (a crash in between is finished by the next start).
+        let index = self
+            .append(KEYS_SHREDDED, *tenant, vec![t.created_leaf], Map::new())
+            .await?;
+        let path = self.seeds_path(tenant);
+        if path.exists() {
+            shred_file(&path)?;
+        }
+        tracing::warn!(tenant = %tenant.0, index, "tenant shredded: its seeds are deleted");
+        Ok(index)
+    }
+
+    /// Whether `tenant` has a seeds file (for tests of shredding).
+    #[must_use]
+    pub fn has_seeds(&self, tenant: &TenantId) -> bool {
+        self.seeds_path(tenant).exists()
+    }
+
+    /// Derive `scopes`' keys of `tenant` in this process, with no release and no audit: for
+    /// `govern bench seal` only, which measures the derivation apart from the release.
+    ///
+    /// # Errors
+    /// [`KeyError`].
+    pub async fn derive_for_bench(
+        &self,
+        tenant: &TenantId,
+        scopes: &[String],
+    ) -> Result<ScopeKeys, KeyError> {
+        let _guard = self.lock.lock().await;
+        let t = self.tenant_keys(tenant)?;
+        let seeds = self.seeds(tenant, t.current)?;
+        self.derive(tenant, scopes, &seeds)
+    }
+}
+
+/// Overwrite a seeds file with zeros, sync, delete it, and sync its directory.
+fn shred_file(path: &Path) -> Result<(), KeyError> {
+    use std::io::Write as _;
+    let len = std::fs::metadata(path)
+        .map_err(store_err("cannot stat", path))?
+        .len();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(store_err("cannot open", path))?;
+    f.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)])
+        .and_then(|()| f.sync_all())
+        .map_err(store_err("cannot overwrite", path))?;
+    drop(f);
+    std::fs::remove_file(path).map_err(store_err("cannot delete", path))?;
+    sync_dir(path)
+}
