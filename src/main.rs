@@ -53,7 +53,8 @@ enum Command {
     /// Manifests: `govern manifest pin|sign|show|verify|keygen`.
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
-    /// Tenants: `govern tenant create NAME` prints the first admin's one-time link.
+    /// Tenants: `create NAME` prints the first admin's one-time link; `rotate-key`, `shred`
+    /// and `keys` manage its scope keys.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
 }

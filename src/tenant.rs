@@ -1,6 +1,14 @@
-//! `govern tenant create NAME`: the operator makes a tenant on a running node and gets the
-//! first admin's one-time registration link (trust on first use, visible in the log as
-//! `tenant.created`).
+//! The operator's tenant commands, against a running node with the data dir's
+//! `operator.token`:
+//!
+//! - `govern tenant create NAME`: a tenant and its first admin's one-time registration link
+//!   (trust on first use, visible in the log as `tenant.created`);
+//! - `govern tenant rotate-key TENANT`: the next version of its scope keys (`keys.rotated`);
+//!   data sealed under earlier versions still opens;
+//! - `govern tenant shred TENANT --yes`: its seeds deleted (`keys.shredded`); nobody can open
+//!   its payloads again, and every signature, proof and checkpoint still verifies;
+//! - `govern tenant keys TENANT`: its key status (versions, releases and decryptions per
+//!   role).
 
 use std::path::PathBuf;
 
@@ -13,6 +21,44 @@ use crate::demo::Result;
 pub enum TenantCommand {
     /// Create a tenant and print its first admin's one-time registration link.
     Create(CreateArgs),
+    /// Add a version of a tenant's scope keys (old data still opens).
+    RotateKey(KeyArgs),
+    /// Delete a tenant's seeds: nobody can open its payloads again. Irreversible.
+    Shred(ShredArgs),
+    /// A tenant's key status: versions, rotation, shredding, releases and decryptions.
+    Keys(KeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The tenant's id.
+    tenant: String,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShredArgs {
+    /// The tenant's id.
+    tenant: String,
+    /// Confirm: the tenant's data can never be opened again.
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The running node.
+    #[arg(long, env = "GOVERN_URL", default_value = "http://localhost:7600")]
+    url: String,
+    /// The node's data dir, whose `operator.token` authorises this [default: ./.govern].
+    #[arg(long, env = "GOVERN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print the node's JSON answer.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -36,7 +82,133 @@ pub struct CreateArgs {
 pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()> {
     match command {
         TenantCommand::Create(args) => create(args, data_dir).await,
+        TenantCommand::RotateKey(args) => {
+            let body = call(
+                &args.node,
+                data_dir,
+                "POST",
+                &format!("/v1/tenants/{}/keys/rotate", args.tenant),
+            )
+            .await?;
+            if args.node.json {
+                println!("{body:#}");
+            } else {
+                println!(
+                    "tenant {} now seals under key version {} (entry {}); earlier versions still open",
+                    args.tenant, body["version"], body["index"]
+                );
+            }
+            Ok(())
+        }
+        TenantCommand::Shred(args) => {
+            if !args.yes {
+                return Err(format!(
+                    "shredding deletes tenant {}'s keys for ever: nobody can open its payloads again. Run again with --yes to do it.",
+                    args.tenant
+                )
+                .into());
+            }
+            let body = call(
+                &args.node,
+                data_dir,
+                "POST",
+                &format!("/v1/tenants/{}/keys/shred", args.tenant),
+            )
+            .await?;
+            if args.node.json {
+                println!("{body:#}");
+            } else {
+                println!(
+                    "tenant {} shredded (entry {}): its seeds are deleted; its entries, proofs and checkpoints still verify",
+                    args.tenant, body["index"]
+                );
+            }
+            Ok(())
+        }
+        TenantCommand::Keys(args) => {
+            let body = call(
+                &args.node,
+                data_dir,
+                "GET",
+                &format!("/v1/tenants/{}/keys", args.tenant),
+            )
+            .await?;
+            if args.node.json {
+                println!("{body:#}");
+                return Ok(());
+            }
+            println!(
+                "tenant {} ({})",
+                args.tenant,
+                body["status"].as_str().unwrap_or_default()
+            );
+            for v in body["versions"].as_array().into_iter().flatten() {
+                println!(
+                    "  key version {} since {} (entry {})",
+                    v["version"],
+                    v["created"].as_str().unwrap_or_default(),
+                    v["index"]
+                );
+            }
+            if let Some(s) = body["shredded"].as_object() {
+                println!(
+                    "  shredded at {} (entry {})",
+                    s["time"].as_str().unwrap_or_default(),
+                    s["index"]
+                );
+            }
+            for (what, field) in [("releases", "releases"), ("decryptions", "decryptions")] {
+                for (role, c) in body[field].as_object().into_iter().flatten() {
+                    println!(
+                        "  {what} to {role}: {} (last {})",
+                        c["count"],
+                        c["last"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
     }
+}
+
+/// An operator call to the node: its JSON answer, or its problem's detail as the error.
+async fn call(
+    args: &NodeArgs,
+    config_dir: Option<PathBuf>,
+    method: &str,
+    path: &str,
+) -> Result<serde_json::Value> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(config_dir)
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
+    let token = DataDir::open(&data_dir, None)?.operator_token()?;
+    let url = format!("{}{path}", args.url.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let req = if method == "GET" {
+        client.get(&url)
+    } else {
+        client.post(&url)
+    };
+    let resp = req
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("{url}: not JSON: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "{url}: {status}: {}",
+            body["detail"].as_str().unwrap_or_default()
+        )
+        .into());
+    }
+    Ok(body)
 }
 
 async fn create(args: CreateArgs, config_dir: Option<PathBuf>) -> Result<()> {

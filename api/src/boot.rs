@@ -118,7 +118,7 @@ impl DataDir {
         clock: Arc<dyn Clock>,
     ) -> Result<Services, DataDirError> {
         let signed = self.signed_manifest(allow_dev_root)?;
-        let (log, policy) = self.open_identity_log(config, allow_dev_root, clock)?;
+        let (log, policy) = self.open_identity_log(config, allow_dev_root, Arc::clone(&clock))?;
         let log = Arc::new(log);
         publish_if_newer(&log, &policy, self, &signed).await?;
 
@@ -164,6 +164,7 @@ impl DataDir {
             keys_service,
             Arc::clone(&log),
             Arc::clone(&policy),
+            clock,
         )
         .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?;
         Ok(Services {

@@ -33,7 +33,7 @@ use govern_core::event::{Kind, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_core::seal::scope_key;
 use govern_projections::tenants::{KEYS_AUDIT, KEYS_ROTATED, KEYS_SHREDDED};
-use govern_store::{IdentityPolicy, Log, RocksStorage};
+use govern_store::{Clock, IdentityPolicy, Log, RocksStorage};
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use rand_core::{OsRng, RngCore as _};
 use serde::{Deserialize, Serialize};
@@ -363,12 +363,27 @@ impl ReleaseRequest {
             .identity
             .current()
             .ok_or_else(|| KeyError::Malformed(format!("{} is not attested yet", keys.role())))?;
+        Self::new_signed(keys, identity, tenant, scopes, Timestamp::now())
+    }
+
+    /// A request by the service holding `keys`, whose `service.attested` is `identity`, for
+    /// `scopes` of `tenant`, made at `time` (a service outside this process).
+    ///
+    /// # Errors
+    /// [`KeyError::Malformed`] when it cannot be canonicalized.
+    pub fn new_signed(
+        keys: &govern_workers::identity::ServiceKeys,
+        identity: LeafHash,
+        tenant: &TenantId,
+        scopes: &[&str],
+        time: Timestamp,
+    ) -> Result<Self, KeyError> {
         let mut req = Self {
             role: keys.role().to_string(),
             identity: identity.to_string(),
             tenant: tenant.0.to_string(),
             scopes: scopes.iter().map(|s| (*s).to_string()).collect(),
-            time: Timestamp::now().to_string(),
+            time: time.to_string(),
             sig: String::new(),
         };
         let sig = ed25519_dalek::Signer::sign(keys.signing_key(), &req.message()?);
@@ -498,6 +513,8 @@ pub struct KeyService {
     pub service: Arc<LocalService>,
     log: Arc<Log<RocksStorage>>,
     policy: Arc<IdentityPolicy>,
+    /// The log's clock: a release is judged at the time the log would judge an event.
+    clock: Arc<dyn Clock>,
     /// Serializes seed files, rotations and shreddings.
     lock: tokio::sync::Mutex<()>,
 }
@@ -531,6 +548,7 @@ impl KeyService {
         service: Arc<LocalService>,
         log: Arc<Log<RocksStorage>>,
         policy: Arc<IdentityPolicy>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, KeyError> {
         let ks = Self {
             dir,
@@ -538,6 +556,7 @@ impl KeyService {
             service,
             log,
             policy,
+            clock,
             lock: tokio::sync::Mutex::new(()),
         };
         let seeds = ks.dir.join("seeds");
@@ -687,7 +706,7 @@ impl KeyService {
         scopes.dedup();
         let time = Timestamp::try_from(req.time.clone())
             .map_err(|_| KeyError::Malformed("time: RFC 3339 with milliseconds".into()))?;
-        let now = Timestamp::now();
+        let now = self.clock.now();
         if (time.unix_ms() - now.unix_ms()).abs() > RELEASE_SKEW_MS {
             return Err(KeyError::Unauthenticated(format!(
                 "time {time} is more than {RELEASE_SKEW_MS} ms from the key service's {now}"

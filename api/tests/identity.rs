@@ -14,12 +14,11 @@ use govern_core::event::{
 };
 use govern_core::ids::{Hash, RootHash};
 use govern_core::manifest::{Measurement, SignedManifest};
-use govern_core::note::NoteSigner;
 use govern_store::{Clock, LogConfig};
 use govern_workers::identity::ServiceKeys;
 use govern_workers::nsm::{Nsm as _, SimulatedNsm};
 use serde_json::{Map, Value};
-use support::{Booted, assert_problem, boot};
+use support::{assert_problem, boot, dev_signer, publish};
 
 fn role(name: &str) -> Role {
     Role::new(name).unwrap()
@@ -47,31 +46,6 @@ fn event_of(
     );
     event.attestation = Some(attested.leaf_hash());
     event.sign(keys.signing_key()).unwrap()
-}
-
-/// The data dir's dev manifest signers.
-fn dev_signer(node: &Booted, i: usize) -> NoteSigner {
-    let text = std::fs::read_to_string(
-        node.tmp
-            .path()
-            .join(format!("manifest-signers/dev-{i}.key")),
-    )
-    .unwrap();
-    NoteSigner::from_private_key(text.trim()).unwrap()
-}
-
-/// A `manifest.published` of `signed`, by the log's key, following the manifest in force.
-fn publish(node: &Booted, signed: &SignedManifest, key: &ed25519_dalek::SigningKey) -> SignedEvent {
-    let mut event = Event::new(
-        Kind::new("manifest.published").unwrap(),
-        TenantId::SYSTEM,
-        RequestId::new_v7(),
-        Producer::new(role("log"), &key.verifying_key()),
-        Timestamp::now(),
-        signed.published_body().unwrap(),
-    );
-    event.parents = vec![node.services.policy.manifest().unwrap().leaf];
-    event.sign(key).unwrap()
 }
 
 fn status_of(view: &Value, role: &str) -> String {

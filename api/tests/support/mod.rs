@@ -3,6 +3,8 @@
 //! identities from the simulated NSM.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod users;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,8 +13,12 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use govern_api::devpin::{Pinned, pin_dev_manifest};
 use govern_api::{AppState, Attestor, DataDir, Services, router};
-use govern_core::event::{Kind, RequestId, Role, SignedEvent, TenantId};
+use govern_core::event::{
+    Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
+};
 use govern_core::ids::LeafHash;
+use govern_core::manifest::SignedManifest;
+use govern_core::note::NoteSigner;
 use govern_store::LogConfig;
 use govern_workers::identity::ServiceKeys;
 use govern_workers::nsm::SimulatedNsm;
@@ -58,17 +64,27 @@ async fn boot_full(
     config: impl FnOnce(LogConfig) -> LogConfig,
     edge_config: impl FnOnce(govern_api::edge::EdgeConfig) -> govern_api::edge::EdgeConfig,
 ) -> Booted {
+    boot_clocked(config, edge_config, Arc::new(govern_store::SystemClock)).await
+}
+
+/// [`boot`] with the log's configuration, the edge's and the log's clock given.
+pub async fn boot_clocked(
+    config: impl FnOnce(LogConfig) -> LogConfig,
+    edge_config: impl FnOnce(govern_api::edge::EdgeConfig) -> govern_api::edge::EdgeConfig,
+    clock: Arc<dyn govern_store::Clock>,
+) -> Booted {
     let tmp = tempfile::tempdir().unwrap();
     let exe = exe();
     let pinned = pin_dev_manifest(tmp.path(), None, &exe).unwrap();
     let dir = DataDir::open(tmp.path(), None).unwrap();
     let services = dir
-        .boot(
+        .boot_with_clock(
             config(LogConfig::new(dir.origin())),
             true,
             &Attestor::Simulated {
                 executable: exe.clone(),
             },
+            clock,
         )
         .await
         .unwrap();
@@ -226,4 +242,33 @@ pub fn assert_problem(got: &(StatusCode, Value), status: u16, kind: &str) {
         got.1
     );
     assert_eq!(got.0.as_u16(), status, "{}", got.1);
+}
+
+/// The data dir's dev manifest signers.
+pub fn dev_signer(node: &Booted, i: usize) -> NoteSigner {
+    let text = std::fs::read_to_string(
+        node.tmp
+            .path()
+            .join(format!("manifest-signers/dev-{i}.key")),
+    )
+    .unwrap();
+    NoteSigner::from_private_key(text.trim()).unwrap()
+}
+
+/// A `manifest.published` of `signed`, by the log's key, following the manifest in force.
+pub fn publish(
+    node: &Booted,
+    signed: &SignedManifest,
+    key: &ed25519_dalek::SigningKey,
+) -> SignedEvent {
+    let mut event = Event::new(
+        Kind::new("manifest.published").unwrap(),
+        TenantId::SYSTEM,
+        RequestId::new_v7(),
+        Producer::new(Role::new("log").unwrap(), &key.verifying_key()),
+        Timestamp::now(),
+        signed.published_body().unwrap(),
+    );
+    event.parents = vec![node.services.policy.manifest().unwrap().leaf];
+    event.sign(key).unwrap()
 }
