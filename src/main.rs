@@ -6,6 +6,7 @@ mod attestation;
 mod bench;
 mod bench_actions;
 mod bench_attest;
+mod bench_seal;
 mod client;
 mod config;
 mod demo;
@@ -76,6 +77,9 @@ enum BenchCommand {
     /// User-action verifications per second, and signed-transfer submission latency at
     /// concurrency 1 and 32.
     Actions(bench_actions::ActionsArgs),
+    /// Sealed payloads: seals and opens per second, key-release latency, and durable appends
+    /// with sealing on beside off.
+    Seal(bench_seal::SealArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Append(args)) => bench::append(args).await,
             Command::Bench(BenchCommand::Attest(args)) => bench_attest::attest(args).await,
             Command::Bench(BenchCommand::Actions(args)) => bench_actions::actions(args).await,
+            Command::Bench(BenchCommand::Seal(args)) => bench_seal::seal_bench(args).await,
             Command::Attestation(AttestationCommand::Verify(mut args)) => {
                 args.data_dir = args.data_dir.or(config.data_dir.clone());
                 attestation::verify(args)

@@ -146,18 +146,34 @@ impl DataDir {
         let log_service = start_service(self, attestor, &log, &policy, log_keys).await?;
         let edge = start_service(self, attestor, &log, &policy, edge_keys).await?;
         let keys_service = start_service(self, attestor, &log, &policy, keys_keys).await?;
-        let seal = master_seal(attestor)?;
         let keys_dir = self.keys_path();
-        let master = {
-            let (dir, seal) = (keys_dir.clone(), seal.clone());
-            tokio::task::spawn_blocking(move || crate::keys::open_master(&dir, &seal))
+        let master = match master_seal(attestor)? {
+            crate::keys::MasterSeal::DevKek => {
+                let dir = keys_dir.clone();
+                let master = tokio::task::spawn_blocking(move || crate::keys::open_master(&dir))
+                    .await
+                    .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?
+                    .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?;
+                tracing::warn!("{}", crate::keys::DEV_KEK_WARNING);
+                master
+            }
+            #[cfg(feature = "nitro-kms")]
+            crate::keys::MasterSeal::Kms(config) => {
+                let document = attestation_document(&log, &keys_service)?;
+                std::fs::create_dir_all(keys_dir.join("seeds"))
+                    .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?;
+                crate::kms::open_master(
+                    &keys_dir,
+                    &config,
+                    &crate::kms::Recipient {
+                        document: &document,
+                        rsa: keys_service.identity.keys().rsa(),
+                    },
+                )
                 .await
                 .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?
-                .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?
+            }
         };
-        if matches!(seal, crate::keys::MasterSeal::DevKek) {
-            tracing::warn!("{}", crate::keys::DEV_KEK_WARNING);
-        }
         let keys = crate::keys::KeyService::new(
             keys_dir,
             master,
@@ -175,6 +191,33 @@ impl DataDir {
             keys: Arc::new(keys),
         })
     }
+}
+
+/// The attestation document of `service`'s current identity, from its `service.attested`.
+#[cfg(feature = "nitro-kms")]
+fn attestation_document(
+    log: &Log<RocksStorage>,
+    service: &LocalService,
+) -> Result<Vec<u8>, DataDirError> {
+    use base64::Engine as _;
+    let err = |e: String| DataDirError::Boot(format!("key service attestation: {e}"));
+    let leaf = service
+        .identity
+        .current()
+        .ok_or_else(|| err("not attested".into()))?;
+    let index = log
+        .index_of(&leaf)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err("its service.attested is not in the log".into()))?;
+    let entry = log.entry(index).map_err(|e| err(e.to_string()))?;
+    let event = govern_core::event::SignedEvent::from_bytes(&entry).map_err(|e| err(e.to_string()))?;
+    event
+        .event()
+        .body
+        .get("document")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+        .ok_or_else(|| err("its service.attested has no document".into()))
 }
 
 /// How the key service's master is sealed: under the dev key file with the simulated NSM;

@@ -239,17 +239,14 @@ pub enum MasterSeal {
     Kms(crate::kms::KmsConfig),
 }
 
-/// The master key, opened (made on first use).
+/// The master key under the dev key-encryption key, opened (made on first use). (With
+/// AWS KMS it is [`crate::kms::open_master`], which needs the key service's attestation.)
 ///
 /// # Errors
 /// [`KeyError::Store`] when the files cannot be read or written, or do not open.
-pub fn open_master(dir: &Path, seal: &MasterSeal) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+pub fn open_master(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     std::fs::create_dir_all(dir.join("seeds")).map_err(store_err("cannot create", dir))?;
-    match seal {
-        MasterSeal::DevKek => open_master_dev(dir),
-        #[cfg(feature = "nitro-kms")]
-        MasterSeal::Kms(config) => crate::kms::open_master(dir, config),
-    }
+    open_master_dev(dir)
 }
 
 const MASTER_AAD: &[u8] = b"govern/master/v1";
@@ -873,22 +870,6 @@ impl KeyService {
     #[must_use]
     pub fn has_seeds(&self, tenant: &TenantId) -> bool {
         self.seeds_path(tenant).exists()
-    }
-
-    /// Derive `scopes`' keys of `tenant` in this process, with no release and no audit: for
-    /// `govern bench seal` only, which measures the derivation apart from the release.
-    ///
-    /// # Errors
-    /// [`KeyError`].
-    pub async fn derive_for_bench(
-        &self,
-        tenant: &TenantId,
-        scopes: &[String],
-    ) -> Result<ScopeKeys, KeyError> {
-        let _guard = self.lock.lock().await;
-        let t = self.tenant_keys(tenant)?;
-        let seeds = self.seeds(tenant, t.current)?;
-        self.derive(tenant, scopes, &seeds)
     }
 }
 

@@ -13,6 +13,8 @@ pub mod datadir;
 pub mod devpin;
 pub mod edge;
 pub mod keys;
+#[cfg(feature = "nitro-kms")]
+pub mod kms;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
