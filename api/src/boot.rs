@@ -210,7 +210,8 @@ fn attestation_document(
         .map_err(|e| err(e.to_string()))?
         .ok_or_else(|| err("its service.attested is not in the log".into()))?;
     let entry = log.entry(index).map_err(|e| err(e.to_string()))?;
-    let event = govern_core::event::SignedEvent::from_bytes(&entry).map_err(|e| err(e.to_string()))?;
+    let event =
+        govern_core::event::SignedEvent::from_bytes(&entry).map_err(|e| err(e.to_string()))?;
     event
         .event()
         .body

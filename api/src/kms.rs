@@ -176,7 +176,10 @@ async fn call(config: &KmsConfig, target: &str, body: &Value) -> Result<Value, K
         return Err(err(format!(
             "{status}: {} {}",
             v["__type"].as_str().unwrap_or_default(),
-            v["message"].as_str().or(v["Message"].as_str()).unwrap_or_default()
+            v["message"]
+                .as_str()
+                .or(v["Message"].as_str())
+                .unwrap_or_default()
         )));
     }
     Ok(v)
@@ -211,7 +214,10 @@ pub async fn open_master(
                     v["alg"]
                 )));
             }
-            let blob = v["ciphertext_blob"].as_str().unwrap_or_default().to_string();
+            let blob = v["ciphertext_blob"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let out = call(
                 config,
                 "Decrypt",
@@ -227,7 +233,10 @@ pub async fn open_master(
                 &json!({"KeyId": config.key_id, "KeySpec": "AES_256", "Recipient": recipient_json(recipient)}),
             )
             .await?;
-            let blob = out["CiphertextBlob"].as_str().unwrap_or_default().to_string();
+            let blob = out["CiphertextBlob"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             (out, Some(blob))
         }
         Err(e) => return Err(KeyError::Store(format!("{}: {e}", path.display()))),
@@ -318,8 +327,8 @@ mod tests {
     use cms::enveloped_data::{
         EncryptedContentInfo, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfos,
     };
-    use der::asn1::{Any, OctetString, SetOfVec};
     use der::Encode as _;
+    use der::asn1::{Any, OctetString, SetOfVec};
     use rsa::RsaPublicKey;
     use spki::AlgorithmIdentifierOwned;
 
@@ -360,7 +369,9 @@ mod tests {
                 content_type: der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1"),
                 content_enc_alg: AlgorithmIdentifierOwned {
                     oid: ID_AES256_CBC,
-                    parameters: Some(Any::encode_from(&OctetString::new(iv.to_vec()).unwrap()).unwrap()),
+                    parameters: Some(
+                        Any::encode_from(&OctetString::new(iv.to_vec()).unwrap()).unwrap(),
+                    ),
                 },
                 encrypted_content: Some(OctetString::new(ct).unwrap()),
             },
@@ -386,7 +397,9 @@ mod tests {
         assert_eq!(&unwrap_recipient(&der, &key).unwrap()[..], &master);
         // Another RSA key: the content key does not unwrap.
         let other = rsa_key();
-        assert!(matches!(unwrap_recipient(&der, &other), Err(KeyError::Store(m)) if m.contains("does not unwrap")));
+        assert!(
+            matches!(unwrap_recipient(&der, &other), Err(KeyError::Store(m)) if m.contains("does not unwrap"))
+        );
         // A changed byte anywhere is never a panic. (CBC carries no MAC and the recipient id
         // is not checked, so some changes still open; a master changed that way derives
         // scope keys under which nothing opens.) A change in the wrapped key or the
@@ -401,7 +414,11 @@ mod tests {
             let i = bad.len() - tail;
             bad[i] ^= 0x01;
             if let Ok(p) = unwrap_recipient(&bad, &key) {
-                assert_ne!(&p[..], &master, "a ciphertext byte changed and the master came out");
+                assert_ne!(
+                    &p[..],
+                    &master,
+                    "a ciphertext byte changed and the master came out"
+                );
             }
         }
         assert!(unwrap_recipient(b"not CMS", &key).is_err());
@@ -417,22 +434,35 @@ mod tests {
         let seen = std::sync::Arc::clone(&calls);
         let app = axum::Router::new().route(
             "/",
-            post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let seen = std::sync::Arc::clone(&seen);
-                let public = public.clone();
-                async move {
-                    let target = headers["x-amz-target"].to_str().unwrap().to_string();
-                    assert!(headers["authorization"].to_str().unwrap().starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"));
-                    let v: Value = serde_json::from_slice(&body).unwrap();
-                    assert_eq!(v["Recipient"]["KeyEncryptionAlgorithm"], "RSAES_OAEP_SHA_256");
-                    assert_eq!(v["Recipient"]["AttestationDocument"], B64.encode(b"the document"));
-                    seen.lock().push((target, v));
-                    axum::Json(json!({
-                        "CiphertextBlob": B64.encode(b"opaque to all but KMS"),
-                        "CiphertextForRecipient": B64.encode(envelope(&public, &master)),
-                    }))
-                }
-            }),
+            post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let seen = std::sync::Arc::clone(&seen);
+                    let public = public.clone();
+                    async move {
+                        let target = headers["x-amz-target"].to_str().unwrap().to_string();
+                        assert!(
+                            headers["authorization"]
+                                .to_str()
+                                .unwrap()
+                                .starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+                        );
+                        let v: Value = serde_json::from_slice(&body).unwrap();
+                        assert_eq!(
+                            v["Recipient"]["KeyEncryptionAlgorithm"],
+                            "RSAES_OAEP_SHA_256"
+                        );
+                        assert_eq!(
+                            v["Recipient"]["AttestationDocument"],
+                            B64.encode(b"the document")
+                        );
+                        seen.lock().push((target, v));
+                        axum::Json(json!({
+                            "CiphertextBlob": B64.encode(b"opaque to all but KMS"),
+                            "CiphertextForRecipient": B64.encode(envelope(&public, &master)),
+                        }))
+                    }
+                },
+            ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -464,7 +494,10 @@ mod tests {
             assert_eq!(calls[0].0, "TrentService.GenerateDataKey");
             assert_eq!(calls[0].1["KeySpec"], "AES_256");
             assert_eq!(calls[1].0, "TrentService.Decrypt");
-            assert_eq!(calls[1].1["CiphertextBlob"], B64.encode(b"opaque to all but KMS"));
+            assert_eq!(
+                calls[1].1["CiphertextBlob"],
+                B64.encode(b"opaque to all but KMS")
+            );
         }
         // Another enclave's RSA key gets nothing out of the same answer.
         let other = rsa_key();
