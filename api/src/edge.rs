@@ -219,6 +219,8 @@ pub struct Edge {
     /// Scope keys released to the edge, per tenant (every version of every scope its
     /// manifest entry lists), dropped when the tenant rotates or is shredded.
     scope_keys: Mutex<HashMap<TenantId, Arc<ScopeKeys>>>,
+    /// One release at a time, so concurrent first actions of a tenant ask once.
+    releasing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -532,6 +534,7 @@ impl Edge {
             passkeys_dir,
             volatile: Mutex::new(Volatile::default()),
             scope_keys: Mutex::new(HashMap::new()),
+            releasing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -583,10 +586,19 @@ impl Edge {
             self.scope_keys.lock().remove(tenant);
             return Err(Problem::from(KeyError::Shredded(tenant.0.to_string())));
         }
-        if let Some(keys) = self.scope_keys.lock().get(tenant)
-            && keys.versions().any(|(_, v)| *v == current)
-        {
-            return Ok(Arc::clone(keys));
+        let cached = || {
+            self.scope_keys
+                .lock()
+                .get(tenant)
+                .filter(|k| k.versions().any(|(_, v)| *v == current))
+                .cloned()
+        };
+        if let Some(keys) = cached() {
+            return Ok(keys);
+        }
+        let _one = self.releasing.lock().await;
+        if let Some(keys) = cached() {
+            return Ok(keys);
         }
         let scopes: Vec<String> = self
             .policy

@@ -19,7 +19,7 @@
 //!   identity that is not the role's current one, expired, quarantined or unpinned. Each
 //!   release is a `keys.audit` event in the log before the keys leave.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,6 +49,8 @@ use crate::problem::Problem;
 pub const RELEASE_DOMAIN: &str = "govern/keys-release/v1";
 /// How far a release request's `time` may be from the key service's clock.
 pub const RELEASE_SKEW_MS: i64 = 60_000;
+/// The most release requests remembered within the time window (replay protection).
+pub const RELEASES_SEEN_MAX: usize = 100_000;
 /// The HPKE suite of a release.
 pub const HPKE_SUITE: &str = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM";
 /// The role name.
@@ -95,6 +97,9 @@ pub enum KeyError {
     /// The key store failed, or a seed is missing for a version the log has.
     #[error("key store: {0}")]
     Store(String),
+    /// Too many releases within the time window.
+    #[error("too many key releases in the last minute; try again")]
+    Busy,
     /// The log refused or failed the audit event.
     #[error("{0}")]
     Append(#[from] govern_store::AppendError),
@@ -129,6 +134,15 @@ impl From<KeyError> for Problem {
                 "key-store",
                 "Key store unavailable",
             ),
+            KeyError::Busy => {
+                return Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "key-release-pushback",
+                    "The key service is busy",
+                    e.to_string(),
+                )
+                .retry_after(1);
+            }
             KeyError::Append(a) => return Problem::from(a.clone()),
         };
         Problem::new(status, kind, title, e.to_string())
@@ -514,6 +528,9 @@ pub struct KeyService {
     clock: Arc<dyn Clock>,
     /// Serializes seed files, rotations and shreddings.
     lock: tokio::sync::Mutex<()>,
+    /// The signatures of the requests answered within the time window (by the time they
+    /// expire), so a captured request cannot be replayed into a flood of `keys.audit`.
+    seen: parking_lot::Mutex<HashMap<String, i64>>,
 }
 
 impl std::fmt::Debug for KeyService {
@@ -555,6 +572,7 @@ impl KeyService {
             policy,
             clock,
             lock: tokio::sync::Mutex::new(()),
+            seen: parking_lot::Mutex::new(HashMap::new()),
         };
         let seeds = ks.dir.join("seeds");
         for entry in std::fs::read_dir(&seeds).map_err(store_err("cannot list", &seeds))? {
@@ -731,6 +749,21 @@ impl KeyService {
                 "the signature does not verify under the role's identity key".into(),
             )
         })?;
+        {
+            let mut seen = self.seen.lock();
+            seen.retain(|_, expires| *expires > now.unix_ms());
+            if seen.len() >= RELEASES_SEEN_MAX {
+                return Err(KeyError::Busy);
+            }
+            if seen
+                .insert(req.sig.clone(), time.unix_ms() + RELEASE_SKEW_MS)
+                .is_some()
+            {
+                return Err(KeyError::Unauthenticated(
+                    "this request was answered already (a replay)".into(),
+                ));
+            }
+        }
         let manifest = self
             .policy
             .manifest()

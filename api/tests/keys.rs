@@ -426,6 +426,11 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
     let r = release(&node, &req).await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
     let out: Release = serde_json::from_value(r.1.clone()).unwrap();
+    // The same request again is a replay: refused, and no second keys.audit.
+    let size = node.size();
+    let replay = release(&node, &req).await;
+    assert_problem(&(replay.0, replay.1), 401, "release-unauthenticated");
+    assert_eq!(node.size(), size);
     let audit = node.entry(out.audit);
     assert_eq!(audit.event().kind.as_str(), "keys.audit");
     assert_eq!(audit.event().body["role"], "policy");
