@@ -1,6 +1,6 @@
 //! Starting a node: the log under the identity policy, the first events of a fresh log, and
-//! the in-process services' identities (`log` and `edge`) with their re-attestation
-//! schedule. docs/formats.md ("Genesis") describes the events this writes.
+//! the in-process services' identities (`log`, `edge` and `keys`) with their re-attestation
+//! schedule, and the key service's master. docs/formats.md ("Genesis") describes the events this writes.
 //!
 //! 1. A fresh log's entry 0 is `manifest.published` of the data dir's signed manifest, by
 //!    the log's checkpoint key with no `attestation` (the manifest's quorum signatures are

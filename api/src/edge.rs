@@ -48,9 +48,9 @@ use govern_core::event::{Kind, RequestId, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_projections::tenants::{
     self, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, POLICY_CHANGED,
-    TRANSFER_REQUESTED, Tenant, USER_INVITED, USER_ROLE_CHANGED, WALLET_REQUESTED,
+    TRANSFER_REQUESTED, Tenant, USER_INVITED, USER_ROLE_CHANGED, UserRole, WALLET_REQUESTED,
 };
-use govern_store::actions::{UserActionError, check_counter, verify_with_credential};
+use govern_store::actions::{UserActionError, check_counter, name_ok, verify_with_credential};
 use govern_store::{AppendError, Appended, IdentityPolicy, Log, RocksStorage};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore as _};
@@ -354,6 +354,18 @@ impl From<UserActionError> for Problem {
 }
 
 /// Which kind an action request appends: the route table of the sensitive endpoints.
+/// The `n`th segment of `path` after `/v1/` (0: the collection).
+fn path_segment(path: &str, n: usize) -> String {
+    path.trim_start_matches('/')
+        .split('/')
+        .nth(n)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The longest approval comment.
+pub const COMMENT_BYTES_MAX: usize = 1000;
+
 fn kind_of_route(method: &str, path: &str) -> Option<&'static str> {
     if method != "POST" {
         return None;
@@ -367,7 +379,9 @@ fn kind_of_route(method: &str, path: &str) -> Option<&'static str> {
         ["v1", "wallets"] => Some(WALLET_REQUESTED),
         ["v1", "wallets", w, "transfers"] if !w.is_empty() => Some(TRANSFER_REQUESTED),
         ["v1", "policies"] => Some(POLICY_CHANGED),
-        ["v1", "requests", r, "approvals"] if !r.is_empty() => Some(APPROVAL_DECIDED),
+        ["v1", "requests", r, "approvals", "approve" | "deny"] if !r.is_empty() => {
+            Some(APPROVAL_DECIDED)
+        }
         _ => None,
     }
 }
@@ -433,6 +447,10 @@ pub(crate) struct RegisterStart {
     #[schema(value_type = String, format = "uuid")]
     tenant: Uuid,
     invite: String,
+    /// The name to register under (1 to 100 bytes, no control characters): required for an
+    /// invitation from `POST /v1/users`; the first admin's defaults to the operator's.
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -564,6 +582,11 @@ impl Edge {
         })
     }
 
+    /// Drop the scope keys held for `tenant` (after a rotation or a shredding).
+    pub(crate) fn forget_scope_keys(&self, tenant: &TenantId) {
+        self.scope_keys.lock().remove(tenant);
+    }
+
     /// Whether `headers` carry the operator's token (compared by digest, so the time taken
     /// says nothing about it).
     pub(crate) fn is_operator(&self, headers: &HeaderMap) -> bool {
@@ -631,9 +654,19 @@ impl Edge {
         plaintext: &[u8],
     ) -> Result<(), Problem> {
         let keys = self.scope_keys(&event.tenant).await?;
-        let version = self
-            .with_tenant(&event.tenant, |t| t.keys.current())
-            .unwrap_or(0);
+        // The newest version released: the current one, or one just before a rotation that
+        // landed meanwhile, which the log still takes (old versions stay valid).
+        let version = keys
+            .versions()
+            .filter(|(s, _)| s == sealed.scope)
+            .map(|(_, v)| *v)
+            .max()
+            .ok_or_else(|| {
+                Problem::from(KeyError::ScopeDenied {
+                    role: self.service.identity.keys().role().to_string(),
+                    scope: sealed.scope.to_string(),
+                })
+            })?;
         let key = keys.get(sealed.scope, version).ok_or_else(|| {
             Problem::from(KeyError::ScopeDenied {
                 role: self.service.identity.keys().role().to_string(),
@@ -838,7 +871,10 @@ pub fn routes(edge: Arc<Edge>) -> Router {
         .route("/v1/wallets", post(request_wallet))
         .route("/v1/wallets/{id}/transfers", post(request_transfer))
         .route("/v1/policies", post(change_policy))
-        .route("/v1/requests/{id}/approvals", post(decide_approval))
+        .route(
+            "/v1/requests/{id}/approvals/{decision}",
+            post(decide_approval),
+        )
         .route("/v1/keys/release", post(crate::tenant_keys::release))
         .route(
             "/v1/tenants/{tenant}/keys",
@@ -927,25 +963,15 @@ pub(crate) async fn register_start(
             "this invitation was redeemed already",
         ));
     }
-    let name = match &invite.name {
-        Some(name) => name.clone(),
-        // A later invitation's name is sealed in scope `users`: the edge opens it (and
-        // records that it did).
-        None => {
-            let params =
-                crate::tenant_keys::open_entries(&edge, &tenant_id, "users", &[invite.index])
-                    .await?
-                    .into_iter()
-                    .next()
-                    .map(|(_, p)| p)
-                    .unwrap_or_default();
-            params
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("user")
-                .to_string()
-        }
-    };
+    // The invitee's own name; the first admin's defaults to the one the operator gave.
+    let name = req
+        .name
+        .clone()
+        .or_else(|| invite.name.clone())
+        .ok_or_else(|| bad_body("\"name\": the name to register under"))?;
+    if !name_ok(&name) {
+        return Err(bad_body("\"name\": 1 to 100 bytes, no control characters"));
+    }
     let user = Uuid::now_v7();
     let (options, state) = edge
         .webauthn
@@ -1450,9 +1476,9 @@ fn mismatch(what: &str, signed: &str, got: &str) -> Problem {
 /// One sensitive endpoint: [`perform`] under its own name and OpenAPI operation (utoipa
 /// documents one function per path).
 macro_rules! action_endpoint {
-    ($(#[$doc:meta])* $name:ident, $path:tt $(, $param:tt)?) => {
+    ($(#[$doc:meta])* $name:ident, $path:tt $(, $param:tt)*) => {
         $(#[$doc])*
-        #[utoipa::path(post, path = $path, tag = "actions", $(params(($param = String, Path)),)?
+        #[utoipa::path(post, path = $path, tag = "actions", params($(($param = String, Path)),*),
             request_body = Object,
             responses((status = 201, description = "Appended: request, kind, index, leaf", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "No user action", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "User action refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such target in this tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "Nonce or key taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")),
             security(("userAction" = [])))]
@@ -1461,17 +1487,16 @@ macro_rules! action_endpoint {
             method: Method,
             uri: Uri,
             headers: HeaderMap,
-            path_id: Option<Path<String>>,
             body: Bytes,
         ) -> Result<Response, Problem> {
-            perform(edge, method, uri, headers, path_id, body).await
+            perform(edge, method, uri, headers, body).await
         }
     };
 }
 
 action_endpoint!(
-    /// Invite a user (admin): `{name, role}`; answers the one-time invitation. Appends
-    /// `user.invited`.
+    /// Invite a user (admin): `{role}`; answers the one-time invitation (the invitee gives
+    /// their name when they register). Appends `user.invited`.
     invite_user, "/v1/users"
 );
 action_endpoint!(
@@ -1502,9 +1527,10 @@ action_endpoint!(
     change_policy, "/v1/policies"
 );
 action_endpoint!(
-    /// Approve or deny a transfer: `{decision: "approve" | "deny"}`. Appends
-    /// `approval.decided`.
-    decide_approval, "/v1/requests/{id}/approvals", "id"
+    /// Approve or deny a transfer: the decision is the path's last segment (so the user's
+    /// signature covers it and the log reads it in clear); the body is `{}` or
+    /// `{comment}`, sealed. Appends `approval.decided`.
+    decide_approval, "/v1/requests/{id}/approvals/{decision}", "id", "decision"
 );
 
 /// Every sensitive endpoint: the `userAction` token must be for exactly this request.
@@ -1513,7 +1539,6 @@ async fn perform(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    path_id: Option<Path<String>>,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let path = uri.path().to_string();
@@ -1591,6 +1616,11 @@ async fn perform(
     let mut invite_secret = None;
     let parents = match kind {
         USER_INVITED => {
+            if params.len() != 1 || UserRole::parse(&text("role")).is_none() {
+                return Err(bad_body(
+                    "an invitation is {\"role\": \"admin\" | \"member\"}; the invitee gives their name when they register",
+                ));
+            }
             let secret = random_token();
             b.insert("invite".into(), sha256_hex(secret.as_bytes()).into());
             invite_secret = Some(secret);
@@ -1612,9 +1642,16 @@ async fn perform(
                 .ok_or_else(|| not_found("credential", &id))?;
             vec![c.leaf]
         }
-        WALLET_REQUESTED => vec![tenant.leaf],
+        WALLET_REQUESTED => {
+            if params.len() != 1 || !name_ok(&text("name")) {
+                return Err(bad_body(
+                    "a wallet is {\"name\"}: 1 to 100 bytes, no control characters",
+                ));
+            }
+            vec![tenant.leaf]
+        }
         TRANSFER_REQUESTED => {
-            let id = path_id.map(|p| p.0).unwrap_or_default();
+            let id = path_segment(&path, 2);
             let wallet = edge
                 .with_tenant(&tenant_id, |t| t.wallets.get(&id).map(|w| w.leaf))
                 .flatten()
@@ -1629,7 +1666,15 @@ async fn perform(
             vec![tenant.policy.as_ref().map_or(tenant.leaf, |p| p.leaf)]
         }
         APPROVAL_DECIDED => {
-            let id = path_id.map(|p| p.0).unwrap_or_default();
+            let comment_ok = params.iter().all(|(k, v)| {
+                k == "comment" && v.as_str().is_some_and(|c| c.len() <= COMMENT_BYTES_MAX)
+            });
+            if !comment_ok {
+                return Err(bad_body(format!(
+                    "an approval's body is {{}} or {{\"comment\": at most {COMMENT_BYTES_MAX} bytes}}; the decision is the path's"
+                )));
+            }
+            let id = path_segment(&path, 2);
             let first = edge
                 .with_tenant(&tenant_id, |t| {
                     t.requests
@@ -1652,10 +1697,9 @@ async fn perform(
     // commitment's salt; any other action keeps both in clear for the log to check.
     let plaintext = match govern_core::seal::sealed_kind(kind) {
         Some(sealed) => {
-            b.insert(
-                "clear".into(),
-                Value::Object(govern_core::seal::clear_fields(sealed, &params)),
-            );
+            let clear = govern_core::seal::clear_from_path(sealed, &path)
+                .ok_or_else(|| Problem::no_route(&path))?;
+            b.insert("clear".into(), Value::Object(clear));
             Some(Zeroizing::new(
                 govern_core::seal::action_plaintext(&params, &t.salt)
                     .map_err(|e| bad_body(e.to_string()))?,

@@ -7,7 +7,8 @@
 //!   releases it only to the `keys` measurement, encrypted to the RSA key of its attestation
 //!   ([`crate::kms`]).
 //! - **Seeds**: one random 256-bit seed per tenant and key version, wrapped under the master
-//!   (AES-256-GCM, key HKDF(master, "govern/seed-wrap/v1"), AAD = tenant ‖ 0 ‖ version),
+//!   (AES-256-GCM, key HKDF(master, "govern/seed-wrap/v1"), AAD = "govern/seed/v1" ‖
+//!   tenant ‖ 0 ‖ version),
 //!   kept in `keys/seeds/<tenant>.json`, never in the log. Version 1 is made at the first
 //!   release of a tenant's keys; `rotate` adds the next; `shred` deletes the file, so
 //!   nobody can derive the tenant's scope keys again.
@@ -215,8 +216,26 @@ fn aes_open(
     Ok(out)
 }
 
+/// A new master beside existing seeds would make every tenant's data unreadable: a lost
+/// `master.json` is an error for the operator to resolve (restore it from backup), never a
+/// fresh start.
+pub(crate) fn refuse_new_master_beside_seeds(dir: &Path) -> Result<(), KeyError> {
+    let seeds = dir.join("seeds");
+    let any = std::fs::read_dir(&seeds)
+        .map_err(store_err("cannot list", &seeds))?
+        .any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json")));
+    if any {
+        return Err(KeyError::Store(format!(
+            "{} is missing but {} holds tenant seeds: a new master would make every tenant's data unreadable; restore master.json",
+            dir.join("master.json").display(),
+            seeds.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `path` durably: a temporary file, fsync, rename, fsync of the directory.
-fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");
@@ -315,6 +334,7 @@ fn open_master_dev(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
             aes_open(&kek, MASTER_AAD, &v, "the master key")
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            refuse_new_master_beside_seeds(dir)?;
             let mut master = Zeroizing::new([0u8; 32]);
             OsRng.fill_bytes(master.as_mut());
             let mut sealed = aes_seal(&kek, MASTER_AAD, master.as_ref())?;
@@ -749,21 +769,6 @@ impl KeyService {
                 "the signature does not verify under the role's identity key".into(),
             )
         })?;
-        {
-            let mut seen = self.seen.lock();
-            seen.retain(|_, expires| *expires > now.unix_ms());
-            if seen.len() >= RELEASES_SEEN_MAX {
-                return Err(KeyError::Busy);
-            }
-            if seen
-                .insert(req.sig.clone(), time.unix_ms() + RELEASE_SKEW_MS)
-                .is_some()
-            {
-                return Err(KeyError::Unauthenticated(
-                    "this request was answered already (a replay)".into(),
-                ));
-            }
-        }
         let manifest = self
             .policy
             .manifest()
@@ -778,6 +783,23 @@ impl KeyService {
                 role: role.to_string(),
                 scope: scope.clone(),
             });
+        }
+        // Remembered only once authorized, so only a role with scopes can fill the table
+        // (and each of its releases costs a durable append).
+        {
+            let mut seen = self.seen.lock();
+            seen.retain(|_, expires| *expires > now.unix_ms());
+            if seen.len() >= RELEASES_SEEN_MAX {
+                return Err(KeyError::Busy);
+            }
+            if seen
+                .insert(req.sig.clone(), time.unix_ms() + RELEASE_SKEW_MS)
+                .is_some()
+            {
+                return Err(KeyError::Unauthenticated(
+                    "this request was answered already (a replay)".into(),
+                ));
+            }
         }
         let (keys, versions) = {
             let _guard = self.lock.lock().await;
@@ -922,4 +944,40 @@ fn shred_file(path: &Path) -> Result<(), KeyError> {
     drop(f);
     std::fs::remove_file(path).map_err(store_err("cannot delete", path))?;
     sync_dir(path)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_master_survives_restarts_and_is_never_silently_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        let first = open_master(&dir).unwrap();
+        assert_eq!(*open_master(&dir).unwrap(), *first);
+        // Nothing of it in clear on disk.
+        let master_file = std::fs::read_to_string(dir.join("master.json")).unwrap();
+        assert!(!master_file.contains(&hex::encode(*first)));
+        assert!(!master_file.contains(&B64.encode(*first)));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("dev-kek"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A tenant's seeds exist: losing master.json is an error, not a new master.
+        std::fs::write(dir.join("seeds").join("t.json"), b"{}").unwrap();
+        std::fs::rename(dir.join("master.json"), dir.join("master.bak")).unwrap();
+        assert!(
+            matches!(open_master(&dir), Err(KeyError::Store(m)) if m.contains("restore master.json"))
+        );
+        std::fs::rename(dir.join("master.bak"), dir.join("master.json")).unwrap();
+        // Nor is losing the key-encryption key.
+        std::fs::remove_file(dir.join("dev-kek")).unwrap();
+        assert!(
+            matches!(open_master(&dir), Err(KeyError::Store(m)) if m.contains("cannot be opened"))
+        );
+    }
 }

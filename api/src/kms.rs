@@ -227,6 +227,7 @@ pub async fn open_master(
             (out, None)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::keys::refuse_new_master_beside_seeds(dir)?;
             let out = call(
                 config,
                 "GenerateDataKey",
@@ -253,9 +254,7 @@ pub async fn open_master(
     master.copy_from_slice(&plain);
     if let Some(blob) = blob {
         let v = json!({"v": 1, "alg": "aws-kms", "key_id": config.key_id, "ciphertext_blob": blob});
-        std::fs::write(&path, v.to_string())
-            .and_then(|()| std::fs::File::open(&path).and_then(|f| f.sync_all()))
-            .map_err(|e| KeyError::Store(format!("{}: {e}", path.display())))?;
+        crate::keys::write_durable(&path, v.to_string().as_bytes())?;
     }
     Ok(master)
 }

@@ -164,7 +164,14 @@ pub(crate) async fn payloads(
         .flatten()
         .ok_or_else(|| not_found("user", ""))?;
     if !user_scopes(role).contains(&scope.as_str()) {
-        return Err(scope_denied(&format!("user ({})", role.as_str()), &scope));
+        return Err(forbidden(
+            "scope-denied",
+            "Scope not granted",
+            format!(
+                "a {} may not read scope {scope}: only admins read the tenant's directory",
+                role.as_str()
+            ),
+        ));
     }
     let after = query.after;
     let mut indices: Vec<u64> = edge
@@ -275,6 +282,7 @@ pub(crate) async fn rotate(
     }
     let id = tenant_id(&tenant)?;
     let (version, index) = edge.keys.rotate(&id).await?;
+    edge.forget_scope_keys(&id);
     Ok(axum::Json(json!({"tenant": tenant, "version": version, "index": index})).into_response())
 }
 
@@ -295,6 +303,7 @@ pub(crate) async fn shred(
     }
     let id = tenant_id(&tenant)?;
     let index = edge.keys.shred(&id).await?;
+    edge.forget_scope_keys(&id);
     Ok(axum::Json(json!({"tenant": tenant, "index": index})).into_response())
 }
 

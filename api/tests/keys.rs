@@ -72,12 +72,12 @@ async fn member(node: &Booted, admin: &mut User, name: &str) -> User {
         admin,
         "user.invited",
         "/v1/users",
-        &json!({"name": name, "role": "member"}),
+        &json!({"role": "member"}),
     )
     .await;
     assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
     let tenant = admin.tenant.clone();
-    register(node, &tenant, r.1["invite"].as_str().unwrap()).await
+    register_named(node, &tenant, r.1["invite"].as_str().unwrap(), name).await
 }
 
 fn transfer_to(to: &str) -> Value {
@@ -144,10 +144,10 @@ async fn the_operator_sees_only_ciphertext() {
         )
     };
     let mut ada = register(&node, &tenant, &invite).await;
-    let [invited, wallet_name, policy_note, comment, address] =
+    let [registered, wallet_name, policy_note, comment, address] =
         [marker(), marker(), marker(), marker(), marker()];
     let to = format!("0x{}", &address[..32]) + &marker()[..8];
-    let bob = member(&node, &mut ada, &invited).await;
+    let bob = member(&node, &mut ada, &registered).await;
     let r = act(
         &node,
         &mut ada,
@@ -178,18 +178,18 @@ async fn the_operator_sees_only_ciphertext() {
     )
     .await;
     assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
-    let approvals = format!("/v1/requests/{request}/approvals");
+    let approvals = format!("/v1/requests/{request}/approvals/approve");
     let r = act(
         &node,
         &mut ada,
         "approval.decided",
         &approvals,
-        &json!({"decision": "approve", "comment": comment}),
+        &json!({"comment": comment}),
     )
     .await;
     assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
     let secrets = [
-        ("invited name", invited.clone()),
+        ("registered name", registered.clone()),
         ("wallet name", wallet_name.clone()),
         ("policy", policy_note.clone()),
         ("approval comment", comment.clone()),
@@ -286,15 +286,15 @@ async fn reads_are_scoped_by_tenant_and_scope_and_audited() {
     );
     let r = read(&node, &ada, &tenant, "users").await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
-    // Ada's registration, Bob's invitation, Bob's registration: each name sealed.
+    // Ada's registration and Bob's: each name sealed.
     let names: Vec<&Value> = r.1["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|i| &i["payload"]["name"])
         .collect();
-    assert_eq!(names, [&json!("Ada"), &json!("Bob"), &json!("Bob")]);
-    assert_eq!(r.1["items"][1]["kind"], "user.invited");
+    assert_eq!(names, [&json!("User"), &json!("Bob")]);
+    assert_eq!(r.1["items"][1]["kind"], "user.registered");
     // No such scope, no session, bad paging.
     let r = read(&node, &ada, &tenant, "secrets").await;
     assert_problem(&(r.0, r.1), 400, "invalid-body");
@@ -322,11 +322,10 @@ async fn reads_are_scoped_by_tenant_and_scope_and_audited() {
     assert_eq!(status["status"], "active");
     assert_eq!(status["current_version"], 1);
     let decrypted = &status["decryptions"]["edge"];
-    // Bob's invitation (opened for his registration), the transfer Bob read, and the three
-    // names Ada read.
-    assert_eq!(decrypted["count"], 5, "{status}");
+    // The transfer Bob read, and the two names Ada read.
+    assert_eq!(decrypted["count"], 3, "{status}");
     assert_eq!(decrypted["scopes"]["transfers"], 1, "{status}");
-    assert_eq!(decrypted["scopes"]["users"], 4, "{status}");
+    assert_eq!(decrypted["scopes"]["users"], 2, "{status}");
     assert!(
         status["releases"]["edge"]["count"].as_u64().unwrap() >= 5,
         "{status}"
@@ -745,4 +744,134 @@ async fn rotation_keeps_old_data_readable_and_shredding_ends_it_for_ever() {
     assert!(!services.keys.has_seeds(&tenant_id(&tenant)));
     assert!(!seeds_path.exists());
     drop((services, pinned, tmp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_refuses_clear_fields_no_user_signed_and_payloads_not_sealed_as_their_kind() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let tenant = tenant_id(&ada.tenant);
+    let wallet = new_wallet(&node, &mut ada).await;
+    let path = format!("/v1/wallets/{wallet}/transfers");
+    let r = act(&node, &mut ada, "transfer.requested", &path, &transfer()).await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let request = r.1["request"].as_str().unwrap().to_string();
+    // Ada denies; the decision is in the signed path, and in clear for the log.
+    let r = act(
+        &node,
+        &mut ada,
+        "approval.decided",
+        &format!("/v1/requests/{request}/approvals/deny"),
+        &json!({"comment": "no"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let denied = node.entry(r.1["index"].as_u64().unwrap());
+    assert_eq!(denied.event().body["clear"], json!({"decision": "deny"}));
+    assert!(denied.event().body.get("params").is_none());
+
+    // A hostile edge turns it into an approval: the same signed action, the clear field
+    // changed. The log refuses it before the nonce (which it would also refuse).
+    let mut body = denied.event().body.clone();
+    body.insert("clear".into(), json!({"decision": "approve"}));
+    let mut flipped = denied.event().clone();
+    flipped.body = body;
+    flipped.sig = None;
+    let flipped = flipped
+        .sign(node.services.edge.identity.keys().signing_key())
+        .unwrap();
+    assert_problem(&node.post(&flipped).await, 403, "user-action-binding");
+    // And a reader with the key refuses it too.
+    let (keys, attested) = policy_service(&node).await;
+    let req = ReleaseRequest::new_signed(
+        &keys,
+        attested.leaf_hash(),
+        &tenant,
+        &["approvals"],
+        Timestamp::now(),
+    )
+    .unwrap();
+    let r = release(&node, &req).await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    let scope_keys: Release = serde_json::from_value(r.1).unwrap();
+    let scope_keys = scope_keys.open(&req, keys.x25519()).unwrap();
+    let key = scope_keys.get("approvals", 1).unwrap();
+    assert_eq!(open_action(denied.event(), key).unwrap()["comment"], "no");
+    // The ciphertext is bound to the envelope, clear fields included: it no longer opens.
+    assert_eq!(
+        open_action(flipped.event(), key),
+        Err(govern_core::seal::OpenActionError::Seal(SealError::Open))
+    );
+    // An edge holding the key could seal it again under the changed clear field: then the
+    // clear field does not match the signed path, and the reader refuses it as such.
+    let plain = open(denied.event(), key).unwrap();
+    let mut resealed = flipped.event().clone();
+    resealed.sig = None;
+    govern_core::seal::seal(&mut resealed, key, "approvals", 1, &plain).unwrap();
+    assert_eq!(
+        open_action(&resealed, key),
+        Err(govern_core::seal::OpenActionError::ClearMismatch)
+    );
+
+    // A wallet the user signed, appended with its parameters in clear: refused, after the
+    // user's signature checks, as a payload not sealed as its kind is.
+    let body = json!({"name": "in clear"});
+    let init = node
+        .call(
+            "POST",
+            "/v1/auth/action/init",
+            &[("authorization", &ada.bearer())],
+            Some(
+                serde_json::to_vec(
+                    &json!({"kind": "wallet.requested", "method": "POST", "path": "/v1/wallets", "body": body}),
+                )
+                .unwrap(),
+            ),
+        )
+        .await;
+    assert_eq!(init.0, StatusCode::OK, "{}", init.1);
+    let object: govern_core::action::ChallengeObject =
+        serde_json::from_value(init.1["challenge"].clone()).unwrap();
+    let signature = sign_object(
+        &mut ada,
+        &object,
+        &webauthn_rs::prelude::Url::parse(support::ORIGIN).unwrap(),
+    );
+    let mut clear_body = serde_json::Map::new();
+    clear_body.insert("action".into(), serde_json::to_value(&object).unwrap());
+    clear_body.insert(
+        "signature".into(),
+        serde_json::to_value(&signature).unwrap(),
+    );
+    clear_body.insert("salt".into(), init.1["salt"].clone());
+    clear_body.insert("params".into(), body);
+    let tenant_leaf = node
+        .services
+        .policy
+        .with_tenant(&tenant, |t| t.leaf)
+        .unwrap();
+    let unsealed = node
+        .services
+        .edge
+        .identity
+        .sign(
+            Kind::new("wallet.requested").unwrap(),
+            tenant,
+            RequestId(uuid::Uuid::parse_str(&object.request).unwrap()),
+            vec![tenant_leaf],
+            clear_body,
+        )
+        .unwrap();
+    assert_problem(&node.post(&unsealed).await, 400, "payload-sealing");
+    // A kind that is never sealed, sealed: refused too.
+    let mut e = node
+        .edge_event("tenant.created", TenantId(uuid::Uuid::now_v7()), vec![])
+        .event()
+        .clone();
+    govern_core::seal::seal(&mut e, key, "users", 1, b"{}").unwrap();
+    e.sig = None;
+    let e = e
+        .sign(node.services.edge.identity.keys().signing_key())
+        .unwrap();
+    assert_problem(&node.post(&e).await, 400, "payload-sealing");
 }

@@ -45,7 +45,7 @@ async fn the_spec_is_openapi_3_1_and_covers_every_route() {
         ("/v1/wallets", "post"),
         ("/v1/wallets/{id}/transfers", "post"),
         ("/v1/policies", "post"),
-        ("/v1/requests/{id}/approvals", "post"),
+        ("/v1/requests/{id}/approvals/{decision}", "post"),
         ("/v1/tenants/{tenant}/payloads/{scope}", "get"),
         ("/v1/tenants/{tenant}/keys", "get"),
         ("/v1/tenants/{tenant}/keys/rotate", "post"),
@@ -73,6 +73,7 @@ async fn the_spec_is_openapi_3_1_and_covers_every_route() {
             .replace("{id}", "x")
             .replace("{tenant}", "x")
             .replace("{scope}", "wallets")
+            .replace("{decision}", "approve")
             .replace("{path}", "0/000");
         let (_, body, _) = node
             .call(&method.to_uppercase(), &concrete, &[], None)

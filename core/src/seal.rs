@@ -210,31 +210,28 @@ pub fn open(event: &Event, scope_key: &[u8; 32]) -> Result<Vec<u8>, SealError> {
         .map_err(|_| SealError::Open)
 }
 
-/// A kind whose payload is sealed: its scope, and the fields of its parameters that stay
-/// clear (in `body.clear`) because the log authorizes on them. Every reader that opens the
-/// payload checks those clear fields against the sealed ones ([`open_action`]).
+/// A kind whose payload is sealed: its scope, and the fields that stay clear (in
+/// `body.clear`) because the log authorizes on them. A clear field is never a copy of a
+/// sealed parameter the log could not check: it is a trailing segment of the signed path
+/// (`path` in the user's challenge object), so the log checks it against the user's own
+/// signature ([`clear_from_path`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealedKind {
     /// The event kind.
     pub kind: &'static str,
     /// The scope its payload is sealed in.
     pub scope: &'static str,
-    /// The parameters that stay clear.
+    /// The fields that stay clear, taken in order from the last segments of the signed path.
     pub clear: &'static [&'static str],
     /// Whether it is a user action (payload `{"params", "salt"}`); otherwise the payload is
     /// the sealed members of the body itself.
     pub action: bool,
 }
 
-/// Every sealed kind. User actions whose parameters are all authorization data (a role
-/// change, a key added, a revocation) stay clear, and the log checks their commitment.
-pub const SEALED_KINDS: [SealedKind; 6] = [
-    SealedKind {
-        kind: "user.invited",
-        scope: "users",
-        clear: &["role"],
-        action: true,
-    },
+/// Every sealed kind. User actions whose parameters are all authorization data (an
+/// invitation's role, a role change, a key added, a revocation) stay clear, and the log
+/// checks their commitment; a user's name is sealed in their registration.
+pub const SEALED_KINDS: [SealedKind; 5] = [
     SealedKind {
         kind: "user.registered",
         scope: "users",
@@ -290,13 +287,24 @@ pub fn action_plaintext(
     canonical::to_vec(&Value::Object(m)).map_err(|e| SealError::Canonical(e.to_string()))
 }
 
-/// The clear fields of a sealed action's parameters (`body.clear`).
+/// The clear fields of a sealed action (`body.clear`): the last `kind.clear.len()` segments
+/// of the signed `path`, in order (`/v1/requests/{id}/approvals/{decision}` gives
+/// `{"decision"}`). `None` when the path is too short.
 #[must_use]
-pub fn clear_fields(kind: &SealedKind, params: &Map<String, Value>) -> Map<String, Value> {
-    kind.clear
-        .iter()
-        .filter_map(|f| params.get(*f).map(|v| ((*f).to_string(), v.clone())))
-        .collect()
+pub fn clear_from_path(kind: &SealedKind, path: &str) -> Option<Map<String, Value>> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let n = kind.clear.len();
+    let tail = segments.get(segments.len().checked_sub(n)?..)?;
+    if tail.iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    Some(
+        kind.clear
+            .iter()
+            .zip(tail)
+            .map(|(f, v)| ((*f).to_string(), Value::from(*v)))
+            .collect(),
+    )
 }
 
 /// Why an opened action does not stand.
@@ -312,14 +320,14 @@ pub enum OpenActionError {
     /// The opened parameters and salt are not what the user signed.
     #[error("the sealed params and salt do not match the signed body_commitment")]
     Commitment,
-    /// A clear field differs from the sealed parameter of the same name.
-    #[error("the clear field {0:?} differs from the sealed one")]
-    ClearMismatch(String),
+    /// `body.clear` is not what the signed path says.
+    #[error("the clear fields are not those of the signed path")]
+    ClearMismatch,
 }
 
 /// Open a sealed user action with its scope key, and check it: the salt and parameters are
-/// those the user's `body_commitment` names, and every clear field equals its sealed
-/// counterpart. Returns the parameters.
+/// those the user's `body_commitment` names, and `body.clear` is what the signed path
+/// says. Returns the parameters.
 ///
 /// # Errors
 /// [`OpenActionError`].
@@ -355,13 +363,8 @@ pub fn open_action(
         return Err(OpenActionError::Commitment);
     }
     let clear = event.body.get("clear").and_then(Value::as_object);
-    for field in kind.clear {
-        if clear.and_then(|c| c.get(*field)) != params.get(*field) {
-            return Err(OpenActionError::ClearMismatch((*field).into()));
-        }
-    }
-    if clear.is_some_and(|c| c.len() != kind.clear.len()) {
-        return Err(OpenActionError::ClearMismatch("clear".into()));
+    if clear != clear_from_path(kind, &object.path).as_ref() {
+        return Err(OpenActionError::ClearMismatch);
     }
     Ok(params.clone())
 }

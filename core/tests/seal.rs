@@ -118,3 +118,36 @@ fn malformed_sealed_members_and_scopes_are_typed_errors() {
     };
     assert_eq!(k, expected);
 }
+
+#[test]
+fn clear_fields_come_from_the_signed_path_only() {
+    use govern_core::seal::{clear_from_path, sealed_kind};
+    let approval = sealed_kind("approval.decided").unwrap();
+    assert_eq!(approval.scope, "approvals");
+    let clear = clear_from_path(approval, "/v1/requests/0193/approvals/deny").unwrap();
+    assert_eq!(
+        Value::Object(clear),
+        serde_json::json!({"decision": "deny"})
+    );
+    assert!(clear_from_path(approval, "").is_none());
+    assert!(
+        clear_from_path(approval, "/v1/requests/0193/approvals/")
+            .is_some_and(|c| c["decision"] == "approvals")
+    );
+    // Kinds with nothing in clear; and the kinds that are never sealed.
+    let transfer = sealed_kind("transfer.requested").unwrap();
+    assert!(
+        clear_from_path(transfer, "/v1/wallets/w/transfers")
+            .unwrap()
+            .is_empty()
+    );
+    for kind in [
+        "user.invited",
+        "user.role_changed",
+        "credential.registered",
+        "credential.revoked",
+        "tenant.created",
+    ] {
+        assert!(sealed_kind(kind).is_none(), "{kind}");
+    }
+}

@@ -250,7 +250,8 @@ pub struct KeyVersion {
 /// How often a role did something with a tenant's keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct AuditCount {
-    /// Releases (`keys.audit` events) or payloads opened (entries named by `reads.audit`).
+    /// Scope keys released (one per scope a `keys.audit` names) or payloads opened (entries
+    /// named by `reads.audit`).
     pub count: u64,
     /// By scope.
     pub scopes: BTreeMap<String, u64>,

@@ -89,12 +89,17 @@ pub async fn create_tenant(node: &Booted, name: &str) -> (String, String) {
 
 /// Redeem `invite` with a new software passkey.
 pub async fn register(node: &Booted, tenant: &str, invite: &str) -> User {
+    register_named(node, tenant, invite, "User").await
+}
+
+/// Redeem `invite` under `name` with a new software passkey.
+pub async fn register_named(node: &Booted, tenant: &str, invite: &str, name: &str) -> User {
     let start = json_call(
         node,
         "POST",
         "/v1/auth/register/start",
         None,
-        &json!({"tenant": tenant, "invite": invite}),
+        &json!({"tenant": tenant, "invite": invite, "name": name}),
     )
     .await;
     assert_eq!(start.0, StatusCode::OK, "{}", start.1);

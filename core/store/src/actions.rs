@@ -16,7 +16,7 @@ use govern_core::action::{
 };
 use govern_core::event::{Event, Role, TenantId};
 use govern_core::ids::{Hash, RootHash};
-use govern_core::seal::{SCOPES, sealed_kind, sealed_scope};
+use govern_core::seal::{SCOPES, clear_from_path, sealed_kind, sealed_scope};
 use govern_projections::tenants::{
     self, ACTION_KINDS, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, CredentialState, KEY_KINDS,
     KEYS_AUDIT, KEYS_ROTATED, READS_AUDIT, TENANT_CREATED, Tenant, Tenants, USER_INVITED,
@@ -63,7 +63,8 @@ pub enum UserActionError {
     /// The signed object names another tenant, kind or request than the event.
     #[error("the signed action names {what} {named:?}, but the event's is {actual:?}")]
     Binding {
-        /// `tenant`, `kind` or `request`.
+        /// `tenant`, `kind`, `request`, `rp_id`, or `clear` (a sealed action's clear fields,
+        /// which are its signed path's last segments).
         what: &'static str,
         /// In the signed object.
         named: String,
@@ -216,7 +217,9 @@ fn hex32(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-fn name_ok(s: &str) -> bool {
+/// Whether `s` is a name: 1 to [`NAME_BYTES_MAX`] bytes, no control characters.
+#[must_use]
+pub fn name_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= NAME_BYTES_MAX && !s.chars().any(char::is_control)
 }
 
@@ -549,16 +552,36 @@ fn check_action(
     let user = tenant.users.get(&object.user).ok_or_else(|| {
         UserActionError::Target(format!("user {} is not registered", object.user))
     })?;
-    let sealed = sealed_kind(event.kind.as_str()).is_some();
-    let member = if sealed { "clear" } else { "params" };
+    let sealed = sealed_kind(event.kind.as_str());
+    let member = if sealed.is_some() { "clear" } else { "params" };
     let params = event
         .body
         .get(member)
         .and_then(Value::as_object)
-        .ok_or_else(|| malformed(event, format!("\"{member}\": an object")))?;
+        .ok_or_else(|| match sealed {
+            Some(k) => UserActionError::Sealing {
+                kind: event.kind.to_string(),
+                reason: format!(
+                    "its parameters are sealed in scope {}, with \"clear\" holding {:?}",
+                    k.scope, k.clear
+                ),
+            },
+            None => malformed(event, format!("\"{member}\": an object")),
+        })?;
+    // A sealed action's clear fields are the signed path's last segments: the user signed
+    // them, so the log checks them although it cannot open the payload.
+    if let Some(sealed) = sealed
+        && clear_from_path(sealed, &object.path).as_ref() != Some(params)
+    {
+        return Err(UserActionError::Binding {
+            what: "clear",
+            named: object.path.clone(),
+            actual: Value::Object(params.clone()).to_string(),
+        });
+    }
     // The body the user signed: in clear, the log checks it against the commitment; sealed,
     // only holders of the scope key can (govern-core's `seal::open_action`).
-    if !sealed {
+    if sealed.is_none() {
         let salt: [u8; 32] = text(&event.body, "salt")
             .and_then(|s| hex::decode(s).ok())
             .and_then(|b| b.try_into().ok())
@@ -699,11 +722,12 @@ fn authorize(
     match kind {
         USER_INVITED
             if text(params, "role").and_then(UserRole::parse).is_none()
+                || params.len() != 1
                 || !text(&event.body, "invite").is_some_and(hex32) =>
         {
             return Err(malformed(
                 event,
-                "clear.role (admin|member) and body.invite (hex SHA-256)",
+                "params {\"role\": admin|member} and body.invite (hex SHA-256)",
             ));
         }
         USER_ROLE_CHANGED => {
