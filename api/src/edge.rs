@@ -17,9 +17,10 @@
 //!   carries the challenge object and the user's signature; the log checks them again.
 //!
 //! - **Sealed payloads** (DESIGN §7): the edge seals the parameters of every sealed kind
-//!   (govern-core's `seal::SEALED_KINDS`: invitations, registrations' names, wallets,
-//!   transfers, policies, approvals) with the commitment salt, under its tenant's current
-//!   scope key, which the key service releases to the edge's attested identity. Reads of
+//!   (govern-core's `seal::SEALED_KINDS`: registrations' names, wallets, transfers,
+//!   policies, approvals) with the commitment salt, under the newest scope key the key
+//!   service released to the edge's attested identity; clear fields are only ever the
+//!   signed path's (an approval's decision). Reads of
 //!   sealed data go through [`crate::tenant_keys`], which records every opening in a
 //!   `reads.audit` event.
 //!
@@ -353,8 +354,7 @@ impl From<UserActionError> for Problem {
     }
 }
 
-/// Which kind an action request appends: the route table of the sensitive endpoints.
-/// The `n`th segment of `path` after `/v1/` (0: the collection).
+/// The `n`th segment of `path` (0: `v1`).
 fn path_segment(path: &str, n: usize) -> String {
     path.trim_start_matches('/')
         .split('/')
@@ -366,6 +366,7 @@ fn path_segment(path: &str, n: usize) -> String {
 /// The longest approval comment.
 pub const COMMENT_BYTES_MAX: usize = 1000;
 
+/// Which kind an action request appends: the route table of the sensitive endpoints.
 fn kind_of_route(method: &str, path: &str) -> Option<&'static str> {
     if method != "POST" {
         return None;
@@ -646,7 +647,7 @@ impl Edge {
         Ok(keys)
     }
 
-    /// Seal `plaintext` into `event` for `kind`: its scope, the tenant's current version.
+    /// Seal `plaintext` into `event` for `kind`: its scope, the newest version released.
     async fn seal_for(
         &self,
         event: &mut govern_core::event::Event,
@@ -656,23 +657,18 @@ impl Edge {
         let keys = self.scope_keys(&event.tenant).await?;
         // The newest version released: the current one, or one just before a rotation that
         // landed meanwhile, which the log still takes (old versions stay valid).
-        let version = keys
+        let (version, key) = keys
             .versions()
             .filter(|(s, _)| s == sealed.scope)
             .map(|(_, v)| *v)
             .max()
+            .and_then(|v| keys.get(sealed.scope, v).map(|k| (v, k)))
             .ok_or_else(|| {
                 Problem::from(KeyError::ScopeDenied {
                     role: self.service.identity.keys().role().to_string(),
                     scope: sealed.scope.to_string(),
                 })
             })?;
-        let key = keys.get(sealed.scope, version).ok_or_else(|| {
-            Problem::from(KeyError::ScopeDenied {
-                role: self.service.identity.keys().role().to_string(),
-                scope: sealed.scope.to_string(),
-            })
-        })?;
         govern_core::seal::seal(event, key, sealed.scope, version, plaintext)
             .map_err(|e| bad_body(e.to_string()))
     }

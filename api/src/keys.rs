@@ -221,9 +221,13 @@ fn aes_open(
 /// fresh start.
 pub(crate) fn refuse_new_master_beside_seeds(dir: &Path) -> Result<(), KeyError> {
     let seeds = dir.join("seeds");
-    let any = std::fs::read_dir(&seeds)
-        .map_err(store_err("cannot list", &seeds))?
-        .any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json")));
+    let any = match std::fs::read_dir(&seeds) {
+        Ok(entries) => entries
+            .into_iter()
+            .any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(store_err("cannot list", &seeds)(e)),
+    };
     if any {
         return Err(KeyError::Store(format!(
             "{} is missing but {} holds tenant seeds: a new master would make every tenant's data unreadable; restore master.json",
@@ -311,6 +315,7 @@ fn open_master_dev(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
                     kek_path.display()
                 )));
             }
+            refuse_new_master_beside_seeds(dir)?;
             let mut k = Zeroizing::new([0u8; 32]);
             OsRng.fill_bytes(k.as_mut());
             write_durable(
@@ -784,8 +789,20 @@ impl KeyService {
                 scope: scope.clone(),
             });
         }
-        // Remembered only once authorized, so only a role with scopes can fill the table
-        // (and each of its releases costs a durable append).
+        let (keys, versions) = {
+            let _guard = self.lock.lock().await;
+            let t = self.tenant_keys(&tenant)?;
+            if t.shredded {
+                return Err(KeyError::Shredded(tenant.0.to_string()));
+            }
+            let seeds = self.seeds(&tenant, t.current)?;
+            (
+                self.derive(&tenant, &scopes, &seeds)?,
+                (1..=t.current).collect::<Vec<u32>>(),
+            )
+        };
+        // Remembered only once everything else passed, so each remembered request is a
+        // release with its durable keys.audit, by a role with those scopes.
         {
             let mut seen = self.seen.lock();
             seen.retain(|_, expires| *expires > now.unix_ms());
@@ -801,18 +818,6 @@ impl KeyService {
                 ));
             }
         }
-        let (keys, versions) = {
-            let _guard = self.lock.lock().await;
-            let t = self.tenant_keys(&tenant)?;
-            if t.shredded {
-                return Err(KeyError::Shredded(tenant.0.to_string()));
-            }
-            let seeds = self.seeds(&tenant, t.current)?;
-            (
-                self.derive(&tenant, &scopes, &seeds)?,
-                (1..=t.current).collect::<Vec<u32>>(),
-            )
-        };
         let mut list = Vec::new();
         for ((scope, version), key) in &keys.0 {
             list.push(json!({"scope": scope, "version": version, "key": B64.encode(key.as_ref())}));

@@ -52,6 +52,14 @@ fn tenant_id(text: &str) -> Result<TenantId, Problem> {
         .map_err(|_| bad_body("the tenant is not a UUID"))
 }
 
+/// The tenant of an operator's request: the operator's token, then the id.
+fn operator_tenant(edge: &Edge, headers: &HeaderMap, tenant: &str) -> Result<TenantId, Problem> {
+    if !edge.is_operator(headers) {
+        return Err(operator_required());
+    }
+    tenant_id(tenant)
+}
+
 fn scope_denied(role: &str, scope: &str) -> Problem {
     Problem::from(KeyError::ScopeDenied {
         role: role.into(),
@@ -277,10 +285,7 @@ pub(crate) async fn rotate(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Result<Response, Problem> {
-    if !edge.is_operator(&headers) {
-        return Err(operator_required());
-    }
-    let id = tenant_id(&tenant)?;
+    let id = operator_tenant(&edge, &headers, &tenant)?;
     let (version, index) = edge.keys.rotate(&id).await?;
     edge.forget_scope_keys(&id);
     Ok(axum::Json(json!({"tenant": tenant, "version": version, "index": index})).into_response())
@@ -298,10 +303,7 @@ pub(crate) async fn shred(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Result<Response, Problem> {
-    if !edge.is_operator(&headers) {
-        return Err(operator_required());
-    }
-    let id = tenant_id(&tenant)?;
+    let id = operator_tenant(&edge, &headers, &tenant)?;
     let index = edge.keys.shred(&id).await?;
     edge.forget_scope_keys(&id);
     Ok(axum::Json(json!({"tenant": tenant, "index": index})).into_response())

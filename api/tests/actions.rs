@@ -762,24 +762,7 @@ async fn tenants_and_spent_nonces_survive_a_restart() {
         .policy
         .with_tenant(&tenant_id, |t| t.clone())
         .unwrap();
-    let support::Booted {
-        app,
-        services,
-        dir,
-        exe,
-        tmp,
-        ..
-    } = node;
-    drop(app);
-    drop(services);
-    let services = dir
-        .boot(
-            govern_store::LogConfig::new(dir.origin()),
-            true,
-            &govern_api::Attestor::Simulated { executable: exe },
-        )
-        .await
-        .unwrap();
+    let (services, _dir, tmp) = node.restart().await;
     // The fold rebuilt from the log's tracked entries is the same.
     let after = services
         .policy

@@ -391,6 +391,16 @@ async fn release(node: &Booted, req: &ReleaseRequest) -> Reply {
     .await
 }
 
+/// A release request of the service holding `keys`, made now.
+fn ask(
+    keys: &ServiceKeys,
+    identity: govern_core::ids::LeafHash,
+    tenant: &TenantId,
+    scopes: &[&str],
+) -> ReleaseRequest {
+    ReleaseRequest::new_signed(keys, identity, tenant, scopes, Timestamp::now()).unwrap()
+}
+
 /// A copy of `event` moved into another request of `tenant` (its signature aside: the AAD
 /// leaves it out, so only the envelope differs).
 fn moved(event: &Event, tenant: TenantId) -> Event {
@@ -414,14 +424,12 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
     // The policy engine asks for what its manifest entry lists, and opens the transfer
     // with it: the released key, checked against the user's commitment.
     let (keys, attested) = policy_service(&node).await;
-    let req = ReleaseRequest::new_signed(
+    let req = ask(
         &keys,
         attested.leaf_hash(),
         &tenant,
         &["transfers", "policies"],
-        Timestamp::now(),
-    )
-    .unwrap();
+    );
     let r = release(&node, &req).await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
     let out: Release = serde_json::from_value(r.1.clone()).unwrap();
@@ -441,14 +449,7 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
         *transfer().as_object().unwrap()
     );
     // Not for another request (the HPKE info binds it), nor with another X25519 key.
-    let other = ReleaseRequest::new_signed(
-        &keys,
-        attested.leaf_hash(),
-        &tenant,
-        &["transfers"],
-        Timestamp::now(),
-    )
-    .unwrap();
+    let other = ask(&keys, attested.leaf_hash(), &tenant, &["transfers"]);
     assert!(out.open(&other, keys.x25519()).is_err());
     let stranger = ServiceKeys::generate(Role::new("policy").unwrap()).unwrap();
     assert!(out.open(&req, stranger.x25519()).is_err());
@@ -467,14 +468,12 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
 
     // A scope the manifest entry does not list: refused, naming it; nothing released.
     let size = node.size();
-    let req = ReleaseRequest::new_signed(
+    let req = ask(
         &keys,
         attested.leaf_hash(),
         &tenant,
         &["transfers", "users"],
-        Timestamp::now(),
-    )
-    .unwrap();
+    );
     let r = release(&node, &req).await;
     assert_problem(&(r.0, r.1.clone()), 403, "scope-denied");
     assert!(
@@ -484,14 +483,7 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
     );
     assert_eq!(node.size(), size);
     // Signed by another key, or too old a request.
-    let mut forged = ReleaseRequest::new_signed(
-        &stranger,
-        attested.leaf_hash(),
-        &tenant,
-        &["transfers"],
-        Timestamp::now(),
-    )
-    .unwrap();
+    let mut forged = ask(&stranger, attested.leaf_hash(), &tenant, &["transfers"]);
     forged.role = "policy".into();
     let r = release(&node, &forged).await;
     assert_problem(&(r.0, r.1), 401, "release-unauthenticated");
@@ -501,14 +493,12 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
     let r = release(&node, &req).await;
     assert_problem(&(r.0, r.1), 401, "release-unauthenticated");
     // A tenant that does not exist; malformed JSON.
-    let req = ReleaseRequest::new_signed(
+    let req = ask(
         &keys,
         attested.leaf_hash(),
         &TenantId(uuid::Uuid::now_v7()),
         &["transfers"],
-        Timestamp::now(),
-    )
-    .unwrap();
+    );
     let r = release(&node, &req).await;
     assert_problem(&(r.0, r.1), 404, "tenant-unknown");
     let r = node
@@ -523,14 +513,7 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
 
     // A replaced identity: a new attestation of the role makes the old one stale.
     let (keys2, attested2) = policy_service(&node).await;
-    let req = ReleaseRequest::new_signed(
-        &keys,
-        attested.leaf_hash(),
-        &tenant,
-        &["transfers"],
-        Timestamp::now(),
-    )
-    .unwrap();
+    let req = ask(&keys, attested.leaf_hash(), &tenant, &["transfers"]);
     let r = release(&node, &req).await;
     assert_problem(&(r.0, r.1), 403, "attestation-stale");
 
@@ -552,14 +535,7 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
         .post(&publish(&node, &signed, &node.dir.log_signing_key()))
         .await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
-    let req = ReleaseRequest::new_signed(
-        &keys2,
-        attested2.leaf_hash(),
-        &tenant,
-        &["transfers"],
-        Timestamp::now(),
-    )
-    .unwrap();
+    let req = ask(&keys2, attested2.leaf_hash(), &tenant, &["transfers"]);
     let r = release(&node, &req).await;
     assert_problem(&(r.0, r.1), 403, "identity-quarantined");
 }
@@ -691,14 +667,12 @@ async fn rotation_keeps_old_data_readable_and_shredding_ends_it_for_ever() {
     let r = operator_post(&node, &format!("/v1/tenants/{tenant}/keys/rotate")).await;
     assert_problem(&(r.0, r.1), 410, "tenant-shredded");
     let (keys, attested) = policy_service(&node).await;
-    let req = ReleaseRequest::new_signed(
+    let req = ask(
         &keys,
         attested.leaf_hash(),
         &tenant_id(&tenant),
         &["transfers"],
-        Timestamp::now(),
-    )
-    .unwrap();
+    );
     let r = release(&node, &req).await;
     assert_problem(&(r.0, r.1), 410, "tenant-shredded");
     let status = key_status(&node, &tenant).await;
@@ -723,27 +697,10 @@ async fn rotation_keeps_old_data_readable_and_shredding_ends_it_for_ever() {
     // A crash between keys.shredded and the deletion: the seeds file is back at the next
     // start, and the key service deletes it before serving.
     std::fs::write(&seeds_path, &seeds_bytes).unwrap();
-    let Booted {
-        app,
-        services,
-        dir,
-        pinned,
-        exe,
-        tmp,
-    } = node;
-    drop(app);
-    drop(services);
-    let services = dir
-        .boot(
-            govern_store::LogConfig::new(dir.origin()),
-            true,
-            &govern_api::Attestor::Simulated { executable: exe },
-        )
-        .await
-        .unwrap();
+    let (services, _dir, tmp) = node.restart().await;
     assert!(!services.keys.has_seeds(&tenant_id(&tenant)));
     assert!(!seeds_path.exists());
-    drop((services, pinned, tmp));
+    drop((services, tmp));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -781,16 +738,30 @@ async fn the_log_refuses_clear_fields_no_user_signed_and_payloads_not_sealed_as_
         .sign(node.services.edge.identity.keys().signing_key())
         .unwrap();
     assert_problem(&node.post(&flipped).await, 403, "user-action-binding");
-    // And a reader with the key refuses it too.
-    let (keys, attested) = policy_service(&node).await;
-    let req = ReleaseRequest::new_signed(
-        &keys,
-        attested.leaf_hash(),
-        &tenant,
-        &["approvals"],
-        Timestamp::now(),
+    // Nor can it raise an invitation's role: the role is a clear parameter under the
+    // user's commitment.
+    let r = act(
+        &node,
+        &mut ada,
+        "user.invited",
+        "/v1/users",
+        &json!({"role": "member"}),
     )
-    .unwrap();
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let invited = node.entry(r.1["index"].as_u64().unwrap());
+    let mut raised = invited.event().clone();
+    raised
+        .body
+        .insert("params".into(), json!({"role": "admin"}));
+    raised.sig = None;
+    let raised = raised
+        .sign(node.services.edge.identity.keys().signing_key())
+        .unwrap();
+    assert_problem(&node.post(&raised).await, 403, "user-action-commitment");
+    // And a reader with the key refuses the flipped decision too.
+    let (keys, attested) = policy_service(&node).await;
+    let req = ask(&keys, attested.leaf_hash(), &tenant, &["approvals"]);
     let r = release(&node, &req).await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
     let scope_keys: Release = serde_json::from_value(r.1).unwrap();

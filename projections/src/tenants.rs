@@ -127,8 +127,8 @@ impl UserRole {
 pub struct Invite {
     /// Hex SHA-256 of the secret.
     pub hash: String,
-    /// The name the user was invited under, when it is clear (the first admin's, which the
-    /// operator gave); a later invitation's is sealed in scope `users`.
+    /// The first admin's name, which the operator gave (`tenant.created`); a later
+    /// invitation names no one (the invitee gives their name when they register, sealed).
     pub name: Option<String>,
     /// The role it grants.
     pub role: UserRole,

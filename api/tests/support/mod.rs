@@ -114,6 +114,30 @@ pub async fn boot_clocked(
 }
 
 impl Booted {
+    /// Stop this node's services and boot them again on the same data dir, as a restart
+    /// does: the new services, and the data dir and temporary directory they live in.
+    pub async fn restart(self) -> (Services, DataDir, tempfile::TempDir) {
+        let Booted {
+            app,
+            services,
+            dir,
+            exe,
+            tmp,
+            ..
+        } = self;
+        drop(app);
+        drop(services);
+        let services = dir
+            .boot(
+                LogConfig::new(dir.origin()),
+                true,
+                &Attestor::Simulated { executable: exe },
+            )
+            .await
+            .unwrap();
+        (services, dir, tmp)
+    }
+
     /// An event of the edge's identity.
     pub fn edge_event(&self, kind: &str, tenant: TenantId, parents: Vec<LeafHash>) -> SignedEvent {
         self.services
