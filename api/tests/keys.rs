@@ -783,6 +783,26 @@ async fn the_log_refuses_clear_fields_no_user_signed_and_payloads_not_sealed_as_
         open_action(&resealed, key),
         Err(govern_core::seal::OpenActionError::ClearMismatch)
     );
+    // Or seal other parameters than the user signed: the log cannot see it, the reader
+    // refuses them against the signed commitment.
+    let mut other = denied.event().clone();
+    other.sig = None;
+    let salt: [u8; 32] = hex::decode(
+        serde_json::from_slice::<Value>(&plain).unwrap()["salt"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
+    .try_into()
+    .unwrap();
+    let forged =
+        govern_core::seal::action_plaintext(json!({"comment": "yes"}).as_object().unwrap(), &salt)
+            .unwrap();
+    govern_core::seal::seal(&mut other, key, "approvals", 1, &forged).unwrap();
+    assert_eq!(
+        open_action(&other, key),
+        Err(govern_core::seal::OpenActionError::Commitment)
+    );
 
     // A wallet the user signed, appended with its parameters in clear: refused, after the
     // user's signature checks, as a payload not sealed as its kind is.
