@@ -10,6 +10,7 @@ mod bench_seal;
 mod client;
 mod config;
 mod demo;
+mod export;
 mod manifest;
 mod status;
 mod tenant;
@@ -45,6 +46,9 @@ enum Command {
     Verify(VerifyCommand),
     /// Print the tree size and root of a data dir or a running node.
     Status(StatusArgs),
+    /// Write the log as a static C2SP tlog-tiles directory, with every signed checkpoint and
+    /// the manifests, from a data dir or a running node (`--url`).
+    Export(export::ExportArgs),
     /// Measure: `govern bench append`.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
             }
             Command::Manifest(command) => manifest::run(command, config.data_dir.clone()),
             Command::Tenant(command) => tenant::run(command, config.data_dir.clone()).await,
+            Command::Export(args) => export::run(args).await,
         }
     });
     match result {

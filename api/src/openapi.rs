@@ -23,6 +23,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         crate::routes::inclusion,
         crate::routes::consistency,
         crate::routes::checkpoint,
+        crate::routes::checkpoints,
         crate::routes::tile,
         crate::edge::create_tenant,
         crate::edge::register_start,

@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
         .route("/checkpoint", get(checkpoint))
+        .route("/v1/checkpoints", get(checkpoints))
         .route("/tile/{*path}", get(tile))
         .with_state(state);
     let app = match edge {
@@ -293,6 +294,73 @@ pub(crate) async fn inclusion(
         index: Some(q.index),
         size: q.size,
         hashes: b64(hashes),
+    }))
+}
+
+/// The most checkpoints one `GET /v1/checkpoints` answers.
+pub const CHECKPOINTS_PAGE_MAX: usize = 1000;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CheckpointsQuery {
+    /// The smallest tree size (default 0).
+    from: Option<u64>,
+    /// At most this many (1..=1000, default 1000).
+    limit: Option<usize>,
+}
+
+/// One signed checkpoint.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct SignedCheckpoint {
+    /// Its tree size.
+    pub size: u64,
+    /// The C2SP signed note.
+    pub note: String,
+}
+
+/// A page of signed checkpoints.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Checkpoints {
+    /// By size, from `from`.
+    pub checkpoints: Vec<SignedCheckpoint>,
+    /// The `from` of the next page, if there may be more.
+    pub next: Option<u64>,
+}
+
+/// Every checkpoint the log signed (one per durable batch), by size: what `govern export`
+/// writes beside the tiles, so an auditor holds each signed root, not only the latest.
+#[utoipa::path(get, path = "/v1/checkpoints", tag = "log", params(CheckpointsQuery),
+    responses((status = 200, description = "Signed checkpoints by size", body = Checkpoints),
+        (status = 400, description = "Bad query", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn checkpoints(
+    State(s): State<AppState>,
+    q: Result<Query<CheckpointsQuery>, QueryRejection>,
+) -> Result<Json<Checkpoints>, Problem> {
+    let Query(q) = q.map_err(bad_query)?;
+    let limit = q.limit.unwrap_or(CHECKPOINTS_PAGE_MAX);
+    if !(1..=CHECKPOINTS_PAGE_MAX).contains(&limit) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "Bad query parameters",
+            format!("limit is 1 to {CHECKPOINTS_PAGE_MAX}"),
+        ));
+    }
+    let from = q.from.unwrap_or(0);
+    let to = s.log.latest().size.0.saturating_add(1);
+    let rows = s
+        .log
+        .reader()
+        .checkpoints(TreeSize(from), TreeSize(to.max(from)), limit)?;
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|(size, _)| size.0 + 1))
+        .flatten();
+    Ok(Json(Checkpoints {
+        checkpoints: rows
+            .into_iter()
+            .map(|(size, note)| SignedCheckpoint { size: size.0, note })
+            .collect(),
+        next,
     }))
 }
 

@@ -1231,3 +1231,49 @@ async fn random_requests_never_get_a_5xx_and_errors_are_always_problems() {
     }
     assert_eq!(cp.root.0, mth(&leaves));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_signed_checkpoint_is_listed_by_size_in_pages() {
+    let n = node();
+    for i in 0..3 {
+        let r = post(&n.app, signed(&n.edge, &format!("cp {i}")).bytes().to_vec()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let all = get(&n.app, "/v1/checkpoints").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text());
+    let all = all.json();
+    let list = all["checkpoints"].as_array().unwrap();
+    assert!(!list.is_empty());
+    let verifier = NoteVerifier::parse(&n.verifier_key).unwrap();
+    let mut last = None;
+    for c in list {
+        let (cp, _) =
+            Checkpoint::open(c["note"].as_str().unwrap().as_bytes(), &n.origin, &verifier).unwrap();
+        assert_eq!(cp.size.0, c["size"].as_u64().unwrap());
+        assert!(last < Some(cp.size.0), "not by size");
+        last = Some(cp.size.0);
+    }
+    assert_eq!(last, Some(n.log.latest().size.0));
+    assert_eq!(all["next"], Value::Null);
+    // One at a time: the first page points at the rest.
+    let page = get(&n.app, "/v1/checkpoints?limit=1").await.json();
+    assert_eq!(page["checkpoints"][0], list[0]);
+    let next = page["next"].as_u64().unwrap();
+    let rest = get(&n.app, &format!("/v1/checkpoints?from={next}"))
+        .await
+        .json();
+    assert_eq!(rest["checkpoints"].as_array().unwrap()[..], list[1..]);
+    // Beyond the tree: none. Bad limits: refused.
+    let beyond = get(&n.app, "/v1/checkpoints?from=1000000").await.json();
+    assert_eq!(beyond["checkpoints"], json!([]));
+    assert_problem(
+        &get(&n.app, "/v1/checkpoints?limit=0").await,
+        400,
+        "bad-query",
+    );
+    assert_problem(
+        &get(&n.app, "/v1/checkpoints?limit=x").await,
+        400,
+        "bad-query",
+    );
+}

@@ -26,6 +26,7 @@ async fn the_spec_is_openapi_3_1_and_covers_every_route() {
         ("/v1/proofs/inclusion", "get"),
         ("/v1/proofs/consistency", "get"),
         ("/checkpoint", "get"),
+        ("/v1/checkpoints", "get"),
         ("/tile/{path}", "get"),
         ("/v1/tenants", "post"),
         ("/v1/auth/register/start", "post"),

@@ -119,6 +119,35 @@ impl Tile {
     }
 }
 
+/// Every tile of a tree of `size`, as a C2SP `tlog-tiles` server holds them: for each hash
+/// level with any hash, its full tiles and its partial right edge; and the entry bundles
+/// likewise. Hash levels first, bottom up, then the bundles.
+#[must_use]
+pub fn tiles_at(size: TreeSize) -> Vec<Tile> {
+    fn widths(count: u64) -> impl Iterator<Item = (u64, Option<u8>)> {
+        let full = count / TILE_WIDTH;
+        let rest = count % TILE_WIDTH;
+        (0..full)
+            .map(|i| (i, None))
+            .chain((rest > 0).then(|| (full, u8::try_from(rest).ok())))
+    }
+    let mut out = Vec::new();
+    for level in 0u8.. {
+        let shift = u32::from(level) * u32::from(TILE_HEIGHT);
+        let count = if shift >= 64 { 0 } else { size.0 >> shift };
+        if count == 0 {
+            break;
+        }
+        out.extend(widths(count).map(|(index, partial)| Tile::Hashes {
+            level,
+            index,
+            partial,
+        }));
+    }
+    out.extend(widths(size.0).map(|(index, partial)| Tile::Entries { index, partial }));
+    out
+}
+
 impl fmt::Display for Tile {
     /// The path relative to the log's prefix, e.g. `tile/0/x001/x234/067.p/8`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -328,5 +357,36 @@ mod tests {
         );
         assert!(decode_bundle(&bundle[..bundle.len() - 1]).is_err());
         assert!(decode_bundle(&[0]).is_err());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tiles_at_tests {
+    use super::*;
+
+    fn names(size: u64) -> Vec<String> {
+        tiles_at(TreeSize(size))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_tile_of_a_tree_and_no_other() {
+        assert!(names(0).is_empty());
+        assert_eq!(names(1), ["tile/0/000.p/1", "tile/entries/000.p/1"]);
+        assert_eq!(
+            names(256),
+            ["tile/0/000", "tile/1/000.p/1", "tile/entries/000"]
+        );
+        let big = 256 * 256 + 3;
+        let all = tiles_at(TreeSize(big));
+        assert!(all.iter().all(|t| t.exists_at(TreeSize(big))));
+        // 256 full level-0 tiles and a partial one, one full level-1 tile, a partial
+        // level-2 tile of one hash, and the bundles as level 0.
+        assert_eq!(all.len(), 257 + 1 + 1 + 257);
+        assert!(names(big).contains(&"tile/0/256.p/3".to_string()));
+        assert!(names(big).contains(&"tile/2/000.p/1".to_string()));
     }
 }

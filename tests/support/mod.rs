@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
+use govern_api::DataDir;
+use govern_api::routes::Receipt;
+use govern_core::event::SignedEvent;
+use govern_core::ids::LeafHash;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -165,4 +170,57 @@ pub fn edge_event(
     );
     event.attestation = Some(attestation);
     event.sign(key).unwrap()
+}
+
+pub fn event(key: &SigningKey, attestation: LeafHash, tag: &str, n: u64) -> SignedEvent {
+    let mut body = serde_json::Map::new();
+    body.insert("tag".into(), tag.into());
+    body.insert("n".into(), n.into());
+    edge_event(key, attestation, body)
+}
+
+/// Append `count` events to the node on `data` (four clients at once); the final size.
+pub async fn fill(node: &Node, data: &Path, tag: &str, count: u64) -> u64 {
+    let key = DataDir::open(data, None).unwrap().edge_key().unwrap();
+    let attestation = edge_attestation(&node.url).await;
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for c in 0..4u64 {
+        let (http, key, url, tag) = (
+            http.clone(),
+            key.clone(),
+            node.url.clone(),
+            format!("{tag}-{c}"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut last = 0;
+            for n in (c..count).step_by(4) {
+                let resp = http
+                    .post(format!("{url}/v1/entries"))
+                    .header("content-type", "application/json")
+                    .body(event(&key, attestation, &tag, n).into_bytes())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+                let r: Receipt = resp.json().await.unwrap();
+                last = last.max(r.inclusion.size);
+            }
+            last
+        }));
+    }
+    let mut size = 0;
+    for t in tasks {
+        size = size.max(t.await.unwrap());
+    }
+    assert_eq!(
+        size,
+        BOOT_ENTRIES + count,
+        "a fresh log of its {} boot entries and {count} appends",
+        BOOT_ENTRIES
+    );
+    size
 }
