@@ -12,6 +12,7 @@ mod config;
 mod demo;
 mod export;
 mod manifest;
+mod receipt;
 mod status;
 mod tenant;
 mod verify;
@@ -46,6 +47,8 @@ enum Command {
     Verify(VerifyCommand),
     /// Print the tree size and root of a data dir or a running node.
     Status(StatusArgs),
+    /// Print an entry's C2SP tlog-proof (an offline receipt): `govern verify receipt` checks it.
+    Receipt(receipt::ReceiptArgs),
     /// Write the log as a static C2SP tlog-tiles directory, with every signed checkpoint and
     /// the manifests, from a data dir or a running node (`--url`).
     Export(export::ExportArgs),
@@ -69,6 +72,9 @@ enum VerifyCommand {
     /// Fetch the checkpoint and every tile, check every entry and hash, recompute the root,
     /// and check consistency with the last checkpoint this command saw from that log.
     Log(verify::LogArgs),
+    /// Check a C2SP tlog-proof offline: the checkpoint under the log's key, the entry at its
+    /// index in that tree.
+    Receipt(receipt::VerifyReceiptArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +143,8 @@ fn main() -> ExitCode {
             Command::Node(args) => demo::node(config.server(&args)).await,
             Command::Up(args) => demo::up(config.server(&args)).await,
             Command::Verify(VerifyCommand::Log(args)) => verify::log(args).await,
+            Command::Verify(VerifyCommand::Receipt(args)) => receipt::verify(args),
+            Command::Receipt(args) => receipt::receipt(args).await,
             Command::Status(args) => {
                 let data_dir = args.data_dir.or(config.data_dir.clone());
                 status::run(args.url.as_deref(), data_dir, args.json).await

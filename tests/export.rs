@@ -176,6 +176,68 @@ async fn an_export_is_the_log_as_static_tiles_that_verify_whole() {
         out.contains(status["root"].as_str().unwrap()),
         "{out}\n{status}"
     );
+    // An offline receipt of entry 137, checked with no node; not for a changed entry.
+    let entry = tmp.path().join("entry-137");
+    let receipt = govern()
+        .args(["receipt", "137", "--url", &node.url, "--entry-out"])
+        .arg(&entry)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        receipt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&receipt.stderr)
+    );
+    assert!(
+        receipt
+            .stdout
+            .starts_with(b"c2sp.org/tlog-proof@v1\nindex 137\n")
+    );
+    let proof = tmp.path().join("137.tlog-proof");
+    std::fs::write(&proof, &receipt.stdout).unwrap();
+    let info: serde_json::Value = http
+        .get(format!("{}/v1/log", node.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = info["verifier_key"].as_str().unwrap();
+    let check = |entry: PathBuf| {
+        let proof = proof.clone();
+        async move {
+            govern()
+                .args(["verify", "receipt"])
+                .arg(&proof)
+                .arg("--entry")
+                .arg(&entry)
+                .args(["--key", key])
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = check(entry.clone()).await;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("entry 137 is in"));
+    let mut bytes = std::fs::read(&entry).unwrap();
+    bytes[10] ^= 0x01;
+    let changed = tmp.path().join("entry-137-changed");
+    std::fs::write(&changed, bytes).unwrap();
+    let refused = check(changed).await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not included"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // A changed byte in an exported entry is found, at that entry.
     let bundle = local.join("tile/entries/000");
     let mut bytes = std::fs::read(&bundle).unwrap();

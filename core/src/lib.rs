@@ -26,5 +26,6 @@ pub mod ids;
 pub mod manifest;
 pub mod merkle;
 pub mod note;
+pub mod proof;
 pub mod seal;
 pub mod tiles;
