@@ -68,15 +68,8 @@ pub struct CreateArgs {
     /// The first admin's display name.
     #[arg(long, default_value = "admin")]
     admin: String,
-    /// The running node.
-    #[arg(long, env = "GOVERN_URL", default_value = "http://localhost:7600")]
-    url: String,
-    /// The node's data dir, whose `operator.token` authorises this [default: ./.govern].
-    #[arg(long, env = "GOVERN_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Print the node's JSON answer.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    node: NodeArgs,
 }
 
 pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()> {
@@ -88,6 +81,7 @@ pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()
                 data_dir,
                 "POST",
                 &format!("/v1/tenants/{}/keys/rotate", args.tenant),
+                None,
             )
             .await?;
             if args.node.json {
@@ -113,6 +107,7 @@ pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()
                 data_dir,
                 "POST",
                 &format!("/v1/tenants/{}/keys/shred", args.tenant),
+                None,
             )
             .await?;
             if args.node.json {
@@ -131,6 +126,7 @@ pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()
                 data_dir,
                 "GET",
                 &format!("/v1/tenants/{}/keys", args.tenant),
+                None,
             )
             .await?;
             if args.node.json {
@@ -177,6 +173,7 @@ async fn call(
     config_dir: Option<PathBuf>,
     method: &str,
     path: &str,
+    body: Option<&serde_json::Value>,
 ) -> Result<serde_json::Value> {
     let data_dir = args
         .data_dir
@@ -190,6 +187,10 @@ async fn call(
         client.get(&url)
     } else {
         client.post(&url)
+    };
+    let req = match body {
+        Some(body) => req.json(body),
+        None => req,
     };
     let resp = req
         .bearer_auth(token)
@@ -212,32 +213,15 @@ async fn call(
 }
 
 async fn create(args: CreateArgs, config_dir: Option<PathBuf>) -> Result<()> {
-    let data_dir = args
-        .data_dir
-        .or(config_dir)
-        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
-    let token = DataDir::open(&data_dir, None)?.operator_token()?;
-    let url = format!("{}/v1/tenants", args.url.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(token)
-        .json(&serde_json::json!({"name": args.name, "admin": args.admin}))
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("{url}: not JSON: {e}"))?;
-    if !status.is_success() {
-        return Err(format!(
-            "{url}: {status}: {}",
-            body["detail"].as_str().unwrap_or_default()
-        )
-        .into());
-    }
-    if args.json {
+    let body = call(
+        &args.node,
+        config_dir,
+        "POST",
+        "/v1/tenants",
+        Some(&serde_json::json!({"name": args.name, "admin": args.admin})),
+    )
+    .await?;
+    if args.node.json {
         println!("{body:#}");
         return Ok(());
     }

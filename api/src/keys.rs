@@ -769,7 +769,9 @@ impl KeyService {
             .ed25519
             .verifying_key()
             .map_err(|_| KeyError::Unauthenticated("the identity's key does not decode".into()))?;
-        key.verify_strict(&req.message()?, &sig).map_err(|_| {
+        // The signed message is also the HPKE info: one canonicalization for both.
+        let message = req.message()?;
+        key.verify_strict(&message, &sig).map_err(|_| {
             KeyError::Unauthenticated(
                 "the signature does not verify under the role's identity key".into(),
             )
@@ -832,7 +834,7 @@ impl KeyService {
         let (enc, ct) = hpke::single_shot_seal::<Aead, Kdf, Kem, _>(
             &OpModeS::Base,
             &pk,
-            &req.message()?,
+            &message,
             &plain,
             b"",
             &mut OsRng,
