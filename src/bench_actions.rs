@@ -81,7 +81,11 @@ fn es256_assertion(key: &p256::ecdsa::SigningKey, object: &ChallengeObject) -> U
     }
 }
 
-fn key_signature(key: &ed25519_dalek::SigningKey, challenge: &[u8], origin: &str) -> UserSignature {
+pub(crate) fn key_signature(
+    key: &ed25519_dalek::SigningKey,
+    challenge: &[u8],
+    origin: &str,
+) -> UserSignature {
     let client = serde_json::to_vec(&json!({
         "type": "key.get",
         "challenge": B64URL.encode(challenge),

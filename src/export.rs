@@ -8,6 +8,8 @@
 //! DIR/checkpoints/<size>      every checkpoint the log signed up to that size
 //! DIR/manifests/<serial>.json every manifest.published body (the manifest and its quorum)
 //! DIR/v1/log                  {"origin", "verifier_key", "size"}, as GET /v1/log answers
+//! DIR/trust/manifest-signers.toml  the data dir's pinned manifest signers (local only)
+//! DIR/trust/dev-root.der      a dev log's CA root, which its manifest pins (local only)
 //! ```
 //!
 //! Any static file server can serve it: a tile client follows `checkpoint` and `tile/`, and
@@ -46,6 +48,7 @@ enum Source {
     Local {
         reader: LogReader<RocksStorage>,
         verifier_key: String,
+        data: govern_api::DataDir,
     },
     Remote(Client),
 }
@@ -56,6 +59,7 @@ impl Source {
             Self::Local {
                 reader,
                 verifier_key,
+                ..
             } => (
                 reader.origin().to_string(),
                 verifier_key.clone(),
@@ -142,6 +146,7 @@ pub async fn run(args: ExportArgs) -> Result<()> {
             Source::Local {
                 reader: LogReader::open(storage)?,
                 verifier_key: data.verifier_key(),
+                data,
             }
         }
     };
@@ -187,6 +192,20 @@ pub async fn run(args: ExportArgs) -> Result<()> {
     bytes += write(&tmp, "checkpoint", note.as_bytes())?;
     let info = serde_json::json!({"origin": origin, "verifier_key": verifier_key, "size": size.0});
     bytes += write(&tmp, "v1/log", info.to_string().as_bytes())?;
+    // What a replay needs to trust beside the log's key: the manifest signers this data dir
+    // pins and, for a dev log, its CA root (the manifest pins that by its SHA-256).
+    if let Source::Local { data, .. } = &source {
+        for (from, to) in [
+            (data.manifest_signers_path(), "trust/manifest-signers.toml"),
+            (data.dev_ca_path().join("root.der"), "trust/dev-root.der"),
+        ] {
+            match std::fs::read(&from) {
+                Ok(b) => bytes += write(&tmp, to, &b)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e}", from.display()).into()),
+            }
+        }
+    }
     std::fs::rename(&tmp, &args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
     println!(
         "exported {} entries (root {}) to {}: {} tiles, {} checkpoints, {} manifests, {} bytes ({:.0} bytes per entry)",

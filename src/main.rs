@@ -13,6 +13,8 @@ mod demo;
 mod export;
 mod manifest;
 mod receipt;
+mod replay;
+mod scenario;
 mod status;
 mod tenant;
 mod verify;
@@ -45,13 +47,19 @@ enum Command {
     /// Verify things: `govern verify log --url URL`.
     #[command(subcommand)]
     Verify(VerifyCommand),
-    /// Print the tree size and root of a data dir or a running node.
+    /// Print the tree size, tree root and state root of a data dir or a running node.
     Status(StatusArgs),
     /// Print an entry's C2SP tlog-proof (an offline receipt): `govern verify receipt` checks it.
     Receipt(receipt::ReceiptArgs),
     /// Write the log as a static C2SP tlog-tiles directory, with every signed checkpoint and
     /// the manifests, from a data dir or a running node (`--url`).
     Export(export::ExportArgs),
+    /// Re-verify an export entry by entry into a fresh data dir, rebuild every projection,
+    /// and print the tree size and state root (which equal the source's `govern status`).
+    Replay(replay::ReplayArgs),
+    /// Drive a running node through a seeded scenario whose log holds every event kind
+    /// (the golden logs of replay-tests/ are made with it).
+    Scenario(scenario::ScenarioArgs),
     /// Measure: `govern bench append`.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -160,6 +168,8 @@ fn main() -> ExitCode {
             Command::Manifest(command) => manifest::run(command, config.data_dir.clone()),
             Command::Tenant(command) => tenant::run(command, config.data_dir.clone()).await,
             Command::Export(args) => export::run(args).await,
+            Command::Replay(args) => replay::run(args).await,
+            Command::Scenario(args) => scenario::run(args).await,
         }
     });
     match result {

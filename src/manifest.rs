@@ -30,7 +30,7 @@ use crate::config::DEFAULT_DATA_DIR;
 use crate::demo::Result;
 
 /// Whether this build accepts manifests that pin the dev root.
-const ALLOW_DEV_ROOT: bool = cfg!(feature = "dev");
+pub(crate) const ALLOW_DEV_ROOT: bool = cfg!(feature = "dev");
 /// The longest signers file or key file read.
 const SMALL_FILE_BYTES_MAX: u64 = 64 * 1024;
 

@@ -1,4 +1,5 @@
-//! `govern status`: the tree size and root of a data dir or a running node.
+//! `govern status`: the tree size, tree root and state root of a data dir or a running
+//! node. `govern replay` of the log's export prints the same three.
 
 use std::path::PathBuf;
 
@@ -11,35 +12,48 @@ use crate::config::DEFAULT_DATA_DIR;
 use crate::demo::Result;
 
 pub async fn run(url: Option<&str>, data_dir: Option<PathBuf>, json: bool) -> Result<()> {
-    let (origin, size, root) = match url {
+    let (origin, size, root, state_root) = match url {
         Some(url) => {
             let client = Client::new(url)?;
             let info = client.log_info().await?;
             let verifier = NoteVerifier::parse(&info.verifier_key)?;
             let note = client.get_required("/checkpoint").await?;
             let (cp, _) = Checkpoint::open(&note, &info.origin, &verifier)?;
-            (cp.origin, cp.size.0, cp.root.to_hex())
+            let state: govern_api::routes::StateInfo = client.get_json("/v1/state").await?;
+            // The state is after the last durable batch; the checkpoint may be newer. The
+            // pair printed is the state's: its size and the tree root the node's own
+            // checkpoint of that size signs.
+            let root = if state.size == cp.size.0 {
+                cp.root.to_hex()
+            } else {
+                state.root.clone()
+            };
+            (cp.origin, state.size, root, state.state_root)
         }
         None => {
             let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
             let storage = govern_store::RocksStorage::open_read_only(&dir.join("db"))
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
             let reader = LogReader::open(storage)?;
-            let latest = reader.latest();
+            let origin = reader.origin().to_string();
+            let (latest, state) = tokio::task::spawn_blocking(move || reader.state())
+                .await
+                .map_err(|e| e.to_string())??;
             (
-                reader.origin().to_string(),
+                origin,
                 latest.size.0,
                 latest.root.to_hex(),
+                state.root()?.to_hex(),
             )
         }
     };
     if json {
         println!(
             "{}",
-            serde_json::json!({ "origin": origin, "size": size, "root": root })
+            serde_json::json!({ "origin": origin, "size": size, "root": root, "state_root": state_root })
         );
     } else {
-        println!("origin {origin}\nsize {size}\nroot {root}");
+        println!("origin {origin}\nsize {size}\nroot {root}\nstate {state_root}");
     }
     Ok(())
 }

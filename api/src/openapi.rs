@@ -17,6 +17,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
     paths(
         crate::routes::healthz,
         crate::routes::log_info,
+        crate::routes::state_info,
         crate::routes::append,
         crate::routes::entry,
         crate::routes::services,

@@ -13,7 +13,7 @@ use govern_core::event::Timestamp;
 use govern_core::event::{EVENT_BYTES_MAX, KeyCache, SignedEvent};
 use govern_core::ids::{Hash, LeafIndex, TreeSize};
 use govern_core::tiles::Tile;
-use govern_store::{IdentityPolicy, Log, RocksStorage, ServicesView};
+use govern_store::{IdentityPolicy, Log, RocksStorage, ServicesView, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
         .route("/v1/log", get(log_info))
+        .route("/v1/state", get(state_info))
         .route(
             "/v1/entries",
             post(append).layer(DefaultBodyLimit::max(EVENT_BYTES_MAX)),
@@ -149,6 +150,50 @@ pub(crate) async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
         verifier_key: s.verifier_key.to_string(),
         size: s.log.latest().size.0,
     })
+}
+
+/// `GET /v1/state`: the projections' state root after a tree size (DESIGN §9).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct StateInfo {
+    /// The tree size the state is after.
+    pub size: u64,
+    /// The tree's root at that size, hex.
+    pub root: String,
+    /// SHA-256 of the canonical state (govern-projections' `State`), hex.
+    pub state_root: String,
+}
+
+/// The tree size, tree root and state root, as `govern status` and `govern replay` print
+/// them: a replay of this log's export reaches the same three.
+#[utoipa::path(get, path = "/v1/state", tag = "log",
+    responses((status = 200, description = "Tree size, tree root and state root", body = StateInfo),
+        (status = 503, description = "The store failed", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn state_info(State(s): State<AppState>) -> Result<Json<StateInfo>, Problem> {
+    let work = move || -> Result<StateInfo, StorageError> {
+        let (size, state) = match &s.identities {
+            Some(policy) => policy.state(),
+            None => {
+                let (latest, state) = s.log.state()?;
+                (latest.size, state)
+            }
+        };
+        let root = s.log.root_at(size).map_err(|e| match e {
+            govern_store::ReadError::Storage(s) => s,
+            other => StorageError::Corrupt(other.to_string()),
+        })?;
+        let state_root = state
+            .root()
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        Ok(StateInfo {
+            size: size.0,
+            root: root.to_hex(),
+            state_root: state_root.to_hex(),
+        })
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Ok(Json(result?)),
+        Err(e) => Err(StorageError::Backend(format!("the state task failed: {e}")).into()),
+    }
 }
 
 /// An inclusion proof: hashes in RFC 9162 order, standard base64.

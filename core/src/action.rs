@@ -123,6 +123,21 @@ pub enum CredentialKey {
 /// The longest COSE_Key accepted.
 pub const COSE_KEY_BYTES_MAX: usize = 256;
 
+/// In JSON: base64url (no padding) of the key's COSE_Key ([`CredentialKey::to_cose`]).
+impl Serialize for CredentialKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64URL.encode(self.to_cose()))
+    }
+}
+
+impl<'de> Deserialize<'de> for CredentialKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let cose = B64URL.decode(text).map_err(serde::de::Error::custom)?;
+        Self::from_cose(&cose).map_err(serde::de::Error::custom)
+    }
+}
+
 impl CredentialKey {
     /// The key in a COSE_Key (RFC 9052 §7, as WebAuthn's attested credential data carries
     /// it): EC2 on P-256 (`alg` ES256 if present) or OKP on Ed25519 (`alg` EdDSA if present).
@@ -291,8 +306,9 @@ pub enum CredentialType {
     Key,
 }
 
-/// A credential as the log records it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A credential as the log records it (in JSON, as projections and their snapshots store it:
+/// the key is its COSE_Key, base64url).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
     /// Its id (base64url).
     pub id: String,

@@ -1,9 +1,12 @@
 //! # govern-projections
 //!
-//! Pure folds `apply(state, event)` from the log into state. So far: tenants, their users,
-//! invitations, credentials and wallets ([`tenants`]), which the node's append policy judges
-//! user actions by and the edge reads. Requests' status history, policies, the service
-//! inventory, state roots and snapshots come with the projections issue.
+//! Pure folds `apply(state, event)` from the log into state (DESIGN §9): tenants, their
+//! users, invitations, credentials, wallets, requests and key status ([`tenants`]); the
+//! service inventory ([`services`]); and the two together with their state root
+//! ([`state`]). The node's append policy keeps its state in these very types and judges
+//! by them; the node's read endpoints, replays and auditors read the same.
 #![forbid(unsafe_code)]
 
+pub mod services;
+pub mod state;
 pub mod tenants;

@@ -123,7 +123,7 @@ impl UserRole {
 }
 
 /// An invitation: the hash of its one-time secret, the role it grants, and who redeemed it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
     /// Hex SHA-256 of the secret.
     pub hash: String,
@@ -141,7 +141,7 @@ pub struct Invite {
 }
 
 /// A registered user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// Its id (a UUID).
     pub id: String,
@@ -154,7 +154,7 @@ pub struct User {
 }
 
 /// A credential and what the log says of it since.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialState {
     /// The credential.
     pub credential: Credential,
@@ -169,7 +169,7 @@ pub struct CredentialState {
 }
 
 /// A wallet, by the request that asked for it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wallet {
     /// The `wallet.requested` request id.
     pub id: String,
@@ -180,7 +180,7 @@ pub struct Wallet {
 }
 
 /// One step of a request's receipt chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// The entry.
     pub index: u64,
@@ -191,7 +191,7 @@ pub struct Step {
 }
 
 /// A request: what asked for it, and every tenant event of it so far.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// The request id.
     pub id: String,
@@ -204,7 +204,7 @@ pub struct Request {
 }
 
 /// One tenant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
     /// Its name.
     pub name: String,
@@ -235,7 +235,7 @@ pub struct Tenant {
 }
 
 /// One version of a tenant's scope keys.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyVersion {
     /// The version (1 at `tenant.created`).
     pub version: u32,
@@ -248,7 +248,7 @@ pub struct KeyVersion {
 }
 
 /// How often a role did something with a tenant's keys.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditCount {
     /// Scope keys released (one per scope a `keys.audit` names) or payloads opened (entries
     /// named by `reads.audit`).
@@ -262,7 +262,7 @@ pub struct AuditCount {
 }
 
 /// A tenant's key status, from `tenant.created` and the `keys.*` and `reads.audit` events.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyStatus {
     /// Every version, in order; the last is current.
     pub versions: Vec<KeyVersion>,
@@ -321,6 +321,22 @@ impl Tenant {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tenants {
     tenants: BTreeMap<TenantId, Arc<Tenant>>,
+}
+
+/// In JSON: an object of every tenant by id.
+impl Serialize for Tenants {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.tenants.iter().map(|(id, t)| (id, t.as_ref())))
+    }
+}
+
+impl<'de> Deserialize<'de> for Tenants {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let tenants = BTreeMap::<TenantId, Tenant>::deserialize(d)?;
+        Ok(Self {
+            tenants: tenants.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        })
+    }
 }
 
 /// A field of a body, as a string.

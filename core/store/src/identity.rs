@@ -47,15 +47,13 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use govern_core::attestation::{
-    AttestationDocument, DOCUMENT_BYTES_MAX, TrustAnchor, Verifier, parse_unverified,
-};
+use govern_core::attestation::{DOCUMENT_BYTES_MAX, TrustAnchor, Verifier};
 use govern_core::event::{
     Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
-use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash};
+use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::manifest::{
-    MANIFEST_PUBLISHED_KIND, Manifest, ManifestSigners, RoleSpec, SignedManifest, TrustedRoot,
+    MANIFEST_PUBLISHED_KIND, Manifest, ManifestSigners, SignedManifest, TrustedRoot,
 };
 use parking_lot::Mutex;
 use rsa::pkcs8::DecodePublicKey as _;
@@ -66,12 +64,10 @@ use serde_json::{Map, Value};
 use crate::actions::{ANCHOR_DISTANCE_MAX, check_tenant_event};
 use crate::log::{AppendError, AppendPolicy, LogView};
 use crate::routing::check_routing;
+use govern_projections::services::{Services, pcr_strings};
 use govern_projections::tenants::{Tenant, Tenants, is_tenant_kind};
 
-/// The kind a service appends to bind its keys to an attestation document.
-pub const ATTESTED_KIND: &str = "service.attested";
-/// The kind the log appends to quarantine a measurement.
-pub const QUARANTINED_KIND: &str = "service.quarantined";
+pub use govern_projections::services::{ATTESTED_KIND, QUARANTINED_KIND};
 /// The sequencer's role.
 pub const LOG_ROLE: &str = "log";
 /// A quarantine's reason: a genuine document showed a measurement the manifest in force does
@@ -309,94 +305,7 @@ impl IdentityError {
     }
 }
 
-/// A role's identity, from its latest accepted `service.attested`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Identity {
-    /// The role.
-    pub role: Role,
-    /// Ed25519 event-signing key, base64.
-    pub ed25519: PublicKey,
-    /// X25519 key, hex.
-    #[serde(serialize_with = "hex_32")]
-    pub x25519: [u8; 32],
-    /// SHA-256 of the RSA-2048 key's SubjectPublicKeyInfo DER, hex.
-    #[serde(serialize_with = "hex_32")]
-    pub rsa_spki_sha256: [u8; 32],
-    /// PCR0, PCR1, PCR2, hex.
-    pub pcrs: [String; 3],
-    /// The document's module id.
-    pub module_id: String,
-    /// The document's timestamp.
-    pub document_time: Timestamp,
-    /// The `service.attested` event's time: liveness counts from here.
-    pub attested: Timestamp,
-    /// Its leaf hash (what later events name in `attestation`).
-    pub leaf: LeafHash,
-    /// Its index.
-    pub index: LeafIndex,
-    /// The serial of the manifest it was attested under.
-    pub manifest_serial: u64,
-    /// Whether the manifest in force pins its measurement for its role.
-    pub pinned: bool,
-}
-
-fn hex_32<S: serde::Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(v))
-}
-
-impl Identity {
-    /// PCR0, the measurement quarantine is keyed by.
-    #[must_use]
-    pub fn measurement(&self) -> &str {
-        &self.pcrs[0]
-    }
-
-    /// When it stops being live under `manifest` (attested + the role's `max_age_s`).
-    #[must_use]
-    pub fn expires(&self, manifest: &Manifest) -> Timestamp {
-        self.after(manifest, |r| r.max_age_s)
-    }
-
-    /// The latest event time it may sign under `manifest`: its expiry less the log's time
-    /// skew, because the log accepts event times up to the skew in the past (an event
-    /// stamped just before expiry could otherwise arrive a skew after it).
-    #[must_use]
-    pub fn last_event(&self, manifest: &Manifest, time_skew_ms: i64) -> Timestamp {
-        let expires = self.expires(manifest);
-        Timestamp::from_unix_ms(expires.unix_ms().saturating_sub(time_skew_ms.max(0)))
-            .unwrap_or(self.attested)
-    }
-
-    /// When it should re-attest under `manifest` (attested + the role's `reattest_s`).
-    #[must_use]
-    pub fn reattest_due(&self, manifest: &Manifest) -> Timestamp {
-        self.after(manifest, |r| r.reattest_s)
-    }
-
-    /// The attestation time plus the seconds `period` reads from the role's spec (0 for a
-    /// role the manifest does not declare).
-    fn after(&self, manifest: &Manifest, period: impl Fn(&RoleSpec) -> u64) -> Timestamp {
-        let ms = manifest.role(&self.role).map_or(0, |r| {
-            i64::try_from(period(r))
-                .unwrap_or(i64::MAX / 2)
-                .saturating_mul(1000)
-        });
-        Timestamp::from_unix_ms(self.attested.unix_ms().saturating_add(ms)).unwrap_or(self.attested)
-    }
-}
-
-/// A quarantined measurement.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Quarantine {
-    /// The role it claimed.
-    pub role: Role,
-    /// Why.
-    pub reason: String,
-    /// The `service.quarantined` entry.
-    pub index: LeafIndex,
-    /// Its time.
-    pub time: Timestamp,
-}
+pub use govern_projections::services::{Identity, Quarantine};
 
 /// The manifest in force.
 #[derive(Clone, Debug)]
@@ -414,8 +323,8 @@ pub struct InForce {
 #[derive(Clone, Debug, Default)]
 struct Registry {
     manifest: Option<Arc<InForce>>,
-    identities: BTreeMap<Role, Identity>,
-    quarantined: BTreeMap<String, Quarantine>,
+    /// Identities, quarantines and the manifest, as the projection folds them.
+    services: Services,
     /// Measurements a follow-up of this batch will quarantine.
     quarantining: BTreeSet<String>,
 }
@@ -424,6 +333,9 @@ struct Registry {
 struct State {
     committed: Registry,
     working: Registry,
+    /// The log's size after the batch being checked, and as of the last durable batch.
+    working_size: u64,
+    committed_size: u64,
     dirty: bool,
     followups: Vec<Event>,
     /// Tenants, users and credentials as of the batch being checked (user actions are
@@ -540,7 +452,28 @@ impl IdentityPolicy {
     /// A role's identity (as of the last durable batch).
     #[must_use]
     pub fn identity(&self, role: &Role) -> Option<Identity> {
-        self.state.lock().committed.identities.get(role).cloned()
+        self.state
+            .lock()
+            .committed
+            .services
+            .identities
+            .get(role)
+            .cloned()
+    }
+
+    /// Every projection as of the last durable batch, and the log's size it is the state
+    /// after (one lock: the pair is consistent).
+    #[must_use]
+    pub fn state(&self) -> (TreeSize, govern_projections::state::State) {
+        let state = self.state.lock();
+        (
+            TreeSize(state.committed_size),
+            govern_projections::state::State {
+                version: govern_projections::state::STATE_VERSION,
+                tenants: state.tenants_committed.clone(),
+                services: state.committed.services.clone(),
+            },
+        )
     }
 
     /// Every identity with its status at `now`, and every quarantine.
@@ -549,6 +482,7 @@ impl IdentityPolicy {
         let state = self.state.lock();
         let reg = &state.committed;
         let services = reg
+            .services
             .identities
             .values()
             .map(|id| {
@@ -556,13 +490,14 @@ impl IdentityPolicy {
                     Some(m) => (id.expires(&m.manifest), id.reattest_due(&m.manifest)),
                     None => (id.attested, id.attested),
                 };
-                let status = if reg.quarantined.contains_key(id.measurement()) || !id.pinned {
-                    "quarantined"
-                } else if now > expires {
-                    "expired"
-                } else {
-                    "live"
-                };
+                let status =
+                    if reg.services.quarantined.contains_key(id.measurement()) || !id.pinned {
+                        "quarantined"
+                    } else if now > expires {
+                        "expired"
+                    } else {
+                        "live"
+                    };
                 ServiceStatus {
                     identity: id.clone(),
                     expires,
@@ -579,7 +514,7 @@ impl IdentityPolicy {
                 leaf: m.leaf,
             }),
             services,
-            quarantined: reg.quarantined.clone(),
+            quarantined: reg.services.quarantined.clone(),
         }
     }
 
@@ -672,7 +607,9 @@ impl IdentityPolicy {
         })?;
         let pcrs = pcr_strings(&doc);
         let measurement = pcrs[0].clone();
-        if reg.quarantined.contains_key(&measurement) || reg.quarantining.contains(&measurement) {
+        if reg.services.quarantined.contains_key(&measurement)
+            || reg.quarantining.contains(&measurement)
+        {
             return Err(IdentityError::MeasurementQuarantined { measurement });
         }
         // The bindings first: only a document presented by the key it binds, for the role
@@ -756,7 +693,7 @@ impl IdentityPolicy {
         // The log's key is the authority (as for manifests); an attestation, if named, must
         // be the log's current identity, which may itself be the one being quarantined.
         if let Some(named) = event.attestation {
-            let current = reg.identities.get(&log_role()).map(|id| id.leaf);
+            let current = reg.services.identities.get(&log_role()).map(|id| id.leaf);
             if current != Some(named) {
                 return Err(IdentityError::StaleAttestation {
                     role: log_role(),
@@ -787,7 +724,7 @@ impl IdentityPolicy {
             .manifest
             .as_ref()
             .ok_or_else(|| refused("no manifest in force"))?;
-        if reg.quarantined.contains_key(measurement) {
+        if reg.services.quarantined.contains_key(measurement) {
             return Err(refused("the measurement is already quarantined"));
         }
         match reason {
@@ -818,6 +755,7 @@ impl IdentityPolicy {
             }
             REASON_UNPINNED => {
                 let id = reg
+                    .services
                     .identities
                     .get(&role)
                     .ok_or_else(|| refused("the role has no identity"))?;
@@ -850,6 +788,7 @@ impl IdentityPolicy {
         let claimed_role = match reason {
             REASON_UNPINNED => state
                 .working
+                .services
                 .identities
                 .values()
                 .find(|id| parents.contains(&id.leaf))
@@ -876,7 +815,12 @@ impl IdentityPolicy {
             body,
         );
         event.parents = parents;
-        event.attestation = state.working.identities.get(&log_role()).map(|id| id.leaf);
+        event.attestation = state
+            .working
+            .services
+            .identities
+            .get(&log_role())
+            .map(|id| id.leaf);
         state.working.quarantining.insert(measurement.to_string());
         state.followups.push(event);
     }
@@ -923,6 +867,7 @@ impl IdentityPolicy {
         let named =
             attestation.ok_or_else(|| IdentityError::MissingAttestation { role: role.clone() })?;
         let id = reg
+            .services
             .identities
             .get(role)
             .ok_or_else(|| IdentityError::NoIdentity { role: role.clone() })?;
@@ -939,7 +884,7 @@ impl IdentityPolicy {
                 key: key.to_base64(),
             });
         }
-        if reg.quarantined.contains_key(id.measurement())
+        if reg.services.quarantined.contains_key(id.measurement())
             || reg.quarantining.contains(id.measurement())
         {
             return Err(IdentityError::Quarantined {
@@ -967,10 +912,23 @@ impl IdentityPolicy {
         Ok(id)
     }
 
-    /// Record an accepted event in `state.working`.
+    /// Record an accepted event in `state.working`: the service inventory's fold
+    /// ([`Services::apply`]), the attestation verifier of a new manifest, and the quarantines
+    /// the log owes for identities a new manifest stopped pinning.
     fn apply(&self, state: &mut State, signed: &SignedEvent, index: LeafIndex) {
         let event = signed.event();
-        match event.kind.as_str() {
+        let kind = event.kind.as_str();
+        if is_tenant_kind(kind) {
+            state.tenants.apply(signed, index.0);
+            state.tenant_batch.push((signed.clone(), index.0));
+            return;
+        }
+        if !Services::reads(kind) {
+            return;
+        }
+        state.dirty = true;
+        let drifted = state.working.services.apply(signed, index);
+        match kind {
             MANIFEST_PUBLISHED_KIND => {
                 let parsed = SignedManifest::from_published_body(&event.body)
                     .map_err(|e| e.to_string())
@@ -989,33 +947,20 @@ impl IdentityPolicy {
                     }
                 };
                 let verifier = Verifier::new(anchor).dangerous_allow_debug(manifest.allow_debug);
-                let in_force = Arc::new(InForce {
+                let serial = manifest.serial;
+                state.working.manifest = Some(Arc::new(InForce {
                     manifest,
                     hash,
                     leaf: signed.leaf_hash(),
                     verifier,
-                });
-                state.working.manifest = Some(Arc::clone(&in_force));
-                // A manifest that pins a quarantined measurement for the role it was
-                // quarantined under lifts the quarantine: the signers' quorum, which decides
-                // what runs, decided again.
-                state.working.quarantined.retain(|measurement, q| {
-                    let pcr0 = hex::decode(measurement).unwrap_or_default();
-                    !in_force.manifest.measurement_pcr0_pinned(&q.role, &pcr0)
-                });
+                }));
                 // Identities the new manifest no longer pins are quarantined by the log.
-                let mut drifted = Vec::new();
-                for id in state.working.identities.values_mut() {
-                    let pinned = in_force
-                        .manifest
-                        .measurement_pinned(&id.role, &pcr_map(&id.pcrs));
-                    if id.pinned && !pinned {
-                        drifted.push(id.clone());
-                    }
-                    id.pinned = pinned;
-                }
                 for id in drifted {
-                    if state.working.quarantined.contains_key(id.measurement())
+                    if state
+                        .working
+                        .services
+                        .quarantined
+                        .contains_key(id.measurement())
                         || state.working.quarantining.contains(id.measurement())
                     {
                         continue;
@@ -1023,7 +968,7 @@ impl IdentityPolicy {
                     let mut evidence = Map::new();
                     evidence.insert("identity".into(), id.leaf.to_hex().into());
                     evidence.insert("manifest".into(), signed.leaf_hash().to_hex().into());
-                    evidence.insert("manifest_serial".into(), in_force.manifest.serial.into());
+                    evidence.insert("manifest_serial".into(), serial.into());
                     self.queue_quarantine(
                         state,
                         event,
@@ -1034,77 +979,13 @@ impl IdentityPolicy {
                     );
                 }
             }
-            ATTESTED_KIND => {
-                let Ok(bytes) = document_bytes(&event.body) else {
-                    return;
-                };
-                let Ok(doc) = parse_unverified(&bytes) else {
-                    tracing::error!(%index, "a stored attestation does not parse; ignored");
-                    return;
-                };
-                let Ok(bound) = doc.user_data_binding() else {
-                    return;
-                };
-                let pcrs = pcr_strings(&doc);
-                let (serial, pinned) = match &state.working.manifest {
-                    Some(m) => (
-                        m.manifest.serial,
-                        m.manifest.measurement_pinned(&bound.role, &doc.pcrs),
-                    ),
-                    None => (0, false),
-                };
-                let identity = Identity {
-                    role: bound.role.clone(),
-                    ed25519: event.producer.key,
-                    x25519: bound.x25519,
-                    rsa_spki_sha256: sha256(doc.public_key.as_deref().unwrap_or_default()),
-                    pcrs,
-                    module_id: doc.module_id.clone(),
-                    document_time: doc.timestamp,
-                    attested: event.time,
-                    leaf: signed.leaf_hash(),
-                    index,
-                    manifest_serial: serial,
-                    pinned,
-                };
-                state.working.identities.insert(bound.role, identity);
-            }
             QUARANTINED_KIND => {
-                let (Some(measurement), Some(role)) = (
-                    event.body.get("measurement").and_then(Value::as_str),
-                    event
-                        .body
-                        .get("role")
-                        .and_then(Value::as_str)
-                        .and_then(|r| Role::new(r).ok()),
-                ) else {
-                    return;
-                };
-                let reason = event
-                    .body
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                state.working.quarantining.remove(measurement);
-                state.working.quarantined.insert(
-                    measurement.to_string(),
-                    Quarantine {
-                        role,
-                        reason,
-                        index,
-                        time: event.time,
-                    },
-                );
+                if let Some(measurement) = event.body.get("measurement").and_then(Value::as_str) {
+                    state.working.quarantining.remove(measurement);
+                }
             }
-            kind if is_tenant_kind(kind) => {
-                state.tenants.apply(signed, index.0);
-                state.tenant_batch.push((signed.clone(), index.0));
-                return;
-            }
-            _ => return,
+            _ => {}
         }
-        state.dirty = true;
     }
 }
 
@@ -1167,7 +1048,14 @@ impl AppendPolicy for IdentityPolicy {
 
     fn accepted(&self, event: &SignedEvent, index: LeafIndex) {
         let mut state = self.state.lock();
+        state.working_size = state.working_size.max(index.0 + 1);
         self.apply(&mut state, event, index);
+    }
+
+    fn resumed(&self, size: TreeSize) {
+        let mut state = self.state.lock();
+        state.working_size = size.0;
+        state.committed_size = size.0;
     }
 
     fn followups(&self) -> Vec<Event> {
@@ -1179,6 +1067,11 @@ impl AppendPolicy for IdentityPolicy {
         state.followups.clear();
         state.working.quarantining.clear();
         let batch = std::mem::take(&mut state.tenant_batch);
+        if durable {
+            state.committed_size = state.working_size;
+        } else {
+            state.working_size = state.committed_size;
+        }
         if durable {
             for (event, index) in &batch {
                 state.tenants_committed.apply(event, *index);
@@ -1239,22 +1132,6 @@ fn quarantine_evidence_document(document: &[u8], refused: &SignedEvent) -> Map<S
         refused.event().producer.key.to_base64().into(),
     );
     evidence
-}
-
-fn pcr_strings(doc: &AttestationDocument) -> [String; 3] {
-    [0u8, 1, 2].map(|i| doc.pcrs.get(&i).map(hex::encode).unwrap_or_default())
-}
-
-fn pcr_map(pcrs: &[String; 3]) -> BTreeMap<u8, Vec<u8>> {
-    (0u8..)
-        .zip(pcrs.iter())
-        .filter_map(|(i, v)| hex::decode(v).ok().map(|b| (i, b)))
-        .collect()
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).into()
 }
 
 /// `public_key` must be an RSA key of [`RSA_KEY_BITS`] as SubjectPublicKeyInfo DER.

@@ -16,6 +16,7 @@ mod cache;
 mod identity;
 mod keys;
 mod log;
+pub mod replay;
 mod rocks;
 mod routing;
 mod storage;
@@ -32,6 +33,7 @@ pub use log::{
     Log, LogConfig, LogReader, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, Published,
     QUEUE_EVENTS_MAX, ReadError, SystemClock, TIME_SKEW_MS, is_tracked,
 };
+pub use replay::{Replay, ReplayError};
 pub use rocks::RocksStorage;
 pub use routing::ManifestPolicy;
 pub use storage::{Batch, MemoryStorage, Pairs, Storage, StorageError};

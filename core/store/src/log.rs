@@ -176,6 +176,10 @@ pub trait AppendPolicy: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The log (re)opened, or recovered from a failed write, at `size`: every tracked entry
+    /// below it has been handed to [`AppendPolicy::accepted`].
+    fn resumed(&self, _size: TreeSize) {}
+
     /// The batch is durable (`true`: keep what [`AppendPolicy::accepted`] recorded) or was
     /// not written (`false`: forget it).
     fn finish(&self, _durable: bool) {}
@@ -480,6 +484,22 @@ impl<S: Storage> LogReader<S> {
     #[must_use]
     pub fn origin(&self) -> &str {
         &self.shared.origin
+    }
+
+    /// Every projection folded from the log's tracked entries up to its latest checkpoint,
+    /// and that checkpoint: what `govern status` reports for a data dir, without a node.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails or holds an entry that does not parse.
+    pub fn state(
+        &self,
+    ) -> Result<(Arc<Published>, govern_projections::state::State), StorageError> {
+        let latest = self.latest();
+        let mut state = govern_projections::state::State::new();
+        for_each_tracked(&self.shared.storage, latest.size, &mut |event, index| {
+            state.apply(&event, index.0);
+        })?;
+        Ok((latest, state))
     }
 
     /// Read `missing` nodes: those under complete stratum tiles from their blobs (one read
@@ -812,6 +832,129 @@ impl<S: Storage> LogView for BatchView<'_, S> {
     }
 }
 
+/// What a batch has accepted so far and will write: the sequencer's, and a replay's
+/// ([`crate::replay`]), so both check and store an entry the same way.
+pub(crate) struct Staged {
+    /// The writes of the batch so far.
+    pub(crate) write: Batch,
+    /// Every tree node the batch completed.
+    pub(crate) written: Vec<(u8, u64, Hash)>,
+    leaves: HashMap<LeafHash, ParentInfo>,
+    unique: HashMap<String, LeafIndex>,
+    completed: Vec<(u8, u64, Hash)>,
+}
+
+impl Staged {
+    pub(crate) fn new() -> Self {
+        Self {
+            write: Batch::new(),
+            written: Vec::new(),
+            leaves: HashMap::new(),
+            unique: HashMap::new(),
+            completed: Vec::new(),
+        }
+    }
+
+    /// Check `event` as the entry at `next`: the policy, then its uniqueness claims against
+    /// storage and the batch. Its claims on success.
+    pub(crate) fn check<S: Storage>(
+        &self,
+        storage: &S,
+        policy: &dyn AppendPolicy,
+        event: &SignedEvent,
+        next: u64,
+        window: &VecDeque<(TreeSize, RootHash)>,
+    ) -> Result<Vec<String>, AppendError> {
+        let view = BatchView {
+            storage,
+            leaves: &self.leaves,
+            unique: &self.unique,
+            next,
+            window,
+        };
+        let claims = policy.check(event, &view)?;
+        for k in &claims {
+            if let Some(index) = view.unique_taken(k)? {
+                return Err(AppendError::Duplicate {
+                    key: k.clone(),
+                    index,
+                });
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Stage a checked `event` as the next entry of `frontier`: the entry, its leaf-hash and
+    /// uniqueness index, its tracked mark, the tree nodes it completes; and tell `policy`.
+    pub(crate) fn accept(
+        &mut self,
+        frontier: &mut Frontier,
+        policy: &dyn AppendPolicy,
+        event: &SignedEvent,
+        claimed: Vec<String>,
+    ) -> LeafIndex {
+        let index = frontier.size().0;
+        let leaf_hash = event.leaf_hash();
+        self.completed.clear();
+        frontier.push(leaf_hash, &mut self.completed);
+        self.write
+            .put(keys::entry(index).to_vec(), event.bytes().to_vec());
+        let index_bytes = index.to_be_bytes().to_vec();
+        self.write.put(
+            keys::leaf(leaf_hash.hash().as_bytes()).to_vec(),
+            index_bytes.clone(),
+        );
+        for k in claimed {
+            self.write
+                .put(keys::unique(&k).to_vec(), index_bytes.clone());
+            self.unique.insert(k, LeafIndex(index));
+        }
+        let e = event.event();
+        if is_tracked(e.kind.as_str()) {
+            self.write.put(keys::tracked(index).to_vec(), Vec::new());
+        }
+        policy.accepted(event, LeafIndex(index));
+        self.leaves.insert(
+            leaf_hash,
+            ParentInfo {
+                index: LeafIndex(index),
+                kind: e.kind.clone(),
+                tenant: e.tenant,
+                request: e.request,
+            },
+        );
+        for (level, i, hash) in &self.completed {
+            self.write
+                .put(keys::node(*level, *i).to_vec(), hash.as_bytes().to_vec());
+        }
+        self.written.extend_from_slice(&self.completed);
+        LeafIndex(index)
+    }
+}
+
+/// A completed node at level `8·(s+1)` completes the stratum-`s` tile below it: write its
+/// blob in the same batch.
+pub(crate) fn add_strata<S: Storage>(
+    storage: &S,
+    write: &mut Batch,
+    written: &[(u8, u64, Hash)],
+) -> Result<(), StorageError> {
+    let tops: Vec<(u8, u64)> = written
+        .iter()
+        .filter(|(level, _, _)| *level > 0 && level % TILE_HEIGHT == 0)
+        .map(|(level, index, _)| (level / TILE_HEIGHT - 1, *index))
+        .collect();
+    if tops.is_empty() {
+        return Ok(());
+    }
+    let fresh: HashMap<(u8, u64), Hash> = written.iter().map(|(l, i, h)| ((*l, *i), *h)).collect();
+    for (stratum, tile) in tops {
+        let blob = strata::assemble(storage, stratum, tile, &fresh)?;
+        write.put(keys::stratum(stratum, tile).to_vec(), blob);
+    }
+    Ok(())
+}
+
 struct Pending {
     event: SignedEvent,
     /// `None` for the log's own follow-up events.
@@ -904,7 +1047,7 @@ impl<S: Storage> Log<S> {
             origin: config.origin.clone(),
         });
         let window = recent_checkpoints(&shared.storage, TreeSize(size))?;
-        replay_tracked(&shared.storage, policy.as_ref())?;
+        replay_tracked(&shared.storage, policy.as_ref(), TreeSize(size))?;
         let (tx, rx) = sync_channel(config.queue_events_max);
         let seq = Sequencer {
             shared: Arc::clone(&shared),
@@ -1068,9 +1211,27 @@ fn recent_checkpoints<S: Storage>(
 
 /// Hand the stored entries of the tracked kinds ([`is_tracked`]) to `policy`, in log order, so a policy
 /// with state (manifests, identities) resumes where it stopped.
-fn replay_tracked<S: Storage>(storage: &S, policy: &dyn AppendPolicy) -> Result<(), StorageError> {
+fn replay_tracked<S: Storage>(
+    storage: &S,
+    policy: &dyn AppendPolicy,
+    size: TreeSize,
+) -> Result<(), StorageError> {
+    for_each_tracked(storage, size, &mut |event, index| {
+        policy.accepted(&event, index)
+    })?;
+    policy.finish(true);
+    policy.resumed(size);
+    Ok(())
+}
+
+/// Every stored entry of a tracked kind below `size`, in log order.
+fn for_each_tracked<S: Storage>(
+    storage: &S,
+    size: TreeSize,
+    f: &mut dyn FnMut(SignedEvent, LeafIndex),
+) -> Result<(), StorageError> {
     const PAGE: usize = 256;
-    let end = keys::tracked(u64::MAX);
+    let end = keys::tracked(size.0);
     let mut from = keys::tracked(0);
     loop {
         let page = storage.scan(&from, &end, PAGE)?;
@@ -1082,7 +1243,7 @@ fn replay_tracked<S: Storage>(storage: &S, policy: &dyn AppendPolicy) -> Result<
             })?;
             let event = SignedEvent::from_bytes(&bytes)
                 .map_err(|e| StorageError::Corrupt(format!("entry {index} does not parse: {e}")))?;
-            policy.accepted(&event, LeafIndex(index));
+            f(event, LeafIndex(index));
         }
         match page.last() {
             Some((key, _)) if page.len() == PAGE => {
@@ -1094,7 +1255,6 @@ fn replay_tracked<S: Storage>(storage: &S, policy: &dyn AppendPolicy) -> Result<
             _ => break,
         }
     }
-    policy.finish(true);
     Ok(())
 }
 
@@ -1138,30 +1298,6 @@ impl<S: Storage> Sequencer<S> {
         }
     }
 
-    /// A completed node at level `8·(s+1)` completes the stratum-`s` tile below it: write its
-    /// blob in the same batch.
-    fn add_strata(
-        &self,
-        write: &mut Batch,
-        written: &[(u8, u64, Hash)],
-    ) -> Result<(), StorageError> {
-        let tops: Vec<(u8, u64)> = written
-            .iter()
-            .filter(|(level, _, _)| *level > 0 && level % TILE_HEIGHT == 0)
-            .map(|(level, index, _)| (level / TILE_HEIGHT - 1, *index))
-            .collect();
-        if tops.is_empty() {
-            return Ok(());
-        }
-        let fresh: std::collections::HashMap<(u8, u64), Hash> =
-            written.iter().map(|(l, i, h)| ((*l, *i), *h)).collect();
-        for (stratum, tile) in tops {
-            let blob = strata::assemble(&self.shared.storage, stratum, tile, &fresh)?;
-            write.put(keys::stratum(stratum, tile).to_vec(), blob);
-        }
-        Ok(())
-    }
-
     /// Sign the policy's follow-up events with the log's key and put them first in line.
     fn queue_followups(&self, queue: &mut VecDeque<Pending>) {
         let followups = self.policy.followups();
@@ -1183,36 +1319,21 @@ impl<S: Storage> Sequencer<S> {
     fn commit(&mut self, pending: &mut Vec<Pending>) {
         let now = self.clock.now();
         let before = self.frontier.clone();
-        let mut write = Batch::new();
+        let mut staged = Staged::new();
         let mut accepted: Vec<(Pending, LeafIndex)> = Vec::with_capacity(pending.len());
-        let mut completed = Vec::new();
-        let mut written = Vec::new();
-        // What this batch accepted so far, which later events of the batch may name.
-        let mut leaves: HashMap<LeafHash, ParentInfo> = HashMap::new();
-        let mut unique: HashMap<String, LeafIndex> = HashMap::new();
         let mut queue: VecDeque<Pending> = pending.drain(..).collect();
         let mut refused: Vec<(Pending, AppendError)> = Vec::new();
         while let Some(p) = queue.pop_front() {
             let checked = check_time(p.event.event().time, now, self.config.time_skew_ms)
                 .map_err(AppendError::from)
                 .and_then(|()| {
-                    let view = BatchView {
-                        storage: &self.shared.storage,
-                        leaves: &leaves,
-                        unique: &unique,
-                        next: self.frontier.size().0,
-                        window: &self.window,
-                    };
-                    let claims = self.policy.check(&p.event, &view)?;
-                    for k in &claims {
-                        if let Some(index) = view.unique_taken(k)? {
-                            return Err(AppendError::Duplicate {
-                                key: k.clone(),
-                                index,
-                            });
-                        }
-                    }
-                    Ok(claims)
+                    staged.check(
+                        &self.shared.storage,
+                        self.policy.as_ref(),
+                        &p.event,
+                        self.frontier.size().0,
+                        &self.window,
+                    )
                 });
             let claimed = match checked {
                 Ok(claimed) => claimed,
@@ -1224,40 +1345,12 @@ impl<S: Storage> Sequencer<S> {
                     continue;
                 }
             };
-            let index = self.frontier.size().0;
-            debug_assert_eq!(index, before.size().0 + accepted.len() as u64);
-            let leaf_hash = p.event.leaf_hash();
-            completed.clear();
-            self.frontier.push(leaf_hash, &mut completed);
-            write.put(keys::entry(index).to_vec(), p.event.bytes().to_vec());
-            let index_bytes = index.to_be_bytes().to_vec();
-            write.put(
-                keys::leaf(leaf_hash.hash().as_bytes()).to_vec(),
-                index_bytes.clone(),
+            debug_assert_eq!(
+                self.frontier.size().0,
+                before.size().0 + accepted.len() as u64
             );
-            for k in claimed {
-                write.put(keys::unique(&k).to_vec(), index_bytes.clone());
-                unique.insert(k, LeafIndex(index));
-            }
-            let e = p.event.event();
-            if is_tracked(e.kind.as_str()) {
-                write.put(keys::tracked(index).to_vec(), Vec::new());
-            }
-            self.policy.accepted(&p.event, LeafIndex(index));
-            leaves.insert(
-                leaf_hash,
-                ParentInfo {
-                    index: LeafIndex(index),
-                    kind: e.kind.clone(),
-                    tenant: e.tenant,
-                    request: e.request,
-                },
-            );
-            for (level, i, hash) in &completed {
-                write.put(keys::node(*level, *i).to_vec(), hash.as_bytes().to_vec());
-            }
-            written.extend_from_slice(&completed);
-            accepted.push((p, LeafIndex(index)));
+            let index = staged.accept(&mut self.frontier, self.policy.as_ref(), &p.event, claimed);
+            accepted.push((p, index));
             self.queue_followups(&mut queue);
         }
         if accepted.is_empty() {
@@ -1267,7 +1360,7 @@ impl<S: Storage> Sequencer<S> {
         }
         let size = self.frontier.size();
         let root = self.frontier.root();
-        if let Err(e) = self.add_strata(&mut write, &written) {
+        if let Err(e) = add_strata(&self.shared.storage, &mut staged.write, &staged.written) {
             tracing::error!(error = %e, "cannot assemble a stratum blob; the batch is refused");
             self.frontier = before;
             self.policy.finish(false);
@@ -1279,6 +1372,7 @@ impl<S: Storage> Sequencer<S> {
         }
         let result =
             sign_checkpoint(&self.signer, &self.config.origin, size, root).and_then(|note| {
+                let mut write = std::mem::take(&mut staged.write);
                 write.put(keys::checkpoint(size.0).to_vec(), note.clone().into_bytes());
                 write.put(keys::META_SIZE.to_vec(), size.0.to_be_bytes().to_vec());
                 self.shared.storage.write(write, true)?;
@@ -1288,7 +1382,7 @@ impl<S: Storage> Sequencer<S> {
             Ok(note) => {
                 // Durable now: the new nodes may enter the cache, where every receipt's
                 // proof will look for them.
-                for (level, index, hash) in &written {
+                for (level, index, hash) in &staged.written {
                     self.shared.cache.put(*level, *index, *hash);
                 }
                 let published = Arc::new(Published { size, root, note });
@@ -1323,7 +1417,11 @@ impl<S: Storage> Sequencer<S> {
                     *self.shared.latest.write() = Arc::new(published);
                     self.frontier = frontier;
                     // What landed must reach the policy too: rebuild it from storage.
-                    if let Err(e) = replay_tracked(&self.shared.storage, self.policy.as_ref()) {
+                    if let Err(e) = replay_tracked(
+                        &self.shared.storage,
+                        self.policy.as_ref(),
+                        self.frontier.size(),
+                    ) {
                         tracing::error!(error = %e, "cannot rebuild the append policy's state");
                     }
                     if let Ok(window) =

@@ -1,0 +1,648 @@
+//! `govern replay DIR --data-dir FRESH`: re-verify an export (`govern export`) entry by
+//! entry into a fresh data dir, rebuild every projection, and print the tree size and the
+//! state root, which equal the source's (`govern status`).
+//!
+//! What it checks, in order, stopping at the first failure with its index:
+//! - `v1/log` names the log (origin and verifier key; `--key` pins your own);
+//! - every checkpoint in `checkpoints/` and the latest `checkpoint` verify under that key,
+//!   sizes only grow, and no two checkpoints of one size name different roots (a fork);
+//! - every entry parses as a canonical event whose producer signature verifies (on every
+//!   core), then passes the node's append policy as of its place in the log (govern-store's
+//!   [`Replay`]): identities at each event's recorded time, manifests and their quorum, the
+//!   routing graph, uniqueness keys, user signatures and their anchor distance;
+//! - each checkpoint names exactly the tree its entries make;
+//! - every hash tile and manifest file of the export equals what the entries give;
+//! - every checkpoint given with `--checkpoint` (from a witness, an earlier `verify log`)
+//!   is consistent with the replayed log.
+//!
+//! The trust it needs and where it comes from: the log's verifier key (`--key`, else the
+//! export's `v1/log`), the manifest signers (`--signers`, else the export's
+//! `trust/manifest-signers.toml`), and for a dev log the dev CA root (`--dev-root`, else
+//! `trust/dev-root.der`; the manifest pins its SHA-256, so it cannot be swapped).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use govern_core::attestation::TrustAnchor;
+use govern_core::checkpoint::Checkpoint;
+use govern_core::event::{KeyCache, PublicKey, SignedEvent};
+use govern_core::ids::TreeSize;
+use govern_core::note::NoteVerifier;
+use govern_core::tiles::{TILE_WIDTH, Tile, decode_bundle, tiles_at};
+use govern_store::replay::open_checkpoint;
+use govern_store::{
+    AppendPolicy, IdentityPolicy, LogReader, Replay, ReplayError, RocksStorage, TIME_SKEW_MS,
+};
+
+use crate::demo::Result;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The export (`govern export DIR`).
+    pub dir: PathBuf,
+    /// The fresh data dir to build (must not exist, or be empty).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The log's verifier key [default: the export's `v1/log`].
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The manifest signers to pin (`manifest-signers.toml`) [default: the export's
+    /// `trust/manifest-signers.toml`].
+    #[arg(long)]
+    pub signers: Option<PathBuf>,
+    /// The dev CA root (DER) a dev log's attestations chain to [default: the export's
+    /// `trust/dev-root.der`].
+    #[arg(long)]
+    pub dev_root: Option<PathBuf>,
+    /// A signed checkpoint of this log seen elsewhere (a witness, an earlier `verify log`):
+    /// the replay must agree with it. Repeatable.
+    #[arg(long = "checkpoint")]
+    pub checkpoints: Vec<PathBuf>,
+    /// Print JSON at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a replay reached.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub origin: String,
+    pub size: u64,
+    pub root: String,
+    pub state_root: String,
+    pub batches: u64,
+    pub elapsed: Duration,
+}
+
+/// Why a replay stopped: the index (or size) first, for the message.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("entry {index}: {reason}")]
+    Entry { index: u64, reason: String },
+    #[error("{file}: {reason}")]
+    File { file: String, reason: String },
+}
+
+fn read(dir: &Path, rel: &str) -> std::result::Result<Vec<u8>, Failure> {
+    std::fs::read(dir.join(rel)).map_err(|e| Failure::File {
+        file: rel.to_string(),
+        reason: if e.kind() == std::io::ErrorKind::NotFound {
+            "missing: the export is incomplete (truncated?)".into()
+        } else {
+            e.to_string()
+        },
+    })
+}
+
+/// Every `checkpoints/<size>` of the export, verified, by size.
+fn checkpoints(
+    dir: &Path,
+    origin: &str,
+    verifier: &NoteVerifier,
+) -> std::result::Result<BTreeMap<u64, (Vec<u8>, Checkpoint)>, Failure> {
+    let mut out = BTreeMap::new();
+    let listing = std::fs::read_dir(dir.join("checkpoints")).map_err(|e| Failure::File {
+        file: "checkpoints/".into(),
+        reason: e.to_string(),
+    })?;
+    for entry in listing {
+        let entry = entry.map_err(|e| Failure::File {
+            file: "checkpoints/".into(),
+            reason: e.to_string(),
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = format!("checkpoints/{name}");
+        let size: u64 = name.parse().map_err(|_| Failure::File {
+            file: rel.clone(),
+            reason: "not named by a size".into(),
+        })?;
+        let note = read(dir, &rel)?;
+        let cp = open_checkpoint(&note, origin, verifier, size)?;
+        if cp.size.0 != size {
+            return Err(Failure::File {
+                file: rel,
+                reason: format!("holds the checkpoint of size {}", cp.size),
+            });
+        }
+        out.insert(size, (note, cp));
+    }
+    Ok(out)
+}
+
+/// The trust a replay needs, from flags or the export.
+struct Trust {
+    origin: String,
+    verifier: NoteVerifier,
+    policy: Arc<IdentityPolicy>,
+}
+
+fn trust(args: &ReplayArgs) -> Result<Trust> {
+    let info: serde_json::Value =
+        serde_json::from_slice(&read(&args.dir, "v1/log")?).map_err(|e| format!("v1/log: {e}"))?;
+    let exported = info["verifier_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let vkey = match &args.key {
+        Some(k) => k.clone(),
+        None => {
+            eprintln!(
+                "trusting the export's verifier key (pass --key to pin your own): {exported}"
+            );
+            exported.clone()
+        }
+    };
+    if !exported.is_empty() && exported != vkey {
+        return Err(format!("v1/log: the export names verifier key {exported}, not {vkey}").into());
+    }
+    let verifier = NoteVerifier::parse(&vkey).map_err(|e| format!("verifier key: {e}"))?;
+    let origin = verifier.name().to_string();
+    if info["origin"].as_str() != Some(origin.as_str()) {
+        return Err(format!(
+            "v1/log: origin {} is not the key's name {origin}",
+            info["origin"]
+        )
+        .into());
+    }
+    let signers_path = args
+        .signers
+        .clone()
+        .unwrap_or_else(|| args.dir.join("trust/manifest-signers.toml"));
+    if args.signers.is_none() {
+        eprintln!(
+            "trusting the export's manifest signers (pass --signers to pin your own): {}",
+            signers_path.display()
+        );
+    }
+    let text = std::fs::read_to_string(&signers_path)
+        .map_err(|e| format!("{}: {e}", signers_path.display()))?;
+    let signers = govern_api::datadir::parse_manifest_signers(&text)
+        .map_err(|e| format!("{}: {e}", signers_path.display()))?;
+    let dev_root_path = args
+        .dev_root
+        .clone()
+        .unwrap_or_else(|| args.dir.join("trust/dev-root.der"));
+    let dev_root = match std::fs::read(&dev_root_path) {
+        Ok(der) => Some(
+            TrustAnchor::from_der(&der).map_err(|e| format!("{}: {e}", dev_root_path.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.dev_root.is_none() => None,
+        Err(e) => return Err(format!("{}: {e}", dev_root_path.display()).into()),
+    };
+    let log_key = PublicKey(*verifier.verifying_key().as_bytes());
+    let policy = Arc::new(IdentityPolicy::new(
+        signers,
+        log_key,
+        crate::manifest::ALLOW_DEV_ROOT,
+        dev_root,
+    ));
+    Ok(Trust {
+        origin,
+        verifier,
+        policy,
+    })
+}
+
+/// Progress on a terminal (a bar with rate and ETA), plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: u64,
+    next_line: u64,
+    start: Instant,
+}
+
+impl Progress {
+    fn new(total: u64, quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "replay {bar:40} {pos}/{len} entries  {per_sec}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self {
+            bar,
+            total,
+            next_line: if quiet { u64::MAX } else { total / 10 },
+            start: Instant::now(),
+        }
+    }
+
+    fn at(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        } else if done >= self.next_line && done < self.total {
+            let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "replay: {done}/{} entries ({:.0}/s)",
+                self.total,
+                done as f64 / secs
+            );
+            self.next_line = done + (self.total / 10).max(1);
+        }
+    }
+
+    fn done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Entries parsed and their producer signatures verified, on every core, a group of
+/// bundles at a time, ahead of the sequential checks.
+type Parsed = Vec<std::result::Result<SignedEvent, (u64, String)>>;
+
+const GROUP_BUNDLES: u64 = 8;
+
+fn parse_ahead(
+    dir: PathBuf,
+    size: u64,
+    tx: std::sync::mpsc::SyncSender<std::result::Result<Parsed, Failure>>,
+) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cache = KeyCache::new();
+    let bundles = size.div_ceil(TILE_WIDTH);
+    let mut n = 0;
+    while n < bundles {
+        let mut raw: Vec<(u64, Vec<u8>)> = Vec::new();
+        for b in n..(n + GROUP_BUNDLES).min(bundles) {
+            let width = (size - b * TILE_WIDTH).min(TILE_WIDTH);
+            let tile = Tile::Entries {
+                index: b,
+                partial: (width < TILE_WIDTH).then(|| u8::try_from(width).unwrap_or(u8::MAX)),
+            };
+            let first = b * TILE_WIDTH;
+            let bytes = match read(&dir, &tile.to_string()) {
+                Ok(b) => b,
+                Err(Failure::File { reason, .. }) => {
+                    let _ = tx.send(Err(Failure::Entry {
+                        index: first,
+                        reason: format!("{tile}: {reason}"),
+                    }));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let entries = match decode_bundle(&bytes) {
+                Ok(e) if e.len() as u64 == width => e,
+                Ok(e) => {
+                    let _ = tx.send(Err(Failure::Entry {
+                        index: first + (e.len() as u64).min(width),
+                        reason: format!("{tile} holds {} entries, not {width}", e.len()),
+                    }));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(Failure::Entry {
+                        index: first,
+                        reason: format!("{tile} does not decode: {e}"),
+                    }));
+                    return;
+                }
+            };
+            raw.extend((first..).zip(entries));
+        }
+        let chunk = raw.len().div_ceil(threads).max(1);
+        let parsed: Parsed = std::thread::scope(|s| {
+            let handles: Vec<_> = raw
+                .chunks(chunk)
+                .map(|part| {
+                    let cache = &cache;
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|(i, bytes)| {
+                                SignedEvent::from_bytes_with(bytes, cache)
+                                    .map_err(|e| (*i, e.to_string()))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        if tx.send(Ok(parsed)).is_err() {
+            return;
+        }
+        n += GROUP_BUNDLES;
+    }
+}
+
+/// Replay `args.dir` into `args.data_dir`.
+pub fn replay(
+    args: &ReplayArgs,
+    quiet: bool,
+) -> std::result::Result<Outcome, Box<dyn std::error::Error + Send + Sync>> {
+    let start = Instant::now();
+    let trust = trust(args).map_err(|e| e.to_string())?;
+    let latest_note = read(&args.dir, "checkpoint")?;
+    let latest = open_checkpoint(&latest_note, &trust.origin, &trust.verifier, 0).map_err(|e| {
+        Failure::File {
+            file: "checkpoint".into(),
+            reason: e.to_string(),
+        }
+    })?;
+    let size = latest.size.0;
+    let all = checkpoints(&args.dir, &trust.origin, &trust.verifier)?;
+    if let Some((_, cp)) = all.get(&size)
+        && cp.root != latest.root
+    {
+        return Err(ReplayError::Fork {
+            size,
+            a: cp.root,
+            b: latest.root,
+        }
+        .into());
+    }
+    if let Some((&beyond, _)) = all.range(size + 1..).next() {
+        return Err(Failure::File {
+            file: format!("checkpoints/{beyond}"),
+            reason: format!(
+                "the log signed size {beyond} but the export's checkpoint is of size {size}: truncated or rolled back"
+            ),
+        }
+        .into());
+    }
+    if !all.contains_key(&size) {
+        return Err(Failure::File {
+            file: format!("checkpoints/{size}"),
+            reason: "missing: the latest checkpoint is not among the signed checkpoints".into(),
+        }
+        .into());
+    }
+    let seen = args
+        .checkpoints
+        .iter()
+        .map(|p| -> Result<(PathBuf, Checkpoint)> {
+            let note = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let cp = open_checkpoint(&note, &trust.origin, &trust.verifier, 0)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((p.clone(), cp))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| e.to_string())?;
+    for (path, cp) in &seen {
+        if cp.size.0 > size {
+            return Err(Failure::File {
+                file: path.display().to_string(),
+                reason: format!(
+                    "the log signed size {} but the export ends at {size}: truncated or rolled back",
+                    cp.size
+                ),
+            }
+            .into());
+        }
+        if let Some((_, mine)) = all.get(&cp.size.0)
+            && mine.root != cp.root
+        {
+            return Err(ReplayError::Fork {
+                size: cp.size.0,
+                a: mine.root,
+                b: cp.root,
+            }
+            .into());
+        }
+    }
+
+    if args.data_dir.exists()
+        && std::fs::read_dir(&args.data_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(format!(
+            "{} is not empty: replay into a fresh data dir",
+            args.data_dir.display()
+        )
+        .into());
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    let storage = RocksStorage::open(&args.data_dir.join("db"))?;
+    let genesis = all
+        .get(&0)
+        .map(|(n, _)| n.clone())
+        .ok_or_else(|| Failure::File {
+            file: "checkpoints/0".into(),
+            reason: "missing: the log's first checkpoint".into(),
+        })?;
+    let mut replay = Replay::new(
+        storage,
+        trust.origin.clone(),
+        trust.verifier.clone(),
+        Arc::clone(&trust.policy) as Arc<dyn AppendPolicy>,
+        TIME_SKEW_MS,
+        &genesis,
+    )?;
+
+    let (tx, rx) = sync_channel(2);
+    let dir = args.dir.clone();
+    let reader_thread = std::thread::spawn(move || parse_ahead(dir, size, tx));
+    let mut progress = Progress::new(size, quiet);
+    let mut pending: std::collections::VecDeque<std::result::Result<SignedEvent, (u64, String)>> =
+        std::collections::VecDeque::new();
+    let mut next = 0u64; // the index of pending's front
+    let mut batches = 0u64;
+    let mut manifests: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
+    for (&cp_size, (note, _)) in all.range(1..) {
+        while next + (pending.len() as u64) < cp_size {
+            let group = rx.recv().map_err(|_| Failure::Entry {
+                index: next + pending.len() as u64,
+                reason: "the export ends before it".into(),
+            })??;
+            pending.extend(group);
+        }
+        let take = (cp_size - next) as usize;
+        let mut events = Vec::with_capacity(take);
+        for parsed in pending.drain(..take) {
+            match parsed {
+                Ok(e) => events.push(e),
+                Err((index, reason)) => {
+                    // The entries before it are checked first: the first bad entry is the
+                    // one reported.
+                    if let Err(e @ ReplayError::Entry { .. }) = replay.batch(&events, note) {
+                        return Err(e.into());
+                    }
+                    return Err(Failure::Entry { index, reason }.into());
+                }
+            }
+        }
+        for e in &events {
+            let ev = e.event();
+            if ev.kind.as_str() == govern_core::manifest::MANIFEST_PUBLISHED_KIND
+                && let Some(serial) = ev.body["manifest"]["serial"].as_u64()
+            {
+                manifests.insert(serial, serde_json::Value::Object(ev.body.clone()));
+            }
+        }
+        replay.batch(&events, note)?;
+        next = cp_size;
+        batches += 1;
+        progress.at(next);
+    }
+    drop(rx);
+    let _ = reader_thread.join();
+    progress.done();
+    let storage = replay.finish()?;
+    let reader = LogReader::open(storage)?;
+    let published = reader.latest();
+    if published.size.0 != size || published.root != latest.root {
+        return Err(format!(
+            "the replayed log has size {} root {}, not the export's size {size} root {}",
+            published.size, published.root, latest.root
+        )
+        .into());
+    }
+    check_files(&args.dir, &reader, latest.size, &manifests)?;
+    for (path, cp) in &seen {
+        let mine = reader.root_at(cp.size)?;
+        if mine != cp.root {
+            return Err(ReplayError::Fork {
+                size: cp.size.0,
+                a: mine,
+                b: cp.root,
+            }
+            .into());
+        }
+        eprintln!("consistent with {} (size {})", path.display(), cp.size);
+    }
+    let (state_size, state) = trust.policy.state();
+    if state_size.0 != size {
+        return Err(format!("the projections are at size {state_size}, not {size}").into());
+    }
+    let state_root = state.root()?.to_hex();
+    for (src, dst) in [
+        (
+            args.dir.join("trust/manifest-signers.toml"),
+            "manifest-signers.toml",
+        ),
+        (args.dir.join("trust/dev-root.der"), "dev-ca/root.der"),
+    ] {
+        let src = match (dst, &args.signers, &args.dev_root) {
+            ("manifest-signers.toml", Some(p), _) | ("dev-ca/root.der", _, Some(p)) => p.clone(),
+            _ => src,
+        };
+        if src.exists() {
+            let to = args.data_dir.join(dst);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::copy(&src, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+        }
+    }
+    Ok(Outcome {
+        origin: trust.origin,
+        size,
+        root: latest.root.to_hex(),
+        state_root,
+        batches,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Every hash tile and manifest file of the export against what the replayed entries give.
+fn check_files(
+    dir: &Path,
+    reader: &LogReader<RocksStorage>,
+    size: TreeSize,
+    logged: &BTreeMap<u64, serde_json::Value>,
+) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    for tile in tiles_at(size) {
+        let Tile::Hashes { level, index, .. } = tile else {
+            continue;
+        };
+        let exported = read(dir, &tile.to_string())?;
+        let mine = reader.tile(tile)?;
+        if exported != mine {
+            let k = exported
+                .chunks(32)
+                .zip(mine.chunks(32))
+                .position(|(a, b)| a != b)
+                .unwrap_or(mine.len().min(exported.len()) / 32) as u64;
+            // Hash k of a level-L tile covers 256^L entries from this one.
+            let span = 1u64 << (8 * u32::from(level));
+            let first = (index * TILE_WIDTH + k).saturating_mul(span);
+            return Err(Failure::Entry {
+                index: first,
+                reason: format!("{tile}: hash {k} (entries from {first}) differs from the entries"),
+            }
+            .into());
+        }
+    }
+    let manifests = dir.join("manifests");
+    if manifests.exists() {
+        for entry in std::fs::read_dir(&manifests)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = format!("manifests/{name}");
+            let body: serde_json::Value =
+                serde_json::from_slice(&read(dir, &rel)?).map_err(|e| Failure::File {
+                    file: rel.clone(),
+                    reason: e.to_string(),
+                })?;
+            let serial = body["manifest"]["serial"].as_u64();
+            if name != format!("{}.json", serial.unwrap_or(u64::MAX)) {
+                return Err(Failure::File {
+                    file: rel,
+                    reason: "its serial is not its name".into(),
+                }
+                .into());
+            }
+            let found = serial.and_then(|s| logged.get(&s));
+            if found != Some(&body) {
+                return Err(Failure::File {
+                    file: rel,
+                    reason: "differs from the manifest.published in the log".into(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `govern replay`.
+pub async fn run(args: ReplayArgs) -> Result<()> {
+    let json = args.json;
+    let outcome = tokio::task::spawn_blocking(move || replay(&args, false))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let rate = outcome.size as f64 / outcome.elapsed.as_secs_f64().max(1e-9);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "origin": outcome.origin, "size": outcome.size, "root": outcome.root,
+                "state_root": outcome.state_root, "checkpoints": outcome.batches,
+            })
+        );
+    } else {
+        eprintln!(
+            "replayed {} entries in {} batches in {:.1} s ({rate:.0} entries/s); every check passed",
+            outcome.size,
+            outcome.batches,
+            outcome.elapsed.as_secs_f64()
+        );
+        println!(
+            "origin {}\nsize {}\nroot {}\nstate {}",
+            outcome.origin, outcome.size, outcome.root, outcome.state_root
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,470 @@
+//! `govern scenario`: a seeded scenario that drives a running node as its users and
+//! operator would, so its log holds every event kind the code produces. The golden logs of
+//! `replay-tests/` and `govern bench replay` are made with it.
+//!
+//! The seed decides the choices (amounts, decisions, which wallet, comments); keys, ids and
+//! times are fresh each run, so two runs of one seed make logs of the same shape, not the
+//! same bytes. What it does, per tenant: the operator creates it; its first admin registers
+//! a software passkey; the admin adds an API key (signed with the passkey) and signs in with
+//! it; invites a member, who registers; changes the member's role and back; adds a second
+//! key and revokes it; changes the policy; requests wallets and transfers; the member
+//! approves or denies each transfer with their passkey; the admin reads the sealed
+//! transfers. Then the operator rotates the first tenant's keys and the admin requests one
+//! more transfer, the operator shreds the last tenant, and a service presents an
+//! attestation of an unpinned measurement, which the log quarantines.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use clap::Args;
+use govern_api::DataDir;
+use govern_core::action::{ChallengeObject, CredentialKey, UserSignature};
+use govern_core::event::Role;
+use govern_core::ids::{Hash, LeafHash, RootHash};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde_json::{Value, json};
+use webauthn_authenticator_rs::prelude::WebauthnAuthenticator as _;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs::prelude::{CreationChallengeResponse, Url};
+
+use crate::demo::Result;
+
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// The node.
+    #[arg(long, env = "GOVERN_URL")]
+    pub url: String,
+    /// The node's data dir (for the operator token and the dev CA).
+    #[arg(long, env = "GOVERN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The web origin users sign for [default: http://localhost:<the URL's port>].
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// The seed of the scenario's choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Tenants.
+    #[arg(long, default_value_t = 2)]
+    pub tenants: usize,
+    /// Wallets per tenant.
+    #[arg(long, default_value_t = 2)]
+    pub wallets: usize,
+    /// Transfers per tenant (each approved or denied by the member).
+    #[arg(long, default_value_t = 3)]
+    pub transfers: usize,
+}
+
+enum Signer {
+    Passkey(Box<SoftPasskey>),
+    Key(ed25519_dalek::SigningKey),
+}
+
+/// A signed-in user.
+struct Member {
+    tenant: String,
+    user: String,
+    session: String,
+    signer: Signer,
+}
+
+pub(crate) struct Driver {
+    http: reqwest::Client,
+    url: String,
+    origin: String,
+    operator: String,
+    rng: StdRng,
+}
+
+fn text(v: &Value, field: &str) -> String {
+    v[field].as_str().unwrap_or_default().to_string()
+}
+
+impl Driver {
+    pub(crate) fn new(
+        url: &str,
+        origin: Option<String>,
+        data_dir: &Path,
+        seed: u64,
+    ) -> Result<Self> {
+        let port = url
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()?,
+            url: url.trim_end_matches('/').to_string(),
+            origin: origin.unwrap_or_else(|| format!("http://localhost:{port}")),
+            operator: DataDir::open(data_dir, None)?.operator_token()?,
+            rng: StdRng::seed_from_u64(seed),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        header: Option<(&str, String)>,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let mut req = match method {
+            "GET" => self.http.get(format!("{}{path}", self.url)),
+            _ => self.http.post(format!("{}{path}", self.url)),
+        };
+        if let Some((k, v)) = header {
+            req = req.header(k, v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(format!("{method} {path}: {status}: {v}").into());
+        }
+        Ok(v)
+    }
+
+    async fn operator(&self, path: &str, body: &Value) -> Result<Value> {
+        let bearer = format!("Bearer {}", self.operator);
+        self.call("POST", path, Some(("authorization", bearer)), Some(body))
+            .await
+    }
+
+    async fn register(&self, tenant: &str, invite: &str, name: Option<&str>) -> Result<Member> {
+        let mut start = json!({"tenant": tenant, "invite": invite});
+        if let Some(n) = name {
+            start["name"] = n.into();
+        }
+        let start = self
+            .call("POST", "/v1/auth/register/start", None, Some(&start))
+            .await?;
+        let ccr: CreationChallengeResponse = serde_json::from_value(start["options"].clone())?;
+        let mut passkey = SoftPasskey::new(true);
+        let credential = passkey
+            .do_registration(Url::parse(&self.origin)?, ccr)
+            .map_err(|e| format!("software passkey: {e:?}"))?;
+        let done = self
+            .call(
+                "POST",
+                "/v1/auth/register/finish",
+                None,
+                Some(&json!({"registration": start["registration"], "credential": credential})),
+            )
+            .await?;
+        Ok(Member {
+            tenant: tenant.to_string(),
+            user: text(&done, "user"),
+            session: text(&done, "session"),
+            signer: Signer::Passkey(Box::new(passkey)),
+        })
+    }
+
+    fn sign(&self, m: &mut Member, object: &ChallengeObject) -> Result<UserSignature> {
+        let challenge = object.challenge()?;
+        Ok(match &mut m.signer {
+            Signer::Key(key) => crate::bench_actions::key_signature(key, &challenge, &self.origin),
+            Signer::Passkey(passkey) => {
+                let rcr = serde_json::from_value(json!({"publicKey": {
+                    "challenge": B64URL.encode(challenge), "timeout": 60000, "rpId": object.rp_id,
+                    "allowCredentials": [{"type": "public-key", "id": object.credential}],
+                    "userVerification": "required"}}))?;
+                let a = serde_json::to_value(
+                    passkey
+                        .do_authentication(Url::parse(&self.origin)?, rcr)
+                        .map_err(|e| format!("software passkey: {e:?}"))?,
+                )?;
+                let field = |name: &str| -> String {
+                    let s = a["response"][name].as_str().unwrap_or_default();
+                    B64URL.encode(B64URL.decode(s.trim_end_matches('=')).unwrap_or_default())
+                };
+                UserSignature::Passkey {
+                    authenticator_data: field("authenticatorData"),
+                    client_data_json: field("clientDataJSON"),
+                    signature: field("signature"),
+                }
+            }
+        })
+    }
+
+    /// One user action: init, sign, token, perform.
+    async fn act(&self, m: &mut Member, kind: &str, path: &str, body: &Value) -> Result<Value> {
+        let bearer = format!("Bearer {}", m.session);
+        let init = self
+            .call(
+                "POST",
+                "/v1/auth/action/init",
+                Some(("authorization", bearer.clone())),
+                Some(&json!({"kind": kind, "method": "POST", "path": path, "body": body})),
+            )
+            .await?;
+        let object: ChallengeObject = serde_json::from_value(init["challenge"].clone())?;
+        let signature = self.sign(m, &object)?;
+        let token = self
+            .call(
+                "POST",
+                "/v1/auth/action",
+                Some(("authorization", bearer)),
+                Some(&json!({"challenge": object, "signature": signature})),
+            )
+            .await?;
+        self.call(
+            "POST",
+            path,
+            Some(("x-govern-user-action", text(&token, "userAction"))),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Add an API key for `admin`'s user (signed by `admin`) and sign in with it.
+    async fn add_key(&mut self, admin: &mut Member) -> Result<(Member, String)> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&self.rng.r#gen());
+        let params = govern_api::edge::key_credential_params(
+            &admin.user,
+            &CredentialKey::Ed25519(key.verifying_key()),
+        );
+        let added = self
+            .act(admin, "credential.registered", "/v1/credentials", &params)
+            .await?;
+        let id = text(&added, "credential");
+        let login = self
+            .call(
+                "POST",
+                "/v1/auth/login/start",
+                None,
+                Some(&json!({"tenant": admin.tenant, "user": admin.user, "credential": id})),
+            )
+            .await?;
+        let object: ChallengeObject = serde_json::from_value(login["challenge"].clone())?;
+        let signature =
+            crate::bench_actions::key_signature(&key, &object.challenge()?, &self.origin);
+        let session = self
+            .call(
+                "POST",
+                "/v1/auth/login/finish",
+                None,
+                Some(&json!({"login": login["login"], "signature": signature})),
+            )
+            .await?;
+        Ok((
+            Member {
+                tenant: admin.tenant.clone(),
+                user: admin.user.clone(),
+                session: text(&session, "session"),
+                signer: Signer::Key(key),
+            },
+            id,
+        ))
+    }
+
+    fn transfer(&mut self) -> Value {
+        let amount: u64 = self.rng.gen_range(1..1_000_000_000);
+        let nonce: u32 = self.rng.gen_range(0..1_000_000);
+        json!({
+            "kind": "Native",
+            "to": format!("0x{:040x}", self.rng.r#gen::<u128>()),
+            "amount": amount.to_string(),
+            "chain_id": "1",
+            "nonce": nonce.to_string(),
+            "max_fee_per_gas": "30000000000",
+            "max_priority_fee_per_gas": "1000000000",
+            "gas_limit": "21000"
+        })
+    }
+}
+
+/// What a run made, for the callers that go on (the bench).
+pub(crate) struct Made {
+    /// A signed-in API key and the wallets of the first tenant.
+    pub admin_key: Option<(String, ed25519_dalek::SigningKey, Vec<String>)>,
+}
+
+/// Run the scenario against the node at `args.url`.
+pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
+    let mut d = Driver::new(&args.url, args.origin.clone(), &args.data_dir, args.seed)?;
+    let mut tenants = Vec::new();
+    let mut made = Made { admin_key: None };
+    for t in 0..args.tenants.max(1) {
+        let created = d
+            .operator(
+                "/v1/tenants",
+                &json!({"name": format!("tenant-{t}"), "admin": "Ada"}),
+            )
+            .await?;
+        let tenant = text(&created, "tenant");
+        let mut admin = d.register(&tenant, &text(&created, "invite"), None).await?;
+        let (mut key, _) = d.add_key(&mut admin).await?;
+        let invited = d
+            .act(
+                &mut key,
+                "user.invited",
+                "/v1/users",
+                &json!({"role": "member"}),
+            )
+            .await?;
+        let mut member = d
+            .register(&tenant, &text(&invited, "invite"), Some("Bob"))
+            .await?;
+        for role in ["admin", "member"] {
+            d.act(
+                &mut key,
+                "user.role_changed",
+                "/v1/users/role",
+                &json!({"user": member.user, "role": role}),
+            )
+            .await?;
+        }
+        let (_, spare) = d.add_key(&mut admin).await?;
+        d.act(
+            &mut key,
+            "credential.revoked",
+            "/v1/credentials/revoke",
+            &json!({"credential": spare}),
+        )
+        .await?;
+        let approvers = d.rng.gen_range(1..3u32);
+        d.act(
+            &mut key,
+            "policy.changed",
+            "/v1/policies",
+            &json!({"policy": {"approvers": approvers}}),
+        )
+        .await?;
+        let mut wallets = Vec::new();
+        for w in 0..args.wallets.max(1) {
+            let r = d
+                .act(
+                    &mut key,
+                    "wallet.requested",
+                    "/v1/wallets",
+                    &json!({"name": format!("wallet {w}")}),
+                )
+                .await?;
+            wallets.push(text(&r, "request"));
+        }
+        for _ in 0..args.transfers {
+            let wallet = wallets[d.rng.gen_range(0..wallets.len())].clone();
+            let body = d.transfer();
+            let r = d
+                .act(
+                    &mut key,
+                    "transfer.requested",
+                    &format!("/v1/wallets/{wallet}/transfers"),
+                    &body,
+                )
+                .await?;
+            let decision = if d.rng.gen_bool(0.75) {
+                "approve"
+            } else {
+                "deny"
+            };
+            let body = if d.rng.gen_bool(0.5) {
+                json!({"comment": format!("checked by seed {}", args.seed)})
+            } else {
+                json!({})
+            };
+            d.act(
+                &mut member,
+                "approval.decided",
+                &format!("/v1/requests/{}/approvals/{decision}", text(&r, "request")),
+                &body,
+            )
+            .await?;
+        }
+        d.call(
+            "GET",
+            &format!("/v1/tenants/{tenant}/payloads/transfers?limit=5"),
+            Some(("authorization", format!("Bearer {}", key.session))),
+            None,
+        )
+        .await?;
+        if t == 0 {
+            if let Signer::Key(k) = &key.signer {
+                made.admin_key = Some((key.session.clone(), k.clone(), wallets.clone()));
+            }
+        }
+        tenants.push((tenant, key, wallets));
+    }
+    // The operator rotates the first tenant's keys; a transfer is sealed under the new ones.
+    if let Some((tenant, key, wallets)) = tenants.first_mut() {
+        d.operator(&format!("/v1/tenants/{tenant}/keys/rotate"), &json!({}))
+            .await?;
+        let body = d.transfer();
+        d.act(
+            key,
+            "transfer.requested",
+            &format!("/v1/wallets/{}/transfers", wallets[0]),
+            &body,
+        )
+        .await?;
+    }
+    // The last tenant is shredded (its payloads stay in the log, unreadable).
+    if tenants.len() > 1
+        && let Some((tenant, _, _)) = tenants.last()
+    {
+        d.operator(&format!("/v1/tenants/{tenant}/keys/shred"), &json!({}))
+            .await?;
+    }
+    quarantine_unpinned(&d, &args.data_dir).await?;
+    Ok(made)
+}
+
+/// A service presents a document of a measurement the manifest does not pin: the log refuses
+/// it and appends `service.quarantined` with the document as evidence.
+async fn quarantine_unpinned(d: &Driver, data_dir: &Path) -> Result<()> {
+    let services = d.call("GET", "/v1/services", None, None).await?;
+    let manifest = &services["manifest"];
+    let hash: [u8; 32] = hex::decode(text(manifest, "hash"))?
+        .try_into()
+        .map_err(|_| "the manifest hash is not 32 bytes")?;
+    let leaf: LeafHash = serde_json::from_value(manifest["leaf"].clone())?;
+    let info: Value = d.call("GET", "/v1/state", None, None).await?;
+    let nonce = RootHash(Hash::from_hex(&text(&info, "root"))?);
+    let dir = tempfile::tempdir()?;
+    let image = dir.path().join("unpinned-image");
+    std::fs::write(
+        &image,
+        format!("an image nobody pinned, {}", uuid::Uuid::now_v7()),
+    )?;
+    let role = Role::new("policy")?;
+    let nsm = govern_workers::nsm::SimulatedNsm::open(
+        &DataDir::open(data_dir, None)?.dev_ca_path(),
+        &image,
+        role.clone(),
+    )?;
+    let keys = govern_workers::identity::ServiceKeys::generate(role)?;
+    let event = keys.attest(&nsm, hash, nonce, vec![leaf])?;
+    let resp = d
+        .http
+        .post(format!("{}/v1/entries", d.url))
+        .body(event.bytes().to_vec())
+        .send()
+        .await?;
+    if resp.status() != reqwest::StatusCode::FORBIDDEN {
+        return Err(format!("an unpinned attestation was answered {}", resp.status()).into());
+    }
+    Ok(())
+}
+
+/// `govern scenario`.
+pub async fn run(args: ScenarioArgs) -> Result<()> {
+    run_scenario(&args).await?;
+    let info: Value = reqwest::get(format!("{}/v1/state", args.url.trim_end_matches('/')))
+        .await?
+        .json()
+        .await?;
+    println!(
+        "scenario (seed {}) done: size {} root {} state {}",
+        args.seed,
+        info["size"],
+        info["root"].as_str().unwrap_or_default(),
+        info["state_root"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}
