@@ -1,7 +1,7 @@
 //! The small trait the log is stored behind, and its two implementations' contract.
 //!
-//! Correctness rules every implementation must keep (the conformance tests in this crate
-//! run against each):
+//! Correctness rules every implementation must keep (the conformance suite in
+//! `replay-tests/` runs against each):
 //! - `write` applies the whole batch or none of it, and later reads see it at once.
 //! - A `write` with `sync = true` returns only once the batch survives a power failure.
 //!   A batch written without sync may be lost on power failure, and then so may every
