@@ -253,7 +253,12 @@ async fn goldens_replay_to_their_recorded_roots() {
         assert!(ok, "{}: {err}", export.display());
         let reached: Value = serde_json::from_str(&out).unwrap();
         for field in ["size", "root", "state_root"] {
-            assert_eq!(reached[field], recorded[field], "{}: {field}", export.display());
+            assert_eq!(
+                reached[field],
+                recorded[field],
+                "{}: {field}",
+                export.display()
+            );
         }
         seen += 1;
     }
