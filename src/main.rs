@@ -18,6 +18,7 @@ mod scenario;
 mod status;
 mod tenant;
 mod verify;
+mod verify_request;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +81,9 @@ enum VerifyCommand {
     /// Fetch the checkpoint and every tile, check every entry and hash, recompute the root,
     /// and check consistency with the last checkpoint this command saw from that log.
     Log(verify::LogArgs),
+    /// A request's receipt chain hop by hop: kind, producer, identity, inclusion, user
+    /// signature, verdict (a table, or --json); non-zero unless every hop verifies.
+    Request(verify_request::RequestArgs),
     /// Check a C2SP tlog-proof offline: the checkpoint under the log's key, the entry at its
     /// index in that tree.
     Receipt(receipt::VerifyReceiptArgs),
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
             Command::Up(args) => demo::up(config.server(&args)).await,
             Command::Verify(VerifyCommand::Log(args)) => verify::log(args).await,
             Command::Verify(VerifyCommand::Receipt(args)) => receipt::verify(args),
+            Command::Verify(VerifyCommand::Request(args)) => verify_request::run(args).await,
             Command::Receipt(args) => receipt::receipt(args).await,
             Command::Status(args) => {
                 let data_dir = args.data_dir.or(config.data_dir.clone());

@@ -264,3 +264,78 @@ async fn goldens_replay_to_their_recorded_roots() {
     }
     assert!(seen > 0, "no goldens");
 }
+
+/// `govern verify request` walks a transfer's chain against a running node: every hop ok,
+/// the user's signature verified against the credential of the time; an unknown or
+/// malformed id is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_request_walks_a_receipt_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let node = start(&data, "127.0.0.1:0", &tmp.path().join("node.err"))
+        .await
+        .unwrap();
+    let (ok, out, err) = run(&[
+        "scenario",
+        "--url",
+        &node.url,
+        "--data-dir",
+        s(&data),
+        "--seed",
+        "3",
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+    let mut request = None;
+    for i in 0.. {
+        let e: Value = reqwest::get(format!("{}/v1/entries/{i}", node.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if e["kind"] == "transfer.requested" {
+            request = Some(e["request"].as_str().unwrap().to_string());
+            break;
+        }
+    }
+    let request = request.unwrap();
+    let (ok, out, err) = run(&["verify", "request", &request, "--url", &node.url, "--json"]).await;
+    assert!(ok, "{out}{err}");
+    let chain: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(chain["verdict"], "ok");
+    let kinds: Vec<&str> = chain["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["transfer.requested", "approval.decided"]);
+    for hop in chain["hops"].as_array().unwrap() {
+        assert!(
+            hop["user_signature"].as_str().unwrap().starts_with("ok ("),
+            "{hop}"
+        );
+        assert!(
+            hop["inclusion"].as_str().unwrap().starts_with("ok"),
+            "{hop}"
+        );
+    }
+    let (ok, out, _) = run(&["verify", "request", &request, "--url", &node.url]).await;
+    assert!(
+        ok && out.contains("transfer.requested") && out.contains("verdict: ok"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&[
+        "verify",
+        "request",
+        &uuid::Uuid::now_v7().to_string(),
+        "--url",
+        &node.url,
+    ])
+    .await;
+    assert!(!ok && err.contains("no event"), "{err}");
+    let (ok, _, err) = run(&["verify", "request", "not-a-uuid", "--url", &node.url]).await;
+    assert!(!ok && err.contains("not a request id"), "{err}");
+    node.kill().await;
+}

@@ -1,0 +1,286 @@
+//! `govern verify request ID`: a request's receipt chain, hop by hop, checked by the
+//! auditor's own machine against the log (a node, or any static copy of an export).
+//!
+//! It verifies the log's checkpoint with the log's key, reads every entry bundle up to it
+//! (so it sees what every hop could see: the identities and credentials as of each hop),
+//! and for each event of the request reports: its kind; its producer (role and key) and the
+//! producer signature (checked on parse); the attested identity it names — that the
+//! `service.attested` it names is in the log before it, binds this producer's key for this
+//! role, and its measurement was pinned; its inclusion in the checkpoint, checked with the
+//! node's audit path (or recomputed from the entries); and for user actions the user's
+//! signature, verified against the credential the tenant had registered at that point.
+//! The verdict is `ok` only when every column is.
+
+use std::collections::HashMap;
+
+use clap::Args;
+use govern_core::action::{ChallengeObject, UserSignature};
+use govern_core::checkpoint::Checkpoint;
+use govern_core::event::SignedEvent;
+use govern_core::ids::{Hash, LeafHash, LeafIndex};
+use govern_core::merkle;
+use govern_core::note::NoteVerifier;
+use govern_core::tiles::{TILE_WIDTH, Tile, decode_bundle};
+use govern_projections::state::State;
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::demo::Result;
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The request id (a UUID: what an action's answer calls `request`).
+    pub id: String,
+    /// The node, or a static copy of its export.
+    #[arg(long, env = "GOVERN_URL")]
+    pub url: String,
+    /// The log's verifier key [default: the one the log announces at /v1/log].
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One hop of the chain.
+#[derive(Debug, Serialize)]
+struct Hop {
+    index: u64,
+    kind: String,
+    time: String,
+    producer: String,
+    identity: String,
+    inclusion: String,
+    user_signature: String,
+    verdict: String,
+}
+
+/// Identities by their `service.attested` leaf: (role, key, pinned).
+type Attested = HashMap<LeafHash, (String, String, bool)>;
+
+fn identity_of(event: &govern_core::event::Event, attested: &Attested, state: &State) -> String {
+    let Some(leaf) = event.attestation else {
+        return if event.kind.as_str() == govern_core::manifest::MANIFEST_PUBLISHED_KIND
+            || event.kind.as_str() == govern_projections::services::ATTESTED_KIND
+        {
+            "ok (self-attesting kind)".into()
+        } else {
+            "FAIL: names no attestation".into()
+        };
+    };
+    match attested.get(&leaf) {
+        None => format!("FAIL: names {leaf}, not an earlier service.attested"),
+        Some((role, key, pinned)) => {
+            if role != event.producer.role.as_str() {
+                format!("FAIL: {leaf} attests role {role}")
+            } else if *key != event.producer.key.to_base64() {
+                format!("FAIL: {leaf} binds another key")
+            } else if !pinned {
+                "FAIL: its measurement was not pinned".into()
+            } else {
+                let serial = state
+                    .services
+                    .manifest
+                    .as_ref()
+                    .map_or(0, |m| m.manifest.serial);
+                format!("ok ({}, manifest {serial})", short(&leaf.to_hex()))
+            }
+        }
+    }
+}
+
+fn short(hex: &str) -> String {
+    hex.chars().take(12).collect()
+}
+
+fn user_signature(event: &govern_core::event::Event, state: &State) -> String {
+    let b = &event.body;
+    let (Some(action), Some(sig)) = (b.get("action"), b.get("signature")) else {
+        return "-".into();
+    };
+    let (Ok(object), Ok(signature)) = (
+        serde_json::from_value::<ChallengeObject>(action.clone()),
+        serde_json::from_value::<UserSignature>(sig.clone()),
+    ) else {
+        return "FAIL: unreadable action".into();
+    };
+    let Some(tenant) = state.tenants.get(&event.tenant) else {
+        return "FAIL: no such tenant".into();
+    };
+    match govern_store::actions::verify_with_credential(tenant, &object, &signature) {
+        Ok((c, _)) => format!(
+            "ok ({} of user {})",
+            match signature {
+                UserSignature::Passkey { .. } => "passkey",
+                UserSignature::Key { .. } => "key",
+            },
+            short(&c.credential.user)
+        ),
+        Err(e) => format!("FAIL: {e}"),
+    }
+}
+
+/// `govern verify request`.
+pub async fn run(args: RequestArgs) -> Result<()> {
+    let id = uuid::Uuid::parse_str(&args.id)
+        .map_err(|e| format!("{}: not a request id: {e}", args.id))?;
+    let client = Client::new(&args.url)?;
+    let vkey = match &args.key {
+        Some(k) => k.clone(),
+        None => client.log_info().await?.verifier_key,
+    };
+    let verifier = NoteVerifier::parse(&vkey).map_err(|e| format!("verifier key: {e}"))?;
+    let note = client.get_required("/checkpoint").await?;
+    let (cp, _) = Checkpoint::open(&note, verifier.name(), &verifier)
+        .map_err(|e| format!("checkpoint: {e}"))?;
+    let mut state = State::new();
+    let mut attested: Attested = HashMap::new();
+    let mut hops = Vec::new();
+    let mut leaves = Vec::with_capacity(usize::try_from(cp.size.0).unwrap_or(0));
+    for n in 0..cp.size.0.div_ceil(TILE_WIDTH) {
+        let width = (cp.size.0 - n * TILE_WIDTH).min(TILE_WIDTH);
+        let tile = Tile::Entries {
+            index: n,
+            partial: (width < TILE_WIDTH).then(|| u8::try_from(width).unwrap_or(u8::MAX)),
+        };
+        let bundle = client.get_required(&tile.to_string()).await?;
+        for (i, raw) in decode_bundle(&bundle)
+            .map_err(|e| format!("{tile}: {e}"))?
+            .into_iter()
+            .enumerate()
+        {
+            let index = n * TILE_WIDTH + i as u64;
+            let signed =
+                SignedEvent::from_bytes(&raw).map_err(|e| format!("entry {index}: {e}"))?;
+            leaves.push(signed.leaf_hash());
+            let event = signed.event();
+            if event.request.0 == id {
+                let identity = identity_of(event, &attested, &state);
+                let user = user_signature(event, &state);
+                hops.push((
+                    signed.leaf_hash(),
+                    Hop {
+                        index,
+                        kind: event.kind.to_string(),
+                        time: event.time.to_string(),
+                        producer: format!(
+                            "{} {}",
+                            event.producer.role,
+                            short(&event.producer.key.to_base64())
+                        ),
+                        identity,
+                        inclusion: String::new(),
+                        user_signature: user,
+                        verdict: String::new(),
+                    },
+                ));
+            }
+            state.apply(&signed, index);
+            if event.kind.as_str() == govern_projections::services::ATTESTED_KIND
+                && let Some(id) = state
+                    .services
+                    .identities
+                    .values()
+                    .find(|i| i.leaf == signed.leaf_hash())
+            {
+                attested.insert(
+                    signed.leaf_hash(),
+                    (id.role.to_string(), id.ed25519.to_base64(), id.pinned),
+                );
+            }
+            // A quarantine or a manifest that stops pinning a measurement ends its identities.
+            for idn in state.services.identities.values() {
+                if !idn.pinned || state.services.quarantined.contains_key(idn.measurement()) {
+                    if let Some(a) = attested.get_mut(&idn.leaf) {
+                        a.2 = false;
+                    }
+                }
+            }
+        }
+    }
+    if hops.is_empty() {
+        return Err(format!("request {id} has no event in the log of size {}", cp.size).into());
+    }
+    let recomputed = {
+        let mut f = merkle::Frontier::new();
+        let mut done = Vec::new();
+        for l in &leaves {
+            f.push(*l, &mut done);
+        }
+        f.root()
+    };
+    let mut all_ok = true;
+    for (leaf, hop) in &mut hops {
+        let proof: Result<Vec<Hash>> = async {
+            let p: govern_api::routes::InclusionProof = client
+                .get_json(&format!(
+                    "/v1/proofs/inclusion?index={}&size={}",
+                    hop.index, cp.size.0
+                ))
+                .await?;
+            Ok(p.hashes
+                .iter()
+                .map(|h| Hash::from_base64(h))
+                .collect::<std::result::Result<Vec<_>, _>>()?)
+        }
+        .await;
+        hop.inclusion = match proof {
+            Ok(p) => {
+                match merkle::verify_inclusion(leaf, LeafIndex(hop.index), cp.size, &p, &cp.root) {
+                    Ok(()) => format!("ok (size {})", cp.size),
+                    Err(e) => format!("FAIL: {e}"),
+                }
+            }
+            // A static copy serves no proofs: the root recomputed from every entry read.
+            Err(_) => {
+                if recomputed == cp.root
+                    && leaves.get(usize::try_from(hop.index).unwrap_or(usize::MAX)) == Some(leaf)
+                {
+                    format!("ok (size {}, recomputed)", cp.size)
+                } else {
+                    "FAIL: the entries do not hash to the checkpoint".into()
+                }
+            }
+        };
+        let ok = [&hop.identity, &hop.inclusion, &hop.user_signature]
+            .iter()
+            .all(|c| !c.starts_with("FAIL"));
+        hop.verdict = if ok { "ok".into() } else { "FAIL".into() };
+        all_ok &= ok;
+    }
+    let hops: Vec<Hop> = hops.into_iter().map(|(_, h)| h).collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "request": id.to_string(),
+                "checkpoint": {"origin": cp.origin, "size": cp.size.0, "root": cp.root.to_hex()},
+                "hops": hops,
+                "verdict": if all_ok { "ok" } else { "FAIL" },
+            }))?
+        );
+    } else {
+        println!(
+            "request {id} in {} at size {} (root {})",
+            cp.origin,
+            cp.size,
+            short(&cp.root.to_hex())
+        );
+        println!(
+            "{:>6}  {:<20} {:<18} {:<32} {:<22} {:<28} {}",
+            "index", "kind", "producer", "identity", "inclusion", "user signature", "verdict"
+        );
+        for h in &hops {
+            println!(
+                "{:>6}  {:<20} {:<18} {:<32} {:<22} {:<28} {}",
+                h.index, h.kind, h.producer, h.identity, h.inclusion, h.user_signature, h.verdict
+            );
+        }
+        println!("verdict: {}", if all_ok { "ok" } else { "FAIL" });
+    }
+    if all_ok {
+        Ok(())
+    } else {
+        Err("a hop of the chain does not verify".into())
+    }
+}
