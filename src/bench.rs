@@ -41,7 +41,7 @@ pub struct AppendArgs {
     pub proof_seconds: u64,
 }
 
-fn verify_strict_rate(key: &SigningKey, event_bytes: usize) -> f64 {
+pub(crate) fn verify_strict_rate(key: &SigningKey, event_bytes: usize) -> f64 {
     let msg = vec![0x42u8; event_bytes];
     let sig = key.sign(&msg);
     let vk = key.verifying_key();
@@ -79,7 +79,7 @@ pub(crate) fn make_event(
     Ok(ev.sign(key)?)
 }
 
-fn presign(
+pub(crate) fn presign(
     key: &SigningKey,
     attestation: LeafHash,
     count: usize,

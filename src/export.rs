@@ -48,7 +48,7 @@ enum Source {
     Local {
         reader: LogReader<RocksStorage>,
         verifier_key: String,
-        data: govern_api::DataDir,
+        data: Box<govern_api::DataDir>,
     },
     Remote(Client),
 }
@@ -146,7 +146,7 @@ pub async fn run(args: ExportArgs) -> Result<()> {
             Source::Local {
                 reader: LogReader::open(storage)?,
                 verifier_key: data.verifier_key(),
-                data,
+                data: Box::new(data),
             }
         }
     };

@@ -6,6 +6,7 @@ mod attestation;
 mod bench;
 mod bench_actions;
 mod bench_attest;
+mod bench_replay;
 mod bench_seal;
 mod client;
 mod config;
@@ -99,6 +100,9 @@ enum BenchCommand {
     /// User-action verifications per second, and signed-transfer submission latency at
     /// concurrency 1 and 32.
     Actions(bench_actions::ActionsArgs),
+    /// Replays per second of a 100k-event export beside the strict Ed25519 verify rate of
+    /// every core, and the export's bytes per event.
+    Replay(bench_replay::ReplayBenchArgs),
     /// Sealed payloads: seals and opens per second, key-release latency, and durable appends
     /// with sealing on beside off.
     Seal(bench_seal::SealArgs),
@@ -166,6 +170,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Attest(args)) => bench_attest::attest(args).await,
             Command::Bench(BenchCommand::Actions(args)) => bench_actions::actions(args).await,
             Command::Bench(BenchCommand::Seal(args)) => bench_seal::seal_bench(args).await,
+            Command::Bench(BenchCommand::Replay(args)) => bench_replay::replay_bench(args).await,
             Command::Attestation(AttestationCommand::Verify(mut args)) => {
                 args.data_dir = args.data_dir.or(config.data_dir.clone());
                 attestation::verify(args)

@@ -101,11 +101,25 @@ fn read(dir: &Path, rel: &str) -> std::result::Result<Vec<u8>, Failure> {
     })
 }
 
-/// Every `checkpoints/<size>` of the export, verified, by size.
+/// The checkpoint a signed note states, unverified (each is verified where it is used: as a
+/// batch's end by the replay, or before it is called a fork).
+fn stated(note: &[u8], size: u64) -> std::result::Result<Checkpoint, ReplayError> {
+    let text = std::str::from_utf8(note).map_err(|_| ReplayError::Checkpoint {
+        size,
+        reason: "not UTF-8".into(),
+    })?;
+    let body = text.split("\n\n").next().unwrap_or_default();
+    Checkpoint::parse_body(&format!("{body}\n")).map_err(|e| ReplayError::Checkpoint {
+        size,
+        reason: e.to_string(),
+    })
+}
+
+/// Every `checkpoints/<size>` of the export, by size (their signatures are checked as the
+/// replay reaches them).
 fn checkpoints(
     dir: &Path,
     origin: &str,
-    verifier: &NoteVerifier,
 ) -> std::result::Result<BTreeMap<u64, (Vec<u8>, Checkpoint)>, Failure> {
     let mut out = BTreeMap::new();
     let listing = std::fs::read_dir(dir.join("checkpoints")).map_err(|e| Failure::File {
@@ -124,7 +138,14 @@ fn checkpoints(
             reason: "not named by a size".into(),
         })?;
         let note = read(dir, &rel)?;
-        let cp = open_checkpoint(&note, origin, verifier, size)?;
+        let cp = stated(&note, size)?;
+        if cp.origin != origin {
+            return Err(ReplayError::Checkpoint {
+                size,
+                reason: format!("of origin {}, not {origin}", cp.origin),
+            }
+            .into());
+        }
         if cp.size.0 != size {
             return Err(Failure::File {
                 file: rel,
@@ -190,9 +211,15 @@ fn trust(args: &ReplayArgs) -> Result<Trust> {
         .clone()
         .unwrap_or_else(|| args.dir.join("trust/dev-root.der"));
     let dev_root = match std::fs::read(&dev_root_path) {
-        Ok(der) => Some(
-            TrustAnchor::from_der(&der).map_err(|e| format!("{}: {e}", dev_root_path.display()))?,
-        ),
+        Ok(der) => Some({
+            if args.dev_root.is_none() {
+                eprintln!(
+                    "using the export's dev CA root (a manifest that pins the dev root names its SHA-256): {}",
+                    dev_root_path.display()
+                );
+            }
+            TrustAnchor::from_der(&der).map_err(|e| format!("{}: {e}", dev_root_path.display()))?
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.dev_root.is_none() => None,
         Err(e) => return Err(format!("{}: {e}", dev_root_path.display()).into()),
     };
@@ -359,10 +386,11 @@ pub fn replay(
         }
     })?;
     let size = latest.size.0;
-    let all = checkpoints(&args.dir, &trust.origin, &trust.verifier)?;
-    if let Some((_, cp)) = all.get(&size)
+    let all = checkpoints(&args.dir, &trust.origin)?;
+    if let Some((note, cp)) = all.get(&size)
         && cp.root != latest.root
     {
+        open_checkpoint(note, &trust.origin, &trust.verifier, size)?;
         return Err(ReplayError::Fork {
             size,
             a: cp.root,
@@ -370,7 +398,8 @@ pub fn replay(
         }
         .into());
     }
-    if let Some((&beyond, _)) = all.range(size + 1..).next() {
+    if let Some((&beyond, (note, _))) = all.range(size + 1..).next() {
+        open_checkpoint(note, &trust.origin, &trust.verifier, beyond)?;
         return Err(Failure::File {
             file: format!("checkpoints/{beyond}"),
             reason: format!(
@@ -408,9 +437,10 @@ pub fn replay(
             }
             .into());
         }
-        if let Some((_, mine)) = all.get(&cp.size.0)
+        if let Some((note, mine)) = all.get(&cp.size.0)
             && mine.root != cp.root
         {
+            open_checkpoint(note, &trust.origin, &trust.verifier, cp.size.0)?;
             return Err(ReplayError::Fork {
                 size: cp.size.0,
                 a: mine.root,
@@ -450,6 +480,10 @@ pub fn replay(
         &genesis,
     )?;
 
+    tracing::debug!(
+        elapsed_ms = start.elapsed().as_millis(),
+        "checkpoints verified; replaying entries"
+    );
     let (tx, rx) = sync_channel(2);
     let dir = args.dir.clone();
     let reader_thread = std::thread::spawn(move || parse_ahead(dir, size, tx));
@@ -508,7 +542,12 @@ pub fn replay(
         )
         .into());
     }
+    tracing::debug!(
+        elapsed_ms = start.elapsed().as_millis(),
+        "entries replayed; checking tiles and manifests"
+    );
     check_files(&args.dir, &reader, latest.size, &manifests)?;
+    tracing::debug!(elapsed_ms = start.elapsed().as_millis(), "files checked");
     for (path, cp) in &seen {
         let mine = reader.root_at(cp.size)?;
         if mine != cp.root {
@@ -526,6 +565,10 @@ pub fn replay(
         return Err(format!("the projections are at size {state_size}, not {size}").into());
     }
     let state_root = state.root()?.to_hex();
+    tracing::debug!(
+        elapsed_ms = start.elapsed().as_millis(),
+        "state root computed"
+    );
     for (src, dst) in [
         (
             args.dir.join("trust/manifest-signers.toml"),
@@ -580,6 +623,16 @@ fn check_files(
             return Err(Failure::Entry {
                 index: first,
                 reason: format!("{tile}: hash {k} (entries from {first}) differs from the entries"),
+            }
+            .into());
+        }
+    }
+    for serial in logged.keys() {
+        let rel = format!("manifests/{serial}.json");
+        if !dir.join(&rel).exists() {
+            return Err(Failure::File {
+                file: rel,
+                reason: "missing: the log published this manifest".into(),
             }
             .into());
         }

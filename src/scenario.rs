@@ -58,7 +58,7 @@ pub struct ScenarioArgs {
 
 enum Signer {
     Passkey(Box<SoftPasskey>),
-    Key(ed25519_dalek::SigningKey),
+    Key(Box<ed25519_dalek::SigningKey>),
 }
 
 /// A signed-in user.
@@ -257,7 +257,7 @@ impl Driver {
                 tenant: admin.tenant.clone(),
                 user: admin.user.clone(),
                 session: text(&session, "session"),
-                signer: Signer::Key(key),
+                signer: Signer::Key(Box::new(key)),
             },
             id,
         ))
@@ -384,10 +384,10 @@ pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
             None,
         )
         .await?;
-        if t == 0 {
-            if let Signer::Key(k) = &key.signer {
-                made.admin_key = Some((key.session.clone(), k.clone(), wallets.clone()));
-            }
+        if t == 0
+            && let Signer::Key(k) = &key.signer
+        {
+            made.admin_key = Some((key.session.clone(), (**k).clone(), wallets.clone()));
         }
         tenants.push((tenant, key, wallets));
     }
@@ -466,5 +466,48 @@ pub async fn run(args: ScenarioArgs) -> Result<()> {
         info["root"].as_str().unwrap_or_default(),
         info["state_root"].as_str().unwrap_or_default()
     );
+    Ok(())
+}
+
+/// `count` signed transfers from `wallets` by the API key `key` (signed in as `session`),
+/// 32 at a time: the mixed part of `govern bench replay`'s log.
+pub(crate) async fn transfers(
+    url: &str,
+    data_dir: &Path,
+    session: String,
+    key: ed25519_dalek::SigningKey,
+    wallets: Vec<String>,
+    count: usize,
+) -> Result<()> {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let mut d = Driver::new(url, None, data_dir, 1000 + t)?;
+        let mut m = Member {
+            tenant: String::new(),
+            user: String::new(),
+            session: session.clone(),
+            signer: Signer::Key(Box::new(key.clone())),
+        };
+        let (wallets, next) = (wallets.clone(), std::sync::Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+                let wallet = &wallets[d.rng.gen_range(0..wallets.len())];
+                let body = d.transfer();
+                d.act(
+                    &mut m,
+                    "transfer.requested",
+                    &format!("/v1/wallets/{wallet}/transfers"),
+                    &body,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
     Ok(())
 }

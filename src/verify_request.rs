@@ -11,13 +11,11 @@
 //! signature, verified against the credential the tenant had registered at that point.
 //! The verdict is `ok` only when every column is.
 
-use std::collections::HashMap;
-
 use clap::Args;
 use govern_core::action::{ChallengeObject, UserSignature};
 use govern_core::checkpoint::Checkpoint;
 use govern_core::event::SignedEvent;
-use govern_core::ids::{Hash, LeafHash, LeafIndex};
+use govern_core::ids::{Hash, LeafIndex};
 use govern_core::merkle;
 use govern_core::note::NoteVerifier;
 use govern_core::tiles::{TILE_WIDTH, Tile, decode_bundle};
@@ -55,10 +53,11 @@ struct Hop {
     verdict: String,
 }
 
-/// Identities by their `service.attested` leaf: (role, key, pinned).
-type Attested = HashMap<LeafHash, (String, String, bool)>;
-
-fn identity_of(event: &govern_core::event::Event, attested: &Attested, state: &State) -> String {
+/// The identity column: the `service.attested` the event names must be its role's current
+/// identity as of this point of the log, bind the producer's key, have its measurement
+/// pinned by the manifest in force and not quarantined, and be live at the event's time
+/// (the checks the log made at append).
+fn identity_of(event: &govern_core::event::Event, state: &State) -> String {
     let Some(leaf) = event.attestation else {
         return if event.kind.as_str() == govern_core::manifest::MANIFEST_PUBLISHED_KIND
             || event.kind.as_str() == govern_projections::services::ATTESTED_KIND
@@ -68,25 +67,32 @@ fn identity_of(event: &govern_core::event::Event, attested: &Attested, state: &S
             "FAIL: names no attestation".into()
         };
     };
-    match attested.get(&leaf) {
-        None => format!("FAIL: names {leaf}, not an earlier service.attested"),
-        Some((role, key, pinned)) => {
-            if role != event.producer.role.as_str() {
-                format!("FAIL: {leaf} attests role {role}")
-            } else if *key != event.producer.key.to_base64() {
-                format!("FAIL: {leaf} binds another key")
-            } else if !pinned {
-                "FAIL: its measurement was not pinned".into()
-            } else {
-                let serial = state
-                    .services
-                    .manifest
-                    .as_ref()
-                    .map_or(0, |m| m.manifest.serial);
-                format!("ok ({}, manifest {serial})", short(&leaf.to_hex()))
-            }
-        }
+    let services = &state.services;
+    let Some(id) = services.identities.get(&event.producer.role) else {
+        return format!("FAIL: role {} has no identity", event.producer.role);
+    };
+    if id.leaf != leaf {
+        return format!(
+            "FAIL: names {}, not the role's current identity",
+            short(&leaf.to_hex())
+        );
     }
+    if id.ed25519 != event.producer.key {
+        return "FAIL: the identity binds another key".into();
+    }
+    if !id.pinned || services.quarantined.contains_key(id.measurement()) {
+        return "FAIL: its measurement is not pinned, or quarantined".into();
+    }
+    if let Some(m) = &services.manifest
+        && event.time > id.last_event(&m.manifest, govern_store::TIME_SKEW_MS)
+    {
+        return "FAIL: the identity had expired".into();
+    }
+    format!(
+        "ok ({}, manifest {})",
+        short(&leaf.to_hex()),
+        id.manifest_serial
+    )
 }
 
 fn short(hex: &str) -> String {
@@ -134,7 +140,6 @@ pub async fn run(args: RequestArgs) -> Result<()> {
     let (cp, _) = Checkpoint::open(&note, verifier.name(), &verifier)
         .map_err(|e| format!("checkpoint: {e}"))?;
     let mut state = State::new();
-    let mut attested: Attested = HashMap::new();
     let mut hops = Vec::new();
     let mut leaves = Vec::with_capacity(usize::try_from(cp.size.0).unwrap_or(0));
     for n in 0..cp.size.0.div_ceil(TILE_WIDTH) {
@@ -155,7 +160,7 @@ pub async fn run(args: RequestArgs) -> Result<()> {
             leaves.push(signed.leaf_hash());
             let event = signed.event();
             if event.request.0 == id {
-                let identity = identity_of(event, &attested, &state);
+                let identity = identity_of(event, &state);
                 let user = user_signature(event, &state);
                 hops.push((
                     signed.leaf_hash(),
@@ -176,26 +181,6 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                 ));
             }
             state.apply(&signed, index);
-            if event.kind.as_str() == govern_projections::services::ATTESTED_KIND
-                && let Some(id) = state
-                    .services
-                    .identities
-                    .values()
-                    .find(|i| i.leaf == signed.leaf_hash())
-            {
-                attested.insert(
-                    signed.leaf_hash(),
-                    (id.role.to_string(), id.ed25519.to_base64(), id.pinned),
-                );
-            }
-            // A quarantine or a manifest that stops pinning a measurement ends its identities.
-            for idn in state.services.identities.values() {
-                if !idn.pinned || state.services.quarantined.contains_key(idn.measurement()) {
-                    if let Some(a) = attested.get_mut(&idn.leaf) {
-                        a.2 = false;
-                    }
-                }
-            }
         }
     }
     if hops.is_empty() {
@@ -267,8 +252,8 @@ pub async fn run(args: RequestArgs) -> Result<()> {
             short(&cp.root.to_hex())
         );
         println!(
-            "{:>6}  {:<20} {:<18} {:<32} {:<22} {:<28} {}",
-            "index", "kind", "producer", "identity", "inclusion", "user signature", "verdict"
+            "{:>6}  {:<20} {:<18} {:<32} {:<22} {:<28} verdict",
+            "index", "kind", "producer", "identity", "inclusion", "user signature"
         );
         for h in &hops {
             println!(

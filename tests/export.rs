@@ -112,8 +112,22 @@ async fn an_export_is_the_log_as_static_tiles_that_verify_whole() {
     let remote = tmp.path().join("remote");
     let (ok, _, err) = export(&[remote.to_str().unwrap(), "--url", &node.url]).await;
     assert!(ok, "{err}");
-    // The same bytes, from the data dir and from the node.
-    let files = tree(&local);
+    // The same bytes, from the data dir and from the node; the data dir's export also
+    // carries what a replay trusts beside the log's key (the node serves no such files).
+    let mut files = tree(&local);
+    let trust: Vec<String> = files
+        .keys()
+        .filter(|k| k.starts_with("trust/"))
+        .cloned()
+        .collect();
+    assert_eq!(trust, ["trust/dev-root.der", "trust/manifest-signers.toml"]);
+    assert_eq!(
+        files["trust/manifest-signers.toml"],
+        std::fs::read(data.join("manifest-signers.toml")).unwrap()
+    );
+    for k in &trust {
+        files.remove(k);
+    }
     assert_eq!(files, tree(&remote));
     for name in [
         "checkpoint",

@@ -20,6 +20,7 @@ async fn the_spec_is_openapi_3_1_and_covers_every_route() {
     let expected = [
         ("/healthz", "get"),
         ("/v1/log", "get"),
+        ("/v1/state", "get"),
         ("/v1/entries", "post"),
         ("/v1/entries/{index}", "get"),
         ("/v1/services", "get"),

@@ -1062,6 +1062,58 @@ impl AppendPolicy for IdentityPolicy {
         std::mem::take(&mut self.state.lock().followups)
     }
 
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        let (_, state) = self.state();
+        match serde_json::to_vec(&state) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serialize the policy state");
+                None
+            }
+        }
+    }
+
+    fn restore(&self, snapshot: &[u8]) -> Result<(), String> {
+        let restored: govern_projections::state::State = serde_json::from_slice(snapshot)
+            .map_err(|e| format!("the snapshot does not parse: {e}"))?;
+        if restored.version != govern_projections::state::STATE_VERSION {
+            return Err(format!(
+                "the snapshot is of state version {}, this build's is {}",
+                restored.version,
+                govern_projections::state::STATE_VERSION
+            ));
+        }
+        // The manifest in force needs its verifier, which is this policy's (its roots).
+        let manifest = match &restored.services.manifest {
+            None => None,
+            Some(m) => {
+                let anchor = self
+                    .anchor(&m.manifest.trusted_root)
+                    .map_err(|e| e.to_string())?;
+                let hash = m.manifest.manifest_hash().map_err(|e| e.to_string())?;
+                Some(Arc::new(InForce {
+                    manifest: m.manifest.clone(),
+                    hash,
+                    leaf: m.leaf,
+                    verifier: Verifier::new(anchor).dangerous_allow_debug(m.manifest.allow_debug),
+                }))
+            }
+        };
+        let registry = Registry {
+            manifest,
+            services: restored.services,
+            quarantining: BTreeSet::new(),
+        };
+        let mut state = self.state.lock();
+        state.committed = registry.clone();
+        state.working = registry;
+        state.tenants = restored.tenants.clone();
+        state.tenants_committed = restored.tenants;
+        state.tenant_batch.clear();
+        state.dirty = false;
+        Ok(())
+    }
+
     fn finish(&self, durable: bool) {
         let mut state = self.state.lock();
         state.followups.clear();

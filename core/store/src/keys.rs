@@ -1,6 +1,8 @@
 //! The key layout. Big-endian numbers, so byte order is numeric order and scans walk tiles.
 
 pub(crate) const META_SIZE: &[u8] = b"m/size";
+/// The append policy's latest state snapshot (see `log::snapshot_value`).
+pub(crate) const META_SNAPSHOT: &[u8] = b"m/snapshot";
 
 pub(crate) fn entry(index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

@@ -31,7 +31,7 @@ pub use identity::{
 pub use log::{
     AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, IDENTITY_KINDS,
     Log, LogConfig, LogReader, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, Published,
-    QUEUE_EVENTS_MAX, ReadError, SystemClock, TIME_SKEW_MS, is_tracked,
+    QUEUE_EVENTS_MAX, ReadError, SNAPSHOT_EVERY, SystemClock, TIME_SKEW_MS, is_tracked,
 };
 pub use replay::{Replay, ReplayError};
 pub use rocks::RocksStorage;

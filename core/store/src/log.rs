@@ -47,6 +47,18 @@ pub const PUSHBACK_RETRY_AFTER_S: u64 = 1;
 /// service several seconds to fetch a root, obtain a document and append it; an idle log
 /// keeps its last 1,024 roots however old they are.
 pub const NONCE_WINDOW_CHECKPOINTS: usize = 1024;
+/// How often (in entries) the sequencer snapshots the append policy's state, so a restart
+/// replays only the tracked entries after the snapshot. Writing one serializes the whole
+/// state on the sequencer's thread (tens of milliseconds at 100k tenant events), so not
+/// often. A snapshot only shortens a restart: it is used only if the size it names is the
+/// log's, the log's root at that size is the one it names and its checksum holds (so a
+/// damaged or foreign one falls back to a replay from zero), and `govern replay` never reads
+/// it: a replay from zero must reach the state root a resumed node reports. It is not
+/// re-derived at restart, so it defends against damage, not against whoever can write the
+/// store (who could rewrite the node's view of the log in other ways; the log's checkpoints
+/// and a replay catch that).
+pub const SNAPSHOT_EVERY: u64 = 10_000;
+
 /// The identity policy's kinds, which the log indexes (see [`is_tracked`]).
 pub const IDENTITY_KINDS: [&str; 3] = [
     "manifest.published",
@@ -82,6 +94,9 @@ pub struct LogConfig {
     /// How far past its anchor a user action may land, for the node's policy: see
     /// [`crate::actions::ANCHOR_DISTANCE_MAX`].
     pub anchor_distance_max: u64,
+    /// Snapshot the append policy's state every this many entries (0: never). See
+    /// [`SNAPSHOT_EVERY`].
+    pub snapshot_every: u64,
 }
 
 impl LogConfig {
@@ -95,6 +110,7 @@ impl LogConfig {
             queue_events_max: QUEUE_EVENTS_MAX,
             time_skew_ms: TIME_SKEW_MS,
             anchor_distance_max: crate::actions::ANCHOR_DISTANCE_MAX,
+            snapshot_every: SNAPSHOT_EVERY,
         }
     }
 }
@@ -179,6 +195,22 @@ pub trait AppendPolicy: Send + Sync + 'static {
     /// The log (re)opened, or recovered from a failed write, at `size`: every tracked entry
     /// below it has been handed to [`AppendPolicy::accepted`].
     fn resumed(&self, _size: TreeSize) {}
+
+    /// The state as of the last durable batch, as bytes [`AppendPolicy::restore`] reads back;
+    /// `None` for a policy that keeps none.
+    fn snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Take the state from `snapshot` (made by [`AppendPolicy::snapshot`] after the log had
+    /// the size the log recorded with it). The log checks the snapshot's size, tree root and
+    /// checksum first, and on any refusal replays every tracked entry from zero instead.
+    ///
+    /// # Errors
+    /// Why the snapshot cannot be used (another version, a manifest that no longer loads).
+    fn restore(&self, _snapshot: &[u8]) -> Result<(), String> {
+        Err("this policy keeps no snapshots".into())
+    }
 
     /// The batch is durable (`true`: keep what [`AppendPolicy::accepted`] recorded) or was
     /// not written (`false`: forget it).
@@ -362,6 +394,8 @@ impl From<ProofError<StorageError>> for ReadError {
 
 struct Shared<S> {
     storage: S,
+    /// The size of the policy snapshot the log resumed from when it opened, if any.
+    restored: RwLock<Option<TreeSize>>,
     cache: NodeCache,
     latest: RwLock<Arc<Published>>,
     origin: String,
@@ -467,6 +501,7 @@ impl<S: Storage> LogReader<S> {
         Ok(Self {
             shared: Arc::new(Shared {
                 storage,
+                restored: RwLock::new(None),
                 cache: NodeCache::new(),
                 latest: RwLock::new(Arc::new(published)),
                 origin: body.origin,
@@ -486,6 +521,13 @@ impl<S: Storage> LogReader<S> {
         &self.shared.origin
     }
 
+    /// The size of the policy snapshot the log resumed from when it opened (`None`: it
+    /// replayed every tracked entry).
+    #[must_use]
+    pub fn restored_snapshot(&self) -> Option<TreeSize> {
+        *self.shared.restored.read()
+    }
+
     /// Every projection folded from the log's tracked entries up to its latest checkpoint,
     /// and that checkpoint: what `govern status` reports for a data dir, without a node.
     ///
@@ -496,9 +538,14 @@ impl<S: Storage> LogReader<S> {
     ) -> Result<(Arc<Published>, govern_projections::state::State), StorageError> {
         let latest = self.latest();
         let mut state = govern_projections::state::State::new();
-        for_each_tracked(&self.shared.storage, latest.size, &mut |event, index| {
-            state.apply(&event, index.0);
-        })?;
+        for_each_tracked(
+            &self.shared.storage,
+            TreeSize(0),
+            latest.size,
+            &mut |event, index| {
+                state.apply(&event, index.0);
+            },
+        )?;
         Ok((latest, state))
     }
 
@@ -1035,9 +1082,18 @@ impl<S: Storage> Log<S> {
                 config.origin
             )));
         }
+        // A store whose checkpoints another key signed (a replayed data dir, or the wrong
+        // key file) is not this log: signing on under this key would fork it.
+        if Checkpoint::open(note.as_bytes(), &stored_origin, &signer.verifier()).is_err() {
+            return Err(StorageError::Corrupt(format!(
+                "the stored log's latest checkpoint is not signed by this log key ({}): install the log's own key",
+                signer.verifier()
+            )));
+        }
         let (size, root) = (frontier.size().0, frontier.root());
         let shared = Arc::new(Shared {
             storage,
+            restored: RwLock::new(None),
             cache: NodeCache::new(),
             latest: RwLock::new(Arc::new(Published {
                 size: TreeSize(size),
@@ -1047,7 +1103,14 @@ impl<S: Storage> Log<S> {
             origin: config.origin.clone(),
         });
         let window = recent_checkpoints(&shared.storage, TreeSize(size))?;
-        replay_tracked(&shared.storage, policy.as_ref(), TreeSize(size))?;
+        let restored = restore_snapshot(&shared, policy.as_ref(), TreeSize(size));
+        *shared.restored.write() = restored;
+        replay_tracked(
+            &shared.storage,
+            policy.as_ref(),
+            restored.unwrap_or(TreeSize(0)),
+            TreeSize(size),
+        )?;
         let (tx, rx) = sync_channel(config.queue_events_max);
         let seq = Sequencer {
             shared: Arc::clone(&shared),
@@ -1214,9 +1277,10 @@ fn recent_checkpoints<S: Storage>(
 fn replay_tracked<S: Storage>(
     storage: &S,
     policy: &dyn AppendPolicy,
+    from: TreeSize,
     size: TreeSize,
 ) -> Result<(), StorageError> {
-    for_each_tracked(storage, size, &mut |event, index| {
+    for_each_tracked(storage, from, size, &mut |event, index| {
         policy.accepted(&event, index)
     })?;
     policy.finish(true);
@@ -1224,15 +1288,16 @@ fn replay_tracked<S: Storage>(
     Ok(())
 }
 
-/// Every stored entry of a tracked kind below `size`, in log order.
+/// Every stored entry of a tracked kind from `start` to below `size`, in log order.
 fn for_each_tracked<S: Storage>(
     storage: &S,
+    start: TreeSize,
     size: TreeSize,
     f: &mut dyn FnMut(SignedEvent, LeafIndex),
 ) -> Result<(), StorageError> {
     const PAGE: usize = 256;
     let end = keys::tracked(size.0);
-    let mut from = keys::tracked(0);
+    let mut from = keys::tracked(start.0);
     loop {
         let page = storage.scan(&from, &end, PAGE)?;
         for (key, _) in &page {
@@ -1256,6 +1321,71 @@ fn for_each_tracked<S: Storage>(
         }
     }
     Ok(())
+}
+
+const SNAPSHOT_MAGIC: &[u8] = b"govern-snapshot/v1\n";
+
+/// A stored snapshot: magic ‖ size (u64 BE) ‖ tree root ‖ SHA-256(state) ‖ state.
+fn snapshot_value(size: TreeSize, root: RootHash, state: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut v = Vec::with_capacity(SNAPSHOT_MAGIC.len() + 72 + state.len());
+    v.extend_from_slice(SNAPSHOT_MAGIC);
+    v.extend_from_slice(&size.0.to_be_bytes());
+    v.extend_from_slice(root.hash().as_bytes());
+    v.extend_from_slice(&sha2::Sha256::digest(state));
+    v.extend_from_slice(state);
+    v
+}
+
+/// Hand the stored snapshot to `policy` if it names a size of this log with this log's root
+/// at that size and its checksum holds; the size to replay tracked entries from. `None`
+/// (replay from zero) when there is none or any check fails.
+fn restore_snapshot<S: Storage>(
+    shared: &Arc<Shared<S>>,
+    policy: &dyn AppendPolicy,
+    size: TreeSize,
+) -> Option<TreeSize> {
+    use sha2::Digest as _;
+    let value = match shared.storage.get(keys::META_SNAPSHOT) {
+        Ok(Some(v)) => v,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the policy snapshot; replaying from zero");
+            return None;
+        }
+    };
+    let refuse = |why: &str| {
+        tracing::warn!(why, "the policy snapshot is not used; replaying from zero");
+        None
+    };
+    let Some(rest) = value.strip_prefix(SNAPSHOT_MAGIC) else {
+        return refuse("unknown format");
+    };
+    if rest.len() < 72 {
+        return refuse("truncated");
+    }
+    let (head, state) = rest.split_at(72);
+    let at = TreeSize(u64::from_be_bytes(head[..8].try_into().unwrap_or_default()));
+    if at > size {
+        return refuse("it is of a size beyond the log");
+    }
+    let reader = LogReader {
+        shared: Arc::clone(shared),
+    };
+    match reader.root_at(at) {
+        Ok(r) if r.hash().as_bytes() == &head[8..40] => {}
+        _ => return refuse("the log's root at its size is not the one it names"),
+    }
+    if sha2::Sha256::digest(state).as_slice() != &head[40..72] {
+        return refuse("its checksum does not hold");
+    }
+    match policy.restore(state) {
+        Ok(()) => {
+            tracing::info!(size = %at, "policy state restored from its snapshot");
+            Some(at)
+        }
+        Err(e) => refuse(&e),
+    }
 }
 
 struct Sequencer<S> {
@@ -1306,6 +1436,26 @@ impl<S: Storage> Sequencer<S> {
                 Ok(event) => queue.push_front(Pending { event, reply: None }),
                 Err(e) => tracing::error!(error = %e, "cannot sign the log's own event"),
             }
+        }
+    }
+
+    /// When this batch crossed a multiple of `snapshot_every`, store the policy's state as
+    /// the snapshot (unsynced: a lost snapshot costs a longer restart, nothing else).
+    fn maybe_snapshot(&self, size: TreeSize, root: RootHash, before: TreeSize) {
+        let every = self.config.snapshot_every;
+        if every == 0 || size.0 / every == before.0 / every {
+            return;
+        }
+        let Some(state) = self.policy.snapshot() else {
+            return;
+        };
+        let mut batch = Batch::new();
+        batch.put(
+            keys::META_SNAPSHOT.to_vec(),
+            snapshot_value(size, root, &state),
+        );
+        if let Err(e) = self.shared.storage.write(batch, false) {
+            tracing::warn!(error = %e, "cannot store the policy snapshot");
         }
     }
 
@@ -1388,6 +1538,7 @@ impl<S: Storage> Sequencer<S> {
                 let published = Arc::new(Published { size, root, note });
                 *self.shared.latest.write() = Arc::clone(&published);
                 self.policy.finish(true);
+                self.maybe_snapshot(size, root, before.size());
                 self.remember_checkpoint(size, root);
                 for (p, index) in accepted {
                     let leaf_hash = p.event.leaf_hash();
@@ -1404,6 +1555,7 @@ impl<S: Storage> Sequencer<S> {
                 // A failed write may still have landed (a WAL record written before a failed
                 // fsync is replayed on reopen), so the next batch must continue from what
                 // storage holds, never from the assumption that nothing landed.
+                let before_size = before.size();
                 self.frontier = before;
                 if let Ok(Some((frontier, note))) = recover(&self.shared.storage)
                     && frontier.size() > self.frontier.size()
@@ -1417,9 +1569,12 @@ impl<S: Storage> Sequencer<S> {
                     *self.shared.latest.write() = Arc::new(published);
                     self.frontier = frontier;
                     // What landed must reach the policy too: rebuild it from storage.
+                    // The policy holds the state as of `before` (the batch was forgotten):
+                    // what follows it must reach the policy.
                     if let Err(e) = replay_tracked(
                         &self.shared.storage,
                         self.policy.as_ref(),
+                        before_size,
                         self.frontier.size(),
                     ) {
                         tracing::error!(error = %e, "cannot rebuild the append policy's state");

@@ -87,7 +87,16 @@ pub struct Replay<S: Storage> {
     time_skew_ms: i64,
     /// The newest event time of the batches so far.
     newest: Option<Timestamp>,
+    /// What the batches since the last write staged (written every [`REPLAY_WRITE_ENTRIES`]
+    /// entries and at the end: one RocksDB write per few thousand entries, not per batch).
+    staged: Staged,
+    unwritten: u64,
+    /// A batch failed: the replay is over.
+    failed: bool,
 }
+
+/// How many entries a replay stages before it writes them.
+pub const REPLAY_WRITE_ENTRIES: u64 = 4096;
 
 impl<S: Storage> std::fmt::Debug for Replay<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,6 +170,9 @@ impl<S: Storage> Replay<S> {
             window,
             time_skew_ms,
             newest: None,
+            staged: Staged::new(),
+            unwritten: 0,
+            failed: false,
         })
     }
 
@@ -181,14 +193,16 @@ impl<S: Storage> Replay<S> {
     /// them.
     ///
     /// # Errors
-    /// The first [`ReplayError`]; nothing of the batch is stored then.
+    /// The first [`ReplayError`]. The replay is over then: the store holds a prefix of the
+    /// log (up to the last write), and later batches are refused.
     pub fn batch(&mut self, events: &[SignedEvent], note: &[u8]) -> Result<(), ReplayError> {
-        let first = self.frontier.size().0;
-        let before = self.frontier.clone();
-        let result = self.stage(events, note);
-        match result {
-            Ok(staged) => {
-                self.storage.write(staged, false)?;
+        if self.failed {
+            return Err(ReplayError::Storage(
+                "an earlier batch failed; the replay is over".into(),
+            ));
+        }
+        match self.stage(events, note) {
+            Ok(()) => {
                 self.policy.finish(true);
                 if self.window.len() >= NONCE_WINDOW_CHECKPOINTS {
                     self.window.pop_front();
@@ -198,23 +212,39 @@ impl<S: Storage> Replay<S> {
                 if let Some(t) = events.iter().map(|e| e.event().time).max() {
                     self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
                 }
+                self.unwritten += events.len() as u64;
+                if self.unwritten >= REPLAY_WRITE_ENTRIES {
+                    self.write_staged(false)?;
+                }
                 Ok(())
             }
             Err(e) => {
-                self.frontier = before;
+                // What the batches since the last write staged is not written: the store
+                // holds a prefix of the log, and the replay is over.
+                self.failed = true;
                 self.policy.finish(false);
-                debug_assert!(self.frontier.size().0 == first);
                 Err(e)
             }
         }
     }
 
-    fn stage(
-        &mut self,
-        events: &[SignedEvent],
-        note: &[u8],
-    ) -> Result<crate::storage::Batch, ReplayError> {
-        let mut staged = Staged::new();
+    /// Write what is staged: the entries, their indices and tree nodes, the stratum blobs
+    /// they completed, every checkpoint, and the size.
+    fn write_staged(&mut self, sync: bool) -> Result<(), ReplayError> {
+        let mut staged = std::mem::replace(&mut self.staged, Staged::new());
+        add_strata(&self.storage, &mut staged.write, &staged.written)?;
+        let mut write = std::mem::take(&mut staged.write);
+        write.put(
+            keys::META_SIZE.to_vec(),
+            self.frontier.size().0.to_be_bytes().to_vec(),
+        );
+        self.storage.write(write, sync)?;
+        self.unwritten = 0;
+        Ok(())
+    }
+
+    fn stage(&mut self, events: &[SignedEvent], note: &[u8]) -> Result<(), ReplayError> {
+        let staged = &mut self.staged;
         let mut owed: VecDeque<(u64, Event)> = VecDeque::new();
         for signed in events {
             let index = self.frontier.size().0;
@@ -283,24 +313,23 @@ impl<S: Storage> Replay<S> {
                 ),
             });
         }
-        add_strata(&self.storage, &mut staged.write, &staged.written)?;
-        let mut write = std::mem::take(&mut staged.write);
-        write.put(keys::checkpoint(size.0).to_vec(), note.to_vec());
-        write.put(keys::META_SIZE.to_vec(), size.0.to_be_bytes().to_vec());
-        Ok(write)
+        staged
+            .write
+            .put(keys::checkpoint(size.0).to_vec(), note.to_vec());
+        Ok(())
     }
 
     /// Make everything durable and hand the store back.
     ///
     /// # Errors
     /// [`ReplayError::Storage`] when the final synced write fails.
-    pub fn finish(self) -> Result<S, ReplayError> {
-        let mut batch = crate::storage::Batch::new();
-        batch.put(
-            keys::META_SIZE.to_vec(),
-            self.frontier.size().0.to_be_bytes().to_vec(),
-        );
-        self.storage.write(batch, true)?;
+    pub fn finish(mut self) -> Result<S, ReplayError> {
+        if self.failed {
+            return Err(ReplayError::Storage(
+                "a batch failed; the replay is over".into(),
+            ));
+        }
+        self.write_staged(true)?;
         self.policy.resumed(self.frontier.size());
         Ok(self.storage)
     }
