@@ -158,7 +158,7 @@ impl<S: Storage> Replay<S> {
         let mut batch = crate::storage::Batch::new();
         batch.put(keys::checkpoint(0).to_vec(), genesis.to_vec());
         batch.put(keys::META_SIZE.to_vec(), 0u64.to_be_bytes().to_vec());
-        storage.write(batch, false)?;
+        storage.write_bulk(batch)?;
         let mut window = VecDeque::new();
         window.push_back((TreeSize(0), frontier.root()));
         Ok(Self {
@@ -238,7 +238,10 @@ impl<S: Storage> Replay<S> {
             keys::META_SIZE.to_vec(),
             self.frontier.size().0.to_be_bytes().to_vec(),
         );
-        self.storage.write(write, sync)?;
+        self.storage.write_bulk(write)?;
+        if sync {
+            self.storage.persist()?;
+        }
         self.unwritten = 0;
         Ok(())
     }

@@ -84,6 +84,22 @@ pub trait Storage: Send + Sync + 'static {
     fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
         keys.iter().map(|k| self.get(k)).collect()
     }
+    /// Apply `batch` atomically for bulk loading (a replay into a fresh store): a store may
+    /// skip its write-ahead log, so nothing of it need survive a crash until
+    /// [`Storage::persist`] returns.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the store fails.
+    fn write_bulk(&self, batch: Batch) -> Result<(), StorageError> {
+        self.write(batch, false)
+    }
+    /// Make everything written so far durable, including [`Storage::write_bulk`]s.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the store fails.
+    fn persist(&self) -> Result<(), StorageError> {
+        self.write(Batch::new(), true)
+    }
 }
 
 /// In-memory storage that models a power failure: reads see every write (like the OS page
