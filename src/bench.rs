@@ -39,6 +39,17 @@ pub struct AppendArgs {
     /// Seconds to spend on each proof measurement.
     #[arg(long, default_value_t = 3)]
     pub proof_seconds: u64,
+    /// Open-loop append rates (per second) at which to measure the time from an append's
+    /// acknowledgement to its first quorum-cosigned checkpoint, on a node of its own with
+    /// three witness processes and a 2-of-3 policy (empty: skip).
+    #[arg(long, value_delimiter = ',', default_value = "1000,20000")]
+    pub witness_rates: Vec<u64>,
+    /// Seconds of appends at each witness rate.
+    #[arg(long, default_value_t = 5)]
+    pub witness_seconds: u64,
+    /// Only the witness measurement.
+    #[arg(long)]
+    pub witness_only: bool,
 }
 
 pub(crate) fn verify_strict_rate(key: &SigningKey, event_bytes: usize) -> f64 {
@@ -134,7 +145,7 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -157,10 +168,21 @@ pub(crate) async fn start_node() -> Result<Child> {
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().join("data");
     DataDir::open(&data_dir, None)?;
+    spawn_node(dir, data_dir, &[]).await
+}
+
+/// Start `govern node` on `data_dir` (inside `dir`, which lives as long as the child) with
+/// `extra` flags.
+pub(crate) async fn spawn_node(
+    dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    extra: &[String],
+) -> Result<Child> {
     let exe = std::env::current_exe()?;
     let mut proc = tokio::process::Command::new(exe)
         .args(["node", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data_dir)
+        .args(extra)
         // Events are all signed before timing starts, so the last of a million is minutes
         // old when it is sent: the bench's own node allows for that.
         .args(["--time-skew-ms", &BENCH_TIME_SKEW_MS.to_string()])
@@ -237,6 +259,16 @@ fn proofs_in_process(
 
 /// `govern bench append`.
 pub async fn append(args: AppendArgs) -> Result<()> {
+    if !args.witness_only {
+        append_throughput(&args).await?;
+    }
+    for &rate in &args.witness_rates {
+        crate::bench_witness::latency(rate, args.witness_seconds, args.event_bytes).await?;
+    }
+    Ok(())
+}
+
+async fn append_throughput(args: &AppendArgs) -> Result<()> {
     println!(
         "govern bench append: {} events of ~{} bytes, {} clients",
         args.entries, args.event_bytes, args.clients

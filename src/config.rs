@@ -38,6 +38,11 @@ pub struct ServerArgs {
     /// The web origin users sign from [default: http://localhost:<listen port>].
     #[arg(long, env = "GOVERN_WEB_ORIGIN")]
     pub web_origin: Option<String>,
+    /// A witness policy (TOML: `quorum = k`, `[[witness]]` tables of `vkey` and `url`): the
+    /// node submits every checkpoint to those witnesses and serves at `/checkpoint` the
+    /// latest with k cosignatures [default: <data dir>/witnesses.toml, if it exists].
+    #[arg(long, env = "GOVERN_WITNESSES")]
+    pub witnesses: Option<PathBuf>,
 }
 
 /// The TOML file.
@@ -63,6 +68,7 @@ pub struct Server {
     pub time_skew_ms: i64,
     pub rp_id: String,
     pub web_origin: Option<String>,
+    pub witnesses: Option<PathBuf>,
 }
 
 /// Why the configuration could not be read.
@@ -114,6 +120,7 @@ impl Config {
             time_skew_ms: args.time_skew_ms,
             rp_id: args.rp_id.clone(),
             web_origin: args.web_origin.clone(),
+            witnesses: args.witnesses.clone(),
         }
     }
 }

@@ -14,6 +14,13 @@ use crate::config::Server;
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+/// The witness policy a node follows when `--witnesses` does not name one: in its data dir.
+pub const WITNESSES_FILE: &str = "witnesses.toml";
+
+/// How many witnesses `govern up` starts, and how many must cosign.
+const UP_WITNESSES: usize = 3;
+const UP_QUORUM: usize = 2;
+
 const DEV_WARNING: &str = "DEV MODE: the log key and producer keys are plain files in the data dir and no \
 enclave protects them; this keeps govern's formats and checks, not its protection. Never hold real assets with it.";
 
@@ -72,9 +79,24 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir, Services)> {
         dir.operator_token()?,
         dir.passkeys_path(),
     )?;
-    let state = AppState::new(Arc::clone(&services.log), &dir.verifier_key())
+    let mut state = AppState::new(Arc::clone(&services.log), &dir.verifier_key())
         .with_identities(Arc::clone(&services.policy))
         .with_edge(Arc::new(edge));
+    let policy_path = server
+        .witnesses
+        .clone()
+        .unwrap_or_else(|| server.data_dir.join(WITNESSES_FILE));
+    if server.witnesses.is_some() || policy_path.exists() {
+        let file = crate::witness::read_policy(&policy_path)?;
+        let witnessing = govern_api::witnessing::Witnessing::start(services.log.reader(), &file)?;
+        tracing::info!(
+            quorum = file.quorum,
+            witnesses = file.witnesses.len(),
+            path = %policy_path.display(),
+            "submitting checkpoints to witnesses; /checkpoint serves the latest with a quorum"
+        );
+        state = state.with_witnessing(witnessing);
+    }
     let node = NodeHandle::spawn(state, listener)?;
     tracing::warn!("{DEV_WARNING}");
     // Tests and scripts read this line to find the port when listening on port 0.
@@ -88,7 +110,7 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir, Services)> {
     Ok((node, dir, services))
 }
 
-async fn until_signal() {
+pub async fn until_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -125,8 +147,83 @@ pub fn demo_event(edge: &ServiceIdentity, message: &str) -> Result<SignedEvent> 
     )?)
 }
 
+/// A witness process `govern up` started.
+pub(crate) struct WitnessProcess {
+    _child: tokio::process::Child,
+    pub(crate) url: String,
+    pub(crate) vkey: String,
+}
+
+/// Start `govern witness` as a separate process following the log `log_vkey`, with its own
+/// data dir, and read its address and key from the two lines it prints.
+pub(crate) async fn spawn_witness(
+    data_dir: &std::path::Path,
+    name: &str,
+    log_vkey: &str,
+) -> Result<WitnessProcess> {
+    use tokio::io::AsyncBufReadExt as _;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("witness")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--name", name, "--listen", "127.0.0.1:0", "--log", log_vkey])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start witness {name}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no witness stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let (mut url, mut vkey) = (None, None);
+    while url.is_none() || vkey.is_none() {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .map_err(|_| format!("witness {name} did not start in 30 s"))??
+            .ok_or_else(|| format!("witness {name} stopped at start (see its error above)"))?;
+        if let Some(rest) = line.split(" listening on ").nth(1) {
+            url = rest.split_whitespace().next().map(str::to_owned);
+        } else if let Some(k) = line.strip_prefix("witness vkey: ") {
+            vkey = Some(k.to_owned());
+        }
+    }
+    Ok(WitnessProcess {
+        _child: child,
+        url: url.unwrap_or_default(),
+        vkey: vkey.unwrap_or_default(),
+    })
+}
+
+/// Start the witnesses of `govern up` and write the node's policy for them.
+async fn up_witnesses(server: &Server) -> Result<Vec<WitnessProcess>> {
+    let log_vkey = DataDir::open(&server.data_dir, server.origin.as_deref())?.verifier_key();
+    let mut witnesses = Vec::new();
+    for i in 1..=UP_WITNESSES {
+        let dir = server.data_dir.join("witnesses").join(format!("w{i}"));
+        let name = format!("govern.localhost/witness-{i}");
+        witnesses.push(spawn_witness(&dir, &name, &log_vkey).await?);
+    }
+    let file = govern_core::witness::PolicyFile {
+        quorum: UP_QUORUM,
+        witnesses: witnesses
+            .iter()
+            .map(|w| govern_core::witness::PolicyWitness {
+                vkey: w.vkey.clone(),
+                url: Some(w.url.clone()),
+            })
+            .collect(),
+    };
+    let text = format!(
+        "# Written by `govern up`: its three witnesses, each a separate process with its own key\n# and data dir under witnesses/; every checkpoint /checkpoint serves has {UP_QUORUM} of their cosignatures.\n{}",
+        toml::to_string(&file)?
+    );
+    std::fs::write(server.data_dir.join(WITNESSES_FILE), text)?;
+    Ok(witnesses)
+}
+
 /// `govern up`.
-pub async fn up(server: Server) -> Result<()> {
+pub async fn up(mut server: Server) -> Result<()> {
+    let witnesses = up_witnesses(&server).await?;
+    server.witnesses = Some(server.data_dir.join(WITNESSES_FILE));
     let (node, _dir, services) = start(&server).await?;
     let url = format!("http://localhost:{}", node.addr.port());
     let client = Client::new(&url)?;
@@ -147,8 +244,12 @@ pub async fn up(server: Server) -> Result<()> {
         receipt.index, receipt.inclusion.size
     );
     println!("  govern verify log --url {url}");
+    for w in &witnesses {
+        println!("witness {} at {}", w.vkey, w.url);
+    }
     println!("Ctrl-C stops it.");
     until_signal().await;
     node.shutdown().await;
+    drop(witnesses);
     Ok(())
 }

@@ -10,6 +10,8 @@
 //! DIR/v1/log                  {"origin", "verifier_key", "size"}, as GET /v1/log answers
 //! DIR/trust/manifest-signers.toml  the data dir's pinned manifest signers (local only)
 //! DIR/trust/dev-root.der      a dev log's CA root, which its manifest pins (local only)
+//! DIR/trust/witnesses.toml    the data dir's witness policy, if it has one (local only; from
+//!                             a node, v1/log names the policy it announces)
 //! ```
 //!
 //! Any static file server can serve it: a tile client follows `checkpoint` and `tile/`, and
@@ -190,7 +192,13 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         bytes += write(&tmp, &format!("checkpoints/{s}"), n.as_bytes())?;
     }
     bytes += write(&tmp, "checkpoint", note.as_bytes())?;
-    let info = serde_json::json!({"origin": origin, "verifier_key": verifier_key, "size": size.0});
+    let mut info =
+        serde_json::json!({"origin": origin, "verifier_key": verifier_key, "size": size.0});
+    if let Source::Remote(client) = &source
+        && let Some(w) = client.log_info().await?.witnesses
+    {
+        info["witnesses"] = serde_json::to_value(w)?;
+    }
     bytes += write(&tmp, "v1/log", info.to_string().as_bytes())?;
     // What a replay needs to trust beside the log's key: the manifest signers this data dir
     // pins and, for a dev log, its CA root (the manifest pins that by its SHA-256).
@@ -198,6 +206,10 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         for (from, to) in [
             (data.manifest_signers_path(), "trust/manifest-signers.toml"),
             (data.dev_ca_path().join("root.der"), "trust/dev-root.der"),
+            (
+                data.path().join(crate::demo::WITNESSES_FILE),
+                "trust/witnesses.toml",
+            ),
         ] {
             match std::fs::read(&from) {
                 Ok(b) => bytes += write(&tmp, to, &b)?,

@@ -8,6 +8,7 @@ mod bench_actions;
 mod bench_attest;
 mod bench_replay;
 mod bench_seal;
+mod bench_witness;
 mod client;
 mod config;
 mod demo;
@@ -20,6 +21,7 @@ mod status;
 mod tenant;
 mod verify;
 mod verify_request;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +73,9 @@ enum Command {
     /// Manifests: `govern manifest pin|sign|show|verify|keygen`.
     #[command(subcommand)]
     Manifest(manifest::ManifestCommand),
+    /// Run a c2sp.org/tlog-witness witness: an independent party that cosigns a log's
+    /// checkpoints only when consistent with the last one it cosigned.
+    Witness(witness::WitnessArgs),
     /// Tenants: `create NAME` prints the first admin's one-time link; `rotate-key`, `shred`
     /// and `keys` manage its scope keys.
     #[command(subcommand)]
@@ -180,6 +185,7 @@ fn main() -> ExitCode {
             Command::Export(args) => export::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Scenario(args) => scenario::run(args).await,
+            Command::Witness(args) => witness::run(args).await,
         }
     });
     match result {

@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -34,6 +33,7 @@ use govern_core::event::{KeyCache, PublicKey, SignedEvent};
 use govern_core::ids::TreeSize;
 use govern_core::note::NoteVerifier;
 use govern_core::tiles::{TILE_WIDTH, Tile, decode_bundle, tiles_at};
+use govern_core::witness::WitnessPolicy;
 use govern_store::replay::open_checkpoint;
 use govern_store::{
     AppendPolicy, IdentityPolicy, LogReader, Replay, ReplayError, RocksStorage, TIME_SKEW_MS,
@@ -66,6 +66,11 @@ pub struct ReplayArgs {
     /// Print JSON at the end.
     #[arg(long)]
     pub json: bool,
+    /// The witness policy whose cosignatures the checkpoints are checked under (TOML:
+    /// `quorum`, `[[witness]]` `vkey`s) [default: the export's `trust/witnesses.toml`, else
+    /// the policy its `v1/log` names, else none].
+    #[arg(long)]
+    pub witnesses: Option<PathBuf>,
 }
 
 /// What a replay reached.
@@ -77,6 +82,100 @@ pub struct Outcome {
     pub state_root: String,
     pub batches: u64,
     pub elapsed: Duration,
+    /// Who cosigned what, under the witness policy (none: no policy).
+    pub witnessed: Option<Witnessed>,
+}
+
+/// The export's checkpoints under a witness policy.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Witnessed {
+    /// k and n.
+    pub quorum: usize,
+    pub witnesses: usize,
+    /// The largest checkpoint with a quorum, and who cosigned it.
+    pub latest_size: Option<u64>,
+    pub latest_cosigners: Vec<String>,
+    /// Per witness of the policy: how many checkpoints it cosigned and the largest size.
+    pub by_witness: BTreeMap<String, (u64, Option<u64>)>,
+}
+
+/// Check every checkpoint's cosignatures under `policy`: a cosignature line of one of its
+/// witnesses that does not verify stops the replay, naming the checkpoint.
+fn witnessed(
+    policy: &WitnessPolicy,
+    all: &BTreeMap<u64, (Vec<u8>, Checkpoint)>,
+) -> std::result::Result<Witnessed, Failure> {
+    let mut out = Witnessed {
+        quorum: policy.quorum(),
+        witnesses: policy.witnesses().len(),
+        latest_size: None,
+        latest_cosigners: Vec::new(),
+        by_witness: policy
+            .witnesses()
+            .iter()
+            .map(|w| (w.name().to_owned(), (0, None)))
+            .collect(),
+    };
+    for (&size, (note, _)) in all {
+        let file = || format!("checkpoints/{size}");
+        let parsed = govern_core::note::Note::parse(note).map_err(|e| Failure::File {
+            file: file(),
+            reason: e.to_string(),
+        })?;
+        let c = policy.cosigners(&parsed);
+        if let Some((name, reason)) = c.invalid.first() {
+            return Err(Failure::File {
+                file: file(),
+                reason: format!("witness {name}'s cosignature does not verify: {reason}"),
+            });
+        }
+        for (name, _) in &c.signed {
+            if let Some((n, max)) = out.by_witness.get_mut(name) {
+                *n += 1;
+                *max = Some(size);
+            }
+        }
+        if policy.quorum() > 0 && c.has_quorum() {
+            out.latest_size = Some(size);
+            out.latest_cosigners = c.signed.iter().map(|(n, _)| n.clone()).collect();
+        }
+    }
+    Ok(out)
+}
+
+/// The witness policy of a replay: `--witnesses`, else the export's.
+fn witness_policy(args: &ReplayArgs, info: &serde_json::Value) -> Result<Option<WitnessPolicy>> {
+    let path = args
+        .witnesses
+        .clone()
+        .unwrap_or_else(|| args.dir.join("trust/witnesses.toml"));
+    if args.witnesses.is_some() || path.exists() {
+        if args.witnesses.is_none() {
+            eprintln!(
+                "trusting the export's witness policy (pass --witnesses to pin your own): {}",
+                path.display()
+            );
+        }
+        let file = crate::witness::read_policy(&path).map_err(|e| e.to_string())?;
+        return Ok(Some(WitnessPolicy::from_file(&file)?));
+    }
+    let Some(w) = info.get("witnesses").filter(|w| !w.is_null()) else {
+        return Ok(None);
+    };
+    let announced: govern_api::routes::WitnessesInfo =
+        serde_json::from_value(w.clone()).map_err(|e| format!("v1/log witnesses: {e}"))?;
+    eprintln!(
+        "trusting the witness policy the export's v1/log names (pass --witnesses to pin your own)"
+    );
+    let file = govern_core::witness::PolicyFile {
+        quorum: announced.quorum,
+        witnesses: announced
+            .vkeys
+            .into_iter()
+            .map(|vkey| govern_core::witness::PolicyWitness { vkey, url: None })
+            .collect(),
+    };
+    Ok(Some(WitnessPolicy::from_file(&file)?))
 }
 
 /// Why a replay stopped: the index (or size) first, for the message.
@@ -162,6 +261,7 @@ struct Trust {
     origin: String,
     verifier: NoteVerifier,
     policy: Arc<IdentityPolicy>,
+    witnesses: Option<WitnessPolicy>,
 }
 
 fn trust(args: &ReplayArgs) -> Result<Trust> {
@@ -230,10 +330,12 @@ fn trust(args: &ReplayArgs) -> Result<Trust> {
         crate::manifest::ALLOW_DEV_ROOT,
         dev_root,
     ));
+    let witnesses = witness_policy(args, &info)?;
     Ok(Trust {
         origin,
         verifier,
         policy,
+        witnesses,
     })
 }
 
@@ -286,89 +388,151 @@ impl Progress {
     }
 }
 
-/// Entries parsed and their producer signatures verified, on every core, a group of
-/// bundles at a time, ahead of the sequential checks.
+/// The entries of one bundle, parsed and their producer signatures verified (or why not).
 type Parsed = Vec<std::result::Result<SignedEvent, (u64, String)>>;
 
-const GROUP_BUNDLES: u64 = 8;
+/// How many bundles the parsing workers may run ahead of the replay.
+const AHEAD_BUNDLES: u64 = 16;
 
-fn parse_ahead(
-    dir: PathBuf,
-    size: u64,
-    tx: std::sync::mpsc::SyncSender<std::result::Result<Parsed, Failure>>,
-) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cache = KeyCache::new();
-    let bundles = size.div_ceil(TILE_WIDTH);
-    let mut n = 0;
-    while n < bundles {
-        let mut raw: Vec<(u64, Vec<u8>)> = Vec::new();
-        for b in n..(n + GROUP_BUNDLES).min(bundles) {
-            let width = (size - b * TILE_WIDTH).min(TILE_WIDTH);
-            let tile = Tile::Entries {
-                index: b,
-                partial: (width < TILE_WIDTH).then(|| u8::try_from(width).unwrap_or(u8::MAX)),
-            };
-            let first = b * TILE_WIDTH;
-            let bytes = match read(&dir, &tile.to_string()) {
-                Ok(b) => b,
-                Err(Failure::File { reason, .. }) => {
-                    let _ = tx.send(Err(Failure::Entry {
-                        index: first,
-                        reason: format!("{tile}: {reason}"),
-                    }));
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            let entries = match decode_bundle(&bytes) {
-                Ok(e) if e.len() as u64 == width => e,
-                Ok(e) => {
-                    let _ = tx.send(Err(Failure::Entry {
-                        index: first + (e.len() as u64).min(width),
-                        reason: format!("{tile} holds {} entries, not {width}", e.len()),
-                    }));
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(Failure::Entry {
-                        index: first,
-                        reason: format!("{tile} does not decode: {e}"),
-                    }));
-                    return;
-                }
-            };
-            raw.extend((first..).zip(entries));
-        }
-        let chunk = raw.len().div_ceil(threads).max(1);
-        let parsed: Parsed = std::thread::scope(|s| {
-            let handles: Vec<_> = raw
-                .chunks(chunk)
-                .map(|part| {
-                    let cache = &cache;
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|(i, bytes)| {
-                                SignedEvent::from_bytes_with(bytes, cache)
-                                    .map_err(|e| (*i, e.to_string()))
-                            })
-                            .collect::<Vec<_>>()
-                    })
+/// Every entry bundle of the export read, decoded and its entries parsed (so their producer
+/// signatures verified) by one worker per core, ahead of the sequential checks, and handed
+/// over in log order.
+struct Bundles {
+    rx: std::sync::mpsc::Receiver<(u64, std::result::Result<Parsed, Failure>)>,
+    ready: BTreeMap<u64, std::result::Result<Parsed, Failure>>,
+    next: u64,
+    consumed: Arc<(std::sync::Mutex<u64>, std::sync::Condvar)>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Bundles {
+    fn start(dir: &Path, size: u64) -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let bundles = size.div_ceil(TILE_WIDTH);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let consumed = Arc::new((std::sync::Mutex::new(0u64), std::sync::Condvar::new()));
+        let cache = Arc::new(KeyCache::new());
+        let workers = (0..threads)
+            .map(|_| {
+                let (tx, next, consumed, cache, dir) = (
+                    tx.clone(),
+                    Arc::clone(&next),
+                    Arc::clone(&consumed),
+                    Arc::clone(&cache),
+                    dir.to_path_buf(),
+                );
+                std::thread::spawn(move || {
+                    loop {
+                        let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if b >= bundles {
+                            return;
+                        }
+                        {
+                            let (lock, cv) = &*consumed;
+                            let mut done = lock
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            while b >= *done + AHEAD_BUNDLES {
+                                done = cv
+                                    .wait(done)
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            }
+                        }
+                        if tx.send((b, parse_bundle(&dir, size, b, &cache))).is_err() {
+                            return;
+                        }
+                    }
                 })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        if tx.send(Ok(parsed)).is_err() {
-            return;
+            })
+            .collect();
+        Self {
+            rx,
+            ready: BTreeMap::new(),
+            next: 0,
+            consumed,
+            workers,
         }
-        n += GROUP_BUNDLES;
     }
+
+    /// The next bundle in log order (`None` after the last).
+    fn next(&mut self) -> Option<std::result::Result<Parsed, Failure>> {
+        loop {
+            if let Some(b) = self.ready.remove(&self.next) {
+                self.next += 1;
+                let (lock, cv) = &*self.consumed;
+                *lock
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = self.next;
+                cv.notify_all();
+                return Some(b);
+            }
+            let (n, b) = self.rx.recv().ok()?;
+            self.ready.insert(n, b);
+        }
+    }
+}
+
+impl Drop for Bundles {
+    fn drop(&mut self) {
+        // Let every waiting worker through, and stop them at their next send.
+        {
+            let (lock, cv) = &*self.consumed;
+            *lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = u64::MAX / 2;
+            cv.notify_all();
+        }
+        let (_, rx) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.rx, rx));
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Bundle `b` of a tree of `size`: read, decoded, every entry parsed.
+fn parse_bundle(
+    dir: &Path,
+    size: u64,
+    b: u64,
+    cache: &KeyCache,
+) -> std::result::Result<Parsed, Failure> {
+    let width = (size - b * TILE_WIDTH).min(TILE_WIDTH);
+    let tile = Tile::Entries {
+        index: b,
+        partial: (width < TILE_WIDTH).then(|| u8::try_from(width).unwrap_or(u8::MAX)),
+    };
+    let first = b * TILE_WIDTH;
+    let bytes = match read(dir, &tile.to_string()) {
+        Ok(bytes) => bytes,
+        Err(Failure::File { reason, .. }) => {
+            return Err(Failure::Entry {
+                index: first,
+                reason: format!("{tile}: {reason}"),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let entries = match decode_bundle(&bytes) {
+        Ok(e) if e.len() as u64 == width => e,
+        Ok(e) => {
+            return Err(Failure::Entry {
+                index: first + (e.len() as u64).min(width),
+                reason: format!("{tile} holds {} entries, not {width}", e.len()),
+            });
+        }
+        Err(e) => {
+            return Err(Failure::Entry {
+                index: first,
+                reason: format!("{tile} does not decode: {e}"),
+            });
+        }
+    };
+    Ok((first..)
+        .zip(entries)
+        .map(|(i, raw)| SignedEvent::from_bytes_with(&raw, cache).map_err(|e| (i, e.to_string())))
+        .collect())
 }
 
 /// Replay `args.dir` into `args.data_dir`.
@@ -415,6 +579,11 @@ pub fn replay(
         }
         .into());
     }
+    let witnessed = trust
+        .witnesses
+        .as_ref()
+        .map(|policy| witnessed(policy, &all))
+        .transpose()?;
     let seen = args
         .checkpoints
         .iter()
@@ -484,9 +653,7 @@ pub fn replay(
         elapsed_ms = start.elapsed().as_millis(),
         "checkpoints verified; replaying entries"
     );
-    let (tx, rx) = sync_channel(2);
-    let dir = args.dir.clone();
-    let reader_thread = std::thread::spawn(move || parse_ahead(dir, size, tx));
+    let mut bundles = Bundles::start(&args.dir, size);
     let mut progress = Progress::new(size, quiet);
     let mut pending: std::collections::VecDeque<std::result::Result<SignedEvent, (u64, String)>> =
         std::collections::VecDeque::new();
@@ -495,7 +662,7 @@ pub fn replay(
     let mut manifests: BTreeMap<u64, serde_json::Value> = BTreeMap::new();
     for (&cp_size, (note, _)) in all.range(1..) {
         while next + (pending.len() as u64) < cp_size {
-            let group = rx.recv().map_err(|_| Failure::Entry {
+            let group = bundles.next().ok_or_else(|| Failure::Entry {
                 index: next + pending.len() as u64,
                 reason: "the export ends before it".into(),
             })??;
@@ -529,8 +696,7 @@ pub fn replay(
         batches += 1;
         progress.at(next);
     }
-    drop(rx);
-    let _ = reader_thread.join();
+    drop(bundles);
     progress.done();
     let storage = replay.finish()?;
     let reader = LogReader::open(storage)?;
@@ -595,6 +761,7 @@ pub fn replay(
         state_root,
         batches,
         elapsed: start.elapsed(),
+        witnessed,
     })
 }
 
@@ -683,6 +850,7 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
             serde_json::json!({
                 "origin": outcome.origin, "size": outcome.size, "root": outcome.root,
                 "state_root": outcome.state_root, "checkpoints": outcome.batches,
+                "witnessed": outcome.witnessed,
             })
         );
     } else {
@@ -696,6 +864,25 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
             "origin {}\nsize {}\nroot {}\nstate {}",
             outcome.origin, outcome.size, outcome.root, outcome.state_root
         );
+        if let Some(w) = &outcome.witnessed {
+            match w.latest_size {
+                Some(s) => println!(
+                    "witnessed up to size {s} by {} ({} of {}, quorum {})",
+                    w.latest_cosigners.join(", "),
+                    w.latest_cosigners.len(),
+                    w.witnesses,
+                    w.quorum
+                ),
+                None => println!(
+                    "witnessed: no checkpoint has {} of the {} witnesses' cosignatures",
+                    w.quorum, w.witnesses
+                ),
+            }
+            for (name, (n, max)) in &w.by_witness {
+                let max = max.map_or_else(|| "-".into(), |m| m.to_string());
+                println!("  {name}: cosigned {n} checkpoints, the largest of size {max}");
+            }
+        }
     }
     Ok(())
 }

@@ -36,6 +36,10 @@ pub struct LogArgs {
     /// $XDG_STATE_HOME/govern/verify-<host>.json, else ~/.local/state/...].
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// The witness policy the checkpoint must meet (TOML: `quorum`, `[[witness]]` `vkey`s)
+    /// [default: the policy the node announces at /v1/log, if any].
+    #[arg(long)]
+    pub witnesses: Option<PathBuf>,
 }
 
 /// What `verify log` remembers of a log between runs.
@@ -117,8 +121,15 @@ pub async fn log(args: LogArgs) -> Result<()> {
     }
     let verifier = NoteVerifier::parse(&vkey).map_err(|e| format!("verifier key: {e}"))?;
     let note = client.get_required("/checkpoint").await?;
-    let (cp, _) = Checkpoint::open(&note, verifier.name(), &verifier)
+    let (cp, parsed) = Checkpoint::open(&note, verifier.name(), &verifier)
         .map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?;
+    let witnessed = match crate::witness::policy(args.witnesses.as_deref(), &client).await? {
+        Some((policy, source)) => Some(
+            crate::witness::check(&policy, &parsed, source)
+                .map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?,
+        ),
+        None => None,
+    };
     let old = remembered.as_ref().map(|r| -> Result<(u64, RootHash)> {
         Ok((
             r.size,
@@ -194,6 +205,9 @@ pub async fn log(args: LogArgs) -> Result<()> {
     );
     if let Some((old_size, _)) = old {
         println!("consistent with the checkpoint of size {old_size} seen before");
+    }
+    if let Some(w) = witnessed {
+        println!("{w}");
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod tenant_keys;
+pub mod witnessing;
 
 pub use boot::{Attestor, LocalService, Services, attest};
 pub use datadir::{DataDir, DataDirError, NodeHandle};

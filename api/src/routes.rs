@@ -31,6 +31,9 @@ pub struct AppState {
     pub identities: Option<Arc<IdentityPolicy>>,
     /// The edge: tenants, users, credentials and user actions (absent on a bare log).
     pub edge: Option<Arc<crate::edge::Edge>>,
+    /// The witnesses and the latest checkpoint they cosigned (absent: no witness policy,
+    /// `/checkpoint` serves the log's own).
+    pub witnessing: Option<Arc<crate::witnessing::Witnessing>>,
 }
 
 impl AppState {
@@ -43,7 +46,15 @@ impl AppState {
             keys: Arc::new(KeyCache::new()),
             identities: None,
             edge: None,
+            witnessing: None,
         }
+    }
+
+    /// Serve at `/checkpoint` the latest checkpoint `witnessing` has a quorum for.
+    #[must_use]
+    pub fn with_witnessing(mut self, witnessing: Arc<crate::witnessing::Witnessing>) -> Self {
+        self.witnessing = Some(witnessing);
+        self
     }
 
     /// Serve the edge's routes.
@@ -140,6 +151,20 @@ pub struct LogInfo {
     pub verifier_key: String,
     /// Current tree size.
     pub size: u64,
+    /// The witness policy `/checkpoint` meets (absent: none, `/checkpoint` is the log's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnesses: Option<WitnessesInfo>,
+}
+
+/// A witness policy: k of these cosigners.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct WitnessesInfo {
+    /// k: how many of them cosign every checkpoint `/checkpoint` serves.
+    pub quorum: usize,
+    /// Their cosignature verifier keys (`name+<hex key ID>+base64(0x04 || key)`).
+    pub vkeys: Vec<String>,
+    /// The size of the latest checkpoint with a quorum of cosignatures, if any yet.
+    pub witnessed_size: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/v1/log", tag = "log",
@@ -149,6 +174,16 @@ pub(crate) async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
         origin: s.log.origin().to_string(),
         verifier_key: s.verifier_key.to_string(),
         size: s.log.latest().size.0,
+        witnesses: s.witnessing.as_ref().map(|w| WitnessesInfo {
+            quorum: w.policy().quorum(),
+            vkeys: w
+                .policy()
+                .witnesses()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            witnessed_size: w.latest().map(|l| l.size.0),
+        }),
     })
 }
 
@@ -433,9 +468,28 @@ pub(crate) async fn consistency(
 }
 
 #[utoipa::path(get, path = "/checkpoint", tag = "log",
-    responses((status = 200, description = "The latest C2SP signed checkpoint", body = String, content_type = "text/plain")))]
+    responses((status = 200, description = "The latest C2SP signed checkpoint; under a witness policy, the latest one cosigned by a quorum of its witnesses", body = String, content_type = "text/plain"),
+        (status = 503, description = "No checkpoint has a quorum of witness cosignatures yet", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn checkpoint(State(s): State<AppState>) -> Response {
-    let note = s.log.latest().note.clone();
+    let note: String = match &s.witnessing {
+        Some(w) if !w.policy().is_empty() => match w.latest() {
+            Some(l) => l.note.to_string(),
+            None => {
+                return Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not-witnessed",
+                    "No witnessed checkpoint yet",
+                    format!(
+                        "no checkpoint has {} witness cosignatures yet",
+                        w.policy().quorum()
+                    ),
+                )
+                .retry_after(1)
+                .into_response();
+            }
+        },
+        _ => s.log.latest().note.clone(),
+    };
     (
         [
             (

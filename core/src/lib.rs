@@ -29,3 +29,4 @@ pub mod note;
 pub mod proof;
 pub mod seal;
 pub mod tiles;
+pub mod witness;

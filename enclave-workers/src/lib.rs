@@ -13,9 +13,12 @@
 //! - [`identity`]: a service's keys (Ed25519, X25519, RSA-2048), the document request that
 //!   binds them, the `service.attested` event, and events signed under the identity.
 //!
-//! Still to come: the poll loop, the policy worker, the five threshold signers and the
-//! witness.
+//! - [`witness`]: the c2sp.org/tlog-witness witness, an independent process (`govern
+//!   witness`) that cosigns a log's checkpoints only when consistent with what it cosigned.
+//!
+//! Still to come: the poll loop, the policy worker and the five threshold signers.
 #![forbid(unsafe_code)]
 
 pub mod identity;
 pub mod nsm;
+pub mod witness;

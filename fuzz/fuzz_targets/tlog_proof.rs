@@ -8,8 +8,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(proof) = TlogProof::parse(data) else {
         return;
     };
-    assert_eq!(TlogProof::parse(proof.to_text().as_bytes()), Ok(proof.clone()));
-    let signer = NoteSigner::new("example.com/log", ed25519_dalek::SigningKey::from_bytes(&[3; 32]))
-        .expect("a key");
+    assert_eq!(
+        TlogProof::parse(proof.to_text().as_bytes()),
+        Ok(proof.clone())
+    );
+    let signer = NoteSigner::new(
+        "example.com/log",
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+    )
+    .expect("a key");
     assert!(proof.verify(b"entry", &signer.verifier()).is_err());
 });

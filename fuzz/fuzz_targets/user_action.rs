@@ -9,8 +9,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     };
     for (kind, key) in [
-        (CredentialType::Passkey, CredentialKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key())),
-        (CredentialType::Key, CredentialKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key())),
+        (
+            CredentialType::Passkey,
+            CredentialKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key()),
+        ),
+        (
+            CredentialType::Key,
+            CredentialKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key()),
+        ),
     ] {
         let credential = Credential {
             id: "Y3JlZC0x".into(),

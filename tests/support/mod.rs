@@ -42,6 +42,7 @@ pub fn govern() -> Command {
         "GOVERN_URL",
         "GOVERN_RP_ID",
         "GOVERN_WEB_ORIGIN",
+        "GOVERN_WITNESSES",
     ] {
         cmd.env_remove(var);
     }
@@ -53,12 +54,23 @@ pub fn govern() -> Command {
 
 /// Start `govern node` on `data` and wait for its "listening" line.
 pub async fn start(data: &Path, listen: &str, stderr: &Path) -> Result<Node, String> {
+    start_with(data, listen, stderr, &[]).await
+}
+
+/// [`start`] with more flags.
+pub async fn start_with(
+    data: &Path,
+    listen: &str,
+    stderr: &Path,
+    extra: &[&str],
+) -> Result<Node, String> {
     let log = std::fs::File::create(stderr).map_err(|e| e.to_string())?;
     let mut child = govern()
         .arg("node")
         .arg("--data-dir")
         .arg(data)
         .args(["--listen", listen])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()

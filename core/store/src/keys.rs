@@ -1,6 +1,8 @@
 //! The key layout. Big-endian numbers, so byte order is numeric order and scans walk tiles.
 
 pub(crate) const META_SIZE: &[u8] = b"m/size";
+/// The size of the latest checkpoint stored with a witness quorum of cosignatures.
+pub(crate) const META_COSIGNED: &[u8] = b"m/cosigned";
 /// The append policy's latest state snapshot (see `log::snapshot_value`).
 pub(crate) const META_SNAPSHOT: &[u8] = b"m/snapshot";
 

@@ -398,7 +398,28 @@ struct Shared<S> {
     restored: RwLock<Option<TreeSize>>,
     cache: NodeCache,
     latest: RwLock<Arc<Published>>,
+    /// Every new latest checkpoint, for those who wait on it (the witness submitter).
+    published: tokio::sync::watch::Sender<Arc<Published>>,
     origin: String,
+}
+
+impl<S> Shared<S> {
+    fn new(storage: S, published: Published, origin: String) -> Self {
+        let published = Arc::new(published);
+        Self {
+            storage,
+            restored: RwLock::new(None),
+            cache: NodeCache::new(),
+            latest: RwLock::new(Arc::clone(&published)),
+            published: tokio::sync::watch::Sender::new(published),
+            origin,
+        }
+    }
+
+    fn set_latest(&self, published: Arc<Published>) {
+        *self.latest.write() = Arc::clone(&published);
+        self.published.send_replace(published);
+    }
 }
 
 /// Reads of the log: entries, tiles, checkpoints and proofs. Cheap to clone.
@@ -499,13 +520,7 @@ impl<S: Storage> LogReader<S> {
             note,
         };
         Ok(Self {
-            shared: Arc::new(Shared {
-                storage,
-                restored: RwLock::new(None),
-                cache: NodeCache::new(),
-                latest: RwLock::new(Arc::new(published)),
-                origin: body.origin,
-            }),
+            shared: Arc::new(Shared::new(storage, published, body.origin)),
         })
     }
 
@@ -513,6 +528,53 @@ impl<S: Storage> LogReader<S> {
     #[must_use]
     pub fn latest(&self) -> Arc<Published> {
         Arc::clone(&self.shared.latest.read())
+    }
+
+    /// A receiver that sees every new latest checkpoint (it starts at the current one).
+    #[must_use]
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Published>> {
+        self.shared.published.subscribe()
+    }
+
+    /// Store `note`, the log's checkpoint of `size` with witness cosignatures added, in
+    /// place of the checkpoint stored at that size, and remember `size` as the latest
+    /// cosigned one when it is larger than the one before. The log's own signature stays the
+    /// first line, so every reader of checkpoints (proofs, exports, replays) carries the
+    /// cosignatures. Unsynced: it becomes durable with the log's next synced batch.
+    ///
+    /// # Errors
+    /// [`ReadError::Invalid`] when no checkpoint of `size` was signed, or `note` is not that
+    /// checkpoint; [`ReadError::Storage`].
+    pub fn put_cosigned(&self, size: TreeSize, note: &str) -> Result<(), ReadError> {
+        let stored = self.checkpoint_at(size)?.ok_or_else(|| {
+            ReadError::Invalid(format!("no checkpoint was signed at size {size}"))
+        })?;
+        let parse = |n: &str| {
+            govern_core::note::Note::parse(n.as_bytes())
+                .map_err(|e| ReadError::Invalid(format!("checkpoint {size}: {e}")))
+        };
+        let (stored, cosigned) = (parse(&stored)?, parse(note)?);
+        if stored.text != cosigned.text || !cosigned.signatures.starts_with(&stored.signatures) {
+            return Err(ReadError::Invalid(format!(
+                "the cosigned note is not the log's checkpoint of size {size} with lines added"
+            )));
+        }
+        let mut batch = Batch::new();
+        batch.put(keys::checkpoint(size.0).to_vec(), note.as_bytes().to_vec());
+        if self.latest_cosigned_size()?.is_none_or(|s| s < size) {
+            batch.put(keys::META_COSIGNED.to_vec(), size.0.to_be_bytes().to_vec());
+        }
+        self.shared.storage.write(batch, false)?;
+        Ok(())
+    }
+
+    /// The size of the latest checkpoint stored with a witness quorum ([`LogReader::put_cosigned`]).
+    ///
+    /// # Errors
+    /// [`ReadError::Storage`].
+    pub fn latest_cosigned_size(&self) -> Result<Option<TreeSize>, ReadError> {
+        let raw = self.shared.storage.get(keys::META_COSIGNED)?;
+        Ok(raw.as_deref().and_then(keys::index_value).map(TreeSize))
     }
 
     /// The checkpoint origin.
@@ -1091,17 +1153,15 @@ impl<S: Storage> Log<S> {
             )));
         }
         let (size, root) = (frontier.size().0, frontier.root());
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
             storage,
-            restored: RwLock::new(None),
-            cache: NodeCache::new(),
-            latest: RwLock::new(Arc::new(Published {
+            Published {
                 size: TreeSize(size),
                 root,
                 note,
-            })),
-            origin: config.origin.clone(),
-        });
+            },
+            config.origin.clone(),
+        ));
         let window = recent_checkpoints(&shared.storage, TreeSize(size))?;
         let restored = restore_snapshot(&shared, policy.as_ref(), TreeSize(size));
         *shared.restored.write() = restored;
@@ -1536,7 +1596,7 @@ impl<S: Storage> Sequencer<S> {
                     self.shared.cache.put(*level, *index, *hash);
                 }
                 let published = Arc::new(Published { size, root, note });
-                *self.shared.latest.write() = Arc::clone(&published);
+                self.shared.set_latest(Arc::clone(&published));
                 self.policy.finish(true);
                 self.maybe_snapshot(size, root, before.size());
                 self.remember_checkpoint(size, root);
@@ -1566,7 +1626,7 @@ impl<S: Storage> Sequencer<S> {
                         root: frontier.root(),
                         note,
                     };
-                    *self.shared.latest.write() = Arc::new(published);
+                    self.shared.set_latest(Arc::new(published));
                     self.frontier = frontier;
                     // What landed must reach the policy too: rebuild it from storage.
                     // The policy holds the state as of `before` (the batch was forgotten):

@@ -1,0 +1,393 @@
+//! The node's side of witnessing (DESIGN §5): each new checkpoint goes to the configured
+//! witnesses over c2sp.org/tlog-witness, and the latest checkpoint that carries a quorum of
+//! their cosignatures (k of n, the witness policy) is what `/checkpoint` serves. Appends never
+//! wait for witnesses: their receipts carry the log's own checkpoint.
+//!
+//! One round at a time: the submitter sends the newest checkpoint to every witness at once,
+//! and a checkpoint that gathers k cosignatures is stored (its cosignature lines added to the
+//! stored checkpoint, so exports and replays carry them) and served. The next round starts
+//! with the newest checkpoint as soon as a round reaches its quorum, or after
+//! [`ROUND_TIMEOUT`] if it cannot (a witness down), so under load the witnesses cosign the
+//! newest checkpoint every round trip rather than every batch.
+//!
+//! Each witness is followed by its own task, which remembers the size that witness last
+//! cosigned (learnt from its answers, a 409 giving it when unknown) and sends the consistency
+//! proof from there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use govern_core::checkpoint::CosignatureVerifier;
+use govern_core::ids::TreeSize;
+use govern_core::note::Note;
+use govern_core::witness::{
+    AddCheckpoint, PolicyFile, SIZE_CONTENT_TYPE, WitnessPolicy, add_cosignatures,
+};
+use govern_store::{LogReader, Published, RocksStorage};
+use parking_lot::RwLock;
+use tokio::sync::{mpsc, watch};
+
+/// How long a round waits for its quorum before the next checkpoint is sent anyway.
+pub const ROUND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one `add-checkpoint` may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a witness task waits after a failed request.
+pub const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// A witness policy whose witnesses can be reached, or why not.
+#[derive(Debug, thiserror::Error)]
+#[error("witness policy: {0}")]
+pub struct WitnessingError(String);
+
+/// The latest quorum-cosigned checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witnessed {
+    /// Its size.
+    pub size: TreeSize,
+    /// The signed note: the log's signature and at least k cosignatures.
+    pub note: Arc<str>,
+}
+
+/// The node's witnessing: the policy, and the latest checkpoint that meets it.
+#[derive(Debug)]
+pub struct Witnessing {
+    policy: WitnessPolicy,
+    latest: RwLock<Option<Witnessed>>,
+    changed: watch::Sender<Option<TreeSize>>,
+}
+
+struct Cosigned {
+    witness: usize,
+    size: TreeSize,
+    line: String,
+}
+
+impl Witnessing {
+    /// Start submitting `log`'s checkpoints to the witnesses of `file` (each needs a `url`).
+    /// The latest quorum-cosigned checkpoint stored earlier, if it meets this policy, is
+    /// served until a newer one is cosigned.
+    ///
+    /// # Errors
+    /// [`WitnessingError`] when the policy does not hold or a witness has no URL.
+    pub fn start(
+        log: LogReader<RocksStorage>,
+        file: &PolicyFile,
+    ) -> Result<Arc<Self>, WitnessingError> {
+        let policy = WitnessPolicy::from_file(file).map_err(|e| WitnessingError(e.to_string()))?;
+        let urls = file
+            .witnesses
+            .iter()
+            .map(|w| {
+                w.url
+                    .clone()
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .ok_or_else(|| WitnessingError(format!("witness {} has no url", w.vkey)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let restored = restore(&log, &policy);
+        let (changed, _) = watch::channel(restored.as_ref().map(|w| w.size));
+        let this = Arc::new(Self {
+            policy,
+            latest: RwLock::new(restored),
+            changed,
+        });
+        if this.policy.quorum() > 0 {
+            let client = reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .pool_max_idle_per_host(2)
+                .build()
+                .map_err(|e| WitnessingError(e.to_string()))?;
+            let (target_tx, target_rx) = watch::channel(log.latest());
+            let (done_tx, done_rx) = mpsc::channel(64);
+            for (i, (url, verifier)) in urls.into_iter().zip(this.policy.witnesses()).enumerate() {
+                let follower = Follower {
+                    index: i,
+                    url,
+                    verifier: verifier.clone(),
+                    client: client.clone(),
+                    log: log.clone(),
+                    known: None,
+                };
+                tokio::spawn(follower.run(target_rx.clone(), done_tx.clone()));
+            }
+            tokio::spawn(Arc::clone(&this).rounds(log, target_tx, done_rx));
+        }
+        Ok(this)
+    }
+
+    /// The policy.
+    #[must_use]
+    pub fn policy(&self) -> &WitnessPolicy {
+        &self.policy
+    }
+
+    /// The latest checkpoint with a quorum of cosignatures (with k = 0: none is needed, and
+    /// this is `None`: serve the log's own).
+    #[must_use]
+    pub fn latest(&self) -> Option<Witnessed> {
+        self.latest.read().clone()
+    }
+
+    /// Changes of the latest quorum-cosigned size.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<Option<TreeSize>> {
+        self.changed.subscribe()
+    }
+
+    async fn rounds(
+        self: Arc<Self>,
+        log: LogReader<RocksStorage>,
+        target: watch::Sender<Arc<Published>>,
+        mut done: mpsc::Receiver<Cosigned>,
+    ) {
+        let mut published = log.subscribe();
+        let n = self.policy.witnesses().len();
+        // The round's checkpoint and the lines gathered for it.
+        let mut round: Arc<Published> = target.borrow().clone();
+        let mut lines: Vec<Option<String>> = vec![None; n];
+        let mut started = tokio::time::Instant::now();
+        loop {
+            let witnessed = self.latest().map(|w| w.size);
+            let finished = witnessed.is_some_and(|s| s >= round.size);
+            tokio::select! {
+                got = done.recv() => {
+                    let Some(got) = got else { return };
+                    if got.size != round.size {
+                        continue;
+                    }
+                    lines[got.witness] = Some(got.line);
+                    if !finished && lines.iter().flatten().count() >= self.policy.quorum() {
+                        self.reached(&log, &round, &lines);
+                        self.next_round(&log, &target, &mut round, &mut lines, &mut started);
+                    }
+                }
+                changed = published.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if finished {
+                        self.next_round(&log, &target, &mut round, &mut lines, &mut started);
+                    }
+                }
+                () = tokio::time::sleep_until(started + ROUND_TIMEOUT) => {
+                    if !finished {
+                        tracing::warn!(size = %round.size, gathered = lines.iter().flatten().count(), quorum = self.policy.quorum(),
+                            "no witness quorum in time; submitting the newest checkpoint again");
+                        // Even the same checkpoint: the witnesses that failed try again.
+                        target.send_replace(Arc::clone(&round));
+                    }
+                    self.next_round(&log, &target, &mut round, &mut lines, &mut started);
+                }
+            }
+        }
+    }
+
+    fn next_round(
+        &self,
+        log: &LogReader<RocksStorage>,
+        target: &watch::Sender<Arc<Published>>,
+        round: &mut Arc<Published>,
+        lines: &mut Vec<Option<String>>,
+        started: &mut tokio::time::Instant,
+    ) {
+        let newest = log.latest();
+        *started = tokio::time::Instant::now();
+        if newest.size == round.size {
+            return;
+        }
+        *round = Arc::clone(&newest);
+        lines.iter_mut().for_each(|l| *l = None);
+        target.send_replace(newest);
+    }
+
+    /// A quorum for `round`: store it with its cosignatures and serve it.
+    fn reached(&self, log: &LogReader<RocksStorage>, round: &Published, lines: &[Option<String>]) {
+        let lines: Vec<String> = lines.iter().flatten().cloned().collect();
+        let note = match add_cosignatures(&round.note, &lines) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot add the cosignatures to the checkpoint");
+                return;
+            }
+        };
+        // Checked as any verifier will check it.
+        if let Err(e) = Note::parse(note.as_bytes())
+            .map_err(|e| e.to_string())
+            .and_then(|n| self.policy.check(&n).map_err(|e| e.to_string()))
+        {
+            tracing::error!(error = %e, "the cosigned checkpoint does not meet the policy");
+            return;
+        }
+        if let Err(e) = log.put_cosigned(round.size, &note) {
+            tracing::error!(error = %e, "cannot store the cosigned checkpoint");
+        }
+        *self.latest.write() = Some(Witnessed {
+            size: round.size,
+            note: note.into(),
+        });
+        self.changed.send_replace(Some(round.size));
+    }
+}
+
+/// The latest stored quorum-cosigned checkpoint, if it meets `policy`.
+fn restore(log: &LogReader<RocksStorage>, policy: &WitnessPolicy) -> Option<Witnessed> {
+    let size = log.latest_cosigned_size().ok().flatten()?;
+    let note = log.checkpoint_at(size).ok().flatten()?;
+    let parsed = Note::parse(note.as_bytes()).ok()?;
+    policy.check(&parsed).ok()?;
+    Some(Witnessed {
+        size,
+        note: note.into(),
+    })
+}
+
+/// One witness, followed by its own task.
+struct Follower {
+    index: usize,
+    url: String,
+    verifier: CosignatureVerifier,
+    client: reqwest::Client,
+    log: LogReader<RocksStorage>,
+    /// The size this witness last cosigned, once known.
+    known: Option<TreeSize>,
+}
+
+enum Outcome {
+    Cosigned(String),
+    /// Try again at once (the witness told its size).
+    Again,
+    /// Give up on this checkpoint.
+    Skip,
+    /// Wait, then try again.
+    Failed,
+}
+
+impl Follower {
+    async fn run(
+        mut self,
+        mut target: watch::Receiver<Arc<Published>>,
+        done: mpsc::Sender<Cosigned>,
+    ) {
+        loop {
+            let checkpoint = target.borrow_and_update().clone();
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match self.submit(&checkpoint).await {
+                    Outcome::Cosigned(line) => {
+                        let sent = done
+                            .send(Cosigned {
+                                witness: self.index,
+                                size: checkpoint.size,
+                                line,
+                            })
+                            .await;
+                        if sent.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    Outcome::Again if attempts < 3 => {}
+                    Outcome::Again | Outcome::Skip => break,
+                    Outcome::Failed => {
+                        tokio::time::sleep(RETRY_AFTER).await;
+                        if target.has_changed().unwrap_or(true) || attempts >= 3 {
+                            break;
+                        }
+                    }
+                }
+            }
+            if target.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn submit(&mut self, checkpoint: &Published) -> Outcome {
+        let old = self.known.unwrap_or(TreeSize(0));
+        if old > checkpoint.size {
+            // The witness has cosigned a larger tree than this one: only a newer checkpoint
+            // can be cosigned by it.
+            return Outcome::Skip;
+        }
+        let proof = if old.0 == 0 || old == checkpoint.size {
+            Vec::new()
+        } else {
+            match self.log.consistency_proof(old, checkpoint.size) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(witness = %self.verifier.name(), error = %e, "cannot prove consistency");
+                    return Outcome::Skip;
+                }
+            }
+        };
+        let body = AddCheckpoint {
+            old_size: old,
+            proof,
+            checkpoint: checkpoint.note.as_bytes().to_vec(),
+        }
+        .encode();
+        let url = format!("{}/add-checkpoint", self.url);
+        let response = match self.client.post(&url).body(body).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(witness = %self.verifier.name(), %url, error = %e, "witness unreachable");
+                return Outcome::Failed;
+            }
+        };
+        let status = response.status().as_u16();
+        let is_size = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(SIZE_CONTENT_TYPE.as_bytes()));
+        let text = match response.text().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(witness = %self.verifier.name(), error = %e, "witness answer unreadable");
+                return Outcome::Failed;
+            }
+        };
+        match status {
+            200 => {
+                // The answer's lines, appended to the checkpoint, must hold this witness's
+                // valid cosignature; lines of other keys are ignored.
+                let with = format!("{}{}", checkpoint.note, text);
+                let valid = Note::parse(with.as_bytes())
+                    .ok()
+                    .and_then(|n| self.verifier.verify(&n).ok().map(|_| n));
+                let Some(note) = valid else {
+                    tracing::warn!(witness = %self.verifier.name(), "the witness answered no valid cosignature");
+                    return Outcome::Failed;
+                };
+                let line = note
+                    .signatures
+                    .iter()
+                    .filter(|s| {
+                        s.name == self.verifier.name() && s.key_id == self.verifier.key_id()
+                    })
+                    .map(govern_core::note::NoteSignature::to_line)
+                    .collect::<String>();
+                self.known = Some(checkpoint.size);
+                Outcome::Cosigned(line)
+            }
+            409 if is_size => {
+                let Some(size) = text.strip_suffix('\n').and_then(|t| t.parse::<u64>().ok()) else {
+                    return Outcome::Failed;
+                };
+                if self.known == Some(TreeSize(size)) || size == checkpoint.size.0 {
+                    // Its size is the one sent: it holds another root there. A split view,
+                    // or this log was rolled back.
+                    tracing::error!(witness = %self.verifier.name(), size, "the witness cosigned another tree of this size: split view or rollback");
+                    self.known = Some(TreeSize(size));
+                    return Outcome::Skip;
+                }
+                self.known = Some(TreeSize(size));
+                Outcome::Again
+            }
+            _ => {
+                tracing::warn!(witness = %self.verifier.name(), status, answer = %text.trim_end(), "the witness refused the checkpoint");
+                Outcome::Failed
+            }
+        }
+    }
+}

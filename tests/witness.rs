@@ -1,0 +1,575 @@
+//! Witnesses as separate processes (`govern witness`), attacked as a hostile sequencer would:
+//! a split view, an inconsistent checkpoint, a restart, a lost state, malformed requests;
+//! then a node submitting to three of them under a 2-of-3 policy.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use govern_core::checkpoint::Checkpoint;
+use govern_core::ids::{LeafHash, TreeSize};
+use govern_core::merkle::{self, MemoryTree};
+use govern_core::note::{Note, NoteSigner};
+use govern_core::witness::{
+    AddCheckpoint, PolicyFile, PolicyWitness, WitnessPolicy, add_cosignatures,
+};
+use support::{PATIENCE, govern};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+
+const ORIGIN: &str = "test.example/log";
+
+struct WitnessProc {
+    child: Child,
+    url: String,
+    vkey: String,
+    _lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+async fn witness(dir: &Path, name: &str, log_vkey: &str) -> Result<WitnessProc, String> {
+    let mut child = govern()
+        .arg("witness")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--name", name, "--listen", "127.0.0.1:0", "--log", log_vkey])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut vkey) = (None, None);
+    let read = tokio::time::timeout(PATIENCE, async {
+        while url.is_none() || vkey.is_none() {
+            match lines.next_line().await {
+                Ok(Some(line)) => {
+                    if let Some(rest) = line.split(" listening on ").nth(1) {
+                        url = rest.split_whitespace().next().map(str::to_owned);
+                    } else if let Some(k) = line.strip_prefix("witness vkey: ") {
+                        vkey = Some(k.to_owned());
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    if read != Ok(true) {
+        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(WitnessProc {
+        child,
+        url: url.unwrap(),
+        vkey: vkey.unwrap(),
+        _lines: lines,
+    })
+}
+
+fn tree(n: u64, fork_from: u64) -> MemoryTree {
+    (0..n)
+        .map(|i| {
+            let tag: &[u8] = if i >= fork_from { b"fork" } else { b"main" };
+            merkle::hash_leaf(&[&i.to_be_bytes()[..], tag].concat())
+        })
+        .collect::<Vec<LeafHash>>()
+        .into_iter()
+        .collect()
+}
+
+fn note(key: &NoteSigner, t: &MemoryTree) -> String {
+    Checkpoint::new(ORIGIN, t.size(), t.root())
+        .sign(key)
+        .unwrap()
+}
+
+fn body(old: u64, t: &MemoryTree, key: &NoteSigner) -> Vec<u8> {
+    let proof = if old == 0 || old >= t.size().0 {
+        Vec::new()
+    } else {
+        merkle::consistency_proof(t, TreeSize(old), t.size()).unwrap()
+    };
+    AddCheckpoint {
+        old_size: TreeSize(old),
+        proof,
+        checkpoint: note(key, t).into_bytes(),
+    }
+    .encode()
+}
+
+/// POST `body` to a witness: status, content type, answer.
+async fn post(url: &str, body: Vec<u8>) -> (u16, String, String) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/add-checkpoint"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ct, r.text().await.unwrap())
+}
+
+fn policy(ws: &[&WitnessProc], k: usize) -> WitnessPolicy {
+    WitnessPolicy::from_file(&PolicyFile {
+        quorum: k,
+        witnesses: ws
+            .iter()
+            .map(|w| PolicyWitness {
+                vkey: w.vkey.clone(),
+                url: None,
+            })
+            .collect(),
+    })
+    .unwrap()
+}
+
+/// `note` with the lines witnesses answered.
+fn cosigned(note: &str, lines: &[String]) -> Note {
+    Note::parse(add_cosignatures(note, lines).unwrap().as_bytes()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witnesses_refuse_split_views_keep_their_state_and_never_cosign_a_rollback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[5; 32])).unwrap();
+    let vkey = key.verifier_key();
+    let mut ws = Vec::new();
+    for i in 1..=3 {
+        let dir = tmp.path().join(format!("w{i}"));
+        ws.push(
+            witness(&dir, &format!("test.example/w{i}"), &vkey)
+                .await
+                .unwrap(),
+        );
+    }
+    let urls: Vec<String> = ws.iter().map(|w| w.url.clone()).collect();
+
+    // Everyone cosigns the honest tree at 10, then at 20.
+    let honest10 = tree(10, u64::MAX);
+    let honest20 = tree(20, u64::MAX);
+    for url in &urls {
+        let (st, ct, text) = post(url, body(0, &honest10, &key)).await;
+        assert_eq!(
+            (st, ct.as_str()),
+            (200, "text/plain; charset=utf-8"),
+            "{text}"
+        );
+        assert!(
+            text.starts_with("\u{2014} test.example/w") && text.ends_with('\n'),
+            "{text:?}"
+        );
+    }
+    let mut lines = Vec::new();
+    for url in &urls[..2] {
+        let (st, _, text) = post(url, body(10, &honest20, &key)).await;
+        assert_eq!(st, 200, "{text}");
+        lines.push(text);
+    }
+    let honest_note = note(&key, &honest20);
+    let c = policy(&[&ws[0], &ws[1], &ws[2]], 2)
+        .check(&cosigned(&honest_note, &lines))
+        .unwrap();
+    assert_eq!(c.signed.len(), 2);
+
+    // A split view: the same key signs another tree of size 20 (forked after entry 10).
+    let fork20 = tree(20, 10);
+    let fork_note = note(&key, &fork20);
+    let mut fork_lines = Vec::new();
+    // The two that cosigned the honest 20 refuse it at the same size (409, their size) and
+    // from 10 (409: their size is 20).
+    for url in &urls[..2] {
+        for old in [20, 10] {
+            let (st, ct, text) = post(url, body(old, &fork20, &key)).await;
+            assert_eq!(
+                (st, ct.as_str(), text.as_str()),
+                (409, "text/x.tlog.size", "20\n")
+            );
+        }
+    }
+    // The third, still at 10, cannot tell: the fork extends what it saw. It cosigns.
+    let (st, _, text) = post(&urls[2], body(10, &fork20, &key)).await;
+    assert_eq!(st, 200);
+    fork_lines.push(text);
+    // So the fork has one cosignature of a 2-of-3 policy: never a quorum, while the honest
+    // tree has one. Two conflicting trees can never both reach 2 of 3.
+    let err = policy(&[&ws[0], &ws[1], &ws[2]], 2)
+        .check(&cosigned(&fork_note, &fork_lines))
+        .unwrap_err();
+    assert!(err.to_string().contains("1 of the 2"), "{err}");
+    // A checkpoint inconsistent with an earlier one: the fork grown to 30, with its own
+    // (valid for the fork) proof from 20, is refused by the honest witnesses (422)...
+    let fork30 = tree(30, 10);
+    for url in &urls[..2] {
+        let (st, _, text) = post(url, body(20, &fork30, &key)).await;
+        assert_eq!(st, 422, "{text}");
+    }
+    // ...and the honest 30 by the witness the fork misled (422), which now holds the fork.
+    let honest30 = tree(30, u64::MAX);
+    let (st, _, _) = post(&urls[2], body(20, &honest30, &key)).await;
+    assert_eq!(st, 422);
+
+    // The rest of the spec's codes, and malformed bodies: typed answers, never a crash.
+    let other = NoteSigner::new("other.example/log", SigningKey::from_bytes(&[6; 32])).unwrap();
+    let stranger = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[7; 32])).unwrap();
+    let unknown = AddCheckpoint {
+        old_size: TreeSize(0),
+        proof: vec![],
+        checkpoint: Checkpoint::new("other.example/log", TreeSize(1), tree(1, 9).root())
+            .sign(&other)
+            .unwrap()
+            .into_bytes(),
+    }
+    .encode();
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (unknown, 404),
+        (body(20, &honest30, &stranger), 403),
+        (body(31, &honest30, &key), 400),
+        (b"old 1\n".to_vec(), 400),
+        (b"old 01\n\nx\n".to_vec(), 400),
+        (b"\n\n".to_vec(), 400),
+        (vec![0xff; 100], 400),
+        (
+            [
+                b"old 20\nnot-base64!\n\n".as_slice(),
+                note(&key, &honest30).as_bytes(),
+            ]
+            .concat(),
+            400,
+        ),
+        (
+            [
+                b"old 20\n\n".as_slice(),
+                b"test.example/log\n30\nxx\n\n\xe2\x80\x94 a b\n",
+            ]
+            .concat(),
+            400,
+        ),
+        (vec![b'a'; 300_000], 413),
+    ];
+    for (b, want) in cases {
+        let preview = String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned();
+        let (st, _, text) = post(&urls[0], b).await;
+        assert_eq!(st, want, "{preview:?}: {text}");
+    }
+    let r = reqwest::get(format!("{}/add-checkpoint", urls[0]))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+
+    // Restarted mid-stream (SIGKILL), a witness keeps its state: old 0 gets 409 with its
+    // size, and it goes on from there.
+    let w1_dir = tmp.path().join("w1");
+    let mut w1 = ws.remove(0);
+    let w1_vkey = w1.vkey.clone();
+    w1.child.kill().await.unwrap();
+    let w1 = witness(&w1_dir, "test.example/w1", &vkey).await.unwrap();
+    let info: serde_json::Value = reqwest::get(&w1.url).await.unwrap().json().await.unwrap();
+    assert_eq!(info["logs"][ORIGIN], 20, "{info}");
+    assert_eq!(
+        (info["vkey"].as_str(), w1.vkey.as_str()),
+        (Some(w1_vkey.as_str()), w1_vkey.as_str())
+    );
+    let (st, _, text) = post(&w1.url, body(0, &honest30, &key)).await;
+    assert_eq!((st, text.as_str()), (409, "20\n"));
+    let (st, _, _) = post(&w1.url, body(20, &honest30, &key)).await;
+    assert_eq!(st, 200);
+
+    // A witness that lost its state refuses to start rather than cosign from nothing.
+    let w2_dir = tmp.path().join("w2");
+    let mut w2 = ws.remove(0);
+    w2.child.kill().await.unwrap();
+    std::fs::remove_file(w2_dir.join("state.json")).unwrap();
+    let err = witness(&w2_dir, "test.example/w2", &vkey)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.contains("lost the record"), "{err}");
+    // Started over in a new data dir it is a new key: it cosigns the rollback to the fork at
+    // 20 (it knows nothing), but no policy that lists the old w2 counts it.
+    let w2_new = witness(&tmp.path().join("w2-new"), "test.example/w2", &vkey)
+        .await
+        .unwrap();
+    assert_ne!(w2_new.vkey, w2.vkey);
+    let (st, _, line) = post(&w2_new.url, body(0, &fork20, &key)).await;
+    assert_eq!(st, 200);
+    let policy = policy(&[&w1, &w2, &ws[0]], 2);
+    let c = policy.cosigners(&cosigned(&fork_note, &[fork_lines[0].clone(), line]));
+    assert_eq!(c.signed.len(), 1, "{c:?}");
+    assert!(!c.has_quorum());
+}
+
+/// Append `count` more events to the node on `data`, one after another; `count`.
+async fn append(node: &support::Node, data: &Path, tag: &str, count: u64) -> u64 {
+    let key = govern_api::DataDir::open(data, None)
+        .unwrap()
+        .edge_key()
+        .unwrap();
+    let attestation = support::edge_attestation(&node.url).await;
+    let http = reqwest::Client::new();
+    for n in 0..count {
+        let resp = http
+            .post(format!("{}/v1/entries", node.url))
+            .header("content-type", "application/json")
+            .body(support::event(&key, attestation, tag, n).into_bytes())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    count
+}
+
+async fn get_text(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Wait until the node's `/checkpoint` is of `size` at least; its note.
+async fn witnessed_at_least(url: &str, size: u64) -> String {
+    let until = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (st, text) = get_text(&format!("{url}/checkpoint")).await;
+        if st == 200 {
+            let cp = text
+                .split_once("\n\n")
+                .and_then(|(body, _)| Checkpoint::parse_body(&format!("{body}\n")).ok());
+            if cp.is_some_and(|c| c.size.0 >= size) {
+                return text;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no witnessed checkpoint of size {size}: {st} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn size_of(note: &str) -> u64 {
+    Checkpoint::parse_body(&format!("{}\n", note.split("\n\n").next().unwrap()))
+        .unwrap()
+        .size
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_checkpoints_cosigned_by_a_quorum_and_appends_never_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log_vkey = govern_api::DataDir::open(&data, None)
+        .unwrap()
+        .verifier_key();
+    let mut ws = Vec::new();
+    for i in 1..=3 {
+        let dir = tmp.path().join(format!("w{i}"));
+        ws.push(
+            witness(&dir, &format!("test.example/w{i}"), &log_vkey)
+                .await
+                .unwrap(),
+        );
+    }
+    let file = PolicyFile {
+        quorum: 2,
+        witnesses: ws
+            .iter()
+            .map(|w| PolicyWitness {
+                vkey: w.vkey.clone(),
+                url: Some(w.url.clone()),
+            })
+            .collect(),
+    };
+    let policy_path = tmp.path().join("witnesses.toml");
+    std::fs::write(&policy_path, toml::to_string(&file).unwrap()).unwrap();
+    let policy = WitnessPolicy::from_file(&file).unwrap();
+    let p = policy_path.to_str().unwrap();
+    let node = support::start_with(
+        &data,
+        "127.0.0.1:0",
+        &tmp.path().join("node.err"),
+        &["--witnesses", p],
+    )
+    .await
+    .unwrap();
+    let verifier = govern_core::note::NoteVerifier::parse(&log_vkey).unwrap();
+
+    // Appends; then /checkpoint reaches their size with at least 2 valid cosignatures.
+    let size = support::fill(&node, &data, "a", 40).await;
+    let served = witnessed_at_least(&node.url, size).await;
+    let (cp, parsed) = Checkpoint::open(served.as_bytes(), verifier.name(), &verifier).unwrap();
+    assert_eq!(cp.size.0, size);
+    assert!(policy.check(&parsed).unwrap().signed.len() >= 2);
+    let info: serde_json::Value = reqwest::get(format!("{}/v1/log", node.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["witnesses"]["quorum"], 2, "{info}");
+    // `govern verify log` checks the cosignatures under a pinned policy.
+    let out = govern()
+        .args([
+            "verify",
+            "log",
+            "--url",
+            &node.url,
+            "--witnesses",
+            p,
+            "--state",
+        ])
+        .arg(tmp.path().join("verify.json"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("witnessed: cosigned by test.example/w"),
+        "{stdout}"
+    );
+
+    // One witness down: two are a quorum still.
+    let mut w3 = ws.pop().unwrap();
+    w3.child.kill().await.unwrap();
+    let size = size + append(&node, &data, "b", 30).await;
+    let served = witnessed_at_least(&node.url, size).await;
+    assert_eq!(size_of(&served), size);
+
+    // Two down: appends still succeed at once, but /checkpoint stays at the last quorum.
+    let mut w2 = ws.pop().unwrap();
+    w2.child.kill().await.unwrap();
+    let witnessed = size;
+    let size = size + append(&node, &data, "c", 20).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, served) = get_text(&format!("{}/checkpoint", node.url)).await;
+    assert_eq!(
+        size_of(&served),
+        witnessed,
+        "a checkpoint without a quorum was served"
+    );
+    let st: serde_json::Value = reqwest::get(format!("{}/v1/state", node.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["size"], size);
+
+    // The export carries the cosigned checkpoints and the replay reports who cosigned what.
+    let export = tmp.path().join("export");
+    let out = govern()
+        .args(["export"])
+        .arg(&export)
+        .args(["--url", &node.url])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = govern()
+        .arg("replay")
+        .arg(&export)
+        .arg("--data-dir")
+        .arg(tmp.path().join("fresh"))
+        .args(["--witnesses", p, "--json", "--signers"])
+        .arg(data.join("manifest-signers.toml"))
+        .arg("--dev-root")
+        .arg(data.join("dev-ca/root.der"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replayed["size"], witnessed, "{replayed}");
+    assert_eq!(
+        replayed["witnessed"]["latest_size"], witnessed,
+        "{replayed}"
+    );
+    assert_eq!(
+        replayed["witnessed"]["by_witness"]["test.example/w1"][1],
+        witnessed
+    );
+    // A flipped byte in a cosignature is refused, naming the checkpoint.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    copy_dir(&export, &bad);
+    let cp_path = bad.join(format!("checkpoints/{witnessed}"));
+    let text = std::fs::read_to_string(&cp_path).unwrap();
+    let last = text.trim_end().rsplit('\n').next().unwrap().to_owned();
+    let (head, sig) = last.rsplit_once(' ').unwrap();
+    let mut sig = sig.as_bytes().to_vec();
+    sig[20] = if sig[20] == b'A' { b'B' } else { b'A' };
+    let tampered = text.replace(
+        &last,
+        &format!("{head} {}", String::from_utf8(sig).unwrap()),
+    );
+    std::fs::write(&cp_path, tampered).unwrap();
+    let out = govern()
+        .arg("replay")
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(tmp.path().join("fresh-bad"))
+        .args(["--witnesses", p, "--signers"])
+        .arg(data.join("manifest-signers.toml"))
+        .arg("--dev-root")
+        .arg(data.join("dev-ca/root.der"))
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&format!("checkpoints/{witnessed}")),
+        "{err}"
+    );
+
+    // Restarted with every witness down, the node serves the quorum checkpoint it stored.
+    node.kill().await;
+    let node = support::start_with(
+        &data,
+        "127.0.0.1:0",
+        &tmp.path().join("node2.err"),
+        &["--witnesses", p],
+    )
+    .await
+    .unwrap();
+    let (st, served) = get_text(&format!("{}/checkpoint", node.url)).await;
+    assert_eq!((st, size_of(&served)), (200, witnessed));
+    assert!(
+        policy
+            .check(&Note::parse(served.as_bytes()).unwrap())
+            .is_ok()
+    );
+    drop(ws);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
