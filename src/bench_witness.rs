@@ -20,31 +20,11 @@ pub async fn latency(rate: u64, seconds: u64, event_bytes: usize) -> Result<()> 
     let dir = tempfile::tempdir()?;
     let data_dir = dir.path().join("data");
     let log_vkey = DataDir::open(&data_dir, None)?.verifier_key();
-    let mut witnesses = Vec::new();
-    for i in 1..=3 {
-        let wdir = dir.path().join(format!("w{i}"));
-        witnesses.push(
-            crate::demo::spawn_witness(&wdir, &format!("bench.localhost/w{i}"), &log_vkey).await?,
-        );
-    }
-    let file = govern_core::witness::PolicyFile {
-        quorum: 2,
-        witnesses: witnesses
-            .iter()
-            .map(|w| govern_core::witness::PolicyWitness {
-                vkey: w.vkey.clone(),
-                url: Some(w.url.clone()),
-            })
-            .collect(),
-    };
+    let (witnesses, file) =
+        crate::demo::spawn_witnesses(dir.path(), "bench.localhost/w", 3, 2, &log_vkey).await?;
     let policy_path = dir.path().join("witnesses.toml");
     std::fs::write(&policy_path, toml::to_string(&file)?)?;
-    let extra = [
-        "--witnesses".to_string(),
-        policy_path.display().to_string(),
-        "--time-skew-ms".into(),
-        "3600000".into(),
-    ];
+    let extra = ["--witnesses".to_string(), policy_path.display().to_string()];
     let node = spawn_node(dir, data_dir.clone(), &extra).await?;
     let client = Client::new(&node.url)?;
     let key = DataDir::open(&data_dir, None)?.edge_key()?;
@@ -73,7 +53,7 @@ pub async fn latency(rate: u64, seconds: u64, event_bytes: usize) -> Result<()> 
                     let at = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
                     seen.push((at, cp.size.0));
                 }
-                tokio::time::sleep(Duration::from_micros(200)).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
             seen
         })

@@ -193,17 +193,22 @@ pub(crate) async fn spawn_witness(
     })
 }
 
-/// Start the witnesses of `govern up` and write the node's policy for them.
-async fn up_witnesses(server: &Server) -> Result<Vec<WitnessProcess>> {
-    let log_vkey = DataDir::open(&server.data_dir, server.origin.as_deref())?.verifier_key();
+/// Start `count` witnesses `<name_prefix>1..` in `root/w1..`, following `log_vkey`, and the
+/// policy of `quorum` of them (with their URLs).
+pub(crate) async fn spawn_witnesses(
+    root: &std::path::Path,
+    name_prefix: &str,
+    count: usize,
+    quorum: usize,
+    log_vkey: &str,
+) -> Result<(Vec<WitnessProcess>, govern_core::witness::PolicyFile)> {
     let mut witnesses = Vec::new();
-    for i in 1..=UP_WITNESSES {
-        let dir = server.data_dir.join("witnesses").join(format!("w{i}"));
-        let name = format!("govern.localhost/witness-{i}");
-        witnesses.push(spawn_witness(&dir, &name, &log_vkey).await?);
+    for i in 1..=count {
+        let dir = root.join(format!("w{i}"));
+        witnesses.push(spawn_witness(&dir, &format!("{name_prefix}{i}"), log_vkey).await?);
     }
     let file = govern_core::witness::PolicyFile {
-        quorum: UP_QUORUM,
+        quorum,
         witnesses: witnesses
             .iter()
             .map(|w| govern_core::witness::PolicyWitness {
@@ -212,6 +217,20 @@ async fn up_witnesses(server: &Server) -> Result<Vec<WitnessProcess>> {
             })
             .collect(),
     };
+    Ok((witnesses, file))
+}
+
+/// Start the witnesses of `govern up` and write the node's policy for them.
+async fn up_witnesses(server: &Server) -> Result<Vec<WitnessProcess>> {
+    let log_vkey = DataDir::open(&server.data_dir, server.origin.as_deref())?.verifier_key();
+    let (witnesses, file) = spawn_witnesses(
+        &server.data_dir.join("witnesses"),
+        "govern.localhost/witness-",
+        UP_WITNESSES,
+        UP_QUORUM,
+        &log_vkey,
+    )
+    .await?;
     let text = format!(
         "# Written by `govern up`: its three witnesses, each a separate process with its own key\n# and data dir under witnesses/; every checkpoint /checkpoint serves has {UP_QUORUM} of their cosignatures.\n{}",
         toml::to_string(&file)?

@@ -167,15 +167,10 @@ fn witness_policy(args: &ReplayArgs, info: &serde_json::Value) -> Result<Option<
     eprintln!(
         "trusting the witness policy the export's v1/log names (pass --witnesses to pin your own)"
     );
-    let file = govern_core::witness::PolicyFile {
-        quorum: announced.quorum,
-        witnesses: announced
-            .vkeys
-            .into_iter()
-            .map(|vkey| govern_core::witness::PolicyWitness { vkey, url: None })
-            .collect(),
-    };
-    Ok(Some(WitnessPolicy::from_file(&file)?))
+    Ok(Some(
+        crate::witness::announced_policy(announced)
+            .map_err(|e| format!("v1/log witnesses: {e}"))?,
+    ))
 }
 
 /// Why a replay stopped: the index (or size) first, for the message.

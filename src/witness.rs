@@ -83,6 +83,14 @@ pub async fn policy(
     let Some(announced) = client.log_info().await?.witnesses else {
         return Ok(None);
     };
+    Ok(Some((
+        announced_policy(announced)?,
+        "announced by the node",
+    )))
+}
+
+/// The policy a node's `/v1/log` (or an export's `v1/log`) names.
+pub fn announced_policy(announced: govern_api::routes::WitnessesInfo) -> Result<WitnessPolicy> {
     let file = PolicyFile {
         quorum: announced.quorum,
         witnesses: announced
@@ -91,10 +99,7 @@ pub async fn policy(
             .map(|vkey| govern_core::witness::PolicyWitness { vkey, url: None })
             .collect(),
     };
-    Ok(Some((
-        WitnessPolicy::from_file(&file)?,
-        "announced by the node",
-    )))
+    Ok(WitnessPolicy::from_file(&file)?)
 }
 
 /// Check `note` under `policy`: a line saying who cosigned it, or why it falls short.

@@ -481,18 +481,7 @@ async fn a_node_serves_checkpoints_cosigned_by_a_quorum_and_appends_never_wait()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = govern()
-        .arg("replay")
-        .arg(&export)
-        .arg("--data-dir")
-        .arg(tmp.path().join("fresh"))
-        .args(["--witnesses", p, "--json", "--signers"])
-        .arg(data.join("manifest-signers.toml"))
-        .arg("--dev-root")
-        .arg(data.join("dev-ca/root.der"))
-        .output()
-        .await
-        .unwrap();
+    let out = replay(&export, &tmp.path().join("fresh"), &data, p).await;
     assert!(
         out.status.success(),
         "{}",
@@ -523,18 +512,7 @@ async fn a_node_serves_checkpoints_cosigned_by_a_quorum_and_appends_never_wait()
         &format!("{head} {}", String::from_utf8(sig).unwrap()),
     );
     std::fs::write(&cp_path, tampered).unwrap();
-    let out = govern()
-        .arg("replay")
-        .arg(&bad)
-        .arg("--data-dir")
-        .arg(tmp.path().join("fresh-bad"))
-        .args(["--witnesses", p, "--signers"])
-        .arg(data.join("manifest-signers.toml"))
-        .arg("--dev-root")
-        .arg(data.join("dev-ca/root.der"))
-        .output()
-        .await
-        .unwrap();
+    let out = replay(&bad, &tmp.path().join("fresh-bad"), &data, p).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains(&format!("checkpoints/{witnessed}")),
@@ -561,6 +539,23 @@ async fn a_node_serves_checkpoints_cosigned_by_a_quorum_and_appends_never_wait()
     drop(ws);
 }
 
+/// `govern replay EXPORT --data-dir FRESH --json` with the witness policy `policy` and the
+/// trust of the data dir `data` pinned.
+async fn replay(export: &Path, fresh: &Path, data: &Path, policy: &str) -> std::process::Output {
+    govern()
+        .arg("replay")
+        .arg(export)
+        .arg("--data-dir")
+        .arg(fresh)
+        .args(["--witnesses", policy, "--json", "--signers"])
+        .arg(data.join("manifest-signers.toml"))
+        .arg("--dev-root")
+        .arg(data.join("dev-ca/root.der"))
+        .output()
+        .await
+        .unwrap()
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -571,5 +566,84 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(e.path(), dest).unwrap();
         }
+    }
+}
+
+/// `govern up` starts three witness processes and a node that serves only checkpoints that
+/// two of them cosigned; stopping it stops them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn govern_up_runs_three_witnesses_with_a_two_of_three_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut child = govern()
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut url = None;
+    let mut witness_lines = 0;
+    tokio::time::timeout(PATIENCE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.strip_prefix("govern node listening on ") {
+                url = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if line.starts_with("witness govern.localhost/witness-") {
+                witness_lines += 1;
+            }
+            if line.starts_with("Ctrl-C") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("govern up starts");
+    let url = url.expect("the node's address");
+    assert_eq!(witness_lines, 3);
+    let text = std::fs::read_to_string(data.join("witnesses.toml")).unwrap();
+    let file: PolicyFile = toml::from_str(&text).unwrap();
+    assert_eq!((file.quorum, file.witnesses.len()), (2, 3));
+    let policy = WitnessPolicy::from_file(&file).unwrap();
+    // The demo entry (index 4) is witnessed: size 5 with 2 of 3 cosignatures.
+    let served = witnessed_at_least(&url, 5).await;
+    assert!(
+        policy
+            .check(&Note::parse(served.as_bytes()).unwrap())
+            .unwrap()
+            .signed
+            .len()
+            >= 2
+    );
+    let witness_pids = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let cmd = std::fs::read(e.ok()?.path().join("cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                (cmd.contains(" witness ") && cmd.contains(data.to_str().unwrap())).then_some(cmd)
+            })
+            .count()
+    };
+    assert_eq!(witness_pids(), 3);
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let until = tokio::time::Instant::now() + PATIENCE;
+    while witness_pids() > 0 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the witnesses outlived govern up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

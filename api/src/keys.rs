@@ -240,30 +240,11 @@ pub(crate) fn refuse_new_master_beside_seeds(dir: &Path) -> Result<(), KeyError>
 
 /// Write `bytes` to `path` durably: a temporary file, fsync, rename, fsync of the directory.
 pub(crate) fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(store_err("cannot write", &tmp))?;
-    f.write_all(bytes)
-        .map_err(store_err("cannot write", &tmp))?;
-    f.sync_all().map_err(store_err("cannot sync", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(store_err("cannot rename to", path))?;
-    sync_dir(path)
+    govern_workers::durable::write(path, bytes).map_err(|e| KeyError::Store(e.to_string()))
 }
 
 fn sync_dir(path: &Path) -> Result<(), KeyError> {
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(store_err("cannot sync", dir))?;
-    }
-    Ok(())
+    govern_workers::durable::sync_dir(path).map_err(|e| KeyError::Store(e.to_string()))
 }
 
 /// How the master is sealed at rest.

@@ -187,7 +187,7 @@ impl Witnessing {
         log: &LogReader<RocksStorage>,
         target: &watch::Sender<Arc<Published>>,
         round: &mut Arc<Published>,
-        lines: &mut Vec<Option<String>>,
+        lines: &mut [Option<String>],
         started: &mut tokio::time::Instant,
     ) {
         let newest = log.latest();

@@ -1,6 +1,8 @@
 //! The witness protocol (c2sp.org/tlog-witness): the `add-checkpoint` wire format, the
 //! witness's decision with the specification's status codes, and witness policies.
 
+#![allow(clippy::unwrap_used)]
+
 use ed25519_dalek::SigningKey;
 use govern_core::checkpoint::{Checkpoint, CosignatureSigner};
 use govern_core::ids::{LeafHash, RootHash, TreeSize};

@@ -19,6 +19,7 @@
 //! Still to come: the poll loop, the policy worker and the five threshold signers.
 #![forbid(unsafe_code)]
 
+pub mod durable;
 pub mod identity;
 pub mod nsm;
 pub mod witness;

@@ -15,7 +15,6 @@
 //! trusts until its operators list it.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -80,36 +79,15 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> WitnessError + '_ {
     }
 }
 
-/// Write `bytes` to `path` durably: a temporary file (mode 0600), fsync, rename, fsync of the
-/// directory, so a reader sees the old file or the new one, and the new one survives a crash
-/// once this returns.
+/// Write `bytes` to `path` durably ([`crate::durable::write`]).
 ///
 /// # Errors
 /// [`WitnessError::Io`].
 pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), WitnessError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-    }
-    Ok(())
+    crate::durable::write(path, bytes).map_err(|e| WitnessError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 #[derive(Serialize, Deserialize)]
