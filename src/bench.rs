@@ -257,6 +257,58 @@ fn proofs_in_process(
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Append every event of `events` through `clients` concurrent keep-alive clients, each
+/// taking the next unsent one; a pushback (503) is retried after 50 ms. Counts each done
+/// append in `done`, each pushback in `pushbacks`; returns every acknowledgement latency in
+/// microseconds, unsorted.
+pub(crate) async fn append_events(
+    client: &Client,
+    events: &Arc<Vec<Vec<u8>>>,
+    clients: usize,
+    done: &Arc<AtomicU64>,
+    pushbacks: &Arc<AtomicU64>,
+) -> Result<Vec<u32>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, events, next, done, pushbacks) = (
+            client.clone(),
+            Arc::clone(events),
+            Arc::clone(&next),
+            Arc::clone(done),
+            Arc::clone(pushbacks),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(ev) = events.get(i) else { break };
+                loop {
+                    let t = Instant::now();
+                    match client.append(ev).await {
+                        Ok(_) => {
+                            lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                            break;
+                        }
+                        Err(crate::client::ClientError::Status { status: 503, .. }) => {
+                            pushbacks.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(lat)
+        }));
+    }
+    let mut lat = Vec::with_capacity(events.len());
+    for t in tasks {
+        lat.extend(t.await?.map_err(|e| format!("append failed: {e}"))?);
+    }
+    Ok(lat)
+}
+
 /// `govern bench append`.
 pub async fn append(args: AppendArgs) -> Result<()> {
     if !args.witness_only {
@@ -311,7 +363,6 @@ async fn append_throughput(args: &AppendArgs) -> Result<()> {
 
     let client = Client::new(&url)?;
     let base_size = client.log_info().await?.size;
-    let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let pushbacks = Arc::new(AtomicU64::new(0));
     let rss_at_100k = Arc::new(parking_rss::Slot::default());
@@ -328,43 +379,7 @@ async fn append_throughput(args: &AppendArgs) -> Result<()> {
     let node_cpu_before = pid.and_then(cpu_seconds);
     let self_cpu_before = cpu_seconds(std::process::id());
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..args.clients {
-        let (client, events, next, done, pushbacks) = (
-            client.clone(),
-            Arc::clone(&events),
-            Arc::clone(&next),
-            Arc::clone(&done),
-            Arc::clone(&pushbacks),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(ev) = events.get(i) else { break };
-                loop {
-                    let t = Instant::now();
-                    match client.append(ev).await {
-                        Ok(_) => {
-                            lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
-                            break;
-                        }
-                        Err(crate::client::ClientError::Status { status: 503, .. }) => {
-                            pushbacks.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(lat)
-        }));
-    }
-    let mut lat = Vec::with_capacity(args.entries);
-    for t in tasks {
-        lat.extend(t.await?.map_err(|e| format!("append failed: {e}"))?);
-    }
+    let mut lat = append_events(&client, &events, args.clients, &done, &pushbacks).await?;
     let elapsed = start.elapsed().as_secs_f64();
     let rss_end = pid.and_then(rss_mib);
     let node_cpu = pid

@@ -6,6 +6,7 @@ mod attestation;
 mod bench;
 mod bench_actions;
 mod bench_attest;
+mod bench_flood;
 mod bench_replay;
 mod bench_seal;
 mod bench_witness;
@@ -111,6 +112,9 @@ enum BenchCommand {
     /// Sealed payloads: seals and opens per second, key-release latency, and durable appends
     /// with sealing on beside off.
     Seal(bench_seal::SealArgs),
+    /// Durable-append latency quiet beside under a flood of unauthenticated reads
+    /// (`GET /v1/state`, `login/start`), in alternating phases of one run.
+    Flood(bench_flood::FloodArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +180,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Actions(args)) => bench_actions::actions(args).await,
             Command::Bench(BenchCommand::Seal(args)) => bench_seal::seal_bench(args).await,
             Command::Bench(BenchCommand::Replay(args)) => bench_replay::replay_bench(args).await,
+            Command::Bench(BenchCommand::Flood(args)) => bench_flood::flood(args).await,
             Command::Attestation(AttestationCommand::Verify(mut args)) => {
                 args.data_dir = args.data_dir.or(config.data_dir.clone());
                 attestation::verify(args)

@@ -113,6 +113,12 @@ fn user_signature(event: &govern_core::event::Event, state: &State) -> String {
     let Some(tenant) = state.tenants.get(&event.tenant) else {
         return "FAIL: no such tenant".into();
     };
+    // The same binding the log checked at append: the signed route is the kind's, and the
+    // event follows the object the user named.
+    let params = govern_projections::tenants::params(event);
+    if let Err(e) = govern_store::actions::check_binding(tenant, event, &object, &params) {
+        return format!("FAIL: {e}");
+    }
     match govern_store::actions::verify_with_credential(tenant, &object, &signature) {
         Ok((c, _)) => format!(
             "ok ({} of user {})",

@@ -563,24 +563,10 @@ impl Edge {
         &self.config
     }
 
-    /// A tenant's users, invitations and credentials (its requests and wallets, which grow
-    /// with every action, are read in place with [`Edge::with_tenant`]).
-    fn tenant(&self, id: &TenantId) -> Option<Tenant> {
-        self.policy.with_tenant(id, |t| Tenant {
-            name: t.name.clone(),
-            rp_id: t.rp_id.clone(),
-            origin: t.origin.clone(),
-            created: t.created,
-            leaf: t.leaf,
-            invites: t.invites.clone(),
-            users: t.users.clone(),
-            credentials: t.credentials.clone(),
-            wallets: std::collections::BTreeMap::new(),
-            requests: std::collections::BTreeMap::new(),
-            policy: t.policy.clone(),
-            keys: t.keys.clone(),
-            payloads: std::collections::BTreeMap::new(),
-        })
+    /// A tenant as of the last durable batch, shared: no copy, and never the sequencer's
+    /// lock.
+    fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+        self.policy.tenant(id)
     }
 
     /// Drop the scope keys held for `tenant` (after a rotation or a shredding).

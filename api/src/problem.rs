@@ -185,6 +185,12 @@ impl From<AppendError> for Problem {
                 "Role may not produce this kind",
                 e.to_string(),
             ),
+            AppendError::ParentRequired { .. } => Problem::new(
+                StatusCode::FORBIDDEN,
+                "parent-required",
+                "Event of a kind that follows another names no parent",
+                e.to_string(),
+            ),
             AppendError::ParentMissing { .. } => Problem::new(
                 StatusCode::BAD_REQUEST,
                 "parent-missing",
@@ -225,6 +231,12 @@ impl From<AppendError> for Problem {
                     e.to_string(),
                 )
             }
+            AppendError::AlreadyHeld { .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "already-held",
+                "The log holds this event already",
+                e.to_string(),
+            ),
             AppendError::Duplicate { .. } => Problem::new(
                 StatusCode::CONFLICT,
                 "duplicate",

@@ -34,6 +34,43 @@ pub struct AppState {
     /// The witnesses and the latest checkpoint they cosigned (absent: no witness policy,
     /// `/checkpoint` serves the log's own).
     pub witnessing: Option<Arc<crate::witnessing::Witnessing>>,
+    /// The last state root computed for `GET /v1/state`.
+    pub state_roots: Arc<StateRoots>,
+}
+
+/// The least time between two state-root computations of `GET /v1/state`: the state root
+/// canonicalizes the whole state, work that grows with it, so an unauthenticated flood of
+/// reads computes it at most this often, one at a time, and never on the sequencer's lock.
+pub const STATE_ROOT_INTERVAL_MS: u64 = 250;
+
+/// `GET /v1/state`'s cache: the answer for the latest size it computed, and one computation
+/// at a time.
+#[derive(Debug, Default)]
+pub struct StateRoots {
+    last: parking_lot::Mutex<Option<(std::time::Instant, Arc<StateInfo>)>>,
+    computing: tokio::sync::Mutex<()>,
+}
+
+impl StateRoots {
+    /// The cached answer if it is for `size`.
+    fn cached(&self, size: u64) -> Option<Arc<StateInfo>> {
+        self.last
+            .lock()
+            .as_ref()
+            .filter(|(_, info)| info.size == size)
+            .map(|(_, info)| Arc::clone(info))
+    }
+
+    /// How long to wait before computing again.
+    fn wait(&self) -> std::time::Duration {
+        let interval = std::time::Duration::from_millis(STATE_ROOT_INTERVAL_MS);
+        self.last
+            .lock()
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |(at, _)| {
+                interval.saturating_sub(at.elapsed())
+            })
+    }
 }
 
 impl AppState {
@@ -47,6 +84,7 @@ impl AppState {
             identities: None,
             edge: None,
             witnessing: None,
+            state_roots: Arc::new(StateRoots::default()),
         }
     }
 
@@ -187,8 +225,8 @@ pub(crate) async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
     })
 }
 
-/// `GET /v1/state`: the projections' state root after a tree size (DESIGN §9).
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+/// `GET /v1/state`: the projections' state root after a tree size.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct StateInfo {
     /// The tree size the state is after.
     pub size: u64,
@@ -204,6 +242,21 @@ pub struct StateInfo {
     responses((status = 200, description = "Tree size, tree root and state root", body = StateInfo),
         (status = 503, description = "The store failed", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn state_info(State(s): State<AppState>) -> Result<Json<StateInfo>, Problem> {
+    let size = |s: &AppState| match &s.identities {
+        Some(policy) => policy.committed().size.0,
+        None => s.log.latest().size.0,
+    };
+    let cache = Arc::clone(&s.state_roots);
+    if let Some(info) = cache.cached(size(&s)) {
+        return Ok(Json(StateInfo::clone(&info)));
+    }
+    // One computation at a time, at most one per interval; whoever waited gets the answer
+    // computed meanwhile if it is still for the latest size.
+    let _computing = cache.computing.lock().await;
+    if let Some(info) = cache.cached(size(&s)) {
+        return Ok(Json(StateInfo::clone(&info)));
+    }
+    tokio::time::sleep(cache.wait()).await;
     let work = move || -> Result<StateInfo, StorageError> {
         let (size, state) = match &s.identities {
             Some(policy) => policy.state(),
@@ -226,7 +279,11 @@ pub(crate) async fn state_info(State(s): State<AppState>) -> Result<Json<StateIn
         })
     };
     match tokio::task::spawn_blocking(work).await {
-        Ok(result) => Ok(Json(result?)),
+        Ok(result) => {
+            let info = result?;
+            *cache.last.lock() = Some((std::time::Instant::now(), Arc::new(info.clone())));
+            Ok(Json(info))
+        }
         Err(e) => Err(StorageError::Backend(format!("the state task failed: {e}")).into()),
     }
 }

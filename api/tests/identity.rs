@@ -29,21 +29,48 @@ fn with_document(keys: &ServiceKeys, document: &[u8]) -> SignedEvent {
         .unwrap()
 }
 
-/// An event of `keys` under the identity `attested`.
+/// A wallet request: what the policy engine's `policy.evaluated` follows (its tenant, its
+/// request, its `wallet.requested`).
+type Subject = (TenantId, RequestId, govern_core::ids::LeafHash);
+
+/// `n` wallet requests of a new tenant, each for one `policy.evaluated` (one per request).
+async fn subjects(node: &support::Booted, n: usize) -> std::vec::IntoIter<Subject> {
+    use support::users::{admin, new_wallet};
+    let mut ada = admin(node).await;
+    let tenant = TenantId(uuid::Uuid::parse_str(&ada.tenant).unwrap());
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let wallet = new_wallet(node, &mut ada).await;
+        let leaf = node
+            .services
+            .policy
+            .with_tenant(&tenant, |t| t.wallets[&wallet].leaf)
+            .unwrap();
+        out.push((
+            tenant,
+            RequestId(uuid::Uuid::parse_str(&wallet).unwrap()),
+            leaf,
+        ));
+    }
+    out.into_iter()
+}
+
+/// A `policy.evaluated` of `keys` under the identity `attested`, following `on`.
 fn event_of(
     keys: &ServiceKeys,
     attested: &SignedEvent,
-    kind: &str,
+    on: &Subject,
     time: Timestamp,
 ) -> SignedEvent {
     let mut event = Event::new(
-        Kind::new(kind).unwrap(),
-        TenantId::SYSTEM,
-        RequestId::new_v7(),
+        Kind::new("policy.evaluated").unwrap(),
+        on.0,
+        on.1,
         keys.producer(),
         time,
         Map::new(),
     );
+    event.parents = vec![on.2];
     event.attestation = Some(attested.leaf_hash());
     event.sign(keys.signing_key()).unwrap()
 }
@@ -61,6 +88,7 @@ fn status_of(view: &Value, role: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_attests_and_appends_under_its_identity() {
     let node = boot().await;
+    let mut on = subjects(&node, 3).await;
     let (keys, attested) = node.attested("policy");
     let ok = node.post(&attested).await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
@@ -68,7 +96,7 @@ async fn a_service_attests_and_appends_under_its_identity() {
         .post(&event_of(
             &keys,
             &attested,
-            "policy.evaluated",
+            &on.next().unwrap(),
             Timestamp::now(),
         ))
         .await;
@@ -122,7 +150,7 @@ async fn a_service_attests_and_appends_under_its_identity() {
             .post(&event_of(
                 &keys,
                 &attested,
-                "policy.evaluated",
+                &on.next().unwrap(),
                 Timestamp::now(),
             ))
             .await,
@@ -133,7 +161,7 @@ async fn a_service_attests_and_appends_under_its_identity() {
         .post(&event_of(
             &keys,
             &again,
-            "policy.evaluated",
+            &on.next().unwrap(),
             Timestamp::now(),
         ))
         .await;
@@ -197,7 +225,7 @@ async fn a_modified_binary_is_refused_and_its_measurement_quarantined() {
     std::fs::write(&modified, bytes).unwrap();
     let nsm = node.nsm("policy", &modified);
     let keys = ServiceKeys::generate(role("policy")).unwrap();
-    let event = node.attest_with(&keys, &nsm, vec![]);
+    let event = node.attest_with(&keys, &nsm, node.manifest_parent());
     let before = node.size();
     let refused = node.post(&event).await;
     assert_problem(&refused, 403, "measurement-not-pinned");
@@ -233,7 +261,7 @@ async fn a_modified_binary_is_refused_and_its_measurement_quarantined() {
 
     // That measurement is refused for every key from now on.
     let other = ServiceKeys::generate(role("policy")).unwrap();
-    let again = node.attest_with(&other, &nsm, vec![]);
+    let again = node.attest_with(&other, &nsm, node.manifest_parent());
     assert_problem(&node.post(&again).await, 403, "measurement-quarantined");
     // The genuine binary still attests.
     let (_, genuine) = node.attested("policy");
@@ -293,7 +321,12 @@ async fn an_image_attesting_before_its_manifest_is_refused_not_quarantined() {
     let nsm = node.nsm("policy", &modified);
     let keys = ServiceKeys::generate(role("policy")).unwrap();
     let early = keys
-        .attest(&nsm, [0x42; 32], node.services.log.latest().root, vec![])
+        .attest(
+            &nsm,
+            [0x42; 32],
+            node.services.log.latest().root,
+            node.manifest_parent(),
+        )
         .unwrap();
     let before = node.size();
     assert_problem(
@@ -323,7 +356,7 @@ async fn an_image_attesting_before_its_manifest_is_refused_not_quarantined() {
         .post(&publish(&node, &signed, &node.dir.log_signing_key()))
         .await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
-    let attested = node.attest_with(&keys, &nsm, vec![]);
+    let attested = node.attest_with(&keys, &nsm, node.manifest_parent());
     let ok = node.post(&attested).await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
 }
@@ -341,7 +374,11 @@ async fn forged_copied_and_stale_documents_are_refused_without_quarantine() {
     let elsewhere = tempfile::tempdir().unwrap();
     let foreign = SimulatedNsm::open(elsewhere.path(), &node.exe, role("policy")).unwrap();
     let r = node
-        .post(&keys.attest(&foreign, hash, root, vec![]).unwrap())
+        .post(
+            &keys
+                .attest(&foreign, hash, root, node.manifest_parent())
+                .unwrap(),
+        )
         .await;
     assert_problem(&r, 403, "attestation-refused");
 
@@ -364,7 +401,7 @@ async fn forged_copied_and_stale_documents_are_refused_without_quarantine() {
     let r = node
         .post(
             &keys
-                .attest(&nsm, hash, RootHash(Hash([7; 32])), vec![])
+                .attest(&nsm, hash, RootHash(Hash([7; 32])), node.manifest_parent())
                 .unwrap(),
         )
         .await;
@@ -372,7 +409,11 @@ async fn forged_copied_and_stale_documents_are_refused_without_quarantine() {
 
     // Another manifest's hash.
     let r = node
-        .post(&keys.attest(&nsm, [9; 32], root, vec![]).unwrap())
+        .post(
+            &keys
+                .attest(&nsm, [9; 32], root, node.manifest_parent())
+                .unwrap(),
+        )
         .await;
     assert_problem(&r, 403, "attestation-manifest-binding");
 
@@ -430,21 +471,28 @@ async fn forged_copied_and_stale_documents_are_refused_without_quarantine() {
     assert_eq!(node.size(), before);
     let (_, view) = node.get("/v1/services").await;
     assert_eq!(view["quarantined"], serde_json::json!({}));
-    // The genuine document from its own key still attests.
-    let ok = node.post(&with_document(&keys, &genuine)).await;
+    // The genuine document from its own key still attests (following the manifest).
+    let ok = node
+        .post(
+            &keys
+                .attested_event(&genuine, node.manifest_parent(), Timestamp::now())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_attestation_replaces_the_roles_identity() {
     let node = boot().await;
+    let mut on = subjects(&node, 4).await;
     let (first, first_attested) = node.attested("policy");
     assert_eq!(node.post(&first_attested).await.0.as_u16(), 200);
     let ok = node
         .post(&event_of(
             &first,
             &first_attested,
-            "policy.evaluated",
+            &on.next().unwrap(),
             Timestamp::now(),
         ))
         .await;
@@ -458,7 +506,7 @@ async fn a_new_attestation_replaces_the_roles_identity() {
             .post(&event_of(
                 &first,
                 &first_attested,
-                "policy.evaluated",
+                &on.next().unwrap(),
                 Timestamp::now(),
             ))
             .await,
@@ -471,7 +519,7 @@ async fn a_new_attestation_replaces_the_roles_identity() {
             .post(&event_of(
                 &first,
                 &second_attested,
-                "policy.evaluated",
+                &on.next().unwrap(),
                 Timestamp::now(),
             ))
             .await,
@@ -482,7 +530,7 @@ async fn a_new_attestation_replaces_the_roles_identity() {
         .post(&event_of(
             &second,
             &second_attested,
-            "policy.evaluated",
+            &on.next().unwrap(),
             Timestamp::now(),
         ))
         .await;
@@ -564,6 +612,7 @@ async fn unsigned_under_signed_and_foreign_manifests_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_that_stops_pinning_a_live_identity_quarantines_it() {
     let node = boot().await;
+    let mut on = subjects(&node, 1).await;
     let (keys, attested) = node.attested("policy");
     assert_eq!(node.post(&attested).await.0.as_u16(), 200);
     let measurement =
@@ -602,7 +651,7 @@ async fn a_manifest_that_stops_pinning_a_live_identity_quarantines_it() {
             .post(&event_of(
                 &keys,
                 &attested,
-                "policy.evaluated",
+                &on.next().unwrap(),
                 Timestamp::now(),
             ))
             .await,
@@ -683,29 +732,22 @@ impl Clock for Shifted {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_identity_may_not_append_and_frees_its_role() {
-    let tmp = tempfile::tempdir().unwrap();
-    let exe = support::exe();
-    let pinned = govern_api::devpin::pin_dev_manifest(tmp.path(), None, &exe).unwrap();
-    let max_age_ms =
-        i64::try_from(pinned.signed.manifest.roles[&role("policy")].max_age_s).unwrap() * 1000;
-    let dir = DataDir::open(tmp.path(), None).unwrap();
     let clock = Arc::new(Shifted::default());
-    let services = dir
-        .boot_with_clock(
-            LogConfig::new(dir.origin()),
-            true,
-            &Attestor::Simulated {
-                executable: exe.clone(),
-            },
-            Arc::clone(&clock) as Arc<dyn Clock>,
-        )
-        .await
-        .unwrap();
-    let nsm = SimulatedNsm::open(&dir.dev_ca_path(), &exe, role("policy")).unwrap();
+    let node = support::boot_clocked(|c| c, |e| e, Arc::clone(&clock) as Arc<dyn Clock>).await;
+    let mut on = subjects(&node, 4).await;
+    let max_age_ms =
+        i64::try_from(node.pinned.signed.manifest.roles[&role("policy")].max_age_s).unwrap() * 1000;
+    let services = &node.services;
+    let nsm = node.nsm("policy", &node.exe);
     let hash = services.policy.manifest().unwrap().hash;
     let keys = ServiceKeys::generate(role("policy")).unwrap();
     let attested = keys
-        .attest(&nsm, hash, services.log.latest().root, vec![])
+        .attest(
+            &nsm,
+            hash,
+            services.log.latest().root,
+            node.manifest_parent(),
+        )
         .unwrap();
     services.log.append(attested.clone()).await.unwrap();
 
@@ -719,7 +761,7 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
         .append(event_of(
             &keys,
             &attested,
-            "policy.evaluated",
+            &on.next().unwrap(),
             Timestamp::from_unix_ms(ok_ms).unwrap(),
         ))
         .await
@@ -729,7 +771,7 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
     let close = Timestamp::from_unix_ms(close_ms).unwrap();
     let err = services
         .log
-        .append(event_of(&keys, &attested, "policy.evaluated", close))
+        .append(event_of(&keys, &attested, &on.next().unwrap(), close))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("time skew"), "{err}");
@@ -740,7 +782,7 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
     let later = Timestamp::from_unix_ms(later_ms).unwrap();
     let err = services
         .log
-        .append(event_of(&keys, &attested, "policy.evaluated", later))
+        .append(event_of(&keys, &attested, &on.next().unwrap(), later))
         .await
         .unwrap_err();
     assert!(
@@ -768,56 +810,35 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
             later,
         )
         .unwrap();
-    let event = successor.attested_event(&document, vec![], later).unwrap();
+    let event = successor
+        .attested_event(&document, node.manifest_parent(), later)
+        .unwrap();
     services.log.append(event.clone()).await.unwrap();
     services
         .log
-        .append(event_of(&successor, &event, "policy.evaluated", later))
+        .append(event_of(&successor, &event, &on.next().unwrap(), later))
         .await
         .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identities_survive_a_restart() {
-    let tmp = tempfile::tempdir().unwrap();
+    let node = boot().await;
+    let mut on = subjects(&node, 2).await;
+    let (keys, attested) = node.attested("policy");
+    node.services.log.append(attested.clone()).await.unwrap();
+    let before = node.size();
+    let (services, dir, _tmp) = node.restart().await;
     let exe = support::exe();
-    govern_api::devpin::pin_dev_manifest(tmp.path(), None, &exe).unwrap();
-    let attestor = Attestor::Simulated {
-        executable: exe.clone(),
-    };
-    let (keys, attested) = {
-        let dir = DataDir::open(tmp.path(), None).unwrap();
-        let services = dir
-            .boot(LogConfig::new(dir.origin()), true, &attestor)
-            .await
-            .unwrap();
-        let nsm = SimulatedNsm::open(&dir.dev_ca_path(), &exe, role("policy")).unwrap();
-        let keys = ServiceKeys::generate(role("policy")).unwrap();
-        let attested = keys
-            .attest(
-                &nsm,
-                services.policy.manifest().unwrap().hash,
-                services.log.latest().root,
-                vec![],
-            )
-            .unwrap();
-        services.log.append(attested.clone()).await.unwrap();
-        (keys, attested)
-    };
-    let dir = DataDir::open(tmp.path(), None).unwrap();
-    let services = dir
-        .boot(LogConfig::new(dir.origin()), true, &attestor)
-        .await
-        .unwrap();
     // The reopened log still knows the policy's identity (and the log, the edge and the key
-    // service re-attested: indices 5, 6 and 7 after 0-4).
-    assert_eq!(services.log.latest().size.0, 8);
+    // service re-attested: three entries more).
+    assert_eq!(services.log.latest().size.0, before + 3);
     services
         .log
         .append(event_of(
             &keys,
             &attested,
-            "policy.evaluated",
+            &on.next().unwrap(),
             Timestamp::now(),
         ))
         .await
@@ -830,7 +851,7 @@ async fn identities_survive_a_restart() {
             &nsm,
             services.policy.manifest().unwrap().hash,
             services.log.latest().root,
-            vec![],
+            vec![services.policy.manifest().unwrap().leaf],
         )
         .unwrap();
     services.log.append(successor).await.unwrap();
@@ -839,7 +860,7 @@ async fn identities_survive_a_restart() {
         .append(event_of(
             &keys,
             &attested,
-            "policy.evaluated",
+            &on.next().unwrap(),
             Timestamp::now(),
         ))
         .await
@@ -853,4 +874,52 @@ async fn identities_survive_a_restart() {
         ),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_attestation_brought_back_never_revives_a_dead_identity() {
+    let node = boot().await;
+    let policy = role("policy");
+    // The policy service starts, then restarts with fresh keys: the second is its identity.
+    let (old_keys, old) = node.attested("policy");
+    let first = node.post(&old).await;
+    assert_eq!(first.0.as_u16(), 200, "{}", first.1);
+    let (new_keys, new) = node.attested("policy");
+    let ok = node.post(&new).await;
+    assert_eq!(ok.0.as_u16(), 200, "{}", ok.1);
+    let live = |leaf, keys: &ServiceKeys| {
+        node.services
+            .policy
+            .live_identity(&policy, leaf, &keys.producer().key, Timestamp::now())
+    };
+    assert!(live(new.leaf_hash(), &new_keys).is_ok());
+
+    // Anyone who read the log posts the old service.attested again, within the time skew:
+    // the log holds it, answers its original receipt, and appends nothing.
+    let size = node.size();
+    let again = node.post(&old).await;
+    assert_eq!(again.0.as_u16(), 200, "{}", again.1);
+    assert_eq!(again.1["index"], first.1["index"]);
+    assert_eq!(again.1["leaf_hash"], first.1["leaf_hash"]);
+    assert_eq!(node.size(), size, "nothing was appended");
+    // The restarted service stays the role's live identity; the old one stays dead.
+    assert!(live(new.leaf_hash(), &new_keys).is_ok());
+    assert!(matches!(
+        live(old.leaf_hash(), &old_keys),
+        Err(govern_store::IdentityError::StaleAttestation { .. })
+    ));
+
+    // The old process (its key) signs its old document again in a new event: the document
+    // is older than the current identity's, so it is refused.
+    let document = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        old.event().body["document"].as_str().unwrap(),
+    )
+    .unwrap();
+    let revived = old_keys
+        .attested_event(&document, node.manifest_parent(), Timestamp::now())
+        .unwrap();
+    assert_problem(&node.post(&revived).await, 403, "attestation-not-newer");
+    assert_eq!(node.size(), size);
+    assert!(live(new.leaf_hash(), &new_keys).is_ok());
 }

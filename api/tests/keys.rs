@@ -366,7 +366,7 @@ async fn reads_are_scoped_by_tenant_and_scope_and_audited() {
             Kind::new("reads.audit").unwrap(),
             tenant_id(&tenant),
             RequestId::new_v7(),
-            vec![],
+            vec![node.services.edge.identity.current().unwrap()],
             body,
         )
         .unwrap();
@@ -442,6 +442,19 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
     assert_eq!(audit.event().kind.as_str(), "keys.audit");
     assert_eq!(audit.event().body["role"], "policy");
     assert_eq!(audit.event().parents, vec![attested.leaf_hash()]);
+    // Anyone who read the audit posts it again: the log answers its original receipt and
+    // the tenant's count of releases does not move.
+    let counted =
+        key_status(&node, &tenant.0.to_string()).await["releases"]["policy"]["count"].clone();
+    assert!(counted.as_u64().is_some_and(|c| c >= 1), "{counted}");
+    let again = node.post(&audit).await;
+    assert_eq!(again.0, StatusCode::OK, "{}", again.1);
+    assert_eq!(again.1["index"], out.audit);
+    assert_eq!(node.size(), size);
+    assert_eq!(
+        key_status(&node, &tenant.0.to_string()).await["releases"]["policy"]["count"],
+        counted
+    );
     let scope_keys = out.open(&req, keys.x25519()).unwrap();
     let key = scope_keys.get("transfers", 1).unwrap();
     assert_eq!(
@@ -680,7 +693,11 @@ async fn rotation_keeps_old_data_readable_and_shredding_ends_it_for_ever() {
     assert_eq!(status["seeds_held"], false);
     assert!(status["shredded"]["time"].is_string());
     // The log refuses the tenant's events from now on.
-    let late = node.edge_event("reads.audit", tenant_id(&tenant), vec![]);
+    let late = node.edge_event(
+        "reads.audit",
+        tenant_id(&tenant),
+        vec![node.services.edge.identity.current().unwrap()],
+    );
     assert_problem(&node.post(&late).await, 410, "tenant-shredded");
 
     // Everything the log holds still verifies: the sealed wallet's signature and its

@@ -360,6 +360,9 @@ pub enum ActionError {
     /// Canonicalization failed.
     #[error("cannot canonicalize: {0}")]
     Canonical(String),
+    /// The signed method and path are not the endpoint of the event's kind.
+    #[error("signed route: {0}")]
+    Route(String),
     /// The object's domain is not the one expected (a login challenge offered as an
     /// action, or the reverse).
     #[error("challenge domain is {found:?}, not {expected:?}")]
@@ -693,4 +696,66 @@ pub fn verify_user_action_body(
 ) -> Result<Verified, ActionError> {
     let (object, signature) = action_of(body)?;
     verify_user_action(&object, &signature, credential)
+}
+
+/// The target a signed action's path names: the object its event must follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathTarget<'a> {
+    /// The path names no object (`/v1/users`, `/v1/wallets`, …): the event's parent comes
+    /// from its kind and parameters.
+    None,
+    /// `/v1/wallets/{id}/transfers`: the wallet (its `wallet.requested` request id).
+    Wallet(&'a str),
+    /// `/v1/requests/{id}/approvals/{decision}`: the request (its first event's request id).
+    Request(&'a str),
+}
+
+/// The action a method and path are (the edge's sensitive endpoints): its event kind and the
+/// object the path names. `None` for any other route. One table for the edge, which routes
+/// by it, and for everyone who checks a signed action (the log, `open_action`'s callers,
+/// `govern verify request`), who check the signed path is its kind's and derive the event's
+/// required parent from its target.
+#[must_use]
+pub fn route_of<'a>(method: &str, path: &'a str) -> Option<(&'static str, PathTarget<'a>)> {
+    if method != "POST" {
+        return None;
+    }
+    let parts: Vec<&'a str> = path.strip_prefix('/')?.split('/').collect();
+    Some(match parts.as_slice() {
+        ["v1", "users"] => ("user.invited", PathTarget::None),
+        ["v1", "users", "role"] => ("user.role_changed", PathTarget::None),
+        ["v1", "credentials"] => ("credential.registered", PathTarget::None),
+        ["v1", "credentials", "revoke"] => ("credential.revoked", PathTarget::None),
+        ["v1", "wallets"] => ("wallet.requested", PathTarget::None),
+        ["v1", "wallets", w, "transfers"] if !w.is_empty() => {
+            ("transfer.requested", PathTarget::Wallet(w))
+        }
+        ["v1", "policies"] => ("policy.changed", PathTarget::None),
+        ["v1", "requests", r, "approvals", "approve" | "deny"] if !r.is_empty() => {
+            ("approval.decided", PathTarget::Request(r))
+        }
+        _ => return None,
+    })
+}
+
+/// Check that `object`'s method and path are an action endpoint of `kind`, and return the
+/// object its path names.
+///
+/// # Errors
+/// [`ActionError::Route`] otherwise.
+pub fn route_for_kind<'a>(
+    object: &'a ChallengeObject,
+    kind: &str,
+) -> Result<PathTarget<'a>, ActionError> {
+    match route_of(&object.method, &object.path) {
+        Some((k, target)) if k == kind => Ok(target),
+        Some((k, _)) => Err(ActionError::Route(format!(
+            "{} {} is the endpoint of {k}, not of {kind}",
+            object.method, object.path
+        ))),
+        None => Err(ActionError::Route(format!(
+            "{} {} is not an action endpoint",
+            object.method, object.path
+        ))),
+    }
 }

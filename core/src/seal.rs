@@ -323,6 +323,9 @@ pub enum OpenActionError {
     /// `body.clear` is not what the signed path says.
     #[error("the clear fields are not those of the signed path")]
     ClearMismatch,
+    /// The signed method and path are not the endpoint of the event's kind.
+    #[error("{0}")]
+    Route(crate::action::ActionError),
 }
 
 /// Open a sealed user action with its scope key, and check it: the salt and parameters are
@@ -357,6 +360,9 @@ pub fn open_action(
         .cloned()
         .and_then(|a| serde_json::from_value(a).ok())
         .ok_or_else(|| SealError::Format("the event has no action".into()))?;
+    // The path is the kind's endpoint; which object it names, the log has checked against
+    // the event's parents (govern-store's `actions::required_parent`).
+    crate::action::route_for_kind(&object, event.kind.as_str()).map_err(OpenActionError::Route)?;
     let commitment = body_commitment(&salt, &Value::Object(params.clone()))
         .map_err(|e| SealError::Canonical(e.to_string()))?;
     if commitment != object.body_commitment {

@@ -400,6 +400,12 @@ impl Tenants {
         self.tenants.get(id).map(AsRef::as_ref)
     }
 
+    /// The tenant `id`, shared (a reader keeps it while the fold moves on).
+    #[must_use]
+    pub fn shared(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+        self.tenants.get(id).cloned()
+    }
+
     /// How many tenants.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -163,11 +163,17 @@ impl Booted {
         self.services.policy.manifest().unwrap().hash
     }
 
-    /// A `service.attested` for fresh keys of `role`, from the genuine NSM of this executable.
+    /// A `service.attested` for fresh keys of `role`, from the genuine NSM of this executable,
+    /// following the manifest in force.
     pub fn attested(&self, role: &str) -> (ServiceKeys, SignedEvent) {
         let keys = ServiceKeys::generate(Role::new(role).unwrap()).unwrap();
-        let event = self.attest_with(&keys, &self.nsm(role, &self.exe), vec![]);
+        let event = self.attest_with(&keys, &self.nsm(role, &self.exe), self.manifest_parent());
         (keys, event)
+    }
+
+    /// The manifest in force's `manifest.published`, as a parent.
+    pub fn manifest_parent(&self) -> Vec<LeafHash> {
+        vec![self.services.policy.manifest().unwrap().leaf]
     }
 
     /// A `service.attested` of `keys` from `nsm`, bound to the manifest in force and the

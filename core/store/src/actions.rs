@@ -11,16 +11,17 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use govern_core::action::{
-    ActionError, ChallengeObject, CredentialKey, UserSignature, Verified, action_of,
-    body_commitment, verify_user_action,
+    ActionError, ChallengeObject, CredentialKey, PathTarget, UserSignature, Verified, action_of,
+    body_commitment, route_for_kind, verify_user_action,
 };
 use govern_core::event::{Event, Role, TenantId};
-use govern_core::ids::{Hash, RootHash};
+use govern_core::ids::{Hash, LeafHash, RootHash};
 use govern_core::seal::{SCOPES, clear_from_path, sealed_kind, sealed_scope};
 use govern_projections::tenants::{
-    self, ACTION_KINDS, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, CredentialState, KEY_KINDS,
-    KEYS_AUDIT, KEYS_ROTATED, READS_AUDIT, TENANT_CREATED, Tenant, Tenants, USER_INVITED,
-    USER_REGISTERED, USER_ROLE_CHANGED, UserRole, text,
+    self, ACTION_KINDS, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED,
+    CredentialState, KEY_KINDS, KEYS_AUDIT, KEYS_ROTATED, POLICY_CHANGED, READS_AUDIT,
+    TENANT_CREATED, TRANSFER_REQUESTED, Tenant, Tenants, USER_INVITED, USER_REGISTERED,
+    USER_ROLE_CHANGED, UserRole, WALLET_REQUESTED, text,
 };
 use serde_json::{Map, Value};
 
@@ -69,6 +70,19 @@ pub enum UserActionError {
         /// In the signed object.
         named: String,
         /// The event's.
+        actual: String,
+    },
+    /// The event's parents are not the object the signed action names (the wallet of a
+    /// transfer's path, the request of an approval's, the user of a role change, …).
+    #[error(
+        "the signed action names {target}, so its event's parents are [{required}], not {actual}"
+    )]
+    Parent {
+        /// What the signed action names.
+        target: String,
+        /// The parent it requires, hex leaf hash.
+        required: String,
+        /// The event's parents.
         actual: String,
     },
     /// The body does not match the signed commitment.
@@ -163,6 +177,7 @@ impl UserActionError {
             Self::UnknownTenant { .. } => ("tenant-unknown", "No such tenant"),
             Self::Missing { .. } => ("user-action-missing", "No user action"),
             Self::Binding { .. } => ("user-action-binding", "Action bound elsewhere"),
+            Self::Parent { .. } => ("user-action-parent", "Event follows another object"),
             Self::Commitment => ("user-action-commitment", "Body does not match the action"),
             Self::UnknownCredential { .. } => ("credential-unknown", "Credential not registered"),
             Self::Revoked { .. } => ("credential-revoked", "Credential revoked"),
@@ -593,6 +608,7 @@ fn check_action(
         }
     }
     authorize(tenant, user.role, &object, params, event)?;
+    check_binding(tenant, event, &object, params)?;
     check_anchor(&object, view, anchor_distance_max)?;
     if object.nonce.is_empty() || object.nonce.len() > 64 {
         return Err(malformed(event, "the nonce is 1 to 64 characters"));
@@ -608,6 +624,113 @@ fn check_action(
     }
     check_counter(&signature, &verified, state)?;
     Ok(vec![nonce])
+}
+
+/// The one parent a user action's event must have, derived from what the user signed: the
+/// object its path names (the wallet of `/v1/wallets/{id}/transfers`, the transfer request
+/// of `/v1/requests/{id}/approvals/…`), or for a path that names none, what its signed
+/// parameters name (the user of a role change or an added key, the credential of a
+/// revocation) or the tenant's own chain (an invitation or a wallet follows the tenant's
+/// `tenant.created`; a policy change the tenant's latest policy). `tenant` is the tenant as
+/// of the event; `params` are the parameters the log reads (`body.params`, or a sealed
+/// action's `body.clear`).
+///
+/// The log refuses any other parent set, so an edge cannot re-issue a user's signed action
+/// under another object; `govern verify request` checks the same.
+///
+/// # Errors
+/// [`UserActionError::Target`] when the object does not exist in the tenant;
+/// [`UserActionError::Malformed`] when the parameters lack it.
+pub fn required_parent(
+    tenant: &Tenant,
+    event: &Event,
+    target: PathTarget<'_>,
+    params: &Map<String, Value>,
+) -> Result<(String, LeafHash), UserActionError> {
+    let missing = |what: &str, id: &str| {
+        UserActionError::Target(format!("{what} {id} does not exist in this tenant"))
+    };
+    let field = |name: &str| {
+        text(params, name).ok_or_else(|| malformed(event, format!("params.{name} is required")))
+    };
+    let kind = event.kind.as_str();
+    Ok(match (kind, target) {
+        (TRANSFER_REQUESTED, PathTarget::Wallet(id)) => {
+            let w = tenant
+                .wallets
+                .get(id)
+                .ok_or_else(|| missing("wallet", id))?;
+            (format!("wallet {id}"), w.leaf)
+        }
+        (APPROVAL_DECIDED, PathTarget::Request(id)) => {
+            let first = tenant
+                .requests
+                .get(id)
+                .filter(|r| r.kind == TRANSFER_REQUESTED)
+                .and_then(|r| r.events.first())
+                .ok_or_else(|| missing("transfer request", id))?;
+            (format!("request {id}"), first.leaf)
+        }
+        (USER_ROLE_CHANGED | CREDENTIAL_REGISTERED, PathTarget::None) => {
+            let id = field("user")?;
+            let u = tenant.users.get(id).ok_or_else(|| missing("user", id))?;
+            (format!("user {id}"), u.leaf)
+        }
+        (CREDENTIAL_REVOKED, PathTarget::None) => {
+            let id = field("credential")?;
+            let c = tenant
+                .credentials
+                .get(id)
+                .ok_or_else(|| missing("credential", id))?;
+            (format!("credential {id}"), c.leaf)
+        }
+        (USER_INVITED | WALLET_REQUESTED, PathTarget::None) => ("the tenant".into(), tenant.leaf),
+        (POLICY_CHANGED, PathTarget::None) => match &tenant.policy {
+            Some(p) => ("the tenant's latest policy".into(), p.leaf),
+            None => ("the tenant (it has no policy yet)".into(), tenant.leaf),
+        },
+        _ => return Err(malformed(event, "this kind carries no user action")),
+    })
+}
+
+/// What binds a signed action to its event beyond tenant, kind, request and rp_id: the
+/// signed method and path are the kind's endpoint (govern-core's `action::route_of`), and
+/// the event's parents are exactly [`required_parent`]. The log checks it at append and
+/// `govern verify request` on every hop; `params` are the parameters the log reads
+/// (govern-projections' `tenants::params`).
+///
+/// # Errors
+/// [`UserActionError::Binding`] (`route`) or [`UserActionError::Parent`], or what
+/// [`required_parent`] refuses.
+pub fn check_binding(
+    tenant: &Tenant,
+    event: &Event,
+    object: &ChallengeObject,
+    params: &Map<String, Value>,
+) -> Result<(), UserActionError> {
+    let target =
+        route_for_kind(object, event.kind.as_str()).map_err(|e| UserActionError::Binding {
+            what: "route",
+            named: format!("{} {}", object.method, object.path),
+            actual: e.to_string(),
+        })?;
+    let (named, required) = required_parent(tenant, event, target, params)?;
+    if event.parents != [required] {
+        return Err(UserActionError::Parent {
+            target: named,
+            required: required.to_hex(),
+            actual: format!(
+                "[{}]",
+                event
+                    .parents
+                    .iter()
+                    .map(LeafHash::to_hex)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The signing credential (registered in `tenant`, not revoked) and the user's signature

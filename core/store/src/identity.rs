@@ -55,7 +55,7 @@ use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::manifest::{
     MANIFEST_PUBLISHED_KIND, Manifest, ManifestSigners, SignedManifest, TrustedRoot,
 };
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rsa::pkcs8::DecodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
 use serde::Serialize;
@@ -244,6 +244,25 @@ pub enum IdentityError {
     /// The log's identity binds a key other than its checkpoint key.
     #[error("the log's identity must bind the log's checkpoint key")]
     LogKey,
+    /// A `service.attested` not newer than the role's current identity: its document or its
+    /// event is not later than theirs (an old attestation brought back).
+    #[error(
+        "role {role} has a newer identity: this attestation's document is of {document_time} \
+         and its event of {time}, the current identity's document of {current_document_time} \
+         and its event of {current_time}"
+    )]
+    AttestationNotNewer {
+        /// The role.
+        role: Role,
+        /// This document's timestamp.
+        document_time: Timestamp,
+        /// This event's time.
+        time: Timestamp,
+        /// The current identity's document timestamp.
+        current_document_time: Timestamp,
+        /// The current identity's `service.attested` time.
+        current_time: Timestamp,
+    },
 }
 
 impl IdentityError {
@@ -295,6 +314,10 @@ impl IdentityError {
             }
             Self::SystemTenant { .. } => ("system-tenant", "System event names a tenant"),
             Self::LogKey => ("log-key", "Log identity must bind the checkpoint key"),
+            Self::AttestationNotNewer { .. } => (
+                "attestation-not-newer",
+                "Not newer than the role's current identity",
+            ),
         }
     }
 
@@ -387,6 +410,53 @@ pub struct ManifestSummary {
     pub leaf: LeafHash,
 }
 
+/// What the policy publishes after every durable batch: the state readers see. Readers
+/// (the edge, the key service, `GET /v1/state`, `/v1/services`) take it with a brief read
+/// lock on its pointer and never the sequencer's lock, so read traffic cannot slow appends.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// The log's size this is the state after.
+    pub size: TreeSize,
+    /// Tenants, users and credentials (each tenant shared until changed).
+    pub tenants: Arc<Tenants>,
+    registry: Arc<Registry>,
+}
+
+impl Default for Committed {
+    fn default() -> Self {
+        Self {
+            size: TreeSize(0),
+            tenants: Arc::default(),
+            registry: Arc::default(),
+        }
+    }
+}
+
+impl Committed {
+    /// The tenant `id`, shared.
+    #[must_use]
+    pub fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+        self.tenants.shared(id)
+    }
+
+    /// The manifest in force.
+    #[must_use]
+    pub fn manifest(&self) -> Option<&Arc<InForce>> {
+        self.registry.manifest.as_ref()
+    }
+
+    /// Every projection, as govern-projections' [`govern_projections::state::State`] (its
+    /// root is the state root).
+    #[must_use]
+    pub fn state(&self) -> govern_projections::state::State {
+        govern_projections::state::State {
+            version: govern_projections::state::STATE_VERSION,
+            tenants: (*self.tenants).clone(),
+            services: self.registry.services.clone(),
+        }
+    }
+}
+
 /// The append policy of a node: identities, manifests, then the routing graph.
 #[derive(Debug)]
 pub struct IdentityPolicy {
@@ -397,6 +467,8 @@ pub struct IdentityPolicy {
     time_skew_ms: i64,
     anchor_distance_max: u64,
     state: Mutex<State>,
+    /// The state as of the last durable batch, for readers (see [`Committed`]).
+    published: RwLock<Arc<Committed>>,
 }
 
 impl IdentityPolicy {
@@ -418,6 +490,7 @@ impl IdentityPolicy {
             time_skew_ms: crate::log::TIME_SKEW_MS,
             anchor_distance_max: ANCHOR_DISTANCE_MAX,
             state: Mutex::new(State::default()),
+            published: RwLock::new(Arc::new(Committed::default())),
         }
     }
 
@@ -437,24 +510,34 @@ impl IdentityPolicy {
         self
     }
 
-    /// Read a tenant as of the last durable batch (under the policy's lock: keep `read`
-    /// short).
+    /// The state as of the last durable batch (never the sequencer's lock).
+    #[must_use]
+    pub fn committed(&self) -> Arc<Committed> {
+        Arc::clone(&self.published.read())
+    }
+
+    /// A tenant as of the last durable batch, shared (never the sequencer's lock).
+    #[must_use]
+    pub fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+        self.committed().tenant(id)
+    }
+
+    /// Read a tenant as of the last durable batch (never the sequencer's lock).
     pub fn with_tenant<R>(&self, id: &TenantId, read: impl FnOnce(&Tenant) -> R) -> Option<R> {
-        self.state.lock().tenants_committed.get(id).map(read)
+        self.tenant(id).map(|t| read(&t))
     }
 
     /// The manifest in force (as of the last durable batch).
     #[must_use]
     pub fn manifest(&self) -> Option<Arc<InForce>> {
-        self.state.lock().committed.manifest.clone()
+        self.committed().manifest().cloned()
     }
 
     /// A role's identity (as of the last durable batch).
     #[must_use]
     pub fn identity(&self, role: &Role) -> Option<Identity> {
-        self.state
-            .lock()
-            .committed
+        self.committed()
+            .registry
             .services
             .identities
             .get(role)
@@ -462,25 +545,18 @@ impl IdentityPolicy {
     }
 
     /// Every projection as of the last durable batch, and the log's size it is the state
-    /// after (one lock: the pair is consistent).
+    /// after (one snapshot: the pair is consistent).
     #[must_use]
     pub fn state(&self) -> (TreeSize, govern_projections::state::State) {
-        let state = self.state.lock();
-        (
-            TreeSize(state.committed_size),
-            govern_projections::state::State {
-                version: govern_projections::state::STATE_VERSION,
-                tenants: state.tenants_committed.clone(),
-                services: state.committed.services.clone(),
-            },
-        )
+        let committed = self.committed();
+        (committed.size, committed.state())
     }
 
     /// Every identity with its status at `now`, and every quarantine.
     #[must_use]
     pub fn services(&self, now: Timestamp) -> ServicesView {
-        let state = self.state.lock();
-        let reg = &state.committed;
+        let committed = self.committed();
+        let reg = &committed.registry;
         let services = reg
             .services
             .identities
@@ -663,6 +739,19 @@ impl IdentityPolicy {
             return Err(IdentityError::MeasurementNotPinned {
                 role: role.clone(),
                 measurement,
+            });
+        }
+        // Identities only move forward: an old attestation (re-signed by the old key, or a
+        // leftover of a restarted role) never replaces the role's current identity.
+        if let Some(current) = reg.services.identities.get(role)
+            && (doc.timestamp <= current.document_time || event.time < current.attested)
+        {
+            return Err(IdentityError::AttestationNotNewer {
+                role: role.clone(),
+                document_time: doc.timestamp,
+                time: event.time,
+                current_document_time: current.document_time,
+                current_time: current.attested,
             });
         }
         rsa_2048(doc.public_key.as_deref())?;
@@ -851,8 +940,8 @@ impl IdentityPolicy {
         key: &PublicKey,
         time: Timestamp,
     ) -> Result<Identity, IdentityError> {
-        let state = self.state.lock();
-        self.check_identity(&state.committed, role, Some(attestation), key, time)
+        let committed = self.committed();
+        self.check_identity(&committed.registry, role, Some(attestation), key, time)
             .cloned()
     }
 
@@ -1056,6 +1145,7 @@ impl AppendPolicy for IdentityPolicy {
         let mut state = self.state.lock();
         state.working_size = size.0;
         state.committed_size = size.0;
+        self.publish(&state, true, true);
     }
 
     fn followups(&self) -> Vec<Event> {
@@ -1111,6 +1201,7 @@ impl AppendPolicy for IdentityPolicy {
         state.tenants_committed = restored.tenants;
         state.tenant_batch.clear();
         state.dirty = false;
+        self.publish(&state, true, true);
         Ok(())
     }
 
@@ -1132,15 +1223,42 @@ impl AppendPolicy for IdentityPolicy {
             // Rare (the store failed): start again from the durable state.
             state.tenants = state.tenants_committed.clone();
         }
-        if !state.dirty {
-            return;
-        }
+        let dirty = state.dirty;
         state.dirty = false;
-        if durable {
-            state.committed = state.working.clone();
-        } else {
-            state.working = state.committed.clone();
+        if dirty {
+            if durable {
+                state.committed = state.working.clone();
+            } else {
+                state.working = state.committed.clone();
+            }
         }
+        if durable {
+            self.publish(&state, !batch.is_empty(), dirty);
+        }
+    }
+}
+
+impl IdentityPolicy {
+    /// Publish the durable state to readers. Cloning the tenants costs a pointer per tenant
+    /// and the registry a copy of the service inventory, so each is shared with the previous
+    /// publication when the batch changed neither.
+    fn publish(&self, state: &State, tenants_changed: bool, registry_changed: bool) {
+        let mut published = self.published.write();
+        let tenants = if tenants_changed {
+            Arc::new(state.tenants_committed.clone())
+        } else {
+            Arc::clone(&published.tenants)
+        };
+        let registry = if registry_changed {
+            Arc::new(state.committed.clone())
+        } else {
+            Arc::clone(&published.registry)
+        };
+        *published = Arc::new(Committed {
+            size: TreeSize(state.committed_size),
+            tenants,
+            registry,
+        });
     }
 }
 

@@ -25,8 +25,9 @@ mod strata;
 pub use allow::ProducerAllowList;
 pub use cache::NODE_CACHE_SLOTS;
 pub use identity::{
-    ATTESTED_KIND, Identity, IdentityError, IdentityPolicy, InForce, LOG_ROLE, ManifestSummary,
-    QUARANTINED_KIND, Quarantine, RSA_KEY_BITS, ServiceStatus, ServicesView, attested_body,
+    ATTESTED_KIND, Committed, Identity, IdentityError, IdentityPolicy, InForce, LOG_ROLE,
+    ManifestSummary, QUARANTINED_KIND, Quarantine, RSA_KEY_BITS, ServiceStatus, ServicesView,
+    attested_body,
 };
 pub use log::{
     AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, IDENTITY_KINDS,

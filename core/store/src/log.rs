@@ -266,6 +266,13 @@ pub enum AppendError {
         /// The kind.
         kind: Kind,
     },
+    /// The kind follows other events (its manifest entry lists parent kinds), and the event
+    /// names none.
+    #[error("an event of kind {kind} must name its parent")]
+    ParentRequired {
+        /// The event's kind.
+        kind: Kind,
+    },
     /// A parent is not in the log.
     #[error("parent {parent} is not in the log")]
     ParentMissing {
@@ -315,6 +322,14 @@ pub enum AppendError {
     UniquenessKey {
         /// What is missing.
         reason: String,
+    },
+    /// The log holds this very event (the same leaf hash) already, at `index`. The
+    /// sequencer answers a re-sent event with its original receipt instead (appends are
+    /// idempotent); a replay refuses a log that holds one event twice.
+    #[error("the log holds this event already, at entry {index}")]
+    AlreadyHeld {
+        /// Where it is.
+        index: LeafIndex,
     },
     /// Another event already claimed the event's uniqueness key.
     #[error("uniqueness key {key} is already taken by entry {index}")]
@@ -974,6 +989,7 @@ impl Staged {
         next: u64,
         window: &VecDeque<(TreeSize, RootHash)>,
     ) -> Result<Vec<String>, AppendError> {
+        self.check_new(storage, event)?;
         let view = BatchView {
             storage,
             leaves: &self.leaves,
@@ -991,6 +1007,28 @@ impl Staged {
             }
         }
         Ok(claims)
+    }
+
+    /// Whether the log (storage, or this batch) holds `event` already: one event is one
+    /// entry, so a re-posted `service.attested` cannot revive an identity and a re-posted
+    /// audit cannot count twice.
+    ///
+    /// # Errors
+    /// [`AppendError::AlreadyHeld`] naming where it is; [`AppendError::Storage`].
+    pub(crate) fn check_new<S: Storage>(
+        &self,
+        storage: &S,
+        event: &SignedEvent,
+    ) -> Result<(), AppendError> {
+        let leaf = event.leaf_hash();
+        let held = match self.leaves.get(&leaf) {
+            Some(p) => Some(p.index),
+            None => stored_index(storage, &keys::leaf(leaf.hash().as_bytes()), &leaf)?,
+        };
+        match held {
+            Some(index) => Err(AppendError::AlreadyHeld { index }),
+            None => Ok(()),
+        }
     }
 
     /// Stage a checked `event` as the next entry of `frontier`: the entry, its leaf-hash and
@@ -1533,9 +1571,18 @@ impl<S: Storage> Sequencer<S> {
         let mut accepted: Vec<(Pending, LeafIndex)> = Vec::with_capacity(pending.len());
         let mut queue: VecDeque<Pending> = pending.drain(..).collect();
         let mut refused: Vec<(Pending, AppendError)> = Vec::new();
+        // Events the log held already, answered with their original entry once this batch
+        // is durable (an entry of this batch is not acknowledged before that).
+        let mut held: Vec<(Pending, LeafIndex)> = Vec::new();
         while let Some(p) = queue.pop_front() {
-            let checked = check_time(p.event.event().time, now, self.config.time_skew_ms)
-                .map_err(AppendError::from)
+            // A re-sent event gets its original receipt, whatever its time: a client that
+            // lost an answer may retry, and nothing is appended twice.
+            let checked = staged
+                .check_new(&self.shared.storage, &p.event)
+                .and_then(|()| {
+                    check_time(p.event.event().time, now, self.config.time_skew_ms)
+                        .map_err(AppendError::from)
+                })
                 .and_then(|()| {
                     staged.check(
                         &self.shared.storage,
@@ -1547,6 +1594,10 @@ impl<S: Storage> Sequencer<S> {
                 });
             let claimed = match checked {
                 Ok(claimed) => claimed,
+                Err(AppendError::AlreadyHeld { index }) => {
+                    held.push((p, index));
+                    continue;
+                }
                 Err(e) => {
                     // Answered once the batch is written: a refusal that made the log append
                     // something (a quarantine) is answered after that is durable.
@@ -1565,6 +1616,7 @@ impl<S: Storage> Sequencer<S> {
         }
         if accepted.is_empty() {
             self.policy.finish(true);
+            answer_held(held, &self.shared.latest.read());
             answer_refused(refused);
             return;
         }
@@ -1577,6 +1629,7 @@ impl<S: Storage> Sequencer<S> {
             for (p, _) in accepted {
                 p.answer(Err(AppendError::Storage(e.clone())));
             }
+            answer_held_unless_beyond(held, &self.shared.latest.read(), &e);
             answer_refused(refused);
             return;
         }
@@ -1608,6 +1661,7 @@ impl<S: Storage> Sequencer<S> {
                         checkpoint: Arc::clone(&published),
                     }));
                 }
+                answer_held(held, &published);
             }
             Err(e) => {
                 tracing::error!(error = %e, "batch write failed; nothing in it is acknowledged");
@@ -1648,9 +1702,38 @@ impl<S: Storage> Sequencer<S> {
                 for (p, _) in accepted {
                     p.answer(Err(AppendError::Storage(e.clone())));
                 }
+                answer_held_unless_beyond(held, &self.shared.latest.read(), &e);
             }
         }
         answer_refused(refused);
+    }
+}
+
+/// Answer events the log held already with their entry under `checkpoint`.
+fn answer_held(held: Vec<(Pending, LeafIndex)>, checkpoint: &Arc<Published>) {
+    for (p, index) in held {
+        let leaf_hash = p.event.leaf_hash();
+        p.answer(Ok(Appended {
+            index,
+            leaf_hash,
+            checkpoint: Arc::clone(checkpoint),
+        }));
+    }
+}
+
+/// After a failed write: events held by earlier batches still get their receipt; those
+/// that were first sent in the failed batch get its error.
+fn answer_held_unless_beyond(
+    held: Vec<(Pending, LeafIndex)>,
+    checkpoint: &Arc<Published>,
+    error: &StorageError,
+) {
+    let (durable, lost): (Vec<_>, Vec<_>) = held
+        .into_iter()
+        .partition(|(_, index)| index.0 < checkpoint.size.0);
+    answer_held(durable, checkpoint);
+    for (p, _) in lost {
+        p.answer(Err(AppendError::Storage(error.clone())));
     }
 }
 

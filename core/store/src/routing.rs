@@ -33,7 +33,7 @@ impl ManifestPolicy {
 
 impl AppendPolicy for ManifestPolicy {
     /// In order: the producer is allowed; the kind is declared; the producer's role may
-    /// produce it; every parent is in the log (or earlier in the batch), of an allowed kind,
+    /// produce it; it has a parent if its kind has any; every parent is in the log (or earlier in the batch), of an allowed kind,
     /// of the event's tenant (or the system tenant), and of the event's request when the
     /// kind says `same_request`; the uniqueness key is well-formed and not taken.
     fn check(&self, signed: &SignedEvent, view: &dyn LogView) -> Result<Vec<String>, AppendError> {
@@ -43,7 +43,8 @@ impl AppendPolicy for ManifestPolicy {
 }
 
 /// The routing checks of `manifest` for `signed`, in order: the kind is declared; the
-/// producer's role may produce it; every parent is in the log (or earlier in the batch), of
+/// producer's role may produce it; it has at least one parent if its kind lists parent kinds
+/// (only the genesis manifest, entry 0, has none); every parent is in the log (or earlier in the batch), of
 /// an allowed kind, of the event's tenant (or the system tenant), and of the event's request
 /// when the kind says `same_request`; the uniqueness key is well-formed. Returns the key (if
 /// the kind has one).
@@ -64,6 +65,19 @@ pub(crate) fn check_routing(
     if !manifest.role_may_produce(&event.producer.role, &event.kind) {
         return Err(AppendError::KindNotAllowed {
             role: event.producer.role.clone(),
+            kind: event.kind.clone(),
+        });
+    }
+    // A kind that follows something follows at least one thing. Only two have none: the
+    // genesis manifest (entry 0, before anything it could follow), and the log's quarantine
+    // of a document it refused (which is not in the log: the quarantine carries it as
+    // evidence instead, checked by the identity policy).
+    if !spec.parents.is_empty()
+        && event.parents.is_empty()
+        && view.next_index().0 != 0
+        && event.kind.as_str() != crate::identity::QUARANTINED_KIND
+    {
+        return Err(AppendError::ParentRequired {
             kind: event.kind.clone(),
         });
     }

@@ -472,3 +472,74 @@ fn a_refused_event_leaves_no_index_keys() {
     assert_eq!(keys_with(&storage, b'u'), 2);
     assert_eq!(log.latest().size.0, 2);
 }
+
+#[test]
+fn a_kind_that_follows_others_names_a_parent() {
+    let w = World::new();
+    let log = w.open(MemoryStorage::new(), 1);
+    let t = tenant();
+    append(
+        &log,
+        &w.event("edge", "tenant.created", t, RequestId::new_v7(), &[]),
+    )
+    .unwrap();
+    // wallet.requested follows tenant.created in the routing graph: with no parent it
+    // would float free of the tenant it claims.
+    let orphan = w.event("edge", "wallet.requested", t, RequestId::new_v7(), &[]);
+    assert_eq!(
+        append(&log, &orphan).unwrap_err(),
+        AppendError::ParentRequired {
+            kind: kind("wallet.requested")
+        }
+    );
+    assert_eq!(log.latest().size.0, 1);
+}
+
+/// The events of `events`, submitted together so they land in one batch, and their answers.
+fn in_one_batch<S: Storage>(
+    log: &Log<S>,
+    events: &[SignedEvent],
+) -> Vec<Result<Appended, AppendError>> {
+    let receivers: Vec<_> = events
+        .iter()
+        .map(|e| log.submit(e.clone()).unwrap())
+        .collect();
+    receivers
+        .into_iter()
+        .map(|rx| rx.blocking_recv().unwrap())
+        .collect()
+}
+
+#[test]
+fn an_event_the_log_holds_is_answered_with_its_receipt_and_never_appended_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = World::new();
+    let t = tenant();
+    let created = w.event("edge", "tenant.created", t, RequestId::new_v7(), &[]);
+    {
+        let log = w.open(RocksStorage::open(tmp.path()).unwrap(), 1);
+        let first = append(&log, &created).unwrap();
+        assert_eq!(first.index, LeafIndex(0));
+        // Sent again in a later batch: the original entry, under the latest checkpoint.
+        let again = append(&log, &created).unwrap();
+        assert_eq!(again.index, LeafIndex(0));
+        assert_eq!(again.leaf_hash, created.leaf_hash());
+        assert_eq!(log.latest().size.0, 1, "nothing was appended");
+        assert_eq!(again.checkpoint.size.0, 1);
+    }
+    // After a reopen too, from the stored leaf-hash index.
+    let log = w.open(RocksStorage::open(tmp.path()).unwrap(), 50);
+    assert_eq!(append(&log, &created).unwrap().index, LeafIndex(0));
+    // Twice in one batch: one entry, and both answers name it once the batch is durable.
+    let wallet = w.event(
+        "edge",
+        "wallet.requested",
+        t,
+        RequestId::new_v7(),
+        &[created.leaf_hash()],
+    );
+    let answers = in_one_batch(&log, &[wallet.clone(), wallet.clone(), created.clone()]);
+    let indices: Vec<u64> = answers.into_iter().map(|a| a.unwrap().index.0).collect();
+    assert_eq!(indices, vec![1, 1, 0]);
+    assert_eq!(log.latest().size.0, 2);
+}
