@@ -34,6 +34,11 @@ pub const ANCHOR_DISTANCE_MAX: u64 = 4096;
 pub const NAME_BYTES_MAX: usize = 100;
 /// The most entries one `reads.audit` names.
 pub const READS_AUDIT_ENTRIES_MAX: usize = 256;
+/// The most live API keys one user holds: each is a standing way to sign as them and a
+/// credential every fold keeps, so the log refuses the next (and the edge, before
+/// appending); revoking one frees its place. Rotation needs two; 16 leaves room for a key
+/// per machine.
+pub const KEYS_PER_USER_MAX: usize = 16;
 
 /// Why a tenant event or user action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,6 +140,14 @@ pub enum UserActionError {
     /// A user or credential the action names does not exist, or exists already.
     #[error("{0}")]
     Target(String),
+    /// The user holds [`KEYS_PER_USER_MAX`] live API keys already.
+    #[error("user {user} holds {max} live API keys already, the most allowed; revoke one first")]
+    KeyLimit {
+        /// The user.
+        user: String,
+        /// [`KEYS_PER_USER_MAX`].
+        max: usize,
+    },
     /// The tenant's keys were shredded: it takes no more events.
     #[error("tenant {} was shredded at entry {index}", tenant.0)]
     Shredded {
@@ -174,6 +187,7 @@ impl UserActionError {
             Self::UnknownInvite => ("invite-unknown", "No such invitation"),
             Self::InviteUsed { .. } => ("invite-used", "Invitation already used"),
             Self::Target(_) => ("user-action-target", "Action's target refused"),
+            Self::KeyLimit { .. } => ("credential-limit", "Too many API keys"),
             Self::Shredded { .. } => ("tenant-shredded", "Tenant shredded"),
             Self::Sealing { .. } => ("payload-sealing", "Payload not sealed as its kind is"),
         }
@@ -610,6 +624,27 @@ fn check_action(
     Ok(vec![nonce])
 }
 
+/// Whether `user` may add an API key: they hold fewer than [`KEYS_PER_USER_MAX`] live ones.
+/// The one check of that bound: the edge makes it before appending, the log at append.
+///
+/// # Errors
+/// [`UserActionError::KeyLimit`].
+pub fn check_keys_of(tenant: &Tenant, user: &str) -> Result<(), UserActionError> {
+    let live = tenant
+        .credentials_of(user)
+        .filter(|c| {
+            c.revoked.is_none() && c.credential.kind == govern_core::action::CredentialType::Key
+        })
+        .count();
+    if live >= KEYS_PER_USER_MAX {
+        return Err(UserActionError::KeyLimit {
+            user: user.to_string(),
+            max: KEYS_PER_USER_MAX,
+        });
+    }
+    Ok(())
+}
+
 /// The signing credential (registered in `tenant`, not revoked) and the user's signature
 /// under it: the check the edge makes before issuing a token and the log makes at append.
 ///
@@ -760,6 +795,7 @@ fn authorize(
                     credential.id
                 )));
             }
+            check_keys_of(tenant, user)?;
             let cose = B64URL
                 .decode(text(params, "public_key").unwrap_or_default())
                 .unwrap_or_default();
