@@ -126,6 +126,24 @@ pub async fn flood(args: FloodArgs) -> Result<()> {
     Ok(())
 }
 
+/// A client sending `request()` until `stop`, counting each answer in `reads`.
+fn flooder(
+    stop: &Arc<AtomicBool>,
+    reads: &Arc<AtomicU64>,
+    request: impl Fn() -> Option<reqwest::RequestBuilder> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let (stop, reads) = (Arc::clone(stop), Arc::clone(reads));
+    tokio::spawn(async move {
+        while !stop.load(Ordering::Relaxed) {
+            let Some(r) = request() else { return };
+            if let Ok(r) = r.send().await {
+                let _ = r.bytes().await;
+                reads.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
+}
+
 async fn run_phase(
     client: &Client,
     http: &reqwest::Client,
@@ -140,30 +158,16 @@ async fn run_phase(
     let mut flood = Vec::new();
     if flooded {
         for f in 0..args.flooders {
-            let (http, stop, reads) = (http.clone(), Arc::clone(&stop), Arc::clone(&reads));
-            let state = format!("{url}/v1/state");
-            flood.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(r) = http.get(&state).send().await {
-                        let _ = r.bytes().await;
-                        reads.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-            let (http, stop, reads) = (http.clone(), Arc::clone(&stop), Arc::clone(&reads));
-            let login = format!("{url}/v1/auth/login/start");
+            let state = http.get(format!("{url}/v1/state"));
+            flood.push(flooder(&stop, &reads, move || state.try_clone()));
             let tenant = tenants
                 .get(f % tenants.len().max(1))
                 .cloned()
                 .unwrap_or_default();
-            flood.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let body = serde_json::json!({"tenant": tenant, "user": uuid::Uuid::now_v7()});
-                    if let Ok(r) = http.post(&login).json(&body).send().await {
-                        let _ = r.bytes().await;
-                        reads.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+            let login = http.post(format!("{url}/v1/auth/login/start"));
+            flood.push(flooder(&stop, &reads, move || {
+                let body = serde_json::json!({"tenant": tenant, "user": uuid::Uuid::now_v7()});
+                login.try_clone().map(|r| r.json(&body))
             }));
         }
         // Let the flood reach its pace first.

@@ -162,27 +162,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
     }
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename, so a reader never sees
-/// half a file; `mode` applies to a new file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DataDirError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-/// Write a secret file readable by its owner only, atomically.
+/// Write a secret file readable by its owner only, durably (govern_workers::durable: a
+/// temporary file, fsync, rename, fsync of the directory), so a key or token the node has
+/// used survives a crash.
 fn write_secret(path: &Path, text: &str) -> Result<(), DataDirError> {
-    write_atomic(path, text.as_bytes(), 0o600)
+    govern_workers::durable::write(path, text.as_bytes()).map_err(io(path))
 }
 
 /// Read a C2SP private key file, or make one named `name`.
@@ -291,7 +275,7 @@ impl DataDir {
                 let mut bytes = [0u8; 32];
                 rand_core::OsRng.fill_bytes(&mut bytes);
                 let token = hex::encode(bytes);
-                write_atomic(&path, format!("{token}\n").as_bytes(), 0o600)?;
+                write_secret(&path, &format!("{token}\n"))?;
                 Ok(token)
             }
             Err(e) => Err(DataDirError::Io { path, source: e }),
@@ -460,6 +444,9 @@ impl NodeHandle {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
+        // The peer's address reaches the handlers (the edge bounds login ceremonies per
+        // source).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {

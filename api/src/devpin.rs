@@ -45,9 +45,13 @@ fn err(path: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
     move |e| format!("{}: {e}", path.display())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
-    crate::datadir::write_atomic(path, bytes, mode).map_err(|e| e.to_string())
+/// Write a public file (mode 0644) durably: govern_workers::durable, the one durable write.
+fn write_public(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    govern_workers::durable::write_with_mode(path, bytes, PUBLIC_MODE).map_err(|e| e.to_string())
 }
+
+/// The mode of the manifest and the signers file: anyone may read them.
+const PUBLIC_MODE: u32 = 0o644;
 
 /// Write `signed` as pretty JSON to `path`.
 ///
@@ -56,7 +60,7 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
 pub fn write_manifest(path: &Path, signed: &SignedManifest) -> Result<(), String> {
     let mut text = serde_json::to_vec_pretty(signed).map_err(|e| e.to_string())?;
     text.push(b'\n');
-    write_atomic(path, &text, 0o644)
+    write_public(path, &text)
 }
 
 /// The text of a signers file for `keys` and `threshold`.
@@ -169,11 +173,7 @@ pub fn pin_dev_manifest(
     let signers_path = data_dir.join("manifest-signers.toml");
     if !signers_path.exists() {
         let keys: Vec<VerifyingKey> = dev_keys.iter().map(NoteSigner::verifying_key).collect();
-        write_atomic(
-            &signers_path,
-            signers_toml(&keys, DEV_THRESHOLD).as_bytes(),
-            0o644,
-        )?;
+        write_public(&signers_path, signers_toml(&keys, DEV_THRESHOLD).as_bytes())?;
     }
     let before = signed.clone();
     for key in dev_keys.iter().take(DEV_THRESHOLD) {

@@ -27,15 +27,23 @@
 //! Sessions, ceremonies, pending actions and tokens live in memory: they are short-lived by
 //! design, and a restart only asks users to sign in again. What must survive is in the log
 //! (users, credentials, nonces, counters) or, for webauthn-rs's login state of a passkey, in
-//! `<data-dir>/passkeys/`.
+//! `<data-dir>/passkeys/`, written durably before the registration's appends.
+//!
+//! Every in-memory table is bounded, and by whom a bound can be reached decides how: login
+//! needs only public ids, so login ceremonies are bounded per source address and in all,
+//! and a full bound refuses the new start, never evicting a pending ceremony (anyone can
+//! start one for any user); sessions, pending actions and tokens can only be made by their
+//! user, so their per-user and per-session caps end the caller's own oldest.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -48,10 +56,12 @@ use govern_core::action::{
 use govern_core::event::{Kind, RequestId, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_projections::tenants::{
-    self, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, POLICY_CHANGED,
-    TRANSFER_REQUESTED, Tenant, USER_INVITED, USER_ROLE_CHANGED, UserRole, WALLET_REQUESTED,
+    self, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, POLICY_CHANGED, TRANSFER_REQUESTED, Tenant,
+    USER_INVITED, UserRole, WALLET_REQUESTED,
 };
-use govern_store::actions::{UserActionError, check_counter, name_ok, verify_with_credential};
+use govern_store::actions::{
+    UserActionError, check_counter, check_keys_of, name_ok, verify_with_credential,
+};
 use govern_store::{AppendError, Appended, IdentityPolicy, Log, RocksStorage};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore as _};
@@ -81,10 +91,32 @@ pub const ACTION_BODY_BYTES_MAX: usize = 16 * 1024;
 /// The most entries of each in-memory table (ceremonies, sessions, actions, tokens);
 /// beyond it the oldest expired are dropped, then new ones are refused (503).
 pub const VOLATILE_ENTRIES_MAX: usize = 100_000;
-/// The most login ceremonies in flight per user (login needs only public ids).
-pub const LOGINS_PER_USER_MAX: usize = 4;
+/// The most login ceremonies in flight from one source ([`Source`]): login needs only public
+/// ids, so this bound and [`VOLATILE_ENTRIES_MAX`] protect memory, never a per-user one (an
+/// attacker could reach it for a victim). Beyond it a new start is refused (`too-many-logins`,
+/// 429) and no pending ceremony is evicted. A person completes a login in seconds; 64
+/// abandoned in 5 minutes leaves room for a shared NAT.
+pub const LOGINS_PER_SOURCE_MAX: usize = 64;
+/// How much of an IPv6 address names one source: its /56, what an end site is typically
+/// given (RFC 6177), so one holder of many addresses counts once.
+pub const SOURCE_IPV6_PREFIX_BITS: u32 = 56;
+/// The most sessions of one user: only the user can make one (login needs their credential),
+/// so the user's oldest session ends to admit a new one, and no device is locked out by a
+/// lost one's session.
+pub const SESSIONS_PER_USER_MAX: usize = 16;
 /// The most initiated actions, and the most unused tokens, per session.
 pub const ACTIONS_PER_SESSION_MAX: usize = 64;
+/// The longest file name the passkey store writes (`NAME_MAX` of common file systems).
+pub const FILE_NAME_BYTES_MAX: usize = 255;
+/// The file name suffix of a passkey's state.
+const PASSKEY_FILE_SUFFIX: &str = ".json";
+/// The longest credential id (base64url) a passkey may register with: its file name,
+/// `<id>.json`, must fit [`FILE_NAME_BYTES_MAX`] (ids up to 187 bytes; authenticators use 16
+/// to 64).
+pub const PASSKEY_ID_CHARS_MAX: usize = FILE_NAME_BYTES_MAX - PASSKEY_FILE_SUFFIX.len();
+const _: () = assert!(LOGINS_PER_SOURCE_MAX < VOLATILE_ENTRIES_MAX);
+const _: () = assert!(SESSIONS_PER_USER_MAX < VOLATILE_ENTRIES_MAX);
+const _: () = assert!(SOURCE_IPV6_PREFIX_BITS > 0 && SOURCE_IPV6_PREFIX_BITS <= 128);
 /// The header carrying a `userAction` token.
 pub const USER_ACTION_HEADER: &str = "x-govern-user-action";
 
@@ -192,6 +224,45 @@ struct ActionToken {
     expires: i64,
 }
 
+/// Where a request came from, as the per-source bounds count it: the peer's IPv4 address, or
+/// its IPv6 address's /[`SOURCE_IPV6_PREFIX_BITS`] prefix. `Unknown` when the router is
+/// served without connect info (an in-process caller): one source for all of those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A peer address (an IPv6 one cut to its prefix; an IPv4-mapped one as IPv4).
+    Ip(IpAddr),
+    /// No peer address.
+    Unknown,
+}
+
+impl Source {
+    /// The source of peer address `ip`.
+    #[must_use]
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::Ip(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::MAX << (128 - SOURCE_IPV6_PREFIX_BITS);
+                    Self::Ip(IpAddr::V6(Ipv6Addr::from(u128::from(v6) & prefix)))
+                }
+            },
+            v4 @ IpAddr::V4(_) => Self::Ip(v4),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(Self::Unknown, |c| Self::of(c.0.ip())))
+    }
+}
+
 #[derive(Default)]
 struct Volatile {
     registrations: HashMap<String, Registration>,
@@ -199,9 +270,11 @@ struct Volatile {
     sessions: HashMap<String, Session>,
     pending: HashMap<String, PendingAction>,
     tokens: HashMap<String, ActionToken>,
-    /// Per user, their latest login ceremonies; per session, their latest pending actions
-    /// and tokens: the oldest go beyond the caps, so no one caller fills a table.
-    logins_of: HashMap<String, VecDeque<String>>,
+    /// Per source, its login ceremonies (a full source is refused: [`LOGINS_PER_SOURCE_MAX`]).
+    logins_from: HashMap<Source, VecDeque<String>>,
+    /// Per user, their latest sessions; per session, their latest pending actions and tokens:
+    /// only their owner makes them, so the owner's oldest go beyond the caps.
+    sessions_of: HashMap<String, VecDeque<String>>,
     pending_of: HashMap<String, VecDeque<String>>,
     tokens_of: HashMap<String, VecDeque<String>>,
 }
@@ -216,6 +289,10 @@ pub struct Edge {
     pub(crate) keys: Arc<KeyService>,
     operator_token: String,
     passkeys_dir: PathBuf,
+    /// Held while a passkey file is written (and, for a registration, while its id is checked
+    /// free in the tenant): two registrations cannot both take one id, and two logins of one
+    /// passkey do not write its temporary file at once.
+    passkeys_writing: Mutex<()>,
     volatile: Mutex<Volatile>,
     /// Scope keys released to the edge, per tenant (every version of every scope its
     /// manifest entry lists), dropped when the tenant rotates or is shredded.
@@ -271,25 +348,80 @@ fn insert_bounded<V>(
     Ok(())
 }
 
-/// Keep at most `cap` of `owner`'s entries in `map`: beyond it, the owner's oldest go.
+/// Keep at most `cap` of `owner`'s entries in `map`: beyond it, the owner's oldest go (for
+/// tables only their owner fills). Returns the keys that went.
 fn cap_per_owner<V>(
     map: &mut HashMap<String, V>,
     owners: &mut HashMap<String, VecDeque<String>>,
     owner: &str,
     key: &str,
     cap: usize,
-) {
+) -> Vec<String> {
     let queue = owners.entry(owner.to_string()).or_default();
     queue.retain(|k| map.contains_key(k));
     queue.push_back(key.to_string());
+    let mut gone = Vec::new();
     while queue.len() > cap {
         if let Some(old) = queue.pop_front() {
             map.remove(&old);
+            gone.push(old);
         }
     }
     if owners.len() > VOLATILE_ENTRIES_MAX {
         owners.retain(|_, q| q.iter().any(|k| map.contains_key(k)));
     }
+    gone
+}
+
+/// Drop every entry `owner` holds in `map` (a session's pending actions or tokens, when the
+/// session ends).
+fn drop_owned<V>(
+    map: &mut HashMap<String, V>,
+    owners: &mut HashMap<String, VecDeque<String>>,
+    owner: &str,
+) {
+    for key in owners.remove(owner).unwrap_or_default() {
+        map.remove(&key);
+    }
+}
+
+/// Admit one more login ceremony from `source`, or refuse: its pending, unexpired ceremonies
+/// are counted (its expired ones are dropped), and at [`LOGINS_PER_SOURCE_MAX`] the new start
+/// is refused. No pending ceremony is ever evicted to make room.
+fn admit_login(
+    logins: &mut HashMap<String, Login>,
+    from: &mut HashMap<Source, VecDeque<String>>,
+    source: Source,
+    now: i64,
+) -> Result<(), Problem> {
+    let queue = from.entry(source).or_default();
+    queue.retain(|id| match logins.get(id) {
+        Some(l) if l.expires > now => true,
+        Some(_) => {
+            logins.remove(id);
+            false
+        }
+        None => false,
+    });
+    if queue.len() >= LOGINS_PER_SOURCE_MAX {
+        let free_in = queue
+            .front()
+            .and_then(|id| logins.get(id))
+            .map_or(1, |l| l.expires - now);
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-logins",
+            "Too many logins in flight from this address",
+            format!(
+                "at most {LOGINS_PER_SOURCE_MAX} login ceremonies may be pending from one address; finish one or retry later"
+            ),
+        )
+        .retry_after(u64::try_from(free_in.max(1)).unwrap_or(1)));
+    }
+    if from.len() > VOLATILE_ENTRIES_MAX {
+        from.retain(|_, q| q.iter().any(|id| logins.contains_key(id)));
+    }
+    Ok(())
 }
 
 /// The token of an `Authorization: Bearer` header.
@@ -354,37 +486,13 @@ impl From<UserActionError> for Problem {
     }
 }
 
-/// The `n`th segment of `path` (0: `v1`).
-fn path_segment(path: &str, n: usize) -> String {
-    path.trim_start_matches('/')
-        .split('/')
-        .nth(n)
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// The longest approval comment.
 pub const COMMENT_BYTES_MAX: usize = 1000;
 
 /// Which kind an action request appends: the route table of the sensitive endpoints.
 fn kind_of_route(method: &str, path: &str) -> Option<&'static str> {
-    if method != "POST" {
-        return None;
-    }
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["v1", "users"] => Some(USER_INVITED),
-        ["v1", "users", "role"] => Some(USER_ROLE_CHANGED),
-        ["v1", "credentials"] => Some(CREDENTIAL_REGISTERED),
-        ["v1", "credentials", "revoke"] => Some(CREDENTIAL_REVOKED),
-        ["v1", "wallets"] => Some(WALLET_REQUESTED),
-        ["v1", "wallets", w, "transfers"] if !w.is_empty() => Some(TRANSFER_REQUESTED),
-        ["v1", "policies"] => Some(POLICY_CHANGED),
-        ["v1", "requests", r, "approvals", "approve" | "deny"] if !r.is_empty() => {
-            Some(APPROVAL_DECIDED)
-        }
-        _ => None,
-    }
+    // One route table, govern-core's: the log and every verifier check the signed path by it.
+    govern_core::action::route_of(method, path).map(|(kind, _)| kind)
 }
 
 /// Whether a JSON value holds a number that is not an integer (JCS of govern's bodies
@@ -551,6 +659,7 @@ impl Edge {
             keys,
             operator_token,
             passkeys_dir,
+            passkeys_writing: Mutex::new(()),
             volatile: Mutex::new(Volatile::default()),
             scope_keys: Mutex::new(HashMap::new()),
             releasing: tokio::sync::Mutex::new(()),
@@ -699,8 +808,18 @@ impl Edge {
     ) -> Result<SessionOut, Problem> {
         let token = random_token();
         let expires = now_s() + self.config.session_ttl_s;
+        let mut vol = self.volatile.lock();
+        let Volatile {
+            sessions,
+            sessions_of,
+            pending,
+            pending_of,
+            tokens,
+            tokens_of,
+            ..
+        } = &mut *vol;
         insert_bounded(
-            &mut self.volatile.lock().sessions,
+            sessions,
             token.clone(),
             Session {
                 tenant,
@@ -710,6 +829,14 @@ impl Edge {
             },
             |s| s.expires,
         )?;
+        // Only the user makes their sessions: beyond the cap their oldest ends, with the
+        // actions and tokens it started.
+        let owner = format!("{}/{user}", tenant.0);
+        for ended in cap_per_owner(sessions, sessions_of, &owner, &token, SESSIONS_PER_USER_MAX) {
+            drop_owned(pending, pending_of, &ended);
+            drop_owned(tokens, tokens_of, &ended);
+        }
+        drop(vol);
         Ok(SessionOut {
             session: token,
             expires,
@@ -778,13 +905,41 @@ impl Edge {
 
     /// `<passkeys>/<tenant>/<credential id>.json`: a credential id is another tenant's
     /// business, never a key into it.
-    fn passkey_path(&self, tenant: &TenantId, credential: &str) -> PathBuf {
-        self.passkeys_dir
+    ///
+    /// # Errors
+    /// `passkey-id-too-long` (400) when the file name would exceed [`FILE_NAME_BYTES_MAX`].
+    fn passkey_path(&self, tenant: &TenantId, credential: &str) -> Result<PathBuf, Problem> {
+        if credential.len() > PASSKEY_ID_CHARS_MAX {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "passkey-id-too-long",
+                "Credential id too long",
+                format!(
+                    "the credential id is {} base64url characters; this node stores at most {PASSKEY_ID_CHARS_MAX}",
+                    credential.len()
+                ),
+            ));
+        }
+        Ok(self
+            .passkeys_dir
             .join(tenant.0.to_string())
-            .join(format!("{credential}.json"))
+            .join(format!("{credential}{PASSKEY_FILE_SUFFIX}")))
     }
 
+    /// Write a passkey's state (its counter after a login).
     fn save_passkey(
+        &self,
+        tenant: &TenantId,
+        credential: &str,
+        passkey: &Passkey,
+    ) -> Result<(), Problem> {
+        let _one = self.passkeys_writing.lock();
+        self.write_passkey(tenant, credential, passkey)
+    }
+
+    /// Write a passkey's state durably (govern_workers::durable), its tenant's directory
+    /// made (and its entry synced) first when new. The caller holds `passkeys_writing`.
+    fn write_passkey(
         &self,
         tenant: &TenantId,
         credential: &str,
@@ -798,16 +953,54 @@ impl Edge {
                 e,
             )
         };
-        let path = self.passkey_path(tenant, credential);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| unavailable(e.to_string()))?;
+        let path = self.passkey_path(tenant, credential)?;
+        if let Some(dir) = path.parent()
+            && !dir.is_dir()
+        {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| govern_workers::durable::sync_dir(dir))
+                .map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
         }
-        let bytes = serde_json::to_vec(passkey).unwrap_or_default();
-        crate::datadir::write_atomic(&path, &bytes, 0o600).map_err(|e| unavailable(e.to_string()))
+        let bytes = serde_json::to_vec(passkey).map_err(|e| unavailable(e.to_string()))?;
+        govern_workers::durable::write(&path, &bytes).map_err(|e| unavailable(e.to_string()))
+    }
+
+    /// Take `credential`'s id in `tenant` for a new passkey: refused when the log or a
+    /// passkey file holds it already, else its state is written (durably) before anything
+    /// of the registration is appended, so a credential the log shows always has its state.
+    fn claim_passkey(
+        &self,
+        tenant: &Tenant,
+        tenant_id: &TenantId,
+        credential: &str,
+        passkey: &Passkey,
+    ) -> Result<(), Problem> {
+        let path = self.passkey_path(tenant_id, credential)?;
+        let _one = self.passkeys_writing.lock();
+        if tenant.credentials.contains_key(credential) || path.exists() {
+            return Err(forbidden(
+                "registration-refused",
+                "Passkey registration refused",
+                "a credential with that id is registered in this tenant already",
+            ));
+        }
+        self.write_passkey(tenant_id, credential, passkey)
+    }
+
+    /// Remove the passkey file a registration wrote when nothing of it reached the log.
+    fn unclaim_passkey(&self, tenant: &TenantId, credential: &str) {
+        if let Ok(path) = self.passkey_path(tenant, credential) {
+            let _one = self.passkeys_writing.lock();
+            let removed =
+                std::fs::remove_file(&path).and_then(|()| govern_workers::durable::sync_dir(&path));
+            if let Err(e) = removed {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an unregistered passkey's state");
+            }
+        }
     }
 
     fn load_passkey(&self, tenant: &TenantId, credential: &str) -> Option<Passkey> {
-        let bytes = std::fs::read(self.passkey_path(tenant, credential)).ok()?;
+        let bytes = std::fs::read(self.passkey_path(tenant, credential).ok()?).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -1038,13 +1231,6 @@ pub(crate) async fn register_finish(
     let (id, key) =
         registered_credential(attestation, &tenant.rp_id).map_err(|e| refused(e.to_string()))?;
     let credential = B64URL.encode(&id);
-    if tenant.credentials.contains_key(&credential)
-        || edge.passkey_path(&reg.tenant, &credential).exists()
-    {
-        return Err(refused(
-            "a credential with that id is registered in this tenant already".into(),
-        ));
-    }
     let request = RequestId::new_v7();
     let user = reg.user.to_string();
     let mut b = Map::new();
@@ -1053,7 +1239,10 @@ pub(crate) async fn register_finish(
     // The user's name is sealed in scope `users`.
     let name = govern_core::canonical::to_vec(&json!({"name": reg.name}))
         .map_err(|e| bad_body(e.to_string()))?;
-    let registered = edge
+    // The passkey's state is on disk before the log shows the credential, so a registration
+    // the log holds can always log in; an id too long for a file name is refused here.
+    edge.claim_passkey(&tenant, &reg.tenant, &credential, &passkey)?;
+    let registered = match edge
         .append_sealed(
             tenants::USER_REGISTERED,
             reg.tenant,
@@ -1062,7 +1251,15 @@ pub(crate) async fn register_finish(
             b,
             Some(Zeroizing::new(name)),
         )
-        .await?;
+        .await
+    {
+        Ok(registered) => registered,
+        Err(e) => {
+            // Nothing of the registration is in the log: its id is free again.
+            edge.unclaim_passkey(&reg.tenant, &credential);
+            return Err(e);
+        }
+    };
     let mut c = Map::new();
     c.insert("user".into(), user.clone().into());
     c.insert("credential".into(), credential.clone().into());
@@ -1080,8 +1277,6 @@ pub(crate) async fn register_finish(
         c,
     )
     .await?;
-    // Only once the log holds the credential: its id, in this tenant, is then taken.
-    edge.save_passkey(&reg.tenant, &credential, &passkey)?;
     let session = edge.new_session(reg.tenant, &user, &credential)?;
     Ok((StatusCode::CREATED, axum::Json(session)).into_response())
 }
@@ -1096,9 +1291,10 @@ fn login_refused(detail: impl Into<String>) -> Problem {
     path = "/v1/auth/login/start",
     tag = "edge",
     request_body = LoginStart,
-    responses((status = 200, description = "WebAuthn request options, or an API key's login challenge object", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Login refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "WebAuthn request options, or an API key's login challenge object", body = Object), (status = 400, description = "Bad body", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Login refused", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "Too many logins pending from this address", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Busy", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn login_start(
     State(edge): State<Arc<Edge>>,
+    source: Source,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let req: LoginStart = parse(&body)?;
@@ -1153,24 +1349,28 @@ pub(crate) async fn login_start(
             )
         }
     };
-    let owner = format!("{}/{user}", tenant_id.0);
+    // Login needs only public ids: the ceremony is addressed by its random id alone, and
+    // bounded per source and in all, never per user, so no one can push out another's.
+    let now = now_s();
     let mut vol = edge.volatile.lock();
+    let Volatile {
+        logins,
+        logins_from,
+        ..
+    } = &mut *vol;
+    admit_login(logins, logins_from, source, now)?;
     insert_bounded(
-        &mut vol.logins,
+        logins,
         id.clone(),
         Login {
             tenant: tenant_id,
             user,
             state,
-            expires: now_s() + edge.config.ceremony_ttl_s,
+            expires: now + edge.config.ceremony_ttl_s,
         },
         |l| l.expires,
     )?;
-    // Login needs only public ids: a user's ceremonies are capped, not the table's.
-    let Volatile {
-        logins, logins_of, ..
-    } = &mut *vol;
-    cap_per_owner(logins, logins_of, &owner, &id, LOGINS_PER_USER_MAX);
+    logins_from.entry(source).or_default().push_back(id);
     drop(vol);
     Ok(axum::Json(out).into_response())
 }
@@ -1596,7 +1796,8 @@ async fn perform(
             .to_string()
     };
     let mut invite_secret = None;
-    let parents = match kind {
+    // What each kind's parameters must be, before anything is appended.
+    match kind {
         USER_INVITED => {
             if params.len() != 1 || UserRole::parse(&text("role")).is_none() {
                 return Err(bad_body(
@@ -1606,23 +1807,10 @@ async fn perform(
             let secret = random_token();
             b.insert("invite".into(), sha256_hex(secret.as_bytes()).into());
             invite_secret = Some(secret);
-            vec![tenant.leaf]
         }
-        USER_ROLE_CHANGED | CREDENTIAL_REGISTERED => {
-            let user = text("user");
-            let u = tenant
-                .users
-                .get(&user)
-                .ok_or_else(|| not_found("user", &user))?;
-            vec![u.leaf]
-        }
-        CREDENTIAL_REVOKED => {
-            let id = text("credential");
-            let c = tenant
-                .credentials
-                .get(&id)
-                .ok_or_else(|| not_found("credential", &id))?;
-            vec![c.leaf]
+        CREDENTIAL_REGISTERED => {
+            // The log's bound on a user's API keys, refused before anything is appended.
+            check_keys_of(&tenant, &text("user"))?;
         }
         WALLET_REQUESTED => {
             if params.len() != 1 || !name_ok(&text("name")) {
@@ -1630,22 +1818,14 @@ async fn perform(
                     "a wallet is {\"name\"}: 1 to 100 bytes, no control characters",
                 ));
             }
-            vec![tenant.leaf]
         }
         TRANSFER_REQUESTED => {
-            let id = path_segment(&path, 2);
-            let wallet = edge
-                .with_tenant(&tenant_id, |t| t.wallets.get(&id).map(|w| w.leaf))
-                .flatten()
-                .ok_or_else(|| not_found("wallet", &id))?;
             tenants::validate_transfer(&params).map_err(bad_body)?;
-            vec![wallet]
         }
         POLICY_CHANGED => {
             if !params.get("policy").is_some_and(Value::is_object) {
                 return Err(bad_body("a policy change carries `policy`, an object"));
             }
-            vec![tenant.policy.as_ref().map_or(tenant.leaf, |p| p.leaf)]
         }
         APPROVAL_DECIDED => {
             let comment_ok = params.iter().all(|(k, v)| {
@@ -1656,21 +1836,22 @@ async fn perform(
                     "an approval's body is {{}} or {{\"comment\": at most {COMMENT_BYTES_MAX} bytes}}; the decision is the path's"
                 )));
             }
-            let id = path_segment(&path, 2);
-            let first = edge
-                .with_tenant(&tenant_id, |t| {
-                    t.requests
-                        .get(&id)
-                        .filter(|r| r.kind == TRANSFER_REQUESTED)
-                        .and_then(|r| r.events.first().map(|e| e.leaf))
-                })
-                .flatten()
-                .ok_or_else(|| not_found("request", &id))?;
             b.insert("user".into(), o.user.clone().into());
-            vec![first]
         }
-        _ => return Err(Problem::no_route(&path)),
-    };
+        _ => {}
+    }
+    // The event follows the object the signed path names: the log's own rule
+    // (govern-store's `actions::required_parent`), which it checks again at append.
+    let target = govern_core::action::route_of(method.as_str(), &path)
+        .map(|(_, target)| target)
+        .ok_or_else(|| Problem::no_route(&path))?;
+    let (_, parent) = govern_store::actions::required_parent(&tenant, kind, target, &params)
+        .map_err(|e| match e {
+            UserActionError::Unknown { what, id } => not_found(what, &id),
+            UserActionError::Malformed { reason, .. } => bad_body(reason),
+            other => Problem::from(other),
+        })?;
+    let parents = vec![parent];
     let added_credential = (kind == CREDENTIAL_REGISTERED)
         .then(|| B64URL.decode(text("public_key")).ok())
         .flatten()

@@ -5,14 +5,23 @@
 
 mod support;
 
-use axum::http::StatusCode;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use govern_api::edge::{Edge, EdgeConfig};
+use govern_api::{AppState, NodeHandle};
 use govern_core::action::{ChallengeObject, CredentialKey, UserSignature};
 use govern_core::event::{Kind, RequestId, TenantId};
+use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use support::users::*;
-use support::{Booted, ORIGIN, assert_problem, boot, boot_with};
+use support::{Booted, ORIGIN, RP_ID, assert_problem, boot, boot_with};
+use tower::ServiceExt as _;
 use webauthn_authenticator_rs::prelude::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
@@ -1012,24 +1021,462 @@ async fn act_invite(node: &Booted, mut admin: User) -> (String, String) {
     )
 }
 
+/// A request from peer address `from`, as a server with connect info hands it to the router.
+async fn call_from(node: &Booted, from: SocketAddr, uri: &str, body: &Value) -> Reply {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap();
+    req.extensions_mut().insert(ConnectInfo(from));
+    let resp = node.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let retry = resp.headers().get("retry-after").cloned();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if let (Some(r), Value::Object(o)) = (retry, &mut value) {
+        o.insert("retry-after".into(), r.to_str().unwrap().into());
+    }
+    (status, value, bytes)
+}
+
+/// `user`'s passkey login from `from`: start, assert, finish; the finish's reply.
+async fn passkey_login_from(node: &Booted, user: &mut User, from: SocketAddr) -> Reply {
+    let start = call_from(
+        node,
+        from,
+        "/v1/auth/login/start",
+        &json!({"tenant": user.tenant, "user": user.id}),
+    )
+    .await;
+    assert_eq!(start.0, StatusCode::OK, "{}", start.1);
+    passkey_finish_from(node, user, from, &start.1).await
+}
+
+/// Finish the login ceremony `start` answered with `user`'s passkey.
+async fn passkey_finish_from(
+    node: &Booted,
+    user: &mut User,
+    from: SocketAddr,
+    start: &Value,
+) -> Reply {
+    let rcr: RequestChallengeResponse = serde_json::from_value(start["options"].clone()).unwrap();
+    let Signer::Passkey(authenticator) = &mut user.signer else {
+        unreachable!()
+    };
+    let assertion = authenticator.do_authentication(origin(), rcr).unwrap();
+    call_from(
+        node,
+        from,
+        "/v1/auth/login/finish",
+        &json!({"login": start["login"], "assertion": assertion}),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_ceremonies_are_capped_per_user() {
+async fn an_attacker_looping_login_start_for_a_victim_cannot_stop_the_victims_login() {
+    use govern_api::edge::LOGINS_PER_SOURCE_MAX;
     let node = boot().await;
-    let ada = admin(&node).await;
-    let mut logins = Vec::new();
-    for _ in 0..(govern_api::edge::LOGINS_PER_USER_MAX + 2) {
-        let start = json_call(
+    let mut victim = admin(&node).await;
+    let victim_at: SocketAddr = "192.0.2.7:50000".parse().unwrap();
+    // The victim starts a login; user ids are public in the log.
+    let start = call_from(
+        &node,
+        victim_at,
+        "/v1/auth/login/start",
+        &json!({"tenant": victim.tenant, "user": victim.id}),
+    )
+    .await;
+    assert_eq!(start.0, StatusCode::OK, "{}", start.1);
+
+    // The attacker loops login/start for the victim from one IPv6 /56, changing its address
+    // (even its /64) and port at every call: one source, bounded; nothing is evicted.
+    let mut refused = 0;
+    for i in 0..(LOGINS_PER_SOURCE_MAX + 8) {
+        let from: SocketAddr = format!("[2001:db8:aa:bb{i:02x}::{i:x}]:{}", 40000 + i)
+            .parse()
+            .unwrap();
+        let r = call_from(
             &node,
-            "POST",
+            from,
             "/v1/auth/login/start",
-            None,
-            &json!({"tenant": ada.tenant, "user": ada.id}),
+            &json!({"tenant": victim.tenant, "user": victim.id}),
         )
         .await;
-        assert_eq!(start.0, StatusCode::OK, "{}", start.1);
-        logins.push(start.1["login"].as_str().unwrap().to_string());
+        if i < LOGINS_PER_SOURCE_MAX {
+            assert_eq!(r.0, StatusCode::OK, "start {i}: {}", r.1);
+        } else {
+            assert_problem(&(r.0, r.1.clone()), 429, "too-many-logins");
+            assert!(r.1["retry-after"].as_str().is_some(), "{}", r.1);
+            refused += 1;
+        }
     }
-    // The oldest went: finishing it is an unknown ceremony (whatever the assertion).
-    let fin = json_call(&node, "POST", "/v1/auth/login/finish", None, &json!({"login": logins[0], "signature": {"type": "key", "client_data": "", "signature": ""}})).await;
-    assert_problem(&(fin.0, fin.1.clone()), 403, "ceremony-unknown");
+    assert_eq!(refused, 8);
+
+    // The victim completes the login they started, and can start and finish another.
+    let fin = passkey_finish_from(&node, &mut victim, victim_at, &start.1).await;
+    assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
+    let fin = passkey_login_from(&node, &mut victim, victim_at).await;
+    assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_member_scripting_logins_cannot_make_others_logins_fail() {
+    use govern_api::edge::LOGINS_PER_SOURCE_MAX;
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let tenant = ada.tenant.clone();
+    let mut bob = invite_member(&node, &mut ada).await;
+    let bob_at: SocketAddr = "198.51.100.20:1".parse().unwrap();
+    let ada_at: SocketAddr = "[::ffff:203.0.113.5]:443".parse().unwrap();
+
+    // Bob scripts login/start for himself (and for Ada) until his address is refused.
+    let mut first = None;
+    for i in 0..LOGINS_PER_SOURCE_MAX {
+        let whom = if i % 2 == 0 { &bob.id } else { &ada.id };
+        let r = call_from(
+            &node,
+            bob_at,
+            "/v1/auth/login/start",
+            &json!({"tenant": tenant, "user": whom}),
+        )
+        .await;
+        assert_eq!(r.0, StatusCode::OK, "start {i}: {}", r.1);
+        first.get_or_insert(r.1);
+    }
+    let r = call_from(
+        &node,
+        bob_at,
+        "/v1/auth/login/start",
+        &json!({"tenant": tenant, "user": bob.id}),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 429, "too-many-logins");
+
+    // Ada, from her own address, logs in as usual; Bob's first ceremony was not evicted
+    // either, and finishing it frees a place at his address.
+    let fin = passkey_login_from(&node, &mut ada, ada_at).await;
+    assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
+    let fin = passkey_finish_from(&node, &mut bob, bob_at, &first.unwrap()).await;
+    assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
+    let r = call_from(
+        &node,
+        bob_at,
+        "/v1/auth/login/start",
+        &json!({"tenant": tenant, "user": bob.id}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+}
+
+/// `admin` invites a member, who registers: the member.
+async fn invite_member(node: &Booted, admin: &mut User) -> User {
+    let r = act(
+        node,
+        admin,
+        "user.invited",
+        "/v1/users",
+        &json!({"role": "member"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    register_named(node, &admin.tenant, r.1["invite"].as_str().unwrap(), "Bob").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_node_bounds_login_ceremonies_by_the_peers_address() {
+    use govern_api::edge::LOGINS_PER_SOURCE_MAX;
+    let node = boot().await;
+    let ada = admin(&node).await;
+    // The node as `govern node` serves it: over TCP, with the peer's address.
+    let edge = Edge::new(
+        EdgeConfig::new(RP_ID, ORIGIN).unwrap(),
+        Arc::clone(&node.services.log),
+        Arc::clone(&node.services.policy),
+        Arc::clone(&node.services.edge),
+        Arc::clone(&node.services.keys),
+        node.dir.operator_token().unwrap(),
+        node.dir.passkeys_path(),
+    )
+    .unwrap();
+    let state = AppState::new(Arc::clone(&node.services.log), &node.dir.verifier_key())
+        .with_identities(Arc::clone(&node.services.policy))
+        .with_edge(Arc::new(edge));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let served = NodeHandle::spawn(state, listener).unwrap();
+    let url = format!("http://{}/v1/auth/login/start", served.addr);
+    let client_at = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .local_address(IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let body = json!({"tenant": ada.tenant, "user": ada.id});
+    let here = client_at([127, 0, 0, 1]);
+    for i in 0..LOGINS_PER_SOURCE_MAX {
+        let r = here.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "start {i}");
+    }
+    let r = here.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(
+        problem["type"], "urn:govern:problem:too-many-logins",
+        "{problem}"
+    );
+    // Another address is another source.
+    let r = client_at([127, 0, 0, 2])
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    served.shutdown().await;
+}
+
+#[test]
+fn a_source_is_an_ipv4_address_or_an_ipv6_prefix() {
+    use govern_api::edge::Source;
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(Source::of(ip("192.0.2.1")), Source::Ip(ip("192.0.2.1")));
+    assert_ne!(Source::of(ip("192.0.2.1")), Source::of(ip("192.0.2.2")));
+    assert_eq!(
+        Source::of(ip("::ffff:192.0.2.1")),
+        Source::Ip(ip("192.0.2.1"))
+    );
+    assert_eq!(
+        Source::of(ip("2001:db8:aa:bbcc:1:2:3:4")),
+        Source::Ip(ip("2001:db8:aa:bb00::"))
+    );
+    assert_ne!(
+        Source::of(ip("2001:db8:aa:bc00::1")),
+        Source::of(ip("2001:db8:aa:bb00::1"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_capped_per_user_ending_the_users_oldest() {
+    use govern_api::edge::SESSIONS_PER_USER_MAX;
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let mut bob = invite_member(&node, &mut ada).await;
+    let at: SocketAddr = "192.0.2.30:1".parse().unwrap();
+    // Bob's first session (his registration's) holds a token he has not used yet.
+    let oldest = bob.bearer();
+    let body = json!({"name": "ops"});
+    let token = user_action(&node, &mut bob, "wallet.requested", "/v1/wallets", &body).await;
+    // Bob scripts logins: one session each.
+    let mut sessions = Vec::new();
+    for _ in 0..SESSIONS_PER_USER_MAX {
+        let fin = passkey_login_from(&node, &mut bob, at).await;
+        assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
+        sessions.push(format!("Bearer {}", fin.1["session"].as_str().unwrap()));
+    }
+    let me = |auth: String| {
+        let node = &node;
+        async move {
+            let r = node
+                .call("GET", "/v1/me", &[("authorization", &auth)], None)
+                .await;
+            (r.0, r.1)
+        }
+    };
+    // His oldest session ended, and the token it made with it; the rest, and Ada's, live.
+    assert_problem(&me(oldest).await, 401, "unauthenticated");
+    let r = perform(&node, Some(&token), "/v1/wallets", &body).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "user-action-token");
+    for s in &sessions {
+        assert_eq!(me(s.clone()).await.0, StatusCode::OK);
+    }
+    assert_eq!(me(ada.bearer()).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_capped_per_user_at_the_edge_and_in_the_log() {
+    use govern_store::actions::KEYS_PER_USER_MAX;
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let user = ada.id.clone();
+    let key = |i: u8| {
+        let k = ed25519_dalek::SigningKey::from_bytes(&[i; 32]);
+        govern_api::edge::key_credential_params(&user, &CredentialKey::Ed25519(k.verifying_key()))
+    };
+    let mut ids = Vec::new();
+    for i in 0..KEYS_PER_USER_MAX {
+        let params = key(u8::try_from(i + 1).unwrap());
+        let r = act(
+            &node,
+            &mut ada,
+            "credential.registered",
+            "/v1/credentials",
+            &params,
+        )
+        .await;
+        assert_eq!(r.0, StatusCode::CREATED, "key {i}: {}", r.1);
+        ids.push(r.1["credential"].as_str().unwrap().to_string());
+    }
+    // One more: the edge refuses it, and appends nothing.
+    let size = node.size();
+    let r = act(
+        &node,
+        &mut ada,
+        "credential.registered",
+        "/v1/credentials",
+        &key(100),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 403, "credential-limit");
+    assert_eq!(node.size(), size);
+
+    // A hostile edge appends it anyway, with Ada's genuine signature: the log refuses it.
+    let params = key(101);
+    let init = json_call(
+        &node,
+        "POST",
+        "/v1/auth/action/init",
+        Some(&ada.bearer()),
+        &json!({"kind": "credential.registered", "method": "POST", "path": "/v1/credentials", "body": params}),
+    )
+    .await;
+    assert_eq!(init.0, StatusCode::OK, "{}", init.1);
+    let object: ChallengeObject = serde_json::from_value(init.1["challenge"].clone()).unwrap();
+    let signature = sign_object(&mut ada, &object, &origin());
+    let tenant_id = TenantId(uuid::Uuid::parse_str(&ada.tenant).unwrap());
+    let user_leaf = node
+        .services
+        .policy
+        .with_tenant(&tenant_id, |t| t.users[&ada.id].leaf)
+        .unwrap();
+    let mut body = serde_json::Map::new();
+    body.insert("action".into(), serde_json::to_value(&object).unwrap());
+    body.insert(
+        "signature".into(),
+        serde_json::to_value(&signature).unwrap(),
+    );
+    body.insert("salt".into(), init.1["salt"].clone());
+    body.insert("params".into(), params);
+    let forced = node
+        .services
+        .edge
+        .identity
+        .sign(
+            Kind::new("credential.registered").unwrap(),
+            tenant_id,
+            RequestId(uuid::Uuid::parse_str(&object.request).unwrap()),
+            vec![user_leaf],
+            body,
+        )
+        .unwrap();
+    assert_problem(&node.post(&forced).await, 403, "credential-limit");
+    assert_eq!(node.size(), size);
+
+    // Revoking a key frees its place.
+    let r = act(
+        &node,
+        &mut ada,
+        "credential.revoked",
+        "/v1/credentials/revoke",
+        &json!({"credential": ids[0]}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let r = act(
+        &node,
+        &mut ada,
+        "credential.registered",
+        "/v1/credentials",
+        &key(102),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_id_too_long_for_a_file_name_is_refused_before_anything_is_appended() {
+    use govern_api::edge::PASSKEY_ID_CHARS_MAX;
+    let node = boot().await;
+    let (tenant, invite) = create_tenant(&node, "acme").await;
+    // 200 bytes: a valid WebAuthn credential id (at most 1,023), 267 base64url characters.
+    let forger = Forger {
+        key: p256::ecdsa::SigningKey::from_bytes(&[4u8; 32].into()).unwrap(),
+        id: vec![0x5a; 200],
+    };
+    assert!(B64URL.encode(&forger.id).len() > PASSKEY_ID_CHARS_MAX);
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/register/start",
+        None,
+        &json!({"tenant": tenant, "invite": invite}),
+    )
+    .await;
+    assert_eq!(start.0, StatusCode::OK, "{}", start.1);
+    let size = node.size();
+    let r = json_call(
+        &node,
+        "POST",
+        "/v1/auth/register/finish",
+        None,
+        &json!({"registration": start.1["registration"], "credential": forger.registration(&start.1["options"])}),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 400, "passkey-id-too-long");
+    assert_eq!(node.size(), size, "nothing of the registration is appended");
+    // The invitation is unused: an ordinary passkey registers with it.
+    let _ = register(&node, &tenant, &invite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_whose_state_cannot_be_saved_is_not_registered() {
+    let node = boot().await;
+    let (tenant, invite) = create_tenant(&node, "acme").await;
+    // The tenant's passkey directory cannot be made: a file stands in its place.
+    let blocker = node.dir.passkeys_path().join(&tenant);
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let start = json_call(
+        &node,
+        "POST",
+        "/v1/auth/register/start",
+        None,
+        &json!({"tenant": tenant, "invite": invite}),
+    )
+    .await;
+    assert_eq!(start.0, StatusCode::OK, "{}", start.1);
+    let ccr: CreationChallengeResponse =
+        serde_json::from_value(start.1["options"].clone()).unwrap();
+    let credential = SoftPasskey::new(true)
+        .do_registration(origin(), ccr)
+        .unwrap();
+    let size = node.size();
+    let r = json_call(
+        &node,
+        "POST",
+        "/v1/auth/register/finish",
+        None,
+        &json!({"registration": start.1["registration"], "credential": credential}),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 503, "storage-unavailable");
+    assert_eq!(
+        node.size(),
+        size,
+        "no registration the log shows lacks its passkey"
+    );
+
+    // Once the store works, the same invitation registers, and the passkey logs in.
+    std::fs::remove_file(&blocker).unwrap();
+    let mut ada = register(&node, &tenant, &invite).await;
+    let fin = passkey_login_from(&node, &mut ada, "192.0.2.40:1".parse().unwrap()).await;
+    assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
 }

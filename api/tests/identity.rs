@@ -8,13 +8,12 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use govern_api::{Attestor, DataDir};
 use govern_core::event::{
     Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
 use govern_core::ids::{Hash, RootHash};
 use govern_core::manifest::{Measurement, SignedManifest};
-use govern_store::{Clock, LogConfig};
+use govern_store::Clock;
 use govern_workers::identity::ServiceKeys;
 use govern_workers::nsm::{Nsm as _, SimulatedNsm};
 use serde_json::{Map, Value};

@@ -1,5 +1,6 @@
-//! Files that survive a crash: what the witness's state and the key service's master and
-//! seeds are written with.
+//! Files that survive a crash: what the witness's state, the key service's master and seeds,
+//! and the node's data dir files (its keys, the operator token, passkey state, the manifest)
+//! are written with.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -9,20 +10,32 @@ fn at(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> std::io::Error 
     move |e| std::io::Error::new(e.kind(), format!("{context}: {e}"))
 }
 
-/// Write `bytes` to `path` durably: a temporary file (mode 0600), fsync, rename, fsync of the
-/// directory. A reader sees the old file or the new one, and the new one survives a crash
-/// once this returns.
+/// The mode of a file [`write`] makes: its owner's only, as every key and secret is.
+pub const SECRET_MODE: u32 = 0o600;
+
+/// Write `bytes` to `path` durably: a temporary file (mode [`SECRET_MODE`]), fsync, rename,
+/// fsync of the directory. A reader sees the old file or the new one, and the new one
+/// survives a crash once this returns.
 ///
 /// # Errors
 /// The I/O error, naming what failed on which path.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, SECRET_MODE)
+}
+
+/// [`write`] for a file others may read (a published manifest, say): the temporary file, and
+/// so the new file, gets `mode`.
+///
+/// # Errors
+/// The I/O error, naming what failed on which path.
+pub fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&tmp)
         .map_err(at("cannot write", &tmp))?;
     f.write_all(bytes).map_err(at("cannot write", &tmp))?;

@@ -35,6 +35,11 @@ pub const ANCHOR_DISTANCE_MAX: u64 = 4096;
 pub const NAME_BYTES_MAX: usize = 100;
 /// The most entries one `reads.audit` names.
 pub const READS_AUDIT_ENTRIES_MAX: usize = 256;
+/// The most live API keys one user holds: each is a standing way to sign as them and a
+/// credential every fold keeps, so the log refuses the next (and the edge, before
+/// appending); revoking one frees its place. Rotation needs two; 16 leaves room for a key
+/// per machine.
+pub const KEYS_PER_USER_MAX: usize = 16;
 
 /// Why a tenant event or user action was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +154,23 @@ pub enum UserActionError {
     /// A user or credential the action names does not exist, or exists already.
     #[error("{0}")]
     Target(String),
+    /// The object a signed action names (its wallet, request, user or credential) is not in
+    /// the tenant.
+    #[error("no {what} {id} in this tenant")]
+    Unknown {
+        /// `wallet`, `request`, `user` or `credential`.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The user holds [`KEYS_PER_USER_MAX`] live API keys already.
+    #[error("user {user} holds {max} live API keys already, the most allowed; revoke one first")]
+    KeyLimit {
+        /// The user.
+        user: String,
+        /// [`KEYS_PER_USER_MAX`].
+        max: usize,
+    },
     /// The tenant's keys were shredded: it takes no more events.
     #[error("tenant {} was shredded at entry {index}", tenant.0)]
     Shredded {
@@ -188,7 +210,10 @@ impl UserActionError {
             Self::NonceUsed { .. } => ("user-action-nonce", "Nonce already used"),
             Self::UnknownInvite => ("invite-unknown", "No such invitation"),
             Self::InviteUsed { .. } => ("invite-used", "Invitation already used"),
-            Self::Target(_) => ("user-action-target", "Action's target refused"),
+            Self::Target(_) | Self::Unknown { .. } => {
+                ("user-action-target", "Action's target refused")
+            }
+            Self::KeyLimit { .. } => ("credential-limit", "Too many API keys"),
             Self::Shredded { .. } => ("tenant-shredded", "Tenant shredded"),
             Self::Sealing { .. } => ("payload-sealing", "Payload not sealed as its kind is"),
         }
@@ -639,21 +664,24 @@ fn check_action(
 /// under another object; `govern verify request` checks the same.
 ///
 /// # Errors
-/// [`UserActionError::Target`] when the object does not exist in the tenant;
+/// [`UserActionError::Unknown`] when the object does not exist in the tenant;
 /// [`UserActionError::Malformed`] when the parameters lack it.
 pub fn required_parent(
     tenant: &Tenant,
-    event: &Event,
+    kind: &str,
     target: PathTarget<'_>,
     params: &Map<String, Value>,
 ) -> Result<(String, LeafHash), UserActionError> {
-    let missing = |what: &str, id: &str| {
-        UserActionError::Target(format!("{what} {id} does not exist in this tenant"))
+    let missing = |what: &'static str, id: &str| UserActionError::Unknown {
+        what,
+        id: id.to_string(),
     };
     let field = |name: &str| {
-        text(params, name).ok_or_else(|| malformed(event, format!("params.{name} is required")))
+        text(params, name).ok_or_else(|| UserActionError::Malformed {
+            kind: kind.to_string(),
+            reason: format!("params.{name} is required"),
+        })
     };
-    let kind = event.kind.as_str();
     Ok(match (kind, target) {
         (TRANSFER_REQUESTED, PathTarget::Wallet(id)) => {
             let w = tenant
@@ -668,7 +696,7 @@ pub fn required_parent(
                 .get(id)
                 .filter(|r| r.kind == TRANSFER_REQUESTED)
                 .and_then(|r| r.events.first())
-                .ok_or_else(|| missing("transfer request", id))?;
+                .ok_or_else(|| missing("request", id))?;
             (format!("request {id}"), first.leaf)
         }
         (USER_ROLE_CHANGED | CREDENTIAL_REGISTERED, PathTarget::None) => {
@@ -689,7 +717,12 @@ pub fn required_parent(
             Some(p) => ("the tenant's latest policy".into(), p.leaf),
             None => ("the tenant (it has no policy yet)".into(), tenant.leaf),
         },
-        _ => return Err(malformed(event, "this kind carries no user action")),
+        _ => {
+            return Err(UserActionError::Malformed {
+                kind: kind.to_string(),
+                reason: "this kind carries no user action".into(),
+            });
+        }
     })
 }
 
@@ -714,7 +747,7 @@ pub fn check_binding(
             named: format!("{} {}", object.method, object.path),
             actual: e.to_string(),
         })?;
-    let (named, required) = required_parent(tenant, event, target, params)?;
+    let (named, required) = required_parent(tenant, event.kind.as_str(), target, params)?;
     if event.parents != [required] {
         return Err(UserActionError::Parent {
             target: named,
@@ -728,6 +761,27 @@ pub fn check_binding(
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+        });
+    }
+    Ok(())
+}
+
+/// Whether `user` may add an API key: they hold fewer than [`KEYS_PER_USER_MAX`] live ones.
+/// The one check of that bound: the edge makes it before appending, the log at append.
+///
+/// # Errors
+/// [`UserActionError::KeyLimit`].
+pub fn check_keys_of(tenant: &Tenant, user: &str) -> Result<(), UserActionError> {
+    let live = tenant
+        .credentials_of(user)
+        .filter(|c| {
+            c.revoked.is_none() && c.credential.kind == govern_core::action::CredentialType::Key
+        })
+        .count();
+    if live >= KEYS_PER_USER_MAX {
+        return Err(UserActionError::KeyLimit {
+            user: user.to_string(),
+            max: KEYS_PER_USER_MAX,
         });
     }
     Ok(())
@@ -883,6 +937,7 @@ fn authorize(
                     credential.id
                 )));
             }
+            check_keys_of(tenant, user)?;
             let cose = B64URL
                 .decode(text(params, "public_key").unwrap_or_default())
                 .unwrap_or_default();
