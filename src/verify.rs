@@ -6,10 +6,13 @@
 //! the tiles above; recomputes the root and compares it with the checkpoint; and checks the
 //! new checkpoint against the last one it saw from this log (remembered in a state file),
 //! both by recomputing the old root and through the node's consistency proof. The first
-//! mismatch stops it, naming the index.
+//! mismatch stops it, naming the index. The state file also pins the log's key and the
+//! witness policy the checkpoint was checked under: a later run refuses another key, and a
+//! weaker announced policy unless `--witnesses` names one. `govern verify request` reads the
+//! same state ([`pinned`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use govern_core::checkpoint::Checkpoint;
@@ -18,6 +21,7 @@ use govern_core::ids::{Hash, RootHash, TreeSize};
 use govern_core::merkle::{self, Frontier};
 use govern_core::note::NoteVerifier;
 use govern_core::tiles::{TILE_HEIGHT, TILE_WIDTH, Tile, decode_bundle};
+use govern_core::witness::{PolicyFile, WitnessPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
@@ -36,19 +40,135 @@ pub struct LogArgs {
     /// $XDG_STATE_HOME/govern/verify-<host>.json, else ~/.local/state/...].
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// The witness policy the checkpoint must meet (TOML: `quorum`, `[[witness]]` `vkey`s)
-    /// [default: the policy the node announces at /v1/log, if any].
+    /// The witness policy the checkpoint must meet (TOML: `quorum`, `[[witness]]` `vkey`s),
+    /// remembered from then on [default: the policy the node announces at /v1/log, if any,
+    /// refused when weaker than the one remembered for this URL].
     #[arg(long)]
     pub witnesses: Option<PathBuf>,
 }
 
 /// What `verify log` remembers of a log between runs.
 #[derive(Debug, Serialize, Deserialize)]
-struct Remembered {
+pub(crate) struct Remembered {
     verifier_key: String,
     size: u64,
     root: String,
     checkpoint: String,
+    /// The witness policy the checkpoint was checked under; absent when none was (or in a
+    /// state file written before policies were remembered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    witnesses: Option<PolicyFile>,
+}
+
+/// The state file: `--state`, else the default for `url`.
+pub(crate) fn state_path(state: Option<&Path>, url: &str) -> PathBuf {
+    state.map_or_else(|| default_state(url), Path::to_path_buf)
+}
+
+/// What `verify log` remembered at `path`, if it ran before.
+pub(crate) fn remembered(path: &Path) -> Result<Option<Remembered>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display()).into()),
+    }
+}
+
+/// The trust a log is checked under.
+pub(crate) struct Pinned {
+    /// The log's verifier key.
+    pub vkey: String,
+    /// Whether that key is only the node's word (no `--key`, nothing remembered).
+    pub key_announced: bool,
+    /// The witness policy and where it came from, if any.
+    pub policy: Option<(WitnessPolicy, &'static str)>,
+}
+
+/// A log that shows another key than the one pinned.
+#[derive(Debug, thiserror::Error)]
+pub enum PinnedKeyError {
+    /// `--key` is not the key remembered for this log.
+    #[error("the log's key was {remembered} when last verified, not {given}")]
+    Given {
+        /// The remembered key.
+        remembered: String,
+        /// `--key`.
+        given: String,
+    },
+    /// The node announces another key than the pinned one (`--key`, else remembered).
+    #[error("the node announces the log key {announced}, not the pinned {pinned}")]
+    Announced {
+        /// What `/v1/log` says.
+        announced: String,
+        /// `--key`, else the remembered key.
+        pinned: String,
+    },
+}
+
+/// The log's key and witness policy. The key: `--key`, else the remembered one, else the
+/// one the node announces; `--key` must be the remembered one, and the announced one, when
+/// read, the pinned one. The policy: `--witnesses`, else the announced one if it is at least
+/// as strong as the remembered one ([`crate::witness::announced_or_remembered`]). `/v1/log`
+/// is read unless the key is pinned and `--witnesses` given.
+pub(crate) async fn pinned(
+    client: &Client,
+    key: Option<&str>,
+    witnesses: Option<&Path>,
+    remembered: Option<&Remembered>,
+) -> Result<Pinned> {
+    let pinned_key = key
+        .map(str::to_owned)
+        .or_else(|| remembered.map(|r| r.verifier_key.clone()));
+    if let (Some(r), Some(given)) = (remembered, key)
+        && r.verifier_key != given
+    {
+        return Err(PinnedKeyError::Given {
+            remembered: r.verifier_key.clone(),
+            given: given.to_owned(),
+        }
+        .into());
+    }
+    let announced = if pinned_key.is_some() && witnesses.is_some() {
+        None
+    } else {
+        Some(client.log_info().await?)
+    };
+    let (vkey, key_announced) = match (pinned_key, &announced) {
+        (Some(k), Some(info)) if info.verifier_key != k => {
+            return Err(PinnedKeyError::Announced {
+                announced: info.verifier_key.clone(),
+                pinned: k,
+            }
+            .into());
+        }
+        (Some(k), _) => (k, false),
+        (None, Some(info)) => (info.verifier_key.clone(), true),
+        (None, None) => return Err("no verifier key: pass --key".into()),
+    };
+    let policy = match witnesses {
+        Some(path) => Some((
+            WitnessPolicy::from_file(&crate::witness::read_policy(path)?)?,
+            "pinned",
+        )),
+        None => {
+            let remembered_policy = remembered
+                .and_then(|r| r.witnesses.as_ref())
+                .map(WitnessPolicy::from_file)
+                .transpose()
+                .map_err(|e| format!("state file witness policy: {e}"))?;
+            crate::witness::announced_or_remembered(
+                announced.and_then(|info| info.witnesses),
+                remembered_policy.as_ref(),
+            )?
+        }
+    };
+    Ok(Pinned {
+        vkey,
+        key_announced,
+        policy,
+    })
 }
 
 fn default_state(url: &str) -> PathBuf {
@@ -87,45 +207,29 @@ pub enum VerifyFailure {
 /// `govern verify log`.
 pub async fn log(args: LogArgs) -> Result<()> {
     let client = Client::new(&args.url)?;
-    let state_path = args
-        .state
-        .clone()
-        .unwrap_or_else(|| default_state(&args.url));
-    let remembered: Option<Remembered> = match std::fs::read(&state_path) {
-        Ok(b) => {
-            Some(serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", state_path.display()))?)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("{}: {e}", state_path.display()).into()),
-    };
-    let vkey = match (&args.key, &remembered) {
-        (Some(k), _) => k.clone(),
-        (None, Some(r)) => r.verifier_key.clone(),
-        (None, None) => {
-            let info = client.log_info().await?;
-            eprintln!(
-                "trusting the verifier key the node announces (first use): {}",
-                info.verifier_key
-            );
-            info.verifier_key
-        }
-    };
-    if let Some(r) = &remembered
-        && r.verifier_key != vkey
-    {
-        return Err(format!(
-            "the log's key was {} when last verified, not {vkey}",
-            r.verifier_key
-        )
-        .into());
+    let state_path = state_path(args.state.as_deref(), &args.url);
+    let remembered = remembered(&state_path)?;
+    let pinned = pinned(
+        &client,
+        args.key.as_deref(),
+        args.witnesses.as_deref(),
+        remembered.as_ref(),
+    )
+    .await?;
+    if pinned.key_announced {
+        eprintln!(
+            "trusting the verifier key the node announces (first use): {}",
+            pinned.vkey
+        );
     }
+    let vkey = pinned.vkey;
     let verifier = NoteVerifier::parse(&vkey).map_err(|e| format!("verifier key: {e}"))?;
     let note = client.get_required("/checkpoint").await?;
     let (cp, parsed) = Checkpoint::open(&note, verifier.name(), &verifier)
         .map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?;
-    let witnessed = match crate::witness::policy(args.witnesses.as_deref(), &client).await? {
+    let witnessed = match &pinned.policy {
         Some((policy, source)) => Some(
-            crate::witness::check(&policy, &parsed, source)
+            crate::witness::check(policy, &parsed, source)
                 .map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?,
         ),
         None => None,
@@ -192,6 +296,7 @@ pub async fn log(args: LogArgs) -> Result<()> {
         size: cp.size.0,
         root: cp.root.to_hex(),
         checkpoint: String::from_utf8_lossy(&note).into(),
+        witnesses: pinned.policy.as_ref().map(|(p, _)| p.to_file()),
     };
     if let Some(dir) = state_path.parent() {
         std::fs::create_dir_all(dir)?;

@@ -9,7 +9,11 @@
 //! role, and its measurement was pinned; its inclusion in the checkpoint, checked with the
 //! node's audit path (or recomputed from the entries); and for user actions the user's
 //! signature, verified against the credential the tenant had registered at that point.
-//! The verdict is `ok` only when every column is.
+//! The verdict is `ok` only when every column is. The log's key and witness policy are the
+//! ones `govern verify log` remembered for this URL unless given ([`crate::verify::pinned`]):
+//! it refuses another key, and a weaker announced policy; it writes no state itself.
+
+use std::path::PathBuf;
 
 use clap::Args;
 use govern_core::action::{ChallengeObject, UserSignature};
@@ -32,9 +36,18 @@ pub struct RequestArgs {
     /// The node, or a static copy of its export.
     #[arg(long, env = "GOVERN_URL")]
     pub url: String,
-    /// The log's verifier key [default: the one the log announces at /v1/log].
+    /// The log's verifier key [default: the one `govern verify log` remembered for this
+    /// URL, else the one the log announces at /v1/log]; never one other than the remembered.
     #[arg(long)]
     pub key: Option<String>,
+    /// The witness policy the checkpoint must meet (TOML, as for `verify log`) [default: the
+    /// policy the log announces, refused when weaker than the one `verify log` remembered].
+    #[arg(long)]
+    pub witnesses: Option<PathBuf>,
+    /// `govern verify log`'s state file for this log, read only [default: the one it uses
+    /// for this URL].
+    #[arg(long)]
+    pub state: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -137,14 +150,29 @@ pub async fn run(args: RequestArgs) -> Result<()> {
     let id = uuid::Uuid::parse_str(&args.id)
         .map_err(|e| format!("{}: not a request id: {e}", args.id))?;
     let client = Client::new(&args.url)?;
-    let vkey = match &args.key {
-        Some(k) => k.clone(),
-        None => client.log_info().await?.verifier_key,
-    };
-    let verifier = NoteVerifier::parse(&vkey).map_err(|e| format!("verifier key: {e}"))?;
+    let remembered =
+        crate::verify::remembered(&crate::verify::state_path(args.state.as_deref(), &args.url))?;
+    let pinned = crate::verify::pinned(
+        &client,
+        args.key.as_deref(),
+        args.witnesses.as_deref(),
+        remembered.as_ref(),
+    )
+    .await?;
+    if pinned.key_announced {
+        eprintln!(
+            "trusting the verifier key the node announces (none given or remembered): {}",
+            pinned.vkey
+        );
+    }
+    let verifier = NoteVerifier::parse(&pinned.vkey).map_err(|e| format!("verifier key: {e}"))?;
     let note = client.get_required("/checkpoint").await?;
-    let (cp, _) = Checkpoint::open(&note, verifier.name(), &verifier)
+    let (cp, parsed) = Checkpoint::open(&note, verifier.name(), &verifier)
         .map_err(|e| format!("checkpoint: {e}"))?;
+    let witnessed = match &pinned.policy {
+        Some((policy, source)) => Some(crate::witness::check(policy, &parsed, source)?),
+        None => None,
+    };
     let mut state = State::new();
     let mut hops = Vec::new();
     let mut leaves = Vec::with_capacity(usize::try_from(cp.size.0).unwrap_or(0));
@@ -246,6 +274,7 @@ pub async fn run(args: RequestArgs) -> Result<()> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "request": id.to_string(),
                 "checkpoint": {"origin": cp.origin, "size": cp.size.0, "root": cp.root.to_hex()},
+                "witnessed": witnessed,
                 "hops": hops,
                 "verdict": if all_ok { "ok" } else { "FAIL" },
             }))?
@@ -257,6 +286,9 @@ pub async fn run(args: RequestArgs) -> Result<()> {
             cp.size,
             short(&cp.root.to_hex())
         );
+        if let Some(w) = &witnessed {
+            println!("{w}");
+        }
         println!(
             "{:>6}  {:<20} {:<18} {:<32} {:<22} {:<28} verdict",
             "index", "kind", "producer", "identity", "inclusion", "user signature"

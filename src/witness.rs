@@ -68,25 +68,79 @@ pub fn read_policy(path: &std::path::Path) -> Result<PolicyFile> {
     Ok(file)
 }
 
-/// The witness policy to check a node's checkpoints under: the file given, else the one the
-/// node announces at `/v1/log` (with where it came from), else none.
-pub async fn policy(
-    file: Option<&std::path::Path>,
-    client: &crate::client::Client,
+/// A witness policy the node announces that a verifier must not take in place of the one it
+/// checked against last time (`verify log`'s state).
+#[derive(Debug, thiserror::Error)]
+pub enum PinnedPolicyError {
+    /// The node announces no policy; the remembered one asks for cosignatures.
+    #[error(
+        "the node announces no witness policy, but {remembered} was checked when last verified; pass --witnesses FILE to verify under another"
+    )]
+    NoneAnnounced {
+        /// The remembered policy.
+        remembered: String,
+    },
+    /// The node announces a policy that accepts a set of cosigners the remembered one
+    /// does not ([`WitnessPolicy::at_least_as_strong_as`]).
+    #[error(
+        "the node announces the witness policy {announced}, weaker than {remembered} checked when last verified; pass --witnesses FILE to verify under another"
+    )]
+    Weaker {
+        /// The announced policy.
+        announced: String,
+        /// The remembered policy.
+        remembered: String,
+    },
+}
+
+/// `k of [name+<key ID>, …]`: a policy in one line, each witness by name and key ID.
+pub fn summary(policy: &WitnessPolicy) -> String {
+    let names: Vec<String> = policy
+        .witnesses()
+        .iter()
+        .map(|w| format!("{}+{}", w.name(), hex::encode(w.key_id())))
+        .collect();
+    format!("{} of [{}]", policy.quorum(), names.join(", "))
+}
+
+/// The witness policy to check a node's checkpoints under when none is given, with where it
+/// came from: the one the node announces at `/v1/log`, which must be at least as strong as
+/// `remembered` (the policy checked against last time:
+/// [`WitnessPolicy::at_least_as_strong_as`]); none, when it announces none, which a
+/// remembered policy allows only when it asks for nothing.
+///
+/// # Errors
+/// An announced policy that does not hold together, and [`PinnedPolicyError`].
+pub fn announced_or_remembered(
+    announced: Option<govern_api::routes::WitnessesInfo>,
+    remembered: Option<&WitnessPolicy>,
 ) -> Result<Option<(WitnessPolicy, &'static str)>> {
-    if let Some(path) = file {
-        return Ok(Some((
-            WitnessPolicy::from_file(&read_policy(path)?)?,
-            "pinned",
-        )));
-    }
-    let Some(announced) = client.log_info().await?.witnesses else {
-        return Ok(None);
+    let announced = announced.map(announced_policy).transpose()?;
+    let Some(remembered) = remembered else {
+        return Ok(announced.map(|a| (a, "announced by the node")));
     };
-    Ok(Some((
-        announced_policy(announced)?,
-        "announced by the node",
-    )))
+    match announced {
+        Some(a) if a.at_least_as_strong_as(remembered) => {
+            let source = if remembered.at_least_as_strong_as(&a) {
+                "announced by the node, as remembered"
+            } else if remembered.is_empty() {
+                "announced by the node"
+            } else {
+                "announced by the node, stronger than the one remembered"
+            };
+            Ok(Some((a, source)))
+        }
+        Some(a) => Err(PinnedPolicyError::Weaker {
+            announced: summary(&a),
+            remembered: summary(remembered),
+        }
+        .into()),
+        None if remembered.is_empty() => Ok(None),
+        None => Err(PinnedPolicyError::NoneAnnounced {
+            remembered: summary(remembered),
+        }
+        .into()),
+    }
 }
 
 /// The policy a node's `/v1/log` (or an export's `v1/log`) names.

@@ -647,3 +647,278 @@ async fn govern_up_runs_three_witnesses_with_a_two_of_three_policy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `govern verify log|request` with `args`, `--url url --state state`: success, stdout,
+/// stderr.
+async fn verify(what: &[&str], url: &str, state: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = govern()
+        .arg("verify")
+        .args(what)
+        .args(["--url", url, "--state"])
+        .arg(state)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// A copy of the export `from` at `to`, its `v1/log` and `checkpoint` changed by `edit`.
+fn forge(
+    from: &Path,
+    to: &Path,
+    edit: impl FnOnce(&mut serde_json::Value, &mut String),
+) -> std::path::PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    copy_dir(from, to);
+    let mut info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(to.join("v1/log")).unwrap()).unwrap();
+    let mut note = std::fs::read_to_string(to.join("checkpoint")).unwrap();
+    edit(&mut info, &mut note);
+    std::fs::write(to.join("v1/log"), info.to_string()).unwrap();
+    std::fs::write(to.join("checkpoint"), note).unwrap();
+    to.to_path_buf()
+}
+
+/// `k of [name+<key ID>, …]`, as the verifier names a policy.
+fn summary(policy: &WitnessPolicy) -> String {
+    let names: Vec<String> = policy
+        .witnesses()
+        .iter()
+        .map(|w| format!("{}+{}", w.name(), hex::encode(w.key_id())))
+        .collect();
+    format!("{} of [{}]", policy.quorum(), names.join(", "))
+}
+
+/// `verify log` remembers the witness policy it checked with the log's key. A node (or a
+/// copy of its export) that later announces no policy, or a weaker one, is refused unless
+/// `--witnesses` names the policy to use (then that one is remembered); a stronger one is
+/// taken and remembered. `verify request` reads the same state: it refuses the weaker policy
+/// and a log that shows another key, which it used to take from the node at every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifiers_pin_the_witness_policy_with_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dir = govern_api::DataDir::open(&data, None).unwrap();
+    let (log_vkey, origin) = (dir.verifier_key(), dir.origin().to_string());
+    drop(dir);
+    let mut ws = Vec::new();
+    for i in 1..=3 {
+        let dir = tmp.path().join(format!("w{i}"));
+        ws.push(
+            witness(&dir, &format!("test.example/w{i}"), &log_vkey)
+                .await
+                .unwrap(),
+        );
+    }
+    let policy_file = |k: usize, urls: bool| PolicyFile {
+        quorum: k,
+        witnesses: ws
+            .iter()
+            .map(|w| PolicyWitness {
+                vkey: w.vkey.clone(),
+                url: urls.then(|| w.url.clone()),
+            })
+            .collect(),
+    };
+    let two_of_three = tmp.path().join("2-of-3.toml");
+    std::fs::write(
+        &two_of_three,
+        toml::to_string(&policy_file(2, true)).unwrap(),
+    )
+    .unwrap();
+    let one_of_three = tmp.path().join("1-of-3.toml");
+    std::fs::write(
+        &one_of_three,
+        toml::to_string(&policy_file(1, false)).unwrap(),
+    )
+    .unwrap();
+    let strong = summary(&WitnessPolicy::from_file(&policy_file(2, false)).unwrap());
+    let weak = summary(&WitnessPolicy::from_file(&policy_file(1, false)).unwrap());
+    let node = support::start_with(
+        &data,
+        "127.0.0.1:0",
+        &tmp.path().join("node.err"),
+        &["--witnesses", two_of_three.to_str().unwrap()],
+    )
+    .await
+    .unwrap();
+    let size = support::fill(&node, &data, "pin", 8).await;
+    witnessed_at_least(&node.url, size).await;
+
+    // First run: the key and the announced 2-of-3 policy, remembered together.
+    let state = tmp.path().join("verify.json");
+    let (ok, out, err) = verify(&["log"], &node.url, &state, &[]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("policy announced by the node)"), "{out}");
+    let remembered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(remembered["verifier_key"], log_vkey.as_str());
+    assert_eq!(remembered["witnesses"]["quorum"], 2, "{remembered}");
+    assert_eq!(
+        remembered["witnesses"]["witness"].as_array().unwrap().len(),
+        3
+    );
+    // Again: the same policy, as remembered.
+    let (ok, out, err) = verify(&["log"], &node.url, &state, &[]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("policy announced by the node, as remembered)"),
+        "{out}"
+    );
+
+    // Copies of the export, served as a mirror would, each announcing less.
+    let export = tmp.path().join("export");
+    let out = govern()
+        .arg("export")
+        .arg(&export)
+        .args(["--url", &node.url])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log_line = format!("\u{2014} {origin} ");
+    // No policy, and the checkpoint with the log's signature alone.
+    let bare = forge(&export, &tmp.path().join("bare"), |info, note| {
+        info.as_object_mut().unwrap().remove("witnesses");
+        *note = note
+            .lines()
+            .filter(|l| !l.starts_with('\u{2014}') || l.starts_with(&log_line))
+            .map(|l| format!("{l}\n"))
+            .collect();
+    });
+    let bare = support::serve(bare).await;
+    // 1 of the 3, which the served checkpoint meets.
+    let weaker = forge(&export, &tmp.path().join("weaker"), |info, _| {
+        info["witnesses"]["quorum"] = 1.into();
+    });
+    let weaker = support::serve(weaker).await;
+    let no_policy = format!(
+        "error: the node announces no witness policy, but {strong} was checked when last verified; pass --witnesses FILE to verify under another\n"
+    );
+    let weaker_policy = format!(
+        "error: the node announces the witness policy {weak}, weaker than {strong} checked when last verified; pass --witnesses FILE to verify under another\n"
+    );
+    let before = std::fs::read(&state).unwrap();
+    let (ok, out, err) = verify(&["log"], &bare, &state, &[]).await;
+    assert!(!ok, "a log announcing no policy passed: {out}");
+    assert_eq!(err, no_policy);
+    let (ok, out, err) = verify(&["log"], &weaker, &state, &[]).await;
+    assert!(!ok, "a log announcing a weaker policy passed: {out}");
+    assert_eq!(err, weaker_policy);
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        before,
+        "a refused run wrote the state"
+    );
+
+    // verify request reads the same state: refused alike.
+    let entry: serde_json::Value = reqwest::get(format!("{}/v1/entries/{}", node.url, size - 1))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let request = entry["request"].as_str().unwrap();
+    let (ok, out, err) = verify(&["request", request], &node.url, &state, &[]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("witnessed: cosigned by test.example/w"),
+        "{out}"
+    );
+    assert!(out.ends_with("verdict: ok\n"), "{out}");
+    let (ok, out, err) = verify(&["request", request], &bare, &state, &[]).await;
+    assert!(!ok, "verify request took a log announcing no policy: {out}");
+    assert_eq!(err, no_policy);
+    let (ok, out, err) = verify(&["request", request], &weaker, &state, &[]).await;
+    assert!(!ok, "verify request took a weaker policy: {out}");
+    assert_eq!(err, weaker_policy);
+    // A copy whose checkpoint another key signed (the witnesses' cosignatures still verify:
+    // they are over the same checkpoint), announcing that key.
+    let other = NoteSigner::new(&origin, SigningKey::from_bytes(&[9; 32])).unwrap();
+    let other_vkey = other.verifier_key();
+    let resigned = forge(&export, &tmp.path().join("resigned"), |info, note| {
+        info["verifier_key"] = other_vkey.clone().into();
+        let (body, sigs) = note.split_once("\n\n").unwrap();
+        let cp = Checkpoint::parse_body(&format!("{body}\n")).unwrap();
+        let cosignatures: Vec<String> = sigs
+            .lines()
+            .filter(|l| !l.starts_with(&log_line))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let signed = Checkpoint::new(&origin, cp.size, cp.root)
+            .sign(&other)
+            .unwrap();
+        *note = add_cosignatures(&signed, &cosignatures).unwrap();
+    });
+    let resigned = support::serve(resigned).await;
+    let other_key =
+        format!("error: the node announces the log key {other_vkey}, not the pinned {log_vkey}\n");
+    let (ok, out, err) = verify(&["request", request], &resigned, &state, &[]).await;
+    assert!(!ok, "verify request took another key: {out}");
+    assert_eq!(err, other_key);
+    let (ok, out, err) = verify(&["log"], &resigned, &state, &[]).await;
+    assert!(!ok, "{out}");
+    assert_eq!(err, other_key);
+    // Given that key, it is not the remembered one.
+    let (ok, out, err) = verify(
+        &["request", request],
+        &resigned,
+        &state,
+        &["--key", &other_vkey],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    assert_eq!(
+        err,
+        format!("error: the log's key was {log_vkey} when last verified, not {other_vkey}\n")
+    );
+
+    // --witnesses names the policy: the weaker one is used, and remembered.
+    let one = one_of_three.to_str().unwrap();
+    let (ok, out, err) = verify(
+        &["request", request],
+        &weaker,
+        &state,
+        &["--witnesses", one],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("; policy pinned)"), "{out}");
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        before,
+        "verify request wrote the state"
+    );
+    let (ok, out, err) = verify(&["log"], &weaker, &state, &["--witnesses", one]).await;
+    assert!(ok, "{out}{err}");
+    let remembered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(remembered["witnesses"]["quorum"], 1, "{remembered}");
+    // Still not nothing; and the node's 2 of 3 is stronger: taken, and remembered.
+    let (ok, _, err) = verify(&["log"], &bare, &state, &[]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("announces no witness policy, but 1 of ["),
+        "{err}"
+    );
+    let (ok, out, err) = verify(&["log"], &node.url, &state, &[]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("policy announced by the node, stronger than the one remembered)"),
+        "{out}"
+    );
+    let remembered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(remembered["witnesses"]["quorum"], 2, "{remembered}");
+    node.kill().await;
+    drop(ws);
+}

@@ -495,17 +495,6 @@ fn kind_of_route(method: &str, path: &str) -> Option<&'static str> {
     govern_core::action::route_of(method, path).map(|(kind, _)| kind)
 }
 
-/// Whether a JSON value holds a number that is not an integer (JCS of govern's bodies
-/// never does: amounts are decimal strings).
-fn has_float(v: &Value) -> bool {
-    match v {
-        Value::Number(n) => !(n.is_i64() || n.is_u64()),
-        Value::Array(a) => a.iter().any(has_float),
-        Value::Object(o) => o.values().any(has_float),
-        _ => false,
-    }
-}
-
 fn action_body(bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
     if bytes.len() > ACTION_BODY_BYTES_MAX {
         return Err(bad_body(format!(
@@ -516,10 +505,8 @@ fn action_body(bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
     let Value::Object(body) = body else {
         return Err(bad_body("an action body is a JSON object"));
     };
-    if has_float(&Value::Object(body.clone())) {
-        return Err(bad_body(
-            "numbers in an action body are integers; amounts are decimal strings",
-        ));
+    if let Some(e) = govern_core::canonical::first_unsafe_number(&Value::Object(body.clone())) {
+        return Err(bad_body(e.to_string()));
     }
     Ok(body)
 }

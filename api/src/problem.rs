@@ -98,6 +98,11 @@ impl From<EventError> for Problem {
                 "event-float",
                 "Event holds a floating-point number",
             ),
+            EventError::IntegerOutOfRange { .. } => (
+                StatusCode::BAD_REQUEST,
+                "event-integer-out-of-range",
+                "Event holds an integer outside ±(2^53 − 1)",
+            ),
             EventError::NotCanonical => (
                 StatusCode::BAD_REQUEST,
                 "event-not-canonical",

@@ -1480,3 +1480,67 @@ async fn a_passkey_whose_state_cannot_be_saved_is_not_registered() {
     let fin = passkey_login_from(&node, &mut ada, "192.0.2.40:1".parse().unwrap()).await;
     assert_eq!(fin.0, StatusCode::OK, "{}", fin.1);
 }
+
+/// RFC 8785 writes numbers as IEEE doubles, so a body holding 2^53 + 1 commits exactly as one
+/// holding 2^53: a user who signed one would have signed the other. The edge refuses an
+/// integer outside ±(2^53 − 1) in an action's body when the action starts and when it is
+/// performed (amounts are decimal strings); ±(2^53 − 1) are signed and appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_bodies_with_integers_beyond_two_to_the_53_are_refused() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let policy = |max: &str| -> Value {
+        serde_json::from_str(&format!(r#"{{"policy":{{"quorum":{max}}}}}"#)).unwrap()
+    };
+    let refused = |max: &str| {
+        format!(
+            "the integer {max} at $.policy.quorum is outside ±(2^53 − 1), which RFC 8785 cannot write exactly; write it as a decimal string"
+        )
+    };
+    for max in [
+        "9007199254740993",
+        "9007199254740992",
+        "-9007199254740992",
+        "-9007199254740993",
+    ] {
+        let r = json_call(
+            &node,
+            "POST",
+            "/v1/auth/action/init",
+            Some(&ada.bearer()),
+            &json!({"kind": "policy.changed", "method": "POST", "path": "/v1/policies", "body": policy(max)}),
+        )
+        .await;
+        assert_problem(&(r.0, r.1.clone()), 400, "invalid-body");
+        assert_eq!(r.1["detail"], refused(max), "{}", r.1);
+    }
+    // Signed for 2^53 − 1, performed with 2^53 + 1: refused for the number itself.
+    let token = user_action(
+        &node,
+        &mut ada,
+        "policy.changed",
+        "/v1/policies",
+        &policy("9007199254740991"),
+    )
+    .await;
+    let r = perform(
+        &node,
+        Some(&token),
+        "/v1/policies",
+        &policy("9007199254740993"),
+    )
+    .await;
+    assert_problem(&(r.0, r.1.clone()), 400, "invalid-body");
+    assert_eq!(r.1["detail"], refused("9007199254740993"), "{}", r.1);
+    for max in ["9007199254740991", "-9007199254740991"] {
+        let r = act(
+            &node,
+            &mut ada,
+            "policy.changed",
+            "/v1/policies",
+            &policy(max),
+        )
+        .await;
+        assert_eq!(r.0, StatusCode::CREATED, "{max}: {}", r.1);
+    }
+}

@@ -674,6 +674,55 @@ async fn every_error_kind_answers_its_problem_type_and_status() {
     }
 }
 
+/// RFC 8785 writes numbers as IEEE doubles, so 2^53 + 1 and 2^53 share one canonical form.
+/// An event signed over exactly its bytes (by hand: `Event::sign` refuses to) holding an
+/// integer outside ±(2^53 − 1) is refused at append with its own problem type, naming the
+/// integer; ±(2^53 − 1) are appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integers_beyond_two_to_the_53_are_refused_at_append() {
+    use ed25519_dalek::Signer as _;
+    let n = node();
+    let hand_signed = |amount: &str| -> Vec<u8> {
+        let unsigned = String::from_utf8(
+            govern_core::canonical::to_vec(&event_at(&n.edge, "big", Timestamp::now()))
+                .expect("jcs"),
+        )
+        .expect("utf-8")
+        .replacen("\"body\":{", &format!("\"body\":{{\"amount\":{amount},"), 1);
+        let mut message = govern_core::event::EVENT_SIGNATURE_DOMAIN.to_vec();
+        message.push(0);
+        message.extend_from_slice(unsigned.as_bytes());
+        let sig = B64.encode(n.edge.sign(&message).to_bytes());
+        unsigned
+            .replacen(
+                ",\"tenant\":",
+                &format!(",\"sig\":\"{sig}\",\"tenant\":"),
+                1,
+            )
+            .into_bytes()
+    };
+    for amount in ["9007199254740991", "-9007199254740991"] {
+        let r = post(&n.app, hand_signed(amount)).await;
+        assert_eq!(r.status, StatusCode::OK, "{amount}: {}", r.text());
+    }
+    for amount in [
+        "9007199254740992",
+        "9007199254740993",
+        "-9007199254740992",
+        "-9007199254740993",
+        "18446744073709551615",
+    ] {
+        let r = post(&n.app, hand_signed(amount)).await;
+        assert_problem(&r, 400, "event-integer-out-of-range");
+        assert_eq!(
+            r.json()["detail"],
+            format!(
+                "event holds the integer {amount} at $.body.amount, outside ±(2^53 − 1); write it as a decimal string"
+            )
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Pushback
 

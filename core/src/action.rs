@@ -102,8 +102,14 @@ impl ChallengeObject {
 /// Hex SHA-256(salt ‖ JCS(body)): the clear commitment to an action's body.
 ///
 /// # Errors
-/// [`ActionError::Canonical`] when `body` holds a float (JCS of govern's bodies never does).
+/// [`ActionError::Number`] when `body` holds a float or an integer outside ±(2^53 − 1)
+/// ([`canonical::first_unsafe_number`]): JCS writes numbers as doubles, so two bodies that
+/// differ there would share a commitment; [`ActionError::Canonical`] when it cannot be
+/// serialized.
 pub fn body_commitment(salt: &[u8; 32], body: &Value) -> Result<String, ActionError> {
+    if let Some(unsafe_number) = canonical::first_unsafe_number(body) {
+        return Err(ActionError::Number(unsafe_number));
+    }
     let jcs = canonical::to_vec(body).map_err(|e| ActionError::Canonical(e.to_string()))?;
     let mut h = Sha256::new();
     h.update(salt);
@@ -363,6 +369,9 @@ pub enum ActionError {
     /// The signed method and path are not the endpoint of the event's kind.
     #[error("signed route: {0}")]
     Route(String),
+    /// A committed body holds a number RFC 8785 cannot write exactly.
+    #[error("{0}")]
+    Number(canonical::UnsafeNumber),
     /// The object's domain is not the one expected (a login challenge offered as an
     /// action, or the reverse).
     #[error("challenge domain is {found:?}, not {expected:?}")]

@@ -3,8 +3,9 @@
 //!
 //! The encoding itself comes from `serde_json_canonicalizer`, which follows RFC 8785 to the
 //! letter (ECMAScript number formatting, UTF-16 key order) and is tested here against the
-//! RFC's published examples. govern's own objects hold no floats, so the number rules only
-//! matter for refusing them.
+//! RFC's published examples. RFC 8785 writes every number as an IEEE 754 double, so govern's
+//! signed JSON holds no floats and no integer beyond ±(2^53 − 1) ([`first_unsafe_number`]):
+//! the number rules only matter for refusing the rest.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -26,37 +27,78 @@ pub fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, CanonicalError> {
     serde_json_canonicalizer::to_vec(value).map_err(|e| CanonicalError::Serialize(e.to_string()))
 }
 
-/// The JSON path (`$.body.amount`) of the first floating-point number in `value`, if any.
-/// govern forbids floats in events: amounts are decimal strings, times are strings.
+/// The largest integer magnitude allowed in signed or committed JSON: 2^53 − 1
+/// (ECMAScript's `Number.MAX_SAFE_INTEGER`). RFC 8785 writes every number as an IEEE 754
+/// double, which holds every integer up to this one exactly; beyond it two integers can share
+/// one canonical form (2^53 + 1 is written `9007199254740992`, as 2^53 is).
+pub const SAFE_INTEGER_MAX: u64 = (1 << 53) - 1;
+
+/// A number RFC 8785 cannot carry exactly, found by [`first_unsafe_number`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnsafeNumber {
+    /// A floating-point number: govern's signed JSON holds none (amounts are decimal
+    /// strings, times are strings).
+    #[error("a floating-point number at {path}; amounts are decimal strings")]
+    Float {
+        /// Where it is (`$.body.amount`).
+        path: String,
+    },
+    /// An integer beyond ±[`SAFE_INTEGER_MAX`], which RFC 8785 may write as another integer.
+    #[error(
+        "the integer {value} at {path} is outside ±(2^53 − 1), which RFC 8785 cannot write exactly; write it as a decimal string"
+    )]
+    IntegerOutOfRange {
+        /// Where it is.
+        path: String,
+        /// The integer, as written.
+        value: String,
+    },
+}
+
+/// The first number in `value` (depth first, members in key order) that RFC 8785 cannot
+/// carry exactly: a float, or an integer outside ±(2^53 − 1). The one rule for every signed
+/// or committed JSON value: event envelopes (at signing and at append), action bodies (at
+/// the edge and in [`crate::action::body_commitment`]).
 #[must_use]
-pub fn first_float(value: &Value) -> Option<String> {
-    fn walk(value: &Value, path: &mut String) -> bool {
+pub fn first_unsafe_number(value: &Value) -> Option<UnsafeNumber> {
+    fn check(n: &serde_json::Number, path: &str) -> Option<UnsafeNumber> {
+        let safe = match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u <= SAFE_INTEGER_MAX,
+            (None, Some(i)) => i.unsigned_abs() <= SAFE_INTEGER_MAX,
+            (None, None) => {
+                return Some(UnsafeNumber::Float {
+                    path: path.to_owned(),
+                });
+            }
+        };
+        (!safe).then(|| UnsafeNumber::IntegerOutOfRange {
+            path: path.to_owned(),
+            value: n.to_string(),
+        })
+    }
+    fn walk(value: &Value, path: &mut String) -> Option<UnsafeNumber> {
         match value {
-            Value::Number(n) => n.is_f64(),
-            Value::Array(items) => items.iter().enumerate().any(|(i, v)| {
+            Value::Number(n) => check(n, path),
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
                 let found = walk(v, path);
-                if !found {
-                    path.truncate(len);
-                }
+                path.truncate(len);
                 found
             }),
-            Value::Object(map) => map.iter().any(|(k, v)| {
+            Value::Object(map) => map.iter().find_map(|(k, v)| {
                 let len = path.len();
                 path.push('.');
                 path.push_str(k);
                 let found = walk(v, path);
-                if !found {
-                    path.truncate(len);
-                }
+                path.truncate(len);
                 found
             }),
-            Value::Null | Value::Bool(_) | Value::String(_) => false,
+            Value::Null | Value::Bool(_) | Value::String(_) => None,
         }
     }
-    let mut path = String::from("$");
-    walk(value, &mut path).then_some(path)
+    walk(value, &mut String::from("$"))
 }
 
 #[cfg(test)]
@@ -135,8 +177,69 @@ mod tests {
     #[test]
     fn finds_floats_with_their_path() {
         let v: Value = serde_json::from_str(r#"{"a":[1,{"b":2.5}],"c":"1.5"}"#).expect("json");
-        assert_eq!(first_float(&v).as_deref(), Some("$.a[1].b"));
+        assert_eq!(
+            first_unsafe_number(&v),
+            Some(UnsafeNumber::Float {
+                path: "$.a[1].b".into()
+            })
+        );
         let v: Value = serde_json::from_str(r#"{"a":[1,{"b":2}],"c":"1.5"}"#).expect("json");
-        assert_eq!(first_float(&v), None);
+        assert_eq!(first_unsafe_number(&v), None);
+    }
+
+    /// 2^53 + 1 and 2^53 have one RFC 8785 form, so both are refused (and everything beyond,
+    /// either sign); ±(2^53 − 1) and everything nearer zero pass.
+    #[test]
+    fn integers_beyond_two_to_the_53_are_refused_with_their_path() {
+        // The collision the rule exists for.
+        let a: Value = serde_json::from_str("9007199254740993").expect("json");
+        let b: Value = serde_json::from_str("9007199254740992").expect("json");
+        assert_ne!(a, b);
+        assert_eq!(to_vec(&a).expect("jcs"), to_vec(&b).expect("jcs"));
+        for text in [
+            "9007199254740993",
+            "9007199254740992",
+            "-9007199254740992",
+            "-9007199254740993",
+            "18446744073709551615",
+            "-9223372036854775808",
+        ] {
+            let v: Value =
+                serde_json::from_str(&format!(r#"{{"body":{{"x":[0,{text}]}}}}"#)).expect("json");
+            let found = first_unsafe_number(&v);
+            assert_eq!(
+                found,
+                Some(UnsafeNumber::IntegerOutOfRange {
+                    path: "$.body.x[1]".into(),
+                    value: text.into()
+                }),
+                "{text}"
+            );
+            assert_eq!(
+                found.map(|e| e.to_string()).as_deref(),
+                Some(
+                    format!(
+                        "the integer {text} at $.body.x[1] is outside ±(2^53 − 1), which RFC 8785 cannot write exactly; write it as a decimal string"
+                    )
+                    .as_str()
+                )
+            );
+        }
+        for text in ["9007199254740991", "-9007199254740991", "0", "-1", "1"] {
+            let v: Value = serde_json::from_str(&format!(r#"{{"x":{text}}}"#)).expect("json");
+            assert_eq!(first_unsafe_number(&v), None, "{text}");
+            // Exact: JCS writes it as it was written.
+            assert_eq!(
+                String::from_utf8(to_vec(&v).expect("jcs")).expect("utf-8"),
+                format!(r#"{{"x":{text}}}"#)
+            );
+        }
+        assert_eq!(SAFE_INTEGER_MAX, 9_007_199_254_740_991);
+        // A large number with a fraction or exponent is a float, not an integer.
+        let v: Value = serde_json::from_str(r#"{"x":1e300}"#).expect("json");
+        assert!(matches!(
+            first_unsafe_number(&v),
+            Some(UnsafeNumber::Float { .. })
+        ));
     }
 }

@@ -53,6 +53,17 @@ pub enum EventError {
         /// Where it is.
         path: String,
     },
+    /// An integer outside ±(2^53 − 1) ([`canonical::SAFE_INTEGER_MAX`]): RFC 8785 writes
+    /// numbers as doubles, so it could not be signed exactly.
+    #[error(
+        "event holds the integer {value} at {path}, outside ±(2^53 − 1); write it as a decimal string"
+    )]
+    IntegerOutOfRange {
+        /// Where it is.
+        path: String,
+        /// The integer, as written.
+        value: String,
+    },
     /// JSON, but not an envelope: a field is missing, unknown or malformed.
     #[error("event envelope is malformed: {0}")]
     Envelope(String),
@@ -79,6 +90,17 @@ pub enum EventError {
         /// The limit.
         max: usize,
     },
+}
+
+impl From<canonical::UnsafeNumber> for EventError {
+    fn from(e: canonical::UnsafeNumber) -> Self {
+        match e {
+            canonical::UnsafeNumber::Float { path } => Self::Float { path },
+            canonical::UnsafeNumber::IntegerOutOfRange { path, value } => {
+                Self::IntegerOutOfRange { path, value }
+            }
+        }
+    }
 }
 
 /// A tenant id (UUID). The nil UUID is the system tenant, used by events about the log
@@ -394,10 +416,18 @@ impl Event {
     /// without `sig`.
     ///
     /// # Errors
-    /// [`EventError::Envelope`] when the envelope cannot be serialized.
+    /// [`EventError::Envelope`] when the envelope cannot be serialized;
+    /// [`EventError::Float`] or [`EventError::IntegerOutOfRange`] for a number RFC 8785
+    /// cannot write exactly ([`canonical::first_unsafe_number`]), which the log would refuse.
     pub fn signing_bytes(&self) -> Result<Vec<u8>, EventError> {
-        let mut unsigned = self.clone();
-        unsigned.sig = None;
+        let mut unsigned =
+            serde_json::to_value(self).map_err(|e| EventError::Envelope(e.to_string()))?;
+        if let Value::Object(members) = &mut unsigned {
+            members.remove("sig");
+        }
+        if let Some(unsafe_number) = canonical::first_unsafe_number(&unsigned) {
+            return Err(unsafe_number.into());
+        }
         let jcs = canonical::to_vec(&unsigned).map_err(|e| EventError::Envelope(e.to_string()))?;
         let mut out = Vec::with_capacity(EVENT_SIGNATURE_DOMAIN.len() + 1 + jcs.len());
         out.extend_from_slice(EVENT_SIGNATURE_DOMAIN);
@@ -526,8 +556,8 @@ impl SignedEvent {
                 )));
             }
         }
-        if let Some(path) = canonical::first_float(&value) {
-            return Err(EventError::Float { path });
+        if let Some(unsafe_number) = canonical::first_unsafe_number(&value) {
+            return Err(unsafe_number.into());
         }
         let canonical_bytes =
             canonical::to_vec(&value).map_err(|e| EventError::Envelope(e.to_string()))?;
@@ -824,5 +854,58 @@ mod tests {
         assert!(Role::new("signer-3").is_ok());
         assert!(Role::new("Signer").is_err());
         assert!(Role::new("").is_err());
+    }
+
+    /// An integer RFC 8785 cannot write exactly is refused when signing (2^53 + 1 would be
+    /// signed as 2^53) and when parsing, even in an envelope whose signature verifies.
+    #[test]
+    fn integers_beyond_two_to_the_53_are_never_signed_nor_accepted() {
+        let k = key();
+        // The integer, its text, and the text RFC 8785 writes for it.
+        for (n, text, written) in [
+            (
+                serde_json::json!(9_007_199_254_740_993_u64),
+                "9007199254740993",
+                "9007199254740992",
+            ),
+            (
+                serde_json::json!(9_007_199_254_740_992_u64),
+                "9007199254740992",
+                "9007199254740992",
+            ),
+            (
+                serde_json::json!(-9_007_199_254_740_992_i64),
+                "-9007199254740992",
+                "-9007199254740992",
+            ),
+        ] {
+            let mut ev = sample();
+            ev.body.insert("n".into(), n.clone());
+            let want = EventError::IntegerOutOfRange {
+                path: "$.body.n".into(),
+                value: text.into(),
+            };
+            assert_eq!(ev.clone().sign(&k).err(), Some(want));
+            // Signed by hand over the JCS bytes, it still does not parse.
+            let mut value = serde_json::to_value(&ev).expect("json");
+            let mut message = EVENT_SIGNATURE_DOMAIN.to_vec();
+            message.push(0);
+            message.extend(canonical::to_vec(&value).expect("jcs"));
+            value["sig"] = B64.encode(k.sign(&message).to_bytes()).into();
+            let bytes = canonical::to_vec(&value).expect("jcs");
+            assert_eq!(
+                SignedEvent::from_bytes(&bytes).err(),
+                Some(EventError::IntegerOutOfRange {
+                    path: "$.body.n".into(),
+                    value: written.into(),
+                })
+            );
+        }
+        for n in [9_007_199_254_740_991_i64, -9_007_199_254_740_991] {
+            let mut ev = sample();
+            ev.body.insert("n".into(), n.into());
+            let signed = ev.sign(&k).expect("signs");
+            assert_eq!(SignedEvent::from_bytes(signed.bytes()), Ok(signed));
+        }
     }
 }

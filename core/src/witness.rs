@@ -530,6 +530,28 @@ impl WitnessPolicy {
         self.quorum == 0
     }
 
+    /// Whether every set of witnesses whose cosignatures meet this policy also meets `other`:
+    /// then a checkpoint this policy accepts has a quorum under `other` too (who validly
+    /// cosigned is what counts; each policy refuses invalid lines of its own witnesses).
+    ///
+    /// With k′ of W′ (this policy) and k of W (`other`): at least k′ − |W′ \ W| of any k′
+    /// witnesses of W′ are in W, and k′ witnesses of W′ can be chosen with no more in W than
+    /// that, so the condition is exactly k′ ≥ k + |W′ \ W|. A witness is its name and key
+    /// together: the same name under another key is another witness. Hence: equal policies,
+    /// a higher quorum, or dropped witnesses with the quorum kept are at least as strong;
+    /// a lower quorum, an added or replaced witness without a quorum raised as much, or no
+    /// policy (k′ = 0) after one with k ≥ 1 are not. Every policy is at least as strong as
+    /// one with k = 0.
+    #[must_use]
+    pub fn at_least_as_strong_as(&self, other: &WitnessPolicy) -> bool {
+        let outside = self
+            .witnesses
+            .iter()
+            .filter(|w| !other.witnesses.contains(w))
+            .count();
+        other.quorum == 0 || self.quorum >= other.quorum.saturating_add(outside)
+    }
+
     /// Who of the policy's witnesses cosigned `note`; lines of other keys are ignored.
     #[must_use]
     pub fn cosigners(&self, note: &Note) -> Cosigners {

@@ -145,6 +145,32 @@ fn the_challenge_is_sha256_of_the_objects_jcs() {
     );
 }
 
+/// RFC 8785 writes 2^53 + 1 as 2^53, so a commitment to one would be a commitment to the
+/// other: both are refused (and floats), ±(2^53 − 1) commit.
+#[test]
+fn a_body_commitment_refuses_integers_jcs_cannot_write_exactly() {
+    for text in ["9007199254740993", "9007199254740992", "-9007199254740992"] {
+        let body: serde_json::Value =
+            serde_json::from_str(&format!(r#"{{"policy":{{"max":{text}}}}}"#)).unwrap();
+        let err = body_commitment(&[7; 32], &body).unwrap_err();
+        assert!(matches!(err, ActionError::Number(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the integer {text} at $.policy.max is outside ±(2^53 − 1), which RFC 8785 cannot write exactly; write it as a decimal string"
+            )
+        );
+    }
+    let err = body_commitment(&[7; 32], &json!({"amount": 0.5})).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a floating-point number at $.amount; amounts are decimal strings"
+    );
+    let safe = |n: i64| body_commitment(&[7; 32], &json!({"policy": {"max": n}})).unwrap();
+    assert_ne!(safe(9_007_199_254_740_991), safe(9_007_199_254_740_990));
+    assert_ne!(safe(-9_007_199_254_740_991), safe(9_007_199_254_740_991));
+}
+
 #[test]
 fn passkeys_and_keys_of_both_algorithms_verify() {
     let o = object();

@@ -291,3 +291,84 @@ fn a_policy_counts_distinct_valid_cosigners() {
             .is_ok()
     );
 }
+
+/// k of the witnesses `ids` (1..=4 are w1..w4; 11 is another key under w1's name).
+fn k_of(k: usize, ids: &[u8]) -> WitnessPolicy {
+    WitnessPolicy::new(ids.iter().map(|&i| member(i)).collect(), k).unwrap()
+}
+
+fn member(i: u8) -> govern_core::checkpoint::CosignatureVerifier {
+    if i == 11 {
+        CosignatureSigner::new("example.com/w1", SigningKey::from_bytes(&[211; 32]))
+            .unwrap()
+            .verifier()
+    } else {
+        witness(i).verifier()
+    }
+}
+
+#[test]
+fn a_policy_is_at_least_as_strong_only_if_every_quorum_of_it_is_one_of_the_other() {
+    let pinned = k_of(2, &[1, 2, 3]);
+    // Equal, in another order; a higher quorum; a witness dropped, the quorum kept.
+    for stronger in [
+        k_of(2, &[3, 1, 2]),
+        k_of(3, &[1, 2, 3]),
+        k_of(2, &[1, 2]),
+        k_of(3, &[1, 2, 3, 4]),
+    ] {
+        assert!(stronger.at_least_as_strong_as(&pinned), "{stronger:?}");
+    }
+    // A lower quorum; no policy; a witness added (w4 with w1 is a quorum of it, not of the
+    // pinned one); a key replaced under the same name; one the pinned policy does not know.
+    for weaker in [
+        k_of(1, &[1, 2, 3]),
+        WitnessPolicy::default(),
+        k_of(0, &[1, 2, 3]),
+        k_of(2, &[1, 2, 3, 4]),
+        k_of(2, &[11, 2, 3]),
+        k_of(1, &[4]),
+    ] {
+        assert!(!weaker.at_least_as_strong_as(&pinned), "{weaker:?}");
+    }
+    // Anything is at least as strong as nothing.
+    assert!(WitnessPolicy::default().at_least_as_strong_as(&WitnessPolicy::default()));
+    assert!(k_of(1, &[4]).at_least_as_strong_as(&WitnessPolicy::default()));
+
+    // Against the definition itself, over every policy of up to four of five witnesses (two
+    // of them one name under two keys) and every set of cosigners.
+    let universe: [u8; 5] = [1, 2, 3, 4, 11];
+    let mut policies = Vec::new();
+    for mask in 0u32..32 {
+        let ids: Vec<u8> = (0..5)
+            .filter(|b| mask & (1 << b) != 0)
+            .map(|b| universe[b])
+            .collect();
+        if ids.contains(&1) && ids.contains(&11) {
+            continue; // one name twice: not a policy
+        }
+        for k in 0..=ids.len() {
+            policies.push((ids.clone(), k, k_of(k, &ids)));
+        }
+    }
+    let accepts = |ids: &[u8], k: usize, signed: u32| {
+        ids.iter()
+            .filter(|i| {
+                let b = universe.iter().position(|u| u == *i).unwrap();
+                signed & (1 << b) != 0
+            })
+            .count()
+            >= k
+    };
+    for (new_ids, new_k, new) in &policies {
+        for (old_ids, old_k, old) in &policies {
+            let by_definition =
+                (0u32..32).all(|s| !accepts(new_ids, *new_k, s) || accepts(old_ids, *old_k, s));
+            assert_eq!(
+                new.at_least_as_strong_as(old),
+                by_definition,
+                "{new_k} of {new_ids:?} against {old_k} of {old_ids:?}"
+            );
+        }
+    }
+}

@@ -46,6 +46,12 @@ pub fn govern() -> Command {
     ] {
         cmd.env_remove(var);
     }
+    // `verify log` and `verify request` default to a state file under XDG_STATE_HOME: never
+    // the user's, and never another test's (each test is a process of its own).
+    cmd.env(
+        "XDG_STATE_HOME",
+        std::env::temp_dir().join(format!("govern-test-state-{}", std::process::id())),
+    );
     cmd.env("GOVERN_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);
@@ -235,4 +241,56 @@ pub async fn fill(node: &Node, data: &Path, tag: &str, count: u64) -> u64 {
         BOOT_ENTRIES
     );
     size
+}
+
+/// A static file server for `root`, as any web server would serve the export: GET of a
+/// path answers the file or 404. Its base URL.
+pub async fn serve(root: PathBuf) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let root = root.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut n = 0;
+                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+                    match socket.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => n += k,
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let path = path
+                    .split('?')
+                    .next()
+                    .unwrap_or("/")
+                    .trim_start_matches('/');
+                let file = root.join(path);
+                let reply = match std::fs::read(&file) {
+                    Ok(body) if !path.contains("..") => {
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend(body);
+                        r
+                    }
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = socket.write_all(&reply).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
 }
