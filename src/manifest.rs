@@ -364,6 +364,23 @@ fn show(path: &Path) -> Result<()> {
     println!("{:<12} {}", "serial", m.serial);
     println!("{:<12} {}", "hash", hex::encode(m.manifest_hash()?));
     println!("{:<12} {}", "root", root_text(&m.trusted_root));
+    let kms: Vec<String> = m
+        .roles
+        .iter()
+        .filter_map(|(role, spec)| {
+            let pin = spec.kms.as_ref()?;
+            Some(format!("{} in {} (role {role})", pin.key_arn, pin.region))
+        })
+        .collect();
+    println!(
+        "{:<12} {}",
+        "kms",
+        if kms.is_empty() {
+            "(none pinned: an enclave build's key service refuses to start)".to_string()
+        } else {
+            kms.join("; ")
+        }
+    );
     println!(
         "{:<12} {}",
         "debug",

@@ -147,7 +147,7 @@ impl DataDir {
         let edge = start_service(self, attestor, &log, &policy, edge_keys).await?;
         let keys_service = start_service(self, attestor, &log, &policy, keys_keys).await?;
         let keys_dir = self.keys_path();
-        let master = match master_seal(attestor)? {
+        let master = match master_seal(attestor, &policy)? {
             crate::keys::MasterSeal::DevKek => {
                 let dir = keys_dir.clone();
                 let master = tokio::task::spawn_blocking(move || crate::keys::open_master(&dir))
@@ -222,15 +222,23 @@ fn attestation_document(
 }
 
 /// How the key service's master is sealed: under the dev key file with the simulated NSM;
-/// with AWS KMS in an enclave (feature `nitro-kms`).
-fn master_seal(attestor: &Attestor) -> Result<crate::keys::MasterSeal, DataDirError> {
+/// with AWS KMS in an enclave (feature `nitro-kms`), under the key the manifest in force
+/// pins for role `keys` (none pinned: the key service does not start).
+#[cfg_attr(not(feature = "nitro-kms"), allow(unused_variables))]
+fn master_seal(
+    attestor: &Attestor,
+    policy: &IdentityPolicy,
+) -> Result<crate::keys::MasterSeal, DataDirError> {
     match attestor {
         Attestor::Simulated { .. } => Ok(crate::keys::MasterSeal::DevKek),
         #[cfg(feature = "nitro")]
         Attestor::Nitro => {
             #[cfg(feature = "nitro-kms")]
             {
-                crate::kms::KmsConfig::from_env()
+                let in_force = policy.manifest().ok_or_else(|| {
+                    DataDirError::Boot("key service: no manifest in force".into())
+                })?;
+                crate::kms::KmsConfig::from_env(&in_force.manifest)
                     .map(crate::keys::MasterSeal::Kms)
                     .map_err(|e| DataDirError::Boot(format!("key service: {e}")))
             }

@@ -55,7 +55,7 @@ pub const RELEASES_SEEN_MAX: usize = 100_000;
 /// The HPKE suite of a release.
 pub const HPKE_SUITE: &str = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM";
 /// The role name.
-pub const KEYS_ROLE: &str = "keys";
+pub const KEYS_ROLE: &str = govern_core::manifest::KEYS_ROLE;
 /// The warning a dev key service logs at start.
 pub const DEV_KEK_WARNING: &str = "DEV MODE: the key service's master key is sealed under \
     keys/dev-kek, a key file in the data dir. Anyone who can read the data dir can open every \

@@ -28,6 +28,18 @@
 //!       "consumes": ["manifest.published", "transfer.requested"],
 //!       "reattest_s": 3600,
 //!       "max_age_s": 7200
+//!     },
+//!     "keys": {
+//!       "measurements": [{"pcr0": "<96 hex digits>"}],
+//!       "scopes": [],
+//!       "produces": ["keys.audit", "service.attested"],
+//!       "consumes": ["manifest.published"],
+//!       "reattest_s": 3600,
+//!       "max_age_s": 7200,
+//!       "kms": {
+//!         "key_arn": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+//!         "region": "eu-west-1"
+//!       }
 //!     }
 //!   },
 //!   "kinds": {
@@ -50,6 +62,14 @@
 //! - `measurements`: the accepted enclave images of the role; each pins PCR0 and optionally
 //!   PCR1 and PCR2 (lower-case hex of 48 bytes). A document matches when it matches one
 //!   entry. PCR0 all zero (a debug enclave) is refused unless `allow_debug`.
+//! - `kms` (role `keys` only, optional; absent in dev and in templates): the AWS KMS key that
+//!   seals the key service's master in an enclave build ([`KmsPin`]). `key_arn` is the key's
+//!   own ARN, `arn:<aws|aws-cn|aws-us-gov>:kms:<region>:<12-digit account>:key/<key id>`
+//!   (the key id a lower-case UUID, or `mrk-` and 32 lower-case hex digits for a multi-Region
+//!   key), never an alias (an alias can be re-pointed by whoever administers the account);
+//!   `region` is the ARN's region. Because the quorum signs it, neither the key nor the
+//!   endpoint (`https://kms.<region>.amazonaws.com`, `.amazonaws.com.cn` in `aws-cn`) is the
+//!   host's choice: an enclave build refuses to start its key service without this pin.
 //! - `producers` / `consumers`: an array of roles, or `"*"`: every role of the manifest.
 //!   `"*"` as producers is for kinds each service appends *about itself*
 //!   (`service.attested`): the log checks that such an event concerns its producer's own
@@ -114,6 +134,14 @@ pub const MEASUREMENTS_MAX: usize = 16;
 pub const UNIQUE_FIELDS_MAX: usize = 8;
 /// The longest uniqueness key path.
 pub const UNIQUE_PATH_BYTES_MAX: usize = 128;
+/// The role of the key service: the only role whose entry may pin an AWS KMS key ([`KmsPin`]).
+pub const KEYS_ROLE: &str = "keys";
+/// The AWS partitions a pinned KMS key's ARN may name.
+pub const AWS_PARTITIONS: [&str; 3] = ["aws", "aws-cn", "aws-us-gov"];
+/// The longest AWS region name a KMS pin may name.
+pub const AWS_REGION_BYTES_MAX: usize = 32;
+/// The digits of an AWS account id.
+pub const AWS_ACCOUNT_DIGITS: usize = 12;
 
 // Signatures and the envelope fit beside the largest manifest in one event.
 const _: () = assert!(
@@ -329,6 +357,20 @@ pub enum ValidationError {
         /// Its canonical size.
         size: usize,
     },
+    /// A role other than [`KEYS_ROLE`] pins an AWS KMS key.
+    #[error("role {role} pins an AWS KMS key (kms); only role {KEYS_ROLE}, the key service, may")]
+    KmsRole {
+        /// The role.
+        role: Role,
+    },
+    /// Role `keys`' AWS KMS pin is not well-formed.
+    #[error("role {role}: kms: {error}")]
+    Kms {
+        /// The role.
+        role: Role,
+        /// What is wrong with the pin.
+        error: KmsPinError,
+    },
     /// (Pinned manifests only.) A role pins no measurement, so no service could ever hold it.
     #[error(
         "role {role} pins no measurement (run `govern manifest pin` in dev, or fill in the PCR0 of its enclave image)"
@@ -342,6 +384,46 @@ pub enum ValidationError {
         "trusted_root is the dev root but its sha256 is empty (`govern node` creates the dev CA, then `govern manifest pin` pins it)"
     )]
     DevRootUnpinned,
+}
+
+/// Why a [`KmsPin`] is not a pin of one AWS KMS key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KmsPinError {
+    /// A field still holds a template placeholder.
+    #[error("{field} is the placeholder {value:?}; put the KMS key's ARN and its region there")]
+    Placeholder {
+        /// `key_arn` or `region`.
+        field: &'static str,
+        /// The placeholder.
+        value: String,
+    },
+    /// `key_arn` names an alias, not a key.
+    #[error(
+        "key_arn {found:?} names an alias, which whoever administers the account can point at \
+         another key: pin the key's own ARN (arn:aws:kms:<region>:<account>:key/<key id>)"
+    )]
+    Alias {
+        /// The value found.
+        found: String,
+    },
+    /// `key_arn` is not a KMS key ARN of the accepted form.
+    #[error(
+        "key_arn {found:?} is not an AWS KMS key ARN: arn:<aws|aws-cn|aws-us-gov>:kms:<region>:\
+         <12-digit account>:key/<lower-case UUID, or mrk- and 32 lower-case hex digits>"
+    )]
+    KeyArn {
+        /// The value found.
+        found: String,
+    },
+    /// `region` is not the ARN's region.
+    #[error("region {region:?} is not the key ARN's region {arn_region:?}")]
+    Region {
+        /// The pin's `region`.
+        region: String,
+        /// The region in `key_arn`.
+        arn_region: String,
+    },
 }
 
 /// Why a manifest, its signatures or a query about it is refused.
@@ -620,6 +702,123 @@ pub struct RoleSpec {
     pub reattest_s: u64,
     /// How long an identity stays live after its `service.attested`, in seconds.
     pub max_age_s: u64,
+    /// (Role `keys` only.) The AWS KMS key that seals the key service's master in an enclave
+    /// build. Absent (not `null`) when none is pinned, so manifests without it keep their
+    /// bytes and hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsPin>,
+}
+
+/// The AWS KMS key the quorum pins for the key service's master (role `keys`' `kms`): an
+/// enclave build sends `GenerateDataKey` and `Decrypt` for this key only, to this region's
+/// endpoint only, and accepts only answers that name this key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsPin {
+    /// The key's own ARN, `arn:<partition>:kms:<region>:<account>:key/<key id>`; never an
+    /// alias.
+    pub key_arn: String,
+    /// The key's region: the ARN's, where the key service sends its requests.
+    pub region: String,
+}
+
+/// The parts of a pinned KMS key's ARN ([`KmsPin::key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KmsKeyArn<'a> {
+    /// One of [`AWS_PARTITIONS`].
+    pub partition: &'a str,
+    /// The key's region (`eu-west-1`).
+    pub region: &'a str,
+    /// The 12-digit account that owns the key.
+    pub account: &'a str,
+    /// The key id: a lower-case UUID, or `mrk-` and 32 lower-case hex digits.
+    pub key_id: &'a str,
+}
+
+impl KmsPin {
+    /// The pinned key's ARN, parsed, once the pin is checked: no placeholder, a well-formed
+    /// key ARN (not an alias) of an accepted partition, and `region` the ARN's region.
+    ///
+    /// # Errors
+    /// The [`KmsPinError`] naming what is wrong.
+    pub fn key(&self) -> Result<KmsKeyArn<'_>, KmsPinError> {
+        for (field, value) in [("key_arn", &self.key_arn), ("region", &self.region)] {
+            if value.is_empty() || value.starts_with('<') {
+                return Err(KmsPinError::Placeholder {
+                    field,
+                    value: value.clone(),
+                });
+            }
+        }
+        let arn = parse_kms_key_arn(&self.key_arn)?;
+        if arn.region != self.region {
+            return Err(KmsPinError::Region {
+                region: self.region.clone(),
+                arn_region: arn.region.to_string(),
+            });
+        }
+        Ok(arn)
+    }
+}
+
+/// `text` as a KMS key ARN (see [`KmsPin::key_arn`]).
+fn parse_kms_key_arn(text: &str) -> Result<KmsKeyArn<'_>, KmsPinError> {
+    if text.starts_with("alias/") || text.contains(":alias/") {
+        return Err(KmsPinError::Alias {
+            found: text.to_string(),
+        });
+    }
+    let bad = || KmsPinError::KeyArn {
+        found: text.to_string(),
+    };
+    let mut parts = text.splitn(6, ':');
+    let mut next = || parts.next().ok_or_else(bad);
+    let (arn, partition, service, region, account, resource) =
+        (next()?, next()?, next()?, next()?, next()?, next()?);
+    let key_id = resource.strip_prefix("key/").ok_or_else(bad)?;
+    let well_formed = arn == "arn"
+        && AWS_PARTITIONS.contains(&partition)
+        && service == "kms"
+        && is_aws_region(region)
+        && account.len() == AWS_ACCOUNT_DIGITS
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && is_kms_key_id(key_id);
+    if !well_formed {
+        return Err(bad());
+    }
+    Ok(KmsKeyArn {
+        partition,
+        region,
+        account,
+        key_id,
+    })
+}
+
+/// An AWS region name: lower-case words and a number, joined by `-` (`eu-west-1`,
+/// `us-gov-west-1`), at most [`AWS_REGION_BYTES_MAX`] bytes.
+fn is_aws_region(text: &str) -> bool {
+    let words: Vec<&str> = text.split('-').collect();
+    text.len() <= AWS_REGION_BYTES_MAX
+        && words.len() >= 3
+        && words.iter().enumerate().all(|(i, w)| {
+            !w.is_empty()
+                && if i + 1 == words.len() {
+                    w.bytes().all(|b| b.is_ascii_digit())
+                } else {
+                    w.bytes().all(|b| b.is_ascii_lowercase())
+                }
+        })
+}
+
+/// A KMS key id as KMS writes it: a lower-case UUID, or `mrk-` and 32 lower-case hex digits
+/// (a multi-Region key).
+fn is_kms_key_id(text: &str) -> bool {
+    let hex = |s: &str, digits: usize| is_lower_hex(s, digits / 2);
+    if let Some(mrk) = text.strip_prefix("mrk-") {
+        return hex(mrk, 32);
+    }
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5 && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| hex(g, n))
 }
 
 /// What the manifest says about one event kind.
@@ -824,6 +1023,15 @@ impl Manifest {
             "measurements",
             spec.measurements.iter().map(|m| &m.pcr0),
         )?;
+        if let Some(pin) = &spec.kms {
+            if role.as_str() != KEYS_ROLE {
+                return Err(ValidationError::KmsRole { role: role.clone() });
+            }
+            pin.key().map_err(|error| ValidationError::Kms {
+                role: role.clone(),
+                error,
+            })?;
+        }
         for scope in &spec.scopes {
             if scope.is_empty()
                 || scope.len() > SCOPE_BYTES_MAX

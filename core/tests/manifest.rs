@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use ed25519_dalek::SigningKey;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
 use govern_core::manifest::{
-    MANIFEST_PUBLISHED_KIND, Manifest, ManifestError, ManifestSigners, Measurement, RoleSet,
-    SignedManifest, TrustedRoot, ValidationError,
+    KmsKeyArn, KmsPin, KmsPinError, MANIFEST_PUBLISHED_KIND, Manifest, ManifestError,
+    ManifestSigners, Measurement, RoleSet, SignedManifest, TrustedRoot, ValidationError,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -81,6 +81,17 @@ fn kind(name: &str) -> Kind {
 
 fn pcr(byte: u8) -> String {
     hex::encode([byte; 48])
+}
+
+/// A KMS key ARN of the accepted form.
+const PINNED_KEY: &str =
+    "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+fn kms_pin(key_arn: &str, region: &str) -> KmsPin {
+    KmsPin {
+        key_arn: key_arn.into(),
+        region: region.into(),
+    }
 }
 
 /// The dev template with every role pinned and the dev root's fingerprint set.
@@ -190,13 +201,31 @@ fn production_template_is_refused_until_its_measurements_are_real() {
         signed_by(&m, &[0, 1]).verify(&signers(), false),
         Err(ManifestError::Invalid(placeholder))
     );
-    // With real values it takes effect, in a production build too.
+    // With real measurements, the KMS key's placeholder is still refused.
     let mut real = m.clone();
     for (i, spec) in real.roles.values_mut().enumerate() {
         spec.measurements[0].pcr0 = pcr(u8::try_from(i).unwrap() + 0x40);
     }
+    assert_eq!(
+        signed_by(&real, &[0, 1]).verify(&signers(), false),
+        Err(ManifestError::Invalid(ValidationError::Kms {
+            role: role("keys"),
+            error: KmsPinError::Placeholder {
+                field: "key_arn",
+                value: "<arn:aws:kms:REGION:ACCOUNT:key/KEY-ID of the master's KMS key>".into(),
+            },
+        }))
+    );
+    // With real values it takes effect, in a production build too.
+    real.roles.get_mut(&role("keys")).unwrap().kms = Some(kms_pin(PINNED_KEY, "eu-west-1"));
     let signed = signed_by(&real, &[0, 2]);
     assert_eq!(signed.verify(&signers(), false), Ok(&real));
+    // Only role keys pins a KMS key.
+    assert!(
+        real.roles
+            .iter()
+            .all(|(r, spec)| spec.kms.is_some() == (r.as_str() == "keys"))
+    );
     // Same routing graph as the dev manifest, less the dev-only demo kind.
     let mut dev = Manifest::from_json(&template("dev.json")).unwrap();
     assert!(dev.kinds.remove(&kind(DEV_ONLY_KIND)).is_some());
@@ -750,6 +779,159 @@ fn an_empty_role_is_refused() {
             role: role("witness-1")
         })
     );
+}
+
+// ---- the KMS key of role keys ----
+
+#[test]
+fn a_kms_pin_is_one_key_of_role_keys() {
+    let base = pinned_dev();
+    // Pinned on role keys: the key's own ARN in its own region, a multi-Region key, other
+    // partitions.
+    for (arn, region) in [
+        (PINNED_KEY, "eu-west-1"),
+        (
+            "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+            "us-east-1",
+        ),
+        (
+            "arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "us-gov-west-1",
+        ),
+        (
+            "arn:aws-cn:kms:cn-north-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "cn-north-1",
+        ),
+    ] {
+        let mut m = base.clone();
+        m.roles.get_mut(&role("keys")).unwrap().kms = Some(kms_pin(arn, region));
+        assert_eq!(m.validate_pinned(), Ok(()), "{arn}");
+    }
+    assert_eq!(
+        kms_pin(PINNED_KEY, "eu-west-1").key(),
+        Ok(KmsKeyArn {
+            partition: "aws",
+            region: "eu-west-1",
+            account: "111122223333",
+            key_id: "1234abcd-12ab-34cd-56ef-1234567890ab",
+        })
+    );
+    // On another role: refused.
+    let mut m = base.clone();
+    m.roles.get_mut(&role("edge")).unwrap().kms = Some(kms_pin(PINNED_KEY, "eu-west-1"));
+    assert_eq!(
+        m.validate(),
+        Err(ValidationError::KmsRole { role: role("edge") })
+    );
+    // Each malformed pin, with its error.
+    let refused = |key_arn: &str, region: &str| {
+        let mut m = base.clone();
+        m.roles.get_mut(&role("keys")).unwrap().kms = Some(kms_pin(key_arn, region));
+        match m.validate() {
+            Err(ValidationError::Kms { role: r, error }) if r == role("keys") => error,
+            other => panic!("{key_arn} {region}: {other:?}"),
+        }
+    };
+    for alias in [
+        "alias/govern-keys",
+        "arn:aws:kms:eu-west-1:111122223333:alias/govern-keys",
+    ] {
+        assert_eq!(
+            refused(alias, "eu-west-1"),
+            KmsPinError::Alias {
+                found: alias.into()
+            }
+        );
+    }
+    for bad in [
+        // A bare key id, not an ARN.
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+        // Another service, partition, account form, resource type, key id form.
+        "arn:aws:iam:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:evil:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:eu-west-1:11112222333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:eu-west-1:111122223333:grant/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:eu-west-1:111122223333:key/1234ABCD-12AB-34CD-56EF-1234567890AB",
+        "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab/x",
+        "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234",
+        "arn:aws:kms:Eu-West-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms::111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:eu-west-1:111122223333",
+    ] {
+        assert_eq!(
+            refused(bad, "eu-west-1"),
+            KmsPinError::KeyArn { found: bad.into() },
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        refused(PINNED_KEY, "us-east-1"),
+        KmsPinError::Region {
+            region: "us-east-1".into(),
+            arn_region: "eu-west-1".into(),
+        }
+    );
+    assert_eq!(
+        refused(PINNED_KEY, "<the key's region>"),
+        KmsPinError::Placeholder {
+            field: "region",
+            value: "<the key's region>".into(),
+        }
+    );
+    assert_eq!(
+        refused("", "eu-west-1"),
+        KmsPinError::Placeholder {
+            field: "key_arn",
+            value: String::new(),
+        }
+    );
+}
+
+#[test]
+fn a_kms_pin_is_signed_and_absent_when_none_is_pinned() {
+    // No pin: no `kms` in the bytes, so manifests from before the field keep their hash.
+    let m = pinned_dev();
+    let jcs = String::from_utf8(m.canonical_bytes().unwrap()).unwrap();
+    assert!(!jcs.contains("\"kms\""), "{jcs}");
+    // A pin is part of what the quorum signs.
+    let mut pinned = m.clone();
+    pinned.roles.get_mut(&role("keys")).unwrap().kms = Some(kms_pin(PINNED_KEY, "eu-west-1"));
+    assert_ne!(pinned.manifest_hash().unwrap(), m.manifest_hash().unwrap());
+    let signed = signed_by(&pinned, &[0, 1]);
+    assert_eq!(signed.verify(&signers(), true), Ok(&pinned));
+    // Attack: the pin swapped, after signing, for a key in the operator's own account.
+    let mut swapped = signed.clone();
+    swapped.manifest.roles.get_mut(&role("keys")).unwrap().kms = Some(kms_pin(
+        "arn:aws:kms:eu-west-1:444455556666:key/0987dcba-09fe-87dc-65ba-ab0987654321",
+        "eu-west-1",
+    ));
+    assert!(matches!(
+        swapped.verify(&signers(), true),
+        Err(ManifestError::BadSignature { .. })
+    ));
+    // Attack: the pin removed after signing.
+    let mut removed = signed.clone();
+    removed.manifest.roles.get_mut(&role("keys")).unwrap().kms = None;
+    assert!(matches!(
+        removed.verify(&signers(), true),
+        Err(ManifestError::BadSignature { .. })
+    ));
+    // Through the published body and back.
+    let body = signed.published_body().unwrap();
+    assert_eq!(SignedManifest::from_published_body(&body), Ok(signed));
+    // Strict parsing: `null` for an absent pin, and an unknown field in the pin.
+    let mut value = serde_json::to_value(&m).unwrap();
+    value["roles"]["keys"]["kms"] = Value::Null;
+    assert_eq!(
+        Manifest::from_json(&serde_json::to_vec(&value).unwrap()),
+        Err(ManifestError::NotRoundTrip)
+    );
+    value["roles"]["keys"]["kms"] =
+        json!({"key_arn": PINNED_KEY, "region": "eu-west-1", "endpoint": "http://x"});
+    assert!(matches!(
+        Manifest::from_json(&serde_json::to_vec(&value).unwrap()),
+        Err(ManifestError::Json { reason }) if reason.contains("endpoint")
+    ));
 }
 
 // ---- queries ----
