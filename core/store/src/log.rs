@@ -989,7 +989,6 @@ impl Staged {
         next: u64,
         window: &VecDeque<(TreeSize, RootHash)>,
     ) -> Result<Vec<String>, AppendError> {
-        self.check_new(storage, event)?;
         let view = BatchView {
             storage,
             leaves: &self.leaves,
@@ -1011,7 +1010,8 @@ impl Staged {
 
     /// Whether the log (storage, or this batch) holds `event` already: one event is one
     /// entry, so a re-posted `service.attested` cannot revive an identity and a re-posted
-    /// audit cannot count twice.
+    /// audit cannot count twice. (The sequencer checks storage on the submitter's thread
+    /// instead, and the batch and its recent entries here: [`Recent`].)
     ///
     /// # Errors
     /// [`AppendError::AlreadyHeld`] naming where it is; [`AppendError::Storage`].
@@ -1021,14 +1021,19 @@ impl Staged {
         event: &SignedEvent,
     ) -> Result<(), AppendError> {
         let leaf = event.leaf_hash();
-        let held = match self.leaves.get(&leaf) {
-            Some(p) => Some(p.index),
+        let held = match self.in_batch(&leaf) {
+            Some(index) => Some(index),
             None => stored_index(storage, &keys::leaf(leaf.hash().as_bytes()), &leaf)?,
         };
         match held {
             Some(index) => Err(AppendError::AlreadyHeld { index }),
             None => Ok(()),
         }
+    }
+
+    /// Where this batch put the entry with leaf hash `leaf`, if it did.
+    fn in_batch(&self, leaf: &LeafHash) -> Option<LeafIndex> {
+        self.leaves.get(leaf).map(|p| p.index)
     }
 
     /// Stage a checked `event` as the next entry of `frontier`: the entry, its leaf-hash and
@@ -1100,6 +1105,45 @@ pub(crate) fn add_strata<S: Storage>(
         write.put(keys::stratum(stratum, tile).to_vec(), blob);
     }
     Ok(())
+}
+
+/// The leaf hashes of the log's latest entries, for the sequencer's check that an event is
+/// new without a storage read on its own thread. [`Log::submit`] looks the event up in storage
+/// first, on the submitter's thread, and answers at once an event whose entry is published;
+/// what it cannot have seen is an entry written after that look-up and before the sequencer
+/// takes the event: at most the batch then being written, the events queued ahead of it and
+/// the log's follow-ups to both. `Recent` remembers at least that many entries.
+struct Recent {
+    order: VecDeque<LeafHash>,
+    index: HashMap<LeafHash, LeafIndex>,
+    keep: usize,
+}
+
+impl Recent {
+    fn new(config: &LogConfig) -> Self {
+        // Entries written between a submitter's look-up and its event's turn: the batch in
+        // flight and every queued event ahead, each with at most one follow-up.
+        let keep = 2 * (config.queue_events_max + config.batch_events_max.max(1));
+        Self {
+            order: VecDeque::with_capacity(keep),
+            index: HashMap::with_capacity(keep),
+            keep,
+        }
+    }
+
+    fn get(&self, leaf: &LeafHash) -> Option<LeafIndex> {
+        self.index.get(leaf).copied()
+    }
+
+    fn insert(&mut self, leaf: LeafHash, at: LeafIndex) {
+        if self.order.len() >= self.keep
+            && let Some(old) = self.order.pop_front()
+        {
+            self.index.remove(&old);
+        }
+        self.order.push_back(leaf);
+        self.index.insert(leaf, at);
+    }
 }
 
 struct Pending {
@@ -1214,6 +1258,7 @@ impl<S: Storage> Log<S> {
             shared: Arc::clone(&shared),
             frontier,
             signer,
+            recent: Recent::new(&config),
             config,
             policy,
             clock,
@@ -1246,6 +1291,22 @@ impl<S: Storage> Log<S> {
     ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
         let queue = self.queue.as_ref().ok_or(AppendError::Closed)?;
         let (reply, rx) = oneshot::channel();
+        // An event the log holds already (published) is answered here, on the submitter's
+        // thread, with its original entry: the sequencer then needs no storage read to know
+        // an event is new, only the entries written since ([`Recent`]).
+        let leaf_hash = event.leaf_hash();
+        let held = self.reader.index_of(&leaf_hash).map_err(|e| match e {
+            ReadError::Storage(s) => AppendError::Storage(s),
+            other => AppendError::Storage(StorageError::Corrupt(other.to_string())),
+        })?;
+        if let Some(index) = held {
+            let _ = reply.send(Ok(Appended {
+                index,
+                leaf_hash,
+                checkpoint: self.reader.latest(),
+            }));
+            return Ok(rx);
+        }
         match queue.try_send(Pending {
             event,
             reply: Some(reply),
@@ -1495,6 +1556,8 @@ struct Sequencer<S> {
     clock: Arc<dyn Clock>,
     /// The last [`NONCE_WINDOW_CHECKPOINTS`] checkpoints, oldest first.
     window: VecDeque<(TreeSize, RootHash)>,
+    /// The latest entries' leaf hashes.
+    recent: Recent,
 }
 
 impl<S: Storage> Sequencer<S> {
@@ -1577,21 +1640,24 @@ impl<S: Storage> Sequencer<S> {
         while let Some(p) = queue.pop_front() {
             // A re-sent event gets its original receipt, whatever its time: a client that
             // lost an answer may retry, and nothing is appended twice.
-            let checked = staged
-                .check_new(&self.shared.storage, &p.event)
-                .and_then(|()| {
-                    check_time(p.event.event().time, now, self.config.time_skew_ms)
-                        .map_err(AppendError::from)
-                })
-                .and_then(|()| {
-                    staged.check(
-                        &self.shared.storage,
-                        self.policy.as_ref(),
-                        &p.event,
-                        self.frontier.size().0,
-                        &self.window,
-                    )
-                });
+            let leaf = p.event.leaf_hash();
+            let checked = match staged.in_batch(&leaf).or_else(|| self.recent.get(&leaf)) {
+                Some(index) => Err(AppendError::AlreadyHeld { index }),
+                None => Ok(()),
+            }
+            .and_then(|()| {
+                check_time(p.event.event().time, now, self.config.time_skew_ms)
+                    .map_err(AppendError::from)
+            })
+            .and_then(|()| {
+                staged.check(
+                    &self.shared.storage,
+                    self.policy.as_ref(),
+                    &p.event,
+                    self.frontier.size().0,
+                    &self.window,
+                )
+            });
             let claimed = match checked {
                 Ok(claimed) => claimed,
                 Err(AppendError::AlreadyHeld { index }) => {
@@ -1655,6 +1721,7 @@ impl<S: Storage> Sequencer<S> {
                 self.remember_checkpoint(size, root);
                 for (p, index) in accepted {
                     let leaf_hash = p.event.leaf_hash();
+                    self.recent.insert(leaf_hash, index);
                     p.answer(Ok(Appended {
                         index,
                         leaf_hash,
@@ -1699,7 +1766,12 @@ impl<S: Storage> Sequencer<S> {
                         self.window = window;
                     }
                 }
-                for (p, _) in accepted {
+                let landed = self.frontier.size();
+                for (p, index) in accepted {
+                    if index.0 < landed.0 {
+                        // It is in storage after all: never appended again.
+                        self.recent.insert(p.event.leaf_hash(), index);
+                    }
                     p.answer(Err(AppendError::Storage(e.clone())));
                 }
                 answer_held_unless_beyond(held, &self.shared.latest.read(), &e);

@@ -277,6 +277,10 @@ impl<S: Storage> Replay<S> {
                     )));
                 }
             }
+            // One event is one entry: a log holding one twice was not made by this policy.
+            staged
+                .check_new(&self.storage, signed)
+                .map_err(|e| fail(e.to_string()))?;
             let claims = staged
                 .check(
                     &self.storage,

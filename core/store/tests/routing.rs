@@ -543,3 +543,68 @@ fn an_event_the_log_holds_is_answered_with_its_receipt_and_never_appended_twice(
     assert_eq!(indices, vec![1, 1, 0]);
     assert_eq!(log.latest().size.0, 2);
 }
+
+#[test]
+fn a_replay_refuses_a_log_holding_one_event_twice() {
+    use govern_core::checkpoint::Checkpoint;
+    use govern_core::ids::TreeSize;
+    use govern_core::merkle::Frontier;
+    let w = World::new();
+    let signer = NoteSigner::new(ORIGIN, SigningKey::from_bytes(&[1; 32])).unwrap();
+    let note = |events: &[&SignedEvent]| {
+        let mut f = Frontier::new();
+        let mut done = Vec::new();
+        for e in events {
+            f.push(e.leaf_hash(), &mut done);
+        }
+        Checkpoint {
+            origin: ORIGIN.into(),
+            size: TreeSize(events.len() as u64),
+            root: f.root(),
+            extensions: Vec::new(),
+        }
+        .sign(&signer)
+        .unwrap()
+    };
+    let created = w.event("edge", "tenant.created", tenant(), RequestId::new_v7(), &[]);
+    let open = || {
+        govern_store::Replay::new(
+            MemoryStorage::new(),
+            ORIGIN,
+            signer.verifier(),
+            w.policy(),
+            60_000,
+            note(&[]).as_bytes(),
+        )
+        .unwrap()
+    };
+    // Twice in one batch, and once in each of two batches (a log that appended a re-sent
+    // event instead of answering its receipt): both refused at the second copy.
+    let mut replay = open();
+    let err = replay
+        .batch(
+            &[created.clone(), created.clone()],
+            note(&[&created, &created]).as_bytes(),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("holds this event already, at entry 0"),
+        "{err}"
+    );
+    let mut replay = open();
+    replay
+        .batch(std::slice::from_ref(&created), note(&[&created]).as_bytes())
+        .unwrap();
+    let err = replay
+        .batch(
+            std::slice::from_ref(&created),
+            note(&[&created, &created]).as_bytes(),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("holds this event already, at entry 0"),
+        "{err}"
+    );
+}
