@@ -34,6 +34,13 @@ pub struct FloodArgs {
     /// Size of each appended event in bytes (approximately).
     #[arg(long, default_value_t = 1024)]
     pub event_bytes: usize,
+    /// Use this running node instead of starting one (for example another build's, to
+    /// compare; start it with a `--time-skew-ms` that covers the run).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// With --url: the node's data dir, for its dev edge key and operator token.
+    #[arg(long, default_value = ".govern")]
+    pub data_dir: std::path::PathBuf,
 }
 
 /// One phase's figures.
@@ -52,15 +59,26 @@ pub async fn flood(args: FloodArgs) -> Result<()> {
          {} flooders each of GET /v1/state and POST /v1/auth/login/start, {} tenants",
         args.rounds, args.entries, args.event_bytes, args.clients, args.flooders, args.tenants
     );
-    let child = start_node().await?;
-    let dir = DataDir::open(&child.data_dir, None)?;
+    let (child, url, data_dir) = match &args.url {
+        Some(url) => (
+            None,
+            url.trim_end_matches('/').to_string(),
+            args.data_dir.clone(),
+        ),
+        None => {
+            let child = start_node().await?;
+            let (url, dir) = (child.url.clone(), child.data_dir.clone());
+            (Some(child), url, dir)
+        }
+    };
+    let dir = DataDir::open(&data_dir, None)?;
     let key = dir.edge_key()?;
     let token = dir.operator_token()?;
     let http = reqwest::Client::new();
     let mut tenants = Vec::with_capacity(args.tenants);
     for i in 0..args.tenants {
         let r: serde_json::Value = http
-            .post(format!("{}/v1/tenants", child.url))
+            .post(format!("{url}/v1/tenants"))
             .bearer_auth(&token)
             .json(&serde_json::json!({"name": format!("tenant {i}"), "admin": "Ada"}))
             .send()
@@ -75,7 +93,7 @@ pub async fn flood(args: FloodArgs) -> Result<()> {
                 .to_string(),
         );
     }
-    let client = Client::new(&child.url)?;
+    let client = Client::new(&url)?;
     let attestation = client.current_attestation("edge").await?;
     let total = args.entries * args.rounds * 2;
     let events = tokio::task::spawn_blocking({
@@ -88,8 +106,7 @@ pub async fn flood(args: FloodArgs) -> Result<()> {
     for _ in 0..args.rounds {
         for flooded in [false, true] {
             let chunk = Arc::new(chunks.next().ok_or("too few events")?.to_vec());
-            let phase =
-                run_phase(&client, &http, &child.url, &tenants, chunk, &args, flooded).await?;
+            let phase = run_phase(&client, &http, &url, &tenants, chunk, &args, flooded).await?;
             phases.push((flooded, phase));
         }
     }
