@@ -1799,20 +1799,16 @@ async fn perform(
             // The log's bound on a user's API keys, refused before anything is appended.
             check_keys_of(&tenant, &text("user"))?;
         }
-        WALLET_REQUESTED => {
-            if params.len() != 1 || !name_ok(&text("name")) {
-                return Err(bad_body(
-                    "a wallet is {\"name\"}: 1 to 100 bytes, no control characters",
-                ));
-            }
+        WALLET_REQUESTED if params.len() != 1 || !name_ok(&text("name")) => {
+            return Err(bad_body(
+                "a wallet is {\"name\"}: 1 to 100 bytes, no control characters",
+            ));
         }
         TRANSFER_REQUESTED => {
             tenants::validate_transfer(&params).map_err(bad_body)?;
         }
-        POLICY_CHANGED => {
-            if !params.get("policy").is_some_and(Value::is_object) {
-                return Err(bad_body("a policy change carries `policy`, an object"));
-            }
+        POLICY_CHANGED if !params.get("policy").is_some_and(Value::is_object) => {
+            return Err(bad_body("a policy change carries `policy`, an object"));
         }
         APPROVAL_DECIDED => {
             let comment_ok = params.iter().all(|(k, v)| {
