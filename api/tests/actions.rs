@@ -563,26 +563,14 @@ async fn credentials_keys_roles_and_revocation() {
         .policy
         .with_tenant(&tenant_id, |t| t.leaf)
         .unwrap();
-    let mut body = serde_json::Map::new();
-    body.insert("action".into(), serde_json::to_value(&object).unwrap());
-    body.insert(
-        "signature".into(),
-        serde_json::to_value(&late_signature).unwrap(),
+    let late = clear_action_event(
+        &node,
+        &object,
+        &late_signature,
+        &init_late.1["salt"],
+        params_late,
+        vec![tenant_leaf],
     );
-    body.insert("salt".into(), init_late.1["salt"].clone());
-    body.insert("params".into(), params_late);
-    let late = node
-        .services
-        .edge
-        .identity
-        .sign(
-            Kind::new("wallet.requested").unwrap(),
-            tenant_id,
-            RequestId(uuid::Uuid::parse_str(&object.request).unwrap()),
-            vec![tenant_leaf],
-            body,
-        )
-        .unwrap();
     assert_problem(&node.post(&late).await, 403, "credential-revoked");
     let start = json_call(
         &node,
@@ -1358,26 +1346,14 @@ async fn api_keys_are_capped_per_user_at_the_edge_and_in_the_log() {
         .policy
         .with_tenant(&tenant_id, |t| t.users[&ada.id].leaf)
         .unwrap();
-    let mut body = serde_json::Map::new();
-    body.insert("action".into(), serde_json::to_value(&object).unwrap());
-    body.insert(
-        "signature".into(),
-        serde_json::to_value(&signature).unwrap(),
+    let forced = clear_action_event(
+        &node,
+        &object,
+        &signature,
+        &init.1["salt"],
+        params,
+        vec![user_leaf],
     );
-    body.insert("salt".into(), init.1["salt"].clone());
-    body.insert("params".into(), params);
-    let forced = node
-        .services
-        .edge
-        .identity
-        .sign(
-            Kind::new("credential.registered").unwrap(),
-            tenant_id,
-            RequestId(uuid::Uuid::parse_str(&object.request).unwrap()),
-            vec![user_leaf],
-            body,
-        )
-        .unwrap();
     assert_problem(&node.post(&forced).await, 403, "credential-limit");
     assert_eq!(node.size(), size);
 

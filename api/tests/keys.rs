@@ -845,31 +845,19 @@ async fn the_log_refuses_clear_fields_no_user_signed_and_payloads_not_sealed_as_
         &object,
         &webauthn_rs::prelude::Url::parse(support::ORIGIN).unwrap(),
     );
-    let mut clear_body = serde_json::Map::new();
-    clear_body.insert("action".into(), serde_json::to_value(&object).unwrap());
-    clear_body.insert(
-        "signature".into(),
-        serde_json::to_value(&signature).unwrap(),
-    );
-    clear_body.insert("salt".into(), init.1["salt"].clone());
-    clear_body.insert("params".into(), body);
     let tenant_leaf = node
         .services
         .policy
         .with_tenant(&tenant, |t| t.leaf)
         .unwrap();
-    let unsealed = node
-        .services
-        .edge
-        .identity
-        .sign(
-            Kind::new("wallet.requested").unwrap(),
-            tenant,
-            RequestId(uuid::Uuid::parse_str(&object.request).unwrap()),
-            vec![tenant_leaf],
-            clear_body,
-        )
-        .unwrap();
+    let unsealed = clear_action_event(
+        &node,
+        &object,
+        &signature,
+        &init.1["salt"],
+        body,
+        vec![tenant_leaf],
+    );
     assert_problem(&node.post(&unsealed).await, 400, "payload-sealing");
     // A kind that is never sealed, sealed: refused too.
     let mut e = node

@@ -275,3 +275,32 @@ pub async fn admin(node: &Booted) -> User {
     let (tenant, invite) = create_tenant(node, "acme").await;
     register(node, &tenant, &invite).await
 }
+
+/// The event an edge appends for a user action in clear (`{action, signature, salt,
+/// params}`), built and signed by the edge's own identity as a hostile edge would, following
+/// `parents`: for tests that post it to the log directly, past the edge's HTTP checks.
+pub fn clear_action_event(
+    node: &Booted,
+    object: &ChallengeObject,
+    signature: &UserSignature,
+    salt: &Value,
+    params: Value,
+    parents: Vec<govern_core::ids::LeafHash>,
+) -> govern_core::event::SignedEvent {
+    let mut body = serde_json::Map::new();
+    body.insert("action".into(), serde_json::to_value(object).unwrap());
+    body.insert("signature".into(), serde_json::to_value(signature).unwrap());
+    body.insert("salt".into(), salt.clone());
+    body.insert("params".into(), params);
+    node.services
+        .edge
+        .identity
+        .sign(
+            govern_core::event::Kind::new(&object.kind).unwrap(),
+            govern_core::event::TenantId(uuid::Uuid::parse_str(&object.tenant).unwrap()),
+            govern_core::event::RequestId(uuid::Uuid::parse_str(&object.request).unwrap()),
+            parents,
+            body,
+        )
+        .unwrap()
+}
