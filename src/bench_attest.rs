@@ -18,15 +18,19 @@ use govern_workers::nsm::{AttestationRequest, SimulatedNsm, dev_measurement};
 
 use crate::demo::Result;
 
+/// The genuine AWS Nitro document of govern-core's tests (its README says where it comes
+/// from), so the bench measures it from any directory.
+const GENUINE: &[u8] = include_bytes!("../core/tests/fixtures/nitro/real-2024-07-16.cose");
+
 #[derive(Debug, Args)]
 pub struct AttestArgs {
     /// Seconds to spend on each measurement.
     #[arg(long, default_value_t = 3)]
     pub seconds: u64,
     /// A genuine Nitro document to measure as well (verified at its own timestamp against
-    /// AWS's root).
-    #[arg(long, default_value = "../shared/fixtures/nitro/real-2024-07-16.cose")]
-    pub genuine: PathBuf,
+    /// AWS's root) [default: the one built in, core/tests/fixtures/nitro/].
+    #[arg(long)]
+    pub genuine: Option<PathBuf>,
     /// Appends per policy in the append comparison (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     pub appends: usize,
@@ -160,7 +164,11 @@ pub async fn attest(args: AttestArgs) -> Result<()> {
             "govern bench attest: one thread, {} s per figure",
             secs.as_secs()
         );
-        match std::fs::read(&args.genuine) {
+        let genuine = match &args.genuine {
+            Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
+            None => Ok(GENUINE.to_vec()),
+        };
+        match genuine {
             Ok(doc) => {
                 let verifier = Verifier::new(TrustAnchor::aws_nitro_root_g1());
                 let at = verifier.verify(&doc, Timestamp::now()).err().map(|_| {
@@ -178,10 +186,7 @@ pub async fn attest(args: AttestArgs) -> Result<()> {
                     doc.len()
                 );
             }
-            Err(e) => println!(
-                "genuine AWS document:   not measured ({}: {e})",
-                args.genuine.display()
-            ),
+            Err(e) => println!("genuine AWS document:   not measured ({e})"),
         }
         let dir = tempfile::tempdir()?;
         let exe = std::env::current_exe()?;

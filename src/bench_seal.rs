@@ -1,4 +1,4 @@
-//! `govern bench seal`: sealed payloads (DESIGN §7) — seals and opens per second of a
+//! `govern bench seal`: sealed payloads (docs/design.md §7) — seals and opens per second of a
 //! payload (1 KiB by default) on one thread and on every core; the latency of a key release
 //! (signed request, identity and scope checks, HKDF of every scope key, HPKE to the
 //! requester, and its `keys.audit` appended durably); and durable appends per second with

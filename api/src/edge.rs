@@ -1,4 +1,4 @@
-//! The edge (DESIGN §4): tenants, users, passkeys and API keys, sessions, and User Action
+//! The edge (docs/design.md §4): tenants, users, passkeys and API keys, sessions, and User Action
 //! Signing in front of every sensitive request.
 //!
 //! - **Tenants**: the operator creates one (`POST /v1/tenants`, bearer = the data dir's
@@ -16,7 +16,7 @@
 //!   sensitive endpoint takes the token in `X-Govern-User-Action` and appends an event that
 //!   carries the challenge object and the user's signature; the log checks them again.
 //!
-//! - **Sealed payloads** (DESIGN §7): the edge seals the parameters of every sealed kind
+//! - **Sealed payloads** (docs/design.md §7): the edge seals the parameters of every sealed kind
 //!   (govern-core's `seal::SEALED_KINDS`: registrations' names, wallets, transfers,
 //!   policies, approvals) with the commitment salt, under the newest scope key the key
 //!   service released to the edge's attested identity; clear fields are only ever the

@@ -1,4 +1,4 @@
-//! The key service (DESIGN §7): role `keys`, hosted by the node in the embedded default,
+//! The key service (docs/design.md §7): role `keys`, hosted by the node in the embedded default,
 //! with its own identity and manifest entry.
 //!
 //! - **The master**: 32 random bytes, sealed at rest. Dev: AES-256-GCM under a local

@@ -1,4 +1,4 @@
-//! The node's side of witnessing (DESIGN §5): each new checkpoint goes to the configured
+//! The node's side of witnessing (docs/design.md §5): each new checkpoint goes to the configured
 //! witnesses over c2sp.org/tlog-witness, and the latest checkpoint that carries a quorum of
 //! their cosignatures (k of n, the witness policy) is what `/checkpoint` serves. Appends never
 //! wait for witnesses: their receipts carry the log's own checkpoint.

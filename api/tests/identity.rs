@@ -1,4 +1,4 @@
-//! Attested identities as attacks (DESIGN §5, §6): every refusal asserts its problem type,
+//! Attested identities as attacks (docs/design.md §5, §6): every refusal asserts its problem type,
 //! on a node booted as `govern node` boots (dev manifest pinning this test executable,
 //! documents from the simulated NSM, checked by the production verifier).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

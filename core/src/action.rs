@@ -1,4 +1,4 @@
-//! User action signatures (DESIGN §4), verified offline: with the event and the credential
+//! User action signatures (docs/design.md §4), verified offline: with the event and the credential
 //! recorded in the log, and nothing else.
 //!
 //! The client computes the challenge from the action itself: SHA-256 of the JCS of a
@@ -58,7 +58,7 @@ pub struct Anchor {
     pub root: String,
 }
 
-/// What the user signs (DESIGN §4): its JCS's SHA-256 is the challenge.
+/// What the user signs (docs/design.md §4): its JCS's SHA-256 is the challenge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeObject {

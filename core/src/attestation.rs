@@ -1,4 +1,4 @@
-//! AWS Nitro Enclaves attestation documents (DESIGN §6): verification against a pinned root,
+//! AWS Nitro Enclaves attestation documents (docs/design.md §6): verification against a pinned root,
 //! and the binding of a service identity in `user_data`.
 //!
 //! A document is a COSE_Sign1 (RFC 9052) signed with ES384 over a CBOR map with the fields
@@ -67,7 +67,7 @@ use crate::event::{ROLE_BYTES_MAX, Role, Timestamp};
 /// AWS Nitro Enclaves Root-G1, DER, as AWS publishes it (and as the genuine fixture's
 /// `cabundle[0]` carries it).
 pub const AWS_NITRO_ROOT_G1_DER: &[u8] = include_bytes!("aws_nitro_root_g1.der");
-/// SHA-256 of [`AWS_NITRO_ROOT_G1_DER`], the fingerprint AWS publishes (DESIGN §6).
+/// SHA-256 of [`AWS_NITRO_ROOT_G1_DER`], the fingerprint AWS publishes (docs/design.md §6).
 pub const AWS_NITRO_ROOT_G1_SHA256: &str =
     "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
 
@@ -504,11 +504,11 @@ pub struct AttestationDocument {
     pub digest: PcrDigest,
     /// Platform configuration registers by index, each [`PCR_BYTES`] long.
     pub pcrs: BTreeMap<u8, Vec<u8>>,
-    /// `public_key` as the enclave asked for it (DESIGN §6: the service's RSA-2048 key).
+    /// `public_key` as the enclave asked for it (docs/design.md §6: the service's RSA-2048 key).
     pub public_key: Option<Vec<u8>>,
-    /// `user_data` (DESIGN §6: a [`UserData`] binding).
+    /// `user_data` (docs/design.md §6: a [`UserData`] binding).
     pub user_data: Option<Vec<u8>>,
-    /// `nonce` (DESIGN §6: a recent checkpoint root).
+    /// `nonce` (docs/design.md §6: a recent checkpoint root).
     pub nonce: Option<Vec<u8>>,
     /// The leaf certificate, DER: the key that signed the document.
     pub certificate: Vec<u8>,
@@ -1288,7 +1288,7 @@ pub const USER_DATA_ENCODED_MAX: usize = 2 + ROLE_BYTES_MAX + 3 * 32;
 const _: () = assert!(USER_DATA_ENCODED_MAX <= USER_DATA_BYTES_MAX);
 const _: () = assert!(ROLE_BYTES_MAX <= u8::MAX as usize);
 
-/// What a service binds into its document's `user_data` (DESIGN §6): its role, the
+/// What a service binds into its document's `user_data` (docs/design.md §6): its role, the
 /// manifest it runs under and its Ed25519 and X25519 keys. Layout, fixed:
 ///
 /// ```text

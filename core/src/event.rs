@@ -1,4 +1,4 @@
-//! The signed event envelope (DESIGN §4): what every service appends to the log.
+//! The signed event envelope (docs/design.md §4): what every service appends to the log.
 //!
 //! An event is a JSON object whose canonical bytes (RFC 8785) are the leaf data. The
 //! producer signs `"govern/event/v1" || 0x00 || JCS(envelope without sig)` with Ed25519,
@@ -354,7 +354,7 @@ impl Producer {
     }
 }
 
-/// The envelope of DESIGN §4. Field order here is irrelevant: the bytes are always JCS.
+/// The envelope of docs/design.md §4. Field order here is irrelevant: the bytes are always JCS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
@@ -377,7 +377,7 @@ pub struct Event {
     pub time: Timestamp,
     /// Clear fields: routing data, commitments, user signatures.
     pub body: Map<String, Value>,
-    /// The encrypted payload (DESIGN §7).
+    /// The encrypted payload (docs/design.md §7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<Value>,
     /// The producer's signature.

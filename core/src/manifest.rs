@@ -1,7 +1,7 @@
-//! Manifests (DESIGN §6): the signed, pinned description of every role — the measurements
+//! Manifests (docs/design.md §6): the signed, pinned description of every role — the measurements
 //! it may run, the scopes it may read, the event kinds it may produce and consume, how often
 //! it re-attests — and of every event kind: who produces it, who consumes it, which kinds
-//! its parents may be, and its uniqueness key (DESIGN §4). Together the roles' `produces` /
+//! its parents may be, and its uniqueness key (docs/design.md §4). Together the roles' `produces` /
 //! `consumes` lists and the kinds' `producers` / `consumers` are the *routing graph*.
 //!
 //! A manifest takes effect only when a quorum of pinned manifest-signer keys has signed it

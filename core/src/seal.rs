@@ -1,4 +1,4 @@
-//! Sealed payloads (DESIGN §7), pure: scope keys from the master and a tenant's seed, and
+//! Sealed payloads (docs/design.md §7), pure: scope keys from the master and a tenant's seed, and
 //! an event's `sealed` member opened only by the holder of its scope key, and only in the
 //! event it was sealed into.
 //!
@@ -13,7 +13,7 @@
 //! - `sealed` = `{"scope", "version", "salt", "nonce", "ct"}`, bytes standard base64.
 //!
 //! Which kinds are sealed, in which scope, and which of their fields stay clear is
-//! [`SEALED_KINDS`]; a sealed user action carries `{"params", "salt"}` (DESIGN §4), and
+//! [`SEALED_KINDS`]; a sealed user action carries `{"params", "salt"}` (docs/design.md §4), and
 //! [`open_action`] opens one and checks it against the signed commitment and its clear
 //! fields. The key service (govern-api's `keys`) holds the master and the seeds and releases
 //! scope keys; this module is the format both sides share.

@@ -1,7 +1,7 @@
 //! Attacks on Nitro attestation documents, each asserting the exact refusal.
 //!
-//! The genuine document is `shared/fixtures/nitro/real-2024-07-16.cose` (beside the clone,
-//! as in CI). Everything else is made here: P-384 chains built with x509-cert's builder and
+//! The genuine document is `core/tests/fixtures/nitro/real-2024-07-16.cose` (its README says
+//! where it comes from). Everything else is made here: P-384 chains built with x509-cert's builder and
 //! documents signed with p384, so an attack differs from an accepted document in one thing.
 #![allow(clippy::unwrap_used)]
 
@@ -46,9 +46,8 @@ const LEAF_NOT_AFTER_MS: i64 = 1_721_167_119_000;
 const FIXTURE_PCR0: &str = "c8275c3e3cd96b3cb256ae55ef8ce52b2dac4601bbd7698efbb76717b4a77c9473d9fc6b2ea93d7d4cff0fb800e675bf";
 
 fn fixture() -> Vec<u8> {
-    // CARGO_MANIFEST_DIR is core/; shared/ sits beside the workspace root.
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/nitro/real-2024-07-16.cose");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nitro/real-2024-07-16.cose");
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

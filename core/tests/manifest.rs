@@ -32,7 +32,7 @@ const ROLES: [&str; 12] = [
 /// The kind of the demo entry `govern up` appends: declared by the dev manifest only.
 const DEV_ONLY_KIND: &str = "demo.hello";
 
-/// DESIGN §4's first set of kinds.
+/// docs/design.md §4's first set of kinds.
 const KINDS: [&str; 27] = [
     "manifest.published",
     "service.attested",
@@ -164,7 +164,7 @@ fn dev_template_parses_and_validates() {
     for k in KINDS.iter().filter(|k| !k.is_empty()) {
         assert!(m.kind(&kind(k)).is_some(), "{k} not declared");
     }
-    // DESIGN's kinds, and the one dev-only kind `govern up` appends.
+    // The design's kinds (docs/design.md §4), and the one dev-only kind `govern up` appends.
     assert!(m.kind(&kind(DEV_ONLY_KIND)).is_some());
     assert_eq!(m.kinds.len(), KINDS.len() - 1 + 1);
     // A template is not a manifest in use: the dev root and the measurements are pinned

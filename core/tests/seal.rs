@@ -1,4 +1,4 @@
-//! Sealed payloads (DESIGN §7): a payload opens only with its scope key, only in the event
+//! Sealed payloads (docs/design.md §7): a payload opens only with its scope key, only in the event
 //! it was sealed into; every byte is covered.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,4 +1,4 @@
-//! A service's attested identity (DESIGN §6): its keys, the document that binds them, the
+//! A service's attested identity (docs/design.md §6): its keys, the document that binds them, the
 //! `service.attested` event that records it, and the events it signs afterwards.
 //!
 //! A service makes three keys: Ed25519 (it signs events with it), X25519 (sealed payloads
@@ -31,7 +31,7 @@ use crate::nsm::{AttestationRequest, Nsm, NsmError};
 
 /// The kind of the event that records an identity.
 pub const ATTESTED_KIND: &str = "service.attested";
-/// The RSA key size DESIGN §6 fixes.
+/// The RSA key size docs/design.md §6 fixes.
 pub const RSA_BITS: usize = 2048;
 
 /// Why an identity could not be made or used.

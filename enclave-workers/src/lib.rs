@@ -1,7 +1,7 @@
 //! # govern-workers
 //!
 //! The enclave workers, which accept no inbound connection and read the log as their only
-//! input (DESIGN §2).
+//! input (docs/design.md §2).
 //!
 //! What is here now:
 //! - [`nsm`]: the attestation providers behind one trait, [`nsm::Nsm`] — the simulated NSM

@@ -1,5 +1,5 @@
 //! Attestation providers: where a service gets the AWS Nitro attestation document that
-//! binds its keys to its measurements (DESIGN §6).
+//! binds its keys to its measurements (docs/design.md §6).
 //!
 //! [`Nsm`] is the one interface: ask for a document carrying a `public_key`, `user_data` and
 //! `nonce` ([`AttestationRequest`]), or read the PCRs the document will carry. Two
@@ -98,11 +98,11 @@ pub const DOCUMENT_PCRS: u8 = 16;
 /// `nonce` at most 512 each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AttestationRequest {
-    /// DESIGN §6: the service's RSA-2048 public key (DER), which AWS KMS encrypts to.
+    /// docs/design.md §6: the service's RSA-2048 public key (DER), which AWS KMS encrypts to.
     pub public_key: Option<Vec<u8>>,
-    /// DESIGN §6: a [`govern_core::attestation::UserData`] binding, encoded.
+    /// docs/design.md §6: a [`govern_core::attestation::UserData`] binding, encoded.
     pub user_data: Option<Vec<u8>>,
-    /// DESIGN §6: the root of a recent checkpoint.
+    /// docs/design.md §6: the root of a recent checkpoint.
     pub nonce: Option<Vec<u8>>,
 }
 

@@ -128,10 +128,10 @@ fn document_verifies_against_the_dev_root_with_pcr0_pinned_and_carries_the_reque
     );
 }
 
-/// The genuine Nitro document beside the clone (as in CI), for the shape comparison.
+/// The genuine Nitro document of govern-core's tests, for the shape comparison.
 fn genuine() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/nitro/real-2024-07-16.cose");
+        .join("../core/tests/fixtures/nitro/real-2024-07-16.cose");
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -1,6 +1,6 @@
 //! # govern-projections
 //!
-//! Pure folds `apply(state, event)` from the log into state (DESIGN §9): tenants, their
+//! Pure folds `apply(state, event)` from the log into state (docs/design.md §9): tenants, their
 //! users, invitations, credentials, wallets, requests and key status ([`tenants`]); the
 //! service inventory ([`services`]); and the two together with their state root
 //! ([`state`]). The node's append policy keeps its state in these very types and judges

@@ -1,4 +1,4 @@
-//! The service inventory, folded from the log (DESIGN §6): the manifest in force, every
+//! The service inventory, folded from the log (docs/design.md §6): the manifest in force, every
 //! role's latest attested identity, and every quarantined measurement.
 //!
 //! [`Services::apply`] is the one fold of `manifest.published`, `service.attested` and

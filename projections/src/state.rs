@@ -1,4 +1,4 @@
-//! The whole projected state and its root (DESIGN §9).
+//! The whole projected state and its root (docs/design.md §9).
 //!
 //! [`State`] is every projection of the log together: the tenants ([`Tenants`]) and the
 //! service inventory ([`Services`]). Its root is SHA-256 of its RFC 8785 (JCS) form. Every

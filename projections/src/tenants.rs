@@ -1,4 +1,4 @@
-//! Tenants, their users, invitations and credentials, folded from the log (DESIGN §4).
+//! Tenants, their users, invitations and credentials, folded from the log (docs/design.md §4).
 //!
 //! [`Tenants::apply`] is a pure fold over accepted events: the append policy judges every
 //! user action against this state (who may sign what, with which key, whether a passkey's

@@ -1,4 +1,4 @@
-//! User actions, checked at append (DESIGN §4): no user signature, no entry.
+//! User actions, checked at append (docs/design.md §4): no user signature, no entry.
 //!
 //! The node's policy runs these checks on every event of a tenant kind
 //! ([`govern_projections::tenants::is_tenant_kind`]) after the producer's identity and before

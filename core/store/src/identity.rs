@@ -1,4 +1,4 @@
-//! Attested service identities, enforced at append (DESIGN §5, §6): the append policy of a
+//! Attested service identities, enforced at append (docs/design.md §5, §6): the append policy of a
 //! node.
 //!
 //! The policy's state is a function of the log alone — the manifests published in it, the
@@ -76,7 +76,7 @@ pub const REASON_NOT_PINNED: &str = "measurement-not-pinned";
 /// A quarantine's reason: a new manifest stopped pinning a live identity's measurement
 /// (evidence: the identity and the manifest; the identity is the event's parent).
 pub const REASON_UNPINNED: &str = "measurement-unpinned";
-/// The size of the RSA key a document's `public_key` must hold (DESIGN §6: AWS KMS encrypts
+/// The size of the RSA key a document's `public_key` must hold (docs/design.md §6: AWS KMS encrypts
 /// to RSA inside an enclave).
 pub const RSA_KEY_BITS: usize = 2048;
 

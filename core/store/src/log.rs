@@ -41,7 +41,7 @@ pub const TIME_SKEW_MS: i64 = 60_000;
 /// What a client refused with pushback is told to wait.
 pub const PUSHBACK_RETRY_AFTER_S: u64 = 1;
 
-/// How many of the latest checkpoints an attestation document's nonce may name (DESIGN §6:
+/// How many of the latest checkpoints an attestation document's nonce may name (docs/design.md §6:
 /// the nonce is the root of one of the last N checkpoints). At the log's busiest a batch,
 /// and so a checkpoint, is written every few milliseconds: 1,024 checkpoints leave a
 /// service several seconds to fetch a root, obtain a document and append it; an idle log
@@ -340,7 +340,7 @@ pub enum AppendError {
         index: LeafIndex,
     },
     /// The producer's attested identity does not allow the append, or a manifest or an
-    /// attestation does not verify (DESIGN §5, §6).
+    /// attestation does not verify (docs/design.md §5, §6).
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
     /// The node's policy refused a tenant event or user action.

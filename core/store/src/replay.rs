@@ -1,4 +1,4 @@
-//! Replaying a log into fresh storage (DESIGN §9): `govern replay`.
+//! Replaying a log into fresh storage (docs/design.md §9): `govern replay`.
 //!
 //! A replay takes the log's entries batch by batch, each batch being the entries between two
 //! consecutive signed checkpoints, and puts every entry through the same checks the

@@ -1,6 +1,6 @@
-//! The routing graph of the manifest in force, enforced at append (DESIGN §5): who may
+//! The routing graph of the manifest in force, enforced at append (docs/design.md §5): who may
 //! produce each kind, which kinds its parents may be, whose tenant and request they must
-//! belong to, and each kind's uniqueness key (DESIGN §4).
+//! belong to, and each kind's uniqueness key (docs/design.md §4).
 //!
 //! [`ManifestPolicy`] pairs the graph with a fixed allow-list (tests); the node's policy,
 //! [`crate::IdentityPolicy`], pairs it with attested identities.
