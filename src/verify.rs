@@ -86,6 +86,21 @@ pub(crate) struct Pinned {
     pub policy: Option<(WitnessPolicy, &'static str)>,
 }
 
+impl Pinned {
+    /// The node's latest checkpoint (`/checkpoint`), opened under the pinned key: its bytes,
+    /// what it says and its note (for the witness policy's check).
+    pub(crate) async fn checkpoint(
+        &self,
+        client: &Client,
+    ) -> Result<(Vec<u8>, Checkpoint, govern_core::note::Note)> {
+        let verifier = NoteVerifier::parse(&self.vkey).map_err(|e| format!("verifier key: {e}"))?;
+        let note = client.get_required("/checkpoint").await?;
+        let (cp, parsed) = Checkpoint::open(&note, verifier.name(), &verifier)
+            .map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?;
+        Ok((note, cp, parsed))
+    }
+}
+
 /// A log that shows another key than the one pinned.
 #[derive(Debug, thiserror::Error)]
 pub enum PinnedKeyError {
@@ -222,11 +237,7 @@ pub async fn log(args: LogArgs) -> Result<()> {
             pinned.vkey
         );
     }
-    let vkey = pinned.vkey;
-    let verifier = NoteVerifier::parse(&vkey).map_err(|e| format!("verifier key: {e}"))?;
-    let note = client.get_required("/checkpoint").await?;
-    let (cp, parsed) = Checkpoint::open(&note, verifier.name(), &verifier)
-        .map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?;
+    let (note, cp, parsed) = pinned.checkpoint(&client).await?;
     let witnessed = match &pinned.policy {
         Some((policy, source)) => Some(
             crate::witness::check(policy, &parsed, source)
@@ -292,7 +303,7 @@ pub async fn log(args: LogArgs) -> Result<()> {
         }
     }
     let remember = Remembered {
-        verifier_key: vkey,
+        verifier_key: pinned.vkey.clone(),
         size: cp.size.0,
         root: cp.root.to_hex(),
         checkpoint: String::from_utf8_lossy(&note).into(),

@@ -17,11 +17,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use govern_core::action::{ChallengeObject, UserSignature};
-use govern_core::checkpoint::Checkpoint;
 use govern_core::event::SignedEvent;
 use govern_core::ids::{Hash, LeafIndex};
 use govern_core::merkle;
-use govern_core::note::NoteVerifier;
 use govern_core::tiles::{TILE_WIDTH, Tile, decode_bundle};
 use govern_projections::state::State;
 use serde::Serialize;
@@ -165,10 +163,7 @@ pub async fn run(args: RequestArgs) -> Result<()> {
             pinned.vkey
         );
     }
-    let verifier = NoteVerifier::parse(&pinned.vkey).map_err(|e| format!("verifier key: {e}"))?;
-    let note = client.get_required("/checkpoint").await?;
-    let (cp, parsed) = Checkpoint::open(&note, verifier.name(), &verifier)
-        .map_err(|e| format!("checkpoint: {e}"))?;
+    let (_, cp, parsed) = pinned.checkpoint(&client).await?;
     let witnessed = match &pinned.policy {
         Some((policy, source)) => Some(crate::witness::check(policy, &parsed, source)?),
         None => None,

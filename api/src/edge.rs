@@ -486,6 +486,28 @@ impl From<UserActionError> for Problem {
     }
 }
 
+/// The one parent the event of an action at `method` `path` follows: the log's own rule
+/// (govern-store's `actions::required_parent`), which it checks again at append. An object
+/// that does not exist is `not-found`, as the edge answers every missing id.
+fn parent_of(
+    tenant: &Tenant,
+    kind: &str,
+    method: &str,
+    path: &str,
+    params: &Map<String, Value>,
+) -> Result<LeafHash, Problem> {
+    let target = govern_core::action::route_of(method, path)
+        .map(|(_, target)| target)
+        .ok_or_else(|| Problem::no_route(path))?;
+    govern_store::actions::required_parent(tenant, kind, target, params)
+        .map(|(_, parent)| parent)
+        .map_err(|e| match e {
+            UserActionError::Unknown { what, id } => not_found(what, &id),
+            UserActionError::Malformed { reason, .. } => bad_body(reason),
+            other => Problem::from(other),
+        })
+}
+
 /// The longest approval comment.
 pub const COMMENT_BYTES_MAX: usize = 1000;
 
@@ -1483,19 +1505,16 @@ pub(crate) async fn action_init(
         ));
     }
     let params = action_body(&serde_json::to_vec(&req.body).unwrap_or_default())?;
-    let request = if kind == APPROVAL_DECIDED {
-        let id = req.path.split('/').nth(3).unwrap_or_default();
-        let transfer = edge.with_tenant(&session.tenant, |t| {
-            t.requests
-                .get(id)
-                .is_some_and(|r| r.kind == TRANSFER_REQUESTED)
-        });
-        if transfer != Some(true) {
-            return Err(not_found("request", id));
+    // An approval's request is the transfer its path names, which must be one.
+    let request = match govern_core::action::route_of(&req.method, &req.path) {
+        Some((_, govern_core::action::PathTarget::Request(id))) => {
+            let tenant = edge
+                .tenant(&session.tenant)
+                .ok_or_else(|| not_found("request", id))?;
+            parent_of(&tenant, kind, &req.method, &req.path, &Map::new())?;
+            id.to_string()
         }
-        id.to_string()
-    } else {
-        Uuid::now_v7().to_string()
+        _ => Uuid::now_v7().to_string(),
     };
     let mut salt = [0u8; 32];
     OsRng.fill_bytes(&mut salt);
@@ -1823,18 +1842,7 @@ async fn perform(
         }
         _ => {}
     }
-    // The event follows the object the signed path names: the log's own rule
-    // (govern-store's `actions::required_parent`), which it checks again at append.
-    let target = govern_core::action::route_of(method.as_str(), &path)
-        .map(|(_, target)| target)
-        .ok_or_else(|| Problem::no_route(&path))?;
-    let (_, parent) = govern_store::actions::required_parent(&tenant, kind, target, &params)
-        .map_err(|e| match e {
-            UserActionError::Unknown { what, id } => not_found(what, &id),
-            UserActionError::Malformed { reason, .. } => bad_body(reason),
-            other => Problem::from(other),
-        })?;
-    let parents = vec![parent];
+    let parents = vec![parent_of(&tenant, kind, method.as_str(), &path, &params)?];
     let added_credential = (kind == CREDENTIAL_REGISTERED)
         .then(|| B64URL.decode(text("public_key")).ok())
         .flatten()

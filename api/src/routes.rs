@@ -47,18 +47,18 @@ pub const STATE_ROOT_INTERVAL_MS: u64 = 250;
 /// at a time.
 #[derive(Debug, Default)]
 pub struct StateRoots {
-    last: parking_lot::Mutex<Option<(std::time::Instant, Arc<StateInfo>)>>,
+    last: parking_lot::Mutex<Option<(std::time::Instant, StateInfo)>>,
     computing: tokio::sync::Mutex<()>,
 }
 
 impl StateRoots {
     /// The cached answer if it is for `size`.
-    fn cached(&self, size: u64) -> Option<Arc<StateInfo>> {
+    fn cached(&self, size: u64) -> Option<StateInfo> {
         self.last
             .lock()
             .as_ref()
             .filter(|(_, info)| info.size == size)
-            .map(|(_, info)| Arc::clone(info))
+            .map(|(_, info)| info.clone())
     }
 
     /// How long to wait before computing again.
@@ -248,13 +248,13 @@ pub(crate) async fn state_info(State(s): State<AppState>) -> Result<Json<StateIn
     };
     let cache = Arc::clone(&s.state_roots);
     if let Some(info) = cache.cached(size(&s)) {
-        return Ok(Json(StateInfo::clone(&info)));
+        return Ok(Json(info));
     }
     // One computation at a time, at most one per interval; whoever waited gets the answer
     // computed meanwhile if it is still for the latest size.
     let _computing = cache.computing.lock().await;
     if let Some(info) = cache.cached(size(&s)) {
-        return Ok(Json(StateInfo::clone(&info)));
+        return Ok(Json(info));
     }
     tokio::time::sleep(cache.wait()).await;
     let work = move || -> Result<StateInfo, StorageError> {
@@ -281,7 +281,7 @@ pub(crate) async fn state_info(State(s): State<AppState>) -> Result<Json<StateIn
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => {
             let info = result?;
-            *cache.last.lock() = Some((std::time::Instant::now(), Arc::new(info.clone())));
+            *cache.last.lock() = Some((std::time::Instant::now(), info.clone()));
             Ok(Json(info))
         }
         Err(e) => Err(StorageError::Backend(format!("the state task failed: {e}")).into()),

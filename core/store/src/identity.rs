@@ -354,7 +354,8 @@ struct Registry {
 
 #[derive(Debug, Default)]
 struct State {
-    committed: Registry,
+    /// As of the last durable batch; shared with what readers see ([`Committed`]).
+    committed: Arc<Registry>,
     working: Registry,
     /// The log's size after the batch being checked, and as of the last durable batch.
     working_size: u64,
@@ -1145,7 +1146,7 @@ impl AppendPolicy for IdentityPolicy {
         let mut state = self.state.lock();
         state.working_size = size.0;
         state.committed_size = size.0;
-        self.publish(&state, true, true);
+        self.publish(&state, true);
     }
 
     fn followups(&self) -> Vec<Event> {
@@ -1195,13 +1196,13 @@ impl AppendPolicy for IdentityPolicy {
             quarantining: BTreeSet::new(),
         };
         let mut state = self.state.lock();
-        state.committed = registry.clone();
+        state.committed = Arc::new(registry.clone());
         state.working = registry;
         state.tenants = restored.tenants.clone();
         state.tenants_committed = restored.tenants;
         state.tenant_batch.clear();
         state.dirty = false;
-        self.publish(&state, true, true);
+        self.publish(&state, true);
         Ok(())
     }
 
@@ -1223,41 +1224,34 @@ impl AppendPolicy for IdentityPolicy {
             // Rare (the store failed): start again from the durable state.
             state.tenants = state.tenants_committed.clone();
         }
-        let dirty = state.dirty;
-        state.dirty = false;
-        if dirty {
+        if std::mem::take(&mut state.dirty) {
             if durable {
-                state.committed = state.working.clone();
+                state.committed = Arc::new(state.working.clone());
             } else {
-                state.working = state.committed.clone();
+                state.working = Registry::clone(&state.committed);
             }
         }
         if durable {
-            self.publish(&state, !batch.is_empty(), dirty);
+            self.publish(&state, !batch.is_empty());
         }
     }
 }
 
 impl IdentityPolicy {
-    /// Publish the durable state to readers. Cloning the tenants costs a pointer per tenant
-    /// and the registry a copy of the service inventory, so each is shared with the previous
-    /// publication when the batch changed neither.
-    fn publish(&self, state: &State, tenants_changed: bool, registry_changed: bool) {
+    /// Publish the durable state to readers. The registry is shared as it is; cloning the
+    /// tenants costs a pointer per tenant, so they are shared with the previous publication
+    /// when the batch changed none.
+    fn publish(&self, state: &State, tenants_changed: bool) {
         let mut published = self.published.write();
         let tenants = if tenants_changed {
             Arc::new(state.tenants_committed.clone())
         } else {
             Arc::clone(&published.tenants)
         };
-        let registry = if registry_changed {
-            Arc::new(state.committed.clone())
-        } else {
-            Arc::clone(&published.registry)
-        };
         *published = Arc::new(Committed {
             size: TreeSize(state.committed_size),
             tenants,
-            registry,
+            registry: Arc::clone(&state.committed),
         });
     }
 }

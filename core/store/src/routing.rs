@@ -33,9 +33,10 @@ impl ManifestPolicy {
 
 impl AppendPolicy for ManifestPolicy {
     /// In order: the producer is allowed; the kind is declared; the producer's role may
-    /// produce it; it has a parent if its kind has any; every parent is in the log (or earlier in the batch), of an allowed kind,
-    /// of the event's tenant (or the system tenant), and of the event's request when the
-    /// kind says `same_request`; the uniqueness key is well-formed and not taken.
+    /// produce it; it has a parent if its kind has any; every parent is in the log (or
+    /// earlier in the batch), of an allowed kind, of the event's tenant (or the system
+    /// tenant), and of the event's request when the kind says `same_request`; the
+    /// uniqueness key is well-formed and not taken.
     fn check(&self, signed: &SignedEvent, view: &dyn LogView) -> Result<Vec<String>, AppendError> {
         self.producers.check(signed, view)?;
         check_routing(&self.manifest, signed, view)
@@ -44,10 +45,10 @@ impl AppendPolicy for ManifestPolicy {
 
 /// The routing checks of `manifest` for `signed`, in order: the kind is declared; the
 /// producer's role may produce it; it has at least one parent if its kind lists parent kinds
-/// (only the genesis manifest, entry 0, has none); every parent is in the log (or earlier in the batch), of
-/// an allowed kind, of the event's tenant (or the system tenant), and of the event's request
-/// when the kind says `same_request`; the uniqueness key is well-formed. Returns the key (if
-/// the kind has one).
+/// (but the genesis manifest and the log's quarantine of a refused document); every parent
+/// is in the log (or earlier in the batch), of an allowed kind, of the event's tenant (or the
+/// system tenant), and of the event's request when the kind says `same_request`; the
+/// uniqueness key is well-formed. Returns the key (if the kind has one).
 ///
 /// # Errors
 /// The first refusal.
