@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use govern_api::edge::{Edge, EdgeConfig};
+use govern_api::preflight::Found;
 use govern_api::{AppState, Attestor, DataDir, NodeHandle, Services};
 use govern_core::event::{Kind, RequestId, SignedEvent, TenantId};
 use govern_store::LogConfig;
@@ -24,7 +25,82 @@ const UP_QUORUM: usize = 2;
 const DEV_WARNING: &str = "DEV MODE: the log key and producer keys are plain files in the data dir and no \
 enclave protects them; this keeps govern's formats and checks, not its protection. Never hold real assets with it.";
 
-async fn start(server: &Server) -> Result<(NodeHandle, DataDir, Services)> {
+/// What a start checked before writing anything: the bound listener, the edge's relying
+/// party, the witness policy, and what the data dir holds.
+pub(crate) struct Prepared {
+    listener: TcpListener,
+    edge_config: EdgeConfig,
+    /// The witness policy and where it was read (`govern up` sets its own after `prepare`).
+    witnesses: Option<(std::path::PathBuf, govern_core::witness::PolicyFile)>,
+    found: Found,
+}
+
+/// Everything a start can refuse for, checked before the data dir is touched: the listening
+/// port is bound, the relying party and web origin, the witness policy file, the build's
+/// attestor, and the data dir itself ([`govern_api::preflight::check`]: lock, missing files
+/// of a restored copy, the log key, the manifest and its signers, the dev CA). A start that
+/// fails here has written nothing. `own_witnesses`: `govern up`, which writes its policy
+/// later, ignores the data dir's.
+pub(crate) async fn prepare(server: &Server, own_witnesses: bool) -> Result<Prepared> {
+    #[cfg(not(feature = "nitro"))]
+    if !cfg!(feature = "dev") {
+        return Err(
+            "a production build attests with the Nitro Secure Module: build with \
+                    `--no-default-features --features nitro` and run inside an enclave"
+                .into(),
+        );
+    }
+    let listener = TcpListener::bind(server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let web_origin = server
+        .web_origin
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{port}"));
+    let edge_config = EdgeConfig::new(&server.rp_id, &web_origin)?;
+    let policy_path = server
+        .witnesses
+        .clone()
+        .unwrap_or_else(|| server.data_dir.join(WITNESSES_FILE));
+    let witnesses = if !own_witnesses && (server.witnesses.is_some() || policy_path.exists()) {
+        let file = crate::witness::read_policy(&policy_path)?;
+        govern_api::witnessing::check_file(&file)
+            .map_err(|e| format!("{}: {e}", policy_path.display()))?;
+        Some((policy_path, file))
+    } else {
+        None
+    };
+    let found = govern_api::preflight::check(
+        &server.data_dir,
+        server.origin.as_deref(),
+        cfg!(feature = "dev"),
+    )?;
+    Ok(Prepared {
+        listener,
+        edge_config,
+        witnesses,
+        found,
+    })
+}
+
+/// Start the node checked by [`prepare`]. Before anything is appended, a log under a witness
+/// policy asks its witnesses whether this copy is behind what they cosigned: a stale restore
+/// appends nothing ([`govern_api::witnessing::check_not_behind`]).
+async fn start(server: &Server, prepared: Prepared) -> Result<(NodeHandle, DataDir, Services)> {
+    let Prepared {
+        listener,
+        edge_config,
+        witnesses,
+        found,
+    } = prepared;
+    if let (Found::Log { .. }, Some((path, file))) = (found, &witnesses) {
+        let reader =
+            govern_store::LogReader::open(govern_api::datadir::open_read_only(&server.data_dir)?)?;
+        govern_api::witnessing::check_not_behind(&reader, file)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let dir = DataDir::open(&server.data_dir, server.origin.as_deref())?;
     let executable =
         std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
@@ -50,26 +126,9 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir, Services)> {
         Attestor::Nitro
     };
     #[cfg(not(feature = "nitro"))]
-    let attestor = if cfg!(feature = "dev") {
-        Attestor::Simulated { executable }
-    } else {
-        return Err(
-            "a production build attests with the Nitro Secure Module: build with \
-                    `--no-default-features --features nitro` and run inside an enclave"
-                .into(),
-        );
-    };
+    let attestor = Attestor::Simulated { executable };
     let services = dir.boot(config, cfg!(feature = "dev"), &attestor).await?;
     services.spawn_reattestation();
-    let listener = TcpListener::bind(server.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", server.listen))?;
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let web_origin = server
-        .web_origin
-        .clone()
-        .unwrap_or_else(|| format!("http://localhost:{port}"));
-    let edge_config = EdgeConfig::new(&server.rp_id, &web_origin)?;
     let edge = Edge::new(
         edge_config,
         Arc::clone(&services.log),
@@ -82,13 +141,8 @@ async fn start(server: &Server) -> Result<(NodeHandle, DataDir, Services)> {
     let mut state = AppState::new(Arc::clone(&services.log), &dir.verifier_key())
         .with_identities(Arc::clone(&services.policy))
         .with_edge(Arc::new(edge));
-    let policy_path = server
-        .witnesses
-        .clone()
-        .unwrap_or_else(|| server.data_dir.join(WITNESSES_FILE));
-    if server.witnesses.is_some() || policy_path.exists() {
-        let file = crate::witness::read_policy(&policy_path)?;
-        let witnessing = govern_api::witnessing::Witnessing::start(services.log.reader(), &file)?;
+    if let Some((policy_path, file)) = &witnesses {
+        let witnessing = govern_api::witnessing::Witnessing::start(services.log.reader(), file)?;
         tracing::info!(
             quorum = file.quorum,
             witnesses = file.witnesses.len(),
@@ -127,7 +181,8 @@ pub async fn until_signal() {
 
 /// `govern node`.
 pub async fn node(server: Server) -> Result<()> {
-    let (node, _dir, _services) = start(&server).await?;
+    let prepared = prepare(&server, false).await?;
+    let (node, _dir, _services) = start(&server, prepared).await?;
     until_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;
@@ -221,7 +276,9 @@ pub(crate) async fn spawn_witnesses(
 }
 
 /// Start the witnesses of `govern up` and write the node's policy for them.
-async fn up_witnesses(server: &Server) -> Result<Vec<WitnessProcess>> {
+async fn up_witnesses(
+    server: &Server,
+) -> Result<(Vec<WitnessProcess>, govern_core::witness::PolicyFile)> {
     let log_vkey = DataDir::open(&server.data_dir, server.origin.as_deref())?.verifier_key();
     let (witnesses, file) = spawn_witnesses(
         &server.data_dir.join("witnesses"),
@@ -236,14 +293,15 @@ async fn up_witnesses(server: &Server) -> Result<Vec<WitnessProcess>> {
         toml::to_string(&file)?
     );
     std::fs::write(server.data_dir.join(WITNESSES_FILE), text)?;
-    Ok(witnesses)
+    Ok((witnesses, file))
 }
 
 /// `govern up`.
-pub async fn up(mut server: Server) -> Result<()> {
-    let witnesses = up_witnesses(&server).await?;
-    server.witnesses = Some(server.data_dir.join(WITNESSES_FILE));
-    let (node, _dir, services) = start(&server).await?;
+pub async fn up(server: Server) -> Result<()> {
+    let mut prepared = prepare(&server, true).await?;
+    let (witnesses, file) = up_witnesses(&server).await?;
+    prepared.witnesses = Some((server.data_dir.join(WITNESSES_FILE), file));
+    let (node, _dir, services) = start(&server, prepared).await?;
     let url = format!("http://localhost:{}", node.addr.port());
     let client = Client::new(&url)?;
     let event = demo_event(&services.edge.identity, "hello from govern up")?;

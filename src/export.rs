@@ -143,7 +143,7 @@ pub async fn run(args: ExportArgs) -> Result<()> {
                 .data_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-            let data = govern_api::DataDir::open(&dir, None)?;
+            let data = govern_api::DataDir::open_existing(&dir)?;
             let storage = data.open_read_only()?;
             Source::Local {
                 reader: LogReader::open(storage)?,

@@ -32,8 +32,7 @@ pub async fn run(url: Option<&str>, data_dir: Option<PathBuf>, json: bool) -> Re
         }
         None => {
             let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-            let storage = govern_store::RocksStorage::open_read_only(&dir.join("db"))
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            let storage = govern_api::datadir::open_read_only(&dir)?;
             let reader = LogReader::open(storage)?;
             let origin = reader.origin().to_string();
             let (latest, state) = tokio::task::spawn_blocking(move || reader.state())

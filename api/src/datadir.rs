@@ -94,6 +94,67 @@ pub enum DataDirError {
     /// RocksDB failed (for example: another node has this data dir open).
     #[error("log store: {0}")]
     Storage(#[from] StorageError),
+    /// The directory a reading command was given is not a node's data dir.
+    #[error("{} is not a govern data dir: {reason}", path.display())]
+    NotADataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What it lacks.
+        reason: String,
+    },
+    /// A data dir holds a log but lacks files a node needs to serve it (a replayed or
+    /// partly restored copy); nothing was written.
+    #[error(
+        "{} holds a log of {size} entries but not all of its node's files (a replayed or partly restored copy?): \
+         install {} from the original data dir's backup, then start again; nothing was written \
+         (docs/operations.md, \"Restore\", lists what a data dir holds)",
+        path.display(), missing.join(", ")
+    )]
+    Incomplete {
+        /// The directory.
+        path: PathBuf,
+        /// The log's size.
+        size: u64,
+        /// What to install, each with what it is.
+        missing: Vec<String>,
+    },
+}
+
+/// The store of the data dir at `root`, which must exist and hold a log: what every reading
+/// command opens (read-only), creating nothing.
+///
+/// # Errors
+/// [`DataDirError::NotADataDir`] naming what is missing.
+pub fn existing_db(root: &Path) -> Result<PathBuf, DataDirError> {
+    let not = |reason: &str| DataDirError::NotADataDir {
+        path: root.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    match std::fs::metadata(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(not("it does not exist"));
+        }
+        Err(e) => return Err(io(root)(e)),
+        Ok(m) if !m.is_dir() => return Err(not("it is not a directory")),
+        Ok(_) => {}
+    }
+    let db = root.join("db");
+    if !db.is_dir() {
+        return Err(not("no db/"));
+    }
+    if !db.join("CURRENT").is_file() {
+        return Err(not("db/ holds no log (no db/CURRENT)"));
+    }
+    Ok(db)
+}
+
+/// The log's store at `root` opened read-only ([`existing_db`]), beside a node that may be
+/// running on it.
+///
+/// # Errors
+/// [`DataDirError::NotADataDir`]; [`DataDirError::Storage`] when RocksDB cannot open it.
+pub fn open_read_only(root: &Path) -> Result<RocksStorage, DataDirError> {
+    Ok(RocksStorage::open_read_only(&existing_db(root)?)?)
 }
 
 /// The longest manifest signers file read.
@@ -148,6 +209,48 @@ fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, DataDirError> {
     Ok(out)
 }
 
+/// The pinned manifest signers of the data dir at `root` (`manifest-signers.toml`).
+///
+/// # Errors
+/// [`DataDirError::Signers`] when the file is missing or malformed.
+pub fn read_manifest_signers(root: &Path) -> Result<ManifestSigners, DataDirError> {
+    let signers_path = root.join("manifest-signers.toml");
+    let signers_text = read_limited(&signers_path, SIGNERS_FILE_BYTES_MAX)?;
+    String::from_utf8(signers_text)
+        .map_err(|_| "not UTF-8".to_string())
+        .and_then(|t| parse_manifest_signers(&t))
+        .map_err(|reason| DataDirError::Signers {
+            path: signers_path.clone(),
+            reason,
+        })
+}
+
+/// The signed manifest of the data dir at `root` (`manifest.json`), verified against its
+/// pinned signers (`allow_dev_root`: whether a manifest pinning the dev root is accepted).
+///
+/// # Errors
+/// [`DataDirError::NoManifest`]; [`DataDirError::Manifest`] when it is unreadable or does not
+/// verify; [`DataDirError::Signers`].
+pub fn read_signed_manifest(
+    root: &Path,
+    allow_dev_root: bool,
+) -> Result<SignedManifest, DataDirError> {
+    let path = root.join("manifest.json");
+    if !path.exists() {
+        return Err(DataDirError::NoManifest { path });
+    }
+    let text = read_limited(&path, govern_core::manifest::MANIFEST_TEXT_BYTES_MAX as u64)?;
+    let manifest_err = |source| DataDirError::Manifest {
+        path: path.clone(),
+        source,
+    };
+    let signed = SignedManifest::from_json(&text).map_err(manifest_err)?;
+    signed
+        .verify(&read_manifest_signers(root)?, allow_dev_root)
+        .map_err(manifest_err)?;
+    Ok(signed)
+}
+
 /// An opened data directory.
 #[derive(Debug)]
 pub struct DataDir {
@@ -190,6 +293,35 @@ pub(crate) fn load_or_create_key(path: &Path, name: &str) -> Result<NoteSigner, 
 }
 
 impl DataDir {
+    /// Open the existing data dir `root` for reading: it must hold a log ([`existing_db`]) and
+    /// its `log.key`. Creates nothing.
+    ///
+    /// # Errors
+    /// [`DataDirError::NotADataDir`]; [`DataDirError::BadKey`] for an unreadable key.
+    pub fn open_existing(root: &Path) -> Result<Self, DataDirError> {
+        existing_db(root)?;
+        let key_path = root.join("log.key");
+        let text = match std::fs::read_to_string(&key_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(DataDirError::NotADataDir {
+                    path: root.to_path_buf(),
+                    reason: "no log.key (a replayed copy holds none: ask the node for what needs its key, with --url)".into(),
+                });
+            }
+            Err(e) => return Err(io(&key_path)(e)),
+        };
+        let log_key =
+            NoteSigner::from_private_key(text.trim()).map_err(|e| DataDirError::BadKey {
+                path: key_path.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            log_key,
+        })
+    }
+
     /// Open `root`, creating it, the log key (named `origin`, or [`DEFAULT_ORIGIN`]) and the
     /// dev edge key on first use. An existing log keeps its origin; asking for another is an
     /// error.
@@ -311,15 +443,7 @@ impl DataDir {
     /// # Errors
     /// [`DataDirError::Signers`] when the signers file is missing or malformed.
     pub fn manifest_signers(&self) -> Result<ManifestSigners, DataDirError> {
-        let signers_path = self.manifest_signers_path();
-        let signers_text = read_limited(&signers_path, SIGNERS_FILE_BYTES_MAX)?;
-        String::from_utf8(signers_text)
-            .map_err(|_| "not UTF-8".to_string())
-            .and_then(|t| parse_manifest_signers(&t))
-            .map_err(|reason| DataDirError::Signers {
-                path: signers_path.clone(),
-                reason,
-            })
+        read_manifest_signers(&self.root)
     }
 
     /// The data dir's signed manifest, verified against the pinned signers
@@ -330,20 +454,7 @@ impl DataDir {
     /// [`DataDirError::NoManifest`]; [`DataDirError::Manifest`] when it is unreadable or
     /// does not verify; [`DataDirError::Signers`].
     pub fn signed_manifest(&self, allow_dev_root: bool) -> Result<SignedManifest, DataDirError> {
-        let path = self.manifest_path();
-        if !path.exists() {
-            return Err(DataDirError::NoManifest { path });
-        }
-        let text = read_limited(&path, govern_core::manifest::MANIFEST_TEXT_BYTES_MAX as u64)?;
-        let manifest_err = |source| DataDirError::Manifest {
-            path: path.clone(),
-            source,
-        };
-        let signed = SignedManifest::from_json(&text).map_err(manifest_err)?;
-        signed
-            .verify(&self.manifest_signers()?, allow_dev_root)
-            .map_err(manifest_err)?;
-        Ok(signed)
+        read_signed_manifest(&self.root, allow_dev_root)
     }
 
     /// The data dir's manifest, verified (see [`DataDir::signed_manifest`]).

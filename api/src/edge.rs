@@ -163,6 +163,11 @@ impl EdgeConfig {
                 "origin {origin} must be https (http only on localhost)"
             ));
         }
+        // What webauthn-rs will check when the edge starts, checked now: a node validates
+        // its settings before it writes anything.
+        WebauthnBuilder::new(rp_id, &origin)
+            .and_then(|b| b.rp_name("govern").build())
+            .map_err(|e| format!("webauthn relying party: {e}"))?;
         Ok(Self {
             rp_id: rp_id.into(),
             origin,

@@ -16,6 +16,7 @@ pub mod keys;
 #[cfg(feature = "nitro-kms")]
 pub mod kms;
 pub mod openapi;
+pub mod preflight;
 pub mod problem;
 pub mod routes;
 pub mod tenant_keys;

@@ -263,6 +263,13 @@ impl From<AppendError> for Problem {
                 Problem::new(status, kind, title, e.to_string())
             }
             AppendError::Storage(s) => s.into(),
+            // No retry helps: this copy must be replaced by the newer one.
+            AppendError::Fenced { .. } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log-advanced-elsewhere",
+                "This log has advanced elsewhere",
+                e.to_string(),
+            ),
             AppendError::Closed | _ => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting-down",

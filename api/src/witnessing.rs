@@ -73,17 +73,7 @@ impl Witnessing {
         log: LogReader<RocksStorage>,
         file: &PolicyFile,
     ) -> Result<Arc<Self>, WitnessingError> {
-        let policy = WitnessPolicy::from_file(file).map_err(|e| WitnessingError(e.to_string()))?;
-        let urls = file
-            .witnesses
-            .iter()
-            .map(|w| {
-                w.url
-                    .clone()
-                    .map(|u| u.trim_end_matches('/').to_owned())
-                    .ok_or_else(|| WitnessingError(format!("witness {} has no url", w.vkey)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let (policy, urls) = check_file(file)?;
         let restored = restore(&log, &policy);
         let (changed, _) = watch::channel(restored.as_ref().map(|w| w.size));
         let this = Arc::new(Self {
@@ -227,6 +217,161 @@ impl Witnessing {
         });
         self.changed.send_replace(Some(round.size));
     }
+}
+
+/// The URLs of the witnesses of `file` (each must have one), checked with the policy.
+///
+/// # Errors
+/// [`WitnessingError`] when the policy does not hold or a witness has no URL.
+pub fn check_file(file: &PolicyFile) -> Result<(WitnessPolicy, Vec<String>), WitnessingError> {
+    let policy = WitnessPolicy::from_file(file).map_err(|e| WitnessingError(e.to_string()))?;
+    let urls = file
+        .witnesses
+        .iter()
+        .map(|w| {
+            w.url
+                .clone()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .ok_or_else(|| WitnessingError(format!("witness {} has no url", w.vkey)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((policy, urls))
+}
+
+/// Why a node must not append to this copy of its log.
+#[derive(Debug, thiserror::Error)]
+pub enum BehindError {
+    /// A witness cosigned a larger tree of this log than this copy holds: the log went on
+    /// elsewhere (this copy is a stale restore, or a second node on a copy).
+    #[error(
+        "this log has advanced elsewhere: witness {witness} cosigned size {cosigned}, this copy holds {held}; \
+         appending here would fork the log. Restore the newer copy of the data dir (docs/operations.md, \"Restore\")"
+    )]
+    Advanced {
+        /// The witness's name.
+        witness: String,
+        /// The size it cosigned.
+        cosigned: u64,
+        /// This copy's size.
+        held: u64,
+    },
+    /// A witness cosigned another tree of this very size: two histories exist already.
+    #[error(
+        "witness {witness} cosigned another tree of size {size} of this log than this copy holds: \
+         the log has forked; do not append to either copy before finding out which one the \
+         witnesses follow"
+    )]
+    Forked {
+        /// The witness's name.
+        witness: String,
+        /// The size.
+        size: u64,
+    },
+}
+
+/// What one witness says of this copy's latest checkpoint.
+enum Standing {
+    /// It holds this size or less of the log (or cosigned this checkpoint now).
+    NotAhead,
+    /// It refused in a way that tells nothing (unreachable, malformed answer).
+    Unknown(String),
+    /// This copy is behind it, or forked from what it cosigned.
+    Behind(BehindError),
+}
+
+/// Ask `url`'s witness where it stands on this log: the latest checkpoint is sent as an
+/// `add-checkpoint` from its own size, which a witness at that size cosigns again and any
+/// other answers with 409 and its size (c2sp.org/tlog-witness).
+async fn standing(client: &reqwest::Client, url: &str, name: &str, latest: &Published) -> Standing {
+    let body = AddCheckpoint {
+        old_size: latest.size,
+        proof: Vec::new(),
+        checkpoint: latest.note.as_bytes().to_vec(),
+    }
+    .encode();
+    let response = match client
+        .post(format!("{url}/add-checkpoint"))
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Standing::Unknown(format!("{name}: {e}")),
+    };
+    let status = response.status().as_u16();
+    let is_size = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(SIZE_CONTENT_TYPE.as_bytes()));
+    let text = response.text().await.unwrap_or_default();
+    match status {
+        200 => Standing::NotAhead,
+        409 if is_size => match text.trim_end().parse::<u64>() {
+            Ok(size) if size > latest.size.0 => Standing::Behind(BehindError::Advanced {
+                witness: name.to_owned(),
+                cosigned: size,
+                held: latest.size.0,
+            }),
+            Ok(size) if size == latest.size.0 => Standing::Behind(BehindError::Forked {
+                witness: name.to_owned(),
+                size,
+            }),
+            Ok(_) => Standing::NotAhead,
+            Err(_) => Standing::Unknown(format!("{name}: a 409 without a size")),
+        },
+        _ => Standing::Unknown(format!("{name}: HTTP {status}: {}", text.trim_end())),
+    }
+}
+
+/// Before a node appends anything: ask every witness of `file` whether it has cosigned a
+/// larger tree of this log than `log` holds (or another tree of its size). Any that has
+/// refuses the start ([`BehindError`]). When fewer answer than could rule it out (n − k + 1:
+/// then at least one of any k that cosigned a newer tree answered), the node starts with a
+/// warning, and the witness followers fence the log as soon as one tells ([`LogReader::fence`]).
+///
+/// # Errors
+/// [`WitnessingError`] for a policy that does not hold; [`BehindError`] (in its message) when
+/// this copy is behind or forked.
+pub async fn check_not_behind(
+    log: &LogReader<RocksStorage>,
+    file: &PolicyFile,
+) -> Result<(), WitnessingError> {
+    let (policy, urls) = check_file(file)?;
+    if policy.quorum() == 0 || urls.is_empty() {
+        return Ok(());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| WitnessingError(e.to_string()))?;
+    let latest = log.latest();
+    let mut asked = tokio::task::JoinSet::new();
+    for (url, verifier) in urls.iter().zip(policy.witnesses()) {
+        let (client, latest) = (client.clone(), Arc::clone(&latest));
+        let (url, name) = (url.clone(), verifier.name().to_owned());
+        asked.spawn(async move { standing(&client, &url, &name, &latest).await });
+    }
+    let answers = asked.join_all().await;
+    let mut unknown = Vec::new();
+    let mut answered = 0usize;
+    for answer in answers {
+        match answer {
+            Standing::NotAhead => answered += 1,
+            Standing::Unknown(why) => unknown.push(why),
+            Standing::Behind(e) => return Err(WitnessingError(e.to_string())),
+        }
+    }
+    let needed = urls.len() - policy.quorum() + 1;
+    if answered < needed {
+        tracing::warn!(
+            answered,
+            needed,
+            unreachable = %unknown.join("; "),
+            "cannot rule out that this log advanced elsewhere: too few witnesses answered; \
+             appends stop as soon as one tells of a larger tree"
+        );
+    }
+    Ok(())
 }
 
 /// The latest stored quorum-cosigned checkpoint, if it meets `policy`.
@@ -374,6 +519,19 @@ impl Follower {
                 let Some(size) = text.strip_suffix('\n').and_then(|t| t.parse::<u64>().ok()) else {
                     return Outcome::Failed;
                 };
+                let held = self.log.latest().size;
+                if size > held.0 {
+                    self.log.fence(
+                        BehindError::Advanced {
+                            witness: self.verifier.name().to_owned(),
+                            cosigned: size,
+                            held: held.0,
+                        }
+                        .to_string(),
+                    );
+                    self.known = Some(TreeSize(size));
+                    return Outcome::Skip;
+                }
                 if self.known == Some(TreeSize(size)) || size == checkpoint.size.0 {
                     // Its size is the one sent: it holds another root there. A split view,
                     // or this log was rolled back.

@@ -352,6 +352,14 @@ pub enum AppendError {
     /// The sequencer has stopped.
     #[error("the log is shutting down")]
     Closed,
+    /// The log refuses every append: a witness has cosigned a larger tree of this log than
+    /// this copy holds, so appending here would sign a second history (a fork). Only a
+    /// restart on the newer copy clears it.
+    #[error("{reason}")]
+    Fenced {
+        /// What the witness said.
+        reason: String,
+    },
 }
 
 /// A signed checkpoint and what it says.
@@ -416,12 +424,15 @@ struct Shared<S> {
     /// Every new latest checkpoint, for those who wait on it (the witness submitter).
     published: tokio::sync::watch::Sender<Arc<Published>>,
     origin: String,
+    /// Set once the log must not append any more ([`LogReader::fence`]).
+    fenced: RwLock<Option<String>>,
 }
 
 impl<S> Shared<S> {
     fn new(storage: S, published: Published, origin: String) -> Self {
         let published = Arc::new(published);
         Self {
+            fenced: RwLock::new(None),
             storage,
             restored: RwLock::new(None),
             cache: NodeCache::new(),
@@ -515,6 +526,24 @@ impl NodeSource for Fetched {
             .find(|(l, i, _)| *l == level && *i == index)
             .map(|(_, _, h)| *h)
             .ok_or_else(|| StorageError::Backend(format!("proof plan missed node {level}/{index}")))
+    }
+}
+
+impl<S> LogReader<S> {
+    /// Refuse every append from now on ([`AppendError::Fenced`] with `reason`): a witness
+    /// has cosigned a larger tree of this log than this copy holds. The first reason stays.
+    pub fn fence(&self, reason: String) {
+        let mut fenced = self.shared.fenced.write();
+        if fenced.is_none() {
+            tracing::error!(%reason, "the log refuses every append from now on");
+            *fenced = Some(reason);
+        }
+    }
+
+    /// Why the log refuses appends, if it does ([`LogReader::fence`]).
+    #[must_use]
+    pub fn fenced(&self) -> Option<String> {
+        self.shared.fenced.read().clone()
     }
 }
 
@@ -1221,7 +1250,7 @@ impl<S: Storage> Log<S> {
         };
         let stored_origin = note_body(&note)?.origin;
         if stored_origin != config.origin {
-            return Err(StorageError::Corrupt(format!(
+            return Err(StorageError::NotThisLog(format!(
                 "the stored log's origin is {stored_origin:?}, not {:?}",
                 config.origin
             )));
@@ -1229,7 +1258,7 @@ impl<S: Storage> Log<S> {
         // A store whose checkpoints another key signed (a replayed data dir, or the wrong
         // key file) is not this log: signing on under this key would fork it.
         if Checkpoint::open(note.as_bytes(), &stored_origin, &signer.verifier()).is_err() {
-            return Err(StorageError::Corrupt(format!(
+            return Err(StorageError::NotThisLog(format!(
                 "the stored log's latest checkpoint is not signed by this log key ({}): install the log's own key",
                 signer.verifier()
             )));
@@ -1290,6 +1319,9 @@ impl<S: Storage> Log<S> {
         event: SignedEvent,
     ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
         let queue = self.queue.as_ref().ok_or(AppendError::Closed)?;
+        if let Some(reason) = self.reader.fenced() {
+            return Err(AppendError::Fenced { reason });
+        }
         let (reply, rx) = oneshot::channel();
         // An event the log holds already (published) is answered here, on the submitter's
         // thread, with its original entry: the sequencer then needs no storage read to know
@@ -1628,6 +1660,15 @@ impl<S: Storage> Sequencer<S> {
     }
 
     fn commit(&mut self, pending: &mut Vec<Pending>) {
+        // A fence set while these waited in the queue: none of them is written.
+        if let Some(reason) = self.shared.fenced.read().clone() {
+            for p in pending.drain(..) {
+                p.answer(Err(AppendError::Fenced {
+                    reason: reason.clone(),
+                }));
+            }
+            return;
+        }
         let now = self.clock.now();
         let before = self.frontier.clone();
         let mut staged = Staged::new();

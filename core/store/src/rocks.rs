@@ -42,6 +42,42 @@ fn backend(e: rocksdb::Error) -> StorageError {
     StorageError::Backend(e.into_string())
 }
 
+fn locked(path: &Path, pid: Option<u32>) -> StorageError {
+    StorageError::Locked {
+        path: path.display().to_string(),
+        pid,
+    }
+}
+
+/// Whether another holder has the store's `LOCK` (RocksDB takes a POSIX record lock on it),
+/// and which process when the system says: `Some(pid)` when locked. Read from
+/// `/proc/locks` (Linux), which names each lock's process and the inode it is on: no
+/// crate offers `F_GETLK` without `unsafe`, and this needs no lock attempt of its own.
+fn lock_holder(path: &Path) -> Option<Option<u32>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path.join("LOCK")).ok()?;
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let dev = meta.dev();
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    locks.lines().find_map(|line| {
+        // `1: POSIX  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`; a waiter's line has `->`.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&"->") || !fields.contains(&id.as_str()) {
+            return None;
+        }
+        let at = fields.iter().position(|f| *f == id)?;
+        Some(
+            at.checked_sub(1)
+                .and_then(|i| fields.get(i))
+                .and_then(|p| p.parse::<u32>().ok()),
+        )
+    })
+}
+
 fn table(cache_bytes: usize, block_bytes: usize) -> Result<BlockBasedOptions, StorageError> {
     let mut table = BlockBasedOptions::default();
     let cache = Cache::new_lru_cache(cache_bytes).map_err(backend)?;
@@ -100,10 +136,23 @@ impl RocksStorage {
     /// [`StorageError::Backend`] when RocksDB cannot open it (for example another process
     /// holds it).
     pub fn open(path: &Path) -> Result<Self, StorageError> {
+        if let Some(pid) = lock_holder(path) {
+            return Err(locked(path, pid));
+        }
         let (opts, cfs) = Self::options()?;
         DB::open_cf_descriptors(&opts, path, cfs)
             .map(|db| Self { db })
-            .map_err(backend)
+            .map_err(|e| {
+                // Taken between the look above and the open: say so in words too.
+                lock_holder(path).map_or_else(|| backend(e), |pid| locked(path, pid))
+            })
+    }
+
+    /// Whether another holder has the store at `path` open for writing: `Some(pid)` when
+    /// so (the holder's process id, when the system says). Takes no lock itself.
+    #[must_use]
+    pub fn in_use(path: &Path) -> Option<Option<u32>> {
+        lock_holder(path)
     }
 
     /// Open the store at `path` read-only, beside a node that may have it open.
@@ -111,7 +160,16 @@ impl RocksStorage {
     /// # Errors
     /// [`StorageError::Backend`] when RocksDB cannot open it.
     pub fn open_read_only(path: &Path) -> Result<Self, StorageError> {
-        let (opts, cfs) = Self::options()?;
+        // RocksDB would create the directory (and fail on its missing CURRENT): a reader
+        // never creates anything.
+        if !path.join("CURRENT").is_file() {
+            return Err(StorageError::Missing {
+                path: path.display().to_string(),
+            });
+        }
+        let (mut opts, cfs) = Self::options()?;
+        opts.create_if_missing(false);
+        opts.create_missing_column_families(false);
         DB::open_cf_descriptors_read_only(&opts, path, cfs, false)
             .map(|db| Self { db })
             .map_err(backend)
