@@ -922,3 +922,170 @@ async fn verifiers_pin_the_witness_policy_with_the_key() {
     node.kill().await;
     drop(ws);
 }
+
+/// [`witness`] listening on `listen` (a restart on the same address).
+async fn witness_on(
+    dir: &Path,
+    name: &str,
+    log_vkey: &str,
+    listen: &str,
+) -> Result<WitnessProc, String> {
+    let mut child = govern()
+        .arg("witness")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--name", name, "--listen", listen, "--log", log_vkey])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let read = tokio::time::timeout(PATIENCE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(" listening on ") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if read != Ok(true) {
+        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(WitnessProc {
+        child,
+        url: format!("http://{listen}"),
+        vkey: String::new(),
+        _lines: lines,
+    })
+}
+
+async fn status_size(data: &Path) -> u64 {
+    let out = govern()
+        .args(["status", "--json", "--data-dir"])
+        .arg(data)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["size"].as_u64().unwrap()
+}
+
+/// A backup restored while the original went on under a witness: the copy refuses to start
+/// and appends nothing; started while the witness is unreachable, it stops appending as soon
+/// as the witness tells of the larger tree (no fork is ever cosigned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_copy_of_a_witnessed_log_cannot_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log_vkey = govern_api::DataDir::open(&data, None)
+        .unwrap()
+        .verifier_key();
+    let w_dir = tmp.path().join("w1");
+    let w = witness(&w_dir, "test.example/w1", &log_vkey).await.unwrap();
+    let listen = w.url.trim_start_matches("http://").to_owned();
+    let file = PolicyFile {
+        quorum: 1,
+        witnesses: vec![PolicyWitness {
+            vkey: w.vkey.clone(),
+            url: Some(w.url.clone()),
+        }],
+    };
+    let policy_path = tmp.path().join("witnesses.toml");
+    std::fs::write(&policy_path, toml::to_string(&file).unwrap()).unwrap();
+    let p = policy_path.to_str().unwrap();
+    let start = |data: std::path::PathBuf, err: &str| {
+        let err = tmp.path().join(err);
+        async move { support::start_with(&data, "127.0.0.1:0", &err, &["--witnesses", p]).await }
+    };
+
+    // The original: cosigned at its size, then backed up.
+    let node = start(data.clone(), "a1.err").await.unwrap();
+    let size = support::BOOT_ENTRIES + append(&node, &data, "a", 3).await;
+    witnessed_at_least(&node.url, size).await;
+    node.kill().await;
+    let stale = tmp.path().join("stale");
+    std::fs::create_dir_all(&stale).unwrap();
+    copy_dir(&data, &stale);
+    // It goes on: a restart (three attestations) and more appends, cosigned.
+    let node = start(data.clone(), "a2.err").await.unwrap();
+    let newer = size + 3 + append(&node, &data, "b", 4).await;
+    witnessed_at_least(&node.url, newer).await;
+    node.kill().await;
+
+    // The restored copy: refused before anything is written.
+    let Err(err) = start(stale.clone(), "stale1.err").await else {
+        panic!("the stale copy started");
+    };
+    let expected = format!(
+        "this log has advanced elsewhere: witness test.example/w1 cosigned size {newer}, this copy holds {size}; \
+         appending here would fork the log. Restore the newer copy of the data dir"
+    );
+    assert!(err.contains(&expected), "{expected}\n{err}");
+    assert_eq!(status_size(&stale).await, size, "the stale copy appended");
+
+    // With the witness down it starts (it cannot know) and appends its attestations...
+    drop(w);
+    let node = start(stale.clone(), "stale2.err").await.unwrap();
+    assert!(
+        node.stderr()
+            .contains("cannot rule out that this log advanced elsewhere"),
+        "{}",
+        node.stderr()
+    );
+    // ...and more, past the size the witness cosigned of the original...
+    assert_eq!(append(&node, &stale, "s", 8).await, 8);
+    // ...until the witness answers again: its tree of that size is not this copy's, and
+    // every append is refused from then on, in words.
+    let _w = witness_on(&w_dir, "test.example/w1", &log_vkey, &listen)
+        .await
+        .unwrap();
+    let key = govern_api::DataDir::open(&stale, None)
+        .unwrap()
+        .edge_key()
+        .unwrap();
+    let attestation = support::edge_attestation(&node.url).await;
+    let http = reqwest::Client::new();
+    let until = tokio::time::Instant::now() + PATIENCE;
+    let mut n = 0;
+    let problem: serde_json::Value = loop {
+        n += 1;
+        let resp = http
+            .post(format!("{}/v1/entries", node.url))
+            .header("content-type", "application/json")
+            .body(support::event(&key, attestation, "c", n).into_bytes())
+            .send()
+            .await
+            .unwrap();
+        if resp.status().as_u16() == 503 {
+            break resp.json().await.unwrap();
+        }
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(tokio::time::Instant::now() < until, "never fenced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("log-advanced-elsewhere"),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with(
+            "this log has forked: witness test.example/w1 cosigned another tree of size "
+        ),
+        "{problem}"
+    );
+    // The witness never cosigned the copy's history: what /checkpoint serves is still the
+    // stored quorum checkpoint, of the copy's own size before its start.
+    let served = get_text(&format!("{}/checkpoint", node.url)).await.1;
+    assert_eq!(size_of(&served), size);
+    node.kill().await;
+}

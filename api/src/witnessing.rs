@@ -257,9 +257,9 @@ pub enum BehindError {
     },
     /// A witness cosigned another tree of this very size: two histories exist already.
     #[error(
-        "witness {witness} cosigned another tree of size {size} of this log than this copy holds: \
-         the log has forked; do not append to either copy before finding out which one the \
-         witnesses follow"
+        "this log has forked: witness {witness} cosigned another tree of size {size} than this \
+         copy holds; appending here would extend a history the witnesses refuse. Restore the \
+         copy they follow (docs/operations.md, \"Restore\")"
     )]
     Forked {
         /// The witness's name.
@@ -541,6 +541,18 @@ impl Follower {
                 }
                 self.known = Some(TreeSize(size));
                 Outcome::Again
+            }
+            // Our consistency proof from the size the witness itself named does not lead to
+            // the root it cosigned there: this copy's tree of that size is another one.
+            422 if old.0 > 0 && self.known == Some(old) => {
+                self.log.fence(
+                    BehindError::Forked {
+                        witness: self.verifier.name().to_owned(),
+                        size: old.0,
+                    }
+                    .to_string(),
+                );
+                Outcome::Skip
             }
             _ => {
                 tracing::warn!(witness = %self.verifier.name(), status, answer = %text.trim_end(), "the witness refused the checkpoint");
