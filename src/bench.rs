@@ -290,7 +290,7 @@ pub(crate) async fn append_events(
                             lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
                             break;
                         }
-                        Err(crate::client::ClientError::Status { status: 503, .. }) => {
+                        Err(e) if e.status() == Some(503) => {
                             pushbacks.fetch_add(1, Ordering::Relaxed);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
@@ -335,9 +335,10 @@ async fn append_throughput(args: &AppendArgs) -> Result<()> {
             v
         }
     };
+    let client = Client::new(&url)?;
     // The node's edge identity (the data dir's edge key): its events name its attestation.
     let key = DataDir::open(&data_dir, None)?.edge_key()?;
-    let attestation = Client::new(&url)?.current_attestation("edge").await?;
+    let attestation = client.current_attestation("edge").await?;
     let verify_rate = tokio::task::spawn_blocking({
         let key = key.clone();
         let n = args.event_bytes;
@@ -361,7 +362,6 @@ async fn append_throughput(args: &AppendArgs) -> Result<()> {
         t.elapsed().as_secs_f64()
     );
 
-    let client = Client::new(&url)?;
     let base_size = client.log_info().await?.size;
     let done = Arc::new(AtomicU64::new(0));
     let pushbacks = Arc::new(AtomicU64::new(0));

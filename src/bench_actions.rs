@@ -127,24 +127,16 @@ fn verify_rate(
 }
 
 struct Client {
-    http: reqwest::Client,
-    url: String,
+    node: crate::client::Client,
     origin: String,
 }
 
 impl Client {
     async fn post(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> Result<Value> {
-        let mut req = self.http.post(format!("{}{path}", self.url)).json(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let v: Value = resp.json().await?;
-        if !status.is_success() {
-            return Err(format!("POST {path}: {status}: {v}").into());
-        }
-        Ok(v)
+        Ok(self
+            .node
+            .request_json(reqwest::Method::POST, path, headers, Some(body))
+            .await?)
     }
 }
 
@@ -428,10 +420,7 @@ pub async fn actions(args: ActionsArgs) -> Result<()> {
     let node = crate::bench::start_node().await?;
     let port = node.url.rsplit(':').next().unwrap_or_default().to_string();
     let client = Arc::new(Client {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()?,
-        url: node.url.clone(),
+        node: crate::client::Client::new(&node.url)?,
         origin: format!("http://localhost:{port}"),
     });
     let account = Arc::new(setup(&client, &node.data_dir).await?);

@@ -62,7 +62,7 @@ pub async fn flood(args: FloodArgs) -> Result<()> {
     let (child, url, data_dir) = match &args.url {
         Some(url) => (
             None,
-            url.trim_end_matches('/').to_string(),
+            Client::new(url)?.base().to_owned(),
             args.data_dir.clone(),
         ),
         None => {
@@ -74,17 +74,17 @@ pub async fn flood(args: FloodArgs) -> Result<()> {
     let dir = DataDir::open(&data_dir, None)?;
     let key = dir.edge_key()?;
     let token = dir.operator_token()?;
-    let http = reqwest::Client::new();
+    let client = Client::new(&url)?;
+    let bearer = format!("Bearer {token}");
     let mut tenants = Vec::with_capacity(args.tenants);
     for i in 0..args.tenants {
-        let r: serde_json::Value = http
-            .post(format!("{url}/v1/tenants"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"name": format!("tenant {i}"), "admin": "Ada"}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
+        let r = client
+            .request_json(
+                reqwest::Method::POST,
+                "/v1/tenants",
+                &[("authorization", &bearer)],
+                Some(&serde_json::json!({"name": format!("tenant {i}"), "admin": "Ada"})),
+            )
             .await?;
         tenants.push(
             r["tenant"]
@@ -93,7 +93,7 @@ pub async fn flood(args: FloodArgs) -> Result<()> {
                 .to_string(),
         );
     }
-    let client = Client::new(&url)?;
+    let http = reqwest::Client::new();
     let attestation = client.current_attestation("edge").await?;
     let total = args.entries * args.rounds * 2;
     let events = tokio::task::spawn_blocking({

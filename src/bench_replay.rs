@@ -124,7 +124,7 @@ async fn make_export(args: &ReplayBenchArgs, export: &std::path::Path) -> Result
                 loop {
                     match client.append(ev).await {
                         Ok(_) => break,
-                        Err(crate::client::ClientError::Status { status: 503, .. }) => {
+                        Err(e) if e.status() == Some(503) => {
                             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         }
                         Err(e) => return Err(e.to_string()),

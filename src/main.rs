@@ -24,6 +24,7 @@ mod verify;
 mod verify_request;
 mod witness;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,14 +46,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the node: the log, its checkpoints, tiles and proofs over HTTP.
+    /// Run the node: the log, its checkpoints, tiles and proofs, and the tenants' API over
+    /// HTTP; under a witness policy it submits every checkpoint to the witnesses.
     Node(ServerArgs),
-    /// Run the whole system on this machine (for now: the node, plus a first demo entry).
+    /// Run the whole system on this machine: three witnesses as separate processes, the node
+    /// under their 2-of-3 policy, and a first demo entry.
     Up(ServerArgs),
-    /// Verify things: `govern verify log --url URL`.
+    /// Verify a log (`log`), a request's receipt chain (`request`) or an offline receipt
+    /// (`receipt`).
     #[command(subcommand)]
     Verify(VerifyCommand),
-    /// Print the tree size, tree root and state root of a data dir or a running node.
+    /// Print the origin, tree size, tree root and state root of a data dir or a running node.
     Status(StatusArgs),
     /// Print an entry's C2SP tlog-proof (an offline receipt): `govern verify receipt` checks it.
     Receipt(receipt::ReceiptArgs),
@@ -60,12 +64,13 @@ enum Command {
     /// the manifests, from a data dir or a running node (`--url`).
     Export(export::ExportArgs),
     /// Re-verify an export entry by entry into a fresh data dir, rebuild every projection,
-    /// and print the tree size and state root (which equal the source's `govern status`).
+    /// and print the origin, tree size, tree root and state root (which equal the source's
+    /// `govern status`).
     Replay(replay::ReplayArgs),
     /// Drive a running node through a seeded scenario whose log holds every event kind
     /// (the golden logs of replay-tests/ are made with it).
     Scenario(scenario::ScenarioArgs),
-    /// Measure: `govern bench append`.
+    /// Measure: `govern bench append|attest|actions|replay|seal|flood`.
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Nitro attestation documents: `govern attestation verify FILE`.
@@ -86,13 +91,14 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum VerifyCommand {
     /// Fetch the checkpoint and every tile, check every entry and hash, recompute the root,
-    /// and check consistency with the last checkpoint this command saw from that log.
+    /// check the checkpoint's cosignatures under the witness policy, and check consistency
+    /// with the last checkpoint this command saw from that log.
     Log(verify::LogArgs),
     /// A request's receipt chain hop by hop: kind, producer, identity, inclusion, user
     /// signature, verdict (a table, or --json); non-zero unless every hop verifies.
     Request(verify_request::RequestArgs),
     /// Check a C2SP tlog-proof offline: the checkpoint under the log's key, the entry at its
-    /// index in that tree.
+    /// index in that tree, and with --witnesses the checkpoint's cosignatures.
     Receipt(receipt::VerifyReceiptArgs),
 }
 
@@ -129,12 +135,18 @@ struct StatusArgs {
     /// A running node to ask instead of a data dir.
     #[arg(long, env = "GOVERN_URL")]
     url: Option<String>,
-    /// The data dir to read (read-only; a node may be running on it).
+    /// The data dir to read (read-only; a node may be running on it) [default: ./.govern].
     #[arg(long, env = "GOVERN_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Whether logs are coloured: only on a terminal, and never when `NO_COLOR` is set to
+/// anything but the empty string (no-color.org).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 fn main() -> ExitCode {
@@ -145,6 +157,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -199,5 +215,19 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())), "an empty NO_COLOR is unset");
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some("1".into())));
     }
 }

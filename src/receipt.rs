@@ -1,14 +1,16 @@
 //! Offline receipts: `govern receipt INDEX` prints an entry's C2SP `tlog-proof` (its index,
 //! inclusion proof and the signed checkpoint it is for), and `govern verify receipt FILE
-//! --entry EVENT --key VKEY` checks one with no node: the checkpoint under the log's key,
-//! the entry at that index in that tree.
+//! --entry EVENT --key VKEY [--witnesses FILE]` checks one with no node: the checkpoint
+//! under the log's key, the entry at that index in that tree, and with `--witnesses` the
+//! checkpoint's cosignatures under that policy (without, it says how many it did not check).
 
 use std::path::PathBuf;
 
 use clap::Args;
 use govern_core::ids::Hash;
-use govern_core::note::NoteVerifier;
+use govern_core::note::{Note, NoteVerifier};
 use govern_core::proof::TlogProof;
+use govern_core::witness::WitnessPolicy;
 
 use crate::client::Client;
 use crate::demo::Result;
@@ -32,9 +34,16 @@ pub struct VerifyReceiptArgs {
     /// The entry it is for: its leaf data, as `GET /v1/entries/{index}` answers.
     #[arg(long)]
     pub entry: PathBuf,
-    /// The log's C2SP verifier key (`govern status`, or the node's `/v1/log`).
+    /// The log's C2SP verifier key: best from the operator, out of band; else the
+    /// `verifier key:` line `govern node` and `govern up` print, or `verifier_key` in the
+    /// node's `/v1/log`.
     #[arg(long)]
     pub key: String,
+    /// The witness policy the checkpoint's cosignatures must meet (TOML: `quorum`,
+    /// `[[witness]]` `vkey`s, as for `verify log`); without it cosignatures are counted, not
+    /// checked.
+    #[arg(long)]
+    pub witnesses: Option<PathBuf>,
 }
 
 /// `govern receipt INDEX`.
@@ -88,6 +97,27 @@ pub fn verify(args: VerifyReceiptArgs) -> Result<()> {
     let verifier = NoteVerifier::parse(args.key.trim())?;
     let proof = TlogProof::parse(&text)?;
     let cp = proof.verify(&entry, &verifier)?;
+    let note = Note::parse(proof.checkpoint.as_bytes())?;
+    let witnessed = match &args.witnesses {
+        Some(path) => {
+            let policy = WitnessPolicy::from_file(&crate::witness::read_policy(path)?)?;
+            crate::witness::check(&policy, &note, "pinned")?
+        }
+        None => {
+            let cosignatures = note
+                .signatures
+                .iter()
+                .filter(|s| s.name != verifier.name() || s.key_id != verifier.key_id())
+                .count();
+            if cosignatures == 0 {
+                "cosignatures: none".into()
+            } else {
+                format!(
+                    "cosignatures: {cosignatures} present, not checked: pass --witnesses FILE to check them"
+                )
+            }
+        }
+    };
     println!(
         "receipt verified: entry {} is in {} at size {} (root {})",
         proof.index,
@@ -95,5 +125,6 @@ pub fn verify(args: VerifyReceiptArgs) -> Result<()> {
         cp.size.0,
         cp.root.to_hex()
     );
+    println!("{witnessed}");
     Ok(())
 }

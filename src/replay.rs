@@ -291,14 +291,23 @@ fn trust(args: &ReplayArgs) -> Result<Trust> {
         .signers
         .clone()
         .unwrap_or_else(|| args.dir.join("trust/manifest-signers.toml"));
+    let text = match std::fs::read_to_string(&signers_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.signers.is_none() => {
+            return Err(format!(
+                "{}: no such file: an export made with --url carries no trust/; pass --signers FILE (the operator's manifest-signers.toml) and, for a dev log, --dev-root FILE",
+                signers_path.display()
+            )
+            .into());
+        }
+        Err(e) => return Err(format!("{}: {e}", signers_path.display()).into()),
+    };
     if args.signers.is_none() {
         eprintln!(
             "trusting the export's manifest signers (pass --signers to pin your own): {}",
             signers_path.display()
         );
     }
-    let text = std::fs::read_to_string(&signers_path)
-        .map_err(|e| format!("{}: {e}", signers_path.display()))?;
     let signers = govern_api::datadir::parse_manifest_signers(&text)
         .map_err(|e| format!("{}: {e}", signers_path.display()))?;
     let dev_root_path = args
@@ -315,7 +324,18 @@ fn trust(args: &ReplayArgs) -> Result<Trust> {
             }
             TrustAnchor::from_der(&der).map_err(|e| format!("{}: {e}", dev_root_path.display()))?
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.dev_root.is_none() => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.dev_root.is_none() => {
+            if crate::manifest::ALLOW_DEV_ROOT
+                && let Some(file) = pins_dev_root(&args.dir)
+            {
+                return Err(format!(
+                    "{file} pins a dev CA root and {} is missing: pass --dev-root FILE (the operator's dev-ca/root.der)",
+                    dev_root_path.display()
+                )
+                .into());
+            }
+            None
+        }
         Err(e) => return Err(format!("{}: {e}", dev_root_path.display()).into()),
     };
     let log_key = PublicKey(*verifier.verifying_key().as_bytes());
@@ -331,6 +351,32 @@ fn trust(args: &ReplayArgs) -> Result<Trust> {
         verifier,
         policy,
         witnesses,
+    })
+}
+
+/// The first of the export's `manifests/<serial>.json` that pins a dev CA root, if any: a
+/// dev log, which a replay cannot check without that root. (A hint only: the replay checks
+/// every manifest file against the log.)
+fn pins_dev_root(dir: &Path) -> Option<String> {
+    let mut serials: Vec<u64> = std::fs::read_dir(dir.join("manifests"))
+        .ok()?
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    serials.sort_unstable();
+    serials.into_iter().find_map(|serial| {
+        let file = format!("manifests/{serial}.json");
+        let body: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(&file)).ok()?).ok()?;
+        let root: govern_core::manifest::TrustedRoot =
+            serde_json::from_value(body["manifest"]["trusted_root"].clone()).ok()?;
+        root.is_dev().then_some(file)
     })
 }
 

@@ -24,11 +24,13 @@ use govern_core::event::Role;
 use govern_core::ids::{Hash, LeafHash, RootHash};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
+use reqwest::Method;
 use serde_json::{Value, json};
 use webauthn_authenticator_rs::prelude::WebauthnAuthenticator as _;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, Url};
 
+use crate::client::Client;
 use crate::demo::Result;
 
 #[derive(Debug, Args)]
@@ -70,8 +72,7 @@ struct Member {
 }
 
 pub(crate) struct Driver {
-    http: reqwest::Client,
-    url: String,
+    client: Client,
     origin: String,
     operator: String,
     rng: StdRng,
@@ -88,52 +89,42 @@ impl Driver {
         data_dir: &Path,
         seed: u64,
     ) -> Result<Self> {
-        let port = url
-            .rsplit(':')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/');
+        let client = Client::new(url)?;
+        let port = Url::parse(client.base())?
+            .port_or_known_default()
+            .unwrap_or(80);
         Ok(Self {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()?,
-            url: url.trim_end_matches('/').to_string(),
+            client,
             origin: origin.unwrap_or_else(|| format!("http://localhost:{port}")),
             operator: DataDir::open(data_dir, None)?.operator_token()?,
             rng: StdRng::seed_from_u64(seed),
         })
     }
 
+    /// One call to the node: its JSON answer, or its problem in words.
     async fn call(
         &self,
-        method: &str,
+        method: Method,
         path: &str,
         header: Option<(&str, String)>,
         body: Option<&Value>,
     ) -> Result<Value> {
-        let mut req = match method {
-            "GET" => self.http.get(format!("{}{path}", self.url)),
-            _ => self.http.post(format!("{}{path}", self.url)),
-        };
-        if let Some((k, v)) = header {
-            req = req.header(k, v);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            return Err(format!("{method} {path}: {status}: {v}").into());
-        }
-        Ok(v)
+        let headers: Vec<(&str, &str)> = header.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Ok(self
+            .client
+            .request_json(method, path, &headers, body)
+            .await?)
     }
 
     async fn operator(&self, path: &str, body: &Value) -> Result<Value> {
         let bearer = format!("Bearer {}", self.operator);
-        self.call("POST", path, Some(("authorization", bearer)), Some(body))
-            .await
+        self.call(
+            Method::POST,
+            path,
+            Some(("authorization", bearer)),
+            Some(body),
+        )
+        .await
     }
 
     async fn register(&self, tenant: &str, invite: &str, name: Option<&str>) -> Result<Member> {
@@ -142,7 +133,7 @@ impl Driver {
             start["name"] = n.into();
         }
         let start = self
-            .call("POST", "/v1/auth/register/start", None, Some(&start))
+            .call(Method::POST, "/v1/auth/register/start", None, Some(&start))
             .await?;
         let ccr: CreationChallengeResponse = serde_json::from_value(start["options"].clone())?;
         let mut passkey = SoftPasskey::new(true);
@@ -151,7 +142,7 @@ impl Driver {
             .map_err(|e| format!("software passkey: {e:?}"))?;
         let done = self
             .call(
-                "POST",
+                Method::POST,
                 "/v1/auth/register/finish",
                 None,
                 Some(&json!({"registration": start["registration"], "credential": credential})),
@@ -197,7 +188,7 @@ impl Driver {
         let bearer = format!("Bearer {}", m.session);
         let init = self
             .call(
-                "POST",
+                Method::POST,
                 "/v1/auth/action/init",
                 Some(("authorization", bearer.clone())),
                 Some(&json!({"kind": kind, "method": "POST", "path": path, "body": body})),
@@ -207,14 +198,14 @@ impl Driver {
         let signature = self.sign(m, &object)?;
         let token = self
             .call(
-                "POST",
+                Method::POST,
                 "/v1/auth/action",
                 Some(("authorization", bearer)),
                 Some(&json!({"challenge": object, "signature": signature})),
             )
             .await?;
         self.call(
-            "POST",
+            Method::POST,
             path,
             Some(("x-govern-user-action", text(&token, "userAction"))),
             Some(body),
@@ -235,7 +226,7 @@ impl Driver {
         let id = text(&added, "credential");
         let login = self
             .call(
-                "POST",
+                Method::POST,
                 "/v1/auth/login/start",
                 None,
                 Some(&json!({"tenant": admin.tenant, "user": admin.user, "credential": id})),
@@ -246,7 +237,7 @@ impl Driver {
             crate::bench_actions::key_signature(&key, &object.challenge()?, &self.origin);
         let session = self
             .call(
-                "POST",
+                Method::POST,
                 "/v1/auth/login/finish",
                 None,
                 Some(&json!({"login": login["login"], "signature": signature})),
@@ -378,7 +369,7 @@ pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
             .await?;
         }
         d.call(
-            "GET",
+            Method::GET,
             &format!("/v1/tenants/{tenant}/payloads/transfers?limit=5"),
             Some(("authorization", format!("Bearer {}", key.session))),
             None,
@@ -418,13 +409,13 @@ pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
 /// A service presents a document of a measurement the manifest does not pin: the log refuses
 /// it and appends `service.quarantined` with the document as evidence.
 async fn quarantine_unpinned(d: &Driver, data_dir: &Path) -> Result<()> {
-    let services = d.call("GET", "/v1/services", None, None).await?;
+    let services = d.call(Method::GET, "/v1/services", None, None).await?;
     let manifest = &services["manifest"];
     let hash: [u8; 32] = hex::decode(text(manifest, "hash"))?
         .try_into()
         .map_err(|_| "the manifest hash is not 32 bytes")?;
     let leaf: LeafHash = serde_json::from_value(manifest["leaf"].clone())?;
-    let info: Value = d.call("GET", "/v1/state", None, None).await?;
+    let info: Value = d.call(Method::GET, "/v1/state", None, None).await?;
     let nonce = RootHash(Hash::from_hex(&text(&info, "root"))?);
     let dir = tempfile::tempdir()?;
     let image = dir.path().join("unpinned-image");
@@ -440,25 +431,21 @@ async fn quarantine_unpinned(d: &Driver, data_dir: &Path) -> Result<()> {
     )?;
     let keys = govern_workers::identity::ServiceKeys::generate(role)?;
     let event = keys.attest(&nsm, hash, nonce, vec![leaf])?;
-    let resp = d
-        .http
-        .post(format!("{}/v1/entries", d.url))
-        .body(event.bytes().to_vec())
-        .send()
-        .await?;
-    if resp.status() != reqwest::StatusCode::FORBIDDEN {
-        return Err(format!("an unpinned attestation was answered {}", resp.status()).into());
+    match d.client.append(event.bytes()).await {
+        Err(e) if e.status() == Some(403) => Ok(()),
+        Err(e) => Err(format!("an unpinned attestation was not refused as forbidden: {e}").into()),
+        Ok(r) => Err(format!(
+            "an unpinned attestation was appended (entry {}), not refused",
+            r.index
+        )
+        .into()),
     }
-    Ok(())
 }
 
 /// `govern scenario`.
 pub async fn run(args: ScenarioArgs) -> Result<()> {
     run_scenario(&args).await?;
-    let info: Value = reqwest::get(format!("{}/v1/state", args.url.trim_end_matches('/')))
-        .await?
-        .json()
-        .await?;
+    let info: Value = Client::new(&args.url)?.get_json("/v1/state").await?;
     println!(
         "scenario (seed {}) done: size {} root {} state {}",
         args.seed,

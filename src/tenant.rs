@@ -14,7 +14,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use govern_api::DataDir;
+use reqwest::Method;
 
+use crate::client::Client;
 use crate::demo::Result;
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +81,7 @@ pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()
             let body = call(
                 &args.node,
                 data_dir,
-                "POST",
+                Method::POST,
                 &format!("/v1/tenants/{}/keys/rotate", args.tenant),
                 None,
             )
@@ -105,7 +107,7 @@ pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()
             let body = call(
                 &args.node,
                 data_dir,
-                "POST",
+                Method::POST,
                 &format!("/v1/tenants/{}/keys/shred", args.tenant),
                 None,
             )
@@ -124,7 +126,7 @@ pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()
             let body = call(
                 &args.node,
                 data_dir,
-                "GET",
+                Method::GET,
                 &format!("/v1/tenants/{}/keys", args.tenant),
                 None,
             )
@@ -167,56 +169,32 @@ pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()
     }
 }
 
-/// An operator call to the node: its JSON answer, or its problem's detail as the error.
+/// An operator call to the node: its JSON answer, or its problem in words.
 async fn call(
     args: &NodeArgs,
     config_dir: Option<PathBuf>,
-    method: &str,
+    method: Method,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<serde_json::Value> {
+    let client = Client::new(&args.url)?;
     let data_dir = args
         .data_dir
         .clone()
         .or(config_dir)
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
     let token = DataDir::open(&data_dir, None)?.operator_token()?;
-    let url = format!("{}{path}", args.url.trim_end_matches('/'));
-    let client = reqwest::Client::new();
-    let req = if method == "GET" {
-        client.get(&url)
-    } else {
-        client.post(&url)
-    };
-    let req = match body {
-        Some(body) => req.json(body),
-        None => req,
-    };
-    let resp = req
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("{url}: not JSON: {e}"))?;
-    if !status.is_success() {
-        return Err(format!(
-            "{url}: {status}: {}",
-            body["detail"].as_str().unwrap_or_default()
-        )
-        .into());
-    }
-    Ok(body)
+    let bearer = format!("Bearer {token}");
+    Ok(client
+        .request_json(method, path, &[("authorization", &bearer)], body)
+        .await?)
 }
 
 async fn create(args: CreateArgs, config_dir: Option<PathBuf>) -> Result<()> {
     let body = call(
         &args.node,
         config_dir,
-        "POST",
+        Method::POST,
         "/v1/tenants",
         Some(&serde_json::json!({"name": args.name, "admin": args.admin})),
     )

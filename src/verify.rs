@@ -29,7 +29,8 @@ use crate::demo::Result;
 
 #[derive(Debug, Args)]
 pub struct LogArgs {
-    /// The node (or any C2SP tlog-tiles server with govern's JSON endpoints).
+    /// The log's base URL: a node (`http://localhost:7600`), or any static file server
+    /// serving an export (`govern export`), under a path if need be.
     #[arg(long, env = "GOVERN_URL")]
     pub url: String,
     /// The log's verifier key; default: the one remembered for this URL, else the one the
@@ -37,7 +38,10 @@ pub struct LogArgs {
     #[arg(long)]
     pub key: Option<String>,
     /// Where the last verified checkpoint is remembered [default:
-    /// $XDG_STATE_HOME/govern/verify-<host>.json, else ~/.local/state/...].
+    /// $XDG_STATE_HOME/govern/verify-<host>_<port>.json, else
+    /// ~/.local/state/govern/verify-<host>_<port>.json, named after the URL's host, port and
+    /// any path, every character but a letter, digit, `.` or `-` written `_`: `localhost`
+    /// and `127.0.0.1` are separate files].
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// The witness policy the checkpoint must meet (TOML: `quorum`, `[[witness]]` `vkey`s),
@@ -60,7 +64,8 @@ pub(crate) struct Remembered {
     witnesses: Option<PolicyFile>,
 }
 
-/// The state file: `--state`, else the default for `url`.
+/// The state file: `--state`, else the default for `url` (a checked base URL,
+/// [`Client::base`]).
 pub(crate) fn state_path(state: Option<&Path>, url: &str) -> PathBuf {
     state.map_or_else(|| default_state(url), Path::to_path_buf)
 }
@@ -186,6 +191,8 @@ pub(crate) async fn pinned(
     })
 }
 
+/// `$XDG_STATE_HOME/govern/verify-<host>_<port>.json` (else under `~/.local/state`): the
+/// base URL without its scheme, every character but ASCII letters, digits, `.` and `-` as `_`.
 fn default_state(url: &str) -> PathBuf {
     let base = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
@@ -221,8 +228,8 @@ pub enum VerifyFailure {
 
 /// `govern verify log`.
 pub async fn log(args: LogArgs) -> Result<()> {
-    let client = Client::new(&args.url)?;
-    let state_path = state_path(args.state.as_deref(), &args.url);
+    let client = Client::for_log(&args.url)?;
+    let state_path = state_path(args.state.as_deref(), client.base());
     let remembered = remembered(&state_path)?;
     let pinned = pinned(
         &client,
@@ -277,7 +284,7 @@ pub async fn log(args: LogArgs) -> Result<()> {
         // second check, which a static copy of an export cannot give.
         let proof = match client.consistency(old_size, cp.size.0).await {
             Ok(p) => Some(p),
-            Err(crate::client::ClientError::Status { status: 404, .. }) => {
+            Err(e) if e.status() == Some(404) => {
                 println!(
                     "no consistency proof served (a static copy?): consistency checked by recomputing the old root"
                 );

@@ -31,7 +31,8 @@ use crate::demo::Result;
 pub struct RequestArgs {
     /// The request id (a UUID: what an action's answer calls `request`).
     pub id: String,
-    /// The node, or a static copy of its export.
+    /// The log's base URL: a node, or any static file server serving its export (under a
+    /// path if need be).
     #[arg(long, env = "GOVERN_URL")]
     pub url: String,
     /// The log's verifier key [default: the one `govern verify log` remembered for this
@@ -147,9 +148,11 @@ fn user_signature(event: &govern_core::event::Event, state: &State) -> String {
 pub async fn run(args: RequestArgs) -> Result<()> {
     let id = uuid::Uuid::parse_str(&args.id)
         .map_err(|e| format!("{}: not a request id: {e}", args.id))?;
-    let client = Client::new(&args.url)?;
-    let remembered =
-        crate::verify::remembered(&crate::verify::state_path(args.state.as_deref(), &args.url))?;
+    let client = Client::for_log(&args.url)?;
+    let remembered = crate::verify::remembered(&crate::verify::state_path(
+        args.state.as_deref(),
+        client.base(),
+    ))?;
     let pinned = crate::verify::pinned(
         &client,
         args.key.as_deref(),

@@ -17,7 +17,7 @@ pub struct WitnessArgs {
     /// The witness's own data dir (its key and the state of what it cosigned).
     #[arg(long, env = "GOVERN_WITNESS_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Its cosigner name, a schema-less URL (e.g. `witness.example/w1`).
+    /// Its cosigner name, a URL without its scheme (e.g. `witness.example/w1`).
     #[arg(long)]
     pub name: String,
     /// Address to listen on; port 0 picks a free one.
