@@ -11,8 +11,10 @@ export CARGO_TARGET_DIR
 DEB_PACKAGES := librocksdb-dev libclang-dev m4 pkg-config libssl-dev
 
 # What only the tests need: Debian's Chromium (the passkey flow in a real browser, driven by
-# playwright-core from tests/browser/package-lock.json) and schemathesis (PyPI) in a venv.
-TEST_DEB_PACKAGES := chromium
+# playwright-core from tests/browser/package-lock.json) and schemathesis (PyPI) in a venv;
+# the commands of the README and docs/auditor-guide.md, which tests/docs.rs runs: curl, jq,
+# xxd, python3 (a static file server) and openssl (scripts/forge.py).
+TEST_DEB_PACKAGES := chromium curl jq xxd python3 openssl
 VENV ?= /var/tmp/govern-venv
 SCHEMATHESIS_VERSION := 4.32.5
 
