@@ -793,6 +793,7 @@ impl<'a> DocRun<'a> {
 
     fn finish(self) {
         if let Ok(dir) = std::env::var("GOVERN_DOCS_TRANSCRIPT") {
+            std::fs::create_dir_all(&dir).unwrap();
             let path = Path::new(&dir).join(format!("{}.txt", self.doc.replace('/', "-")));
             let mut t = self.transcript;
             t.push_str("What the doc's values stood for:\n");
