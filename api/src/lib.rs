@@ -17,6 +17,7 @@ pub mod keys;
 pub mod kms;
 pub mod openapi;
 pub mod problem;
+pub mod requests;
 pub mod routes;
 pub mod tenant_keys;
 pub mod witnessing;
