@@ -13,9 +13,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use govern_api::DataDir;
 
 use crate::demo::Result;
+use crate::operator::{NodeArgs, call};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -46,19 +46,6 @@ pub struct ShredArgs {
     yes: bool,
     #[command(flatten)]
     node: NodeArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct NodeArgs {
-    /// The running node.
-    #[arg(long, env = "GOVERN_URL", default_value = "http://localhost:7600")]
-    url: String,
-    /// The node's data dir, whose `operator.token` authorises this [default: ./.govern].
-    #[arg(long, env = "GOVERN_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Print the node's JSON answer.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -167,51 +154,6 @@ pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()
     }
 }
 
-/// An operator call to the node: its JSON answer, or its problem's detail as the error.
-async fn call(
-    args: &NodeArgs,
-    config_dir: Option<PathBuf>,
-    method: &str,
-    path: &str,
-    body: Option<&serde_json::Value>,
-) -> Result<serde_json::Value> {
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(config_dir)
-        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
-    let token = DataDir::open(&data_dir, None)?.operator_token()?;
-    let url = format!("{}{path}", args.url.trim_end_matches('/'));
-    let client = reqwest::Client::new();
-    let req = if method == "GET" {
-        client.get(&url)
-    } else {
-        client.post(&url)
-    };
-    let req = match body {
-        Some(body) => req.json(body),
-        None => req,
-    };
-    let resp = req
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("{url}: not JSON: {e}"))?;
-    if !status.is_success() {
-        return Err(format!(
-            "{url}: {status}: {}",
-            body["detail"].as_str().unwrap_or_default()
-        )
-        .into());
-    }
-    Ok(body)
-}
-
 async fn create(args: CreateArgs, config_dir: Option<PathBuf>) -> Result<()> {
     let body = call(
         &args.node,
@@ -226,9 +168,10 @@ async fn create(args: CreateArgs, config_dir: Option<PathBuf>) -> Result<()> {
         return Ok(());
     }
     println!(
-        "tenant {} created (entry {})",
+        "tenant {} created (entry {}, request {})",
         body["tenant"].as_str().unwrap_or_default(),
-        body["index"]
+        body["index"],
+        body["request"].as_str().unwrap_or_default()
     );
     println!("one-time registration link for its first admin (shown once):");
     println!(
