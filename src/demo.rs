@@ -309,8 +309,10 @@ pub async fn up(server: Server) -> Result<()> {
     println!();
     println!("govern is up at {url}");
     println!(
-        "first demo entry: index {} leaf {}",
-        receipt.index, receipt.leaf_hash
+        "first demo entry: index {} leaf {} request {}",
+        receipt.index,
+        receipt.leaf_hash,
+        event.event().request.0
     );
     println!("try:");
     println!("  curl {url}/checkpoint");

@@ -15,10 +15,13 @@ mod config;
 mod demo;
 mod export;
 mod manifest;
+mod operator;
 mod receipt;
 mod replay;
+mod requests;
 mod scenario;
 mod status;
+mod table;
 mod tenant;
 mod verify;
 mod verify_request;
@@ -86,6 +89,9 @@ enum Command {
     /// and `keys` manage its scope keys.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// A tenant's requests, a page at a time (index, time, kind, status, request id), as the
+    /// node lists them to its operator; `govern verify request ID` checks one.
+    Requests(requests::RequestsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +209,7 @@ fn main() -> ExitCode {
             }
             Command::Manifest(command) => manifest::run(command, config.data_dir.clone()),
             Command::Tenant(command) => tenant::run(command, config.data_dir.clone()).await,
+            Command::Requests(args) => requests::run(args, config.data_dir.clone()).await,
             Command::Export(args) => export::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Scenario(args) => scenario::run(args).await,

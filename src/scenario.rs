@@ -11,7 +11,9 @@
 //! approves or denies each transfer with their passkey; the admin reads the sealed
 //! transfers. Then the operator rotates the first tenant's keys and the admin requests one
 //! more transfer, the operator shreds the last tenant, and a service presents an
-//! attestation of an unpinned measurement, which the log quarantines.
+//! attestation of an unpinned measurement, which the log quarantines. `govern scenario`
+//! prints every request it made (tenant, kind, the whole id), so any can be checked with
+//! `govern verify request`.
 
 use std::path::{Path, PathBuf};
 
@@ -96,7 +98,7 @@ impl Driver {
         Ok(Self {
             client,
             origin: origin.unwrap_or_else(|| format!("http://localhost:{port}")),
-            operator: DataDir::open(data_dir, None)?.operator_token()?,
+            operator: crate::operator::token(data_dir, url)?,
             rng: StdRng::seed_from_u64(seed),
         })
     }
@@ -116,6 +118,20 @@ impl Driver {
             .await?)
     }
 
+    /// The request of the entry an answer names by `index` (the operator's key answers
+    /// name no request).
+    async fn request_at(&self, answer: &Value) -> Result<String> {
+        let entry = self
+            .call(
+                Method::GET,
+                &format!("/v1/entries/{}", answer["index"]),
+                None,
+                None,
+            )
+            .await?;
+        Ok(text(&entry, "request"))
+    }
+
     async fn operator(&self, path: &str, body: &Value) -> Result<Value> {
         let bearer = format!("Bearer {}", self.operator);
         self.call(
@@ -127,7 +143,14 @@ impl Driver {
         .await
     }
 
-    async fn register(&self, tenant: &str, invite: &str, name: Option<&str>) -> Result<Member> {
+    /// Redeem `invite` with a new software passkey: the member, and the registration's
+    /// request.
+    async fn register(
+        &self,
+        tenant: &str,
+        invite: &str,
+        name: Option<&str>,
+    ) -> Result<(Member, String)> {
         let mut start = json!({"tenant": tenant, "invite": invite});
         if let Some(n) = name {
             start["name"] = n.into();
@@ -148,12 +171,15 @@ impl Driver {
                 Some(&json!({"registration": start["registration"], "credential": credential})),
             )
             .await?;
-        Ok(Member {
-            tenant: tenant.to_string(),
-            user: text(&done, "user"),
-            session: text(&done, "session"),
-            signer: Signer::Passkey(Box::new(passkey)),
-        })
+        Ok((
+            Member {
+                tenant: tenant.to_string(),
+                user: text(&done, "user"),
+                session: text(&done, "session"),
+                signer: Signer::Passkey(Box::new(passkey)),
+            },
+            text(&done, "request"),
+        ))
     }
 
     fn sign(&self, m: &mut Member, object: &ChallengeObject) -> Result<UserSignature> {
@@ -213,8 +239,9 @@ impl Driver {
         .await
     }
 
-    /// Add an API key for `admin`'s user (signed by `admin`) and sign in with it.
-    async fn add_key(&mut self, admin: &mut Member) -> Result<(Member, String)> {
+    /// Add an API key for `admin`'s user (signed by `admin`) and sign in with it: the key's
+    /// member, its credential id, and the action's answer.
+    async fn add_key(&mut self, admin: &mut Member) -> Result<(Member, String, Value)> {
         let key = ed25519_dalek::SigningKey::from_bytes(&self.rng.r#gen());
         let params = govern_api::edge::key_credential_params(
             &admin.user,
@@ -251,6 +278,7 @@ impl Driver {
                 signer: Signer::Key(Box::new(key)),
             },
             id,
+            added,
         ))
     }
 
@@ -270,27 +298,56 @@ impl Driver {
     }
 }
 
-/// What a run made, for the callers that go on (the bench).
+/// One request a run made: its tenant (by the run's name for it), the kind of the event
+/// and the request id.
+pub(crate) struct Requested {
+    pub tenant: String,
+    pub kind: String,
+    pub request: String,
+}
+
+/// What a run made, for the callers that go on (the bench) and for `govern scenario` to
+/// print.
 pub(crate) struct Made {
     /// A signed-in API key and the wallets of the first tenant.
     pub admin_key: Option<(String, ed25519_dalek::SigningKey, Vec<String>)>,
+    /// Every tenant, by the run's name for it: (name, id).
+    pub tenants: Vec<(String, String)>,
+    /// Every request made, in order (an approval's request is its transfer's).
+    pub requests: Vec<Requested>,
+}
+
+impl Made {
+    fn note(&mut self, tenant: &str, kind: &str, request: String) {
+        self.requests.push(Requested {
+            tenant: tenant.to_string(),
+            kind: kind.to_string(),
+            request,
+        });
+    }
 }
 
 /// Run the scenario against the node at `args.url`.
 pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
     let mut d = Driver::new(&args.url, args.origin.clone(), &args.data_dir, args.seed)?;
     let mut tenants = Vec::new();
-    let mut made = Made { admin_key: None };
+    let mut made = Made {
+        admin_key: None,
+        tenants: Vec::new(),
+        requests: Vec::new(),
+    };
     for t in 0..args.tenants.max(1) {
+        let name = format!("tenant-{t}");
         let created = d
-            .operator(
-                "/v1/tenants",
-                &json!({"name": format!("tenant-{t}"), "admin": "Ada"}),
-            )
+            .operator("/v1/tenants", &json!({"name": name, "admin": "Ada"}))
             .await?;
         let tenant = text(&created, "tenant");
-        let mut admin = d.register(&tenant, &text(&created, "invite"), None).await?;
-        let (mut key, _) = d.add_key(&mut admin).await?;
+        made.tenants.push((name.clone(), tenant.clone()));
+        made.note(&name, "tenant.created", text(&created, "request"));
+        let (mut admin, registered) = d.register(&tenant, &text(&created, "invite"), None).await?;
+        made.note(&name, "user.registered", registered);
+        let (mut key, _, added) = d.add_key(&mut admin).await?;
+        made.note(&name, "credential.registered", text(&added, "request"));
         let invited = d
             .act(
                 &mut key,
@@ -299,34 +356,43 @@ pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
                 &json!({"role": "member"}),
             )
             .await?;
-        let mut member = d
+        made.note(&name, "user.invited", text(&invited, "request"));
+        let (mut member, registered) = d
             .register(&tenant, &text(&invited, "invite"), Some("Bob"))
             .await?;
+        made.note(&name, "user.registered", registered);
         for role in ["admin", "member"] {
-            d.act(
+            let r = d
+                .act(
+                    &mut key,
+                    "user.role_changed",
+                    "/v1/users/role",
+                    &json!({"user": member.user, "role": role}),
+                )
+                .await?;
+            made.note(&name, "user.role_changed", text(&r, "request"));
+        }
+        let (_, spare, added) = d.add_key(&mut admin).await?;
+        made.note(&name, "credential.registered", text(&added, "request"));
+        let r = d
+            .act(
                 &mut key,
-                "user.role_changed",
-                "/v1/users/role",
-                &json!({"user": member.user, "role": role}),
+                "credential.revoked",
+                "/v1/credentials/revoke",
+                &json!({"credential": spare}),
             )
             .await?;
-        }
-        let (_, spare) = d.add_key(&mut admin).await?;
-        d.act(
-            &mut key,
-            "credential.revoked",
-            "/v1/credentials/revoke",
-            &json!({"credential": spare}),
-        )
-        .await?;
+        made.note(&name, "credential.revoked", text(&r, "request"));
         let approvers = d.rng.gen_range(1..3u32);
-        d.act(
-            &mut key,
-            "policy.changed",
-            "/v1/policies",
-            &json!({"policy": {"approvers": approvers}}),
-        )
-        .await?;
+        let r = d
+            .act(
+                &mut key,
+                "policy.changed",
+                "/v1/policies",
+                &json!({"policy": {"approvers": approvers}}),
+            )
+            .await?;
+        made.note(&name, "policy.changed", text(&r, "request"));
         let mut wallets = Vec::new();
         for w in 0..args.wallets.max(1) {
             let r = d
@@ -337,6 +403,7 @@ pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
                     &json!({"name": format!("wallet {w}")}),
                 )
                 .await?;
+            made.note(&name, "wallet.requested", text(&r, "request"));
             wallets.push(text(&r, "request"));
         }
         for _ in 0..args.transfers {
@@ -350,6 +417,7 @@ pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
                     &body,
                 )
                 .await?;
+            made.note(&name, "transfer.requested", text(&r, "request"));
             let decision = if d.rng.gen_bool(0.75) {
                 "approve"
             } else {
@@ -360,13 +428,15 @@ pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
             } else {
                 json!({})
             };
-            d.act(
-                &mut member,
-                "approval.decided",
-                &format!("/v1/requests/{}/approvals/{decision}", text(&r, "request")),
-                &body,
-            )
-            .await?;
+            let a = d
+                .act(
+                    &mut member,
+                    "approval.decided",
+                    &format!("/v1/requests/{}/approvals/{decision}", text(&r, "request")),
+                    &body,
+                )
+                .await?;
+            made.note(&name, "approval.decided", text(&a, "request"));
         }
         d.call(
             Method::GET,
@@ -380,27 +450,33 @@ pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
         {
             made.admin_key = Some((key.session.clone(), (**k).clone(), wallets.clone()));
         }
-        tenants.push((tenant, key, wallets));
+        tenants.push((name, tenant, key, wallets));
     }
     // The operator rotates the first tenant's keys; a transfer is sealed under the new ones.
-    if let Some((tenant, key, wallets)) = tenants.first_mut() {
-        d.operator(&format!("/v1/tenants/{tenant}/keys/rotate"), &json!({}))
+    if let Some((name, tenant, key, wallets)) = tenants.first_mut() {
+        let rotated = d
+            .operator(&format!("/v1/tenants/{tenant}/keys/rotate"), &json!({}))
             .await?;
+        made.note(name, "keys.rotated", d.request_at(&rotated).await?);
         let body = d.transfer();
-        d.act(
-            key,
-            "transfer.requested",
-            &format!("/v1/wallets/{}/transfers", wallets[0]),
-            &body,
-        )
-        .await?;
+        let r = d
+            .act(
+                key,
+                "transfer.requested",
+                &format!("/v1/wallets/{}/transfers", wallets[0]),
+                &body,
+            )
+            .await?;
+        made.note(name, "transfer.requested", text(&r, "request"));
     }
     // The last tenant is shredded (its payloads stay in the log, unreadable).
     if tenants.len() > 1
-        && let Some((tenant, _, _)) = tenants.last()
+        && let Some((name, tenant, _, _)) = tenants.last()
     {
-        d.operator(&format!("/v1/tenants/{tenant}/keys/shred"), &json!({}))
+        let shredded = d
+            .operator(&format!("/v1/tenants/{tenant}/keys/shred"), &json!({}))
             .await?;
+        made.note(name, "keys.shredded", d.request_at(&shredded).await?);
     }
     quarantine_unpinned(&d, &args.data_dir).await?;
     Ok(made)
@@ -444,7 +520,19 @@ async fn quarantine_unpinned(d: &Driver, data_dir: &Path) -> Result<()> {
 
 /// `govern scenario`.
 pub async fn run(args: ScenarioArgs) -> Result<()> {
-    run_scenario(&args).await?;
+    let made = run_scenario(&args).await?;
+    for (name, id) in &made.tenants {
+        println!("{name} is tenant {id}");
+    }
+    let rows: Vec<Vec<String>> = made
+        .requests
+        .iter()
+        .map(|r| vec![r.tenant.clone(), r.kind.clone(), r.request.clone()])
+        .collect();
+    println!(
+        "{}",
+        crate::table::render(&["tenant", "kind", "request"], &rows, &[])
+    );
     let info: Value = Client::new(&args.url)?.get_json("/v1/state").await?;
     println!(
         "scenario (seed {}) done: size {} root {} state {}",

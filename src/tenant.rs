@@ -13,11 +13,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use govern_api::DataDir;
 use reqwest::Method;
 
-use crate::client::Client;
 use crate::demo::Result;
+use crate::operator::{NodeArgs, call};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -48,19 +47,6 @@ pub struct ShredArgs {
     yes: bool,
     #[command(flatten)]
     node: NodeArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct NodeArgs {
-    /// The running node.
-    #[arg(long, env = "GOVERN_URL", default_value = "http://localhost:7600")]
-    url: String,
-    /// The node's data dir, whose `operator.token` authorises this [default: ./.govern].
-    #[arg(long, env = "GOVERN_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Print the node's JSON answer.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -169,27 +155,6 @@ pub async fn run(command: TenantCommand, data_dir: Option<PathBuf>) -> Result<()
     }
 }
 
-/// An operator call to the node: its JSON answer, or its problem in words.
-async fn call(
-    args: &NodeArgs,
-    config_dir: Option<PathBuf>,
-    method: Method,
-    path: &str,
-    body: Option<&serde_json::Value>,
-) -> Result<serde_json::Value> {
-    let client = Client::new(&args.url)?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(config_dir)
-        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
-    let token = DataDir::open(&data_dir, None)?.operator_token()?;
-    let bearer = format!("Bearer {token}");
-    Ok(client
-        .request_json(method, path, &[("authorization", &bearer)], body)
-        .await?)
-}
-
 async fn create(args: CreateArgs, config_dir: Option<PathBuf>) -> Result<()> {
     let body = call(
         &args.node,
@@ -204,9 +169,10 @@ async fn create(args: CreateArgs, config_dir: Option<PathBuf>) -> Result<()> {
         return Ok(());
     }
     println!(
-        "tenant {} created (entry {})",
+        "tenant {} created (entry {}, request {})",
         body["tenant"].as_str().unwrap_or_default(),
-        body["index"]
+        body["index"],
+        body["request"].as_str().unwrap_or_default()
     );
     println!("one-time registration link for its first admin (shown once):");
     println!(

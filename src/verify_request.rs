@@ -9,9 +9,11 @@
 //! role, and its measurement was pinned; its inclusion in the checkpoint, checked with the
 //! node's audit path (or recomputed from the entries); and for user actions the user's
 //! signature, verified against the credential the tenant had registered at that point.
-//! The verdict is `ok` only when every column is. The log's key and witness policy are the
-//! ones `govern verify log` remembered for this URL unless given ([`crate::verify::pinned`]):
-//! it refuses another key, and a weaker announced policy; it writes no state itself.
+//! The verdict is `ok` only when every check is; a failed check carries a stable code and a
+//! detail (`--json` gives each check as data: `ok`, then what was found, or the code and the
+//! detail). The log's key and witness policy are the ones `govern verify log` remembered for
+//! this URL unless given ([`crate::verify::pinned`]): it refuses another key, and a weaker
+//! announced policy; it writes no state itself.
 
 use std::path::PathBuf;
 
@@ -52,96 +54,283 @@ pub struct RequestArgs {
     pub json: bool,
 }
 
-/// One hop of the chain.
+/// One hop of the chain, as `--json` prints it: each check a [`Check`].
 #[derive(Debug, Serialize)]
 struct Hop {
     index: u64,
     kind: String,
     time: String,
-    producer: String,
-    identity: String,
-    inclusion: String,
-    user_signature: String,
-    verdict: String,
+    producer: Producer,
+    identity: Check<IdentityFound>,
+    inclusion: Check<InclusionFound>,
+    /// `None` for an event that carries no user signature.
+    user_signature: Option<Check<SignatureFound>>,
+    /// Every check passed.
+    ok: bool,
 }
 
-/// The identity column: the `service.attested` the event names must be its role's current
+/// Who signed the event (the producer signature was checked when the entry was read).
+#[derive(Debug, Serialize)]
+struct Producer {
+    role: String,
+    /// The Ed25519 key, base64.
+    key: String,
+}
+
+/// The outcome of one check: `ok`, and what was found, or a stable `code` (kebab-case) and
+/// a human `detail`.
+#[derive(Debug, Serialize)]
+struct Check<T> {
+    ok: bool,
+    #[serde(flatten)]
+    found: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl<T> Check<T> {
+    fn pass(found: T) -> Self {
+        Self {
+            ok: true,
+            found: Some(found),
+            code: None,
+            detail: None,
+        }
+    }
+
+    fn fail(code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            found: None,
+            code: Some(code),
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// The table's cell: `ok (what was found)` or `FAIL (code)`.
+    fn cell(&self, found: impl FnOnce(&T) -> String) -> String {
+        match (&self.found, self.code) {
+            (Some(f), _) if self.ok => format!("ok ({})", found(f)),
+            (_, code) => format!("FAIL ({})", code.unwrap_or("unknown")),
+        }
+    }
+}
+
+/// The identity an event names: its `service.attested` (leaf hash, hex) and the serial of
+/// the manifest it was attested under; neither for a self-attesting kind.
+#[derive(Debug, Serialize)]
+struct IdentityFound {
+    attestation: Option<String>,
+    manifest: Option<u64>,
+    self_attesting: bool,
+}
+
+/// The tree size the inclusion was checked at, and whether from the entries (a static copy
+/// serves no proofs) rather than the node's audit path.
+#[derive(Debug, Serialize)]
+struct InclusionFound {
+    size: u64,
+    recomputed: bool,
+}
+
+/// The credential that signed a user action: its type (`passkey` or `key`), id, and user.
+#[derive(Debug, Serialize)]
+struct SignatureFound {
+    credential_type: &'static str,
+    credential: String,
+    user: String,
+}
+
+/// The identity check: the `service.attested` the event names must be its role's current
 /// identity as of this point of the log, bind the producer's key, have its measurement
 /// pinned by the manifest in force and not quarantined, and be live at the event's time
 /// (the checks the log made at append).
-fn identity_of(event: &govern_core::event::Event, state: &State) -> String {
+fn identity_of(event: &govern_core::event::Event, state: &State) -> Check<IdentityFound> {
     let Some(leaf) = event.attestation else {
         return if event.kind.as_str() == govern_core::manifest::MANIFEST_PUBLISHED_KIND
             || event.kind.as_str() == govern_projections::services::ATTESTED_KIND
         {
-            "ok (self-attesting kind)".into()
+            Check::pass(IdentityFound {
+                attestation: None,
+                manifest: None,
+                self_attesting: true,
+            })
         } else {
-            "FAIL: names no attestation".into()
+            Check::fail("no-attestation", "the event names no attestation")
         };
     };
     let services = &state.services;
     let Some(id) = services.identities.get(&event.producer.role) else {
-        return format!("FAIL: role {} has no identity", event.producer.role);
+        return Check::fail(
+            "no-identity",
+            format!("role {} has no identity", event.producer.role),
+        );
     };
     if id.leaf != leaf {
-        return format!(
-            "FAIL: names {}, not the role's current identity",
-            short(&leaf.to_hex())
+        return Check::fail(
+            "not-current-identity",
+            format!(
+                "the event names {}, not the role's current identity {}",
+                leaf.to_hex(),
+                id.leaf.to_hex()
+            ),
         );
     }
     if id.ed25519 != event.producer.key {
-        return "FAIL: the identity binds another key".into();
+        return Check::fail(
+            "other-key",
+            "the identity binds another key than the producer's",
+        );
     }
-    if !id.pinned || services.quarantined.contains_key(id.measurement()) {
-        return "FAIL: its measurement is not pinned, or quarantined".into();
+    if !id.pinned {
+        return Check::fail(
+            "not-pinned",
+            format!(
+                "the manifest in force does not pin measurement {}",
+                id.measurement()
+            ),
+        );
+    }
+    if services.quarantined.contains_key(id.measurement()) {
+        return Check::fail(
+            "quarantined",
+            format!("measurement {} is quarantined", id.measurement()),
+        );
     }
     if let Some(m) = &services.manifest
         && event.time > id.last_event(&m.manifest, govern_store::TIME_SKEW_MS)
     {
-        return "FAIL: the identity had expired".into();
+        return Check::fail(
+            "identity-expired",
+            format!(
+                "the identity had expired at the event's time {}",
+                event.time
+            ),
+        );
     }
-    format!(
-        "ok ({}, manifest {})",
-        short(&leaf.to_hex()),
-        id.manifest_serial
-    )
+    Check::pass(IdentityFound {
+        attestation: Some(leaf.to_hex()),
+        manifest: Some(id.manifest_serial),
+        self_attesting: false,
+    })
+}
+
+/// The hops as an aligned table, then a line for each failed check: its code and detail.
+fn table(hops: &[Hop]) -> String {
+    let rows: Vec<Vec<String>> = hops
+        .iter()
+        .map(|h| {
+            vec![
+                h.index.to_string(),
+                h.kind.clone(),
+                format!("{} {}", h.producer.role, short(&h.producer.key)),
+                h.identity.cell(|f| match (&f.attestation, f.manifest) {
+                    (Some(leaf), Some(serial)) => format!("{}, manifest {serial}", short(leaf)),
+                    _ => "self-attesting kind".into(),
+                }),
+                h.inclusion.cell(|f| {
+                    if f.recomputed {
+                        format!("size {}, recomputed", f.size)
+                    } else {
+                        format!("size {}", f.size)
+                    }
+                }),
+                h.user_signature.as_ref().map_or_else(
+                    || "-".into(),
+                    |c| c.cell(|f| format!("{} of user {}", f.credential_type, f.user)),
+                ),
+                if h.ok { "ok" } else { "FAIL" }.into(),
+            ]
+        })
+        .collect();
+    let mut out = crate::table::render(
+        &[
+            "index",
+            "kind",
+            "producer",
+            "identity",
+            "inclusion",
+            "user signature",
+            "verdict",
+        ],
+        &rows,
+        &[0],
+    );
+    for h in hops {
+        let failed = [
+            ("identity", h.identity.code, &h.identity.detail),
+            ("inclusion", h.inclusion.code, &h.inclusion.detail),
+        ]
+        .into_iter()
+        .chain(
+            h.user_signature
+                .iter()
+                .map(|c| ("user signature", c.code, &c.detail)),
+        );
+        for (column, code, detail) in failed {
+            if let (Some(code), Some(detail)) = (code, detail) {
+                out.push_str(&format!("\nentry {}, {column}: {code}: {detail}", h.index));
+            }
+        }
+    }
+    out
 }
 
 fn short(hex: &str) -> String {
     hex.chars().take(12).collect()
 }
 
-fn user_signature(event: &govern_core::event::Event, state: &State) -> String {
+/// The user-signature check of an action (`None` for an event without one); a failure's
+/// code is the log's own problem type for it (govern-store's `UserActionError`).
+fn user_signature(
+    event: &govern_core::event::Event,
+    state: &State,
+) -> Option<Check<SignatureFound>> {
     let b = &event.body;
     let (Some(action), Some(sig)) = (b.get("action"), b.get("signature")) else {
-        return "-".into();
+        return None;
     };
-    let (Ok(object), Ok(signature)) = (
+    let (object, signature) = match (
         serde_json::from_value::<ChallengeObject>(action.clone()),
         serde_json::from_value::<UserSignature>(sig.clone()),
-    ) else {
-        return "FAIL: unreadable action".into();
+    ) {
+        (Ok(o), Ok(s)) => (o, s),
+        (Err(e), _) | (_, Err(e)) => {
+            return Some(Check::fail(
+                "action-unreadable",
+                format!("the action or its signature does not parse: {e}"),
+            ));
+        }
     };
     let Some(tenant) = state.tenants.get(&event.tenant) else {
-        return "FAIL: no such tenant".into();
+        return Some(Check::fail(
+            "tenant-unknown",
+            format!("no tenant {} before this entry", event.tenant.0),
+        ));
     };
+    let failed =
+        |e: govern_store::actions::UserActionError| Check::fail(e.problem().0, e.to_string());
     // The same binding the log checked at append: the signed route is the kind's, and the
     // event follows the object the user named.
     let params = govern_projections::tenants::params(event);
     if let Err(e) = govern_store::actions::check_binding(tenant, event, &object, &params) {
-        return format!("FAIL: {e}");
+        return Some(failed(e));
     }
-    match govern_store::actions::verify_with_credential(tenant, &object, &signature) {
-        Ok((c, _)) => format!(
-            "ok ({} of user {})",
-            match signature {
-                UserSignature::Passkey { .. } => "passkey",
-                UserSignature::Key { .. } => "key",
-            },
-            short(&c.credential.user)
-        ),
-        Err(e) => format!("FAIL: {e}"),
-    }
+    Some(
+        match govern_store::actions::verify_with_credential(tenant, &object, &signature) {
+            Ok((c, _)) => Check::pass(SignatureFound {
+                credential_type: match signature {
+                    UserSignature::Passkey { .. } => "passkey",
+                    UserSignature::Key { .. } => "key",
+                },
+                credential: c.credential.id.clone(),
+                user: c.credential.user.clone(),
+            }),
+            Err(e) => failed(e),
+        },
+    )
 }
 
 /// `govern verify request`.
@@ -200,15 +389,14 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                         index,
                         kind: event.kind.to_string(),
                         time: event.time.to_string(),
-                        producer: format!(
-                            "{} {}",
-                            event.producer.role,
-                            short(&event.producer.key.to_base64())
-                        ),
+                        producer: Producer {
+                            role: event.producer.role.to_string(),
+                            key: event.producer.key.to_base64(),
+                        },
                         identity,
-                        inclusion: String::new(),
+                        inclusion: Check::fail("not-checked", "not checked yet"),
                         user_signature: user,
-                        verdict: String::new(),
+                        ok: false,
                     },
                 ));
             }
@@ -241,11 +429,18 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                 .collect::<std::result::Result<Vec<_>, _>>()?)
         }
         .await;
+        let size = cp.size.0;
         hop.inclusion = match proof {
             Ok(p) => {
                 match merkle::verify_inclusion(leaf, LeafIndex(hop.index), cp.size, &p, &cp.root) {
-                    Ok(()) => format!("ok (size {})", cp.size),
-                    Err(e) => format!("FAIL: {e}"),
+                    Ok(()) => Check::pass(InclusionFound {
+                        size,
+                        recomputed: false,
+                    }),
+                    Err(e) => Check::fail(
+                        "inclusion-proof",
+                        format!("the node's inclusion proof at size {size} does not verify: {e}"),
+                    ),
                 }
             }
             // A static copy serves no proofs: the root recomputed from every entry read.
@@ -253,17 +448,23 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                 if recomputed == cp.root
                     && leaves.get(usize::try_from(hop.index).unwrap_or(usize::MAX)) == Some(leaf)
                 {
-                    format!("ok (size {}, recomputed)", cp.size)
+                    Check::pass(InclusionFound {
+                        size,
+                        recomputed: true,
+                    })
                 } else {
-                    "FAIL: the entries do not hash to the checkpoint".into()
+                    Check::fail(
+                        "entries-not-the-checkpoint",
+                        format!(
+                            "the entries read do not hash to the checkpoint's root at size {size}"
+                        ),
+                    )
                 }
             }
         };
-        let ok = [&hop.identity, &hop.inclusion, &hop.user_signature]
-            .iter()
-            .all(|c| !c.starts_with("FAIL"));
-        hop.verdict = if ok { "ok".into() } else { "FAIL".into() };
-        all_ok &= ok;
+        hop.ok =
+            hop.identity.ok && hop.inclusion.ok && hop.user_signature.as_ref().is_none_or(|c| c.ok);
+        all_ok &= hop.ok;
     }
     let hops: Vec<Hop> = hops.into_iter().map(|(_, h)| h).collect();
     if args.json {
@@ -274,7 +475,7 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                 "checkpoint": {"origin": cp.origin, "size": cp.size.0, "root": cp.root.to_hex()},
                 "witnessed": witnessed,
                 "hops": hops,
-                "verdict": if all_ok { "ok" } else { "FAIL" },
+                "ok": all_ok,
             }))?
         );
     } else {
@@ -287,16 +488,7 @@ pub async fn run(args: RequestArgs) -> Result<()> {
         if let Some(w) = &witnessed {
             println!("{w}");
         }
-        println!(
-            "{:>6}  {:<20} {:<18} {:<32} {:<22} {:<28} verdict",
-            "index", "kind", "producer", "identity", "inclusion", "user signature"
-        );
-        for h in &hops {
-            println!(
-                "{:>6}  {:<20} {:<18} {:<32} {:<22} {:<28} {}",
-                h.index, h.kind, h.producer, h.identity, h.inclusion, h.user_signature, h.verdict
-            );
-        }
+        println!("{}", table(&hops));
         println!("verdict: {}", if all_ok { "ok" } else { "FAIL" });
     }
     if all_ok {

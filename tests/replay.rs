@@ -265,11 +265,20 @@ async fn goldens_replay_to_their_recorded_roots() {
     assert!(seen > 0, "no goldens");
 }
 
-/// `govern verify request` walks a transfer's chain against a running node: every hop ok,
-/// the user's signature verified against the credential of the time; an unknown or
-/// malformed id is refused.
+/// The column of `header` at which `name` starts.
+fn column(header: &str, name: &str) -> usize {
+    header
+        .find(name)
+        .unwrap_or_else(|| panic!("no {name} in {header}"))
+}
+
+/// `govern scenario` prints every request it makes; `govern requests` lists a tenant's page
+/// by page in aligned columns, each with its full id; `govern verify request` walks a
+/// transfer's chain (every hop ok, the user's signature verified against the credential of
+/// the time; `--json` as data: booleans, full ids), names a hop that does not verify by its
+/// code, and refuses an unknown or malformed id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_request_walks_a_receipt_chain() {
+async fn requests_are_printed_listed_and_verified() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let node = start(&data, "127.0.0.1:0", &tmp.path().join("node.err"))
@@ -286,46 +295,245 @@ async fn verify_request_walks_a_receipt_chain() {
     ])
     .await;
     assert!(ok, "{out}{err}");
-    let mut request = None;
-    for i in 0.. {
+
+    // What the scenario printed: its tenants, then (tenant, kind, request) per request.
+    let mut names = std::collections::HashMap::new();
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut lines = out.lines();
+    for line in lines.by_ref() {
+        if let Some((name, id)) = line.split_once(" is tenant ") {
+            names.insert(id.to_string(), name.to_string());
+        } else {
+            assert_eq!(
+                line.split_whitespace().collect::<Vec<_>>(),
+                ["tenant", "kind", "request"]
+            );
+            break;
+        }
+    }
+    for line in lines {
+        if line.starts_with("scenario (seed 3) done: size ") {
+            break;
+        }
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells.len(), 3, "{line}");
+        rows.push((cells[0].into(), cells[1].into(), cells[2].into()));
+    }
+    assert_eq!(names.len(), 2, "{out}");
+    // Each is the request of an entry of that kind and tenant, and every request of the
+    // tenants' entries is printed (but the services' own key audits and reads).
+    let size = reqwest::get(format!("{}/v1/log", node.url))
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["size"]
+        .as_u64()
+        .unwrap();
+    let mut entries = Vec::new();
+    for i in 0..size {
         let e: Value = reqwest::get(format!("{}/v1/entries/{i}", node.url))
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        if e["kind"] == "transfer.requested" {
-            request = Some(e["request"].as_str().unwrap().to_string());
-            break;
+        entries.push(e);
+    }
+    let of_tenants: Vec<&Value> = entries
+        .iter()
+        .filter(|e| names.contains_key(e["tenant"].as_str().unwrap()))
+        .collect();
+    for (name, kind, request) in &rows {
+        assert!(
+            of_tenants
+                .iter()
+                .any(|e| names[e["tenant"].as_str().unwrap()] == *name
+                    && e["kind"] == kind.as_str()
+                    && e["request"] == request.as_str()),
+            "{name} {kind} {request} is no entry's"
+        );
+    }
+    for e in &of_tenants {
+        if !["keys.audit", "reads.audit"].contains(&e["kind"].as_str().unwrap()) {
+            assert!(
+                rows.iter().any(|(_, _, r)| e["request"] == r.as_str()),
+                "{e} is not printed"
+            );
         }
     }
-    let request = request.unwrap();
+
+    // `govern requests` of the first tenant, five at a time, as the operator: its users'
+    // requests (not the operator's tenant.created and keys.rotated), in log order.
+    let (tenant, _) = names.iter().find(|(_, n)| *n == "tenant-0").unwrap();
+    let mut expected: Vec<&str> = Vec::new();
+    for (name, kind, request) in &rows {
+        if name == "tenant-0"
+            && !["tenant.created", "keys.rotated"].contains(&kind.as_str())
+            && !expected.contains(&request.as_str())
+        {
+            expected.push(request);
+        }
+    }
+    let mut listed: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec![
+            "requests",
+            "--tenant",
+            tenant.as_str(),
+            "--limit",
+            "5",
+            "--url",
+            node.url.as_str(),
+            "--data-dir",
+            s(&data),
+        ];
+        if let Some(a) = &after {
+            args.extend(["--after", a.as_str()]);
+        }
+        let (ok, out, err) = run(&args).await;
+        assert!(ok, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        let header = lines[0];
+        assert_eq!(
+            header.split_whitespace().collect::<Vec<_>>(),
+            ["index", "time", "kind", "status", "request"]
+        );
+        let last = *lines.last().unwrap();
+        let items = &lines[1..lines.len() - 1];
+        assert!(!items.is_empty() && items.len() <= 5, "{out}");
+        for item in items {
+            // Aligned: each cell starts under its header; the id is whole.
+            for (name, cell) in ["time", "kind", "status", "request"]
+                .iter()
+                .zip(item.split_whitespace().skip(1))
+            {
+                assert_eq!(
+                    item[column(header, name)..].split_whitespace().next(),
+                    Some(cell),
+                    "{out}"
+                );
+            }
+            let id = item[column(header, "request")..].trim_end();
+            assert!(uuid::Uuid::parse_str(id).is_ok(), "{item}");
+            listed.push(id.to_string());
+        }
+        match last.strip_prefix(&format!(
+            "next page: govern requests --tenant {tenant} --after "
+        )) {
+            Some(rest) => after = Some(rest.trim_end_matches(" --limit 5").to_string()),
+            None => {
+                assert_eq!(
+                    last,
+                    format!("end of the list ({} on this page)", items.len())
+                );
+                break;
+            }
+        }
+    }
+    assert_eq!(listed, expected);
+
+    // The first transfer's receipt chain, as data.
+    let (_, _, request) = rows
+        .iter()
+        .find(|(n, k, _)| n == "tenant-0" && k == "transfer.requested")
+        .unwrap();
+    let request = request.clone();
     let (ok, out, err) = run(&["verify", "request", &request, "--url", &node.url, "--json"]).await;
     assert!(ok, "{out}{err}");
     let chain: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(chain["verdict"], "ok");
-    let kinds: Vec<&str> = chain["hops"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["kind"].as_str().unwrap())
-        .collect();
+    assert_eq!(chain["ok"], true);
+    assert_eq!(chain["request"], request.as_str());
+    let hops = chain["hops"].as_array().unwrap();
+    let kinds: Vec<&str> = hops.iter().map(|h| h["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["transfer.requested", "approval.decided"]);
-    for hop in chain["hops"].as_array().unwrap() {
-        assert!(
-            hop["user_signature"].as_str().unwrap().starts_with("ok ("),
+    for hop in hops {
+        let entry = &entries[usize::try_from(hop["index"].as_u64().unwrap()).unwrap()];
+        assert_eq!(hop["ok"], true, "{hop}");
+        assert_eq!(
+            hop["producer"], entry["producer"],
+            "the role and the whole key"
+        );
+        assert_eq!(hop["identity"]["ok"], true, "{hop}");
+        assert_eq!(
+            hop["identity"]["attestation"], entry["attestation"],
             "{hop}"
         );
-        assert!(
-            hop["inclusion"].as_str().unwrap().starts_with("ok"),
-            "{hop}"
+        assert_eq!(hop["identity"]["manifest"], 1, "{hop}");
+        assert_eq!(
+            hop["inclusion"],
+            serde_json::json!({"ok": true, "size": size, "recomputed": false})
         );
+        let action = &entry["body"]["action"];
+        let signature = &hop["user_signature"];
+        assert_eq!(signature["ok"], true, "{hop}");
+        assert_eq!(signature["user"], action["user"], "the whole user id");
+        assert_eq!(signature["credential"], action["credential"]);
+        assert!(["key", "passkey"].contains(&signature["credential_type"].as_str().unwrap()));
     }
+    // The table: aligned columns, the users' ids whole.
     let (ok, out, _) = run(&["verify", "request", &request, "--url", &node.url]).await;
+    assert!(ok, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let header = lines[1];
+    for (row, hop) in lines[2..4].iter().zip(hops) {
+        assert!(
+            row[column(header, "kind")..].starts_with(hop["kind"].as_str().unwrap()),
+            "{out}"
+        );
+        let user = hop["user_signature"]["user"].as_str().unwrap();
+        assert!(
+            row[column(header, "user signature")..].contains(&format!("of user {user})")),
+            "{out}"
+        );
+        assert!(row[column(header, "verdict")..].starts_with("ok"), "{out}");
+    }
+    assert_eq!(lines[4], "verdict: ok");
+
+    // A copy whose inclusion proofs lie: every hop fails inclusion, by its code.
+    let export = tmp.path().join("export");
+    let (ok, out, err) = run(&["export", s(&export), "--url", &node.url]).await;
+    assert!(ok, "{out}{err}");
+    std::fs::create_dir_all(export.join("v1/proofs")).unwrap();
+    std::fs::write(
+        export.join("v1/proofs/inclusion"),
+        serde_json::json!({"size": size, "hashes": [Hash([7; 32]).to_base64()]}).to_string(),
+    )
+    .unwrap();
+    let lying = support::serve(export).await;
+    let (ok, out, err) = run(&["verify", "request", &request, "--url", &lying, "--json"]).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("a hop of the chain does not verify"), "{err}");
+    let chain: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(chain["ok"], false);
+    for hop in chain["hops"].as_array().unwrap() {
+        assert_eq!(hop["ok"], false, "{hop}");
+        assert_eq!(hop["identity"]["ok"], true, "{hop}");
+        assert_eq!(hop["user_signature"]["ok"], true, "{hop}");
+        let inclusion = hop["inclusion"].as_object().unwrap();
+        assert_eq!(inclusion["ok"], false, "{hop}");
+        assert_eq!(inclusion["code"], "inclusion-proof", "{hop}");
+        assert!(
+            inclusion["detail"].as_str().unwrap().starts_with(&format!(
+                "the node's inclusion proof at size {size} does not verify: "
+            )),
+            "{hop}"
+        );
+        assert_eq!(inclusion.len(), 3, "ok, code and detail only: {hop}");
+    }
+    let (ok, out, _) = run(&["verify", "request", &request, "--url", &lying]).await;
+    assert!(!ok);
+    let first = chain["hops"][0]["index"].as_u64().unwrap();
+    assert!(out.contains("FAIL (inclusion-proof)"), "{out}");
     assert!(
-        ok && out.contains("transfer.requested") && out.contains("verdict: ok"),
+        out.contains(&format!(
+            "entry {first}, inclusion: inclusion-proof: the node's inclusion proof at size {size} does not verify: "
+        )),
         "{out}"
     );
+    assert!(out.ends_with("verdict: FAIL\n"), "{out}");
+
     let (ok, _, err) = run(&[
         "verify",
         "request",

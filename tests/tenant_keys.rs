@@ -112,3 +112,85 @@ async fn rotate_shred_and_the_log_still_verifies() {
     assert_eq!(status["seeds_held"], false);
     node.kill().await;
 }
+
+/// The operator's commands read the token from the data dir and create nothing there; a
+/// missing file or a token the node refuses is told in words, naming the file read and the
+/// flag to pass. `govern tenant create` prints its `tenant.created` request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_refused_operator_token_says_which_file_and_what_to_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let node = start(&data, "127.0.0.1:0", &tmp.path().join("node.err"))
+        .await
+        .unwrap();
+    let url = node.url.clone();
+
+    let nowhere = tmp.path().join("nowhere");
+    let (ok, _, err) = cli(&["tenant", "create", "acme"], &nowhere, &url).await;
+    assert!(!ok);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: {d}/operator.token does not exist: is {d} the data dir of the node at {url}? (--data-dir)",
+            d = nowhere.display()
+        )
+    );
+    assert!(!nowhere.exists(), "reading the token created the data dir");
+
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("operator.token"), "not-this-nodes\n").unwrap();
+    let tenant = uuid::Uuid::now_v7().to_string();
+    for (args, kind) in [
+        (vec!["tenant", "create", "acme"], "operator-unauthorized"),
+        (
+            vec!["tenant", "rotate-key", &tenant],
+            "operator-unauthorized",
+        ),
+        (vec!["tenant", "keys", &tenant], "unauthenticated"),
+        (vec!["requests", "--tenant", &tenant], "unauthenticated"),
+    ] {
+        let (ok, _, err) = cli(&args, &other, &url).await;
+        assert!(!ok, "{args:?}");
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "error: the node at {url} refused the operator token read from {}/operator.token (401 {kind}): pass --data-dir DIR, the data dir of the node at {url}",
+                other.display()
+            ),
+            "{args:?}"
+        );
+    }
+
+    // With the node's own data dir: the tenant and the request that made it.
+    let (ok, out, err) = cli(&["tenant", "create", "acme"], &data, &url).await;
+    assert!(ok, "{err}");
+    let first = out.lines().next().unwrap();
+    let request = first
+        .strip_suffix(')')
+        .and_then(|l| l.rsplit("request ").next())
+        .unwrap();
+    let index: u64 = first
+        .split("(entry ")
+        .nth(1)
+        .and_then(|l| l.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let entry: Value = reqwest::get(format!("{url}/v1/entries/{index}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(entry["kind"], "tenant.created");
+    assert_eq!(entry["request"], request, "{first}");
+    assert_eq!(
+        first,
+        format!(
+            "tenant {} created (entry {index}, request {request})",
+            entry["tenant"].as_str().unwrap()
+        )
+    );
+    node.kill().await;
+}

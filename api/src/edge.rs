@@ -617,6 +617,10 @@ pub(crate) struct SessionOut {
     tenant: String,
     user: String,
     credential: String,
+    /// The registration's request (`user.registered`, `credential.registered`); absent
+    /// after a login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -688,7 +692,7 @@ impl Edge {
 
     /// A tenant as of the last durable batch, shared: no copy, and never the sequencer's
     /// lock.
-    fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+    pub(crate) fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
         self.policy.tenant(id)
     }
 
@@ -857,6 +861,7 @@ impl Edge {
             tenant: tenant.0.to_string(),
             user: user.into(),
             credential: credential.into(),
+            request: None,
         })
     }
 
@@ -1051,6 +1056,7 @@ pub fn routes(edge: Arc<Edge>) -> Router {
         .route("/v1/auth/action", post(action_sign))
         .route("/ui/register.html", get(ui_register))
         .route("/v1/me", get(me))
+        .route("/v1/requests", get(crate::requests::list_requests))
         .route("/v1/requests/{id}", get(request_status))
         .route("/v1/wallets/{id}", get(wallet))
         .route("/v1/users", post(invite_user))
@@ -1291,7 +1297,8 @@ pub(crate) async fn register_finish(
         c,
     )
     .await?;
-    let session = edge.new_session(reg.tenant, &user, &credential)?;
+    let mut session = edge.new_session(reg.tenant, &user, &credential)?;
+    session.request = Some(request.0.to_string());
     Ok((StatusCode::CREATED, axum::Json(session)).into_response())
 }
 

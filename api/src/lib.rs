@@ -18,6 +18,7 @@ pub mod kms;
 pub mod openapi;
 pub mod preflight;
 pub mod problem;
+pub mod requests;
 pub mod routes;
 pub mod tenant_keys;
 pub mod witnessing;

@@ -34,6 +34,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         crate::edge::action_init,
         crate::edge::action_sign,
         crate::edge::me,
+        crate::requests::list_requests,
         crate::edge::request_status,
         crate::edge::wallet,
         crate::edge::ui_register,

@@ -346,13 +346,32 @@ fn bad_body(e: BytesRejection) -> Problem {
     }
 }
 
-fn bad_query(e: QueryRejection) -> Problem {
+/// 400 `bad-query`: a query parameter is missing, unreadable or out of range.
+pub(crate) fn bad_query_param(detail: impl Into<String>) -> Problem {
     Problem::new(
         StatusCode::BAD_REQUEST,
         "bad-query",
         "Bad query parameters",
-        e.body_text(),
+        detail,
     )
+}
+
+pub(crate) fn bad_query(e: QueryRejection) -> Problem {
+    bad_query_param(e.body_text())
+}
+
+/// A page's `limit`: `default` when absent, else 1 to `max` (`bad-query` otherwise).
+pub(crate) fn page_limit(
+    limit: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, Problem> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(bad_query_param(format!("limit is 1 to {max}")))
+    }
 }
 
 fn bad_path(e: PathRejection) -> Problem {
@@ -474,15 +493,7 @@ pub(crate) async fn checkpoints(
     q: Result<Query<CheckpointsQuery>, QueryRejection>,
 ) -> Result<Json<Checkpoints>, Problem> {
     let Query(q) = q.map_err(bad_query)?;
-    let limit = q.limit.unwrap_or(CHECKPOINTS_PAGE_MAX);
-    if !(1..=CHECKPOINTS_PAGE_MAX).contains(&limit) {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "Bad query parameters",
-            format!("limit is 1 to {CHECKPOINTS_PAGE_MAX}"),
-        ));
-    }
+    let limit = page_limit(q.limit, CHECKPOINTS_PAGE_MAX, CHECKPOINTS_PAGE_MAX)?;
     let from = q.from.unwrap_or(0);
     let to = s.log.latest().size.0.saturating_add(1);
     let rows = s

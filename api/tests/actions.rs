@@ -1520,3 +1520,207 @@ async fn action_bodies_with_integers_beyond_two_to_the_53_are_refused() {
         assert_eq!(r.0, StatusCode::CREATED, "{max}: {}", r.1);
     }
 }
+
+/// `GET /v1/requests{query}` with `Authorization: <auth>`.
+async fn list_requests(node: &Booted, auth: Option<&str>, query: &str) -> Reply {
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+    node.call("GET", &format!("/v1/requests{query}"), &headers, None)
+        .await
+}
+
+/// The tenant's requests as the log itself shows them: the request of every user
+/// registration and action of the tenant, in order of its first entry.
+fn requests_in_the_log(node: &Booted, tenant: &str) -> Vec<(String, u64)> {
+    let mut seen: Vec<(String, u64)> = Vec::new();
+    for index in 0..node.size() {
+        let entry = node.entry(index);
+        let e = entry.event();
+        let kind = e.kind.as_str();
+        let users = kind == govern_projections::tenants::USER_REGISTERED
+            || govern_projections::tenants::ACTION_KINDS.contains(&kind);
+        let id = e.request.0.to_string();
+        if e.tenant.0.to_string() == tenant && users && !seen.iter().any(|(r, _)| *r == id) {
+            seen.push((id, index));
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_requests_are_listed_to_its_users_and_the_operator_page_by_page() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    // Another tenant's requests never show.
+    let (other, other_invite) = create_tenant(&node, "globex").await;
+    let mut eve = register(&node, &other, &other_invite).await;
+    new_wallet(&node, &mut eve).await;
+    let mut wallets = Vec::new();
+    for _ in 0..3 {
+        wallets.push(new_wallet(&node, &mut ada).await);
+    }
+    let path = format!("/v1/wallets/{}/transfers", wallets[0]);
+    let r = act(&node, &mut ada, "transfer.requested", &path, &transfer()).await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let transfer_id = r.1["request"].as_str().unwrap().to_string();
+    let approvals = format!("/v1/requests/{transfer_id}/approvals/approve");
+    let r = act(&node, &mut ada, "approval.decided", &approvals, &json!({})).await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+
+    // A session lists its own tenant: every request, in log order of its first event, with
+    // the time recorded in that entry.
+    let expected = requests_in_the_log(&node, &ada.tenant);
+    assert_eq!(
+        expected.len(),
+        5,
+        "a registration, three wallets, a transfer"
+    );
+    let mine = list_requests(&node, Some(&ada.bearer()), "").await;
+    assert_eq!(mine.0, StatusCode::OK, "{}", mine.1);
+    assert_eq!(mine.1["tenant"], ada.tenant);
+    assert_eq!(mine.1["next"], Value::Null);
+    let items = mine.1["requests"].as_array().unwrap();
+    let got: Vec<(String, u64)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().into(),
+                i["index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    for item in items {
+        let first = node.entry(item["index"].as_u64().unwrap());
+        assert_eq!(item["time"], first.event().time.to_string());
+        assert_eq!(item["kind"], first.event().kind.as_str());
+    }
+    assert_eq!(items[0]["kind"], "user.registered");
+    assert_eq!(
+        items[0]["events"], 2,
+        "user.registered and credential.registered"
+    );
+    let t = &items[4];
+    assert_eq!(
+        (&t["id"], &t["kind"], &t["status"], &t["events"]),
+        (
+            &json!(transfer_id),
+            &json!("transfer.requested"),
+            &json!("approved"),
+            &json!(2)
+        )
+    );
+    assert_eq!(items[1]["status"], "requested");
+    // Naming its own tenant is the same answer.
+    let named = list_requests(
+        &node,
+        Some(&ada.bearer()),
+        &format!("?tenant={}", ada.tenant),
+    )
+    .await;
+    assert_eq!(named.2, mine.2);
+    // The operator names the tenant and sees the same.
+    let operator = format!("Bearer {}", node.dir.operator_token().unwrap());
+    let theirs = list_requests(&node, Some(&operator), &format!("?tenant={}", ada.tenant)).await;
+    assert_eq!(theirs.0, StatusCode::OK, "{}", theirs.1);
+    assert_eq!(theirs.2, mine.2);
+
+    // Page by page: a request that arrives between two pages comes last, and no request is
+    // lost or listed twice.
+    let mut listed: Vec<(String, u64)> = Vec::new();
+    let mut after: Option<u64> = None;
+    let mut pages = 0;
+    loop {
+        let query = match after {
+            Some(a) => format!("?limit=2&after={a}"),
+            None => "?limit=2".to_string(),
+        };
+        let page = list_requests(&node, Some(&ada.bearer()), &query).await;
+        assert_eq!(page.0, StatusCode::OK, "{}", page.1);
+        let items = page.1["requests"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        listed.extend(items.iter().map(|i| {
+            (
+                i["id"].as_str().unwrap().into(),
+                i["index"].as_u64().unwrap(),
+            )
+        }));
+        pages += 1;
+        if pages == 1 {
+            new_wallet(&node, &mut ada).await;
+        }
+        match page.1["next"].as_u64() {
+            Some(next) => {
+                assert_eq!(Some(next), listed.last().map(|(_, i)| *i));
+                after = Some(next);
+            }
+            None => break,
+        }
+    }
+    let now = requests_in_the_log(&node, &ada.tenant);
+    assert_eq!(now.len(), 6);
+    assert_eq!(listed, now);
+    assert_eq!(
+        pages, 3,
+        "2 + 2 + 2 requests, the last page saying there is no next"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_of_another_tenant_without_a_token_or_with_bad_paging_are_refused() {
+    let node = boot().await;
+    let ada = admin(&node).await;
+    let (other, other_invite) = create_tenant(&node, "globex").await;
+    let eve = register(&node, &other, &other_invite).await;
+    let operator = format!("Bearer {}", node.dir.operator_token().unwrap());
+    let acme = format!("?tenant={}", ada.tenant);
+
+    // A user of another tenant: refused, whether the tenant exists or not.
+    let r = list_requests(&node, Some(&eve.bearer()), &acme).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "other-tenant");
+    assert_eq!(
+        r.1["detail"],
+        "a session lists only its own tenant's requests"
+    );
+    let missing = format!("?tenant={}", uuid::Uuid::now_v7());
+    let r = list_requests(&node, Some(&eve.bearer()), &missing).await;
+    assert_problem(&(r.0, r.1.clone()), 403, "other-tenant");
+
+    // No token, or one that is neither the operator's nor a session.
+    let r = list_requests(&node, None, &acme).await;
+    assert_problem(&(r.0, r.1.clone()), 401, "unauthenticated");
+    assert_eq!(
+        r.1["detail"],
+        "send Authorization: Bearer <session>; the operator sends the data dir's operator.token instead"
+    );
+    let r = list_requests(&node, Some("Bearer not-the-operators"), &acme).await;
+    assert_problem(&(r.0, r.1.clone()), 401, "unauthenticated");
+    assert_eq!(
+        r.1["detail"],
+        "the session is unknown or expired; sign in again; the operator sends the data dir's operator.token instead"
+    );
+
+    // The operator must name the tenant, an existing one, by its id.
+    let r = list_requests(&node, Some(&operator), "").await;
+    assert_problem(&(r.0, r.1.clone()), 400, "tenant-required");
+    let r = list_requests(&node, Some(&operator), &missing).await;
+    assert_problem(&(r.0, r.1.clone()), 404, "not-found");
+    let r = list_requests(&node, Some(&operator), "?tenant=acme").await;
+    assert_problem(&(r.0, r.1.clone()), 400, "bad-query");
+    assert_eq!(r.1["detail"], "tenant \"acme\" is not a tenant id (a UUID)");
+
+    // Paging out of range or unreadable.
+    for (query, detail) in [
+        ("&limit=0", Some("limit is 1 to 100")),
+        ("&limit=101", Some("limit is 1 to 100")),
+        ("&limit=-1", None),
+        ("&after=first", None),
+    ] {
+        let r = list_requests(&node, Some(&operator), &format!("{acme}{query}")).await;
+        assert_problem(&(r.0, r.1.clone()), 400, "bad-query");
+        if let Some(detail) = detail {
+            assert_eq!(r.1["detail"], detail, "{query}");
+        }
+    }
+    let r = list_requests(&node, Some(&operator), &format!("{acme}&limit=100")).await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+}

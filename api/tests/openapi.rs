@@ -37,6 +37,7 @@ async fn the_spec_is_openapi_3_1_and_covers_every_route() {
         ("/v1/auth/action/init", "post"),
         ("/v1/auth/action", "post"),
         ("/v1/me", "get"),
+        ("/v1/requests", "get"),
         ("/v1/requests/{id}", "get"),
         ("/v1/wallets/{id}", "get"),
         ("/ui/register.html", "get"),
