@@ -42,6 +42,9 @@ async fn a_closed_port_is_a_refused_connection_in_words() {
     let url = format!("http://127.0.0.1:{port}");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    // An operator token to send (read, never made, by the operator's commands).
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("operator.token"), "00".repeat(32)).unwrap();
     let expected = format!(
         "error: cannot connect to {url}: connection refused (is a govern node running there? start one with govern up)\n"
     );
@@ -129,6 +132,8 @@ async fn a_problem_the_node_answers_reads_as_words() {
     );
     // Another data dir's operator token: the scenario's first call is refused.
     let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("operator.token"), "00".repeat(32)).unwrap();
     let (ok, out, err) = run(&["scenario", "--url", &node.url, "--data-dir", s(&other)]).await;
     assert!(!ok, "{out}");
     assert_eq!(
