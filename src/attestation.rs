@@ -90,13 +90,21 @@ fn load_root(root: &str, data_dir: Option<PathBuf>) -> Result<TrustAnchor> {
     match root {
         "aws" => Ok(TrustAnchor::aws_nitro_root_g1()),
         "dev" => {
+            // The data dir's dev CA root, read only (a reading command creates nothing).
             let dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-            Err(format!(
-                "--root dev: the dev CA ({}) comes with the simulated NSM, which is not built yet; \
-                 pass --root PATH to a DER root certificate instead",
-                dir.join("dev-ca/root.der").display()
-            )
-            .into())
+            let path = dir.join("dev-ca/root.der");
+            let der = std::fs::read(&path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    format!(
+                        "--root dev: {} does not exist: is {} a dev node's data dir? (--data-dir)",
+                        path.display(),
+                        dir.display()
+                    )
+                } else {
+                    format!("--root dev: {}: {e}", path.display())
+                }
+            })?;
+            Ok(TrustAnchor::from_der(&der).map_err(|e| format!("{}: {e}", path.display()))?)
         }
         path => {
             let der = std::fs::read(path).map_err(|e| format!("--root {path}: {e}"))?;

@@ -41,7 +41,7 @@ pub struct ServerArgs {
     /// A witness policy (TOML: `quorum = k`, `[[witness]]` tables of `vkey` and `url`): the
     /// node submits every checkpoint to those witnesses and serves at `/checkpoint` the
     /// latest with k cosignatures [default: <data dir>/witnesses.toml, if it exists].
-    /// `govern up` ignores it: it writes that file for its own three witnesses.
+    /// `govern up` refuses it: it writes that file for its own three witnesses.
     #[arg(long, env = "GOVERN_WITNESSES")]
     pub witnesses: Option<PathBuf>,
 }

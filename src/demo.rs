@@ -298,6 +298,14 @@ async fn up_witnesses(
 
 /// `govern up`.
 pub async fn up(server: Server) -> Result<()> {
+    if let Some(path) = &server.witnesses {
+        return Err(format!(
+            "--witnesses {}: govern up runs its own three witnesses and writes their policy; \
+             run govern node --witnesses FILE to follow other witnesses",
+            path.display()
+        )
+        .into());
+    }
     let mut prepared = prepare(&server, true).await?;
     let (witnesses, file) = up_witnesses(&server).await?;
     prepared.witnesses = Some((server.data_dir.join(WITNESSES_FILE), file));

@@ -29,7 +29,8 @@ async fn entry(url: &str, index: u64) -> SignedEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_registers_a_passkey_and_signs_a_transfer() {
     let tmp = tempfile::tempdir().unwrap();
-    let node = support::start(tmp.path(), "127.0.0.1:0", &tmp.path().join("stderr"))
+    let data = tmp.path().join("data");
+    let node = support::start(&data, "127.0.0.1:0", &tmp.path().join("stderr"))
         .await
         .unwrap();
     // The browser's origin is the node's default web origin: http://localhost:<port>.
@@ -44,7 +45,7 @@ async fn a_browser_registers_a_passkey_and_signs_a_transfer() {
             &url,
             "--data-dir",
         ])
-        .arg(tmp.path())
+        .arg(&data)
         .output()
         .await
         .unwrap();

@@ -180,6 +180,16 @@ async fn a_start_refused_for_a_setting_leaves_the_data_dir_as_it_was() {
         ),
         "{stderr}"
     );
+    let (ok, _, stderr) = run(
+        &["up", "--data-dir", f, "--listen", "127.0.0.1:0", "--witnesses", "w.toml"],
+        &work,
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("error: --witnesses w.toml: govern up runs its own three witnesses"),
+        "{stderr}"
+    );
     assert!(!fresh.exists(), "a refused start made the data dir");
 
     // An existing data dir, with a log: byte for byte as it was.
@@ -359,4 +369,62 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// `attestation verify --root dev` checks a dev document against the data dir's dev CA root,
+/// read only; on a directory that has none it says which file it looked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestation_verify_reads_the_dev_root_of_a_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let data = tmp.path().join("data");
+    let node = support::start(&data, "127.0.0.1:0", &tmp.path().join("node.err"))
+        .await
+        .unwrap();
+    // Entry 1: the log's service.attested, whose body carries its document in base64.
+    let entry: serde_json::Value = reqwest::get(format!("{}/v1/entries/1", node.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    node.kill().await;
+    let doc = tmp.path().join("doc.b64");
+    std::fs::write(&doc, entry["body"]["document"].as_str().unwrap()).unwrap();
+    let d = doc.to_str().unwrap();
+    let (ok, stdout, stderr) = run(
+        &[
+            "attestation",
+            "verify",
+            d,
+            "--root",
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &work,
+    )
+    .await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.lines().any(|l| l == "verdict      ACCEPTED"),
+        "{stdout}"
+    );
+    let before = snapshot(tmp.path());
+    let missing = tmp.path().join("missing");
+    let m = missing.to_str().unwrap();
+    let (ok, _, stderr) = run(
+        &["attestation", "verify", d, "--root", "dev", "--data-dir", m],
+        &work,
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: --root dev: {m}/dev-ca/root.der does not exist: is {m} a dev node's data dir? (--data-dir)\n"
+        )
+    );
+    assert_eq!(snapshot(tmp.path()), before);
 }
