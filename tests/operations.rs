@@ -181,7 +181,15 @@ async fn a_start_refused_for_a_setting_leaves_the_data_dir_as_it_was() {
         "{stderr}"
     );
     let (ok, _, stderr) = run(
-        &["up", "--data-dir", f, "--listen", "127.0.0.1:0", "--witnesses", "w.toml"],
+        &[
+            "up",
+            "--data-dir",
+            f,
+            "--listen",
+            "127.0.0.1:0",
+            "--witnesses",
+            "w.toml",
+        ],
         &work,
     )
     .await;
