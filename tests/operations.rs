@@ -350,7 +350,7 @@ async fn a_replayed_copy_names_everything_to_install_and_writes_nothing() {
         std::fs::copy(data.join(name), replayed.join(name)).unwrap();
     }
     for dir in ["dev-ca", "manifest-signers", "keys"] {
-        copy_dir(&data.join(dir), &replayed.join(dir));
+        support::copy_dir(&data.join(dir), &replayed.join(dir));
     }
     let node = support::start(&replayed, "127.0.0.1:0", &tmp.path().join("restored.err"))
         .await
@@ -364,19 +364,6 @@ async fn a_replayed_copy_names_everything_to_install_and_writes_nothing() {
     // The log's four entries, and this start's three attestations after them.
     assert_eq!(state["size"], 7, "{state}");
     node.kill().await;
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// `attestation verify --root dev` checks a dev document against the data dir's dev CA root,

@@ -31,11 +31,21 @@ struct WitnessProc {
 }
 
 async fn witness(dir: &Path, name: &str, log_vkey: &str) -> Result<WitnessProc, String> {
+    witness_on(dir, name, log_vkey, "127.0.0.1:0").await
+}
+
+/// [`witness`] listening on `listen` (a restart on the same address).
+async fn witness_on(
+    dir: &Path,
+    name: &str,
+    log_vkey: &str,
+    listen: &str,
+) -> Result<WitnessProc, String> {
     let mut child = govern()
         .arg("witness")
         .arg("--data-dir")
         .arg(dir)
-        .args(["--name", name, "--listen", "127.0.0.1:0", "--log", log_vkey])
+        .args(["--name", name, "--listen", listen, "--log", log_vkey])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -500,7 +510,7 @@ async fn a_node_serves_checkpoints_cosigned_by_a_quorum_and_appends_never_wait()
     // A flipped byte in a cosignature is refused, naming the checkpoint.
     let bad = tmp.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
-    copy_dir(&export, &bad);
+    support::copy_dir(&export, &bad);
     let cp_path = bad.join(format!("checkpoints/{witnessed}"));
     let text = std::fs::read_to_string(&cp_path).unwrap();
     let last = text.trim_end().rsplit('\n').next().unwrap().to_owned();
@@ -554,19 +564,6 @@ async fn replay(export: &Path, fresh: &Path, data: &Path, policy: &str) -> std::
         .output()
         .await
         .unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 /// `govern up` starts three witness processes and a node that serves only checkpoints that
@@ -674,7 +671,7 @@ fn forge(
     edit: impl FnOnce(&mut serde_json::Value, &mut String),
 ) -> std::path::PathBuf {
     std::fs::create_dir_all(to).unwrap();
-    copy_dir(from, to);
+    support::copy_dir(from, to);
     let mut info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(to.join("v1/log")).unwrap()).unwrap();
     let mut note = std::fs::read_to_string(to.join("checkpoint")).unwrap();
@@ -923,44 +920,6 @@ async fn verifiers_pin_the_witness_policy_with_the_key() {
     drop(ws);
 }
 
-/// [`witness`] listening on `listen` (a restart on the same address).
-async fn witness_on(
-    dir: &Path,
-    name: &str,
-    log_vkey: &str,
-    listen: &str,
-) -> Result<WitnessProc, String> {
-    let mut child = govern()
-        .arg("witness")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--name", name, "--listen", listen, "--log", log_vkey])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let read = tokio::time::timeout(PATIENCE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains(" listening on ") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    if read != Ok(true) {
-        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(WitnessProc {
-        child,
-        url: format!("http://{listen}"),
-        vkey: String::new(),
-        _lines: lines,
-    })
-}
-
 async fn status_size(data: &Path) -> u64 {
     let out = govern()
         .args(["status", "--json", "--data-dir"])
@@ -1011,8 +970,7 @@ async fn a_stale_copy_of_a_witnessed_log_cannot_append() {
     witnessed_at_least(&node.url, size).await;
     node.kill().await;
     let stale = tmp.path().join("stale");
-    std::fs::create_dir_all(&stale).unwrap();
-    copy_dir(&data, &stale);
+    support::copy_dir(&data, &stale);
     // It goes on: a restart (three attestations) and more appends, cosigned.
     let node = start(data.clone(), "a2.err").await.unwrap();
     let newer = size + 3 + append(&node, &data, "b", 4).await;
