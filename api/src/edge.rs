@@ -462,7 +462,12 @@ pub(crate) fn not_found(what: &str, _id: &str) -> Problem {
         StatusCode::NOT_FOUND,
         "not-found",
         "No such resource",
-        format!("no such {what} in this tenant"),
+        if what == "tenant" {
+            // A tenant is not in a tenant: say where it was looked for.
+            "no such tenant on this node".to_owned()
+        } else {
+            format!("no such {what} in this tenant")
+        },
     )
 }
 
