@@ -15,21 +15,7 @@ use govern_core::merkle::hash_leaf;
 use govern_core::note::NoteSigner;
 use govern_core::proof::TlogProof;
 use govern_core::witness::{PolicyFile, PolicyWitness, add_cosignatures};
-use support::{govern, serve, start};
-
-/// `govern args`: success, stdout, stderr.
-async fn run(args: &[&str]) -> (bool, String, String) {
-    let out = govern().args(args).output().await.unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use support::{govern, run, s, serve, start};
 
 /// Nothing listens on a port just closed: every command that talks to a node says so, and
 /// what to do.

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
-use support::govern;
 
 /// Every path under `root` with its kind and, for a file, the SHA-256 of its bytes and its
 /// mode: two equal snapshots mean nothing was created, changed or removed.
@@ -53,15 +52,6 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-async fn run(args: &[&str], cwd: &Path) -> (bool, String, String) {
-    let out = govern().args(args).current_dir(cwd).output().await.unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_commands_create_nothing_and_say_what_the_directory_lacks() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -96,7 +86,7 @@ async fn reading_commands_create_nothing_and_say_what_the_directory_lacks() {
             vec!["status", "--data-dir", d, "--json"],
             vec!["export", out.to_str().unwrap(), "--data-dir", d],
         ] {
-            let (ok, stdout, stderr) = run(&args, &work).await;
+            let (ok, stdout, stderr) = support::run_in(&args, &work).await;
             assert!(!ok, "{args:?} succeeded: {stdout}");
             assert!(
                 stderr.lines().any(|l| l == expected),
@@ -105,13 +95,14 @@ async fn reading_commands_create_nothing_and_say_what_the_directory_lacks() {
         }
     }
     // `/` as the data dir: the same, and nothing appears at the root.
-    let (ok, _, stderr) = run(&["status", "--data-dir", "/"], &work).await;
+    let (ok, _, stderr) = support::run_in(&["status", "--data-dir", "/"], &work).await;
     assert!(!ok);
     assert!(
         stderr.contains("error: / is not a govern data dir: "),
         "{stderr}"
     );
-    let (ok, _, stderr) = run(&["export", out.to_str().unwrap(), "--data-dir", "/"], &work).await;
+    let (ok, _, stderr) =
+        support::run_in(&["export", out.to_str().unwrap(), "--data-dir", "/"], &work).await;
     assert!(!ok);
     assert!(
         stderr.contains("error: / is not a govern data dir: "),
@@ -119,7 +110,7 @@ async fn reading_commands_create_nothing_and_say_what_the_directory_lacks() {
     );
     // No flags, in a directory that is not a node's: the default `.govern`, not made.
     for args in [vec!["status"], vec!["export", "here"]] {
-        let (ok, _, stderr) = run(&args, &work).await;
+        let (ok, _, stderr) = support::run_in(&args, &work).await;
         assert!(!ok);
         assert!(
             stderr
@@ -154,13 +145,13 @@ async fn a_start_refused_for_a_setting_leaves_the_data_dir_as_it_was() {
     // A fresh data dir: nothing is created.
     let fresh = tmp.path().join("fresh");
     let f = fresh.to_str().unwrap();
-    let (ok, _, stderr) = run(&["up", "--data-dir", f, "--listen", &addr], &work).await;
+    let (ok, _, stderr) = support::run_in(&["up", "--data-dir", f, "--listen", &addr], &work).await;
     assert!(!ok);
     assert!(
         stderr.contains(&format!("error: cannot listen on {addr}: ")),
         "{stderr}"
     );
-    let (ok, _, stderr) = run(
+    let (ok, _, stderr) = support::run_in(
         &[
             "node",
             "--data-dir",
@@ -180,7 +171,7 @@ async fn a_start_refused_for_a_setting_leaves_the_data_dir_as_it_was() {
         ),
         "{stderr}"
     );
-    let (ok, _, stderr) = run(
+    let (ok, _, stderr) = support::run_in(
         &[
             "up",
             "--data-dir",
@@ -254,7 +245,7 @@ async fn a_start_refused_for_a_setting_leaves_the_data_dir_as_it_was() {
             "error: /nonexistent/witnesses.toml: ".to_string(),
         ),
     ] {
-        let (ok, _, stderr) = run(&args, &work).await;
+        let (ok, _, stderr) = support::run_in(&args, &work).await;
         assert!(!ok, "{args:?}");
         assert!(stderr.contains(&expected), "{args:?}: {stderr}");
         assert_eq!(snapshot(&data), before, "{args:?} changed the data dir");
@@ -264,7 +255,8 @@ async fn a_start_refused_for_a_setting_leaves_the_data_dir_as_it_was() {
         .await
         .unwrap();
     let pid = node.child.id().unwrap();
-    let (ok, _, stderr) = run(&["node", "--data-dir", d, "--listen", "127.0.0.1:0"], &work).await;
+    let (ok, _, stderr) =
+        support::run_in(&["node", "--data-dir", d, "--listen", "127.0.0.1:0"], &work).await;
     assert!(!ok);
     let expected =
         format!("error: log store: {d}/db is in use by another process (PID {pid}): stop it first");
@@ -284,7 +276,7 @@ async fn a_replayed_copy_names_everything_to_install_and_writes_nothing() {
     node.kill().await;
     let export = tmp.path().join("export");
     let replayed = tmp.path().join("replayed");
-    let (ok, _, stderr) = run(
+    let (ok, _, stderr) = support::run_in(
         &[
             "export",
             export.to_str().unwrap(),
@@ -295,7 +287,7 @@ async fn a_replayed_copy_names_everything_to_install_and_writes_nothing() {
     )
     .await;
     assert!(ok, "{stderr}");
-    let (ok, _, stderr) = run(
+    let (ok, _, stderr) = support::run_in(
         &[
             "replay",
             export.to_str().unwrap(),
@@ -308,7 +300,8 @@ async fn a_replayed_copy_names_everything_to_install_and_writes_nothing() {
     assert!(ok, "{stderr}");
     let before = snapshot(&replayed);
     let r = replayed.to_str().unwrap();
-    let (ok, _, stderr) = run(&["node", "--data-dir", r, "--listen", "127.0.0.1:0"], &work).await;
+    let (ok, _, stderr) =
+        support::run_in(&["node", "--data-dir", r, "--listen", "127.0.0.1:0"], &work).await;
     assert!(!ok);
     let expected = format!(
         "error: {r} holds a log of 4 entries but not all of its node's files (a replayed or partly restored copy?): \
@@ -330,7 +323,8 @@ async fn a_replayed_copy_names_everything_to_install_and_writes_nothing() {
     node.kill().await;
     std::fs::copy(other.join("log.key"), replayed.join("log.key")).unwrap();
     let before = snapshot(&replayed);
-    let (ok, _, stderr) = run(&["node", "--data-dir", r, "--listen", "127.0.0.1:0"], &work).await;
+    let (ok, _, stderr) =
+        support::run_in(&["node", "--data-dir", r, "--listen", "127.0.0.1:0"], &work).await;
     assert!(!ok);
     assert!(
         stderr.contains("the stored log's latest checkpoint is not signed by this key"),
@@ -388,7 +382,7 @@ async fn attestation_verify_reads_the_dev_root_of_a_data_dir() {
     let doc = tmp.path().join("doc.b64");
     std::fs::write(&doc, entry["body"]["document"].as_str().unwrap()).unwrap();
     let d = doc.to_str().unwrap();
-    let (ok, stdout, stderr) = run(
+    let (ok, stdout, stderr) = support::run_in(
         &[
             "attestation",
             "verify",
@@ -409,7 +403,7 @@ async fn attestation_verify_reads_the_dev_root_of_a_data_dir() {
     let before = snapshot(tmp.path());
     let missing = tmp.path().join("missing");
     let m = missing.to_str().unwrap();
-    let (ok, _, stderr) = run(
+    let (ok, _, stderr) = support::run_in(
         &["attestation", "verify", d, "--root", "dev", "--data-dir", m],
         &work,
     )

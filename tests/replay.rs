@@ -13,20 +13,7 @@ use govern_core::checkpoint::Checkpoint;
 use govern_core::ids::{Hash, RootHash};
 use govern_core::tiles::decode_bundle;
 use serde_json::Value;
-use support::{govern, start};
-
-async fn run(args: &[&str]) -> (bool, String, String) {
-    let out = govern().args(args).output().await.unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use support::{run, s, start};
 
 /// A node that ran the scenario (every event kind, one tenant shredded, one quarantine),
 /// stopped, and its export: (tmp, data dir, export dir, status JSON of the node).

@@ -308,3 +308,28 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `govern args`: success, stdout, stderr.
+pub async fn run(args: &[&str]) -> (bool, String, String) {
+    let out = govern().args(args).output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// [`run`] in the working directory `cwd`.
+pub async fn run_in(args: &[&str], cwd: &Path) -> (bool, String, String) {
+    let out = govern().args(args).current_dir(cwd).output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
