@@ -94,9 +94,7 @@ async fn start(server: &Server, prepared: Prepared) -> Result<(NodeHandle, DataD
         witnesses,
         found,
     } = prepared;
-    if let (Found::Log { .. }, Some((path, file))) = (found, &witnesses) {
-        let reader =
-            govern_store::LogReader::open(govern_api::datadir::open_read_only(&server.data_dir)?)?;
+    if let (Found::Log { reader, .. }, Some((path, file))) = (found, &witnesses) {
         govern_api::witnessing::check_not_behind(&reader, file)
             .await
             .map_err(|e| format!("{}: {e}", path.display()))?;

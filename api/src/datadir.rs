@@ -272,24 +272,35 @@ fn write_secret(path: &Path, text: &str) -> Result<(), DataDirError> {
     govern_workers::durable::write(path, text.as_bytes()).map_err(io(path))
 }
 
-/// Read a C2SP private key file, or make one named `name`.
-pub(crate) fn load_or_create_key(path: &Path, name: &str) -> Result<NoteSigner, DataDirError> {
+/// Read a C2SP private key file: `None` when there is none.
+///
+/// # Errors
+/// [`DataDirError::Io`] when it cannot be read, [`DataDirError::BadKey`] when it holds no key.
+pub(crate) fn read_key(path: &Path) -> Result<Option<NoteSigner>, DataDirError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => NoteSigner::from_private_key(text.trim()).map_err(|e| DataDirError::BadKey {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = SigningKey::generate(&mut rand_core::OsRng);
-            let signer = NoteSigner::new(name, key).map_err(|e| DataDirError::BadKey {
+        Ok(text) => NoteSigner::from_private_key(text.trim())
+            .map(Some)
+            .map_err(|e| DataDirError::BadKey {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
-            })?;
-            write_secret(path, &format!("{}\n", signer.to_private_key()))?;
-            Ok(signer)
-        }
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),
     }
+}
+
+/// Read a C2SP private key file, or make one named `name`.
+pub(crate) fn load_or_create_key(path: &Path, name: &str) -> Result<NoteSigner, DataDirError> {
+    if let Some(key) = read_key(path)? {
+        return Ok(key);
+    }
+    let key = SigningKey::generate(&mut rand_core::OsRng);
+    let signer = NoteSigner::new(name, key).map_err(|e| DataDirError::BadKey {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    write_secret(path, &format!("{}\n", signer.to_private_key()))?;
+    Ok(signer)
 }
 
 impl DataDir {
@@ -300,22 +311,10 @@ impl DataDir {
     /// [`DataDirError::NotADataDir`]; [`DataDirError::BadKey`] for an unreadable key.
     pub fn open_existing(root: &Path) -> Result<Self, DataDirError> {
         existing_db(root)?;
-        let key_path = root.join("log.key");
-        let text = match std::fs::read_to_string(&key_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(DataDirError::NotADataDir {
-                    path: root.to_path_buf(),
-                    reason: "no log.key (a replayed copy holds none: ask the node for what needs its key, with --url)".into(),
-                });
-            }
-            Err(e) => return Err(io(&key_path)(e)),
-        };
-        let log_key =
-            NoteSigner::from_private_key(text.trim()).map_err(|e| DataDirError::BadKey {
-                path: key_path.clone(),
-                reason: e.to_string(),
-            })?;
+        let log_key = read_key(&root.join("log.key"))?.ok_or_else(|| DataDirError::NotADataDir {
+            path: root.to_path_buf(),
+            reason: "no log.key (a replayed copy holds none: ask the node for what needs its key, with --url)".into(),
+        })?;
         Ok(Self {
             root: root.to_path_buf(),
             log_key,

@@ -17,13 +17,12 @@
 use std::path::Path;
 
 use govern_core::checkpoint::Checkpoint;
-use govern_core::note::NoteSigner;
 use govern_store::{LogReader, RocksStorage};
 
-use crate::datadir::{DataDirError, read_manifest_signers, read_signed_manifest};
+use crate::datadir::{DataDirError, read_key, read_manifest_signers, read_signed_manifest};
 
 /// What a start will find.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Found {
     /// Nothing yet: the node makes a new data dir (and a new log).
     Fresh,
@@ -33,6 +32,9 @@ pub enum Found {
     Log {
         /// Its size.
         size: u64,
+        /// The store, opened read-only to check it: what the start's witness check reads
+        /// too, before the node opens it for writing.
+        reader: LogReader<RocksStorage>,
     },
 }
 
@@ -97,17 +99,7 @@ pub fn check(root: &Path, origin: Option<&str>, dev: bool) -> Result<Found, Data
         }));
     }
     let key_path = root.join("log.key");
-    let log_key =
-        match std::fs::read_to_string(&key_path) {
-            Ok(text) => Some(NoteSigner::from_private_key(text.trim()).map_err(|e| {
-                DataDirError::BadKey {
-                    path: key_path.clone(),
-                    reason: e.to_string(),
-                }
-            })?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&key_path)(e)),
-        };
+    let log_key = read_key(&key_path)?;
     if let (Some(key), Some(o)) = (&log_key, origin)
         && key.name() != o
     {
@@ -132,6 +124,7 @@ pub fn check(root: &Path, origin: Option<&str>, dev: bool) -> Result<Found, Data
         }
         Found::Log {
             size: latest.size.0,
+            reader,
         }
     } else {
         Found::NoLog
@@ -139,7 +132,7 @@ pub fn check(root: &Path, origin: Option<&str>, dev: bool) -> Result<Found, Data
     // What a node serving this log needs beside the store.
     let mut missing = Vec::new();
     let exists = |rel: &str| root.join(rel).exists();
-    if let Found::Log { size } = found {
+    if let Found::Log { size, .. } = found {
         if log_key.is_none() {
             missing.push("log.key (the log's signing key)".to_owned());
         }
@@ -189,20 +182,10 @@ fn check_manifest(root: &Path, dev: bool) -> Result<(), DataDirError> {
     let mut pinned = 0usize;
     for i in 1..=crate::devpin::DEV_SIGNERS {
         let path = root.join(format!("manifest-signers/dev-{i}.key"));
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let key = NoteSigner::from_private_key(text.trim()).map_err(|e| {
-                    DataDirError::BadKey {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                if signers.keys.contains(&key.verifying_key()) {
-                    pinned += 1;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&path)(e)),
+        if let Some(key) = read_key(&path)?
+            && signers.keys.contains(&key.verifying_key())
+        {
+            pinned += 1;
         }
     }
     if pinned < signers.threshold {
