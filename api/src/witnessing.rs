@@ -269,6 +269,17 @@ pub enum BehindError {
     },
 }
 
+/// A witness's answer to `add-checkpoint`: its status, whether its body is a tlog size
+/// (`SIZE_CONTENT_TYPE`, what a 409 carries), and the body.
+async fn read_answer(response: reqwest::Response) -> Result<(u16, bool, String), reqwest::Error> {
+    let status = response.status().as_u16();
+    let is_size = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(SIZE_CONTENT_TYPE.as_bytes()));
+    Ok((status, is_size, response.text().await?))
+}
+
 /// What one witness says of this copy's latest checkpoint.
 enum Standing {
     /// It holds this size or less of the log (or cosigned this checkpoint now).
@@ -298,12 +309,10 @@ async fn standing(client: &reqwest::Client, url: &str, name: &str, latest: &Publ
         Ok(r) => r,
         Err(e) => return Standing::Unknown(format!("{name}: {e}")),
     };
-    let status = response.status().as_u16();
-    let is_size = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(SIZE_CONTENT_TYPE.as_bytes()));
-    let text = response.text().await.unwrap_or_default();
+    let (status, is_size, text) = match read_answer(response).await {
+        Ok(a) => a,
+        Err(e) => return Standing::Unknown(format!("{name}: {e}")),
+    };
     match status {
         200 => Standing::NotAhead,
         409 if is_size => match text.trim_end().parse::<u64>() {
@@ -480,13 +489,8 @@ impl Follower {
                 return Outcome::Failed;
             }
         };
-        let status = response.status().as_u16();
-        let is_size = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(SIZE_CONTENT_TYPE.as_bytes()));
-        let text = match response.text().await {
-            Ok(t) => t,
+        let (status, is_size, text) = match read_answer(response).await {
+            Ok(a) => a,
             Err(e) => {
                 tracing::warn!(witness = %self.verifier.name(), error = %e, "witness answer unreadable");
                 return Outcome::Failed;
