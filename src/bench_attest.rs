@@ -13,7 +13,8 @@ use govern_api::{Attestor, DataDir};
 use govern_core::attestation::{TrustAnchor, UserData, Verifier};
 use govern_core::event::{PublicKey, Role, Timestamp};
 use govern_core::note::NoteSigner;
-use govern_store::{Log, LogConfig, ProducerAllowList, RocksStorage, SystemClock};
+use govern_store::{Log, LogConfig, RocksStorage, SystemClock};
+use govern_admission::{ProducerAllowList};
 use govern_workers::nsm::{AttestationRequest, SimulatedNsm, dev_measurement};
 
 use crate::demo::Result;

@@ -35,9 +35,8 @@ use govern_core::note::NoteVerifier;
 use govern_core::tiles::{TILE_WIDTH, Tile, decode_bundle, tiles_at};
 use govern_core::witness::WitnessPolicy;
 use govern_store::replay::open_checkpoint;
-use govern_store::{
-    AppendPolicy, IdentityPolicy, LogReader, Replay, ReplayError, RocksStorage, TIME_SKEW_MS,
-};
+use govern_store::{AppendPolicy, LogReader, Replay, ReplayError, RocksStorage, TIME_SKEW_MS};
+use govern_admission::{IdentityPolicy};
 
 use crate::demo::Result;
 

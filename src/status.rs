@@ -35,9 +35,13 @@ pub async fn run(url: Option<&str>, data_dir: Option<PathBuf>, json: bool) -> Re
             let storage = govern_api::datadir::open_read_only(&dir)?;
             let reader = LogReader::open(storage)?;
             let origin = reader.origin().to_string();
-            let (latest, state) = tokio::task::spawn_blocking(move || reader.state())
-                .await
-                .map_err(|e| e.to_string())??;
+            let (latest, state) = tokio::task::spawn_blocking(move || {
+                let mut state = govern_projections::state::State::new();
+                let latest = reader.fold_tracked(&mut |e, i| state.apply(&e, i.0))?;
+                Ok::<_, govern_store::StorageError>((latest, state))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
             (
                 origin,
                 latest.size.0,

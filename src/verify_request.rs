@@ -311,15 +311,15 @@ fn user_signature(
         ));
     };
     let failed =
-        |e: govern_store::actions::UserActionError| Check::fail(e.problem().0, e.to_string());
+        |e: govern_admission::actions::UserActionError| Check::fail(e.problem().0, e.to_string());
     // The same binding the log checked at append: the signed route is the kind's, and the
     // event follows the object the user named.
     let params = govern_projections::tenants::params(event);
-    if let Err(e) = govern_store::actions::check_binding(tenant, event, &object, &params) {
+    if let Err(e) = govern_admission::actions::check_binding(tenant, event, &object, &params) {
         return Some(failed(e));
     }
     Some(
-        match govern_store::actions::verify_with_credential(tenant, &object, &signature) {
+        match govern_admission::actions::verify_with_credential(tenant, &object, &signature) {
             Ok((c, _)) => Check::pass(SignatureFound {
                 credential_type: match signature {
                     UserSignature::Passkey { .. } => "passkey",

@@ -21,7 +21,8 @@ use ed25519_dalek::SigningKey;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_core::manifest::{MANIFEST_PUBLISHED_KIND, SignedManifest};
-use govern_store::{AppendError, Clock, IdentityPolicy, Log, LogConfig, RocksStorage, SystemClock};
+use govern_store::{AppendError, Clock, Log, LogConfig, RocksStorage, SystemClock};
+use govern_admission::{IdentityPolicy};
 use govern_workers::identity::{ServiceIdentity, ServiceKeys};
 use govern_workers::nsm::{Nsm, SimulatedNsm};
 
@@ -123,7 +124,7 @@ impl DataDir {
         publish_if_newer(&log, &policy, self, &signed).await?;
 
         // RSA-2048 key generation takes a fraction of a second each: both at once.
-        let log_role = role(govern_store::LOG_ROLE)?;
+        let log_role = role(govern_admission::LOG_ROLE)?;
         let edge_role = role("edge")?;
         let keygen = |role: Role, key: Option<SigningKey>| {
             tokio::task::spawn_blocking(move || match key {
@@ -303,7 +304,7 @@ async fn publish_if_newer(
         TenantId::SYSTEM,
         RequestId::new_v7(),
         Producer {
-            role: role(govern_store::LOG_ROLE)?,
+            role: role(govern_admission::LOG_ROLE)?,
             key: PublicKey::from(&key.verifying_key()),
         },
         Timestamp::now(),

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The node enforces attested identities, manifests and the routing graph at append
-//! ([`govern_store::IdentityPolicy`]); `manifest.json` must verify against the pinned
+//! ([`govern_admission::IdentityPolicy`]); `manifest.json` must verify against the pinned
 //! signers or the node does not start. See [`crate::boot`] for what a node writes first.
 //!
 //! The keys are plain files: dev mode has no enclave to hold them (see docs/threat-model.md).
@@ -28,7 +28,8 @@ use govern_core::attestation::TrustAnchor;
 use govern_core::event::PublicKey;
 use govern_core::manifest::{Manifest, ManifestError, ManifestSigners, SignedManifest};
 use govern_core::note::NoteSigner;
-use govern_store::{Clock, IdentityPolicy, Log, LogConfig, RocksStorage, StorageError};
+use govern_store::{Clock, Log, LogConfig, RocksStorage, StorageError};
+use govern_admission::{IdentityPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -483,7 +484,7 @@ impl DataDir {
     }
 
     /// Open the log store and start the sequencer under the identity policy
-    /// ([`govern_store::IdentityPolicy`]) of this data dir's signers, log key and dev root.
+    /// ([`govern_admission::IdentityPolicy`]) of this data dir's signers, log key and dev root.
     /// Nothing is appended: [`DataDir::boot`] does that.
     ///
     /// # Errors

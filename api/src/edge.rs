@@ -59,10 +59,11 @@ use govern_projections::tenants::{
     self, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, POLICY_CHANGED, TRANSFER_REQUESTED, Tenant,
     USER_INVITED, UserRole, WALLET_REQUESTED,
 };
-use govern_store::actions::{
+use govern_admission::actions::{
     UserActionError, check_counter, check_keys_of, name_ok, verify_with_credential,
 };
-use govern_store::{AppendError, Appended, IdentityPolicy, Log, RocksStorage};
+use govern_store::{AppendError, Appended, Log, RocksStorage};
+use govern_admission::{IdentityPolicy};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore as _};
 use serde::de::DeserializeOwned;
@@ -509,7 +510,7 @@ fn parent_of(
     let target = govern_core::action::route_of(method, path)
         .map(|(_, target)| target)
         .ok_or_else(|| Problem::no_route(path))?;
-    govern_store::actions::required_parent(tenant, kind, target, params)
+    govern_admission::actions::required_parent(tenant, kind, target, params)
         .map(|(_, parent)| parent)
         .map_err(|e| match e {
             UserActionError::Unknown { what, id } => not_found(what, &id),

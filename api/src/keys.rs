@@ -34,7 +34,8 @@ use govern_core::event::{Kind, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_core::seal::scope_key;
 use govern_projections::tenants::{KEYS_AUDIT, KEYS_ROTATED, KEYS_SHREDDED};
-use govern_store::{Clock, IdentityPolicy, Log, RocksStorage};
+use govern_store::{Clock, Log, RocksStorage};
+use govern_admission::{IdentityPolicy};
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use rand_core::{OsRng, RngCore as _};
 use serde::{Deserialize, Serialize};
@@ -80,7 +81,7 @@ pub enum KeyError {
     /// The requesting identity is not live (not the current one, expired, quarantined,
     /// unpinned).
     #[error("{0}")]
-    Identity(govern_store::IdentityError),
+    Identity(govern_admission::IdentityError),
     /// The role's manifest entry does not list the scope.
     #[error("role {role} may not read scope {scope}: its manifest entry does not list it")]
     ScopeDenied {
@@ -740,7 +741,7 @@ impl KeyService {
             .ok_or_else(|| KeyError::Unauthenticated("sig: an Ed25519 signature, base64".into()))?;
         // The role's identity as the log holds it now: the one named, live, not quarantined.
         let current = self.policy.identity(&role).ok_or_else(|| {
-            KeyError::Identity(govern_store::IdentityError::NoIdentity { role: role.clone() })
+            KeyError::Identity(govern_admission::IdentityError::NoIdentity { role: role.clone() })
         })?;
         let identity = self
             .policy

@@ -227,7 +227,7 @@ impl From<AppendError> for Problem {
                 e.to_string(),
             ),
             AppendError::Duplicate { ref key, .. }
-                if key.starts_with(govern_store::actions::NONCE_KEY_PREFIX) =>
+                if key.starts_with(govern_admission::actions::NONCE_KEY_PREFIX) =>
             {
                 Problem::new(
                     StatusCode::CONFLICT,

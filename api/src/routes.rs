@@ -13,7 +13,8 @@ use govern_core::event::Timestamp;
 use govern_core::event::{EVENT_BYTES_MAX, KeyCache, SignedEvent};
 use govern_core::ids::{Hash, LeafIndex, TreeSize};
 use govern_core::tiles::Tile;
-use govern_store::{IdentityPolicy, Log, RocksStorage, ServicesView, StorageError};
+use govern_store::{Log, RocksStorage, StorageError};
+use govern_admission::{IdentityPolicy, ServicesView};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
@@ -261,7 +262,8 @@ pub(crate) async fn state_info(State(s): State<AppState>) -> Result<Json<StateIn
         let (size, state) = match &s.identities {
             Some(policy) => policy.state(),
             None => {
-                let (latest, state) = s.log.state()?;
+                let mut state = govern_projections::state::State::new();
+                let latest = s.log.fold_tracked(&mut |e, i| state.apply(&e, i.0))?;
                 (latest.size, state)
             }
         };

@@ -24,7 +24,7 @@ use govern_core::event::{SignedEvent, TenantId};
 use govern_core::ids::LeafIndex;
 use govern_core::seal::{SCOPES, open, open_action, sealed_kind, sealed_scope};
 use govern_projections::tenants::{READS_AUDIT, UserRole};
-use govern_store::actions::READS_AUDIT_ENTRIES_MAX;
+use govern_admission::actions::READS_AUDIT_ENTRIES_MAX;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;

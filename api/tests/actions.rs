@@ -1292,7 +1292,7 @@ async fn sessions_are_capped_per_user_ending_the_users_oldest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_are_capped_per_user_at_the_edge_and_in_the_log() {
-    use govern_store::actions::KEYS_PER_USER_MAX;
+    use govern_admission::actions::KEYS_PER_USER_MAX;
     let node = boot().await;
     let mut ada = admin(&node).await;
     let user = ada.id.clone();

@@ -23,10 +23,8 @@ use govern_core::event::{
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, empty_root, hash_children, hash_leaf};
 use govern_core::note::{NoteSigner, NoteVerifier};
-use govern_store::{
-    AppendError, AppendPolicy, Log, LogConfig, LogView, ProducerAllowList, RocksStorage,
-    SystemClock,
-};
+use govern_store::{AppendError, AppendPolicy, Log, LogConfig, LogView, RocksStorage, SystemClock};
+use govern_admission::{ProducerAllowList};
 use http_body_util::BodyExt as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

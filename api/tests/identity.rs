@@ -788,7 +788,7 @@ async fn an_expired_identity_may_not_append_and_frees_its_role() {
         matches!(
             err,
             govern_store::AppendError::Identity(
-                govern_store::IdentityError::IdentityExpired { .. }
+                govern_admission::IdentityError::IdentityExpired { .. }
             )
         ),
         "{err}"
@@ -868,7 +868,7 @@ async fn identities_survive_a_restart() {
         matches!(
             err,
             govern_store::AppendError::Identity(
-                govern_store::IdentityError::StaleAttestation { .. }
+                govern_admission::IdentityError::StaleAttestation { .. }
             )
         ),
         "{err}"
@@ -905,7 +905,7 @@ async fn an_old_attestation_brought_back_never_revives_a_dead_identity() {
     assert!(live(new.leaf_hash(), &new_keys).is_ok());
     assert!(matches!(
         live(old.leaf_hash(), &old_keys),
-        Err(govern_store::IdentityError::StaleAttestation { .. })
+        Err(govern_admission::IdentityError::StaleAttestation { .. })
     ));
 
     // The old process (its key) signs its old document again in a new event: the document

@@ -11,7 +11,11 @@ use support::users::{act, admin, new_wallet, transfer};
 /// (size, state root) of the node's policy, and the state root of a fold from zero.
 fn roots(services: &govern_api::Services) -> (u64, String, String) {
     let (size, state) = services.policy.state();
-    let (latest, from_zero) = services.log.state().unwrap();
+    let mut from_zero = govern_projections::state::State::new();
+    let latest = services
+        .log
+        .fold_tracked(&mut |e, i| from_zero.apply(&e, i.0))
+        .unwrap();
     assert_eq!(size, latest.size, "the policy is at the log's size");
     (
         size.0,

@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::canonical;
+use crate::kinds;
 
 /// The challenge object's domain for actions.
 pub const ACTION_DOMAIN: &str = "govern/action/v1";
@@ -731,17 +732,17 @@ pub fn route_of<'a>(method: &str, path: &'a str) -> Option<(&'static str, PathTa
     }
     let parts: Vec<&'a str> = path.strip_prefix('/')?.split('/').collect();
     Some(match parts.as_slice() {
-        ["v1", "users"] => ("user.invited", PathTarget::None),
-        ["v1", "users", "role"] => ("user.role_changed", PathTarget::None),
-        ["v1", "credentials"] => ("credential.registered", PathTarget::None),
-        ["v1", "credentials", "revoke"] => ("credential.revoked", PathTarget::None),
-        ["v1", "wallets"] => ("wallet.requested", PathTarget::None),
+        ["v1", "users"] => (kinds::USER_INVITED, PathTarget::None),
+        ["v1", "users", "role"] => (kinds::USER_ROLE_CHANGED, PathTarget::None),
+        ["v1", "credentials"] => (kinds::CREDENTIAL_REGISTERED, PathTarget::None),
+        ["v1", "credentials", "revoke"] => (kinds::CREDENTIAL_REVOKED, PathTarget::None),
+        ["v1", "wallets"] => (kinds::WALLET_REQUESTED, PathTarget::None),
         ["v1", "wallets", w, "transfers"] if !w.is_empty() => {
-            ("transfer.requested", PathTarget::Wallet(w))
+            (kinds::TRANSFER_REQUESTED, PathTarget::Wallet(w))
         }
-        ["v1", "policies"] => ("policy.changed", PathTarget::None),
+        ["v1", "policies"] => (kinds::POLICY_CHANGED, PathTarget::None),
         ["v1", "requests", r, "approvals", "approve" | "deny"] if !r.is_empty() => {
-            ("approval.decided", PathTarget::Request(r))
+            (kinds::APPROVAL_DECIDED, PathTarget::Request(r))
         }
         _ => return None,
     })

@@ -5,6 +5,7 @@
 //! the auditor's CLI.
 //!
 //! - [`ids`]: newtypes for indices, sizes, hashes and ids.
+//! - [`kinds`]: the vocabulary: every event kind and the sets of kinds each part reads.
 //! - [`canonical`]: RFC 8785 (JCS) canonical JSON.
 //! - [`event`]: the signed event envelope.
 //! - [`merkle`]: RFC 9162 tree hashing, inclusion and consistency proofs.
@@ -13,16 +14,20 @@
 //! - [`attestation`]: AWS Nitro attestation documents against a pinned root, and the
 //!   service-identity binding in their `user_data`.
 //! - [`action`]: user action signatures (passkeys and API keys) verified offline.
+//! - [`append`]: the append contract: `AppendPolicy`, `LogView`, `Clock` and the typed
+//!   refusals (`AppendError`, `IdentityError`, `UserActionError`, `StorageError`).
 //! - [`manifest`]: signed manifests: every role's measurements, scopes and routing, every
 //!   event kind's producers, parents and uniqueness key.
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod append;
 pub mod attestation;
 pub mod canonical;
 pub mod checkpoint;
 pub mod event;
 pub mod ids;
+pub mod kinds;
 pub mod manifest;
 pub mod merkle;
 pub mod note;

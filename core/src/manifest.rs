@@ -113,7 +113,7 @@ pub const MANIFEST_VERSION: u32 = 1;
 /// The signature domain: keeps a manifest signature from being valid as any other message.
 pub const MANIFEST_SIGNATURE_DOMAIN: &[u8] = b"govern/manifest/v1";
 /// The kind of the event that records a manifest in the log.
-pub const MANIFEST_PUBLISHED_KIND: &str = "manifest.published";
+pub const MANIFEST_PUBLISHED_KIND: &str = crate::kinds::MANIFEST_PUBLISHED;
 /// The largest manifest, in bytes of its canonical form: with its signatures and the event
 /// envelope it must fit one event ([`crate::event::EVENT_BYTES_MAX`]).
 pub const MANIFEST_BYTES_MAX: usize = 48 * 1024;

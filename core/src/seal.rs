@@ -28,6 +28,7 @@ use sha2::Sha256;
 
 use crate::action::{ChallengeObject, body_commitment};
 use crate::canonical;
+use crate::kinds;
 use crate::event::{Event, TenantId};
 
 /// HKDF info prefix of a scope key.
@@ -233,31 +234,31 @@ pub struct SealedKind {
 /// checks their commitment; a user's name is sealed in their registration.
 pub const SEALED_KINDS: [SealedKind; 5] = [
     SealedKind {
-        kind: "user.registered",
+        kind: kinds::USER_REGISTERED,
         scope: "users",
         clear: &[],
         action: false,
     },
     SealedKind {
-        kind: "wallet.requested",
+        kind: kinds::WALLET_REQUESTED,
         scope: "wallets",
         clear: &[],
         action: true,
     },
     SealedKind {
-        kind: "transfer.requested",
+        kind: kinds::TRANSFER_REQUESTED,
         scope: "transfers",
         clear: &[],
         action: true,
     },
     SealedKind {
-        kind: "policy.changed",
+        kind: kinds::POLICY_CHANGED,
         scope: "policies",
         clear: &[],
         action: true,
     },
     SealedKind {
-        kind: "approval.decided",
+        kind: kinds::APPROVAL_DECIDED,
         scope: "approvals",
         clear: &["decision"],
         action: true,

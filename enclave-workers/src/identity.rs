@@ -30,7 +30,7 @@ use x25519_dalek::StaticSecret;
 use crate::nsm::{AttestationRequest, Nsm, NsmError};
 
 /// The kind of the event that records an identity.
-pub const ATTESTED_KIND: &str = "service.attested";
+pub use govern_core::kinds::SERVICE_ATTESTED as ATTESTED_KIND;
 /// The RSA key size docs/design.md §6 fixes.
 pub const RSA_BITS: usize = 2048;
 

@@ -17,12 +17,9 @@ use govern_core::manifest::{MANIFEST_PUBLISHED_KIND, Manifest, RoleSpec, SignedM
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `service.attested`: a role's keys, bound to an attestation document.
-pub const ATTESTED_KIND: &str = "service.attested";
-/// `service.quarantined`: the log quarantined a measurement.
-pub const QUARANTINED_KIND: &str = "service.quarantined";
-/// The kinds of this fold.
-pub const SERVICE_KINDS: [&str; 3] = [MANIFEST_PUBLISHED_KIND, ATTESTED_KIND, QUARANTINED_KIND];
+pub use govern_core::kinds::{
+    SERVICE_ATTESTED as ATTESTED_KIND, SERVICE_KINDS, SERVICE_QUARANTINED as QUARANTINED_KIND,
+};
 
 /// A role's identity, from its latest accepted `service.attested`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,60 +19,12 @@ use govern_core::ids::LeafHash;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `tenant.created`: the operator made a tenant and its first admin's invitation.
-pub const TENANT_CREATED: &str = "tenant.created";
-/// `user.invited`: an admin invited a user (an action).
-pub const USER_INVITED: &str = "user.invited";
-/// `user.registered`: an invitation was redeemed.
-pub const USER_REGISTERED: &str = "user.registered";
-/// `user.role_changed`: an admin changed a user's role (an action).
-pub const USER_ROLE_CHANGED: &str = "user.role_changed";
-/// `credential.registered`: a credential's public key, from a registration or an action.
-pub const CREDENTIAL_REGISTERED: &str = "credential.registered";
-/// `credential.revoked`: a credential stops (an action).
-pub const CREDENTIAL_REVOKED: &str = "credential.revoked";
-/// `wallet.requested` (an action).
-pub const WALLET_REQUESTED: &str = "wallet.requested";
-/// `transfer.requested` (an action).
-pub const TRANSFER_REQUESTED: &str = "transfer.requested";
-/// `policy.changed` (an action).
-pub const POLICY_CHANGED: &str = "policy.changed";
-/// `approval.decided` (an action).
-pub const APPROVAL_DECIDED: &str = "approval.decided";
-
-/// `keys.rotated`: the key service added a version of the tenant's scope keys.
-pub const KEYS_ROTATED: &str = "keys.rotated";
-/// `keys.shredded`: the key service deleted the tenant's seeds.
-pub const KEYS_SHREDDED: &str = "keys.shredded";
-/// `keys.audit`: the key service released scope keys to a service.
-pub const KEYS_AUDIT: &str = "keys.audit";
-/// `reads.audit`: a service opened sealed payloads.
-pub const READS_AUDIT: &str = "reads.audit";
-/// The kinds of the tenant's key status.
-pub const KEY_KINDS: [&str; 4] = [KEYS_ROTATED, KEYS_SHREDDED, KEYS_AUDIT, READS_AUDIT];
-
-/// Every kind that carries a user's signature (`action`, `signature`, and either `salt` and
-/// `params` in clear or, for a sealed kind, `clear` and the sealed `{"params", "salt"}`).
-pub const ACTION_KINDS: [&str; 8] = [
-    USER_INVITED,
-    USER_ROLE_CHANGED,
-    CREDENTIAL_REGISTERED,
-    CREDENTIAL_REVOKED,
-    WALLET_REQUESTED,
-    TRANSFER_REQUESTED,
-    POLICY_CHANGED,
-    APPROVAL_DECIDED,
-];
-
-/// Whether this fold reads `kind`: `tenant.created`, `user.registered` and every action
-/// kind.
-#[must_use]
-pub fn is_tenant_kind(kind: &str) -> bool {
-    kind == TENANT_CREATED
-        || kind == USER_REGISTERED
-        || ACTION_KINDS.contains(&kind)
-        || KEY_KINDS.contains(&kind)
-}
+pub use govern_core::kinds::{
+    ACTION_KINDS, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, KEY_KINDS,
+    KEYS_AUDIT, KEYS_ROTATED, KEYS_SHREDDED, POLICY_CHANGED, READS_AUDIT, TENANT_CREATED,
+    TRANSFER_REQUESTED, USER_INVITED, USER_REGISTERED, USER_ROLE_CHANGED, WALLET_REQUESTED,
+    is_tenant_kind,
+};
 
 /// A user's role in a tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -25,7 +25,8 @@ use govern_core::event::{PublicKey, SignedEvent};
 use govern_core::note::NoteVerifier;
 use govern_core::tiles::{TILE_WIDTH, Tile, decode_bundle, tiles_at};
 use govern_store::replay::open_checkpoint;
-use govern_store::{AppendPolicy, IdentityPolicy, LogReader, Replay, Storage, TIME_SKEW_MS};
+use govern_store::{AppendPolicy, LogReader, Replay, Storage, TIME_SKEW_MS};
+use govern_admission::{IdentityPolicy};
 use serde_json::Value;
 
 /// Where the goldens are.

@@ -7,35 +7,29 @@
 //! Storage sits behind the small [`Storage`] trait: [`RocksStorage`] in production and
 //! [`MemoryStorage`], a double that loses unsynced writes on a simulated power failure.
 //! Nothing here is needed to *verify* the log: that is `govern-core`, which never links
-//! RocksDB.
+//! RocksDB. The store judges nothing itself: it asks an [`AppendPolicy`] (the contract in
+//! `govern_core::append`; the node's is govern-admission's `IdentityPolicy`) and stores
+//! bytes, tree nodes, checkpoints and indexes. It depends on govern-core only.
 #![forbid(unsafe_code)]
 
-pub mod actions;
-mod allow;
 mod cache;
-mod identity;
 mod keys;
 mod log;
 pub mod replay;
 mod rocks;
-mod routing;
 mod storage;
 mod strata;
 
-pub use allow::ProducerAllowList;
 pub use cache::NODE_CACHE_SLOTS;
-pub use identity::{
-    ATTESTED_KIND, Committed, Identity, IdentityError, IdentityPolicy, InForce, LOG_ROLE,
-    ManifestSummary, QUARANTINED_KIND, Quarantine, RSA_KEY_BITS, ServiceStatus, ServicesView,
-    attested_body,
+pub use govern_core::append::{
+    AppendError, AppendPolicy, Clock, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo,
+    StorageError,
 };
 pub use log::{
-    AppendError, AppendPolicy, Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Clock, IDENTITY_KINDS,
-    Log, LogConfig, LogReader, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, Published,
-    QUEUE_EVENTS_MAX, ReadError, SNAPSHOT_EVERY, SystemClock, TIME_SKEW_MS, is_tracked,
+    Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Log, LogConfig, LogReader, QUEUE_EVENTS_MAX,
+    Published, ReadError, SNAPSHOT_EVERY, SystemClock, TIME_SKEW_MS,
 };
 pub use replay::{Replay, ReplayError};
 pub use rocks::RocksStorage;
-pub use routing::ManifestPolicy;
-pub use storage::{Batch, MemoryStorage, Pairs, Storage, StorageError};
+pub use storage::{Batch, MemoryStorage, Pairs, Storage};
 pub use strata::{STRATUM_BYTES, STRATUM_HASHES};

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use govern_core::checkpoint::Checkpoint;
 use govern_core::event::{
-    Event, Kind, RequestId, Role, SignedEvent, SkewError, TenantId, Timestamp, check_time,
+    SignedEvent, Timestamp, check_time,
 };
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, Frontier, NodeSource, ProofError};
@@ -26,7 +26,8 @@ use tokio::sync::oneshot;
 
 use crate::cache::NodeCache;
 use crate::keys;
-use crate::storage::{Batch, Storage, StorageError};
+use crate::storage::{Batch, Storage};
+use govern_core::append::{AppendError, AppendPolicy, Clock, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, StorageError};
 use crate::strata;
 
 /// The most events the sequencer writes in one batch (one WAL sync, one checkpoint).
@@ -36,17 +37,10 @@ pub const BATCH_EVENTS_MAX: usize = 1024;
 pub const BATCH_WAIT_MS: u64 = 1;
 /// The most appends waiting for the sequencer; one more is refused with pushback.
 pub const QUEUE_EVENTS_MAX: usize = 16 * BATCH_EVENTS_MAX;
-/// How far an event's `time` may be from the log's clock, either way.
-pub const TIME_SKEW_MS: i64 = 60_000;
+pub use govern_core::append::TIME_SKEW_MS;
 /// What a client refused with pushback is told to wait.
 pub const PUSHBACK_RETRY_AFTER_S: u64 = 1;
 
-/// How many of the latest checkpoints an attestation document's nonce may name (docs/design.md §6:
-/// the nonce is the root of one of the last N checkpoints). At the log's busiest a batch,
-/// and so a checkpoint, is written every few milliseconds: 1,024 checkpoints leave a
-/// service several seconds to fetch a root, obtain a document and append it; an idle log
-/// keeps its last 1,024 roots however old they are.
-pub const NONCE_WINDOW_CHECKPOINTS: usize = 1024;
 /// How often (in entries) the sequencer snapshots the append policy's state, so a restart
 /// replays only the tracked entries after the snapshot. Writing one serializes the whole
 /// state on the sequencer's thread (tens of milliseconds at 100k tenant events), so not
@@ -59,21 +53,7 @@ pub const NONCE_WINDOW_CHECKPOINTS: usize = 1024;
 /// and a replay catch that).
 pub const SNAPSHOT_EVERY: u64 = 10_000;
 
-/// The identity policy's kinds, which the log indexes (see [`is_tracked`]).
-pub const IDENTITY_KINDS: [&str; 3] = [
-    "manifest.published",
-    "service.attested",
-    "service.quarantined",
-];
-
-/// Whether the log indexes entries of `kind` (`i` keys) so the policy can rebuild its view
-/// of manifests, identities and tenants when the log reopens, without reading every entry:
-/// [`IDENTITY_KINDS`] and the tenant kinds
-/// ([`govern_projections::tenants::is_tenant_kind`]).
-#[must_use]
-pub fn is_tracked(kind: &str) -> bool {
-    IDENTITY_KINDS.contains(&kind) || govern_projections::tenants::is_tenant_kind(kind)
-}
+use govern_core::kinds::is_tracked;
 
 const _: () = assert!(QUEUE_EVENTS_MAX >= BATCH_EVENTS_MAX);
 const _: () = assert!(BATCH_WAIT_MS < 1_000);
@@ -92,7 +72,7 @@ pub struct LogConfig {
     /// See [`TIME_SKEW_MS`].
     pub time_skew_ms: i64,
     /// How far past its anchor a user action may land, for the node's policy: see
-    /// [`crate::actions::ANCHOR_DISTANCE_MAX`].
+    /// [`govern_core::append::ANCHOR_DISTANCE_MAX`].
     pub anchor_distance_max: u64,
     /// Snapshot the append policy's state every this many entries (0: never). See
     /// [`SNAPSHOT_EVERY`].
@@ -109,16 +89,10 @@ impl LogConfig {
             batch_wait_ms: BATCH_WAIT_MS,
             queue_events_max: QUEUE_EVENTS_MAX,
             time_skew_ms: TIME_SKEW_MS,
-            anchor_distance_max: crate::actions::ANCHOR_DISTANCE_MAX,
+            anchor_distance_max: govern_core::append::ANCHOR_DISTANCE_MAX,
             snapshot_every: SNAPSHOT_EVERY,
         }
     }
-}
-
-/// The log's clock, injected so tests and replays control it.
-pub trait Clock: Send + Sync + 'static {
-    /// Now.
-    fn now(&self) -> Timestamp;
 }
 
 /// The system clock.
@@ -129,237 +103,6 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::now()
     }
-}
-
-/// What the log knows about an event named as a parent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParentInfo {
-    /// Where it is.
-    pub index: LeafIndex,
-    /// Its kind.
-    pub kind: Kind,
-    /// Its tenant.
-    pub tenant: TenantId,
-    /// Its request.
-    pub request: RequestId,
-}
-
-/// The log as an [`AppendPolicy`] sees it while checking one event: what is stored, plus
-/// what the sequencer accepted earlier in the same batch.
-pub trait LogView {
-    /// The event with leaf hash `leaf`, if the log holds it.
-    ///
-    /// # Errors
-    /// [`StorageError`] when storage fails or holds an entry that does not parse.
-    fn parent(&self, leaf: &LeafHash) -> Result<Option<ParentInfo>, StorageError>;
-
-    /// The index of the event that claimed uniqueness key `key`, if one did.
-    ///
-    /// # Errors
-    /// [`StorageError`] when storage fails.
-    fn unique_taken(&self, key: &str) -> Result<Option<LeafIndex>, StorageError>;
-
-    /// The index the event being checked would get.
-    fn next_index(&self) -> LeafIndex;
-
-    /// The size of the checkpoint with root `root`, if it is one of the last
-    /// [`NONCE_WINDOW_CHECKPOINTS`] checkpoints the log signed.
-    fn recent_checkpoint(&self, root: &RootHash) -> Option<TreeSize>;
-}
-
-/// Checks that need more than the event itself (who may append what, and what it may
-/// follow): the node's [`crate::IdentityPolicy`], or for tests a fixed allow-list
-/// ([`crate::ProducerAllowList`]) and the routing graph over it ([`crate::ManifestPolicy`]).
-pub trait AppendPolicy: Send + Sync + 'static {
-    /// Whether `event` may be appended to the log `view` shows. On success, the uniqueness
-    /// keys the event claims (the log refuses the event if one is taken, records them, and
-    /// refuses a second claim within the same batch).
-    ///
-    /// # Errors
-    /// The refusal.
-    fn check(&self, event: &SignedEvent, view: &dyn LogView) -> Result<Vec<String>, AppendError>;
-
-    /// `event` was accepted at `index` into the batch being written (or, when the log
-    /// reopens, is a stored entry of a tracked kind ([`is_tracked`]), replayed in order). A policy
-    /// that keeps state updates its working copy here; [`AppendPolicy::finish`] commits or
-    /// discards it.
-    fn accepted(&self, _event: &SignedEvent, _index: LeafIndex) {}
-
-    /// Events the log itself must append next (unsigned: the sequencer signs them with its
-    /// key, checks them like any other, and writes them in the same batch). Asked after
-    /// every event; a policy returns each follow-up once.
-    fn followups(&self) -> Vec<Event> {
-        Vec::new()
-    }
-
-    /// The log (re)opened, or recovered from a failed write, at `size`: every tracked entry
-    /// below it has been handed to [`AppendPolicy::accepted`].
-    fn resumed(&self, _size: TreeSize) {}
-
-    /// The state as of the last durable batch, as bytes [`AppendPolicy::restore`] reads back;
-    /// `None` for a policy that keeps none.
-    fn snapshot(&self) -> Option<Vec<u8>> {
-        None
-    }
-
-    /// Take the state from `snapshot` (made by [`AppendPolicy::snapshot`] after the log had
-    /// the size the log recorded with it). The log checks the snapshot's size, tree root and
-    /// checksum first, and on any refusal replays every tracked entry from zero instead.
-    ///
-    /// # Errors
-    /// Why the snapshot cannot be used (another version, a manifest that no longer loads).
-    fn restore(&self, _snapshot: &[u8]) -> Result<(), String> {
-        Err("this policy keeps no snapshots".into())
-    }
-
-    /// The batch is durable (`true`: keep what [`AppendPolicy::accepted`] recorded) or was
-    /// not written (`false`: forget it).
-    fn finish(&self, _durable: bool) {}
-}
-
-impl AppendPolicy for crate::ProducerAllowList {
-    fn check(&self, event: &SignedEvent, _view: &dyn LogView) -> Result<Vec<String>, AppendError> {
-        let p = &event.event().producer;
-        if self.allows(&p.role, &p.key) {
-            Ok(Vec::new())
-        } else {
-            Err(AppendError::UnknownProducer {
-                role: p.role.to_string(),
-                key: p.key.to_base64(),
-            })
-        }
-    }
-}
-
-/// Why an append was not made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AppendError {
-    /// The queue is full: try again after `retry_after_s`.
-    #[error("the log is busy; retry after {retry_after_s} s")]
-    Pushback {
-        /// Seconds to wait.
-        retry_after_s: u64,
-    },
-    /// The event's time is too far from the log's clock.
-    #[error(transparent)]
-    Skew(#[from] SkewError),
-    /// The producer is not allowed to append.
-    #[error("producer {role} with key {key} may not append")]
-    UnknownProducer {
-        /// Its role.
-        role: String,
-        /// Its key, base64.
-        key: String,
-    },
-    /// The event's kind is not declared in the manifest in force.
-    #[error("event kind {kind} is not declared in the manifest")]
-    UnknownKind {
-        /// The kind.
-        kind: Kind,
-    },
-    /// The producer's role may not produce the event's kind.
-    #[error("role {role} may not produce events of kind {kind}")]
-    KindNotAllowed {
-        /// The producer's role.
-        role: Role,
-        /// The kind.
-        kind: Kind,
-    },
-    /// The kind follows other events (its manifest entry lists parent kinds), and the event
-    /// names none.
-    #[error("an event of kind {kind} must name its parent")]
-    ParentRequired {
-        /// The event's kind.
-        kind: Kind,
-    },
-    /// A parent is not in the log.
-    #[error("parent {parent} is not in the log")]
-    ParentMissing {
-        /// The parent's leaf hash.
-        parent: LeafHash,
-    },
-    /// A parent's kind is not among the kind's allowed parents.
-    #[error("an event of kind {kind} may not have a parent of kind {parent_kind}")]
-    ParentKindNotAllowed {
-        /// The event's kind.
-        kind: Kind,
-        /// The parent's kind.
-        parent_kind: Kind,
-    },
-    /// The kind requires parents of the same request, and a parent is of another.
-    #[error(
-        "parent {parent} belongs to request {}, but events of kind {kind} must follow their own request {}",
-        .parent_request.0,
-        .request.0
-    )]
-    ParentOtherRequest {
-        /// The event's kind.
-        kind: Kind,
-        /// The parent's leaf hash.
-        parent: LeafHash,
-        /// The event's request.
-        request: RequestId,
-        /// The parent's request.
-        parent_request: RequestId,
-    },
-    /// A parent belongs to another tenant (other than the system tenant).
-    #[error(
-        "parent {parent} belongs to tenant {}, not the event's tenant {}",
-        .parent_tenant.0,
-        .tenant.0
-    )]
-    ParentOtherTenant {
-        /// The parent's leaf hash.
-        parent: LeafHash,
-        /// The event's tenant.
-        tenant: TenantId,
-        /// The parent's tenant.
-        parent_tenant: TenantId,
-    },
-    /// The event lacks what its kind's uniqueness key needs.
-    #[error("uniqueness key: {reason}")]
-    UniquenessKey {
-        /// What is missing.
-        reason: String,
-    },
-    /// The log holds this very event (the same leaf hash) already, at `index`. The
-    /// sequencer answers a re-sent event with its original receipt instead (appends are
-    /// idempotent); a replay refuses a log that holds one event twice.
-    #[error("the log holds this event already, at entry {index}")]
-    AlreadyHeld {
-        /// Where it is.
-        index: LeafIndex,
-    },
-    /// Another event already claimed the event's uniqueness key.
-    #[error("uniqueness key {key} is already taken by entry {index}")]
-    Duplicate {
-        /// The key.
-        key: String,
-        /// The entry that claimed it.
-        index: LeafIndex,
-    },
-    /// The producer's attested identity does not allow the append, or a manifest or an
-    /// attestation does not verify (docs/design.md §5, §6).
-    #[error(transparent)]
-    Identity(#[from] crate::identity::IdentityError),
-    /// The node's policy refused a tenant event or user action.
-    #[error(transparent)]
-    UserAction(#[from] crate::actions::UserActionError),
-    /// The storage failed; nothing of the batch was acknowledged.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// The sequencer has stopped.
-    #[error("the log is shutting down")]
-    Closed,
-    /// The log refuses every append: a witness has cosigned a larger tree of this log than
-    /// this copy holds, so appending here would sign a second history (a fork). Only a
-    /// restart on the newer copy clears it.
-    #[error("{reason}")]
-    Fenced {
-        /// What the witness said.
-        reason: String,
-    },
 }
 
 /// A signed checkpoint and what it says.
@@ -634,25 +377,19 @@ impl<S: Storage> LogReader<S> {
         *self.shared.restored.read()
     }
 
-    /// Every projection folded from the log's tracked entries up to its latest checkpoint,
-    /// and that checkpoint: what `govern status` reports for a data dir, without a node.
+    /// Hand every stored entry of a tracked kind ([`is_tracked`]) up to the latest
+    /// checkpoint to `fold`, in order, and return that checkpoint: how `govern status` and
+    /// `GET /v1/state` fold the projections from a store without a node's policy.
     ///
     /// # Errors
     /// [`StorageError`] when storage fails or holds an entry that does not parse.
-    pub fn state(
+    pub fn fold_tracked(
         &self,
-    ) -> Result<(Arc<Published>, govern_projections::state::State), StorageError> {
+        fold: &mut dyn FnMut(SignedEvent, LeafIndex),
+    ) -> Result<Arc<Published>, StorageError> {
         let latest = self.latest();
-        let mut state = govern_projections::state::State::new();
-        for_each_tracked(
-            &self.shared.storage,
-            TreeSize(0),
-            latest.size,
-            &mut |event, index| {
-                state.apply(&event, index.0);
-            },
-        )?;
-        Ok((latest, state))
+        for_each_tracked(&self.shared.storage, TreeSize(0), latest.size, fold)?;
+        Ok(latest)
     }
 
     /// Read `missing` nodes: those under complete stratum tiles from their blobs (one read

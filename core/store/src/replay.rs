@@ -32,7 +32,8 @@ use govern_core::merkle::Frontier;
 use govern_core::note::NoteVerifier;
 
 use crate::keys;
-use crate::log::{AppendPolicy, NONCE_WINDOW_CHECKPOINTS, Staged, add_strata};
+use crate::log::{Staged, add_strata};
+use govern_core::append::{AppendPolicy, NONCE_WINDOW_CHECKPOINTS};
 use crate::storage::{Storage, StorageError};
 
 /// Why a replay stopped.

@@ -13,39 +13,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-/// A failure of the storage below the log. Operators' fault, not the client's.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StorageError {
-    /// The underlying store reported an error.
-    #[error("storage: {0}")]
-    Backend(String),
-    /// The storage handle was lost (in the power-failure double: the power failed).
-    #[error("storage is gone (power failed)")]
-    Gone,
-    /// Stored bytes are not what the log wrote (corruption).
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-    /// The store holds a log, but not this one (another origin, or checkpoints under
-    /// another key): serving it would sign a second history.
-    #[error("{0}")]
-    NotThisLog(String),
-    /// There is no store at the path (read-only opening never creates one).
-    #[error("{path} holds no log store")]
-    Missing {
-        /// The store's directory.
-        path: String,
-    },
-    /// Another process has the store open for writing.
-    #[error("{path} is in use by another process{}: stop it first (status, export and the other read-only commands read a data dir beside a running node)",
-        .pid.map(|p| format!(" (PID {p})")).unwrap_or_default())]
-    Locked {
-        /// The store's directory.
-        path: String,
-        /// The process holding its lock, when the system says.
-        pid: Option<u32>,
-    },
-}
+pub use govern_core::append::StorageError;
 
 /// Key-value pairs in key order, as [`Storage::scan`] returns them.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;

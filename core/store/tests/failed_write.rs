@@ -11,10 +11,8 @@ use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, Tena
 use govern_core::ids::LeafIndex;
 use govern_core::merkle::{self, MemoryTree, NodeSource};
 use govern_core::note::NoteSigner;
-use govern_store::{
-    AppendError, Batch, Log, LogConfig, MemoryStorage, Pairs, ProducerAllowList, Storage,
-    StorageError, SystemClock,
-};
+use govern_store::{AppendError, Batch, Log, LogConfig, MemoryStorage, Pairs, Storage, StorageError, SystemClock};
+use govern_admission::{ProducerAllowList};
 
 /// Applies every write, but reports the next one as failed when armed.
 #[derive(Clone)]

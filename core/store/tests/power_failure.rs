@@ -29,10 +29,8 @@ use govern_core::event::{
 use govern_core::ids::{LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, MemoryTree};
 use govern_core::note::{NoteSigner, NoteVerifier};
-use govern_store::{
-    AppendError, AppendPolicy, Batch, Log, LogConfig, LogReader, MemoryStorage, ProducerAllowList,
-    Storage, StorageError, SystemClock,
-};
+use govern_store::{AppendError, AppendPolicy, Batch, Log, LogConfig, LogReader, MemoryStorage, Storage, StorageError, SystemClock};
+use govern_admission::{ProducerAllowList};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const ORIGIN: &str = "govern.test/power-failure";

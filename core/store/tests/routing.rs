@@ -19,10 +19,8 @@ use govern_core::event::{
 use govern_core::ids::{LeafHash, LeafIndex};
 use govern_core::manifest::Manifest;
 use govern_core::note::NoteSigner;
-use govern_store::{
-    AppendError, Appended, Log, LogConfig, ManifestPolicy, MemoryStorage, ProducerAllowList,
-    RocksStorage, Storage, SystemClock,
-};
+use govern_store::{AppendError, Appended, Log, LogConfig, MemoryStorage, RocksStorage, Storage, SystemClock};
+use govern_admission::{ManifestPolicy, ProducerAllowList};
 use uuid::Uuid;
 
 const ORIGIN: &str = "govern.test/routing";

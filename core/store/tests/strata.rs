@@ -10,10 +10,8 @@ use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, Tena
 use govern_core::ids::{LeafIndex, TreeSize};
 use govern_core::merkle::{self, MemoryTree};
 use govern_core::note::NoteSigner;
-use govern_store::{
-    LogConfig, LogReader, MemoryStorage, ProducerAllowList, RocksStorage, STRATUM_BYTES, Storage,
-    SystemClock,
-};
+use govern_store::{LogConfig, LogReader, MemoryStorage, RocksStorage, STRATUM_BYTES, Storage, SystemClock};
+use govern_admission::{ProducerAllowList};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const ORIGIN: &str = "strata.test/log";

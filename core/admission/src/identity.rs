@@ -22,7 +22,7 @@
 //!   event's time (debug enclaves only if the manifest allows); its measurement (PCR0) is
 //!   not quarantined; its `user_data` names the producer's role and key, the manifest in
 //!   force and an X25519 key; its `public_key` is an RSA-2048 key; its nonce is the root of
-//!   one of the last [`crate::NONCE_WINDOW_CHECKPOINTS`] checkpoints; its PCRs match a
+//!   one of the last [`govern_core::append::NONCE_WINDOW_CHECKPOINTS`] checkpoints; its PCRs match a
 //!   measurement the manifest pins for the role; and the role has no other live identity
 //!   (the same key re-attesting replaces its own). The log's identity must carry the
 //!   log's checkpoint key.
@@ -62,7 +62,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::actions::{ANCHOR_DISTANCE_MAX, check_tenant_event};
-use crate::log::{AppendError, AppendPolicy, LogView};
+use govern_core::append::{AppendError, AppendPolicy, IdentityError, LogView};
 use crate::routing::check_routing;
 use govern_projections::services::{Services, pcr_strings};
 use govern_projections::tenants::{Tenant, Tenants, is_tenant_kind};
@@ -79,254 +79,6 @@ pub const REASON_UNPINNED: &str = "measurement-unpinned";
 /// The size of the RSA key a document's `public_key` must hold (docs/design.md §6: AWS KMS encrypts
 /// to RSA inside an enclave).
 pub const RSA_KEY_BITS: usize = 2048;
-
-/// Why the identity policy refused an event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum IdentityError {
-    /// The log is empty and the event is not its genesis manifest.
-    #[error("the log's first entry must be manifest.published by the log's key, not {kind}")]
-    NotGenesis {
-        /// The event's kind.
-        kind: Kind,
-    },
-    /// A manifest was not published by the log's role and checkpoint key (or the genesis
-    /// manifest carries an attestation).
-    #[error(
-        "manifest.published must be produced by role log with the log's checkpoint key (and the genesis manifest names no attestation)"
-    )]
-    ManifestProducer,
-    /// A `manifest.published` whose manifest may not take effect.
-    #[error("manifest refused: {reason}")]
-    ManifestRefused {
-        /// Why (unsigned, under-signed, not a successor, unknown root, malformed body).
-        reason: String,
-    },
-    /// The event names no attestation.
-    #[error(
-        "an event of role {role} must name its producer's current service.attested in `attestation`"
-    )]
-    MissingAttestation {
-        /// The producer's role.
-        role: Role,
-    },
-    /// A `service.attested` names an attestation (it must not: it is the attestation).
-    #[error("service.attested must not carry an `attestation` field")]
-    UnexpectedAttestation,
-    /// The producer's role has no identity in the log.
-    #[error("role {role} has no attested identity")]
-    NoIdentity {
-        /// The role.
-        role: Role,
-    },
-    /// `attestation` names something other than the role's current identity.
-    #[error("attestation {named} is not role {role}'s current identity {current}")]
-    StaleAttestation {
-        /// The role.
-        role: Role,
-        /// What the event named.
-        named: LeafHash,
-        /// The current identity's leaf hash.
-        current: LeafHash,
-    },
-    /// The producer key is not the key of the identity the event names.
-    #[error("producer key {key} is not the key of role {role}'s identity")]
-    ProducerKeyMismatch {
-        /// The role.
-        role: Role,
-        /// The event's producer key, base64.
-        key: String,
-    },
-    /// The identity's `max_age_s` has passed.
-    #[error(
-        "role {role}'s identity attested at {attested} signs events only until {expired} (its expiry less the log's time skew); the event's time is {time}"
-    )]
-    IdentityExpired {
-        /// The role.
-        role: Role,
-        /// When it was attested (its event's time).
-        attested: Timestamp,
-        /// The latest event time it could sign (its expiry less the log's time skew).
-        expired: Timestamp,
-        /// The refused event's time.
-        time: Timestamp,
-    },
-    /// The identity's measurement is quarantined.
-    #[error("role {role}'s identity runs measurement {measurement}, which is quarantined")]
-    Quarantined {
-        /// The role.
-        role: Role,
-        /// PCR0, hex.
-        measurement: String,
-    },
-    /// The identity's measurement is not pinned by the manifest in force.
-    #[error(
-        "role {role}'s identity runs measurement {measurement}, which the manifest in force does not pin"
-    )]
-    NotPinned {
-        /// The role.
-        role: Role,
-        /// PCR0, hex.
-        measurement: String,
-    },
-    /// `body.document` is missing, not base64, or too large.
-    #[error("service.attested body: {reason}")]
-    DocumentField {
-        /// What is wrong.
-        reason: String,
-    },
-    /// The document does not verify (format, signature, chain, time, debug PCRs).
-    #[error("attestation document refused: {reason}")]
-    DocumentRefused {
-        /// The verifier's refusal.
-        reason: String,
-    },
-    /// The document's measurement is quarantined.
-    #[error("measurement {measurement} is quarantined")]
-    MeasurementQuarantined {
-        /// PCR0, hex.
-        measurement: String,
-    },
-    /// `user_data` is missing or malformed, or names another role.
-    #[error("the document's user_data does not bind role {role}: {reason}")]
-    RoleBinding {
-        /// The producer's role.
-        role: Role,
-        /// What it binds instead.
-        reason: String,
-    },
-    /// The document binds keys other than the producer's (a copied document).
-    #[error("the document binds {what}, not the producer's")]
-    KeyBinding {
-        /// Which key.
-        what: String,
-    },
-    /// The document binds another manifest than the one in force.
-    #[error("the document binds manifest {bound}; the manifest in force is {in_force}")]
-    ManifestBinding {
-        /// Hex hash in the document.
-        bound: String,
-        /// Hex hash of the manifest in force.
-        in_force: String,
-    },
-    /// The nonce is not the root of a recent checkpoint.
-    #[error(
-        "the document's nonce {nonce} is not the root of one of the log's last {window} checkpoints"
-    )]
-    NonceOutsideWindow {
-        /// The nonce, hex.
-        nonce: String,
-        /// The window, in checkpoints.
-        window: usize,
-    },
-    /// A genuine document, bound to the manifest in force, shows a measurement that manifest
-    /// does not pin for the role. The log appends `service.quarantined` for it in the same
-    /// batch, before this refusal is answered.
-    #[error("measurement {measurement} is not pinned for role {role}; the log quarantines it")]
-    MeasurementNotPinned {
-        /// The role.
-        role: Role,
-        /// PCR0, hex.
-        measurement: String,
-    },
-    /// A `service.quarantined` whose evidence does not show what it claims.
-    #[error("service.quarantined refused: {reason}")]
-    QuarantineRefused {
-        /// What the evidence fails to show.
-        reason: String,
-    },
-    /// A system event (`service.attested`, `service.quarantined`) names a tenant.
-    #[error("{kind} belongs to the system tenant, not to a tenant")]
-    SystemTenant {
-        /// The event's kind.
-        kind: Kind,
-    },
-    /// The log's identity binds a key other than its checkpoint key.
-    #[error("the log's identity must bind the log's checkpoint key")]
-    LogKey,
-    /// A `service.attested` not newer than the role's current identity: its document or its
-    /// event is not later than theirs (an old attestation brought back).
-    #[error(
-        "role {role} has a newer identity: this attestation's document is of {document_time} \
-         and its event of {time}, the current identity's document of {current_document_time} \
-         and its event of {current_time}"
-    )]
-    AttestationNotNewer {
-        /// The role.
-        role: Role,
-        /// This document's timestamp.
-        document_time: Timestamp,
-        /// This event's time.
-        time: Timestamp,
-        /// The current identity's document timestamp.
-        current_document_time: Timestamp,
-        /// The current identity's `service.attested` time.
-        current_time: Timestamp,
-    },
-}
-
-impl IdentityError {
-    /// The problem type's last segment and its title (RFC 9457), one per variant.
-    #[must_use]
-    pub fn problem(&self) -> (&'static str, &'static str) {
-        match self {
-            Self::NotGenesis { .. } => ("not-genesis", "The log must begin with its manifest"),
-            Self::ManifestProducer => ("manifest-producer", "Manifest not published by the log"),
-            Self::ManifestRefused { .. } => ("manifest-refused", "Manifest may not take effect"),
-            Self::MissingAttestation { .. } => {
-                ("attestation-missing", "Event names no attested identity")
-            }
-            Self::UnexpectedAttestation => (
-                "attestation-unexpected",
-                "service.attested must not name an attestation",
-            ),
-            Self::NoIdentity { .. } => ("no-identity", "Role has no attested identity"),
-            Self::StaleAttestation { .. } => {
-                ("attestation-stale", "Not the role's current identity")
-            }
-            Self::ProducerKeyMismatch { .. } => (
-                "producer-key-mismatch",
-                "Producer key is not the identity's",
-            ),
-            Self::IdentityExpired { .. } => ("identity-expired", "Identity expired"),
-            Self::Quarantined { .. } => ("identity-quarantined", "Identity quarantined"),
-            Self::NotPinned { .. } => ("identity-not-pinned", "Identity no longer pinned"),
-            Self::DocumentField { .. } => ("attestation-field", "Malformed service.attested"),
-            Self::DocumentRefused { .. } => ("attestation-refused", "Attestation document refused"),
-            Self::MeasurementQuarantined { .. } => {
-                ("measurement-quarantined", "Measurement quarantined")
-            }
-            Self::RoleBinding { .. } => ("attestation-role-binding", "Document binds another role"),
-            Self::KeyBinding { .. } => ("attestation-key-binding", "Document binds other keys"),
-            Self::ManifestBinding { .. } => (
-                "attestation-manifest-binding",
-                "Document binds another manifest",
-            ),
-            Self::NonceOutsideWindow { .. } => {
-                ("attestation-nonce", "Nonce outside the checkpoint window")
-            }
-            Self::MeasurementNotPinned { .. } => (
-                "measurement-not-pinned",
-                "Measurement not pinned for the role",
-            ),
-            Self::QuarantineRefused { .. } => {
-                ("quarantine-refused", "Quarantine evidence does not hold")
-            }
-            Self::SystemTenant { .. } => ("system-tenant", "System event names a tenant"),
-            Self::LogKey => ("log-key", "Log identity must bind the checkpoint key"),
-            Self::AttestationNotNewer { .. } => (
-                "attestation-not-newer",
-                "Not newer than the role's current identity",
-            ),
-        }
-    }
-
-    /// Whether the fault is the event's form (HTTP 400) rather than its authority (403).
-    #[must_use]
-    pub fn is_malformed(&self) -> bool {
-        matches!(self, Self::DocumentField { .. } | Self::SystemTenant { .. })
-    }
-}
 
 pub use govern_projections::services::{Identity, Quarantine};
 
@@ -488,7 +240,7 @@ impl IdentityPolicy {
             allow_dev_root,
             dev_root,
             log_key,
-            time_skew_ms: crate::log::TIME_SKEW_MS,
+            time_skew_ms: govern_core::append::TIME_SKEW_MS,
             anchor_distance_max: ANCHOR_DISTANCE_MAX,
             state: Mutex::new(State::default()),
             published: RwLock::new(Arc::new(Committed::default())),
@@ -496,7 +248,7 @@ impl IdentityPolicy {
     }
 
     /// The time skew the log's config allows (an identity's last event time is its expiry
-    /// less this; [`crate::log::TIME_SKEW_MS`] unless set).
+    /// less this; [`govern_core::append::TIME_SKEW_MS`] unless set).
     #[must_use]
     pub fn with_time_skew(mut self, time_skew_ms: i64) -> Self {
         self.time_skew_ms = time_skew_ms;
@@ -725,7 +477,7 @@ impl IdentityPolicy {
         if !in_window {
             return Err(IdentityError::NonceOutsideWindow {
                 nonce: hex::encode(nonce),
-                window: crate::log::NONCE_WINDOW_CHECKPOINTS,
+                window: govern_core::append::NONCE_WINDOW_CHECKPOINTS,
             });
         }
         if !in_force.manifest.measurement_pinned(role, &doc.pcrs) {

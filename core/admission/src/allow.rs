@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use govern_core::event::{PublicKey, Role};
+use govern_core::append::{AppendError, AppendPolicy, LogView};
+use govern_core::event::{PublicKey, Role, SignedEvent};
 
 /// The producers that may append, by role and key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,3 +25,18 @@ impl ProducerAllowList {
         self.entries.insert((role, key));
     }
 }
+
+impl AppendPolicy for ProducerAllowList {
+    fn check(&self, event: &SignedEvent, _view: &dyn LogView) -> Result<Vec<String>, AppendError> {
+        let p = &event.event().producer;
+        if self.allows(&p.role, &p.key) {
+            Ok(Vec::new())
+        } else {
+            Err(AppendError::UnknownProducer {
+                role: p.role.to_string(),
+                key: p.key.to_base64(),
+            })
+        }
+    }
+}
+

@@ -11,7 +11,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use govern_core::action::{
-    ActionError, ChallengeObject, CredentialKey, PathTarget, UserSignature, Verified, action_of,
+    ChallengeObject, CredentialKey, PathTarget, UserSignature, Verified, action_of,
     body_commitment, route_for_kind, verify_user_action,
 };
 use govern_core::event::{Event, Role, TenantId};
@@ -25,12 +25,10 @@ use govern_projections::tenants::{
 };
 use serde_json::{Map, Value};
 
-use crate::log::LogView;
+use govern_core::append::LogView;
+pub use govern_core::append::UserActionError;
 
-/// How far (in entries) past its anchor checkpoint an action may land: the action's
-/// expiry, checkable on replay. At the node's busiest that is a few seconds; when idle,
-/// a client has as long as it likes.
-pub const ANCHOR_DISTANCE_MAX: u64 = 4096;
+pub use govern_core::append::ANCHOR_DISTANCE_MAX;
 /// The longest tenant or user name.
 pub const NAME_BYTES_MAX: usize = 100;
 /// The most entries one `reads.audit` names.
@@ -41,208 +39,6 @@ pub const READS_AUDIT_ENTRIES_MAX: usize = 256;
 /// per machine.
 pub const KEYS_PER_USER_MAX: usize = 16;
 
-/// Why a tenant event or user action was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum UserActionError {
-    /// A body field is missing or malformed.
-    #[error("{kind}: {reason}")]
-    Malformed {
-        /// The event's kind.
-        kind: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The event's tenant was never created.
-    #[error("tenant {} does not exist", tenant.0)]
-    UnknownTenant {
-        /// The tenant id.
-        tenant: TenantId,
-    },
-    /// An action kind without a user's signature (and not the first credential of a
-    /// registration).
-    #[error("{kind} needs a user's signed action (body.action and body.signature)")]
-    Missing {
-        /// The kind.
-        kind: String,
-    },
-    /// The signed object names another tenant, kind or request than the event.
-    #[error("the signed action names {what} {named:?}, but the event's is {actual:?}")]
-    Binding {
-        /// `tenant`, `kind`, `request`, `rp_id`, or `clear` (a sealed action's clear fields,
-        /// which are its signed path's last segments).
-        what: &'static str,
-        /// In the signed object.
-        named: String,
-        /// The event's.
-        actual: String,
-    },
-    /// The event's parents are not the object the signed action names (the wallet of a
-    /// transfer's path, the request of an approval's, the user of a role change, …).
-    #[error(
-        "the signed action names {target}, so its event's parents are [{required}], not {actual}"
-    )]
-    Parent {
-        /// What the signed action names.
-        target: String,
-        /// The parent it requires, hex leaf hash.
-        required: String,
-        /// The event's parents.
-        actual: String,
-    },
-    /// The body does not match the signed commitment.
-    #[error("the action's params and salt do not match the signed body_commitment")]
-    Commitment,
-    /// The credential was never registered in the tenant.
-    #[error("credential {credential} is not registered in this tenant")]
-    UnknownCredential {
-        /// Its id.
-        credential: String,
-    },
-    /// The credential was revoked.
-    #[error("credential {credential} was revoked at entry {index}")]
-    Revoked {
-        /// Its id.
-        credential: String,
-        /// The `credential.revoked` entry.
-        index: u64,
-    },
-    /// The user may not sign this action.
-    #[error("user {user} ({role}) may not {what}")]
-    NotAuthorized {
-        /// The signer.
-        user: String,
-        /// Their role.
-        role: String,
-        /// What was attempted.
-        what: String,
-    },
-    /// The user's signature does not verify.
-    #[error("user signature: {0}")]
-    Signature(ActionError),
-    /// The anchor is not a recent checkpoint, or too far back.
-    #[error("anchor: {reason}")]
-    Anchor {
-        /// What is wrong.
-        reason: String,
-    },
-    /// A passkey's counter did not increase.
-    #[error("passkey counter {counter} does not exceed {last}, the credential's last")]
-    Counter {
-        /// This assertion's counter.
-        counter: u32,
-        /// The last seen.
-        last: u32,
-    },
-    /// The nonce was used by an earlier action of the tenant.
-    #[error("nonce {nonce} was used by entry {index}")]
-    NonceUsed {
-        /// The nonce.
-        nonce: String,
-        /// The entry that used it.
-        index: u64,
-    },
-    /// The invitation does not exist in the tenant.
-    #[error("no invitation with that secret in this tenant")]
-    UnknownInvite,
-    /// The invitation was already redeemed.
-    #[error("the invitation was already redeemed by user {user}")]
-    InviteUsed {
-        /// Who redeemed it.
-        user: String,
-    },
-    /// A user or credential the action names does not exist, or exists already.
-    #[error("{0}")]
-    Target(String),
-    /// The object a signed action names (its wallet, request, user or credential) is not in
-    /// the tenant.
-    #[error("no {what} {id} in this tenant")]
-    Unknown {
-        /// `wallet`, `request`, `user` or `credential`.
-        what: &'static str,
-        /// Its id.
-        id: String,
-    },
-    /// The user holds [`KEYS_PER_USER_MAX`] live API keys already.
-    #[error("user {user} holds {max} live API keys already, the most allowed; revoke one first")]
-    KeyLimit {
-        /// The user.
-        user: String,
-        /// [`KEYS_PER_USER_MAX`].
-        max: usize,
-    },
-    /// The tenant's keys were shredded: it takes no more events.
-    #[error("tenant {} was shredded at entry {index}", tenant.0)]
-    Shredded {
-        /// The tenant.
-        tenant: TenantId,
-        /// The `keys.shredded` entry.
-        index: u64,
-    },
-    /// A sealed kind in clear, a clear kind sealed, or a seal of the wrong scope or an
-    /// unknown key version.
-    #[error("{kind}: {reason}")]
-    Sealing {
-        /// The event's kind.
-        kind: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-impl UserActionError {
-    /// The problem type's last segment and title (RFC 9457).
-    #[must_use]
-    pub fn problem(&self) -> (&'static str, &'static str) {
-        match self {
-            Self::Malformed { .. } => ("user-action-malformed", "Malformed tenant event"),
-            Self::UnknownTenant { .. } => ("tenant-unknown", "No such tenant"),
-            Self::Missing { .. } => ("user-action-missing", "No user action"),
-            Self::Binding { .. } => ("user-action-binding", "Action bound elsewhere"),
-            Self::Parent { .. } => ("user-action-parent", "Event follows another object"),
-            Self::Commitment => ("user-action-commitment", "Body does not match the action"),
-            Self::UnknownCredential { .. } => ("credential-unknown", "Credential not registered"),
-            Self::Revoked { .. } => ("credential-revoked", "Credential revoked"),
-            Self::NotAuthorized { .. } => ("user-not-authorized", "User may not do this"),
-            Self::Signature(_) => ("user-signature", "User signature refused"),
-            Self::Anchor { .. } => ("user-action-anchor", "Anchor too old or unknown"),
-            Self::Counter { .. } => ("passkey-counter", "Passkey counter went back"),
-            Self::NonceUsed { .. } => ("user-action-nonce", "Nonce already used"),
-            Self::UnknownInvite => ("invite-unknown", "No such invitation"),
-            Self::InviteUsed { .. } => ("invite-used", "Invitation already used"),
-            Self::Target(_) | Self::Unknown { .. } => {
-                ("user-action-target", "Action's target refused")
-            }
-            Self::KeyLimit { .. } => ("credential-limit", "Too many API keys"),
-            Self::Shredded { .. } => ("tenant-shredded", "Tenant shredded"),
-            Self::Sealing { .. } => ("payload-sealing", "Payload not sealed as its kind is"),
-        }
-    }
-
-    /// The HTTP status: 400 for the event's form, 409 for a reused nonce, 410 for a shredded
-    /// tenant, else 403.
-    #[must_use]
-    pub fn http_status(&self) -> u16 {
-        if self.is_malformed() {
-            400
-        } else if matches!(self, Self::NonceUsed { .. }) {
-            409
-        } else if matches!(self, Self::Shredded { .. }) {
-            410
-        } else {
-            403
-        }
-    }
-
-    /// Whether the fault is the event's form (HTTP 400) rather than its authority (403).
-    #[must_use]
-    pub fn is_malformed(&self) -> bool {
-        matches!(
-            self,
-            Self::Malformed { .. } | Self::Sealing { .. } | Self::Signature(ActionError::Body(_))
-        )
-    }
-}
 
 fn malformed(event: &Event, reason: impl Into<String>) -> UserActionError {
     UserActionError::Malformed {

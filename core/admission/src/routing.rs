@@ -9,7 +9,7 @@ use govern_core::event::{SignedEvent, TenantId};
 use govern_core::manifest::{Manifest, ManifestError};
 
 use crate::ProducerAllowList;
-use crate::log::{AppendError, AppendPolicy, LogView};
+use govern_core::append::{AppendError, AppendPolicy, LogView};
 
 /// The manifest's routing graph over the producer allow-list.
 #[derive(Debug, Clone)]

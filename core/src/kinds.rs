@@ -1,0 +1,96 @@
+//! The vocabulary: every event kind the node, the workers and the auditors' tools name, and
+//! the sets of kinds each part reads (docs/design.md §3). One module, so a kind is spelled
+//! once: the projections fold by these, the admission checks sort by these, the store
+//! indexes by these and the workers follow these.
+
+/// `manifest.published`: a signed manifest recorded in the log (the first entry is one).
+pub const MANIFEST_PUBLISHED: &str = "manifest.published";
+/// `service.attested`: a role's keys, bound to an attestation document.
+pub const SERVICE_ATTESTED: &str = "service.attested";
+/// `service.quarantined`: the log quarantined a measurement.
+pub const SERVICE_QUARANTINED: &str = "service.quarantined";
+
+/// `tenant.created`: the operator made a tenant and its first admin's invitation.
+pub const TENANT_CREATED: &str = "tenant.created";
+/// `user.invited`: an admin invited a user (an action).
+pub const USER_INVITED: &str = "user.invited";
+/// `user.registered`: an invitation was redeemed.
+pub const USER_REGISTERED: &str = "user.registered";
+/// `user.role_changed`: an admin changed a user's role (an action).
+pub const USER_ROLE_CHANGED: &str = "user.role_changed";
+/// `credential.registered`: a credential's public key, from a registration or an action.
+pub const CREDENTIAL_REGISTERED: &str = "credential.registered";
+/// `credential.revoked`: a credential stops (an action).
+pub const CREDENTIAL_REVOKED: &str = "credential.revoked";
+/// `wallet.requested` (an action).
+pub const WALLET_REQUESTED: &str = "wallet.requested";
+/// `transfer.requested` (an action).
+pub const TRANSFER_REQUESTED: &str = "transfer.requested";
+/// `policy.changed` (an action).
+pub const POLICY_CHANGED: &str = "policy.changed";
+/// `approval.decided` (an action).
+pub const APPROVAL_DECIDED: &str = "approval.decided";
+
+/// `keys.rotated`: the key service added a version of the tenant's scope keys.
+pub const KEYS_ROTATED: &str = "keys.rotated";
+/// `keys.shredded`: the key service deleted the tenant's seeds.
+pub const KEYS_SHREDDED: &str = "keys.shredded";
+/// `keys.audit`: the key service released scope keys to a service.
+pub const KEYS_AUDIT: &str = "keys.audit";
+/// `reads.audit`: a service opened sealed payloads.
+pub const READS_AUDIT: &str = "reads.audit";
+
+/// The kinds of the services fold and of the identity checks: manifests, identities,
+/// quarantines.
+pub const SERVICE_KINDS: [&str; 3] = [MANIFEST_PUBLISHED, SERVICE_ATTESTED, SERVICE_QUARANTINED];
+
+/// The kinds of the tenant's key status.
+pub const KEY_KINDS: [&str; 4] = [KEYS_ROTATED, KEYS_SHREDDED, KEYS_AUDIT, READS_AUDIT];
+
+/// Every kind that carries a user's signature (`action`, `signature`, and either `salt` and
+/// `params` in clear or, for a sealed kind, `clear` and the sealed `{"params", "salt"}`).
+pub const ACTION_KINDS: [&str; 8] = [
+    USER_INVITED,
+    USER_ROLE_CHANGED,
+    CREDENTIAL_REGISTERED,
+    CREDENTIAL_REVOKED,
+    WALLET_REQUESTED,
+    TRANSFER_REQUESTED,
+    POLICY_CHANGED,
+    APPROVAL_DECIDED,
+];
+
+/// Whether the tenants fold reads `kind`: `tenant.created`, `user.registered`, every action
+/// kind and the key kinds.
+#[must_use]
+pub fn is_tenant_kind(kind: &str) -> bool {
+    kind == TENANT_CREATED
+        || kind == USER_REGISTERED
+        || ACTION_KINDS.contains(&kind)
+        || KEY_KINDS.contains(&kind)
+}
+
+/// Whether the log indexes entries of `kind` (`i` keys) so the append policy can rebuild its
+/// view of manifests, identities and tenants when the log reopens, without reading every
+/// entry: [`SERVICE_KINDS`] and the tenant kinds ([`is_tenant_kind`]).
+#[must_use]
+pub fn is_tracked(kind: &str) -> bool {
+    SERVICE_KINDS.contains(&kind) || is_tenant_kind(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sets_are_disjoint_where_the_folds_need_them_to_be() {
+        for k in SERVICE_KINDS {
+            assert!(!is_tenant_kind(k), "{k}");
+            assert!(is_tracked(k), "{k}");
+        }
+        for k in ACTION_KINDS.iter().chain(KEY_KINDS.iter()) {
+            assert!(is_tenant_kind(k), "{k}");
+        }
+        assert!(!is_tracked("transfer.signed"));
+    }
+}
