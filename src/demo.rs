@@ -129,8 +129,8 @@ async fn start(server: &Server, prepared: Prepared) -> Result<(NodeHandle, DataD
     services.spawn_reattestation();
     let edge = Edge::new(
         edge_config,
-        Arc::clone(&services.log),
-        Arc::clone(&services.policy),
+        Arc::clone(&services.log) as _,
+        Arc::clone(&services.policy) as _,
         Arc::clone(&services.edge),
         Arc::clone(&services.keys),
         dir.operator_token()?,

@@ -179,8 +179,8 @@ impl DataDir {
             keys_dir,
             master,
             keys_service,
-            Arc::clone(&log),
-            Arc::clone(&policy),
+            Arc::clone(&log) as Arc<dyn govern_store::Appender>,
+            Arc::clone(&policy) as Arc<dyn govern_admission::StateView>,
             clock,
         )
         .map_err(|e| DataDirError::Boot(format!("key service: {e}")))?;

@@ -62,8 +62,8 @@ use govern_projections::tenants::{
 use govern_admission::actions::{
     UserActionError, check_counter, check_keys_of, name_ok, verify_with_credential,
 };
-use govern_store::{AppendError, Appended, Log, RocksStorage};
-use govern_admission::{IdentityPolicy};
+use govern_admission::StateView;
+use govern_store::{AppendError, Appended, Appender};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore as _};
 use serde::de::DeserializeOwned;
@@ -77,7 +77,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::boot::LocalService;
-use crate::keys::{KeyError, KeyService, ReleaseRequest, ScopeKeys};
+use crate::keys::{KeyError, KeyRelease, KeyService, ReleaseRequest, ScopeKeys};
 use crate::problem::Problem;
 use zeroize::Zeroizing;
 
@@ -289,10 +289,15 @@ struct Volatile {
 pub struct Edge {
     config: EdgeConfig,
     webauthn: Webauthn,
-    pub(crate) log: Arc<Log<RocksStorage>>,
-    pub(crate) policy: Arc<IdentityPolicy>,
+    pub(crate) log: Arc<dyn Appender>,
+    pub(crate) policy: Arc<dyn StateView>,
     pub(crate) service: Arc<LocalService>,
+    /// The key service's own endpoints, which the node serves on its behalf (rotation,
+    /// shredding, key status, `POST /v1/keys/release`).
     pub(crate) keys: Arc<KeyService>,
+    /// How the edge obtains its scope keys: the release request a remote worker sends, to
+    /// the key service in process by default.
+    release: Arc<dyn KeyRelease>,
     operator_token: String,
     passkeys_dir: PathBuf,
     /// Held while a passkey file is written (and, for a registration, while its id is checked
@@ -660,8 +665,8 @@ impl Edge {
     /// When webauthn-rs refuses the relying party.
     pub fn new(
         config: EdgeConfig,
-        log: Arc<Log<RocksStorage>>,
-        policy: Arc<IdentityPolicy>,
+        log: Arc<dyn Appender>,
+        policy: Arc<dyn StateView>,
         service: Arc<LocalService>,
         keys: Arc<KeyService>,
         operator_token: String,
@@ -680,6 +685,7 @@ impl Edge {
             log,
             policy,
             service,
+            release: Arc::clone(&keys) as Arc<dyn KeyRelease>,
             keys,
             operator_token,
             passkeys_dir,
@@ -699,7 +705,7 @@ impl Edge {
     /// A tenant as of the last durable batch, shared: no copy, and never the sequencer's
     /// lock.
     pub(crate) fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
-        self.policy.tenant(id)
+        self.policy.committed().tenant(id)
     }
 
     /// Drop the scope keys held for `tenant` (after a rotation or a shredding).
@@ -745,6 +751,7 @@ impl Edge {
         }
         let scopes: Vec<String> = self
             .policy
+            .committed()
             .manifest()
             .and_then(|m| {
                 m.manifest
@@ -760,7 +767,7 @@ impl Edge {
         }
         let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
         let request = ReleaseRequest::signed(&self.service, tenant, &scopes)?;
-        let release = self.keys.release(&request).await?;
+        let release = self.release.release(&request).await?;
         let keys = Arc::new(release.open(&request, self.service.identity.keys().x25519())?);
         self.scope_keys.lock().insert(*tenant, Arc::clone(&keys));
         Ok(keys)
@@ -798,7 +805,7 @@ impl Edge {
         id: &TenantId,
         read: impl FnOnce(&Tenant) -> R,
     ) -> Option<R> {
-        self.policy.with_tenant(id, read)
+        self.policy.committed().tenant(id).map(|t| read(&t))
     }
 
     pub(crate) fn session(&self, headers: &HeaderMap) -> Result<Session, Problem> {

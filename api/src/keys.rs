@@ -34,8 +34,8 @@ use govern_core::event::{Kind, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_core::seal::scope_key;
 use govern_projections::tenants::{KEYS_AUDIT, KEYS_ROTATED, KEYS_SHREDDED};
-use govern_store::{Clock, Log, RocksStorage};
-use govern_admission::{IdentityPolicy};
+use govern_admission::StateView;
+use govern_store::{Appender, Clock};
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use rand_core::{OsRng, RngCore as _};
 use serde::{Deserialize, Serialize};
@@ -523,14 +523,37 @@ struct SeedFile {
     versions: BTreeMap<String, Value>,
 }
 
+/// How a role obtains its scope keys: the signed release request (docs/design.md §7). The
+/// key service answers it in process (`govern node`); a worker, or an edge in an enclave of
+/// its own, sends the same request over HTTP (`POST /v1/keys/release`).
+pub trait KeyRelease: Send + Sync + 'static {
+    /// Check `req`, record a `keys.audit`, and answer the keys sealed to the requester.
+    ///
+    /// # Errors
+    /// [`KeyError`].
+    fn release<'a>(
+        &'a self,
+        req: &'a ReleaseRequest,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Release, KeyError>> + Send + 'a>>;
+}
+
+impl KeyRelease for KeyService {
+    fn release<'a>(
+        &'a self,
+        req: &'a ReleaseRequest,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Release, KeyError>> + Send + 'a>> {
+        Box::pin(KeyService::release(self, req))
+    }
+}
+
 /// The key service.
 pub struct KeyService {
     dir: PathBuf,
     master: Zeroizing<[u8; 32]>,
     /// Its identity (role `keys`).
     pub service: Arc<LocalService>,
-    log: Arc<Log<RocksStorage>>,
-    policy: Arc<IdentityPolicy>,
+    log: Arc<dyn Appender>,
+    policy: Arc<dyn StateView>,
     /// The log's clock: a release is judged at the time the log would judge an event.
     clock: Arc<dyn Clock>,
     /// Serializes seed files, rotations and shreddings.
@@ -567,8 +590,8 @@ impl KeyService {
         dir: PathBuf,
         master: Zeroizing<[u8; 32]>,
         service: Arc<LocalService>,
-        log: Arc<Log<RocksStorage>>,
-        policy: Arc<IdentityPolicy>,
+        log: Arc<dyn Appender>,
+        policy: Arc<dyn StateView>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, KeyError> {
         let ks = Self {
@@ -614,7 +637,9 @@ impl KeyService {
 
     fn tenant_keys(&self, tenant: &TenantId) -> Result<TenantKeys, KeyError> {
         self.policy
-            .with_tenant(tenant, |t| TenantKeys {
+            .committed()
+            .tenant(tenant)
+            .map(|t| TenantKeys {
                 current: t.keys.current(),
                 shredded: t.keys.shredded.is_some(),
                 created_leaf: t.leaf,
@@ -740,7 +765,8 @@ impl KeyService {
             .and_then(|b| Signature::from_slice(&b).ok())
             .ok_or_else(|| KeyError::Unauthenticated("sig: an Ed25519 signature, base64".into()))?;
         // The role's identity as the log holds it now: the one named, live, not quarantined.
-        let current = self.policy.identity(&role).ok_or_else(|| {
+        let committed = self.policy.committed();
+        let current = committed.identity(&role).ok_or_else(|| {
             KeyError::Identity(govern_admission::IdentityError::NoIdentity { role: role.clone() })
         })?;
         let identity = self
@@ -758,9 +784,9 @@ impl KeyService {
                 "the signature does not verify under the role's identity key".into(),
             )
         })?;
-        let manifest = self
-            .policy
+        let manifest = committed
             .manifest()
+            .cloned()
             .ok_or_else(|| KeyError::Store("no manifest in force".into()))?;
         let allowed = manifest
             .manifest

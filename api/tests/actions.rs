@@ -1187,8 +1187,8 @@ async fn a_served_node_bounds_login_ceremonies_by_the_peers_address() {
     // The node as `govern node` serves it: over TCP, with the peer's address.
     let edge = Edge::new(
         EdgeConfig::new(RP_ID, ORIGIN).unwrap(),
-        Arc::clone(&node.services.log),
-        Arc::clone(&node.services.policy),
+        Arc::clone(&node.services.log) as _,
+        Arc::clone(&node.services.policy) as _,
         Arc::clone(&node.services.edge),
         Arc::clone(&node.services.keys),
         node.dir.operator_token().unwrap(),

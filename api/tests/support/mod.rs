@@ -90,8 +90,8 @@ pub async fn boot_clocked(
         .unwrap();
     let edge = govern_api::edge::Edge::new(
         edge_config(govern_api::edge::EdgeConfig::new(RP_ID, ORIGIN).unwrap()),
-        Arc::clone(&services.log),
-        Arc::clone(&services.policy),
+        Arc::clone(&services.log) as _,
+        Arc::clone(&services.policy) as _,
         Arc::clone(&services.edge),
         Arc::clone(&services.keys),
         dir.operator_token().unwrap(),

@@ -198,6 +198,12 @@ impl Committed {
         self.registry.manifest.as_ref()
     }
 
+    /// A role's identity.
+    #[must_use]
+    pub fn identity(&self, role: &Role) -> Option<&Identity> {
+        self.registry.services.identities.get(role)
+    }
+
     /// Every projection, as govern-projections' [`govern_projections::state::State`] (its
     /// root is the state root).
     #[must_use]
@@ -207,6 +213,43 @@ impl Committed {
             tenants: (*self.tenants).clone(),
             services: self.registry.services.clone(),
         }
+    }
+}
+
+/// What the roles beside the sequencer read of the policy (the edge, the key service, the
+/// node's reads): the state as of the last durable batch, published as one shared pointer per
+/// batch, and the producer checks for a request made outside the log. Never the sequencer's
+/// lock, so read traffic cannot slow appends.
+pub trait StateView: Send + Sync + std::fmt::Debug + 'static {
+    /// The state as of the last durable batch.
+    fn committed(&self) -> Arc<Committed>;
+
+    /// See [`IdentityPolicy::live_identity`].
+    ///
+    /// # Errors
+    /// The [`IdentityError`] an event of that producer would get.
+    fn live_identity(
+        &self,
+        role: &Role,
+        attestation: LeafHash,
+        key: &PublicKey,
+        time: Timestamp,
+    ) -> Result<Identity, IdentityError>;
+}
+
+impl StateView for IdentityPolicy {
+    fn committed(&self) -> Arc<Committed> {
+        IdentityPolicy::committed(self)
+    }
+
+    fn live_identity(
+        &self,
+        role: &Role,
+        attestation: LeafHash,
+        key: &PublicKey,
+        time: Timestamp,
+    ) -> Result<Identity, IdentityError> {
+        IdentityPolicy::live_identity(self, role, attestation, key, time)
     }
 }
 

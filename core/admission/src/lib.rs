@@ -32,7 +32,7 @@ pub use govern_core::append::{
 };
 pub use identity::{
     ATTESTED_KIND, Committed, Identity, IdentityPolicy, InForce, LOG_ROLE,
-    ManifestSummary, QUARANTINED_KIND, Quarantine, RSA_KEY_BITS, ServiceStatus, ServicesView,
+    ManifestSummary, QUARANTINED_KIND, Quarantine, RSA_KEY_BITS, ServiceStatus, ServicesView, StateView,
     attested_body,
 };
 pub use routing::ManifestPolicy;

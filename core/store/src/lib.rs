@@ -26,7 +26,7 @@ pub use govern_core::append::{
     StorageError,
 };
 pub use log::{
-    Appended, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Log, LogConfig, LogReader, QUEUE_EVENTS_MAX,
+    Appended, Appender, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Log, LogConfig, LogReader, QUEUE_EVENTS_MAX,
     Published, ReadError, SNAPSHOT_EVERY, SystemClock, TIME_SKEW_MS,
 };
 pub use replay::{Replay, ReplayError};

@@ -1107,6 +1107,47 @@ impl<S: Storage> Log<S> {
     }
 }
 
+/// What a role that writes to the log sees of it (the edge, the key service): append an
+/// event and wait until it is durable, the latest checkpoint, and an entry read back. A
+/// narrow interface, so a role can run beside the sequencer (in process, as `govern node`
+/// does) or, later, in an enclave of its own behind the same calls over HTTP.
+pub trait Appender: Send + Sync + 'static {
+    /// Append `event`; answered once durable.
+    ///
+    /// # Errors
+    /// Any [`AppendError`].
+    fn append(
+        &self,
+        event: SignedEvent,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Appended, AppendError>> + Send + '_>>;
+
+    /// The latest signed checkpoint.
+    fn latest(&self) -> Arc<Published>;
+
+    /// The leaf data at `index`.
+    ///
+    /// # Errors
+    /// [`ReadError::Beyond`] past the end; [`ReadError::Storage`] when storage fails.
+    fn entry(&self, index: LeafIndex) -> Result<Vec<u8>, ReadError>;
+}
+
+impl<S: Storage> Appender for Log<S> {
+    fn append(
+        &self,
+        event: SignedEvent,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Appended, AppendError>> + Send + '_>> {
+        Box::pin(Log::append(self, event))
+    }
+
+    fn latest(&self) -> Arc<Published> {
+        LogReader::latest(self)
+    }
+
+    fn entry(&self, index: LeafIndex) -> Result<Vec<u8>, ReadError> {
+        LogReader::entry(self, index)
+    }
+}
+
 impl<S: Storage> Drop for Log<S> {
     fn drop(&mut self) {
         self.queue.take();
