@@ -53,7 +53,7 @@ use govern_core::action::{
     ACTION_DOMAIN, Anchor, ChallengeObject, Credential, CredentialType, LOGIN_DOMAIN,
     UserSignature, body_commitment, registered_credential, verify_login,
 };
-use govern_core::event::{Kind, RequestId, TenantId, Timestamp};
+use govern_core::event::{Kind, RequestId, TenantId};
 use govern_core::ids::LeafHash;
 use govern_projections::tenants::{
     self, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, POLICY_CHANGED, TRANSFER_REQUESTED, Tenant,
@@ -63,9 +63,8 @@ use govern_admission::actions::{
     UserActionError, check_counter, check_keys_of, name_ok, verify_with_credential,
 };
 use govern_admission::StateView;
-use govern_store::{AppendError, Appended, Appender};
+use govern_store::{AppendError, Appended, Appender, Clock, Entropy, OsEntropy, SystemClock};
 use parking_lot::Mutex;
-use rand_core::{OsRng, RngCore as _};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -298,6 +297,10 @@ pub struct Edge {
     /// How the edge obtains its scope keys: the release request a remote worker sends, to
     /// the key service in process by default.
     release: Arc<dyn KeyRelease>,
+    /// The clock its sessions, ceremonies and events are timed by.
+    clock: Arc<dyn Clock>,
+    /// Where its tokens, ids, nonces and salts come from.
+    entropy: Arc<dyn Entropy>,
     operator_token: String,
     passkeys_dir: PathBuf,
     /// Held while a passkey file is written (and, for a registration, while its id is checked
@@ -321,15 +324,6 @@ impl std::fmt::Debug for Edge {
     }
 }
 
-fn now_s() -> i64 {
-    Timestamp::now().unix_ms() / 1000
-}
-
-fn random_token() -> String {
-    let mut b = [0u8; 32];
-    OsRng.fill_bytes(&mut b);
-    B64URL.encode(b)
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -337,13 +331,13 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Insert into a bounded table: expired entries go first; a full table refuses.
 fn insert_bounded<V>(
+    now: i64,
     map: &mut HashMap<String, V>,
     key: String,
     value: V,
     expires: impl Fn(&V) -> i64,
 ) -> Result<(), Problem> {
     if map.len() >= VOLATILE_ENTRIES_MAX {
-        let now = now_s();
         map.retain(|_, v| expires(v) > now);
         if map.len() >= VOLATILE_ENTRIES_MAX {
             return Err(Problem::new(
@@ -686,6 +680,8 @@ impl Edge {
             policy,
             service,
             release: Arc::clone(&keys) as Arc<dyn KeyRelease>,
+            clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
             keys,
             operator_token,
             passkeys_dir,
@@ -694,6 +690,29 @@ impl Edge {
             scope_keys: Mutex::new(HashMap::new()),
             releasing: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Take time and randomness from `clock` and `entropy` (the node passes the log's clock
+    /// and the operating system's randomness, which [`Edge::new`] starts with).
+    #[must_use]
+    pub fn with_sources(mut self, clock: Arc<dyn Clock>, entropy: Arc<dyn Entropy>) -> Self {
+        self.clock = clock;
+        self.entropy = entropy;
+        self
+    }
+
+    fn now_s(&self) -> i64 {
+        self.clock.now().unix_ms() / 1000
+    }
+
+    fn fill(&self, buf: &mut [u8]) {
+        self.entropy.fill(buf);
+    }
+
+    fn random_token(&self) -> String {
+        let mut b = [0u8; 32];
+        self.fill(&mut b);
+        B64URL.encode(b)
     }
 
     /// The relying party and origin.
@@ -795,7 +814,7 @@ impl Edge {
                     scope: sealed.scope.to_string(),
                 })
             })?;
-        govern_core::seal::seal(event, key, sealed.scope, version, plaintext)
+        govern_core::seal::seal(event, key, sealed.scope, version, plaintext, &*self.entropy)
             .map_err(|e| bad_body(e.to_string()))
     }
 
@@ -816,7 +835,7 @@ impl Edge {
             .lock()
             .sessions
             .get(token)
-            .filter(|s| s.expires > now_s())
+            .filter(|s| s.expires > self.now_s())
             .cloned()
             .ok_or_else(|| unauthenticated("the session is unknown or expired; sign in again"))?;
         // A revoked credential's sessions end with it.
@@ -837,8 +856,8 @@ impl Edge {
         user: &str,
         credential: &str,
     ) -> Result<SessionOut, Problem> {
-        let token = random_token();
-        let expires = now_s() + self.config.session_ttl_s;
+        let token = self.random_token();
+        let expires = self.now_s() + self.config.session_ttl_s;
         let mut vol = self.volatile.lock();
         let Volatile {
             sessions,
@@ -850,6 +869,7 @@ impl Edge {
             ..
         } = &mut *vol;
         insert_bounded(
+            self.now_s(),
             sessions,
             token.clone(),
             Session {
@@ -921,7 +941,7 @@ impl Edge {
             tenant,
             request,
             identity.keys().producer(),
-            Timestamp::now(),
+            self.clock.now(),
             body,
         );
         event.parents = parents;
@@ -1119,9 +1139,9 @@ pub(crate) async fn create_tenant(
         return Err(operator_required());
     }
     let req: CreateTenant = parse(&body)?;
-    let tenant = TenantId(Uuid::now_v7());
-    let request = RequestId::new_v7();
-    let secret = random_token();
+    let tenant = TenantId(Uuid::from(RequestId::v7(edge.clock.now(), &*edge.entropy).0));
+    let request = RequestId::v7(edge.clock.now(), &*edge.entropy);
+    let secret = edge.random_token();
     let mut b = Map::new();
     b.insert("name".into(), req.name.into());
     b.insert("admin".into(), req.admin.into());
@@ -1180,13 +1200,14 @@ pub(crate) async fn register_start(
     if !name_ok(&name) {
         return Err(bad_body("\"name\": 1 to 100 bytes, no control characters"));
     }
-    let user = Uuid::now_v7();
+    let user = Uuid::from(RequestId::v7(edge.clock.now(), &*edge.entropy).0);
     let (options, state) = edge
         .webauthn
         .start_passkey_registration(user, &name, &name, None)
         .map_err(|e| bad_body(format!("webauthn: {e}")))?;
-    let id = random_token();
+    let id = edge.random_token();
     insert_bounded(
+        edge.now_s(),
         &mut edge.volatile.lock().registrations,
         id.clone(),
         Registration {
@@ -1195,7 +1216,7 @@ pub(crate) async fn register_start(
             name,
             user,
             state,
-            expires: now_s() + edge.config.ceremony_ttl_s,
+            expires: edge.now_s() + edge.config.ceremony_ttl_s,
         },
         |r| r.expires,
     )?;
@@ -1230,7 +1251,7 @@ pub(crate) async fn register_finish(
         .lock()
         .registrations
         .remove(&req.registration)
-        .filter(|r| r.expires > now_s())
+        .filter(|r| r.expires > edge.now_s())
         .ok_or_else(|| ceremony_unknown("registration"))?;
     let passkey = edge
         .webauthn
@@ -1264,7 +1285,7 @@ pub(crate) async fn register_finish(
     let (id, key) =
         registered_credential(attestation, &tenant.rp_id).map_err(|e| refused(e.to_string()))?;
     let credential = B64URL.encode(&id);
-    let request = RequestId::new_v7();
+    let request = RequestId::v7(edge.clock.now(), &*edge.entropy);
     let user = reg.user.to_string();
     let mut b = Map::new();
     b.insert("user".into(), user.clone().into());
@@ -1338,7 +1359,7 @@ pub(crate) async fn login_start(
         .tenant(&tenant_id)
         .filter(|t| t.users.contains_key(&user))
         .ok_or_else(|| login_refused("no such user in that tenant"))?;
-    let id = random_token();
+    let id = edge.random_token();
     let (state, out) = match &req.credential {
         Some(cred) => {
             let c = tenant
@@ -1346,7 +1367,7 @@ pub(crate) async fn login_start(
                 .filter(|c| c.credential.user == user && c.credential.kind == CredentialType::Key)
                 .ok_or_else(|| login_refused("no live API key with that id for that user"))?;
             let mut nonce = [0u8; 16];
-            OsRng.fill_bytes(&mut nonce);
+            edge.fill(&mut nonce);
             let object = ChallengeObject {
                 domain: LOGIN_DOMAIN.into(),
                 tenant: tenant_id.0.to_string(),
@@ -1385,7 +1406,7 @@ pub(crate) async fn login_start(
     };
     // Login needs only public ids: the ceremony is addressed by its random id alone, and
     // bounded per source and in all, never per user, so no one can push out another's.
-    let now = now_s();
+    let now = edge.now_s();
     let mut vol = edge.volatile.lock();
     let Volatile {
         logins,
@@ -1394,6 +1415,7 @@ pub(crate) async fn login_start(
     } = &mut *vol;
     admit_login(logins, logins_from, source, now)?;
     insert_bounded(
+        edge.now_s(),
         logins,
         id.clone(),
         Login {
@@ -1455,7 +1477,7 @@ pub(crate) async fn login_finish(
         .lock()
         .logins
         .remove(&req.login)
-        .filter(|l| l.expires > now_s())
+        .filter(|l| l.expires > edge.now_s())
         .ok_or_else(|| ceremony_unknown("login"))?;
     let tenant = edge
         .tenant(&login.tenant)
@@ -1539,12 +1561,12 @@ pub(crate) async fn action_init(
             parent_of(&tenant, kind, &req.method, &req.path, &Map::new())?;
             id.to_string()
         }
-        _ => Uuid::now_v7().to_string(),
+        _ => Uuid::from(RequestId::v7(edge.clock.now(), &*edge.entropy).0).to_string(),
     };
     let mut salt = [0u8; 32];
-    OsRng.fill_bytes(&mut salt);
+    edge.fill(&mut salt);
     let mut nonce = [0u8; 16];
-    OsRng.fill_bytes(&mut nonce);
+    edge.fill(&mut nonce);
     let commitment =
         body_commitment(&salt, &Value::Object(params)).map_err(|e| bad_body(e.to_string()))?;
     let object = ChallengeObject {
@@ -1564,8 +1586,9 @@ pub(crate) async fn action_init(
     let challenge = object.challenge().map_err(|e| bad_body(e.to_string()))?;
     {
         let mut vol = edge.volatile.lock();
-        let expires = now_s() + edge.config.ceremony_ttl_s;
+        let expires = edge.now_s() + edge.config.ceremony_ttl_s;
         insert_bounded(
+            edge.now_s(),
             &mut vol.pending,
             object.nonce.clone(),
             PendingAction {
@@ -1617,7 +1640,7 @@ pub(crate) async fn action_sign(
     // The nonce is spent by this attempt, whatever its outcome.
     let pending = edge.volatile.lock().pending.remove(&req.challenge.nonce);
     let (pending, salt) = match pending {
-        Some(p) if p.expires > now_s() => {
+        Some(p) if p.expires > edge.now_s() => {
             let salt = p.salt;
             (p, salt)
         }
@@ -1650,10 +1673,11 @@ pub(crate) async fn action_sign(
     let (state, verified) = verify_with_credential(&tenant, &req.challenge, &req.signature)?;
     check_origin(&edge, &req.signature)?;
     check_counter(&req.signature, &verified, state)?;
-    let token = random_token();
-    let expires = now_s() + edge.config.action_token_ttl_s;
+    let token = edge.random_token();
+    let expires = edge.now_s() + edge.config.action_token_ttl_s;
     let mut vol = edge.volatile.lock();
     insert_bounded(
+        edge.now_s(),
         &mut vol.tokens,
         token.clone(),
         ActionToken {
@@ -1773,7 +1797,7 @@ async fn perform(
         .lock()
         .tokens
         .remove(token)
-        .filter(|t| t.expires > now_s())
+        .filter(|t| t.expires > edge.now_s())
         .ok_or_else(|| {
             forbidden(
                 "user-action-token",
@@ -1835,7 +1859,7 @@ async fn perform(
                     "an invitation is {\"role\": \"admin\" | \"member\"}; the invitee gives their name when they register",
                 ));
             }
-            let secret = random_token();
+            let secret = edge.random_token();
             b.insert("invite".into(), sha256_hex(secret.as_bytes()).into());
             invite_secret = Some(secret);
         }

@@ -35,7 +35,7 @@ use govern_core::ids::LeafHash;
 use govern_core::seal::scope_key;
 use govern_projections::tenants::{KEYS_AUDIT, KEYS_ROTATED, KEYS_SHREDDED};
 use govern_admission::StateView;
-use govern_store::{Appender, Clock};
+use govern_store::{Appender, Clock, Entropy, OsEntropy};
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use rand_core::{OsRng, RngCore as _};
 use serde::{Deserialize, Serialize};
@@ -164,9 +164,14 @@ fn hkdf32(ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
     okm
 }
 
-fn aes_seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Value, KeyError> {
+fn aes_seal(
+    key: &[u8; 32],
+    aad: &[u8],
+    plaintext: &[u8],
+    entropy: &dyn Entropy,
+) -> Result<Value, KeyError> {
     let mut nonce = [0u8; 12];
-    OsRng.fill_bytes(&mut nonce);
+    entropy.fill(&mut nonce);
     let ct = Aes256Gcm::new(key.into())
         .encrypt(
             Nonce::from_slice(&nonce),
@@ -324,7 +329,7 @@ fn open_master_dev(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
             refuse_new_master_beside_seeds(dir)?;
             let mut master = Zeroizing::new([0u8; 32]);
             OsRng.fill_bytes(master.as_mut());
-            let mut sealed = aes_seal(&kek, MASTER_AAD, master.as_ref())?;
+            let mut sealed = aes_seal(&kek, MASTER_AAD, master.as_ref(), &OsEntropy)?;
             sealed["v"] = 1.into();
             sealed["alg"] = "dev-kek/A256GCM".into();
             write_durable(&master_path, sealed.to_string().as_bytes())?;
@@ -523,6 +528,35 @@ struct SeedFile {
     versions: BTreeMap<String, Value>,
 }
 
+/// An [`Entropy`] as the `rand_core` generator HPKE takes. The node's entropy is the
+/// operating system's; a simulation's is a seeded CSPRNG, reproducible on purpose.
+struct EntropyRng<'a>(&'a dyn Entropy);
+
+impl rand_core::RngCore for EntropyRng<'_> {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.0.fill(&mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.0.fill(&mut b);
+        u64::from_le_bytes(b)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill(dest);
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.fill(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for EntropyRng<'_> {}
+
 /// How a role obtains its scope keys: the signed release request (docs/design.md §7). The
 /// key service answers it in process (`govern node`); a worker, or an edge in an enclave of
 /// its own, sends the same request over HTTP (`POST /v1/keys/release`).
@@ -556,6 +590,8 @@ pub struct KeyService {
     policy: Arc<dyn StateView>,
     /// The log's clock: a release is judged at the time the log would judge an event.
     clock: Arc<dyn Clock>,
+    /// Where seeds, nonces and HPKE's ephemeral keys come from.
+    entropy: Arc<dyn Entropy>,
     /// Serializes seed files, rotations and shreddings.
     lock: tokio::sync::Mutex<()>,
     /// The signatures of the requests answered within the time window (by the time they
@@ -601,6 +637,7 @@ impl KeyService {
             log,
             policy,
             clock,
+            entropy: Arc::new(OsEntropy),
             lock: tokio::sync::Mutex::new(()),
             seen: parking_lot::Mutex::new(HashMap::new()),
         };
@@ -629,6 +666,14 @@ impl KeyService {
 
     fn wrap_key(&self) -> Zeroizing<[u8; 32]> {
         hkdf32(self.master.as_ref(), b"govern/seed-wrap/v1")
+    }
+
+    /// Draw seeds, nonces and HPKE's ephemeral keys from `entropy` (the operating system's
+    /// unless set).
+    #[must_use]
+    pub fn with_entropy(mut self, entropy: Arc<dyn Entropy>) -> Self {
+        self.entropy = entropy;
+        self
     }
 
     fn seed_aad(tenant: &TenantId, version: u32) -> Vec<u8> {
@@ -676,13 +721,14 @@ impl KeyService {
         version: u32,
     ) -> Result<(), KeyError> {
         let mut seed = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(seed.as_mut());
+        self.entropy.fill(seed.as_mut());
         let mut wrapped = aes_seal(
             &self.wrap_key(),
             &Self::seed_aad(tenant, version),
             seed.as_ref(),
+            &*self.entropy,
         )?;
-        wrapped["created"] = Timestamp::now().to_string().into();
+        wrapped["created"] = self.clock.now().to_string().into();
         file.versions.insert(version.to_string(), wrapped);
         let bytes = serde_json::to_vec(file).map_err(|e| KeyError::Store(e.to_string()))?;
         write_durable(&self.seeds_path(tenant), &bytes)
@@ -845,7 +891,7 @@ impl KeyService {
             &message,
             &plain,
             b"",
-            &mut OsRng,
+            &mut EntropyRng(&*self.entropy),
         )
         .map_err(|e| KeyError::Malformed(format!("HPKE: {e}")))?;
         // The release is in the log before the keys leave.

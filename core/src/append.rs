@@ -29,6 +29,15 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
 }
 
+/// Randomness, injected like the [`Clock`]: the node passes the operating system's
+/// (govern-store's `OsEntropy`), a simulation a seeded generator, so a run can be repeated
+/// byte for byte. Nothing in govern-core, govern-admission, the edge or the key service
+/// draws randomness any other way.
+pub trait Entropy: Send + Sync + 'static {
+    /// Fill `buf` with random bytes.
+    fn fill(&self, buf: &mut [u8]);
+}
+
 /// What the log knows about an event named as a parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParentInfo {

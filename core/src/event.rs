@@ -120,10 +120,21 @@ impl TenantId {
 pub struct RequestId(pub Uuid);
 
 impl RequestId {
-    /// A fresh UUIDv7.
+    /// A fresh UUIDv7 from the system clock and the operating system's randomness (tests
+    /// and tools; the node's roles use [`RequestId::v7`] with their injected clock and
+    /// entropy).
     #[must_use]
     pub fn new_v7() -> Self {
         Self(Uuid::now_v7())
+    }
+
+    /// A UUIDv7 for `now`, its other bits from `entropy`.
+    #[must_use]
+    pub fn v7(now: Timestamp, entropy: &dyn crate::append::Entropy) -> Self {
+        let mut random = [0u8; 10];
+        entropy.fill(&mut random);
+        let ms = u64::try_from(now.unix_ms()).unwrap_or(0);
+        Self(uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid())
     }
 }
 

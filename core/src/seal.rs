@@ -22,7 +22,7 @@ use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use rand_core::{OsRng, RngCore as _};
+use crate::append::Entropy;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
@@ -122,12 +122,13 @@ pub fn seal(
     scope: &str,
     version: u32,
     plaintext: &[u8],
+    entropy: &dyn Entropy,
 ) -> Result<(), SealError> {
     check_scope(scope)?;
     let mut salt = [0u8; 32];
-    OsRng.fill_bytes(&mut salt);
+    entropy.fill(&mut salt);
     let mut nonce = [0u8; 12];
-    OsRng.fill_bytes(&mut nonce);
+    entropy.fill(&mut nonce);
     let mut sealed = Map::new();
     sealed.insert("scope".into(), scope.into());
     sealed.insert("version".into(), version.into());

@@ -6,6 +6,15 @@ use govern_core::event::{Event, Kind, Producer, RequestId, Role, TenantId, Times
 use govern_core::seal::{SealError, open, scope_key, seal, sealed_scope};
 use serde_json::{Map, Value};
 
+/// The operating system's randomness (the node's is govern-store's `OsEntropy`).
+struct Os;
+
+impl govern_core::append::Entropy for Os {
+    fn fill(&self, buf: &mut [u8]) {
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, buf);
+    }
+}
+
 fn event(tenant: TenantId) -> Event {
     let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
     Event::new(
@@ -28,7 +37,7 @@ fn a_sealed_payload_opens_only_with_its_key_in_its_event() {
     let t = tenant();
     let key = scope_key(&master, &seed, &t, "transfers", 1).unwrap();
     let mut e = event(t);
-    seal(&mut e, &key, "transfers", 1, b"to 0xaa, 1 ETH").unwrap();
+    seal(&mut e, &key, "transfers", 1, b"to 0xaa, 1 ETH", &Os).unwrap();
     assert_eq!(open(&e, &key).unwrap(), b"to 0xaa, 1 ETH");
     assert_eq!(sealed_scope(&e).unwrap(), ("transfers".to_string(), 1));
     // It survives signing and parsing (the signature covers it).
@@ -92,7 +101,7 @@ fn malformed_sealed_members_and_scopes_are_typed_errors() {
     assert!(matches!(open(&e, &key), Err(SealError::Format(_))));
     e.sealed = Some(Value::String("x".into()));
     assert!(matches!(open(&e, &key), Err(SealError::Format(_))));
-    seal(&mut e, &key, "s", 0, b"").unwrap();
+    seal(&mut e, &key, "s", 0, b"", &Os).unwrap();
     e.sealed.as_mut().unwrap()["nonce"] = "AAAA".into();
     assert!(matches!(open(&e, &key), Err(SealError::Format(_))));
     assert!(matches!(

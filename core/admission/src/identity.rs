@@ -59,6 +59,7 @@ use parking_lot::{Mutex, RwLock};
 use rsa::pkcs8::DecodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 use serde_json::{Map, Value};
 
 use crate::actions::{ANCHOR_DISTANCE_MAX, check_tenant_event};
@@ -688,10 +689,26 @@ impl IdentityPolicy {
         let Ok(kind) = Kind::new(QUARANTINED_KIND) else {
             return;
         };
+        // The request id is derived from what the quarantine is about, not drawn: the policy
+        // is a function of the log alone, so two runs over the same log append the same
+        // follow-up, byte for byte.
+        let request = {
+            let mut h = Sha256::new();
+            h.update(b"govern/quarantine/v1\0");
+            h.update(measurement.as_bytes());
+            h.update(b"\0");
+            h.update(trigger.request.0.as_bytes());
+            h.update(trigger.producer.key.0);
+            h.update(trigger.time.unix_ms().to_be_bytes());
+            let d = h.finalize();
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&d[..16]);
+            RequestId(uuid::Builder::from_custom_bytes(b).into_uuid())
+        };
         let mut event = Event::new(
             kind,
             TenantId::SYSTEM,
-            RequestId::new_v7(),
+            request,
             Producer {
                 role: log_role(),
                 key: self.log_key,

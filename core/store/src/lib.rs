@@ -22,11 +22,12 @@ mod strata;
 
 pub use cache::NODE_CACHE_SLOTS;
 pub use govern_core::append::{
-    AppendError, AppendPolicy, Clock, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo,
+    AppendError, AppendPolicy, Clock, Entropy, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo,
     StorageError,
 };
 pub use log::{
-    Appended, Appender, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Log, LogConfig, LogReader, QUEUE_EVENTS_MAX,
+    Appended, Appender, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Log, LogConfig, LogReader, OsEntropy,
+    QUEUE_EVENTS_MAX,
     Published, ReadError, SNAPSHOT_EVERY, SystemClock, TIME_SKEW_MS,
 };
 pub use replay::{Replay, ReplayError};

@@ -95,6 +95,16 @@ impl LogConfig {
     }
 }
 
+/// The operating system's randomness, for the node's roles ([`govern_core::append::Entropy`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsEntropy;
+
+impl govern_core::append::Entropy for OsEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, buf);
+    }
+}
+
 /// The system clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
