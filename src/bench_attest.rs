@@ -16,7 +16,7 @@ use govern_core::note::NoteSigner;
 use govern_store::{Log, LogConfig, ProducerAllowList, RocksStorage, SystemClock};
 use govern_workers::nsm::{AttestationRequest, SimulatedNsm, dev_measurement};
 
-use crate::demo::Result;
+use crate::error::Result;
 
 /// The genuine AWS Nitro document of govern-core's tests (its README says where it comes
 /// from), so the bench measures it from any directory.

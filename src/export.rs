@@ -22,7 +22,7 @@ use govern_store::{LogReader, RocksStorage};
 
 use crate::client::Client;
 use crate::config::DEFAULT_DATA_DIR;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -157,7 +157,7 @@ pub async fn run(args: ExportArgs) -> Result<()> {
         export.trust(&data.manifest_signers_path(), layout::TRUST_SIGNERS)?;
         export.trust(&data.dev_ca_path().join("root.der"), layout::TRUST_DEV_ROOT)?;
         export.trust(
-            &data.path().join(crate::demo::WITNESSES_FILE),
+            &data.path().join(crate::run::WITNESSES_FILE),
             layout::TRUST_WITNESSES,
         )?;
     }

@@ -31,7 +31,7 @@ use clap::Args;
 use govern_archive::replay::Options;
 use govern_archive::trust::Pins;
 
-use crate::demo::Result;
+use crate::error::Result;
 
 pub use govern_archive::replay::Outcome;
 

@@ -11,7 +11,7 @@ use govern_core::note::Note;
 use govern_core::witness::{Cosigners, PolicyFile, WitnessPolicy};
 use govern_witness::Witness;
 
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct WitnessArgs {
@@ -44,7 +44,7 @@ pub async fn run(args: WitnessArgs) -> Result<()> {
         args.data_dir.display()
     );
     println!("witness vkey: {}", witness.verifier_key());
-    govern_witness::serve(witness, listener, crate::demo::until_signal()).await?;
+    govern_witness::serve(witness, listener, crate::run::until_signal()).await?;
     Ok(())
 }
 
