@@ -12,7 +12,7 @@ use govern_core::attestation::{AttestationDocument, TrustAnchor, Verifier, parse
 use govern_core::event::Timestamp;
 
 use crate::config::DEFAULT_DATA_DIR;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {

@@ -17,7 +17,7 @@ use rand::{Rng as _, SeedableRng as _};
 use tokio::io::AsyncBufReadExt as _;
 
 use crate::client::Client;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct AppendArgs {

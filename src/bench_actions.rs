@@ -23,7 +23,7 @@ use webauthn_authenticator_rs::prelude::WebauthnAuthenticator as _;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, Url};
 
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct ActionsArgs {

@@ -17,7 +17,7 @@ use govern_store::{Log, LogConfig, RocksStorage, SystemClock};
 use govern_admission::{ProducerAllowList};
 use govern_workers::nsm::{AttestationRequest, SimulatedNsm, dev_measurement};
 
-use crate::demo::Result;
+use crate::error::Result;
 
 /// The genuine AWS Nitro document of govern-core's tests (its README says where it comes
 /// from), so the bench measures it from any directory.

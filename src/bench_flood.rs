@@ -12,7 +12,7 @@ use govern_api::DataDir;
 
 use crate::bench::{append_events, percentile, presign, start_node};
 use crate::client::Client;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct FloodArgs {

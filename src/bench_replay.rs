@@ -16,7 +16,7 @@ use clap::Args;
 use govern_api::DataDir;
 
 use crate::client::Client;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct ReplayBenchArgs {

@@ -18,7 +18,7 @@ use govern_store::LogConfig;
 use rand_core::RngCore as _;
 use serde_json::{Map, Value};
 
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct SealArgs {

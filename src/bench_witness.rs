@@ -11,7 +11,7 @@ use govern_core::checkpoint::Checkpoint;
 
 use crate::bench::{percentile, presign, spawn_node};
 use crate::client::Client;
-use crate::demo::Result;
+use crate::error::Result;
 
 /// Most appends in flight at once (the open loop's connection pool).
 const IN_FLIGHT: usize = 256;
@@ -21,7 +21,7 @@ pub async fn latency(rate: u64, seconds: u64, event_bytes: usize) -> Result<()> 
     let data_dir = dir.path().join("data");
     let log_vkey = DataDir::open(&data_dir, None)?.verifier_key();
     let (witnesses, file) =
-        crate::demo::spawn_witnesses(dir.path(), "bench.localhost/w", 3, 2, &log_vkey).await?;
+        crate::run::spawn_witnesses(dir.path(), "bench.localhost/w", 3, 2, &log_vkey).await?;
     let policy_path = dir.path().join("witnesses.toml");
     std::fs::write(&policy_path, toml::to_string(&file)?)?;
     let extra = ["--witnesses".to_string(), policy_path.display().to_string()];

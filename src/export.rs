@@ -1,37 +1,28 @@
 //! `govern export DIR`: the log as a static C2SP `tlog-tiles` directory, from a data dir
 //! (read-only, beside a running node) or from a running node (`--url`).
 //!
-//! ```text
-//! DIR/checkpoint              the latest signed checkpoint (C2SP signed note)
-//! DIR/tile/<L>/<N>[.p/<W>]    every hash tile of that tree, full and partial
-//! DIR/tile/entries/<N>[...]   every entry bundle
-//! DIR/checkpoints/<size>      every checkpoint the log signed up to that size
-//! DIR/manifests/<serial>.json every manifest.published body (the manifest and its quorum)
-//! DIR/v1/log                  {"origin", "verifier_key", "size"}, as GET /v1/log answers
-//! DIR/trust/manifest-signers.toml  the data dir's pinned manifest signers (local only)
-//! DIR/trust/dev-root.der      a dev log's CA root, which its manifest pins (local only)
-//! DIR/trust/witnesses.toml    the data dir's witness policy, if it has one (local only; from
-//!                             a node, v1/log names the policy it announces)
-//! ```
+//! The layout is govern-archive's (`govern_archive::layout`), and so is the writer; this is
+//! the command and its two sources.
 //!
 //! Any static file server can serve it: a tile client follows `checkpoint` and `tile/`, and
 //! `govern verify log --url` checks it whole. The checkpoint is verified with the log's
 //! verifier key before anything is written; the export is made in `DIR.partial` and renamed
 //! to `DIR` once complete, so a crash never leaves a directory that looks whole.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
+use govern_archive::layout;
+use govern_archive::write::{ExportWriter, ensure_new};
 use govern_core::checkpoint::Checkpoint;
-use govern_core::event::SignedEvent;
 use govern_core::ids::TreeSize;
 use govern_core::note::NoteVerifier;
-use govern_core::tiles::{Tile, decode_bundle, tiles_at};
+use govern_core::tiles::{Tile, tiles_at};
 use govern_store::{LogReader, RocksStorage};
 
 use crate::client::Client;
 use crate::config::DEFAULT_DATA_DIR;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -118,24 +109,9 @@ impl Source {
     }
 }
 
-fn write(root: &Path, rel: &str, bytes: &[u8]) -> Result<u64> {
-    let path = root.join(rel);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-    }
-    std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(bytes.len() as u64)
-}
-
 /// `govern export`.
 pub async fn run(args: ExportArgs) -> Result<()> {
-    if args.dir.exists() {
-        return Err(format!(
-            "{} exists already: export into a new directory",
-            args.dir.display()
-        )
-        .into());
-    }
+    ensure_new(&args.dir)?;
     let source = match &args.url {
         Some(url) => Source::Remote(Client::new(url)?),
         None => {
@@ -157,78 +133,45 @@ pub async fn run(args: ExportArgs) -> Result<()> {
     let (cp, _) = Checkpoint::open(note.as_bytes(), &origin, &verifier)?;
     let size = cp.size;
 
-    let mut partial = args.dir.clone().into_os_string();
-    partial.push(".partial");
-    let tmp = PathBuf::from(partial);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    }
-    let mut bytes = 0u64;
+    let mut export = ExportWriter::create(&args.dir)?;
     let tiles = tiles_at(size);
-    let mut manifests = 0usize;
     for tile in &tiles {
         let data = source.tile(tile).await?;
-        bytes += write(&tmp, &tile.to_string(), &data)?;
-        if let Tile::Entries { .. } = tile {
-            for entry in decode_bundle(&data).map_err(|e| format!("{tile}: {e}"))? {
-                let signed = SignedEvent::from_bytes(&entry).map_err(|e| format!("{tile}: {e}"))?;
-                let event = signed.event();
-                if event.kind.as_str() == govern_core::manifest::MANIFEST_PUBLISHED_KIND {
-                    let serial = event
-                        .body
-                        .get("manifest")
-                        .and_then(|m| m.get("serial"))
-                        .and_then(serde_json::Value::as_u64)
-                        .ok_or_else(|| format!("{tile}: a manifest.published without a serial"))?;
-                    let body = serde_json::to_vec_pretty(&event.body)?;
-                    bytes += write(&tmp, &format!("manifests/{serial}.json"), &body)?;
-                    manifests += 1;
-                }
-            }
-        }
+        export.tile(tile, &data)?;
     }
     let checkpoints = source.checkpoints(size).await?;
     for (s, n) in &checkpoints {
-        bytes += write(&tmp, &format!("checkpoints/{s}"), n.as_bytes())?;
+        export.checkpoint(*s, n)?;
     }
-    bytes += write(&tmp, "checkpoint", note.as_bytes())?;
-    let mut info =
-        serde_json::json!({"origin": origin, "verifier_key": verifier_key, "size": size.0});
+    export.latest(&note)?;
+    let mut info = layout::log_info(&origin, &verifier_key, size.0);
     if let Source::Remote(client) = &source
         && let Some(w) = client.log_info().await?.witnesses
     {
         info["witnesses"] = serde_json::to_value(w)?;
     }
-    bytes += write(&tmp, "v1/log", info.to_string().as_bytes())?;
+    export.log_info(&info)?;
     // What a replay needs to trust beside the log's key: the manifest signers this data dir
     // pins and, for a dev log, its CA root (the manifest pins that by its SHA-256).
     if let Source::Local { data, .. } = &source {
-        for (from, to) in [
-            (data.manifest_signers_path(), "trust/manifest-signers.toml"),
-            (data.dev_ca_path().join("root.der"), "trust/dev-root.der"),
-            (
-                data.path().join(crate::demo::WITNESSES_FILE),
-                "trust/witnesses.toml",
-            ),
-        ] {
-            match std::fs::read(&from) {
-                Ok(b) => bytes += write(&tmp, to, &b)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{}: {e}", from.display()).into()),
-            }
-        }
+        export.trust(&data.manifest_signers_path(), layout::TRUST_SIGNERS)?;
+        export.trust(&data.dev_ca_path().join("root.der"), layout::TRUST_DEV_ROOT)?;
+        export.trust(
+            &data.path().join(crate::run::WITNESSES_FILE),
+            layout::TRUST_WITNESSES,
+        )?;
     }
-    std::fs::rename(&tmp, &args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let written = export.finish()?;
     println!(
         "exported {} entries (root {}) to {}: {} tiles, {} checkpoints, {} manifests, {} bytes ({:.0} bytes per entry)",
         size.0,
         cp.root.to_hex(),
         args.dir.display(),
-        tiles.len(),
-        checkpoints.len(),
-        manifests,
-        bytes,
-        bytes as f64 / size.0.max(1) as f64
+        written.tiles,
+        written.checkpoints,
+        written.manifests,
+        written.bytes,
+        written.bytes as f64 / size.0.max(1) as f64
     );
     Ok(())
 }

@@ -12,13 +12,14 @@ mod bench_seal;
 mod bench_witness;
 mod client;
 mod config;
-mod demo;
+mod error;
 mod export;
 mod manifest;
 mod operator;
 mod receipt;
 mod replay;
 mod requests;
+mod run;
 mod scenario;
 mod status;
 mod table;
@@ -187,8 +188,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(args) => demo::node(config.server(&args)).await,
-            Command::Up(args) => demo::up(config.server(&args)).await,
+            Command::Node(args) => run::node(config.server(&args)).await,
+            Command::Up(args) => run::up(config.server(&args)).await,
             Command::Verify(VerifyCommand::Log(args)) => verify::log(args).await,
             Command::Verify(VerifyCommand::Receipt(args)) => receipt::verify(args),
             Command::Verify(VerifyCommand::Request(args)) => verify_request::run(args).await,

@@ -27,7 +27,7 @@ use govern_core::note::NoteSigner;
 use govern_api::devpin::write_manifest as write_manifest_file;
 
 use crate::config::DEFAULT_DATA_DIR;
-use crate::demo::Result;
+use crate::error::Result;
 
 /// Whether this build accepts manifests that pin the dev root.
 pub(crate) const ALLOW_DEV_ROOT: bool = cfg!(feature = "dev");

@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::client::{Client, ClientError};
-use crate::demo::Result;
+use crate::error::Result;
 
 /// The operator token's file in a node's data dir.
 pub const TOKEN_FILE: &str = "operator.token";

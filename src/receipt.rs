@@ -13,7 +13,7 @@ use govern_core::proof::TlogProof;
 use govern_core::witness::WitnessPolicy;
 
 use crate::client::Client;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct ReceiptArgs {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use govern_api::requests::RequestsPage;
 
-use crate::demo::Result;
+use crate::error::Result;
 use crate::operator::{NodeArgs, call};
 
 #[derive(Debug, Args)]

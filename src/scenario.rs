@@ -33,7 +33,7 @@ use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, Url};
 
 use crate::client::Client;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {

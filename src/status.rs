@@ -9,7 +9,7 @@ use govern_store::LogReader;
 
 use crate::client::Client;
 use crate::config::DEFAULT_DATA_DIR;
-use crate::demo::Result;
+use crate::error::Result;
 
 pub async fn run(url: Option<&str>, data_dir: Option<PathBuf>, json: bool) -> Result<()> {
     let (origin, size, root, state_root) = match url {

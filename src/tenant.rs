@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 
-use crate::demo::Result;
+use crate::error::Result;
 use crate::operator::{NodeArgs, call};
 
 #[derive(Debug, Subcommand)]

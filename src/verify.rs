@@ -25,7 +25,7 @@ use govern_core::witness::{PolicyFile, WitnessPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct LogArgs {

@@ -27,7 +27,7 @@ use govern_projections::state::State;
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct RequestArgs {

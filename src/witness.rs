@@ -1,16 +1,17 @@
 //! `govern witness`: run a c2sp.org/tlog-witness witness, a separate party with its own key,
-//! data dir and list of the logs it follows (`govern_workers::witness`).
+//! data dir and list of the logs it follows (the govern-witness crate); and the witness
+//! policies the verifiers check checkpoints under.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use govern_core::note::{Note, NoteVerifier};
-use govern_core::witness::{Cosigners, FollowedLog, PolicyFile, WitnessPolicy};
-use govern_workers::witness::Witness;
+use govern_core::note::Note;
+use govern_core::witness::{Cosigners, PolicyFile, WitnessPolicy};
+use govern_witness::Witness;
 
-use crate::demo::Result;
+use crate::error::Result;
 
 #[derive(Debug, Args)]
 pub struct WitnessArgs {
@@ -30,18 +31,7 @@ pub struct WitnessArgs {
 }
 
 pub async fn run(args: WitnessArgs) -> Result<()> {
-    let mut logs: Vec<FollowedLog> = Vec::new();
-    for vkey in &args.logs {
-        let verifier = NoteVerifier::parse(vkey).map_err(|e| format!("--log {vkey}: {e}"))?;
-        let origin = verifier.name().to_owned();
-        match logs.iter_mut().find(|l| l.origin == origin) {
-            Some(l) => l.verifiers.push(verifier),
-            None => logs.push(FollowedLog {
-                origin,
-                verifiers: vec![verifier],
-            }),
-        }
-    }
+    let logs = govern_witness::followed_logs(&args.logs)?;
     let witness = Arc::new(Witness::open(&args.data_dir, &args.name, logs)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -54,18 +44,14 @@ pub async fn run(args: WitnessArgs) -> Result<()> {
         args.data_dir.display()
     );
     println!("witness vkey: {}", witness.verifier_key());
-    govern_workers::witness::serve(witness, listener, crate::demo::until_signal()).await?;
+    govern_witness::serve(witness, listener, crate::run::until_signal()).await?;
     Ok(())
 }
 
 /// Read a witness policy file (TOML: `quorum = k` and `[[witness]]` tables of `vkey` and
-/// `url`).
+/// `url`): `govern_archive::trust::read_witness_policy`.
 pub fn read_policy(path: &std::path::Path) -> Result<PolicyFile> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file: PolicyFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    govern_core::witness::WitnessPolicy::from_file(&file)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(file)
+    Ok(govern_archive::trust::read_witness_policy(path)?)
 }
 
 /// A witness policy the node announces that a verifier must not take in place of the one it
@@ -145,15 +131,10 @@ pub fn announced_or_remembered(
 
 /// The policy a node's `/v1/log` (or an export's `v1/log`) names.
 pub fn announced_policy(announced: govern_api::routes::WitnessesInfo) -> Result<WitnessPolicy> {
-    let file = PolicyFile {
-        quorum: announced.quorum,
-        witnesses: announced
-            .vkeys
-            .into_iter()
-            .map(|vkey| govern_core::witness::PolicyWitness { vkey, url: None })
-            .collect(),
-    };
-    Ok(WitnessPolicy::from_file(&file)?)
+    Ok(govern_archive::trust::announced_policy(
+        announced.quorum,
+        announced.vkeys,
+    )?)
 }
 
 /// Check `note` under `policy`: a line saying who cosigned it, or why it falls short.

@@ -20,13 +20,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::SigningKey;
-use ed25519_dalek::VerifyingKey;
 use govern_core::attestation::TrustAnchor;
 use govern_core::event::PublicKey;
-use govern_core::manifest::{Manifest, ManifestError, ManifestSigners, SignedManifest};
+use govern_core::manifest::{
+    Manifest, ManifestError, ManifestSigners, SignedManifest, SignersFile,
+};
 use govern_core::note::NoteSigner;
 use govern_store::{Clock, Log, LogConfig, RocksStorage, StorageError};
 use govern_admission::{IdentityPolicy};
@@ -161,38 +160,15 @@ pub fn open_read_only(root: &Path) -> Result<RocksStorage, DataDirError> {
 /// The longest manifest signers file read.
 const SIGNERS_FILE_BYTES_MAX: u64 = 64 * 1024;
 
-/// The signers file: `threshold = N` and `keys = ["<base64 Ed25519 key>", ...]`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignersFile {
-    threshold: usize,
-    keys: Vec<String>,
-}
-
-/// Parse a manifest signers file's text (`threshold = N`, `keys = ["<base64>", …]`).
+/// Parse a manifest signers file's text (`threshold = N`, `keys = ["<base64>", …]`:
+/// [`SignersFile`]).
 ///
 /// # Errors
 /// A message naming what is wrong (not TOML of that shape, a key not base64 of an Ed25519
 /// key).
 pub fn parse_manifest_signers(text: &str) -> Result<ManifestSigners, String> {
     let file: SignersFile = toml::from_str(text).map_err(|e| e.to_string())?;
-    let keys = file
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let bytes: [u8; 32] = B64
-                .decode(k.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("keys[{i}] is not base64 of 32 bytes"))?;
-            VerifyingKey::from_bytes(&bytes).map_err(|_| format!("keys[{i}] is not an Ed25519 key"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(ManifestSigners {
-        keys,
-        threshold: file.threshold,
-    })
+    ManifestSigners::from_file(&file)
 }
 
 /// Read a file of at most `max` bytes.

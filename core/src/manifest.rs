@@ -1336,6 +1336,47 @@ impl ManifestSigners {
     }
 }
 
+/// The manifest signers file (`manifest-signers.toml` in a data dir, `trust/` in an export):
+/// `threshold = N` and `keys = ["<base64 Ed25519 key>", …]`. Its readers parse the TOML;
+/// [`ManifestSigners::from_file`] reads the keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignersFile {
+    /// How many distinct keys must sign.
+    pub threshold: usize,
+    /// The keys, standard base64.
+    pub keys: Vec<String>,
+}
+
+impl ManifestSigners {
+    /// The signers a [`SignersFile`] names (not yet checked: [`ManifestSigners`]' threshold
+    /// and keys are checked where a manifest is).
+    ///
+    /// # Errors
+    /// A message naming the first key that is not base64 of an Ed25519 key.
+    pub fn from_file(file: &SignersFile) -> Result<Self, String> {
+        use base64::Engine as _;
+        let keys = file
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let bytes: [u8; 32] = base64::engine::general_purpose::STANDARD
+                    .decode(k.trim())
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| format!("keys[{i}] is not base64 of 32 bytes"))?;
+                VerifyingKey::from_bytes(&bytes)
+                    .map_err(|_| format!("keys[{i}] is not an Ed25519 key"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            keys,
+            threshold: file.threshold,
+        })
+    }
+}
+
 /// A manifest and its signers' signatures: the form kept in files and in
 /// `manifest.published`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,8 +13,10 @@
 //! - [`identity`]: a service's keys (Ed25519, X25519, RSA-2048), the document request that
 //!   binds them, the `service.attested` event, and events signed under the identity.
 //!
-//! - [`witness`]: the c2sp.org/tlog-witness witness, an independent process (`govern
-//!   witness`) that cosigns a log's checkpoints only when consistent with what it cosigned.
+//! - [`durable`]: the one durable file write (temporary file, fsync, rename, fsync of the
+//!   directory) the node's data dir files, the key service and the witness use.
+//!
+//! It runs no server: the witness (`govern witness`) is the govern-witness crate.
 //!
 //! Still to come: the poll loop, the policy worker and the five threshold signers.
 #![forbid(unsafe_code)]
@@ -22,4 +24,3 @@
 pub mod durable;
 pub mod identity;
 pub mod nsm;
-pub mod witness;

@@ -1,18 +1,25 @@
-//! The witness (c2sp.org/tlog-witness): an independent party, with its own key, data dir
-//! and list of the logs it follows, that cosigns a log's checkpoint only if it is consistent
-//! with the last one it cosigned for that log.
+//! # govern-witness
 //!
-//! `POST /add-checkpoint` takes the specification's body; the decision is
-//! [`govern_core::witness::decide`]. The check of the old size and the write of the new
-//! state happen under one lock, and the state is on disk (temporary file, fsync, rename,
-//! fsync of the directory) before the cosignature leaves, so no crash and no race can roll
-//! the witness back.
+//! The c2sp.org/tlog-witness witness that `govern witness` runs: an independent party, with
+//! its own key, data dir and list of the logs it follows, that cosigns a log's checkpoint
+//! only if it is consistent with the last one it cosigned for that log.
+//!
+//! This crate owns the witness's I/O shell: its key file, its state file, and its HTTP
+//! routes. The decision itself is pure and lives in govern-core
+//! ([`govern_core::witness::decide`]), with the wire format and witness policies; the
+//! `govern witness` command (its flags, its start-up lines) is the CLI's.
+//!
+//! `POST /add-checkpoint` takes the specification's body. The check of the old size and the
+//! write of the new state happen under one lock, and the state is on disk (temporary file,
+//! fsync, rename, fsync of the directory: `govern_workers::durable`) before the cosignature
+//! leaves, so no crash and no race can roll the witness back.
 //!
 //! The data dir holds `witness.key` (its Ed25519 key and name, 0600) and `state.json` (the
 //! latest checkpoint cosigned per origin). Both are made together on first start. A key
 //! whose state is gone is refused at start: a witness that forgot what it cosigned would
 //! cosign a rollback. Starting over means a new data dir, hence a new key that no policy
 //! trusts until its operators list it.
+#![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ed25519_dalek::SigningKey;
 use govern_core::checkpoint::CosignatureSigner;
+use govern_core::note::NoteVerifier;
 use govern_core::witness::{
     ADD_CHECKPOINT_BYTES_MAX, AddCheckpoint, FollowedLog, Refusal, SIZE_CONTENT_TYPE, Witnessed,
     decide,
@@ -79,15 +87,38 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> WitnessError + '_ {
     }
 }
 
-/// Write `bytes` to `path` durably ([`crate::durable::write`]).
+/// Write `bytes` to `path` durably ([`govern_workers::durable::write`]).
 ///
 /// # Errors
 /// [`WitnessError::Io`].
 pub fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), WitnessError> {
-    crate::durable::write(path, bytes).map_err(|e| WitnessError::Io {
+    govern_workers::durable::write(path, bytes).map_err(|e| WitnessError::Io {
         path: path.display().to_string(),
         reason: e.to_string(),
     })
+}
+
+/// The logs a witness follows, from their checkpoint verifier keys (`origin+<hex id>+base64`,
+/// as `--log` gives them): one [`FollowedLog`] per origin (the key's name), with every key
+/// given for it.
+///
+/// # Errors
+/// [`WitnessError::Config`] naming the first key that does not parse.
+pub fn followed_logs(vkeys: &[String]) -> Result<Vec<FollowedLog>, WitnessError> {
+    let mut logs: Vec<FollowedLog> = Vec::new();
+    for vkey in vkeys {
+        let verifier = NoteVerifier::parse(vkey)
+            .map_err(|e| WitnessError::Config(format!("--log {vkey}: {e}")))?;
+        let origin = verifier.name().to_owned();
+        match logs.iter_mut().find(|l| l.origin == origin) {
+            Some(l) => l.verifiers.push(verifier),
+            None => logs.push(FollowedLog {
+                origin,
+                verifiers: vec![verifier],
+            }),
+        }
+    }
+    Ok(logs)
 }
 
 #[derive(Serialize, Deserialize)]

@@ -1,4 +1,5 @@
-//! `govern node` and `govern up`.
+//! `govern node` and `govern up`: prepare a data dir, start the node (and, for `up`, its
+//! witnesses and a demo entry), run until a signal.
 
 use std::sync::Arc;
 
@@ -12,8 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::client::Client;
 use crate::config::Server;
-
-pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+use crate::error::Result;
 
 /// The witness policy a node follows when `--witnesses` does not name one: in its data dir.
 pub const WITNESSES_FILE: &str = "witnesses.toml";
