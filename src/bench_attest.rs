@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use govern_admission::ProducerAllowList;
 use govern_api::{Attestor, DataDir};
 use govern_core::attestation::{TrustAnchor, UserData, Verifier};
 use govern_core::event::{PublicKey, Role, Timestamp};
 use govern_core::note::NoteSigner;
 use govern_store::{Log, LogConfig, RocksStorage, SystemClock};
-use govern_admission::{ProducerAllowList};
 use govern_workers::nsm::{AttestationRequest, SimulatedNsm, dev_measurement};
 
 use crate::error::Result;

@@ -102,14 +102,28 @@ pub async fn seal_bench(args: SealArgs) -> Result<()> {
     );
     let event = sample_event(TenantId(uuid::Uuid::now_v7()))?;
     let mut sealed = event.clone();
-    seal(&mut sealed, &key, "transfers", 1, &payload, &govern_store::OsEntropy)?;
+    seal(
+        &mut sealed,
+        &key,
+        "transfers",
+        1,
+        &payload,
+        &govern_store::OsEntropy,
+    )?;
     if open(&sealed, &key)? != payload {
         return Err("a sealed payload did not open to itself".into());
     }
     let (payload, event, sealed) = (&payload, &event, &sealed);
     let seal_once = || -> Result<()> {
         let mut e = event.clone();
-        seal(&mut e, &key, "transfers", 1, payload, &govern_store::OsEntropy)?;
+        seal(
+            &mut e,
+            &key,
+            "transfers",
+            1,
+            payload,
+            &govern_store::OsEntropy,
+        )?;
         Ok(())
     };
     let open_once = || -> Result<()> {
@@ -236,8 +250,15 @@ pub async fn seal_bench(args: SealArgs) -> Result<()> {
                             );
                             e.attestation = Some(attestation);
                             if sealing {
-                                seal(&mut e, &wallets, "wallets", 1, &payload, &govern_store::OsEntropy)
-                                    .map_err(|e| e.to_string())?;
+                                seal(
+                                    &mut e,
+                                    &wallets,
+                                    "wallets",
+                                    1,
+                                    &payload,
+                                    &govern_store::OsEntropy,
+                                )
+                                .map_err(|e| e.to_string())?;
                             }
                             let e = e.sign(&key).map_err(|e| e.to_string())?;
                             log.append(e).await.map_err(|e| e.to_string())?;

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
+use govern_admission::IdentityPolicy;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_core::manifest::{MANIFEST_PUBLISHED_KIND, SignedManifest};
 use govern_store::{AppendError, Clock, Log, LogConfig, RocksStorage, SystemClock};
-use govern_admission::{IdentityPolicy};
 use govern_workers::identity::{ServiceIdentity, ServiceKeys};
 use govern_workers::nsm::{Nsm, SimulatedNsm};
 

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
+use govern_admission::IdentityPolicy;
 use govern_core::attestation::TrustAnchor;
 use govern_core::event::PublicKey;
 use govern_core::manifest::{
@@ -28,7 +29,6 @@ use govern_core::manifest::{
 };
 use govern_core::note::NoteSigner;
 use govern_store::{Clock, Log, LogConfig, RocksStorage, StorageError};
-use govern_admission::{IdentityPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 

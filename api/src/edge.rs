@@ -49,6 +49,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use govern_admission::StateView;
+use govern_admission::actions::{
+    UserActionError, check_counter, check_keys_of, name_ok, verify_with_credential,
+};
 use govern_core::action::{
     ACTION_DOMAIN, Anchor, ChallengeObject, Credential, CredentialType, LOGIN_DOMAIN,
     UserSignature, body_commitment, registered_credential, verify_login,
@@ -59,10 +63,6 @@ use govern_projections::tenants::{
     self, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, POLICY_CHANGED, TRANSFER_REQUESTED, Tenant,
     USER_INVITED, UserRole, WALLET_REQUESTED,
 };
-use govern_admission::actions::{
-    UserActionError, check_counter, check_keys_of, name_ok, verify_with_credential,
-};
-use govern_admission::StateView;
 use govern_store::{AppendError, Appended, Appender, Clock, Entropy, OsEntropy, SystemClock};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -323,7 +323,6 @@ impl std::fmt::Debug for Edge {
             .finish_non_exhaustive()
     }
 }
-
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -1139,7 +1138,9 @@ pub(crate) async fn create_tenant(
         return Err(operator_required());
     }
     let req: CreateTenant = parse(&body)?;
-    let tenant = TenantId(Uuid::from(RequestId::v7(edge.clock.now(), &*edge.entropy).0));
+    let tenant = TenantId(Uuid::from(
+        RequestId::v7(edge.clock.now(), &*edge.entropy).0,
+    ));
     let request = RequestId::v7(edge.clock.now(), &*edge.entropy);
     let secret = edge.random_token();
     let mut b = Map::new();

@@ -9,12 +9,12 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use govern_admission::{IdentityPolicy, ServicesView};
 use govern_core::event::Timestamp;
 use govern_core::event::{EVENT_BYTES_MAX, KeyCache, SignedEvent};
 use govern_core::ids::{Hash, LeafIndex, TreeSize};
 use govern_core::tiles::Tile;
 use govern_store::{Log, RocksStorage, StorageError};
-use govern_admission::{IdentityPolicy, ServicesView};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;

@@ -113,7 +113,15 @@ fn sealed_event(
         .unwrap();
     let mut event = template.event().clone();
     let plain = govern_core::seal::action_plaintext(params.as_object().unwrap(), salt).unwrap();
-    govern_core::seal::seal(&mut event, key, sealed.scope, 1, &plain, &govern_store::OsEntropy).unwrap();
+    govern_core::seal::seal(
+        &mut event,
+        key,
+        sealed.scope,
+        1,
+        &plain,
+        &govern_store::OsEntropy,
+    )
+    .unwrap();
     event.sig = None;
     event
         .sign(node.services.edge.identity.keys().signing_key())

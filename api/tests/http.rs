@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::SigningKey;
+use govern_admission::ProducerAllowList;
 use govern_api::{AppState, DataDir, router};
 use govern_core::checkpoint::Checkpoint;
 use govern_core::event::{
@@ -24,7 +25,6 @@ use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, empty_root, hash_children, hash_leaf};
 use govern_core::note::{NoteSigner, NoteVerifier};
 use govern_store::{AppendError, AppendPolicy, Log, LogConfig, LogView, RocksStorage, SystemClock};
-use govern_admission::{ProducerAllowList};
 use http_body_util::BodyExt as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

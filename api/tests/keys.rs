@@ -795,7 +795,15 @@ async fn the_log_refuses_clear_fields_no_user_signed_and_payloads_not_sealed_as_
     let plain = open(denied.event(), key).unwrap();
     let mut resealed = flipped.event().clone();
     resealed.sig = None;
-    govern_core::seal::seal(&mut resealed, key, "approvals", 1, &plain, &govern_store::OsEntropy).unwrap();
+    govern_core::seal::seal(
+        &mut resealed,
+        key,
+        "approvals",
+        1,
+        &plain,
+        &govern_store::OsEntropy,
+    )
+    .unwrap();
     assert_eq!(
         open_action(&resealed, key),
         Err(govern_core::seal::OpenActionError::ClearMismatch)
@@ -815,7 +823,15 @@ async fn the_log_refuses_clear_fields_no_user_signed_and_payloads_not_sealed_as_
     let forged =
         govern_core::seal::action_plaintext(json!({"comment": "yes"}).as_object().unwrap(), &salt)
             .unwrap();
-    govern_core::seal::seal(&mut other, key, "approvals", 1, &forged, &govern_store::OsEntropy).unwrap();
+    govern_core::seal::seal(
+        &mut other,
+        key,
+        "approvals",
+        1,
+        &forged,
+        &govern_store::OsEntropy,
+    )
+    .unwrap();
     assert_eq!(
         open_action(&other, key),
         Err(govern_core::seal::OpenActionError::Commitment)

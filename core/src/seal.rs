@@ -18,18 +18,18 @@
 //! fields. The key service (govern-api's `keys`) holds the master and the seeds and releases
 //! scope keys; this module is the format both sides share.
 
+use crate::append::Entropy;
 use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use crate::append::Entropy;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use crate::action::{ChallengeObject, body_commitment};
 use crate::canonical;
-use crate::kinds;
 use crate::event::{Event, TenantId};
+use crate::kinds;
 
 /// HKDF info prefix of a scope key.
 pub const SCOPE_INFO: &[u8] = b"govern/scope/v1";

@@ -39,7 +39,6 @@ pub const READS_AUDIT_ENTRIES_MAX: usize = 256;
 /// per machine.
 pub const KEYS_PER_USER_MAX: usize = 16;
 
-
 fn malformed(event: &Event, reason: impl Into<String>) -> UserActionError {
     UserActionError::Malformed {
         kind: event.kind.to_string(),

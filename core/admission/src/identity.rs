@@ -59,12 +59,12 @@ use parking_lot::{Mutex, RwLock};
 use rsa::pkcs8::DecodePublicKey as _;
 use rsa::traits::PublicKeyParts as _;
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
 
 use crate::actions::{ANCHOR_DISTANCE_MAX, check_tenant_event};
-use govern_core::append::{AppendError, AppendPolicy, IdentityError, LogView};
 use crate::routing::check_routing;
+use govern_core::append::{AppendError, AppendPolicy, IdentityError, LogView};
 use govern_projections::services::{Services, pcr_strings};
 use govern_projections::tenants::{Tenant, Tenants, is_tenant_kind};
 

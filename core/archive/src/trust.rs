@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use govern_admission::IdentityPolicy;
 use govern_core::attestation::TrustAnchor;
 use govern_core::event::PublicKey;
 use govern_core::manifest::{ManifestSigners, SignersFile};
 use govern_core::note::NoteVerifier;
 use govern_core::witness::{PolicyError, PolicyFile, PolicyWitness, WitnessPolicy};
-use govern_admission::IdentityPolicy;
 
 use crate::read::read;
 use crate::{Error, Observer, layout};

@@ -33,8 +33,8 @@ use govern_core::note::NoteVerifier;
 
 use crate::keys;
 use crate::log::{Staged, add_strata};
-use govern_core::append::{AppendPolicy, NONCE_WINDOW_CHECKPOINTS};
 use crate::storage::{Storage, StorageError};
+use govern_core::append::{AppendPolicy, NONCE_WINDOW_CHECKPOINTS};
 
 /// Why a replay stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ed25519_dalek::SigningKey;
+use govern_admission::ProducerAllowList;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafIndex;
 use govern_core::merkle::{self, MemoryTree, NodeSource};
 use govern_core::note::NoteSigner;
-use govern_store::{AppendError, Batch, Log, LogConfig, MemoryStorage, Pairs, Storage, StorageError, SystemClock};
-use govern_admission::{ProducerAllowList};
+use govern_store::{
+    AppendError, Batch, Log, LogConfig, MemoryStorage, Pairs, Storage, StorageError, SystemClock,
+};
 
 /// Applies every write, but reports the next one as failed when armed.
 #[derive(Clone)]

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
+use govern_admission::ProducerAllowList;
 use govern_core::checkpoint::Checkpoint;
 use govern_core::event::{
     Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
@@ -29,8 +30,10 @@ use govern_core::event::{
 use govern_core::ids::{LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, MemoryTree};
 use govern_core::note::{NoteSigner, NoteVerifier};
-use govern_store::{AppendError, AppendPolicy, Batch, Log, LogConfig, LogReader, MemoryStorage, Storage, StorageError, SystemClock};
-use govern_admission::{ProducerAllowList};
+use govern_store::{
+    AppendError, AppendPolicy, Batch, Log, LogConfig, LogReader, MemoryStorage, Storage,
+    StorageError, SystemClock,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const ORIGIN: &str = "govern.test/power-failure";

@@ -13,14 +13,16 @@
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
+use govern_admission::{ManifestPolicy, ProducerAllowList};
 use govern_core::event::{
     Event, Kind, Producer, PublicKey, RequestId, Role, SignedEvent, TenantId, Timestamp,
 };
 use govern_core::ids::{LeafHash, LeafIndex};
 use govern_core::manifest::Manifest;
 use govern_core::note::NoteSigner;
-use govern_store::{AppendError, Appended, Log, LogConfig, MemoryStorage, RocksStorage, Storage, SystemClock};
-use govern_admission::{ManifestPolicy, ProducerAllowList};
+use govern_store::{
+    AppendError, Appended, Log, LogConfig, MemoryStorage, RocksStorage, Storage, SystemClock,
+};
 use uuid::Uuid;
 
 const ORIGIN: &str = "govern.test/routing";

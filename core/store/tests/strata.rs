@@ -6,12 +6,14 @@
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
+use govern_admission::ProducerAllowList;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::{LeafIndex, TreeSize};
 use govern_core::merkle::{self, MemoryTree};
 use govern_core::note::NoteSigner;
-use govern_store::{LogConfig, LogReader, MemoryStorage, RocksStorage, STRATUM_BYTES, Storage, SystemClock};
-use govern_admission::{ProducerAllowList};
+use govern_store::{
+    LogConfig, LogReader, MemoryStorage, RocksStorage, STRATUM_BYTES, Storage, SystemClock,
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const ORIGIN: &str = "strata.test/log";
