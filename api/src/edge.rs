@@ -1138,9 +1138,7 @@ pub(crate) async fn create_tenant(
         return Err(operator_required());
     }
     let req: CreateTenant = parse(&body)?;
-    let tenant = TenantId(Uuid::from(
-        RequestId::v7(edge.clock.now(), &*edge.entropy).0,
-    ));
+    let tenant = TenantId(RequestId::v7(edge.clock.now(), &*edge.entropy).0);
     let request = RequestId::v7(edge.clock.now(), &*edge.entropy);
     let secret = edge.random_token();
     let mut b = Map::new();
@@ -1201,7 +1199,7 @@ pub(crate) async fn register_start(
     if !name_ok(&name) {
         return Err(bad_body("\"name\": 1 to 100 bytes, no control characters"));
     }
-    let user = Uuid::from(RequestId::v7(edge.clock.now(), &*edge.entropy).0);
+    let user = RequestId::v7(edge.clock.now(), &*edge.entropy).0;
     let (options, state) = edge
         .webauthn
         .start_passkey_registration(user, &name, &name, None)
@@ -1562,7 +1560,9 @@ pub(crate) async fn action_init(
             parent_of(&tenant, kind, &req.method, &req.path, &Map::new())?;
             id.to_string()
         }
-        _ => Uuid::from(RequestId::v7(edge.clock.now(), &*edge.entropy).0).to_string(),
+        _ => RequestId::v7(edge.clock.now(), &*edge.entropy)
+            .0
+            .to_string(),
     };
     let mut salt = [0u8; 32];
     edge.fill(&mut salt);
