@@ -85,8 +85,20 @@ impl ServiceKeys {
     /// # Errors
     /// [`IdentityError::Rsa`] when the RSA key cannot be made.
     pub fn with_signing_key(role: Role, ed25519: SigningKey) -> Result<Self, IdentityError> {
-        let mut rng = rand_core::OsRng;
-        let rsa = RsaPrivateKey::new(&mut rng, RSA_BITS)
+        Self::from_rng(role, ed25519, &mut rand_core::OsRng)
+    }
+
+    /// Keys for `role` around `ed25519`, the X25519 and RSA keys drawn from `rng` (a
+    /// simulation's seeded generator; the node's is the operating system's).
+    ///
+    /// # Errors
+    /// [`IdentityError::Rsa`] when the RSA key cannot be made.
+    pub fn from_rng(
+        role: Role,
+        ed25519: SigningKey,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<Self, IdentityError> {
+        let rsa = RsaPrivateKey::new(rng, RSA_BITS)
             .map_err(|e| IdentityError::Rsa(e.to_string()))?;
         let rsa_spki = rsa
             .to_public_key()

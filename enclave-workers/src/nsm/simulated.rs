@@ -18,7 +18,7 @@ use govern_core::event::{Role, Timestamp};
 use p384::ecdsa::signature::Signer as _;
 use p384::ecdsa::{DerSignature, Signature, SigningKey};
 use p384::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
-use rand_core::{OsRng, RngCore as _};
+use rand_core::{CryptoRngCore, OsRng};
 use sha2::{Digest as _, Sha384};
 use x509_cert::Certificate;
 use x509_cert::builder::{Builder as _, CertificateBuilder, Profile};
@@ -111,7 +111,7 @@ pub fn dev_pcrs(executable: &Path, role: &Role) -> io::Result<BTreeMap<u8, Vec<u
 /// # Errors
 /// As [`SimulatedNsm::open`] for the CA.
 pub fn dev_root_der(dir: &Path) -> Result<Vec<u8>, NsmError> {
-    Ok(DevCa::open(dir, Timestamp::now())?.root_der)
+    Ok(DevCa::open(dir, Timestamp::now(), &mut OsRng)?.root_der)
 }
 
 /// The dev-mode NSM: documents in Nitro's format from the dev CA in a directory. See the
@@ -158,10 +158,25 @@ impl SimulatedNsm {
     /// [`NsmError::DevCa`] when the CA on disk is unusable; [`NsmError::SelfCheck`] when
     /// the fresh document does not verify against the root.
     pub fn open(dir: &Path, executable: &Path, role: Role) -> Result<Self, NsmError> {
-        let now = Timestamp::now();
-        let ca = DevCa::open(dir, now)?;
+        Self::open_with(dir, executable, role, Timestamp::now(), &mut OsRng)
+    }
+
+    /// [`SimulatedNsm::open`] at `now`, its keys, serials and module id drawn from `rng`: a
+    /// simulation passes a seeded generator and a fixed time and gets the same CA, leaf and
+    /// documents every run.
+    ///
+    /// # Errors
+    /// As [`SimulatedNsm::open`].
+    pub fn open_with(
+        dir: &Path,
+        executable: &Path,
+        role: Role,
+        now: Timestamp,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, NsmError> {
+        let ca = DevCa::open(dir, now, rng)?;
         let pcrs = dev_pcrs(executable, &role).map_err(io_error(executable))?;
-        let leaf = issue_leaf(&ca.intermediate_name, &ca.intermediate_key, &role, now)?;
+        let leaf = issue_leaf(&ca.intermediate_name, &ca.intermediate_key, &role, now, rng)?;
         let nsm = Self {
             dir: dir.to_path_buf(),
             role,
@@ -223,6 +238,7 @@ impl SimulatedNsm {
                 &self.intermediate_key,
                 &self.role,
                 now,
+                &mut OsRng,
             )?;
         }
         let timestamp = u64::try_from(now.unix_ms()).map_err(|_| NsmError::Encoding {
@@ -320,7 +336,7 @@ impl DevCa {
     /// Load the CA in `dir`, creating the root on first use and the intermediate when it
     /// is missing, unusable or near its end. Holds `ca.lock` meanwhile, so processes that
     /// start together agree on one CA.
-    fn open(dir: &Path, now: Timestamp) -> Result<Self, NsmError> {
+    fn open(dir: &Path, now: Timestamp, rng: &mut impl CryptoRngCore) -> Result<Self, NsmError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -335,13 +351,17 @@ impl DevCa {
             .open(&lock_path)
             .map_err(io_error(&lock_path))?;
         lock.lock().map_err(io_error(&lock_path))?;
-        let result = Self::open_locked(dir, now);
+        let result = Self::open_locked(dir, now, rng);
         // Closing the file releases the lock too; unlocking first is only tidier.
         drop(lock.unlock());
         result
     }
 
-    fn open_locked(dir: &Path, now: Timestamp) -> Result<Self, NsmError> {
+    fn open_locked(
+        dir: &Path,
+        now: Timestamp,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, NsmError> {
         let bad = |reason: String| NsmError::DevCa {
             dir: dir.to_path_buf(),
             reason,
@@ -352,12 +372,12 @@ impl DevCa {
             // root.der is written last, so without it any other file is left over from a
             // creation that did not finish, and nobody can have pinned that root.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let key = SigningKey::random(&mut OsRng);
+                let key = SigningKey::random(rng);
                 let validity = validity(now, DEV_ROOT_VALIDITY)?;
-                let cert = issue("root", Profile::Root, &root_name, &key, &key, validity)?;
+                let cert = issue("root", Profile::Root, &root_name, &key, &key, validity, rng)?;
                 let der = to_der("root", &cert)?;
                 write_key(&dir.join(ROOT_KEY_FILE), &key)?;
-                let intermediate = Intermediate::issue(&root_name, &key, now)?;
+                let intermediate = Intermediate::issue(&root_name, &key, now, rng)?;
                 intermediate.write(dir)?;
                 write_file(&root_path, &der, 0o644)?;
                 return intermediate.into_ca(der);
@@ -398,7 +418,7 @@ impl DevCa {
                 i
             }
             _ => {
-                let i = Intermediate::issue(&root_name, &root_key, now)?;
+                let i = Intermediate::issue(&root_name, &root_key, now, rng)?;
                 i.write(dir)?;
                 i
             }
@@ -414,15 +434,20 @@ struct Intermediate {
 }
 
 impl Intermediate {
-    fn issue(root_name: &Name, root_key: &SigningKey, now: Timestamp) -> Result<Self, NsmError> {
-        let key = SigningKey::random(&mut OsRng);
+    fn issue(
+        root_name: &Name,
+        root_key: &SigningKey,
+        now: Timestamp,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, NsmError> {
+        let key = SigningKey::random(rng);
         let profile = Profile::SubCA {
             issuer: root_name.clone(),
             path_len_constraint: Some(0),
         };
         let validity = validity(now, DEV_INTERMEDIATE_VALIDITY)?;
         let name = parse_name(INTERMEDIATE_NAME)?;
-        let cert = issue("intermediate", profile, &name, &key, root_key, validity)?;
+        let cert = issue("intermediate", profile, &name, &key, root_key, validity, rng)?;
         Ok(Self { cert, key })
     }
 
@@ -472,10 +497,11 @@ fn issue_leaf(
     intermediate_key: &SigningKey,
     role: &Role,
     now: Timestamp,
+    rng: &mut impl CryptoRngCore,
 ) -> Result<Leaf, NsmError> {
-    let key = SigningKey::random(&mut OsRng);
+    let key = SigningKey::random(rng);
     let mut id = [0u8; 8];
-    OsRng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut id);
     let module_id = format!("dev-{role}-enc{}", hex::encode(id));
     let profile = Profile::Leaf {
         issuer: intermediate_name.clone(),
@@ -485,7 +511,7 @@ fn issue_leaf(
     // Role names are lower-case letters, digits and '-', so nothing needs escaping.
     let name = parse_name(&format!("CN={module_id},OU=dev,O=govern"))?;
     let validity = validity(now, DEV_LEAF_VALIDITY)?;
-    let cert = issue("leaf", profile, &name, &key, intermediate_key, validity)?;
+    let cert = issue("leaf", profile, &name, &key, intermediate_key, validity, rng)?;
     let (not_before_ms, not_after_ms) = (
         cert_ms(&cert.tbs_certificate.validity.not_before),
         cert_ms(&cert.tbs_certificate.validity.not_after),
@@ -506,13 +532,14 @@ fn issue(
     subject_key: &SigningKey,
     issuer_key: &SigningKey,
     validity: Validity,
+    rng: &mut impl CryptoRngCore,
 ) -> Result<Certificate, NsmError> {
     let fail = |reason: String| NsmError::Certificate { what, reason };
     let spki = SubjectPublicKeyInfoOwned::from_key(*subject_key.verifying_key())
         .map_err(|e| fail(e.to_string()))?;
     CertificateBuilder::new(
         profile,
-        random_serial().map_err(|e| fail(e.to_string()))?,
+        random_serial(rng).map_err(|e| fail(e.to_string()))?,
         validity,
         subject.clone(),
         spki,
@@ -524,9 +551,9 @@ fn issue(
 }
 
 /// 16 random bytes, positive and without a leading zero byte.
-fn random_serial() -> x509_cert::der::Result<SerialNumber> {
+fn random_serial(rng: &mut impl CryptoRngCore) -> x509_cert::der::Result<SerialNumber> {
     let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
+    rng.fill_bytes(&mut bytes);
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     SerialNumber::new(&bytes)
 }
