@@ -14,7 +14,7 @@ use govern_core::event::Timestamp;
 use govern_core::event::{EVENT_BYTES_MAX, KeyCache, SignedEvent};
 use govern_core::ids::{Hash, LeafIndex, TreeSize};
 use govern_core::tiles::Tile;
-use govern_store::{Log, RocksStorage, StorageError};
+use govern_store::{Log, NodeLog, StorageError};
 use serde::{Deserialize, Serialize};
 
 use crate::problem::Problem;
@@ -23,7 +23,7 @@ use crate::problem::Problem;
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The log.
-    pub log: Arc<Log<RocksStorage>>,
+    pub log: Arc<dyn NodeLog>,
     /// The C2SP verifier key of the checkpoint key.
     pub verifier_key: Arc<str>,
     /// Producer keys already decompressed.
@@ -77,7 +77,7 @@ impl StateRoots {
 impl AppState {
     /// The state of a node serving `log`.
     #[must_use]
-    pub fn new(log: Arc<Log<RocksStorage>>, verifier_key: &str) -> Self {
+    pub fn new<S: govern_store::Storage>(log: Arc<Log<S>>, verifier_key: &str) -> Self {
         Self {
             log,
             verifier_key: verifier_key.into(),
@@ -500,7 +500,6 @@ pub(crate) async fn checkpoints(
     let to = s.log.latest().size.0.saturating_add(1);
     let rows = s
         .log
-        .reader()
         .checkpoints(TreeSize(from), TreeSize(to.max(from)), limit)?;
     let next = (rows.len() == limit)
         .then(|| rows.last().map(|(size, _)| size.0 + 1))

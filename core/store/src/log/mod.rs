@@ -293,7 +293,7 @@ impl<S: Storage> Log<S> {
 /// event and wait until it is durable, the latest checkpoint, and an entry read back. A
 /// narrow interface, so a role can run beside the sequencer (in process, as `govern node`
 /// does) or, later, in an enclave of its own behind the same calls over HTTP.
-pub trait Appender: Send + Sync + 'static {
+pub trait Appender: Send + Sync + std::fmt::Debug + 'static {
     /// Append `event`; answered once durable.
     ///
     /// # Errors
@@ -327,6 +327,97 @@ impl<S: Storage> Appender for Log<S> {
 
     fn entry(&self, index: LeafIndex) -> Result<Vec<u8>, ReadError> {
         LogReader::entry(self, index)
+    }
+}
+
+/// What a node's HTTP surface reads and writes of the log, whatever stores it: the
+/// [`Appender`] and the public reads (tiles, proofs, roots, the tracked entries the state is
+/// folded from). `govern-api` holds one of these, so its routes run over RocksDB or the
+/// in-memory store alike.
+pub trait NodeLog: Appender {
+    /// The checkpoint origin line.
+    fn origin(&self) -> &str;
+
+    /// See [`LogReader::fold_tracked`].
+    ///
+    /// # Errors
+    /// [`StorageError`].
+    fn fold_tracked(
+        &self,
+        fold: &mut dyn FnMut(SignedEvent, LeafIndex),
+    ) -> Result<Arc<Published>, StorageError>;
+
+    /// See [`LogReader::root_at`].
+    ///
+    /// # Errors
+    /// [`ReadError`].
+    fn root_at(&self, size: TreeSize) -> Result<RootHash, ReadError>;
+
+    /// See [`LogReader::inclusion_proof`].
+    ///
+    /// # Errors
+    /// [`ReadError`].
+    fn inclusion_proof(&self, index: LeafIndex, size: TreeSize) -> Result<Vec<Hash>, ReadError>;
+
+    /// See [`LogReader::consistency_proof`].
+    ///
+    /// # Errors
+    /// [`ReadError`].
+    fn consistency_proof(&self, from: TreeSize, to: TreeSize) -> Result<Vec<Hash>, ReadError>;
+
+    /// See [`LogReader::tile`].
+    ///
+    /// # Errors
+    /// [`ReadError`].
+    fn tile(&self, tile: Tile) -> Result<Vec<u8>, ReadError>;
+
+    /// See [`LogReader::checkpoints`].
+    ///
+    /// # Errors
+    /// [`ReadError`].
+    fn checkpoints(
+        &self,
+        from: TreeSize,
+        to: TreeSize,
+        limit: usize,
+    ) -> Result<Vec<(TreeSize, String)>, ReadError>;
+}
+
+impl<S: Storage> NodeLog for Log<S> {
+    fn origin(&self) -> &str {
+        LogReader::origin(self)
+    }
+
+    fn fold_tracked(
+        &self,
+        fold: &mut dyn FnMut(SignedEvent, LeafIndex),
+    ) -> Result<Arc<Published>, StorageError> {
+        LogReader::fold_tracked(self, fold)
+    }
+
+    fn root_at(&self, size: TreeSize) -> Result<RootHash, ReadError> {
+        LogReader::root_at(self, size)
+    }
+
+    fn inclusion_proof(&self, index: LeafIndex, size: TreeSize) -> Result<Vec<Hash>, ReadError> {
+        LogReader::inclusion_proof(self, index, size)
+    }
+
+    fn consistency_proof(&self, from: TreeSize, to: TreeSize) -> Result<Vec<Hash>, ReadError> {
+        LogReader::consistency_proof(self, from, to)
+    }
+
+    fn tile(&self, tile: Tile) -> Result<Vec<u8>, ReadError> {
+        LogReader::tile(self, tile)
+    }
+
+    fn checkpoints(
+        &self,
+        from: TreeSize,
+        to: TreeSize,
+        limit: usize,
+    ) -> Result<Vec<(TreeSize, String)>, ReadError> {
+        LogReader::checkpoints(self, from, to, limit)
     }
 }
 
