@@ -169,6 +169,7 @@ pub async fn seal_bench(args: SealArgs) -> Result<()> {
         RequestId::new_v7(),
         Vec::new(),
         body,
+        govern_core::event::Timestamp::now(),
     )?;
     services.log.append(created).await?;
     let scopes = ["approvals", "policies", "transfers", "users", "wallets"];

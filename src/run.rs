@@ -197,6 +197,7 @@ pub fn demo_event(edge: &ServiceIdentity, message: &str) -> Result<SignedEvent> 
         RequestId::new_v7(),
         Vec::new(),
         body,
+        govern_core::event::Timestamp::now(),
     )?)
 }
 

@@ -39,6 +39,14 @@ pub struct LocalService {
     nsm: Box<dyn Nsm>,
 }
 
+impl LocalService {
+    /// A service of `identity`, attesting through `nsm`.
+    #[must_use]
+    pub fn new(identity: ServiceIdentity, nsm: Box<dyn Nsm>) -> Self {
+        Self { identity, nsm }
+    }
+}
+
 /// A started node's log and services.
 #[derive(Debug)]
 pub struct Services {

@@ -700,6 +700,11 @@ impl Edge {
         self
     }
 
+    /// A fresh request id from the edge's clock and entropy.
+    pub(crate) fn request_id(&self) -> RequestId {
+        RequestId::v7(self.clock.now(), &*self.entropy)
+    }
+
     fn now_s(&self) -> i64 {
         self.clock.now().unix_ms() / 1000
     }

@@ -922,10 +922,18 @@ impl KeyService {
         body: Map<String, Value>,
     ) -> Result<u64, KeyError> {
         let kind = Kind::new(kind).map_err(|e| KeyError::Malformed(e.to_string()))?;
+        let now = self.clock.now();
         let event = self
             .service
             .identity
-            .sign(kind, tenant, RequestId::new_v7(), parents, body)
+            .sign(
+                kind,
+                tenant,
+                RequestId::v7(now, &*self.entropy),
+                parents,
+                body,
+                now,
+            )
             .map_err(|e| KeyError::Malformed(e.to_string()))?;
         Ok(self.log.append(event).await?.index.0)
     }

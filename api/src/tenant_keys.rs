@@ -20,7 +20,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use govern_admission::actions::READS_AUDIT_ENTRIES_MAX;
-use govern_core::event::RequestId;
 use govern_core::event::{SignedEvent, TenantId};
 use govern_core::ids::LeafIndex;
 use govern_core::seal::{SCOPES, open, open_action, sealed_kind, sealed_scope};
@@ -120,7 +119,7 @@ pub(crate) async fn open_entries(
         body.insert("scope".into(), scope.into());
         body.insert("entries".into(), json!(chunk));
         let identity = edge.service.identity.current().into_iter().collect();
-        edge.append(READS_AUDIT, *tenant, RequestId::new_v7(), identity, body)
+        edge.append(READS_AUDIT, *tenant, edge.request_id(), identity, body)
             .await?;
     }
     Ok(out)

@@ -234,6 +234,7 @@ async fn nonces_are_single_use_at_the_edge_and_in_the_log() {
             replay.request,
             replay.parents.clone(),
             replay.body.clone(),
+            govern_core::event::Timestamp::now(),
         )
         .unwrap();
     let r = node.post(&replay).await;
@@ -250,6 +251,7 @@ async fn nonces_are_single_use_at_the_edge_and_in_the_log() {
             appended.event().request,
             appended.event().parents.clone(),
             appended.event().body.clone(),
+            govern_core::event::Timestamp::now(),
         )
         .unwrap();
     assert_problem(&node.post(&same).await, 409, "user-action-nonce");
@@ -619,6 +621,7 @@ async fn credentials_keys_roles_and_revocation() {
             RequestId::new_v7(),
             node.entry(node.size() - 1).event().parents.clone(),
             forged,
+            govern_core::event::Timestamp::now(),
         )
         .unwrap();
     assert_problem(&node.post(&e).await, 403, "user-action-binding");
@@ -655,6 +658,7 @@ async fn the_edge_cannot_add_a_credential_without_an_admins_signature() {
             RequestId::new_v7(),
             vec![user_leaf],
             body,
+            govern_core::event::Timestamp::now(),
         )
         .unwrap();
     assert_problem(&node.post(&e).await, 403, "user-action-missing");
@@ -669,6 +673,7 @@ async fn the_edge_cannot_add_a_credential_without_an_admins_signature() {
             RequestId::new_v7(),
             vec![tenant_leaf],
             serde_json::Map::new(),
+            govern_core::event::Timestamp::now(),
         )
         .unwrap();
     assert_problem(&node.post(&e).await, 403, "user-action-missing");
@@ -777,6 +782,7 @@ async fn tenants_and_spent_nonces_survive_a_restart() {
             appended.event().request,
             appended.event().parents.clone(),
             appended.event().body.clone(),
+            govern_core::event::Timestamp::now(),
         )
         .unwrap();
     let err = services.log.append(again).await.unwrap_err();

@@ -109,7 +109,14 @@ fn sealed_event(
         .services
         .edge
         .identity
-        .sign(Kind::new(kind).unwrap(), tenant, request, parents, body)
+        .sign(
+            Kind::new(kind).unwrap(),
+            tenant,
+            request,
+            parents,
+            body,
+            govern_core::event::Timestamp::now(),
+        )
         .unwrap();
     let mut event = template.event().clone();
     let plain = govern_core::seal::action_plaintext(params.as_object().unwrap(), salt).unwrap();

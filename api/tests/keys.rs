@@ -368,6 +368,7 @@ async fn reads_are_scoped_by_tenant_and_scope_and_audited() {
             RequestId::new_v7(),
             vec![node.services.edge.identity.current().unwrap()],
             body,
+            govern_core::event::Timestamp::now(),
         )
         .unwrap();
     assert_problem(&node.post(&forged).await, 400, "user-action-malformed");
@@ -640,6 +641,7 @@ async fn rotation_keeps_old_data_readable_and_shredding_ends_it_for_ever() {
             RequestId::new_v7(),
             vec![rotated.leaf_hash()],
             body,
+            govern_core::event::Timestamp::now(),
         )
         .unwrap();
     assert_problem(&node.post(&skip).await, 400, "user-action-malformed");

@@ -86,6 +86,7 @@ fn tenant_created(node: &support::Booted, tenant: TenantId) -> govern_core::even
             govern_core::event::RequestId::new_v7(),
             vec![],
             body.as_object().unwrap().clone(),
+            govern_core::event::Timestamp::now(),
         )
         .unwrap()
 }

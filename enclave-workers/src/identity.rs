@@ -98,8 +98,8 @@ impl ServiceKeys {
         ed25519: SigningKey,
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> Result<Self, IdentityError> {
-        let rsa = RsaPrivateKey::new(rng, RSA_BITS)
-            .map_err(|e| IdentityError::Rsa(e.to_string()))?;
+        let rsa =
+            RsaPrivateKey::new(rng, RSA_BITS).map_err(|e| IdentityError::Rsa(e.to_string()))?;
         let rsa_spki = rsa
             .to_public_key()
             .to_public_key_der()
@@ -188,6 +188,21 @@ impl ServiceKeys {
         parents: Vec<LeafHash>,
         time: Timestamp,
     ) -> Result<SignedEvent, IdentityError> {
+        self.attested_event_for(document, parents, time, RequestId::new_v7())
+    }
+
+    /// [`ServiceKeys::attested_event`] with its request id given (a simulation draws it
+    /// from its seeded generator).
+    ///
+    /// # Errors
+    /// [`IdentityError::Event`] when the event cannot be signed (too large).
+    pub fn attested_event_for(
+        &self,
+        document: &[u8],
+        parents: Vec<LeafHash>,
+        time: Timestamp,
+        request: RequestId,
+    ) -> Result<SignedEvent, IdentityError> {
         use base64::Engine as _;
         let mut body = Map::new();
         body.insert(
@@ -199,7 +214,7 @@ impl ServiceKeys {
         let mut event = Event::new(
             Kind::new(ATTESTED_KIND)?,
             TenantId::SYSTEM,
-            RequestId::new_v7(),
+            request,
             self.producer(),
             time,
             body,
@@ -264,7 +279,8 @@ impl ServiceIdentity {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(leaf);
     }
 
-    /// Sign an event of this identity: `attestation` is the current identity's leaf hash.
+    /// Sign an event of this identity at `time` (the role's clock): `attestation` is the
+    /// current identity's leaf hash.
     ///
     /// # Errors
     /// [`IdentityError::NotAttested`] before the first attestation is durable;
@@ -276,18 +292,12 @@ impl ServiceIdentity {
         request: RequestId,
         parents: Vec<LeafHash>,
         body: Map<String, Value>,
+        time: Timestamp,
     ) -> Result<SignedEvent, IdentityError> {
         let attestation = self
             .current()
             .ok_or_else(|| IdentityError::NotAttested(self.keys.role.clone()))?;
-        let mut event = Event::new(
-            kind,
-            tenant,
-            request,
-            self.keys.producer(),
-            Timestamp::now(),
-            body,
-        );
+        let mut event = Event::new(kind, tenant, request, self.keys.producer(), time, body);
         event.parents = parents;
         event.attestation = Some(attestation);
         Ok(event.sign(&self.keys.ed25519)?)

@@ -149,6 +149,7 @@ impl Booted {
                 RequestId::new_v7(),
                 parents,
                 Map::new(),
+                govern_core::event::Timestamp::now(),
             )
             .unwrap()
     }

@@ -301,6 +301,7 @@ pub fn clear_action_event(
             govern_core::event::RequestId(uuid::Uuid::parse_str(&object.request).unwrap()),
             parents,
             body,
+            govern_core::event::Timestamp::now(),
         )
         .unwrap()
 }

@@ -447,7 +447,15 @@ impl Intermediate {
         };
         let validity = validity(now, DEV_INTERMEDIATE_VALIDITY)?;
         let name = parse_name(INTERMEDIATE_NAME)?;
-        let cert = issue("intermediate", profile, &name, &key, root_key, validity, rng)?;
+        let cert = issue(
+            "intermediate",
+            profile,
+            &name,
+            &key,
+            root_key,
+            validity,
+            rng,
+        )?;
         Ok(Self { cert, key })
     }
 
@@ -511,7 +519,15 @@ fn issue_leaf(
     // Role names are lower-case letters, digits and '-', so nothing needs escaping.
     let name = parse_name(&format!("CN={module_id},OU=dev,O=govern"))?;
     let validity = validity(now, DEV_LEAF_VALIDITY)?;
-    let cert = issue("leaf", profile, &name, &key, intermediate_key, validity, rng)?;
+    let cert = issue(
+        "leaf",
+        profile,
+        &name,
+        &key,
+        intermediate_key,
+        validity,
+        rng,
+    )?;
     let (not_before_ms, not_after_ms) = (
         cert_ms(&cert.tbs_certificate.validity.not_before),
         cert_ms(&cert.tbs_certificate.validity.not_after),
