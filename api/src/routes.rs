@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use govern_admission::StateView as _;
 use govern_admission::{IdentityPolicy, ServicesView};
 use govern_core::event::Timestamp;
 use govern_core::event::{EVENT_BYTES_MAX, KeyCache, SignedEvent};

@@ -5,6 +5,7 @@
 
 mod support;
 
+use govern_admission::StateView as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 

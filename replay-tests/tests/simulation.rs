@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use ed25519_dalek::SigningKey;
-use govern_admission::IdentityPolicy;
+use govern_admission::{IdentityPolicy, StateView as _};
 use govern_api::edge::{Edge, EdgeConfig};
 use govern_api::keys::KeyService;
 use govern_api::{AppState, LocalService};
@@ -202,18 +202,20 @@ async fn simulate(seed: u64, dir: &Path) -> Run {
 
     // The log, the edge and the key service attest.
     let mut services = Vec::new();
+    let attested = |k: &ServiceKeys, nsm: &SimulatedNsm, root: RootHash| {
+        let request = k.attestation_request(manifest_hash, root);
+        let document = nsm.attest_at(request, clock.now()).unwrap();
+        k.attested_event_for(
+            &document,
+            vec![manifest_leaf],
+            clock.now(),
+            RequestId::v7(clock.now(), entropy.as_ref()),
+        )
+        .unwrap()
+    };
     for (k, nsm) in keys.into_iter().zip(nsms) {
         clock.advance_s(1);
-        let request = k.attestation_request(manifest_hash, log.latest().root);
-        let document = nsm.attest_at(request, clock.now()).unwrap();
-        let event = k
-            .attested_event_for(
-                &document,
-                vec![manifest_leaf],
-                clock.now(),
-                RequestId::v7(clock.now(), entropy.as_ref()),
-            )
-            .unwrap();
+        let event = attested(&k, &nsm, log.latest().root);
         let leaf = event.leaf_hash();
         log.append(event).await.unwrap();
         let identity = ServiceIdentity::new(k);
@@ -300,17 +302,10 @@ async fn simulate(seed: u64, dir: &Path) -> Run {
         SimulatedNsm::open_with(&ca, &rogue_image, role("edge"), clock.now(), &mut rng).unwrap();
     let rogue =
         ServiceKeys::from_rng(role("edge"), SigningKey::generate(&mut rng), &mut rng).unwrap();
-    let request = rogue.attestation_request(manifest_hash, log.latest().root);
-    let document = rogue_nsm.attest_at(request, clock.now()).unwrap();
-    let event = rogue
-        .attested_event_for(
-            &document,
-            vec![manifest_leaf],
-            clock.now(),
-            RequestId::v7(clock.now(), entropy.as_ref()),
-        )
-        .unwrap();
-    match log.append(event).await {
+    match log
+        .append(attested(&rogue, &rogue_nsm, log.latest().root))
+        .await
+    {
         Err(AppendError::Identity(IdentityError::MeasurementNotPinned { .. })) => {}
         other => panic!("an unpinned measurement must be refused, got {other:?}"),
     }

@@ -225,7 +225,10 @@ pub trait StateView: Send + Sync + std::fmt::Debug + 'static {
     /// The state as of the last durable batch.
     fn committed(&self) -> Arc<Committed>;
 
-    /// See [`IdentityPolicy::live_identity`].
+    /// The live identity of `role`, as the log sees it now (its last durable batch): the
+    /// identity `attestation` names, holding `key`, not quarantined, pinned, and not expired
+    /// at `time`. The checks every event's producer passes at append, for services that
+    /// act outside the log on a role's behalf (the key service releasing scope keys).
     ///
     /// # Errors
     /// The [`IdentityError`] an event of that producer would get.
@@ -240,7 +243,7 @@ pub trait StateView: Send + Sync + std::fmt::Debug + 'static {
 
 impl StateView for IdentityPolicy {
     fn committed(&self) -> Arc<Committed> {
-        IdentityPolicy::committed(self)
+        Arc::clone(&self.published.read())
     }
 
     fn live_identity(
@@ -250,7 +253,9 @@ impl StateView for IdentityPolicy {
         key: &PublicKey,
         time: Timestamp,
     ) -> Result<Identity, IdentityError> {
-        IdentityPolicy::live_identity(self, role, attestation, key, time)
+        let committed = self.committed();
+        self.check_identity(&committed.registry, role, Some(attestation), key, time)
+            .cloned()
     }
 }
 
@@ -305,12 +310,6 @@ impl IdentityPolicy {
     pub fn with_anchor_distance(mut self, entries: u64) -> Self {
         self.anchor_distance_max = entries;
         self
-    }
-
-    /// The state as of the last durable batch (never the sequencer's lock).
-    #[must_use]
-    pub fn committed(&self) -> Arc<Committed> {
-        Arc::clone(&self.published.read())
     }
 
     /// A tenant as of the last durable batch, shared (never the sequencer's lock).
@@ -737,25 +736,6 @@ impl IdentityPolicy {
             event.time,
         )
         .map(|_| ())
-    }
-
-    /// The live identity of `role`, as the log sees it now (its last durable batch): the
-    /// identity `attestation` names, holding `key`, not quarantined, pinned, and not expired
-    /// at `time`. The checks every event's producer passes at append, for services that
-    /// act outside the log on a role's behalf (the key service releasing scope keys).
-    ///
-    /// # Errors
-    /// The [`IdentityError`] an event of that producer would get.
-    pub fn live_identity(
-        &self,
-        role: &Role,
-        attestation: LeafHash,
-        key: &PublicKey,
-        time: Timestamp,
-    ) -> Result<Identity, IdentityError> {
-        let committed = self.committed();
-        self.check_identity(&committed.registry, role, Some(attestation), key, time)
-            .cloned()
     }
 
     fn check_identity<'r>(
