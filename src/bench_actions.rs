@@ -127,7 +127,7 @@ fn verify_rate(
 }
 
 struct Client {
-    node: crate::client::Client,
+    node: govern_client::Client,
     origin: String,
 }
 
@@ -420,7 +420,7 @@ pub async fn actions(args: ActionsArgs) -> Result<()> {
     let node = crate::bench::start_node().await?;
     let port = node.url.rsplit(':').next().unwrap_or_default().to_string();
     let client = Arc::new(Client {
-        node: crate::client::Client::new(&node.url)?,
+        node: govern_client::Client::new(&node.url)?,
         origin: format!("http://localhost:{port}"),
     });
     let account = Arc::new(setup(&client, &node.data_dir).await?);

@@ -15,8 +15,8 @@ use std::time::Instant;
 use clap::Args;
 use govern_api::DataDir;
 
-use crate::client::Client;
 use crate::demo::Result;
+use govern_client::Client;
 
 #[derive(Debug, Args)]
 pub struct ReplayBenchArgs {

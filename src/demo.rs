@@ -10,8 +10,8 @@ use govern_store::LogConfig;
 use govern_workers::identity::ServiceIdentity;
 use tokio::net::TcpListener;
 
-use crate::client::Client;
 use crate::config::Server;
+use govern_client::Client;
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 

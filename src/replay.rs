@@ -162,13 +162,13 @@ fn witness_policy(args: &ReplayArgs, info: &serde_json::Value) -> Result<Option<
     let Some(w) = info.get("witnesses").filter(|w| !w.is_null()) else {
         return Ok(None);
     };
-    let announced: govern_api::routes::WitnessesInfo =
+    let announced: govern_client::wire::WitnessesInfo =
         serde_json::from_value(w.clone()).map_err(|e| format!("v1/log witnesses: {e}"))?;
     eprintln!(
         "trusting the witness policy the export's v1/log names (pass --witnesses to pin your own)"
     );
     Ok(Some(
-        crate::witness::announced_policy(announced)
+        govern_client::witness::announced_policy(announced)
             .map_err(|e| format!("v1/log witnesses: {e}"))?,
     ))
 }

@@ -32,8 +32,8 @@ use webauthn_authenticator_rs::prelude::WebauthnAuthenticator as _;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, Url};
 
-use crate::client::Client;
 use crate::demo::Result;
+use govern_client::Client;
 
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {
