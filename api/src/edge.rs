@@ -76,7 +76,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::boot::LocalService;
-use crate::keys::{KeyError, KeyService, ReleaseRequest, ScopeKeys};
+use crate::keys::{KeyError, KeyService, ScopeKeys};
 use crate::problem::Problem;
 use zeroize::Zeroizing;
 
@@ -758,9 +758,13 @@ impl Edge {
             }));
         }
         let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-        let request = ReleaseRequest::signed(&self.service, tenant, &scopes)?;
+        let request = crate::keys::request_release(&self.service, tenant, &scopes)?;
         let release = self.keys.release(&request).await?;
-        let keys = Arc::new(release.open(&request, self.service.identity.keys().x25519())?);
+        let keys = Arc::new(
+            release
+                .open(&request, self.service.identity.keys().x25519())
+                .map_err(KeyError::from)?,
+        );
         self.scope_keys.lock().insert(*tenant, Arc::clone(&keys));
         Ok(keys)
     }

@@ -9,6 +9,8 @@
 //!   ([`ClientError`]), RFC 9457 problems included;
 //! - [`witness`]: which witness policy a checkpoint is checked under (the one announced, held
 //!   to the one remembered);
+//! - [`release`]: the client side of a key release: the signed request a service sends the
+//!   key service, and the opening of its HPKE-sealed answer;
 //! - [`follower`]: a verified follower of a log ([`Follower`]), which hands a fold every entry
 //!   in order, only under a checkpoint whose signature, cosignatures, tree and consistency
 //!   with the position it remembers it has checked (docs/design.md §5).
@@ -20,6 +22,7 @@
 
 pub mod follower;
 pub mod http;
+pub mod release;
 pub mod wire;
 pub mod witness;
 
