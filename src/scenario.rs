@@ -17,11 +17,10 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use clap::Args;
 use govern_api::DataDir;
-use govern_core::action::{ChallengeObject, CredentialKey, UserSignature};
+use govern_client::action::{self, ApiKey};
+use govern_core::action::{ChallengeObject, UserSignature};
 use govern_core::event::Role;
 use govern_core::ids::{Hash, LeafHash, RootHash};
 use rand::rngs::StdRng;
@@ -62,7 +61,7 @@ pub struct ScenarioArgs {
 
 enum Signer {
     Passkey(Box<SoftPasskey>),
-    Key(Box<ed25519_dalek::SigningKey>),
+    Key(Box<ApiKey>),
 }
 
 /// A signed-in user.
@@ -183,57 +182,28 @@ impl Driver {
     }
 
     fn sign(&self, m: &mut Member, object: &ChallengeObject) -> Result<UserSignature> {
-        let challenge = object.challenge()?;
         Ok(match &mut m.signer {
-            Signer::Key(key) => crate::bench_actions::key_signature(key, &challenge, &self.origin),
+            Signer::Key(key) => key.sign(&object.challenge()?, &self.origin),
             Signer::Passkey(passkey) => {
-                let rcr = serde_json::from_value(json!({"publicKey": {
-                    "challenge": B64URL.encode(challenge), "timeout": 60000, "rpId": object.rp_id,
-                    "allowCredentials": [{"type": "public-key", "id": object.credential}],
-                    "userVerification": "required"}}))?;
-                let a = serde_json::to_value(
+                let rcr = serde_json::from_value(action::passkey_request(object)?)?;
+                action::passkey_signature(&serde_json::to_value(
                     passkey
                         .do_authentication(Url::parse(&self.origin)?, rcr)
                         .map_err(|e| format!("software passkey: {e:?}"))?,
-                )?;
-                let field = |name: &str| -> String {
-                    let s = a["response"][name].as_str().unwrap_or_default();
-                    B64URL.encode(B64URL.decode(s.trim_end_matches('=')).unwrap_or_default())
-                };
-                UserSignature::Passkey {
-                    authenticator_data: field("authenticatorData"),
-                    client_data_json: field("clientDataJSON"),
-                    signature: field("signature"),
-                }
+                )?)
             }
         })
     }
 
     /// One user action: init, sign, token, perform.
     async fn act(&self, m: &mut Member, kind: &str, path: &str, body: &Value) -> Result<Value> {
-        let bearer = format!("Bearer {}", m.session);
-        let init = self
-            .call(
-                Method::POST,
-                "/v1/auth/action/init",
-                Some(("authorization", bearer.clone())),
-                Some(&json!({"kind": kind, "method": "POST", "path": path, "body": body})),
-            )
-            .await?;
-        let object: ChallengeObject = serde_json::from_value(init["challenge"].clone())?;
+        let object = action::init(&self.client, &m.session, kind, path, body).await?;
         let signature = self.sign(m, &object)?;
-        let token = self
-            .call(
-                Method::POST,
-                "/v1/auth/action",
-                Some(("authorization", bearer)),
-                Some(&json!({"challenge": object, "signature": signature})),
-            )
-            .await?;
+        let token = action::token(&self.client, &m.session, &object, &signature).await?;
         self.call(
             Method::POST,
             path,
-            Some(("x-govern-user-action", text(&token, "userAction"))),
+            Some(("x-govern-user-action", token)),
             Some(body),
         )
         .await
@@ -242,11 +212,8 @@ impl Driver {
     /// Add an API key for `admin`'s user (signed by `admin`) and sign in with it: the key's
     /// member, its credential id, and the action's answer.
     async fn add_key(&mut self, admin: &mut Member) -> Result<(Member, String, Value)> {
-        let key = ed25519_dalek::SigningKey::from_bytes(&self.rng.r#gen());
-        let params = govern_api::edge::key_credential_params(
-            &admin.user,
-            &CredentialKey::Ed25519(key.verifying_key()),
-        );
+        let key = ApiKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&self.rng.r#gen()));
+        let params = govern_api::edge::key_credential_params(&admin.user, &key.credential_key());
         let added = self
             .act(admin, "credential.registered", "/v1/credentials", &params)
             .await?;
@@ -260,8 +227,7 @@ impl Driver {
             )
             .await?;
         let object: ChallengeObject = serde_json::from_value(login["challenge"].clone())?;
-        let signature =
-            crate::bench_actions::key_signature(&key, &object.challenge()?, &self.origin);
+        let signature = key.sign(&object.challenge()?, &self.origin);
         let session = self
             .call(
                 Method::POST,
@@ -310,7 +276,7 @@ pub(crate) struct Requested {
 /// print.
 pub(crate) struct Made {
     /// A signed-in API key and the wallets of the first tenant.
-    pub admin_key: Option<(String, ed25519_dalek::SigningKey, Vec<String>)>,
+    pub admin_key: Option<(String, ApiKey, Vec<String>)>,
     /// Every tenant, by the run's name for it: (name, id).
     pub tenants: Vec<(String, String)>,
     /// Every request made, in order (an approval's request is its transfer's).
@@ -550,7 +516,7 @@ pub(crate) async fn transfers(
     url: &str,
     data_dir: &Path,
     session: String,
-    key: ed25519_dalek::SigningKey,
+    key: ApiKey,
     wallets: Vec<String>,
     count: usize,
 ) -> Result<()> {

@@ -9,6 +9,9 @@
 //!   ([`ClientError`]), RFC 9457 problems included;
 //! - [`witness`]: which witness policy a checkpoint is checked under (the one announced, held
 //!   to the one remembered);
+//! - [`action`]: the client side of User Action Signing: the challenge object asked for and
+//!   checked against the action (salted body commitment included), signed with an API key
+//!   or handed to a passkey, exchanged for a `userAction` token;
 //! - [`release`]: the client side of a key release: the signed request a service sends the
 //!   key service, and the opening of its HPKE-sealed answer;
 //! - [`follower`]: a verified follower of a log ([`Follower`]), which hands a fold every entry
@@ -20,6 +23,7 @@
 //! `cargo tree -p govern-client -e normal` shows what it links.
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod follower;
 pub mod http;
 pub mod release;
