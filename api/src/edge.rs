@@ -65,8 +65,8 @@ use govern_store::actions::{
 use govern_store::{AppendError, Appended, IdentityPolicy, Log, RocksStorage};
 use parking_lot::Mutex;
 use rand_core::{OsRng, RngCore as _};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -544,42 +544,11 @@ fn action_body(bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Request and response bodies.
+// Request and response bodies: those with no WebAuthn type are the client's (govern-client).
 
-/// `POST /v1/tenants`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateTenant {
-    name: String,
-    admin: String,
-}
-
-/// An invitation, as its creator receives it (the secret is shown once).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InviteOut {
-    /// The tenant.
-    pub tenant: String,
-    /// The request that made it.
-    pub request: String,
-    /// The entry that made it.
-    pub index: u64,
-    /// The one-time secret.
-    pub invite: String,
-    /// The page that redeems it.
-    pub registration_url: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RegisterStart {
-    #[schema(value_type = String, format = "uuid")]
-    tenant: Uuid,
-    invite: String,
-    /// The name to register under (1 to 100 bytes, no control characters): required for an
-    /// invitation from `POST /v1/users`; the first admin's defaults to the operator's.
-    #[serde(default)]
-    name: Option<String>,
-}
+pub use govern_client::wire::edge::{
+    ActionInit, ActionSign, CreateTenant, InviteOut, LoginStart, RegisterStart, SessionOut,
+};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -588,17 +557,6 @@ pub(crate) struct RegisterFinish {
     /// The WebAuthn `PublicKeyCredential` of `navigator.credentials.create`, bytes base64url.
     #[schema(value_type = Object)]
     credential: RegisterPublicKeyCredential,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LoginStart {
-    #[schema(value_type = String, format = "uuid")]
-    tenant: Uuid,
-    #[schema(value_type = String, format = "uuid")]
-    user: Uuid,
-    #[serde(default)]
-    credential: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -613,41 +571,6 @@ pub(crate) struct LoginFinish {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     signature: Option<UserSignature>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct SessionOut {
-    session: String,
-    expires: i64,
-    tenant: String,
-    user: String,
-    credential: String,
-    /// The registration's request (`user.registered`, `credential.registered`); absent
-    /// after a login.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request: Option<String>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ActionInit {
-    kind: String,
-    method: String,
-    path: String,
-    #[schema(value_type = Object)]
-    body: Value,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ActionSign {
-    /// The challenge object `init` returned, unchanged.
-    #[schema(value_type = Object)]
-    challenge: ChallengeObject,
-    /// `{"type": "passkey", authenticator_data, client_data_json, signature}` or
-    /// `{"type": "key", client_data, signature}`, base64url.
-    #[schema(value_type = Object)]
-    signature: UserSignature,
 }
 
 // ---------------------------------------------------------------------------------------

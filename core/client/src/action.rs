@@ -15,6 +15,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::http::{Client, ClientError};
+use crate::wire::edge::{ActionInit, ActionSign};
+
+fn to_json(body: &impl serde::Serialize) -> Result<Value, SignError> {
+    serde_json::to_value(body).map_err(|e| SignError::Answer(e.to_string()))
+}
 
 /// An API key: a credential whose private key the client holds.
 #[derive(Debug, Clone)]
@@ -128,7 +133,12 @@ pub async fn init(
             Method::POST,
             "/v1/auth/action/init",
             &[("authorization", &format!("Bearer {session}"))],
-            Some(&json!({"kind": kind, "method": "POST", "path": path, "body": body})),
+            Some(&to_json(&ActionInit {
+                kind: kind.into(),
+                method: "POST".into(),
+                path: path.into(),
+                body: body.clone(),
+            })?),
         )
         .await?;
     let object: ChallengeObject = serde_json::from_value(answer["challenge"].clone())
@@ -187,7 +197,10 @@ pub async fn token(
             Method::POST,
             "/v1/auth/action",
             &[("authorization", &format!("Bearer {session}"))],
-            Some(&json!({"challenge": object, "signature": signature})),
+            Some(&to_json(&ActionSign {
+                challenge: object.clone(),
+                signature: signature.clone(),
+            })?),
         )
         .await?;
     answer["userAction"]

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod edge;
+
 /// `GET /v1/log`.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
