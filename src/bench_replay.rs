@@ -86,9 +86,8 @@ async fn make_export(args: &ReplayBenchArgs, export: &std::path::Path) -> Result
     let made = crate::scenario::run_scenario(&scenario).await?;
     let t = Instant::now();
     if let Some((session, key, wallets)) = made.admin_key {
-        crate::scenario::transfers(
-            &node.url,
-            &node.data_dir,
+        govern_client::scenario::transfers(
+            &Client::new(&node.url)?,
             session,
             key,
             wallets,

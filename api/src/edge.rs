@@ -1919,11 +1919,7 @@ pub(crate) async fn wallet(
     Ok(axum::Json(wallet).into_response())
 }
 
-/// The credential an API key registers: what `POST /v1/credentials` takes.
-#[must_use]
-pub fn key_credential_params(user: &str, key: &govern_core::action::CredentialKey) -> Value {
-    json!({"user": user, "type": "key", "public_key": B64URL.encode(key.to_cose())})
-}
+pub use govern_client::action::key_credential_params;
 
 /// A credential as the tenant fold holds it (for callers that sign with it).
 #[must_use]

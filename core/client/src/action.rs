@@ -64,6 +64,12 @@ impl ApiKey {
     }
 }
 
+/// The body of `POST /v1/credentials` registering the API key `key` for `user`.
+#[must_use]
+pub fn key_credential_params(user: &str, key: &CredentialKey) -> Value {
+    json!({"user": user, "type": "key", "public_key": B64URL.encode(key.to_cose())})
+}
+
 /// What a passkey is asked to sign for `object`: the WebAuthn request options
 /// (`{"publicKey": {challenge, timeout, rpId, allowCredentials, userVerification}}`) of
 /// `navigator.credentials.get`.

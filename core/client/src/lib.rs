@@ -18,6 +18,9 @@
 //!   in order, only under a checkpoint whose signature, cosignatures, tree and consistency
 //!   with the position it remembers it has checked (docs/design.md §5).
 //!
+//! - [`scenario`] (feature `scenario`): the driver of `govern scenario`, which drives a node
+//!   as its operator and users to make the golden exports; passkeys are the caller's.
+//!
 //! It must never depend on a server or on storage: no axum, no RocksDB (govern-store), no
 //! webauthn-rs, and utoipa only behind the feature `openapi`, which only the node enables.
 //! `cargo tree -p govern-client -e normal` shows what it links.
@@ -27,6 +30,8 @@ pub mod action;
 pub mod follower;
 pub mod http;
 pub mod release;
+#[cfg(feature = "scenario")]
+pub mod scenario;
 pub mod wire;
 pub mod witness;
 
