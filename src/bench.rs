@@ -16,8 +16,8 @@ use govern_store::{LogReader, RocksStorage};
 use rand::{Rng as _, SeedableRng as _};
 use tokio::io::AsyncBufReadExt as _;
 
-use crate::client::Client;
 use crate::error::Result;
+use govern_client::Client;
 
 #[derive(Debug, Args)]
 pub struct AppendArgs {
@@ -464,7 +464,7 @@ async fn append_throughput(args: &AppendArgs) -> Result<()> {
                     .await?;
                 served.fetch_add(1, Ordering::Relaxed);
             }
-            Ok::<_, crate::client::ClientError>(())
+            Ok::<_, govern_client::ClientError>(())
         }));
     }
     for t in tasks {

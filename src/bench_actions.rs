@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use clap::Args;
-use ed25519_dalek::Signer as _;
 use govern_api::DataDir;
+use govern_client::action::{self, ApiKey};
 use govern_core::action::{
     ACTION_DOMAIN, Anchor, ChallengeObject, Credential, CredentialKey, CredentialType,
     UserSignature, verify_user_action,
@@ -81,23 +81,6 @@ fn es256_assertion(key: &p256::ecdsa::SigningKey, object: &ChallengeObject) -> U
     }
 }
 
-pub(crate) fn key_signature(
-    key: &ed25519_dalek::SigningKey,
-    challenge: &[u8],
-    origin: &str,
-) -> UserSignature {
-    let client = serde_json::to_vec(&json!({
-        "type": "key.get",
-        "challenge": B64URL.encode(challenge),
-        "origin": origin,
-    }))
-    .unwrap_or_default();
-    UserSignature::Key {
-        signature: B64URL.encode(key.sign(&client).to_bytes()),
-        client_data: B64URL.encode(client),
-    }
-}
-
 /// Verifications per second on `threads` threads for `secs`.
 fn verify_rate(
     threads: usize,
@@ -127,7 +110,7 @@ fn verify_rate(
 }
 
 struct Client {
-    node: crate::client::Client,
+    node: govern_client::Client,
     origin: String,
 }
 
@@ -143,7 +126,7 @@ impl Client {
 /// A signed-in API key and the wallet it moves money from.
 struct Account {
     session: String,
-    key: ed25519_dalek::SigningKey,
+    key: ApiKey,
     wallet: String,
 }
 
@@ -181,53 +164,28 @@ async fn setup(client: &Client, data_dir: &std::path::Path) -> Result<Account> {
     let admin_session = admin["session"].as_str().unwrap_or_default().to_string();
     let user = admin["user"].as_str().unwrap_or_default().to_string();
     // The admin's passkey signs the API key's registration.
-    let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
-    let params = govern_api::edge::key_credential_params(
-        &user,
-        &CredentialKey::Ed25519(key.verifying_key()),
-    );
-    let bearer = format!("Bearer {admin_session}");
-    let init = client
-        .post(
-            "/v1/auth/action/init",
-            &[("authorization", &bearer)],
-            &json!({"kind": "credential.registered", "method": "POST", "path": "/v1/credentials", "body": params}),
-        )
-        .await?;
-    let object: ChallengeObject = serde_json::from_value(init["challenge"].clone())?;
-    let challenge = object.challenge()?;
-    let rcr = serde_json::from_value(json!({"publicKey": {
-        "challenge": B64URL.encode(challenge), "timeout": 60000, "rpId": object.rp_id,
-        "allowCredentials": [{"type": "public-key", "id": object.credential}],
-        "userVerification": "required"}}))?;
+    let key = ApiKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng));
+    let params = govern_api::edge::key_credential_params(&user, &key.credential_key());
+    let object = action::init(
+        &client.node,
+        &admin_session,
+        "credential.registered",
+        "/v1/credentials",
+        &params,
+    )
+    .await?;
+    let rcr = serde_json::from_value(action::passkey_request(&object)?)?;
     let a = serde_json::to_value(
         passkey
             .do_authentication(origin, rcr)
             .map_err(|e| format!("software passkey: {e:?}"))?,
     )?;
-    let field = |name: &str| -> String {
-        let s = a["response"][name].as_str().unwrap_or_default();
-        B64URL.encode(B64URL.decode(s.trim_end_matches('=')).unwrap_or_default())
-    };
-    let signature = UserSignature::Passkey {
-        authenticator_data: field("authenticatorData"),
-        client_data_json: field("clientDataJSON"),
-        signature: field("signature"),
-    };
-    let t = client
-        .post(
-            "/v1/auth/action",
-            &[("authorization", &bearer)],
-            &json!({"challenge": object, "signature": signature}),
-        )
-        .await?;
+    let signature = action::passkey_signature(&a);
+    let token = action::token(&client.node, &admin_session, &object, &signature).await?;
     let added = client
         .post(
             "/v1/credentials",
-            &[(
-                "x-govern-user-action",
-                t["userAction"].as_str().unwrap_or_default(),
-            )],
+            &[("x-govern-user-action", &token)],
             &params,
         )
         .await?;
@@ -241,7 +199,7 @@ async fn setup(client: &Client, data_dir: &std::path::Path) -> Result<Account> {
         )
         .await?;
     let object: ChallengeObject = serde_json::from_value(login["challenge"].clone())?;
-    let signature = key_signature(&key, &object.challenge()?, &client.origin);
+    let signature = key.sign(&object.challenge()?, &client.origin);
     let session = client
         .post(
             "/v1/auth/login/finish",
@@ -275,33 +233,12 @@ async fn submit(
     body: &Value,
 ) -> Result<(String, Duration, Duration)> {
     let start = Instant::now();
-    let bearer = format!("Bearer {}", account.session);
-    let init = client
-        .post(
-            "/v1/auth/action/init",
-            &[("authorization", &bearer)],
-            &json!({"kind": kind, "method": "POST", "path": path, "body": body}),
-        )
-        .await?;
-    let object: ChallengeObject = serde_json::from_value(init["challenge"].clone())?;
-    let signature = key_signature(&account.key, &object.challenge()?, &client.origin);
-    let token = client
-        .post(
-            "/v1/auth/action",
-            &[("authorization", &bearer)],
-            &json!({"challenge": object, "signature": signature}),
-        )
-        .await?;
+    let object = action::init(&client.node, &account.session, kind, path, body).await?;
+    let signature = account.key.sign(&object.challenge()?, &client.origin);
+    let token = action::token(&client.node, &account.session, &object, &signature).await?;
     let submit_start = Instant::now();
     let done = client
-        .post(
-            path,
-            &[(
-                "x-govern-user-action",
-                token["userAction"].as_str().unwrap_or_default(),
-            )],
-            body,
-        )
+        .post(path, &[("x-govern-user-action", &token)], body)
         .await?;
     Ok((
         done["request"].as_str().unwrap_or_default().to_string(),
@@ -397,13 +334,13 @@ pub async fn actions(args: ActionsArgs) -> Result<()> {
     };
     let passkey_sig = es256_assertion(&p256_key, &object);
     verify_user_action(&object, &passkey_sig, &es256)?;
-    let ed_key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let ed_key = ApiKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng));
     let ed = Credential {
         kind: CredentialType::Key,
-        key: CredentialKey::Ed25519(ed_key.verifying_key()),
+        key: ed_key.credential_key(),
         ..es256.clone()
     };
-    let key_sig = key_signature(&ed_key, &object.challenge()?, "http://localhost:7600");
+    let key_sig = ed_key.sign(&object.challenge()?, "http://localhost:7600");
     verify_user_action(&object, &key_sig, &ed)?;
     println!(
         "user-action verifications (challenge recomputed, client data and signature checked):"
@@ -420,7 +357,7 @@ pub async fn actions(args: ActionsArgs) -> Result<()> {
     let node = crate::bench::start_node().await?;
     let port = node.url.rsplit(':').next().unwrap_or_default().to_string();
     let client = Arc::new(Client {
-        node: crate::client::Client::new(&node.url)?,
+        node: govern_client::Client::new(&node.url)?,
         origin: format!("http://localhost:{port}"),
     });
     let account = Arc::new(setup(&client, &node.data_dir).await?);

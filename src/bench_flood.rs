@@ -11,8 +11,8 @@ use clap::Args;
 use govern_api::DataDir;
 
 use crate::bench::{append_events, percentile, presign, start_node};
-use crate::client::Client;
 use crate::error::Result;
+use govern_client::Client;
 
 #[derive(Debug, Args)]
 pub struct FloodArgs {

@@ -15,8 +15,8 @@ use std::time::Instant;
 use clap::Args;
 use govern_api::DataDir;
 
-use crate::client::Client;
 use crate::error::Result;
+use govern_client::Client;
 
 #[derive(Debug, Args)]
 pub struct ReplayBenchArgs {
@@ -86,9 +86,8 @@ async fn make_export(args: &ReplayBenchArgs, export: &std::path::Path) -> Result
     let made = crate::scenario::run_scenario(&scenario).await?;
     let t = Instant::now();
     if let Some((session, key, wallets)) = made.admin_key {
-        crate::scenario::transfers(
-            &node.url,
-            &node.data_dir,
+        govern_client::scenario::transfers(
+            &Client::new(&node.url)?,
             session,
             key,
             wallets,

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::Args;
-use govern_api::keys::ReleaseRequest;
 use govern_api::{Attestor, DataDir};
 use govern_core::event::{Event, Kind, RequestId, TenantId, Timestamp};
 use govern_core::seal::{open, seal};
@@ -177,7 +176,12 @@ pub async fn seal_bench(args: SealArgs) -> Result<()> {
     let mut released = None;
     for _ in 0..args.releases.max(1) {
         let start = Instant::now();
-        let req = ReleaseRequest::signed(&services.edge, &tenant, &scopes)?;
+        let req = govern_api::keys::request_release(
+            &services.edge,
+            &tenant,
+            &scopes,
+            govern_core::event::Timestamp::now(),
+        )?;
         let release = services.keys.release(&req).await?;
         let keys = release.open(&req, services.edge.identity.keys().x25519())?;
         times.push(start.elapsed());

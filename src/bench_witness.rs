@@ -10,8 +10,8 @@ use govern_api::DataDir;
 use govern_core::checkpoint::Checkpoint;
 
 use crate::bench::{percentile, presign, spawn_node};
-use crate::client::Client;
 use crate::error::Result;
+use govern_client::Client;
 
 /// Most appends in flight at once (the open loop's connection pool).
 const IN_FLIGHT: usize = 256;

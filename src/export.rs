@@ -20,9 +20,9 @@ use govern_core::note::NoteVerifier;
 use govern_core::tiles::{Tile, tiles_at};
 use govern_store::{LogReader, RocksStorage};
 
-use crate::client::Client;
 use crate::config::DEFAULT_DATA_DIR;
 use crate::error::Result;
+use govern_client::Client;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -86,7 +86,7 @@ impl Source {
                     .map(|(s, n)| (s.0, n))
                     .collect(),
                 Self::Remote(client) => {
-                    let page: govern_api::routes::Checkpoints = client
+                    let page: govern_client::wire::Checkpoints = client
                         .get_json(&format!("/v1/checkpoints?from={from}&limit=1000"))
                         .await?;
                     page.checkpoints

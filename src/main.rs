@@ -10,7 +10,6 @@ mod bench_flood;
 mod bench_replay;
 mod bench_seal;
 mod bench_witness;
-mod client;
 mod config;
 mod error;
 mod export;

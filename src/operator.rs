@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::Value;
 
-use crate::client::{Client, ClientError};
 use crate::error::Result;
+use govern_client::{Client, ClientError};
 
 /// The operator token's file in a node's data dir.
 pub const TOKEN_FILE: &str = "operator.token";
@@ -62,7 +62,7 @@ pub fn token(data_dir: &Path, url: &str) -> Result<String> {
 
 /// A call to the node with the operator's token: its JSON answer, or the problem in words
 /// (a 401 says which token file was refused, and what to pass instead; connection failures
-/// and other problems as [`crate::client::ClientError`] words them).
+/// and other problems as [`govern_client::ClientError`] words them).
 pub async fn call(
     node: &NodeArgs,
     config_dir: Option<PathBuf>,

@@ -12,8 +12,8 @@ use govern_core::note::{Note, NoteVerifier};
 use govern_core::proof::TlogProof;
 use govern_core::witness::WitnessPolicy;
 
-use crate::client::Client;
 use crate::error::Result;
+use govern_client::Client;
 
 #[derive(Debug, Args)]
 pub struct ReceiptArgs {
@@ -59,7 +59,7 @@ pub async fn receipt(args: ReceiptArgs) -> Result<()> {
     if args.index >= size {
         return Err(format!("entry {} is not in the log (size {size})", args.index).into());
     }
-    let proof: govern_api::routes::InclusionProof = client
+    let proof: govern_client::wire::InclusionProof = client
         .get_json(&format!(
             "/v1/proofs/inclusion?index={}&size={size}",
             args.index

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use govern_api::requests::RequestsPage;
+use govern_client::wire::RequestsPage;
 
 use crate::error::Result;
 use crate::operator::{NodeArgs, call};

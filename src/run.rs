@@ -11,9 +11,9 @@ use govern_store::LogConfig;
 use govern_workers::identity::ServiceIdentity;
 use tokio::net::TcpListener;
 
-use crate::client::Client;
 use crate::config::Server;
 use crate::error::Result;
+use govern_client::Client;
 
 /// The witness policy a node follows when `--witnesses` does not name one: in its data dir.
 pub const WITNESSES_FILE: &str = "witnesses.toml";

@@ -7,9 +7,9 @@ use govern_core::checkpoint::Checkpoint;
 use govern_core::note::NoteVerifier;
 use govern_store::LogReader;
 
-use crate::client::Client;
 use crate::config::DEFAULT_DATA_DIR;
 use crate::error::Result;
+use govern_client::Client;
 
 pub async fn run(url: Option<&str>, data_dir: Option<PathBuf>, json: bool) -> Result<()> {
     let (origin, size, root, state_root) = match url {
@@ -19,7 +19,7 @@ pub async fn run(url: Option<&str>, data_dir: Option<PathBuf>, json: bool) -> Re
             let verifier = NoteVerifier::parse(&info.verifier_key)?;
             let note = client.get_required("/checkpoint").await?;
             let (cp, _) = Checkpoint::open(&note, &info.origin, &verifier)?;
-            let state: govern_api::routes::StateInfo = client.get_json("/v1/state").await?;
+            let state: govern_client::wire::StateInfo = client.get_json("/v1/state").await?;
             // The state is after the last durable batch; the checkpoint may be newer. The
             // pair printed is the state's: its size and the tree root the node's own
             // checkpoint of that size signs.

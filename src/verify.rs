@@ -1,30 +1,26 @@
 //! `govern verify log`: trust nothing the node says that can be recomputed.
 //!
-//! It fetches the checkpoint and checks its signature; fetches every entry bundle and the
-//! hash tiles; checks every entry is a canonical event with a valid signature and that its
-//! leaf hash is the one in the level-0 tile; recomputes every tree node and compares it with
-//! the tiles above; recomputes the root and compares it with the checkpoint; and checks the
-//! new checkpoint against the last one it saw from this log (remembered in a state file),
-//! both by recomputing the old root and through the node's consistency proof. The first
-//! mismatch stops it, naming the index. The state file also pins the log's key and the
+//! A thin adapter over govern-client's [`Follower`]: it fetches the checkpoint and checks its
+//! signature; fetches every entry bundle and the hash tiles; checks every entry is a
+//! canonical event with a valid signature and that its leaf hash is the one in the level-0
+//! tile; recomputes every tree node and compares it with the tiles above; recomputes the root
+//! and compares it with the checkpoint; and checks the new checkpoint against the last one it
+//! saw from this log (remembered in a state file), both by recomputing the old root and
+//! through the node's consistency proof. The first mismatch stops it, naming the index. The state file also pins the log's key and the
 //! witness policy the checkpoint was checked under: a later run refuses another key, and a
 //! weaker announced policy unless `--witnesses` names one. `govern verify request` reads the
 //! same state ([`pinned`]).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use govern_core::checkpoint::Checkpoint;
-use govern_core::event::SignedEvent;
-use govern_core::ids::{Hash, RootHash, TreeSize};
-use govern_core::merkle::{self, Frontier};
+use govern_client::Client;
+use govern_client::follower::{FollowError, Follower, Position, ProofCheck};
+use govern_core::ids::{Hash, RootHash};
 use govern_core::note::NoteVerifier;
-use govern_core::tiles::{TILE_HEIGHT, TILE_WIDTH, Tile, decode_bundle};
 use govern_core::witness::{PolicyFile, WitnessPolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::client::Client;
 use crate::error::Result;
 
 #[derive(Debug, Args)]
@@ -92,17 +88,14 @@ pub(crate) struct Pinned {
 }
 
 impl Pinned {
-    /// The node's latest checkpoint (`/checkpoint`), opened under the pinned key: its bytes,
-    /// what it says and its note (for the witness policy's check).
-    pub(crate) async fn checkpoint(
-        &self,
-        client: &Client,
-    ) -> Result<(Vec<u8>, Checkpoint, govern_core::note::Note)> {
+    /// A follower of the log at `client` under the pinned key and witness policy.
+    pub(crate) fn follower(&self, client: Client) -> Result<Follower> {
         let verifier = NoteVerifier::parse(&self.vkey).map_err(|e| format!("verifier key: {e}"))?;
-        let note = client.get_required("/checkpoint").await?;
-        let (cp, parsed) = Checkpoint::open(&note, verifier.name(), &verifier)
-            .map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?;
-        Ok((note, cp, parsed))
+        let follower = Follower::new(client, verifier);
+        Ok(match &self.policy {
+            Some((policy, source)) => follower.witnessed(policy.clone(), *source),
+            None => follower,
+        })
     }
 }
 
@@ -130,7 +123,7 @@ pub enum PinnedKeyError {
 /// The log's key and witness policy. The key: `--key`, else the remembered one, else the
 /// one the node announces; `--key` must be the remembered one, and the announced one, when
 /// read, the pinned one. The policy: `--witnesses`, else the announced one if it is at least
-/// as strong as the remembered one ([`crate::witness::announced_or_remembered`]). `/v1/log`
+/// as strong as the remembered one ([`govern_client::witness::announced_or_remembered`]). `/v1/log`
 /// is read unless the key is pinned and `--witnesses` given.
 pub(crate) async fn pinned(
     client: &Client,
@@ -178,7 +171,7 @@ pub(crate) async fn pinned(
                 .map(WitnessPolicy::from_file)
                 .transpose()
                 .map_err(|e| format!("state file witness policy: {e}"))?;
-            crate::witness::announced_or_remembered(
+            govern_client::witness::announced_or_remembered(
                 announced.and_then(|info| info.witnesses),
                 remembered_policy.as_ref(),
             )?
@@ -213,19 +206,6 @@ fn default_state(url: &str) -> PathBuf {
     base.join("govern").join(format!("verify-{name}.json"))
 }
 
-/// A verification failure, naming where.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyFailure {
-    #[error("entry {index}: {reason}")]
-    Entry { index: u64, reason: String },
-    #[error("tile {tile}: {reason}")]
-    Tile { tile: String, reason: String },
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
-    #[error("consistency with the checkpoint seen before (size {old_size}): {reason}")]
-    Consistency { old_size: u64, reason: String },
-}
-
 /// `govern verify log`.
 pub async fn log(args: LogArgs) -> Result<()> {
     let client = Client::for_log(&args.url)?;
@@ -244,76 +224,33 @@ pub async fn log(args: LogArgs) -> Result<()> {
             pinned.vkey
         );
     }
-    let (note, cp, parsed) = pinned.checkpoint(&client).await?;
-    let witnessed = match &pinned.policy {
-        Some((policy, source)) => Some(
-            crate::witness::check(policy, &parsed, source)
-                .map_err(|e| VerifyFailure::Checkpoint(e.to_string()))?,
-        ),
-        None => None,
-    };
-    let old = remembered.as_ref().map(|r| -> Result<(u64, RootHash)> {
-        Ok((
-            r.size,
-            RootHash(Hash::from_hex(&r.root).map_err(|e| format!("state file root: {e}"))?),
-        ))
-    });
-    let old = old.transpose()?;
-    if let Some((old_size, _)) = old
-        && old_size > cp.size.0
-    {
-        return Err(VerifyFailure::Consistency {
-            old_size,
-            reason: format!("the log now shows size {}: a rollback", cp.size),
-        }
-        .into());
+    let mut follower = pinned.follower(client)?;
+    if let Some(r) = &remembered {
+        follower = follower.anchored(Position {
+            size: r.size,
+            root: RootHash(Hash::from_hex(&r.root).map_err(|e| format!("state file root: {e}"))?),
+            checkpoint: r.checkpoint.clone(),
+        });
     }
-    let walked = walk(&client, cp.size, old).await?;
-    if walked != cp.root {
-        return Err(VerifyFailure::Checkpoint(format!(
-            "the entries hash to root {walked}, but the checkpoint says {}",
-            cp.root
-        ))
-        .into());
+    let update = follower
+        .follow(|_, _| Ok::<(), std::convert::Infallible>(()))
+        .await
+        .map_err(|e| match e {
+            // A checkpoint short of the witness policy is the checkpoint's failure.
+            FollowError::Witness { .. } => FollowError::Checkpoint(e.to_string()),
+            e => e,
+        })?;
+    if update.proof == ProofCheck::NotServed {
+        println!(
+            "no consistency proof served (a static copy?): consistency checked by recomputing the old root"
+        );
     }
-    if let Some((old_size, old_root)) = old
-        && old_size > 0
-        && old_size < cp.size.0
-    {
-        // The walk recomputed the old root from the entries already; the served proof is a
-        // second check, which a static copy of an export cannot give.
-        let proof = match client.consistency(old_size, cp.size.0).await {
-            Ok(p) => Some(p),
-            Err(e) if e.status() == Some(404) => {
-                println!(
-                    "no consistency proof served (a static copy?): consistency checked by recomputing the old root"
-                );
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(proof) = proof {
-            let hashes = proof
-                .hashes
-                .iter()
-                .map(|h| Hash::from_base64(h))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| VerifyFailure::Consistency {
-                    old_size,
-                    reason: e.to_string(),
-                })?;
-            merkle::verify_consistency(TreeSize(old_size), cp.size, &hashes, &old_root, &cp.root)
-                .map_err(|e| VerifyFailure::Consistency {
-                old_size,
-                reason: format!("served proof: {e}"),
-            })?;
-        }
-    }
+    let cp = &update.latest.checkpoint;
     let remember = Remembered {
         verifier_key: pinned.vkey.clone(),
         size: cp.size.0,
         root: cp.root.to_hex(),
-        checkpoint: String::from_utf8_lossy(&note).into(),
+        checkpoint: String::from_utf8_lossy(&update.latest.note).into(),
         witnesses: pinned.policy.as_ref().map(|(p, _)| p.to_file()),
     };
     if let Some(dir) = state_path.parent() {
@@ -326,129 +263,14 @@ pub async fn log(args: LogArgs) -> Result<()> {
         "log {} verified: size {} root {}",
         cp.origin, cp.size, cp.root
     );
-    if let Some((old_size, _)) = old {
+    if let Some(old_size) = update.previous {
         println!("consistent with the checkpoint of size {old_size} seen before");
     }
-    if let Some(w) = witnessed {
-        println!("{w}");
-    }
-    Ok(())
-}
-
-fn tile_of(level: u8, index: u64, width: u64) -> Tile {
-    let partial = (width < TILE_WIDTH).then(|| u8::try_from(width).unwrap_or(u8::MAX));
-    Tile::Hashes {
-        level,
-        index,
-        partial,
-    }
-}
-
-/// Walk every entry of a tree of `size`, checking entries, leaf hashes and every hash tile;
-/// returns the recomputed root. `old` is checked on the way: the root at its size.
-async fn walk(client: &Client, size: TreeSize, old: Option<(u64, RootHash)>) -> Result<RootHash> {
-    let mut frontier = Frontier::new();
-    let mut completed = Vec::new();
-    // Computed hashes of levels 8, 16, ... waiting for their tile to be full (or the end):
-    // at most 256 per tile level, so memory stays flat.
-    let mut pending: BTreeMap<u8, (u64, Vec<Hash>)> = BTreeMap::new();
-    let bundles = size.0.div_ceil(TILE_WIDTH);
-    for n in 0..bundles {
-        let width = (size.0 - n * TILE_WIDTH).min(TILE_WIDTH);
-        let partial = (width < TILE_WIDTH).then(|| u8::try_from(width).unwrap_or(u8::MAX));
-        let entries_tile = Tile::Entries { index: n, partial };
-        let bundle = client.get_required(&entries_tile.to_string()).await?;
-        let entries = decode_bundle(&bundle).map_err(|e| VerifyFailure::Tile {
-            tile: entries_tile.to_string(),
-            reason: e.to_string(),
-        })?;
-        if entries.len() as u64 != width {
-            return Err(VerifyFailure::Tile {
-                tile: entries_tile.to_string(),
-                reason: format!("holds {} entries, expected {width}", entries.len()),
-            }
-            .into());
-        }
-        let leaf_tile = tile_of(0, n, width);
-        let leaves = client.get_required(&leaf_tile.to_string()).await?;
-        if leaves.len() as u64 != width * 32 {
-            return Err(VerifyFailure::Tile {
-                tile: leaf_tile.to_string(),
-                reason: format!("is {} bytes", leaves.len()),
-            }
-            .into());
-        }
-        for (i, entry) in entries.iter().enumerate() {
-            let index = n * TILE_WIDTH + i as u64;
-            let event = SignedEvent::from_bytes(entry).map_err(|e| VerifyFailure::Entry {
-                index,
-                reason: e.to_string(),
-            })?;
-            let served = &leaves[i * 32..i * 32 + 32];
-            if event.leaf_hash().hash().as_bytes() != served {
-                return Err(VerifyFailure::Entry {
-                    index,
-                    reason: format!(
-                        "its leaf hash is {} but the level-0 tile says {}",
-                        event.leaf_hash(),
-                        hex::encode(served)
-                    ),
-                }
-                .into());
-            }
-            completed.clear();
-            frontier.push(event.leaf_hash(), &mut completed);
-            for (level, idx, hash) in &completed {
-                if *level > 0 && level % TILE_HEIGHT == 0 {
-                    let tl = level / TILE_HEIGHT;
-                    let slot = pending
-                        .entry(tl)
-                        .or_insert_with(|| (idx / TILE_WIDTH, Vec::new()));
-                    slot.1.push(*hash);
-                    if slot.1.len() as u64 == TILE_WIDTH {
-                        let (tn, hashes) = std::mem::take(slot);
-                        check_tile(client, tile_of(tl, tn, TILE_WIDTH), &hashes).await?;
-                        slot.0 = tn + 1;
-                    }
-                }
-            }
-            if let Some((old_size, old_root)) = old
-                && frontier.size().0 == old_size
-                && frontier.root() != old_root
-            {
-                return Err(VerifyFailure::Consistency {
-                    old_size,
-                    reason: format!(
-                        "the first {old_size} entries now hash to {}, not {old_root}",
-                        frontier.root()
-                    ),
-                }
-                .into());
-            }
-        }
-    }
-    for (tl, (tn, hashes)) in pending {
-        if !hashes.is_empty() {
-            check_tile(client, tile_of(tl, tn, hashes.len() as u64), &hashes).await?;
-        }
-    }
-    Ok(frontier.root())
-}
-
-async fn check_tile(client: &Client, tile: Tile, computed: &[Hash]) -> Result<()> {
-    let served = client.get_required(&tile.to_string()).await?;
-    let expect: Vec<u8> = computed.iter().flat_map(|h| h.0).collect();
-    if served != expect {
-        let first = served
-            .chunks(32)
-            .zip(computed)
-            .position(|(s, c)| s != c.as_bytes())
-            .unwrap_or(computed.len());
-        return Err(VerifyFailure::Tile {
-            tile: tile.to_string(),
-            reason: format!("hash {first} differs from the entries"),
-        }
-        .into());
+    if let (Some((policy, source)), Some(cosigners)) = (&pinned.policy, &update.latest.cosigners) {
+        println!(
+            "{}",
+            govern_client::witness::witnessed_line(policy, cosigners, source)
+        );
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! `govern verify request ID`: a request's receipt chain, hop by hop, checked by the
 //! auditor's own machine against the log (a node, or any static copy of an export).
 //!
-//! It verifies the log's checkpoint with the log's key, reads every entry bundle up to it
-//! (so it sees what every hop could see: the identities and credentials as of each hop),
+//! It follows the log with govern-client's verified follower (the checkpoint's signature and
+//! cosignatures, every entry bundle and hash tile up to it, the root recomputed), folding
+//! every entry (so it sees what every hop could see: the identities and credentials as of
+//! each hop),
 //! and for each event of the request reports: its kind; its producer (role and key) and the
 //! producer signature (checked on parse); the attested identity it names — that the
 //! `service.attested` it names is in the log before it, binds this producer's key for this
@@ -18,15 +20,13 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use govern_client::Client;
 use govern_core::action::{ChallengeObject, UserSignature};
-use govern_core::event::SignedEvent;
 use govern_core::ids::{Hash, LeafIndex};
 use govern_core::merkle;
-use govern_core::tiles::{TILE_WIDTH, Tile, decode_bundle};
 use govern_projections::state::State;
 use serde::Serialize;
 
-use crate::client::Client;
 use crate::error::Result;
 
 #[derive(Debug, Args)]
@@ -355,29 +355,13 @@ pub async fn run(args: RequestArgs) -> Result<()> {
             pinned.vkey
         );
     }
-    let (_, cp, parsed) = pinned.checkpoint(&client).await?;
-    let witnessed = match &pinned.policy {
-        Some((policy, source)) => Some(crate::witness::check(policy, &parsed, source)?),
-        None => None,
-    };
+    let mut follower = pinned.follower(client.clone())?;
     let mut state = State::new();
     let mut hops = Vec::new();
-    let mut leaves = Vec::with_capacity(usize::try_from(cp.size.0).unwrap_or(0));
-    for n in 0..cp.size.0.div_ceil(TILE_WIDTH) {
-        let width = (cp.size.0 - n * TILE_WIDTH).min(TILE_WIDTH);
-        let tile = Tile::Entries {
-            index: n,
-            partial: (width < TILE_WIDTH).then(|| u8::try_from(width).unwrap_or(u8::MAX)),
-        };
-        let bundle = client.get_required(&tile.to_string()).await?;
-        for (i, raw) in decode_bundle(&bundle)
-            .map_err(|e| format!("{tile}: {e}"))?
-            .into_iter()
-            .enumerate()
-        {
-            let index = n * TILE_WIDTH + i as u64;
-            let signed =
-                SignedEvent::from_bytes(&raw).map_err(|e| format!("entry {index}: {e}"))?;
+    let mut leaves = Vec::new();
+    let update = follower
+        .follow(|index, signed| {
+            let index = index.0;
             leaves.push(signed.leaf_hash());
             let event = signed.event();
             if event.request.0 == id {
@@ -400,9 +384,17 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                     },
                 ));
             }
-            state.apply(&signed, index);
+            state.apply(signed, index);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .await?;
+    let cp = &update.latest.checkpoint;
+    let witnessed = match (&pinned.policy, &update.latest.cosigners) {
+        (Some((policy, source)), Some(c)) => {
+            Some(govern_client::witness::witnessed_line(policy, c, source))
         }
-    }
+        _ => None,
+    };
     if hops.is_empty() {
         return Err(format!("request {id} has no event in the log of size {}", cp.size).into());
     }
@@ -417,7 +409,7 @@ pub async fn run(args: RequestArgs) -> Result<()> {
     let mut all_ok = true;
     for (leaf, hop) in &mut hops {
         let proof: Result<Vec<Hash>> = async {
-            let p: govern_api::routes::InclusionProof = client
+            let p: govern_client::wire::InclusionProof = client
                 .get_json(&format!(
                     "/v1/proofs/inclusion?index={}&size={}",
                     hop.index, cp.size.0

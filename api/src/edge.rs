@@ -65,8 +65,8 @@ use govern_projections::tenants::{
 };
 use govern_store::{AppendError, Appended, Appender, Clock, Entropy, OsEntropy, SystemClock};
 use parking_lot::Mutex;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -76,7 +76,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::boot::LocalService;
-use crate::keys::{KeyError, KeyRelease, KeyService, ReleaseRequest, ScopeKeys};
+use crate::keys::{KeyError, KeyRelease, KeyService, ScopeKeys};
 use crate::problem::Problem;
 use zeroize::Zeroizing;
 
@@ -543,42 +543,11 @@ fn action_body(bytes: &[u8]) -> Result<Map<String, Value>, Problem> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Request and response bodies.
+// Request and response bodies: those with no WebAuthn type are the client's (govern-client).
 
-/// `POST /v1/tenants`.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateTenant {
-    name: String,
-    admin: String,
-}
-
-/// An invitation, as its creator receives it (the secret is shown once).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InviteOut {
-    /// The tenant.
-    pub tenant: String,
-    /// The request that made it.
-    pub request: String,
-    /// The entry that made it.
-    pub index: u64,
-    /// The one-time secret.
-    pub invite: String,
-    /// The page that redeems it.
-    pub registration_url: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RegisterStart {
-    #[schema(value_type = String, format = "uuid")]
-    tenant: Uuid,
-    invite: String,
-    /// The name to register under (1 to 100 bytes, no control characters): required for an
-    /// invitation from `POST /v1/users`; the first admin's defaults to the operator's.
-    #[serde(default)]
-    name: Option<String>,
-}
+pub use govern_client::wire::edge::{
+    ActionInit, ActionSign, CreateTenant, InviteOut, LoginStart, RegisterStart, SessionOut,
+};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -587,17 +556,6 @@ pub(crate) struct RegisterFinish {
     /// The WebAuthn `PublicKeyCredential` of `navigator.credentials.create`, bytes base64url.
     #[schema(value_type = Object)]
     credential: RegisterPublicKeyCredential,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LoginStart {
-    #[schema(value_type = String, format = "uuid")]
-    tenant: Uuid,
-    #[schema(value_type = String, format = "uuid")]
-    user: Uuid,
-    #[serde(default)]
-    credential: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -612,41 +570,6 @@ pub(crate) struct LoginFinish {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     signature: Option<UserSignature>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct SessionOut {
-    session: String,
-    expires: i64,
-    tenant: String,
-    user: String,
-    credential: String,
-    /// The registration's request (`user.registered`, `credential.registered`); absent
-    /// after a login.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request: Option<String>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ActionInit {
-    kind: String,
-    method: String,
-    path: String,
-    #[schema(value_type = Object)]
-    body: Value,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ActionSign {
-    /// The challenge object `init` returned, unchanged.
-    #[schema(value_type = Object)]
-    challenge: ChallengeObject,
-    /// `{"type": "passkey", authenticator_data, client_data_json, signature}` or
-    /// `{"type": "key", client_data, signature}`, base64url.
-    #[schema(value_type = Object)]
-    signature: UserSignature,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -789,9 +712,14 @@ impl Edge {
             }));
         }
         let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-        let request = ReleaseRequest::signed(&self.service, tenant, &scopes)?;
+        let request =
+            crate::keys::request_release(&self.service, tenant, &scopes, self.clock.now())?;
         let release = self.release.release(&request).await?;
-        let keys = Arc::new(release.open(&request, self.service.identity.keys().x25519())?);
+        let keys = Arc::new(
+            release
+                .open(&request, self.service.identity.keys().x25519())
+                .map_err(KeyError::from)?,
+        );
         self.scope_keys.lock().insert(*tenant, Arc::clone(&keys));
         Ok(keys)
     }
@@ -2030,11 +1958,7 @@ pub(crate) async fn wallet(
     Ok(axum::Json(wallet).into_response())
 }
 
-/// The credential an API key registers: what `POST /v1/credentials` takes.
-#[must_use]
-pub fn key_credential_params(user: &str, key: &govern_core::action::CredentialKey) -> Value {
-    json!({"user": user, "type": "key", "public_key": B64URL.encode(key.to_cose())})
-}
+pub use govern_client::action::key_credential_params;
 
 /// A credential as the tenant fold holds it (for callers that sign with it).
 #[must_use]

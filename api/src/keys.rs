@@ -36,7 +36,7 @@ use govern_core::ids::LeafHash;
 use govern_core::seal::scope_key;
 use govern_projections::tenants::{KEYS_AUDIT, KEYS_ROTATED, KEYS_SHREDDED};
 use govern_store::{Appender, Clock, Entropy, OsEntropy};
-use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
+use hpke::{Deserializable as _, OpModeS, Serializable as _};
 use rand_core::{OsRng, RngCore as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -47,14 +47,10 @@ use zeroize::Zeroizing;
 use crate::boot::LocalService;
 use crate::problem::Problem;
 
-/// The domain of a release request's signature and of the HPKE `info`.
-pub const RELEASE_DOMAIN: &str = "govern/keys-release/v1";
 /// How far a release request's `time` may be from the key service's clock.
 pub const RELEASE_SKEW_MS: i64 = 60_000;
 /// The most release requests remembered within the time window (replay protection).
 pub const RELEASES_SEEN_MAX: usize = 100_000;
-/// The HPKE suite of a release.
-pub const HPKE_SUITE: &str = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM";
 /// The role name.
 pub const KEYS_ROLE: &str = govern_core::manifest::KEYS_ROLE;
 /// The warning a dev key service logs at start.
@@ -63,9 +59,10 @@ pub const DEV_KEK_WARNING: &str = "DEV MODE: the key service's master key is sea
     tenant's payloads. Production seals it with AWS KMS to the keys enclave's measurement \
     (feature nitro-kms).";
 
-type Kem = hpke::kem::X25519HkdfSha256;
-type Kdf = hpke::kdf::HkdfSha256;
-type Aead = hpke::aead::AesGcm256;
+// The release's wire types, request signing and opening are the client's (govern-client).
+pub use govern_client::release::{
+    Aead, HPKE_SUITE, Kdf, Kem, RELEASE_DOMAIN, Release, ReleaseRequest, ScopeKeys,
+};
 
 /// Why the key service refused.
 #[derive(Debug, thiserror::Error)]
@@ -339,184 +336,51 @@ fn open_master_dev(dir: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     }
 }
 
-/// A request for a tenant's scope keys, signed by the requesting service's identity key over
-/// `"govern/keys-release/v1" ‖ 0x00 ‖ JCS(the request without sig)`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseRequest {
-    /// The requesting role.
-    pub role: String,
-    /// Its current `service.attested` leaf hash, hex.
-    pub identity: String,
-    /// The tenant.
-    pub tenant: String,
-    /// The scopes asked for.
-    pub scopes: Vec<String>,
-    /// When it was made (RFC 3339, milliseconds).
-    pub time: String,
-    /// Ed25519 signature, base64.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub sig: String,
-}
-
-impl ReleaseRequest {
-    fn message(&self) -> Result<Vec<u8>, KeyError> {
-        let mut unsigned = self.clone();
-        unsigned.sig.clear();
-        let jcs = govern_core::canonical::to_vec(&unsigned)
-            .map_err(|e| KeyError::Malformed(e.to_string()))?;
-        let mut m = Vec::with_capacity(RELEASE_DOMAIN.len() + 1 + jcs.len());
-        m.extend_from_slice(RELEASE_DOMAIN.as_bytes());
-        m.push(0);
-        m.extend_from_slice(&jcs);
-        Ok(m)
-    }
-
-    /// A request by `service` (attested) for `scopes` of `tenant`, signed now.
-    ///
-    /// # Errors
-    /// [`KeyError::Malformed`] before the service's first attestation is durable.
-    pub fn signed(
-        service: &LocalService,
-        tenant: &TenantId,
-        scopes: &[&str],
-    ) -> Result<Self, KeyError> {
-        let keys = service.identity.keys();
-        let identity = service
-            .identity
-            .current()
-            .ok_or_else(|| KeyError::Malformed(format!("{} is not attested yet", keys.role())))?;
-        Self::new_signed(keys, identity, tenant, scopes, Timestamp::now())
-    }
-
-    /// A request by the service holding `keys`, whose `service.attested` is `identity`, for
-    /// `scopes` of `tenant`, made at `time` (a service outside this process).
-    ///
-    /// # Errors
-    /// [`KeyError::Malformed`] when it cannot be canonicalized.
-    pub fn new_signed(
-        keys: &govern_workers::identity::ServiceKeys,
-        identity: LeafHash,
-        tenant: &TenantId,
-        scopes: &[&str],
-        time: Timestamp,
-    ) -> Result<Self, KeyError> {
-        let mut req = Self {
-            role: keys.role().to_string(),
-            identity: identity.to_string(),
-            tenant: tenant.0.to_string(),
-            scopes: scopes.iter().map(|s| (*s).to_string()).collect(),
-            time: time.to_string(),
-            sig: String::new(),
-        };
-        let sig = ed25519_dalek::Signer::sign(keys.signing_key(), &req.message()?);
-        req.sig = B64.encode(sig.to_bytes());
-        Ok(req)
+impl From<govern_client::release::Malformed> for KeyError {
+    fn from(e: govern_client::release::Malformed) -> Self {
+        KeyError::Malformed(e.0)
     }
 }
 
-/// A release: the scope keys, HPKE-sealed to the requester's attested X25519 key with `info`
-/// = the request's signed message, so a release answers one request only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Release {
-    /// The tenant.
-    pub tenant: String,
-    /// The role it went to.
-    pub role: String,
-    /// The HPKE suite.
-    pub suite: String,
-    /// The encapsulated key, base64.
-    pub enc: String,
-    /// The ciphertext of JCS `{"keys":[{"scope","version","key"}]}` (keys base64), base64.
-    pub ct: String,
-    /// The `keys.audit` entry that records it.
-    pub audit: u64,
+/// A release request by `service` (attested) for `scopes` of `tenant`, made at `time` (the
+/// role's clock).
+///
+/// # Errors
+/// [`KeyError::Malformed`] before the service's first attestation is durable.
+pub fn request_release(
+    service: &LocalService,
+    tenant: &TenantId,
+    scopes: &[&str],
+    time: Timestamp,
+) -> Result<ReleaseRequest, KeyError> {
+    let keys = service.identity.keys();
+    let identity = service
+        .identity
+        .current()
+        .ok_or_else(|| KeyError::Malformed(format!("{} is not attested yet", keys.role())))?;
+    request_release_by(keys, identity, tenant, scopes, time)
 }
 
-/// Scope keys by (scope, version), wiped on drop.
-#[derive(Default)]
-pub struct ScopeKeys(BTreeMap<(String, u32), Zeroizing<[u8; 32]>>);
-
-impl std::fmt::Debug for ScopeKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
-    }
-}
-
-impl ScopeKeys {
-    /// The key of `scope`, version `version`.
-    #[must_use]
-    pub fn get(&self, scope: &str, version: u32) -> Option<&[u8; 32]> {
-        self.0.get(&(scope.to_string(), version)).map(|k| &**k)
-    }
-
-    /// Every (scope, version) held.
-    pub fn versions(&self) -> impl Iterator<Item = &(String, u32)> {
-        self.0.keys()
-    }
-}
-
-impl Release {
-    /// Open with the requester's X25519 secret.
-    ///
-    /// # Errors
-    /// [`KeyError::Malformed`] when it does not open or is not the expected JSON.
-    pub fn open(
-        &self,
-        request: &ReleaseRequest,
-        x25519: &x25519_dalek::StaticSecret,
-    ) -> Result<ScopeKeys, KeyError> {
-        let bad = |what: &str| KeyError::Malformed(format!("release: {what}"));
-        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(x25519.as_bytes())
-            .map_err(|_| bad("the X25519 secret"))?;
-        let enc = B64
-            .decode(&self.enc)
-            .ok()
-            .and_then(|b| <Kem as hpke::Kem>::EncappedKey::from_bytes(&b).ok())
-            .ok_or_else(|| bad("enc"))?;
-        let ct = B64.decode(&self.ct).map_err(|_| bad("ct is not base64"))?;
-        let plain = Zeroizing::new(
-            hpke::single_shot_open::<Aead, Kdf, Kem>(
-                &OpModeR::Base,
-                &sk,
-                &enc,
-                &request.message()?,
-                &ct,
-                b"",
-            )
-            .map_err(|_| bad("does not open with this key for this request"))?,
-        );
-        let v: Value = serde_json::from_slice(&plain).map_err(|_| bad("not JSON"))?;
-        let mut out = ScopeKeys::default();
-        for k in v
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("no keys"))?
-        {
-            let scope = k
-                .get("scope")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("scope"))?;
-            let version = k
-                .get("version")
-                .and_then(Value::as_u64)
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| bad("version"))?;
-            let key = Zeroizing::new(
-                k.get("key")
-                    .and_then(Value::as_str)
-                    .and_then(|s| B64.decode(s).ok())
-                    .ok_or_else(|| bad("key"))?,
-            );
-            let mut fixed = Zeroizing::new([0u8; 32]);
-            if key.len() != 32 {
-                return Err(bad("a key is not 32 bytes"));
-            }
-            fixed.copy_from_slice(&key);
-            out.0.insert((scope.to_string(), version), fixed);
-        }
-        Ok(out)
-    }
+/// A release request by the service holding `keys`, whose `service.attested` is `identity`,
+/// for `scopes` of `tenant`, made at `time` (a service outside this process).
+///
+/// # Errors
+/// [`KeyError::Malformed`] when it cannot be canonicalized.
+pub fn request_release_by(
+    keys: &govern_workers::identity::ServiceKeys,
+    identity: LeafHash,
+    tenant: &TenantId,
+    scopes: &[&str],
+    time: Timestamp,
+) -> Result<ReleaseRequest, KeyError> {
+    Ok(ReleaseRequest::new_signed(
+        &keys.role().to_string(),
+        keys.signing_key(),
+        identity,
+        tenant,
+        scopes,
+        time,
+    )?)
 }
 
 /// A tenant's seeds file: every version's wrapped seed.
@@ -769,7 +633,7 @@ impl KeyService {
                 let version = u32::try_from(i + 1).unwrap_or(u32::MAX);
                 let key = scope_key(&self.master, seed, tenant, scope, version)
                     .map_err(|e| KeyError::Malformed(e.to_string()))?;
-                out.0.insert((scope.clone(), version), Zeroizing::new(key));
+                out.insert(scope.clone(), version, Zeroizing::new(key));
             }
         }
         Ok(out)
@@ -875,7 +739,7 @@ impl KeyService {
             }
         }
         let mut list = Vec::new();
-        for ((scope, version), key) in &keys.0 {
+        for ((scope, version), key) in keys.iter() {
             list.push(json!({"scope": scope, "version": version, "key": B64.encode(key.as_ref())}));
         }
         let plain = Zeroizing::new(

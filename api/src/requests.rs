@@ -19,12 +19,15 @@ use govern_core::event::{Event, TenantId};
 use govern_core::ids::LeafIndex;
 use govern_projections::tenants::Request;
 use govern_store::StorageError;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::edge::{Edge, not_found};
 use crate::problem::Problem;
 use crate::routes::{bad_query, bad_query_param, page_limit};
+
+// The bodies of `GET /v1/requests`, shared with clients (govern-client).
+pub use govern_client::wire::{RequestItem, RequestsPage};
 
 /// The requests one `GET /v1/requests` lists when no `limit` is given.
 pub const REQUESTS_PAGE_DEFAULT: usize = 50;
@@ -43,36 +46,6 @@ pub struct RequestsQuery {
     pub after: Option<u64>,
     /// At most this many (1..=100, default 50).
     pub limit: Option<usize>,
-}
-
-/// One request of a tenant.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct RequestItem {
-    /// The request id (a UUID): what `GET /v1/requests/{id}` and `govern verify request`
-    /// take.
-    pub id: String,
-    /// The kind of its first event.
-    pub kind: String,
-    /// `requested`, then `approved` or `denied` by the latest decision.
-    pub status: String,
-    /// The recorded time of its first event (RFC 3339, milliseconds, UTC).
-    pub time: String,
-    /// The index of its first event.
-    pub index: u64,
-    /// How many events it has so far.
-    pub events: u64,
-}
-
-/// A page of a tenant's requests.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct RequestsPage {
-    /// The tenant.
-    pub tenant: String,
-    /// In log order of their first event.
-    pub requests: Vec<RequestItem>,
-    /// The `after` of the next page, when there are more (the index of this page's last
-    /// request's first event); absent at the end.
-    pub next: Option<u64>,
 }
 
 /// The tenant a caller may list: the operator's must be named; a session's is its own.

@@ -16,9 +16,15 @@ use govern_core::event::{EVENT_BYTES_MAX, KeyCache, SignedEvent};
 use govern_core::ids::{Hash, LeafIndex, TreeSize};
 use govern_core::tiles::Tile;
 use govern_store::{Log, NodeLog, StorageError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::problem::Problem;
+
+// The bodies of these endpoints, shared with clients (govern-client), re-exported here.
+pub use govern_client::wire::{
+    Checkpoints, ConsistencyProof, InclusionProof, LogInfo, Receipt, SignedCheckpoint, StateInfo,
+    WitnessesInfo,
+};
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -182,31 +188,6 @@ pub(crate) async fn services(State(state): State<AppState>) -> Result<Json<Servi
     Ok(Json(policy.services(Timestamp::now())))
 }
 
-/// `GET /v1/log`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct LogInfo {
-    /// Checkpoint origin.
-    pub origin: String,
-    /// C2SP verifier key of the checkpoint key.
-    pub verifier_key: String,
-    /// Current tree size.
-    pub size: u64,
-    /// The witness policy `/checkpoint` meets (absent: none, `/checkpoint` is the log's own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub witnesses: Option<WitnessesInfo>,
-}
-
-/// A witness policy: k of these cosigners.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct WitnessesInfo {
-    /// k: how many of them cosign every checkpoint `/checkpoint` serves.
-    pub quorum: usize,
-    /// Their cosignature verifier keys (`name+<hex key ID>+base64(0x04 || key)`).
-    pub vkeys: Vec<String>,
-    /// The size of the latest checkpoint with a quorum of cosignatures, if any yet.
-    pub witnessed_size: Option<u64>,
-}
-
 #[utoipa::path(get, path = "/v1/log", tag = "log",
     responses((status = 200, description = "Origin, verifier key, size", body = LogInfo)))]
 pub(crate) async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
@@ -225,17 +206,6 @@ pub(crate) async fn log_info(State(s): State<AppState>) -> Json<LogInfo> {
             witnessed_size: w.latest().map(|l| l.size.0),
         }),
     })
-}
-
-/// `GET /v1/state`: the projections' state root after a tree size.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct StateInfo {
-    /// The tree size the state is after.
-    pub size: u64,
-    /// The tree's root at that size, hex.
-    pub root: String,
-    /// SHA-256 of the canonical state (govern-projections' `State`), hex.
-    pub state_root: String,
 }
 
 /// The tree size, tree root and state root, as `govern status` and `govern replay` print
@@ -289,42 +259,6 @@ pub(crate) async fn state_info(State(s): State<AppState>) -> Result<Json<StateIn
         }
         Err(e) => Err(StorageError::Backend(format!("the state task failed: {e}")).into()),
     }
-}
-
-/// An inclusion proof: hashes in RFC 9162 order, standard base64.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct InclusionProof {
-    /// Leaf index (absent inside a receipt, which names it already).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<u64>,
-    /// Tree size the proof is for.
-    pub size: u64,
-    /// The audit path.
-    pub hashes: Vec<String>,
-}
-
-/// A consistency proof: hashes in RFC 9162 order, standard base64.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct ConsistencyProof {
-    /// Older size.
-    pub from: u64,
-    /// Newer size.
-    pub to: u64,
-    /// The proof.
-    pub hashes: Vec<String>,
-}
-
-/// The answer to an append: proof that the event is in the log.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Receipt {
-    /// Where it is.
-    pub index: u64,
-    /// SHA-256(0x00 || leaf data), hex.
-    pub leaf_hash: String,
-    /// The signed checkpoint the proof leads to.
-    pub checkpoint: String,
-    /// Inclusion under that checkpoint.
-    pub inclusion: InclusionProof,
 }
 
 fn b64(hashes: Vec<Hash>) -> Vec<String> {
@@ -466,24 +400,6 @@ pub(crate) struct CheckpointsQuery {
     from: Option<u64>,
     /// At most this many (1..=1000, default 1000).
     limit: Option<usize>,
-}
-
-/// One signed checkpoint.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct SignedCheckpoint {
-    /// Its tree size.
-    pub size: u64,
-    /// The C2SP signed note.
-    pub note: String,
-}
-
-/// A page of signed checkpoints.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct Checkpoints {
-    /// By size, from `from`.
-    pub checkpoints: Vec<SignedCheckpoint>,
-    /// The `from` of the next page, if there may be more.
-    pub next: Option<u64>,
 }
 
 /// Every checkpoint the log signed (one per durable batch), by size: what `govern export`

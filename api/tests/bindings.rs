@@ -8,7 +8,7 @@
 mod support;
 
 use axum::http::StatusCode;
-use govern_api::keys::{Release, ReleaseRequest};
+use govern_api::keys::Release;
 use govern_core::action::ChallengeObject;
 use govern_core::event::{Kind, RequestId, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
@@ -26,7 +26,7 @@ async fn scope_key(node: &Booted, tenant: &TenantId, scope: &str) -> [u8; 32] {
     let (keys, attested) = node.attested("policy");
     let ok = node.post(&attested).await;
     assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
-    let req = ReleaseRequest::new_signed(
+    let req = govern_api::keys::request_release_by(
         &keys,
         attested.leaf_hash(),
         tenant,

@@ -399,7 +399,7 @@ fn ask(
     tenant: &TenantId,
     scopes: &[&str],
 ) -> ReleaseRequest {
-    ReleaseRequest::new_signed(keys, identity, tenant, scopes, Timestamp::now()).unwrap()
+    govern_api::keys::request_release_by(keys, identity, tenant, scopes, Timestamp::now()).unwrap()
 }
 
 /// A copy of `event` moved into another request of `tenant` (its signature aside: the AAD
@@ -502,8 +502,14 @@ async fn keys_are_released_only_to_live_identities_for_their_scopes() {
     let r = release(&node, &forged).await;
     assert_problem(&(r.0, r.1), 401, "release-unauthenticated");
     let old = Timestamp::from_unix_ms(Timestamp::now().unix_ms() - 120_000).unwrap();
-    let req = ReleaseRequest::new_signed(&keys, attested.leaf_hash(), &tenant, &["transfers"], old)
-        .unwrap();
+    let req = govern_api::keys::request_release_by(
+        &keys,
+        attested.leaf_hash(),
+        &tenant,
+        &["transfers"],
+        old,
+    )
+    .unwrap();
     let r = release(&node, &req).await;
     assert_problem(&(r.0, r.1), 401, "release-unauthenticated");
     // A tenant that does not exist; malformed JSON.
@@ -576,8 +582,14 @@ async fn an_expired_identity_gets_no_keys() {
             .unwrap()
             * 1000;
     let ask = |at: Timestamp| {
-        ReleaseRequest::new_signed(&keys, attested.leaf_hash(), &tenant, &["transfers"], at)
-            .unwrap()
+        govern_api::keys::request_release_by(
+            &keys,
+            attested.leaf_hash(),
+            &tenant,
+            &["transfers"],
+            at,
+        )
+        .unwrap()
     };
     // Past its max_age_s by the log's clock: refused before anything is released.
     clock.0.store(max_age_ms + 1_000, Ordering::SeqCst);

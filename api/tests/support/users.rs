@@ -6,7 +6,6 @@
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD as B64URL};
-use ed25519_dalek::Signer as _;
 use govern_core::action::{ChallengeObject, UserSignature};
 use serde_json::{Value, json};
 use webauthn_authenticator_rs::prelude::WebauthnAuthenticator;
@@ -145,25 +144,12 @@ pub fn sign(user: &mut User, challenge: &[u8], origin: &Url) -> UserSignature {
             let a = authenticator
                 .do_authentication(origin.clone(), rcr)
                 .expect("the passkey signs");
-            let a = serde_json::to_value(&a).unwrap();
-            UserSignature::Passkey {
-                authenticator_data: B64URL.encode(b64(&a["response"]["authenticatorData"])),
-                client_data_json: B64URL.encode(b64(&a["response"]["clientDataJSON"])),
-                signature: B64URL.encode(b64(&a["response"]["signature"])),
-            }
+            // The client library's reading of a passkey's answer.
+            govern_client::action::passkey_signature(&serde_json::to_value(&a).unwrap())
         }
-        Signer::Key(key) => {
-            let client_data = serde_json::to_vec(&json!({
-                "type": "key.get",
-                "challenge": B64URL.encode(challenge),
-                "origin": origin.origin().ascii_serialization(),
-            }))
-            .unwrap();
-            UserSignature::Key {
-                signature: B64URL.encode(key.sign(&client_data).to_bytes()),
-                client_data: B64URL.encode(client_data),
-            }
-        }
+        // The client library's API-key signer.
+        Signer::Key(key) => govern_client::action::ApiKey::Ed25519(key.clone())
+            .sign(challenge, &origin.origin().ascii_serialization()),
     }
 }
 

@@ -14,7 +14,7 @@ use govern_core::attestation::TrustAnchor;
 use govern_core::event::PublicKey;
 use govern_core::manifest::{ManifestSigners, SignersFile};
 use govern_core::note::NoteVerifier;
-use govern_core::witness::{PolicyError, PolicyFile, PolicyWitness, WitnessPolicy};
+use govern_core::witness::{PolicyFile, WitnessPolicy};
 
 use crate::read::read;
 use crate::{Error, Observer, layout};
@@ -68,31 +68,6 @@ pub fn read_witness_policy(path: &Path) -> Result<PolicyFile, String> {
     Ok(file)
 }
 
-/// The policy a node announces (`/v1/log`'s, or an export's `v1/log`'s, `witnesses`): `quorum`
-/// of `vkeys`.
-///
-/// # Errors
-/// A policy that does not hold together.
-pub fn announced_policy(quorum: usize, vkeys: Vec<String>) -> Result<WitnessPolicy, PolicyError> {
-    let file = PolicyFile {
-        quorum,
-        witnesses: vkeys
-            .into_iter()
-            .map(|vkey| PolicyWitness { vkey, url: None })
-            .collect(),
-    };
-    WitnessPolicy::from_file(&file)
-}
-
-/// `v1/log`'s `witnesses`, as `GET /v1/log` answers it.
-#[derive(serde::Deserialize)]
-struct Announced {
-    quorum: usize,
-    vkeys: Vec<String>,
-    #[serde(rename = "witnessed_size")]
-    _witnessed_size: Option<u64>,
-}
-
 /// The witness policy of a replay: the pinned one, else the export's.
 fn witness_policy(
     dir: &Path,
@@ -117,13 +92,13 @@ fn witness_policy(
     let Some(w) = info.get("witnesses").filter(|w| !w.is_null()) else {
         return Ok(None);
     };
-    let announced: Announced =
+    let announced: govern_client::wire::WitnessesInfo =
         serde_json::from_value(w.clone()).map_err(|e| format!("v1/log witnesses: {e}"))?;
     observer.note(
         "trusting the witness policy the export's v1/log names (pass --witnesses to pin your own)",
     );
     Ok(Some(
-        announced_policy(announced.quorum, announced.vkeys)
+        govern_client::witness::announced_policy(announced)
             .map_err(|e| format!("v1/log witnesses: {e}"))?,
     ))
 }

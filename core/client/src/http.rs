@@ -1,11 +1,11 @@
-//! The CLI's one HTTP client: every command that talks to a node (or to a static copy of an
-//! export) goes through it, and every failure comes back as a [`ClientError`] in words, with
+//! The one HTTP client of a node: every command that talks to a node (or to a static copy of
+//! an export) goes through it, and every failure comes back as a [`ClientError`] in words, with
 //! what to do: a URL that is not one, a connection that cannot be made, an RFC 9457 problem
 //! the node answered.
 
 use std::time::Duration;
 
-use govern_api::routes::{ConsistencyProof, LogInfo, Receipt};
+use crate::wire::{ConsistencyProof, LogInfo, Receipt};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -170,7 +170,7 @@ fn problem_words(
     format!("{said} (HTTP {status}, {kind}; {method} {path})")
 }
 
-/// An RFC 9457 problem as the node writes it (`govern_api::problem::Problem`).
+/// An RFC 9457 problem as the node writes it (govern-api's `problem::Problem`).
 #[derive(serde::Deserialize)]
 struct ProblemAnswer {
     #[serde(rename = "type", default)]
@@ -342,10 +342,13 @@ impl Client {
     }
 
     /// The base URL, checked, without a trailing `/`.
+    #[must_use]
     pub fn base(&self) -> &str {
         &self.base
     }
 
+    /// The URL of `path` under the base URL.
+    #[must_use]
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
@@ -514,10 +517,17 @@ impl Client {
     }
 
     /// GET `path`, which must exist.
+    ///
+    /// # Errors
+    /// A [`ClientError`].
     pub async fn get_required(&self, path: &str) -> Result<Vec<u8>, ClientError> {
         self.request(Method::GET, path, &[], None).await
     }
 
+    /// GET `path`, read as JSON of `T`.
+    ///
+    /// # Errors
+    /// A [`ClientError`]; [`ClientError::Decode`] when the answer is not a `T`.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let bytes = self.get_required(path).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
@@ -526,10 +536,18 @@ impl Client {
         })
     }
 
+    /// `GET /v1/log`.
+    ///
+    /// # Errors
+    /// A [`ClientError`].
     pub async fn log_info(&self) -> Result<LogInfo, ClientError> {
         self.get_json("/v1/log").await
     }
 
+    /// `GET /v1/proofs/consistency?from=&to=`.
+    ///
+    /// # Errors
+    /// A [`ClientError`].
     pub async fn consistency(&self, from: u64, to: u64) -> Result<ConsistencyProof, ClientError> {
         self.get_json(&format!("/v1/proofs/consistency?from={from}&to={to}"))
             .await
@@ -556,6 +574,9 @@ impl Client {
     }
 
     /// POST an event; the receipt once durable.
+    ///
+    /// # Errors
+    /// A [`ClientError`].
     pub async fn append(&self, event: &[u8]) -> Result<Receipt, ClientError> {
         let path = "/v1/entries";
         let url = self.url(path);

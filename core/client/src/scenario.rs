@@ -1,0 +1,522 @@
+//! The scenario driver (feature `scenario`): a seeded scenario that drives a running node
+//! over HTTP as its users and operator would, so its log holds every event kind the node
+//! produces; `govern scenario` makes the golden exports of `replay-tests/` with it.
+//!
+//! The seed decides the choices (amounts, decisions, which wallet, comments); keys, ids and
+//! times are fresh each run. Per tenant: the operator creates it; its first admin registers
+//! a passkey; the admin adds an API key (signed with the passkey) and signs in with it;
+//! invites a member, who registers; changes the member's role and back; adds a second key
+//! and revokes it; changes the policy; requests wallets and transfers; the member approves
+//! or denies each transfer with their passkey; the admin reads the sealed transfers. Then
+//! the operator rotates the first tenant's keys and the admin requests one more transfer,
+//! and the operator shreds the last tenant. Passkeys are the caller's ([`Passkey`]: the CLI
+//! emulates them in software), so this crate links no WebAuthn library.
+
+use std::sync::Arc;
+
+use govern_core::action::{ChallengeObject, UserSignature};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use reqwest::{Method, Url};
+use serde_json::{Value, json};
+
+use crate::action::{self, ApiKey};
+use crate::http::Client;
+
+/// Any error of a run, in words.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+/// A run's result.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A passkey: an authenticator that registers (`navigator.credentials.create`) and signs
+/// (`navigator.credentials.get`) for an origin, WebAuthn's JSON in and out.
+pub trait Passkey: Send {
+    /// The `PublicKeyCredential` of a registration, for the creation options `options`
+    /// (`{"publicKey": …}`).
+    ///
+    /// # Errors
+    /// When the authenticator refuses.
+    fn register(&mut self, origin: &str, options: Value) -> Result<Value>;
+
+    /// The `PublicKeyCredential` of an assertion, for the request options `options`.
+    ///
+    /// # Errors
+    /// When the authenticator refuses.
+    fn authenticate(&mut self, origin: &str, options: Value) -> Result<Value>;
+}
+
+/// Makes a new passkey for each user who registers.
+pub type NewPasskey = Arc<dyn Fn() -> Box<dyn Passkey> + Send + Sync>;
+
+/// The scenario's size and seed.
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// The seed of the choices.
+    pub seed: u64,
+    /// Tenants.
+    pub tenants: usize,
+    /// Wallets per tenant.
+    pub wallets: usize,
+    /// Transfers per tenant (each approved or denied by the member).
+    pub transfers: usize,
+}
+
+enum Signer {
+    Passkey(Box<dyn Passkey>),
+    Key(Box<ApiKey>),
+}
+
+/// A signed-in user.
+struct Member {
+    tenant: String,
+    user: String,
+    session: String,
+    signer: Signer,
+}
+
+/// Drives a node as its operator and users.
+pub struct Driver {
+    client: Client,
+    origin: String,
+    operator: String,
+    rng: StdRng,
+    new_passkey: Option<NewPasskey>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("node", &self.client.base())
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+fn text(v: &Value, field: &str) -> String {
+    v[field].as_str().unwrap_or_default().to_string()
+}
+
+impl Driver {
+    /// A driver of the node at `client` as the operator holding `operator` (its token) and
+    /// as users signing for `origin` [default: `http://localhost:<the node's port>`], its
+    /// choices drawn from `seed`, its users' passkeys made by `new_passkey` (none: no user
+    /// can register).
+    ///
+    /// # Errors
+    /// When the node's URL does not parse.
+    pub fn new(
+        client: Client,
+        origin: Option<String>,
+        operator: String,
+        seed: u64,
+        new_passkey: Option<NewPasskey>,
+    ) -> Result<Self> {
+        let port = Url::parse(client.base())?
+            .port_or_known_default()
+            .unwrap_or(80);
+        Ok(Self {
+            client,
+            origin: origin.unwrap_or_else(|| format!("http://localhost:{port}")),
+            operator,
+            rng: StdRng::seed_from_u64(seed),
+            new_passkey,
+        })
+    }
+
+    /// The client it drives the node with.
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// One call to the node: its JSON answer, or its problem in words.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        header: Option<(&str, String)>,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let headers: Vec<(&str, &str)> = header.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Ok(self
+            .client
+            .request_json(method, path, &headers, body)
+            .await?)
+    }
+
+    /// The request of the entry an answer names by `index` (the operator's key answers
+    /// name no request).
+    async fn request_at(&self, answer: &Value) -> Result<String> {
+        let entry = self
+            .call(
+                Method::GET,
+                &format!("/v1/entries/{}", answer["index"]),
+                None,
+                None,
+            )
+            .await?;
+        Ok(text(&entry, "request"))
+    }
+
+    async fn operator(&self, path: &str, body: &Value) -> Result<Value> {
+        let bearer = format!("Bearer {}", self.operator);
+        self.call(
+            Method::POST,
+            path,
+            Some(("authorization", bearer)),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Redeem `invite` with a new software passkey: the member, and the registration's
+    /// request.
+    async fn register(
+        &self,
+        tenant: &str,
+        invite: &str,
+        name: Option<&str>,
+    ) -> Result<(Member, String)> {
+        let mut start = json!({"tenant": tenant, "invite": invite});
+        if let Some(n) = name {
+            start["name"] = n.into();
+        }
+        let start = self
+            .call(Method::POST, "/v1/auth/register/start", None, Some(&start))
+            .await?;
+        let mut passkey = self
+            .new_passkey
+            .as_ref()
+            .ok_or("no passkey to register with")?();
+        let credential = passkey.register(&self.origin, start["options"].clone())?;
+        let done = self
+            .call(
+                Method::POST,
+                "/v1/auth/register/finish",
+                None,
+                Some(&json!({"registration": start["registration"], "credential": credential})),
+            )
+            .await?;
+        Ok((
+            Member {
+                tenant: tenant.to_string(),
+                user: text(&done, "user"),
+                session: text(&done, "session"),
+                signer: Signer::Passkey(passkey),
+            },
+            text(&done, "request"),
+        ))
+    }
+
+    fn sign(&self, m: &mut Member, object: &ChallengeObject) -> Result<UserSignature> {
+        Ok(match &mut m.signer {
+            Signer::Key(key) => key.sign(&object.challenge()?, &self.origin),
+            Signer::Passkey(passkey) => action::passkey_signature(
+                &passkey.authenticate(&self.origin, action::passkey_request(object)?)?,
+            ),
+        })
+    }
+
+    /// One user action: init, sign, token, perform.
+    async fn act(&self, m: &mut Member, kind: &str, path: &str, body: &Value) -> Result<Value> {
+        let object = action::init(&self.client, &m.session, kind, path, body).await?;
+        let signature = self.sign(m, &object)?;
+        let token = action::token(&self.client, &m.session, &object, &signature).await?;
+        self.call(
+            Method::POST,
+            path,
+            Some(("x-govern-user-action", token)),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Add an API key for `admin`'s user (signed by `admin`) and sign in with it: the key's
+    /// member, its credential id, and the action's answer.
+    async fn add_key(&mut self, admin: &mut Member) -> Result<(Member, String, Value)> {
+        let key = ApiKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&self.rng.r#gen()));
+        let params = action::key_credential_params(&admin.user, &key.credential_key());
+        let added = self
+            .act(admin, "credential.registered", "/v1/credentials", &params)
+            .await?;
+        let id = text(&added, "credential");
+        let login = self
+            .call(
+                Method::POST,
+                "/v1/auth/login/start",
+                None,
+                Some(&json!({"tenant": admin.tenant, "user": admin.user, "credential": id})),
+            )
+            .await?;
+        let object: ChallengeObject = serde_json::from_value(login["challenge"].clone())?;
+        let signature = key.sign(&object.challenge()?, &self.origin);
+        let session = self
+            .call(
+                Method::POST,
+                "/v1/auth/login/finish",
+                None,
+                Some(&json!({"login": login["login"], "signature": signature})),
+            )
+            .await?;
+        Ok((
+            Member {
+                tenant: admin.tenant.clone(),
+                user: admin.user.clone(),
+                session: text(&session, "session"),
+                signer: Signer::Key(Box::new(key)),
+            },
+            id,
+            added,
+        ))
+    }
+
+    fn transfer(&mut self) -> Value {
+        let amount: u64 = self.rng.gen_range(1..1_000_000_000);
+        let nonce: u32 = self.rng.gen_range(0..1_000_000);
+        json!({
+            "kind": "Native",
+            "to": format!("0x{:040x}", self.rng.r#gen::<u128>()),
+            "amount": amount.to_string(),
+            "chain_id": "1",
+            "nonce": nonce.to_string(),
+            "max_fee_per_gas": "30000000000",
+            "max_priority_fee_per_gas": "1000000000",
+            "gas_limit": "21000"
+        })
+    }
+}
+
+/// One request a run made: its tenant (by the run's name for it), the kind of the event
+/// and the request id.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    /// The run's name for the tenant.
+    pub tenant: String,
+    /// The kind of the event.
+    pub kind: String,
+    /// The request id.
+    pub request: String,
+}
+
+/// What a run made, for the callers that go on (the bench) and for `govern scenario` to
+/// print.
+#[derive(Debug)]
+pub struct Made {
+    /// A signed-in API key and the wallets of the first tenant.
+    pub admin_key: Option<(String, ApiKey, Vec<String>)>,
+    /// Every tenant, by the run's name for it: (name, id).
+    pub tenants: Vec<(String, String)>,
+    /// Every request made, in order (an approval's request is its transfer's).
+    pub requests: Vec<Requested>,
+}
+
+impl Made {
+    fn note(&mut self, tenant: &str, kind: &str, request: String) {
+        self.requests.push(Requested {
+            tenant: tenant.to_string(),
+            kind: kind.to_string(),
+            request,
+        });
+    }
+}
+
+/// Run the scenario of `args` with `d`.
+///
+/// # Errors
+/// The first call the node refuses, or an answer that is not what the scenario expects.
+pub async fn run(d: &mut Driver, args: &Params) -> Result<Made> {
+    let mut tenants = Vec::new();
+    let mut made = Made {
+        admin_key: None,
+        tenants: Vec::new(),
+        requests: Vec::new(),
+    };
+    for t in 0..args.tenants.max(1) {
+        let name = format!("tenant-{t}");
+        let created = d
+            .operator("/v1/tenants", &json!({"name": name, "admin": "Ada"}))
+            .await?;
+        let tenant = text(&created, "tenant");
+        made.tenants.push((name.clone(), tenant.clone()));
+        made.note(&name, "tenant.created", text(&created, "request"));
+        let (mut admin, registered) = d.register(&tenant, &text(&created, "invite"), None).await?;
+        made.note(&name, "user.registered", registered);
+        let (mut key, _, added) = d.add_key(&mut admin).await?;
+        made.note(&name, "credential.registered", text(&added, "request"));
+        let invited = d
+            .act(
+                &mut key,
+                "user.invited",
+                "/v1/users",
+                &json!({"role": "member"}),
+            )
+            .await?;
+        made.note(&name, "user.invited", text(&invited, "request"));
+        let (mut member, registered) = d
+            .register(&tenant, &text(&invited, "invite"), Some("Bob"))
+            .await?;
+        made.note(&name, "user.registered", registered);
+        for role in ["admin", "member"] {
+            let r = d
+                .act(
+                    &mut key,
+                    "user.role_changed",
+                    "/v1/users/role",
+                    &json!({"user": member.user, "role": role}),
+                )
+                .await?;
+            made.note(&name, "user.role_changed", text(&r, "request"));
+        }
+        let (_, spare, added) = d.add_key(&mut admin).await?;
+        made.note(&name, "credential.registered", text(&added, "request"));
+        let r = d
+            .act(
+                &mut key,
+                "credential.revoked",
+                "/v1/credentials/revoke",
+                &json!({"credential": spare}),
+            )
+            .await?;
+        made.note(&name, "credential.revoked", text(&r, "request"));
+        let approvers = d.rng.gen_range(1..3u32);
+        let r = d
+            .act(
+                &mut key,
+                "policy.changed",
+                "/v1/policies",
+                &json!({"policy": {"approvers": approvers}}),
+            )
+            .await?;
+        made.note(&name, "policy.changed", text(&r, "request"));
+        let mut wallets = Vec::new();
+        for w in 0..args.wallets.max(1) {
+            let r = d
+                .act(
+                    &mut key,
+                    "wallet.requested",
+                    "/v1/wallets",
+                    &json!({"name": format!("wallet {w}")}),
+                )
+                .await?;
+            made.note(&name, "wallet.requested", text(&r, "request"));
+            wallets.push(text(&r, "request"));
+        }
+        for _ in 0..args.transfers {
+            let wallet = wallets[d.rng.gen_range(0..wallets.len())].clone();
+            let body = d.transfer();
+            let r = d
+                .act(
+                    &mut key,
+                    "transfer.requested",
+                    &format!("/v1/wallets/{wallet}/transfers"),
+                    &body,
+                )
+                .await?;
+            made.note(&name, "transfer.requested", text(&r, "request"));
+            let decision = if d.rng.gen_bool(0.75) {
+                "approve"
+            } else {
+                "deny"
+            };
+            let body = if d.rng.gen_bool(0.5) {
+                json!({"comment": format!("checked by seed {}", args.seed)})
+            } else {
+                json!({})
+            };
+            let a = d
+                .act(
+                    &mut member,
+                    "approval.decided",
+                    &format!("/v1/requests/{}/approvals/{decision}", text(&r, "request")),
+                    &body,
+                )
+                .await?;
+            made.note(&name, "approval.decided", text(&a, "request"));
+        }
+        d.call(
+            Method::GET,
+            &format!("/v1/tenants/{tenant}/payloads/transfers?limit=5"),
+            Some(("authorization", format!("Bearer {}", key.session))),
+            None,
+        )
+        .await?;
+        if t == 0
+            && let Signer::Key(k) = &key.signer
+        {
+            made.admin_key = Some((key.session.clone(), (**k).clone(), wallets.clone()));
+        }
+        tenants.push((name, tenant, key, wallets));
+    }
+    // The operator rotates the first tenant's keys; a transfer is sealed under the new ones.
+    if let Some((name, tenant, key, wallets)) = tenants.first_mut() {
+        let rotated = d
+            .operator(&format!("/v1/tenants/{tenant}/keys/rotate"), &json!({}))
+            .await?;
+        made.note(name, "keys.rotated", d.request_at(&rotated).await?);
+        let body = d.transfer();
+        let r = d
+            .act(
+                key,
+                "transfer.requested",
+                &format!("/v1/wallets/{}/transfers", wallets[0]),
+                &body,
+            )
+            .await?;
+        made.note(name, "transfer.requested", text(&r, "request"));
+    }
+    // The last tenant is shredded (its payloads stay in the log, unreadable).
+    if tenants.len() > 1
+        && let Some((name, tenant, _, _)) = tenants.last()
+    {
+        let shredded = d
+            .operator(&format!("/v1/tenants/{tenant}/keys/shred"), &json!({}))
+            .await?;
+        made.note(name, "keys.shredded", d.request_at(&shredded).await?);
+    }
+    Ok(made)
+}
+
+/// `count` signed transfers from `wallets` by the API key `key` (signed in as `session`),
+/// 32 at a time: the mixed part of `govern bench replay`'s log.
+///
+/// # Errors
+/// The first transfer the node refuses.
+pub async fn transfers(
+    client: &Client,
+    session: String,
+    key: ApiKey,
+    wallets: Vec<String>,
+    count: usize,
+) -> Result<()> {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let mut d = Driver::new(client.clone(), None, String::new(), 1000 + t, None)?;
+        let mut m = Member {
+            tenant: String::new(),
+            user: String::new(),
+            session: session.clone(),
+            signer: Signer::Key(Box::new(key.clone())),
+        };
+        let (wallets, next) = (wallets.clone(), std::sync::Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+                let wallet = &wallets[d.rng.gen_range(0..wallets.len())];
+                let body = d.transfer();
+                d.act(
+                    &mut m,
+                    "transfer.requested",
+                    &format!("/v1/wallets/{wallet}/transfers"),
+                    &body,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
