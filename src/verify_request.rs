@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use clap::Args;
 use govern_client::Client;
 use govern_core::action::{ChallengeObject, UserSignature};
+use govern_core::append::{HopVerdict, UserActionError};
 use govern_core::ids::{Hash, LeafIndex};
 use govern_core::merkle;
 use govern_projections::state::State;
@@ -100,12 +101,14 @@ impl<T> Check<T> {
         }
     }
 
-    fn fail(code: &'static str, detail: impl Into<String>) -> Self {
+    /// A check that found `verdict` (typed: the log's own refusal where there is one): its
+    /// code and its words.
+    fn refused(verdict: HopVerdict) -> Self {
         Self {
             ok: false,
             found: None,
-            code: Some(code),
-            detail: Some(detail.into()),
+            code: Some(verdict.code()),
+            detail: Some(verdict.to_string()),
         }
     }
 
@@ -148,73 +151,38 @@ struct SignatureFound {
 /// pinned by the manifest in force and not quarantined, and be live at the event's time
 /// (the checks the log made at append).
 fn identity_of(event: &govern_core::event::Event, state: &State) -> Check<IdentityFound> {
-    let Some(leaf) = event.attestation else {
-        return if event.kind.as_str() == govern_core::manifest::MANIFEST_PUBLISHED_KIND
-            || event.kind.as_str() == govern_projections::services::ATTESTED_KIND
-        {
-            Check::pass(IdentityFound {
-                attestation: None,
-                manifest: None,
-                self_attesting: true,
-            })
-        } else {
-            Check::fail("no-attestation", "the event names no attestation")
-        };
-    };
-    let services = &state.services;
-    let Some(id) = services.identities.get(&event.producer.role) else {
-        return Check::fail(
-            "no-identity",
-            format!("role {} has no identity", event.producer.role),
-        );
-    };
-    if id.leaf != leaf {
-        return Check::fail(
-            "not-current-identity",
-            format!(
-                "the event names {}, not the role's current identity {}",
-                leaf.to_hex(),
-                id.leaf.to_hex()
-            ),
-        );
-    }
-    if id.ed25519 != event.producer.key {
-        return Check::fail(
-            "other-key",
-            "the identity binds another key than the producer's",
-        );
-    }
-    if !id.pinned {
-        return Check::fail(
-            "not-pinned",
-            format!(
-                "the manifest in force does not pin measurement {}",
-                id.measurement()
-            ),
-        );
-    }
-    if services.quarantined.contains_key(id.measurement()) {
-        return Check::fail(
-            "quarantined",
-            format!("measurement {} is quarantined", id.measurement()),
-        );
-    }
-    if let Some(m) = &services.manifest
-        && event.time > id.last_event(&m.manifest, govern_store::TIME_SKEW_MS)
+    let kind = event.kind.as_str();
+    if event.attestation.is_none()
+        && (kind == govern_core::kinds::MANIFEST_PUBLISHED
+            || kind == govern_core::kinds::SERVICE_ATTESTED)
     {
-        return Check::fail(
-            "identity-expired",
-            format!(
-                "the identity had expired at the event's time {}",
-                event.time
-            ),
-        );
+        return Check::pass(IdentityFound {
+            attestation: None,
+            manifest: None,
+            self_attesting: true,
+        });
     }
-    Check::pass(IdentityFound {
-        attestation: Some(leaf.to_hex()),
-        manifest: Some(id.manifest_serial),
-        self_attesting: false,
-    })
+    let services = &state.services;
+    // The log's own producer check (govern-admission), as of this point of the log.
+    match govern_admission::check_producer(
+        services,
+        services.manifest.as_ref().map(|m| &m.manifest),
+        &std::collections::BTreeSet::new(),
+        govern_admission::Claim {
+            role: &event.producer.role,
+            attestation: event.attestation,
+            key: &event.producer.key,
+            time: event.time,
+        },
+        govern_store::TIME_SKEW_MS,
+    ) {
+        Ok(id) => Check::pass(IdentityFound {
+            attestation: Some(id.leaf.to_hex()),
+            manifest: Some(id.manifest_serial),
+            self_attesting: false,
+        }),
+        Err(e) => Check::refused(HopVerdict::Identity(e)),
+    }
 }
 
 /// The hops as an aligned table, then a line for each failed check: its code and detail.
@@ -298,20 +266,23 @@ fn user_signature(
     ) {
         (Ok(o), Ok(s)) => (o, s),
         (Err(e), _) | (_, Err(e)) => {
-            return Some(Check::fail(
-                "action-unreadable",
-                format!("the action or its signature does not parse: {e}"),
-            ));
+            return Some(Check::refused(HopVerdict::UserAction(
+                UserActionError::Malformed {
+                    kind: event.kind.to_string(),
+                    reason: format!("the action or its signature does not parse: {e}"),
+                },
+            )));
         }
     };
     let Some(tenant) = state.tenants.get(&event.tenant) else {
-        return Some(Check::fail(
-            "tenant-unknown",
-            format!("no tenant {} before this entry", event.tenant.0),
-        ));
+        return Some(Check::refused(HopVerdict::UserAction(
+            UserActionError::UnknownTenant {
+                tenant: event.tenant,
+            },
+        )));
     };
     let failed =
-        |e: govern_admission::actions::UserActionError| Check::fail(e.problem().0, e.to_string());
+        |e: govern_admission::actions::UserActionError| Check::refused(HopVerdict::UserAction(e));
     // The same binding the log checked at append: the signed route is the kind's, and the
     // event follows the object the user named.
     let params = govern_projections::tenants::params(event);
@@ -378,7 +349,10 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                             key: event.producer.key.to_base64(),
                         },
                         identity,
-                        inclusion: Check::fail("not-checked", "not checked yet"),
+                        inclusion: Check::refused(HopVerdict::Inclusion {
+                            code: "not-checked",
+                            reason: "not checked yet".into(),
+                        }),
                         user_signature: user,
                         ok: false,
                     },
@@ -429,10 +403,12 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                         size,
                         recomputed: false,
                     }),
-                    Err(e) => Check::fail(
-                        "inclusion-proof",
-                        format!("the node's inclusion proof at size {size} does not verify: {e}"),
-                    ),
+                    Err(e) => Check::refused(HopVerdict::Inclusion {
+                        code: "inclusion-proof",
+                        reason: format!(
+                            "the node's inclusion proof at size {size} does not verify: {e}"
+                        ),
+                    }),
                 }
             }
             // A static copy serves no proofs: the root recomputed from every entry read.
@@ -445,12 +421,12 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                         recomputed: true,
                     })
                 } else {
-                    Check::fail(
-                        "entries-not-the-checkpoint",
-                        format!(
+                    Check::refused(HopVerdict::Inclusion {
+                        code: "entries-not-the-checkpoint",
+                        reason: format!(
                             "the entries read do not hash to the checkpoint's root at size {size}"
                         ),
-                    )
+                    })
                 }
             }
         };

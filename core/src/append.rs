@@ -739,3 +739,39 @@ impl UserActionError {
         )
     }
 }
+
+/// What re-checking one hop of a receipt chain found wrong, in the log's own terms: the
+/// identity and user-action refusals are the ones the log gives at append (the same
+/// checks, govern-admission's), so an auditor's verdict and the log's cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HopVerdict {
+    /// The producer's attested identity does not hold at the hop.
+    #[error(transparent)]
+    Identity(IdentityError),
+    /// The user's signed action does not hold at the hop.
+    #[error(transparent)]
+    UserAction(UserActionError),
+    /// The hop is not included under the checkpoint: `code` says how (`inclusion-proof`,
+    /// `entries-not-the-checkpoint`, …).
+    #[error("{reason}")]
+    Inclusion {
+        /// Stable, kebab-case.
+        code: &'static str,
+        /// What was found.
+        reason: String,
+    },
+}
+
+impl HopVerdict {
+    /// The verdict's stable code: the log's problem type for an identity or user-action
+    /// refusal, else the inclusion check's own.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Identity(e) => e.problem().0,
+            Self::UserAction(e) => e.problem().0,
+            Self::Inclusion { code, .. } => code,
+        }
+    }
+}

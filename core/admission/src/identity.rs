@@ -259,6 +259,85 @@ impl StateView for IdentityPolicy {
     }
 }
 
+/// What an event claims of its producer, as [`check_producer`] judges it.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    /// The producer's role.
+    pub role: &'a Role,
+    /// The `service.attested` the event names.
+    pub attestation: Option<LeafHash>,
+    /// The key that signed the event.
+    pub key: &'a PublicKey,
+    /// The event's recorded time.
+    pub time: Timestamp,
+}
+
+/// The producer check every event that is not self-attesting passes at append
+/// (docs/design.md §6): the `service.attested` it names is its role's current identity in
+/// `services`, binds the producer's key, its measurement is neither quarantined (nor being
+/// quarantined by this batch: `quarantining`) nor unpinned, and it is live at the event's
+/// time (attested + the role's `max_age_s` under `manifest` − `time_skew_ms`). One copy:
+/// the log runs it at append, the key service for a release, `govern verify request` on
+/// each hop of a receipt chain, and the signers before they sign.
+///
+/// # Errors
+/// The [`IdentityError`] the log refuses such an event with.
+pub fn check_producer<'s>(
+    services: &'s Services,
+    manifest: Option<&Manifest>,
+    quarantining: &BTreeSet<String>,
+    producer: Claim<'_>,
+    time_skew_ms: i64,
+) -> Result<&'s Identity, IdentityError> {
+    let role = producer.role;
+    let named = producer
+        .attestation
+        .ok_or_else(|| IdentityError::MissingAttestation { role: role.clone() })?;
+    let id = services
+        .identities
+        .get(role)
+        .ok_or_else(|| IdentityError::NoIdentity { role: role.clone() })?;
+    if id.leaf != named {
+        return Err(IdentityError::StaleAttestation {
+            role: role.clone(),
+            named,
+            current: id.leaf,
+        });
+    }
+    if id.ed25519 != *producer.key {
+        return Err(IdentityError::ProducerKeyMismatch {
+            role: role.clone(),
+            key: producer.key.to_base64(),
+        });
+    }
+    if services.quarantined.contains_key(id.measurement())
+        || quarantining.contains(id.measurement())
+    {
+        return Err(IdentityError::Quarantined {
+            role: role.clone(),
+            measurement: id.measurement().to_string(),
+        });
+    }
+    if !id.pinned {
+        return Err(IdentityError::NotPinned {
+            role: role.clone(),
+            measurement: id.measurement().to_string(),
+        });
+    }
+    if let Some(m) = manifest {
+        let expired = id.last_event(m, time_skew_ms);
+        if producer.time > expired {
+            return Err(IdentityError::IdentityExpired {
+                role: role.clone(),
+                attested: id.attested,
+                expired,
+                time: producer.time,
+            });
+        }
+    }
+    Ok(id)
+}
+
 /// The append policy of a node: identities, manifests, then the routing graph.
 #[derive(Debug)]
 pub struct IdentityPolicy {
@@ -746,52 +825,18 @@ impl IdentityPolicy {
         key: &PublicKey,
         time: Timestamp,
     ) -> Result<&'r Identity, IdentityError> {
-        let named =
-            attestation.ok_or_else(|| IdentityError::MissingAttestation { role: role.clone() })?;
-        let id = reg
-            .services
-            .identities
-            .get(role)
-            .ok_or_else(|| IdentityError::NoIdentity { role: role.clone() })?;
-        if id.leaf != named {
-            return Err(IdentityError::StaleAttestation {
-                role: role.clone(),
-                named,
-                current: id.leaf,
-            });
-        }
-        if id.ed25519 != *key {
-            return Err(IdentityError::ProducerKeyMismatch {
-                role: role.clone(),
-                key: key.to_base64(),
-            });
-        }
-        if reg.services.quarantined.contains_key(id.measurement())
-            || reg.quarantining.contains(id.measurement())
-        {
-            return Err(IdentityError::Quarantined {
-                role: role.clone(),
-                measurement: id.measurement().to_string(),
-            });
-        }
-        if !id.pinned {
-            return Err(IdentityError::NotPinned {
-                role: role.clone(),
-                measurement: id.measurement().to_string(),
-            });
-        }
-        if let Some(m) = &reg.manifest {
-            let expired = id.last_event(&m.manifest, self.time_skew_ms);
-            if time > expired {
-                return Err(IdentityError::IdentityExpired {
-                    role: role.clone(),
-                    attested: id.attested,
-                    expired,
-                    time,
-                });
-            }
-        }
-        Ok(id)
+        check_producer(
+            &reg.services,
+            reg.manifest.as_ref().map(|m| &m.manifest),
+            &reg.quarantining,
+            Claim {
+                role,
+                attestation,
+                key,
+                time,
+            },
+            self.time_skew_ms,
+        )
     }
 
     /// Record an accepted event in `state.working`: the service inventory's fold

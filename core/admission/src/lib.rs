@@ -31,8 +31,8 @@ pub use govern_core::append::{
     AppendError, AppendPolicy, IdentityError, LogView, ParentInfo, UserActionError,
 };
 pub use identity::{
-    ATTESTED_KIND, Committed, Identity, IdentityPolicy, InForce, LOG_ROLE, ManifestSummary,
+    ATTESTED_KIND, Claim, Committed, Identity, IdentityPolicy, InForce, LOG_ROLE, ManifestSummary,
     QUARANTINED_KIND, Quarantine, RSA_KEY_BITS, ServiceStatus, ServicesView, StateView,
-    attested_body,
+    attested_body, check_producer,
 };
 pub use routing::ManifestPolicy;
