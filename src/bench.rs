@@ -41,8 +41,8 @@ pub struct AppendArgs {
     pub proof_seconds: u64,
     /// Open-loop append rates (per second) at which to measure the time from an append's
     /// acknowledgement to its first quorum-cosigned checkpoint, on a node of its own with
-    /// three witness processes and a 2-of-3 policy (empty: skip).
-    #[arg(long, value_delimiter = ',', default_value = "1000,20000")]
+    /// three witness processes and a 2-of-3 policy (`--witness-rates` with no value: skip).
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "1000,20000")]
     pub witness_rates: Vec<u64>,
     /// Seconds of appends at each witness rate.
     #[arg(long, default_value_t = 5)]
