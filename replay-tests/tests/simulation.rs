@@ -1,31 +1,33 @@
-//! A seeded, in-process simulation of a node's life, on the in-memory store, with a fixed
-//! clock and a seeded generator: genesis (a manifest pinning the simulation's image, signed
-//! by two of its signers), the log, the edge and the key service attesting through the
-//! simulated NSM, tenants made through the node's own HTTP routes (the operator's
-//! `POST /v1/tenants`), a key rotation and a shredding through the key service's endpoints,
-//! and a service presenting a genuine document of an unpinned measurement, which the log
-//! refuses and quarantines.
+//! A seeded, in-process simulation of the scenario, on the in-memory store, with a manual
+//! clock and seeded generators: genesis (a manifest pinning the simulation's image, signed by
+//! two of its signers); the log, the edge and the key service attesting through the
+//! simulated NSM; then `govern scenario`'s own driver (govern-client's) over loopback HTTP
+//! against the node's own routes: tenants, passkey registrations and logins, API keys,
+//! invitations, role changes, revocations, policies, wallets, sealed transfers and
+//! approvals, scoped reads, a key rotation and a shredding; last, a service presenting a
+//! genuine document of an unpinned measurement, which the log refuses and quarantines.
 //!
-//! Every time and every random byte comes from the simulation ([`Manual`], [`Seeded`]), so
-//! two runs of one seed write the same log byte for byte, and its root is a golden: a change
-//! to any format, any signed body or any rule that changes what the log holds changes it
-//! (`goldens/simulation-root.txt`; update it on purpose, with the change that explains it).
-//!
-//! What it does not drive (the passkey ceremonies) is said in docs/architecture.md: the
-//! software passkeys the other tests use draw their keys from OpenSSL, which takes no seed.
+//! Every time and every random byte that reaches the log comes from the simulation
+//! ([`Manual`], [`Seeded`], [`SeededPasskey`]), so two runs of one seed write the same log
+//! byte for byte, and its root is a golden: a change to any format, any signed body or any
+//! rule that changes what the log holds changes it (`goldens/simulation-root.txt`; update it
+//! on purpose, with the change that explains it). webauthn-rs draws its ceremonies'
+//! challenges itself; they never reach the log (a registration records its
+//! `attestationObject`, and a signed action's challenge is the challenge object's hash).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ed25519_dalek::SigningKey;
 use govern_admission::{IdentityPolicy, StateView as _};
 use govern_api::edge::{Edge, EdgeConfig};
 use govern_api::keys::KeyService;
 use govern_api::{AppState, LocalService};
+use govern_client::scenario::{self, Driver, NewPasskey, Params, Passkey};
 use govern_core::append::{AppendError, Clock, Entropy, IdentityError};
 use govern_core::attestation::TrustAnchor;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
@@ -35,11 +37,11 @@ use govern_core::note::NoteSigner;
 use govern_store::{Appender, Log, LogConfig, MemoryStorage};
 use govern_workers::identity::{ServiceIdentity, ServiceKeys};
 use govern_workers::nsm::SimulatedNsm;
-use http_body_util::BodyExt as _;
+use p256::ecdsa::signature::Signer as _;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
+use sha2::{Digest as _, Sha256};
 
 /// The simulation's clock: it moves only when the simulation moves it.
 #[derive(Debug)]
@@ -53,7 +55,11 @@ impl Clock for Manual {
 
 impl Manual {
     fn advance_s(&self, s: i64) {
-        self.0.fetch_add(s * 1000, Ordering::SeqCst);
+        self.advance_ms(s * 1000);
+    }
+
+    fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
     }
 }
 
@@ -64,6 +70,113 @@ struct Seeded(parking_lot::Mutex<StdRng>);
 impl Entropy for Seeded {
     fn fill(&self, buf: &mut [u8]) {
         rand::RngCore::fill_bytes(&mut *self.0.lock(), buf);
+    }
+}
+
+/// A software passkey whose key and credential id come from the simulation's seed: WebAuthn
+/// registration with a `none` attestation, assertions signed with ES256 (RFC 6979, so the
+/// same key signs the same bytes the same way), user presence and verification set. The
+/// node checks both with webauthn-rs at the edge and govern-core's verifier in the log.
+struct SeededPasskey {
+    key: p256::ecdsa::SigningKey,
+    id: [u8; 16],
+    counter: u32,
+}
+
+impl SeededPasskey {
+    fn new(rng: &mut StdRng) -> Self {
+        let mut id = [0u8; 16];
+        rand::RngCore::fill_bytes(rng, &mut id);
+        Self {
+            key: p256::ecdsa::SigningKey::random(rng),
+            id,
+            counter: 0,
+        }
+    }
+
+    fn client_data(kind: &str, options: &Value, origin: &str) -> Vec<u8> {
+        json!({
+            "type": kind,
+            "challenge": options["publicKey"]["challenge"],
+            "origin": origin,
+            "crossOrigin": false,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn cose_key(&self) -> Vec<u8> {
+        use ciborium::value::{Integer, Value as Cbor};
+        let point = self.key.verifying_key().to_encoded_point(false);
+        let int = |i: i64| Cbor::Integer(Integer::from(i));
+        let map = Cbor::Map(vec![
+            (int(1), int(2)),
+            (int(3), int(-7)),
+            (int(-1), int(1)),
+            (int(-2), Cbor::Bytes(point.x().unwrap().to_vec())),
+            (int(-3), Cbor::Bytes(point.y().unwrap().to_vec())),
+        ]);
+        let mut out = Vec::new();
+        ciborium::into_writer(&map, &mut out).unwrap();
+        out
+    }
+}
+
+impl Passkey for SeededPasskey {
+    fn register(&mut self, origin: &str, options: Value) -> scenario::Result<Value> {
+        use ciborium::value::Value as Cbor;
+        let rp_id = options["publicKey"]["rp"]["id"]
+            .as_str()
+            .unwrap_or_default();
+        let client_data = Self::client_data("webauthn.create", &options, origin);
+        let mut auth = Sha256::digest(rp_id.as_bytes()).to_vec();
+        auth.push(0x45); // user present, user verified, attested credential data
+        auth.extend_from_slice(&self.counter.to_be_bytes());
+        auth.extend_from_slice(&[0u8; 16]); // AAGUID
+        auth.extend_from_slice(&16u16.to_be_bytes());
+        auth.extend_from_slice(&self.id);
+        auth.extend_from_slice(&self.cose_key());
+        let object = Cbor::Map(vec![
+            (Cbor::Text("fmt".into()), Cbor::Text("none".into())),
+            (Cbor::Text("attStmt".into()), Cbor::Map(Vec::new())),
+            (Cbor::Text("authData".into()), Cbor::Bytes(auth)),
+        ]);
+        let mut attestation = Vec::new();
+        ciborium::into_writer(&object, &mut attestation)?;
+        Ok(json!({
+            "id": B64URL.encode(self.id),
+            "rawId": B64URL.encode(self.id),
+            "type": "public-key",
+            "response": {
+                "attestationObject": B64URL.encode(attestation),
+                "clientDataJSON": B64URL.encode(client_data),
+            },
+            "extensions": {},
+        }))
+    }
+
+    fn authenticate(&mut self, origin: &str, options: Value) -> scenario::Result<Value> {
+        let rp_id = options["publicKey"]["rpId"].as_str().unwrap_or_default();
+        let client_data = Self::client_data("webauthn.get", &options, origin);
+        self.counter += 1;
+        let mut auth = Sha256::digest(rp_id.as_bytes()).to_vec();
+        auth.push(0x05); // user present, user verified
+        auth.extend_from_slice(&self.counter.to_be_bytes());
+        let mut signed = auth.clone();
+        signed.extend_from_slice(&Sha256::digest(&client_data));
+        let signature: p256::ecdsa::Signature = self.key.sign(&signed);
+        Ok(json!({
+            "id": B64URL.encode(self.id),
+            "rawId": B64URL.encode(self.id),
+            "type": "public-key",
+            "response": {
+                "authenticatorData": B64URL.encode(auth),
+                "clientDataJSON": B64URL.encode(client_data),
+                "signature": B64URL.encode(signature.to_der().as_bytes()),
+                "userHandle": null,
+            },
+            "extensions": {},
+        }))
     }
 }
 
@@ -82,23 +195,6 @@ struct Run {
 
 fn role(name: &str) -> Role {
     Role::new(name).unwrap()
-}
-
-async fn call(app: &axum::Router, method: &str, uri: &str, body: &Value) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(Method::from_bytes(method.as_bytes()).unwrap())
-        .uri(uri)
-        .header("authorization", format!("Bearer {OPERATOR}"))
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 async fn simulate(seed: u64, dir: &Path) -> Run {
@@ -260,38 +356,47 @@ async fn simulate(seed: u64, dir: &Path) -> Run {
             .with_edge(Arc::new(edge)),
     );
 
-    // Tenants, a rotation, a shredding.
-    let mut tenants = Vec::new();
-    for (name, admin) in [("Acme", "Ada"), ("Globex", "Grace"), ("Initech", "Ines")] {
-        clock.advance_s(2);
-        let (status, body) = call(
-            &app,
-            "POST",
-            "/v1/tenants",
-            &json!({"name": name, "admin": admin}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        tenants.push(body["tenant"].as_str().unwrap().to_string());
-    }
-    clock.advance_s(5);
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/v1/tenants/{}/keys/rotate", tenants[0]),
-        &json!({}),
+    // The scenario `govern scenario` runs (govern-client's driver, its choices from the
+    // seed), over loopback HTTP, its users' passkeys deterministic software authenticators
+    // whose keys come from the seed too.
+    // Time moves 100 ms before each request the driver makes (it makes them one at a
+    // time), as it would between a person's clicks: two release requests of the edge are
+    // then never the same bytes, which the key service would refuse as a replay.
+    let ticking = Arc::clone(&clock);
+    let app = app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            ticking.advance_ms(100);
+            next.run(req)
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let passkey_seeds = Arc::new(parking_lot::Mutex::new(StdRng::seed_from_u64(seed ^ 0xa11)));
+    let new_passkey: NewPasskey = Arc::new(move || {
+        let mut rng = passkey_seeds.lock();
+        Box::new(SeededPasskey::new(&mut *rng)) as Box<dyn Passkey>
+    });
+    let mut driver = Driver::new(
+        govern_client::Client::new(&url).unwrap(),
+        Some(WEB_ORIGIN.into()),
+        OPERATOR.into(),
+        seed,
+        Some(new_passkey),
     )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    clock.advance_s(5);
-    let (status, body) = call(
-        &app,
-        "POST",
-        &format!("/v1/tenants/{}/keys/shred", tenants[2]),
-        &json!({}),
+    .unwrap();
+    scenario::run(
+        &mut driver,
+        &Params {
+            seed,
+            tenants: 3,
+            wallets: 2,
+            transfers: 3,
+        },
     )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    .await
+    .unwrap();
+    server.abort();
 
     // A genuine document of an image the manifest does not pin, presented by the key it
     // binds: refused, and the measurement quarantined by the log.
@@ -342,6 +447,17 @@ async fn a_seeded_simulation_writes_the_same_log_twice_and_its_root_is_the_golde
         "manifest.published",
         "service.attested",
         "tenant.created",
+        "user.registered",
+        "credential.registered",
+        "credential.revoked",
+        "user.invited",
+        "user.role_changed",
+        "wallet.requested",
+        "transfer.requested",
+        "policy.changed",
+        "approval.decided",
+        "keys.audit",
+        "reads.audit",
         "keys.rotated",
         "keys.shredded",
         "service.quarantined",
