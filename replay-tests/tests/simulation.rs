@@ -375,7 +375,7 @@ async fn simulate(seed: u64, dir: &Path) -> Run {
     let passkey_seeds = Arc::new(parking_lot::Mutex::new(StdRng::seed_from_u64(seed ^ 0xa11)));
     let new_passkey: NewPasskey = Arc::new(move || {
         let mut rng = passkey_seeds.lock();
-        Box::new(SeededPasskey::new(&mut *rng)) as Box<dyn Passkey>
+        Box::new(SeededPasskey::new(&mut rng)) as Box<dyn Passkey>
     });
     let mut driver = Driver::new(
         govern_client::Client::new(&url).unwrap(),
