@@ -132,12 +132,13 @@ async fn start(server: &Server, prepared: Prepared) -> Result<(NodeHandle, DataD
         Arc::clone(&services.log) as _,
         Arc::clone(&services.policy) as _,
         Arc::clone(&services.edge),
-        Arc::clone(&services.keys),
+        Arc::clone(&services.keys) as _,
         dir.operator_token()?,
         dir.passkeys_path(),
     )?;
     let mut state = AppState::new(Arc::clone(&services.log), &dir.verifier_key())
         .with_identities(Arc::clone(&services.policy))
+        .with_keys(Arc::clone(&services.keys))
         .with_edge(Arc::new(edge));
     if let Some((policy_path, file)) = &witnesses {
         let witnessing = govern_api::witnessing::Witnessing::start(services.log.reader(), file)?;

@@ -22,7 +22,7 @@ use govern_admission::IdentityPolicy;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_core::manifest::{MANIFEST_PUBLISHED_KIND, SignedManifest};
-use govern_store::{AppendError, Clock, Log, LogConfig, RocksStorage, SystemClock};
+use govern_store::{AppendError, Clock, Log, LogConfig, RocksStorage, Storage, SystemClock};
 use govern_workers::identity::{ServiceIdentity, ServiceKeys};
 use govern_workers::nsm::{Nsm, SimulatedNsm};
 
@@ -49,9 +49,9 @@ impl LocalService {
 
 /// A started node's log and services.
 #[derive(Debug)]
-pub struct Services {
+pub struct Services<S: Storage = RocksStorage> {
     /// The log.
-    pub log: Arc<Log<RocksStorage>>,
+    pub log: Arc<Log<S>>,
     /// The append policy (what `GET /v1/services` reports).
     pub policy: Arc<IdentityPolicy>,
     /// The log's own identity (role `log`, its checkpoint key).
@@ -126,8 +126,31 @@ impl DataDir {
         attestor: &Attestor,
         clock: Arc<dyn Clock>,
     ) -> Result<Services, DataDirError> {
+        // The manifest is checked before the store is opened: a node refused for its
+        // manifest writes nothing.
+        self.signed_manifest(allow_dev_root)?;
+        let storage = RocksStorage::open(&self.db_path())?;
+        self.boot_on(storage, config, allow_dev_root, attestor, clock)
+            .await
+    }
+
+    /// [`DataDir::boot_with_clock`] with the log on `storage` instead of the data dir's
+    /// RocksDB (the API's tests run the node on `MemoryStorage`; the keys, passkeys, dev CA
+    /// and manifest stay in the data dir).
+    ///
+    /// # Errors
+    /// As [`DataDir::boot`].
+    pub async fn boot_on<S: Storage>(
+        &self,
+        storage: S,
+        config: LogConfig,
+        allow_dev_root: bool,
+        attestor: &Attestor,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Services<S>, DataDirError> {
         let signed = self.signed_manifest(allow_dev_root)?;
-        let (log, policy) = self.open_identity_log(config, allow_dev_root, Arc::clone(&clock))?;
+        let (log, policy) =
+            self.open_identity_log_on(storage, config, allow_dev_root, Arc::clone(&clock))?;
         let log = Arc::new(log);
         publish_if_newer(&log, &policy, self, &signed).await?;
 
@@ -204,8 +227,8 @@ impl DataDir {
 
 /// The attestation document of `service`'s current identity, from its `service.attested`.
 #[cfg(feature = "nitro-kms")]
-fn attestation_document(
-    log: &Log<RocksStorage>,
+fn attestation_document<S: Storage>(
+    log: &Log<S>,
     service: &LocalService,
 ) -> Result<Vec<u8>, DataDirError> {
     use base64::Engine as _;
@@ -262,10 +285,10 @@ fn master_seal(
 }
 
 /// A service in this process: its keys (being made by `keys`), its NSM, its attestation.
-async fn start_service(
+async fn start_service<S: Storage>(
     dir: &DataDir,
     attestor: &Attestor,
-    log: &Log<RocksStorage>,
+    log: &Log<S>,
     policy: &IdentityPolicy,
     keys: tokio::task::JoinHandle<Result<ServiceKeys, govern_workers::identity::IdentityError>>,
 ) -> Result<Arc<LocalService>, DataDirError> {
@@ -284,8 +307,8 @@ async fn start_service(
 }
 
 /// Publish `signed` when the log has no manifest or an older one.
-async fn publish_if_newer(
-    log: &Log<RocksStorage>,
+async fn publish_if_newer<S: Storage>(
+    log: &Log<S>,
     policy: &IdentityPolicy,
     dir: &DataDir,
     signed: &SignedManifest,
@@ -341,8 +364,8 @@ async fn publish_if_newer(
 ///
 /// # Errors
 /// [`DataDirError::Boot`] when the NSM or the append refuses.
-pub async fn attest(
-    log: &Log<RocksStorage>,
+pub async fn attest<S: Storage>(
+    log: &Log<S>,
     policy: &IdentityPolicy,
     service: &LocalService,
 ) -> Result<LeafHash, DataDirError> {
@@ -370,7 +393,7 @@ pub async fn attest(
     Ok(leaf)
 }
 
-impl Services {
+impl<S: Storage> Services<S> {
     /// Re-attest the log, the edge and the key service on their roles' schedules, until the
     /// process ends.
     pub fn spawn_reattestation(&self) {

@@ -471,6 +471,21 @@ impl DataDir {
         allow_dev_root: bool,
         clock: Arc<dyn Clock>,
     ) -> Result<(Log<RocksStorage>, Arc<IdentityPolicy>), DataDirError> {
+        let storage = RocksStorage::open(&self.db_path())?;
+        self.open_identity_log_on(storage, config, allow_dev_root, clock)
+    }
+
+    /// [`DataDir::open_identity_log`] on `storage`.
+    ///
+    /// # Errors
+    /// As [`DataDir::open_identity_log`].
+    pub fn open_identity_log_on<S: govern_store::Storage>(
+        &self,
+        storage: S,
+        config: LogConfig,
+        allow_dev_root: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Log<S>, Arc<IdentityPolicy>), DataDirError> {
         let dev_root = if allow_dev_root {
             self.dev_root()?
         } else {
@@ -486,7 +501,6 @@ impl DataDir {
             .with_time_skew(config.time_skew_ms)
             .with_anchor_distance(config.anchor_distance_max),
         );
-        let storage = RocksStorage::open(&self.db_path())?;
         let log = Log::open(
             storage,
             self.log_key.clone(),

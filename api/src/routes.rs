@@ -39,6 +39,8 @@ pub struct AppState {
     pub identities: Option<Arc<IdentityPolicy>>,
     /// The edge: tenants, users, credentials and user actions (absent on a bare log).
     pub edge: Option<Arc<crate::edge::Edge>>,
+    /// The key service, whose endpoints the node serves beside the edge's.
+    pub key_service: Option<Arc<crate::keys::KeyService>>,
     /// The witnesses and the latest checkpoint they cosigned (absent: no witness policy,
     /// `/checkpoint` serves the log's own).
     pub witnessing: Option<Arc<crate::witnessing::Witnessing>>,
@@ -91,6 +93,7 @@ impl AppState {
             keys: Arc::new(KeyCache::new()),
             identities: None,
             edge: None,
+            key_service: None,
             witnessing: None,
             state_roots: Arc::new(StateRoots::default()),
         }
@@ -110,6 +113,13 @@ impl AppState {
         self
     }
 
+    /// Serve the key service's endpoints (with the edge's: [`AppState::with_edge`]).
+    #[must_use]
+    pub fn with_keys(mut self, keys: Arc<crate::keys::KeyService>) -> Self {
+        self.key_service = Some(keys);
+        self
+    }
+
     /// Serve `GET /v1/services` from `policy`.
     #[must_use]
     pub fn with_identities(mut self, policy: Arc<IdentityPolicy>) -> Self {
@@ -120,6 +130,13 @@ impl AppState {
 
 /// The node's routes.
 pub fn router(state: AppState) -> Router {
+    let keys = match (&state.key_service, &state.edge) {
+        (Some(keys), Some(edge)) => Some(crate::tenant_keys::key_routes(
+            Arc::clone(keys),
+            Arc::clone(edge),
+        )),
+        _ => None,
+    };
     let edge = state.edge.clone().map(crate::edge::routes);
     let log = Router::new()
         .route("/healthz", get(healthz))
@@ -141,6 +158,10 @@ pub fn router(state: AppState) -> Router {
     let app = match edge {
         Some(edge) => log.merge(edge),
         None => log,
+    };
+    let app = match keys {
+        Some(keys) => app.merge(keys),
+        None => app,
     };
     app.fallback(|uri: Uri| async move { Problem::no_route(uri.path()) })
         .method_not_allowed_fallback(|uri: Uri| async move {

@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::edge::{Edge, bad_body, forbidden, not_found, operator_required};
-use crate::keys::{KeyError, Release, ReleaseRequest};
+use crate::keys::{KeyError, KeyService, Release, ReleaseRequest};
 use crate::problem::Problem;
 
 /// The most payloads one read returns.
@@ -43,6 +43,27 @@ pub fn user_scopes(role: UserRole) -> &'static [&'static str] {
         UserRole::Admin => &SCOPES,
         UserRole::Member => &["approvals", "policies", "transfers", "wallets"],
     }
+}
+
+/// The key service's own endpoints (rotation, shredding, key status, `POST /v1/keys/release`)
+/// as the node serves them on its behalf: the key service, and the edge for the operator's
+/// token, the tenants and its cache of released keys. The edge itself reaches the key
+/// service only through a release request ([`crate::keys::KeyRelease`]).
+#[derive(Clone, Debug)]
+pub struct KeyEndpoints {
+    keys: Arc<KeyService>,
+    edge: Arc<Edge>,
+}
+
+/// The key service's routes.
+pub fn key_routes(keys: Arc<KeyService>, edge: Arc<Edge>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/v1/keys/release", post(release))
+        .route("/v1/tenants/{tenant}/keys", get(key_status))
+        .route("/v1/tenants/{tenant}/keys/rotate", post(rotate))
+        .route("/v1/tenants/{tenant}/keys/shred", post(shred))
+        .with_state(KeyEndpoints { keys, edge })
 }
 
 fn tenant_id(text: &str) -> Result<TenantId, Problem> {
@@ -230,7 +251,7 @@ pub(crate) async fn payloads(
     responses((status = 200, description = "Versions, rotation and shredding, releases and decryptions per role", body = Object), (status = 400, description = "Bad tenant id", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Operator token or session required", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not an admin", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant", body = crate::problem::Problem, content_type = "application/problem+json")),
     security(("operator" = []), ("session" = [])))]
 pub(crate) async fn key_status(
-    State(edge): State<Arc<Edge>>,
+    State(KeyEndpoints { keys, edge }): State<KeyEndpoints>,
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Result<Response, Problem> {
@@ -268,7 +289,7 @@ pub(crate) async fn key_status(
         })
         .ok_or_else(|| not_found("tenant", &tenant))?;
     let mut status = status;
-    status["seeds_held"] = edge.keys.has_seeds(&id).into();
+    status["seeds_held"] = keys.has_seeds(&id).into();
     Ok(axum::Json(status).into_response())
 }
 
@@ -280,12 +301,12 @@ pub(crate) async fn key_status(
     responses((status = 200, description = "The new version and its entry", body = Object), (status = 400, description = "Bad tenant id", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Operator token required", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 410, description = "Tenant shredded", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Key store unavailable", body = crate::problem::Problem, content_type = "application/problem+json")),
     security(("operator" = [])))]
 pub(crate) async fn rotate(
-    State(edge): State<Arc<Edge>>,
+    State(KeyEndpoints { keys, edge }): State<KeyEndpoints>,
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Result<Response, Problem> {
     let id = operator_tenant(&edge, &headers, &tenant)?;
-    let (version, index) = edge.keys.rotate(&id).await?;
+    let (version, index) = keys.rotate(&id).await?;
     edge.forget_scope_keys(&id);
     Ok(axum::Json(json!({"tenant": tenant, "version": version, "index": index})).into_response())
 }
@@ -298,12 +319,12 @@ pub(crate) async fn rotate(
     responses((status = 200, description = "The keys.shredded entry", body = Object), (status = 400, description = "Bad tenant id", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Operator token required", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 410, description = "Tenant shredded already", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Key store unavailable", body = crate::problem::Problem, content_type = "application/problem+json")),
     security(("operator" = [])))]
 pub(crate) async fn shred(
-    State(edge): State<Arc<Edge>>,
+    State(KeyEndpoints { keys, edge }): State<KeyEndpoints>,
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> Result<Response, Problem> {
     let id = operator_tenant(&edge, &headers, &tenant)?;
-    let index = edge.keys.shred(&id).await?;
+    let index = keys.shred(&id).await?;
     edge.forget_scope_keys(&id);
     Ok(axum::Json(json!({"tenant": tenant, "index": index})).into_response())
 }
@@ -316,11 +337,11 @@ pub(crate) async fn shred(
     request_body = ReleaseRequest,
     responses((status = 200, description = "The keys, sealed to the requester", body = Release), (status = 400, description = "Bad request", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Not signed by the role's identity", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Identity not live, or scope not granted", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 410, description = "Tenant shredded", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "Key store unavailable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn release(
-    State(edge): State<Arc<Edge>>,
+    State(KeyEndpoints { keys, .. }): State<KeyEndpoints>,
     body: Bytes,
 ) -> Result<Response, Problem> {
     let req: ReleaseRequest = serde_json::from_slice(&body)
         .map_err(|e| bad_body(format!("not the JSON expected: {e}")))?;
-    let release = edge.keys.release(&req).await?;
+    let release = keys.release(&req).await?;
     Ok(axum::Json(release).into_response())
 }

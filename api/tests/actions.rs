@@ -764,7 +764,7 @@ async fn tenants_and_spent_nonces_survive_a_restart() {
         .policy
         .with_tenant(&tenant_id, |t| t.clone())
         .unwrap();
-    let (services, _dir, tmp) = node.restart().await;
+    let (services, _dir, tmp, _storage) = node.restart().await;
     // The fold rebuilt from the log's tracked entries is the same.
     let after = services
         .policy
@@ -1196,13 +1196,14 @@ async fn a_served_node_bounds_login_ceremonies_by_the_peers_address() {
         Arc::clone(&node.services.log) as _,
         Arc::clone(&node.services.policy) as _,
         Arc::clone(&node.services.edge),
-        Arc::clone(&node.services.keys),
+        Arc::clone(&node.services.keys) as _,
         node.dir.operator_token().unwrap(),
         node.dir.passkeys_path(),
     )
     .unwrap();
     let state = AppState::new(Arc::clone(&node.services.log), &node.dir.verifier_key())
         .with_identities(Arc::clone(&node.services.policy))
+        .with_keys(Arc::clone(&node.services.keys))
         .with_edge(Arc::new(edge));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let served = NodeHandle::spawn(state, listener).unwrap();

@@ -828,7 +828,7 @@ async fn identities_survive_a_restart() {
     let (keys, attested) = node.attested("policy");
     node.services.log.append(attested.clone()).await.unwrap();
     let before = node.size();
-    let (services, dir, _tmp) = node.restart().await;
+    let (services, dir, _tmp, _storage) = node.restart().await;
     let exe = support::exe();
     // The reopened log still knows the policy's identity (and the log, the edge and the key
     // service re-attested: three entries more).

@@ -105,7 +105,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Every value (and key) the store holds, read back through its own API, so that
 /// compression on disk cannot hide a byte from the scan.
 fn store_values(node: &Booted) -> Vec<Vec<u8>> {
-    let store = govern_store::RocksStorage::open_read_only(&node.dir.db_path()).unwrap();
+    let store = &node.storage;
     let end = vec![0xff; 64];
     let mut start = Vec::new();
     let mut out = Vec::new();
@@ -728,7 +728,7 @@ async fn rotation_keeps_old_data_readable_and_shredding_ends_it_for_ever() {
     // A crash between keys.shredded and the deletion: the seeds file is back at the next
     // start, and the key service deletes it before serving.
     std::fs::write(&seeds_path, &seeds_bytes).unwrap();
-    let (services, _dir, tmp) = node.restart().await;
+    let (services, _dir, tmp, _storage) = node.restart().await;
     assert!(!services.keys.has_seeds(&tenant_id(&tenant)));
     assert!(!seeds_path.exists());
     drop((services, tmp));

@@ -9,7 +9,7 @@ use govern_store::{LogConfig, Storage as _};
 use support::users::{act, admin, new_wallet, transfer};
 
 /// (size, state root) of the node's policy, and the state root of a fold from zero.
-fn roots(services: &govern_api::Services) -> (u64, String, String) {
+fn roots(services: &govern_api::Services<govern_store::MemoryStorage>) -> (u64, String, String) {
     let (size, state) = services.policy.state();
     let mut from_zero = govern_projections::state::State::new();
     let latest = services
@@ -50,7 +50,7 @@ async fn a_restart_resumes_from_the_snapshot_and_reaches_the_root_of_a_replay_fr
 
     // Restart: the snapshot (of a size a multiple of 8 was crossed at) is used, and the
     // state after the boot's new attestations equals a fold of the whole log.
-    let (services, dir, _tmp) = node.restart().await;
+    let (services, dir, _tmp, storage) = node.restart().await;
     let restored = services
         .log
         .restored_snapshot()
@@ -62,25 +62,25 @@ async fn a_restart_resumes_from_the_snapshot_and_reaches_the_root_of_a_replay_fr
 
     // A damaged snapshot is refused, and the restart replays from zero to the same state.
     drop(services);
+    let storage = storage.power_fail();
     {
-        let storage = govern_store::RocksStorage::open(&dir.db_path()).unwrap();
-        let mut batch = govern_store::Batch::new();
         let mut value = storage
             .get(b"m/snapshot")
             .unwrap()
             .expect("a snapshot is stored");
         let last = value.len() - 2;
         value[last] ^= 0x01;
-        batch.put(b"m/snapshot".to_vec(), value);
-        storage.write(batch, true).unwrap();
+        storage.corrupt(b"m/snapshot", value);
     }
     let services = dir
-        .boot(
+        .boot_on(
+            storage.clone(),
             LogConfig::new(dir.origin()),
             true,
             &govern_api::Attestor::Simulated {
                 executable: support::exe(),
             },
+            std::sync::Arc::new(govern_store::SystemClock),
         )
         .await
         .unwrap();

@@ -344,7 +344,7 @@ async fn simulate(seed: u64, dir: &Path) -> Run {
         Arc::clone(&log) as _,
         Arc::clone(&policy) as _,
         edge_service,
-        key_service,
+        Arc::clone(&key_service) as _,
         OPERATOR.into(),
         dir.join("passkeys"),
     )
@@ -353,6 +353,7 @@ async fn simulate(seed: u64, dir: &Path) -> Run {
     let app = govern_api::routes::router(
         AppState::new(Arc::clone(&log), &verifier_key)
             .with_identities(Arc::clone(&policy))
+            .with_keys(key_service)
             .with_edge(Arc::new(edge)),
     );
 

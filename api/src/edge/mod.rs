@@ -76,7 +76,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::boot::LocalService;
-use crate::keys::{KeyError, KeyRelease, KeyService, ScopeKeys};
+use crate::keys::{KeyError, KeyRelease, ScopeKeys};
 use crate::problem::Problem;
 use zeroize::Zeroizing;
 
@@ -298,9 +298,6 @@ pub struct Edge {
     pub(crate) log: Arc<dyn Appender>,
     pub(crate) policy: Arc<dyn StateView>,
     pub(crate) service: Arc<LocalService>,
-    /// The key service's own endpoints, which the node serves on its behalf (rotation,
-    /// shredding, key status, `POST /v1/keys/release`).
-    pub(crate) keys: Arc<KeyService>,
     /// How the edge obtains its scope keys: the release request a remote worker sends, to
     /// the key service in process by default.
     release: Arc<dyn KeyRelease>,
@@ -608,19 +605,6 @@ pub fn routes(edge: Arc<Edge>) -> Router {
         .route(
             "/v1/requests/{id}/approvals/{decision}",
             post(decide_approval),
-        )
-        .route("/v1/keys/release", post(crate::tenant_keys::release))
-        .route(
-            "/v1/tenants/{tenant}/keys",
-            get(crate::tenant_keys::key_status),
-        )
-        .route(
-            "/v1/tenants/{tenant}/keys/rotate",
-            post(crate::tenant_keys::rotate),
-        )
-        .route(
-            "/v1/tenants/{tenant}/keys/shred",
-            post(crate::tenant_keys::shred),
         )
         .route(
             "/v1/tenants/{tenant}/payloads/{scope}",

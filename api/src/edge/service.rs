@@ -7,7 +7,8 @@ use super::*;
 // ---------------------------------------------------------------------------------------
 
 impl Edge {
-    /// The edge of a node: `service` is its attested identity.
+    /// The edge of a node: `service` is its attested identity; it obtains its scope keys
+    /// with release requests to `release` (the key service, in process or not).
     ///
     /// # Errors
     /// When webauthn-rs refuses the relying party.
@@ -16,7 +17,7 @@ impl Edge {
         log: Arc<dyn Appender>,
         policy: Arc<dyn StateView>,
         service: Arc<LocalService>,
-        keys: Arc<KeyService>,
+        release: Arc<dyn KeyRelease>,
         operator_token: String,
         passkeys_dir: PathBuf,
     ) -> Result<Self, String> {
@@ -33,10 +34,9 @@ impl Edge {
             log,
             policy,
             service,
-            release: Arc::clone(&keys) as Arc<dyn KeyRelease>,
+            release,
             clock: Arc::new(SystemClock),
             entropy: Arc::new(OsEntropy),
-            keys,
             operator_token,
             passkeys_dir,
             passkeys_writing: Mutex::new(()),

@@ -19,7 +19,7 @@ use govern_core::event::{
 use govern_core::ids::LeafHash;
 use govern_core::manifest::SignedManifest;
 use govern_core::note::NoteSigner;
-use govern_store::LogConfig;
+use govern_store::{LogConfig, MemoryStorage};
 use govern_workers::identity::ServiceKeys;
 use govern_workers::nsm::SimulatedNsm;
 use http_body_util::BodyExt as _;
@@ -29,7 +29,11 @@ use tower::ServiceExt as _;
 /// Field order is drop order: the services (and their log) close before the directory goes.
 pub struct Booted {
     pub app: Router,
-    pub services: Services,
+    /// The log's store: in memory (these tests are of the node, not of RocksDB, which the
+    /// store's own tests and the conformance suite hold to the same contract). A restart
+    /// is a power failure of it: what the log synced survives, as on disk.
+    pub storage: MemoryStorage,
+    pub services: Services<MemoryStorage>,
     pub dir: DataDir,
     pub pinned: Pinned,
     pub exe: PathBuf,
@@ -77,8 +81,10 @@ pub async fn boot_clocked(
     let exe = exe();
     let pinned = pin_dev_manifest(tmp.path(), None, &exe).unwrap();
     let dir = DataDir::open(tmp.path(), None).unwrap();
+    let storage = MemoryStorage::new();
     let services = dir
-        .boot_with_clock(
+        .boot_on(
+            storage.clone(),
             config(LogConfig::new(dir.origin())),
             true,
             &Attestor::Simulated {
@@ -93,7 +99,7 @@ pub async fn boot_clocked(
         Arc::clone(&services.log) as _,
         Arc::clone(&services.policy) as _,
         Arc::clone(&services.edge),
-        Arc::clone(&services.keys),
+        Arc::clone(&services.keys) as _,
         dir.operator_token().unwrap(),
         dir.passkeys_path(),
     )
@@ -101,10 +107,12 @@ pub async fn boot_clocked(
     let app = router(
         AppState::new(Arc::clone(&services.log), &dir.verifier_key())
             .with_identities(Arc::clone(&services.policy))
+            .with_keys(Arc::clone(&services.keys))
             .with_edge(Arc::new(edge)),
     );
     Booted {
         app,
+        storage,
         services,
         dir,
         pinned,
@@ -116,9 +124,17 @@ pub async fn boot_clocked(
 impl Booted {
     /// Stop this node's services and boot them again on the same data dir, as a restart
     /// does: the new services, and the data dir and temporary directory they live in.
-    pub async fn restart(self) -> (Services, DataDir, tempfile::TempDir) {
+    pub async fn restart(
+        self,
+    ) -> (
+        Services<MemoryStorage>,
+        DataDir,
+        tempfile::TempDir,
+        MemoryStorage,
+    ) {
         let Booted {
             app,
+            storage,
             services,
             dir,
             exe,
@@ -127,15 +143,18 @@ impl Booted {
         } = self;
         drop(app);
         drop(services);
+        let storage = storage.power_fail();
         let services = dir
-            .boot(
+            .boot_on(
+                storage.clone(),
                 LogConfig::new(dir.origin()),
                 true,
                 &Attestor::Simulated { executable: exe },
+                Arc::new(govern_store::SystemClock),
             )
             .await
             .unwrap();
-        (services, dir, tmp)
+        (services, dir, tmp, storage)
     }
 
     /// An event of the edge's identity.
