@@ -683,12 +683,7 @@ fn forge(
 
 /// `k of [name+<key ID>, …]`, as the verifier names a policy.
 fn summary(policy: &WitnessPolicy) -> String {
-    let names: Vec<String> = policy
-        .witnesses()
-        .iter()
-        .map(|w| format!("{}+{}", w.name(), hex::encode(w.key_id())))
-        .collect();
-    format!("{} of [{}]", policy.quorum(), names.join(", "))
+    govern_client::witness::summary(policy)
 }
 
 /// `verify log` remembers the witness policy it checked with the log's key. A node (or a
