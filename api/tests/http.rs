@@ -24,7 +24,9 @@ use govern_core::event::{
 use govern_core::ids::{Hash, LeafHash, LeafIndex, RootHash, TreeSize};
 use govern_core::merkle::{self, empty_root, hash_children, hash_leaf};
 use govern_core::note::{NoteSigner, NoteVerifier};
-use govern_store::{AppendError, AppendPolicy, Log, LogConfig, LogView, RocksStorage, SystemClock};
+use govern_store::{
+    AppendError, AppendPolicy, Log, LogConfig, LogView, MemoryStorage, SystemClock,
+};
 use http_body_util::BodyExt as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -37,14 +39,15 @@ use tower::ServiceExt as _;
 /// A node in process. Field order is drop order: the log closes before its directory goes.
 struct Node {
     app: Router,
-    log: Arc<Log<RocksStorage>>,
+    log: Arc<Log<MemoryStorage>>,
     verifier_key: String,
     origin: String,
     edge: SigningKey,
     _tmp: tempfile::TempDir,
 }
 
-/// The HTTP surface over a log whose policy is the store's allow-list of the edge key: these
+/// The HTTP surface over a log (on the in-memory store) whose policy is the allow-list of
+/// the edge key: these
 /// tests are about transport, proofs and problem types; identities, manifests and routing
 /// are api/tests/identity.rs and api/tests/routing.rs.
 fn node() -> Node {
@@ -58,7 +61,7 @@ fn node() -> Node {
     );
     let log = Arc::new(
         Log::open(
-            RocksStorage::open(&dir.db_path()).expect("rocks"),
+            MemoryStorage::new(),
             NoteSigner::from_private_key(dir_log_key(tmp.path()).trim()).expect("log key"),
             LogConfig::new(dir.origin()),
             Arc::new(allow),
@@ -764,7 +767,7 @@ async fn a_full_queue_answers_503_pushback_with_retry_after() {
         batch_wait_ms: 0,
         ..LogConfig::new(dir.origin())
     };
-    let storage = RocksStorage::open(&dir.db_path()).expect("rocks");
+    let storage = MemoryStorage::new();
     let log = Arc::new(
         Log::open(
             storage,
