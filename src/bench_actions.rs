@@ -18,7 +18,6 @@ use govern_core::action::{
     UserSignature, verify_user_action,
 };
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use webauthn_authenticator_rs::prelude::WebauthnAuthenticator as _;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, Url};
@@ -61,24 +60,13 @@ fn sample_object() -> ChallengeObject {
 /// An ES256 passkey assertion over `object`, as an authenticator makes it.
 fn es256_assertion(key: &p256::ecdsa::SigningKey, object: &ChallengeObject) -> UserSignature {
     let challenge = object.challenge().unwrap_or_default();
-    let client = serde_json::to_vec(&json!({
-        "type": "webauthn.get",
-        "challenge": B64URL.encode(challenge),
-        "origin": "http://localhost:7600",
-        "crossOrigin": false,
-    }))
-    .unwrap_or_default();
-    let mut auth = sha2::Sha256::digest(object.rp_id.as_bytes()).to_vec();
-    auth.push(0x05);
-    auth.extend_from_slice(&7u32.to_be_bytes());
-    let mut message = auth.clone();
-    message.extend_from_slice(&sha2::Sha256::digest(&client));
-    let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(key, &message);
-    UserSignature::Passkey {
-        authenticator_data: B64URL.encode(auth),
-        client_data_json: B64URL.encode(client),
-        signature: B64URL.encode(sig.to_der().as_bytes()),
-    }
+    govern_client::action::es256_assertion(
+        key,
+        &object.rp_id,
+        "http://localhost:7600",
+        &B64URL.encode(challenge),
+        7,
+    )
 }
 
 /// Verifications per second on `threads` threads for `secs`.

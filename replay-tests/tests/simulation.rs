@@ -28,6 +28,7 @@ use govern_api::edge::{Edge, EdgeConfig};
 use govern_api::keys::KeyService;
 use govern_api::{AppState, LocalService};
 use govern_client::scenario::{self, Driver, NewPasskey, Params, Passkey};
+use govern_core::action::UserSignature;
 use govern_core::append::{AppendError, Clock, Entropy, IdentityError};
 use govern_core::attestation::TrustAnchor;
 use govern_core::event::{Event, Kind, Producer, PublicKey, RequestId, Role, TenantId, Timestamp};
@@ -37,7 +38,6 @@ use govern_core::note::NoteSigner;
 use govern_store::{Appender, Log, LogConfig, MemoryStorage};
 use govern_workers::identity::{ServiceIdentity, ServiceKeys};
 use govern_workers::nsm::SimulatedNsm;
-use p256::ecdsa::signature::Signer as _;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
@@ -94,9 +94,9 @@ impl SeededPasskey {
         }
     }
 
-    fn client_data(kind: &str, options: &Value, origin: &str) -> Vec<u8> {
+    fn client_data(options: &Value, origin: &str) -> Vec<u8> {
         json!({
-            "type": kind,
+            "type": "webauthn.create",
             "challenge": options["publicKey"]["challenge"],
             "origin": origin,
             "crossOrigin": false,
@@ -128,7 +128,7 @@ impl Passkey for SeededPasskey {
         let rp_id = options["publicKey"]["rp"]["id"]
             .as_str()
             .unwrap_or_default();
-        let client_data = Self::client_data("webauthn.create", &options, origin);
+        let client_data = Self::client_data(&options, origin);
         let mut auth = Sha256::digest(rp_id.as_bytes()).to_vec();
         auth.push(0x45); // user present, user verified, attested credential data
         auth.extend_from_slice(&self.counter.to_be_bytes());
@@ -157,22 +157,32 @@ impl Passkey for SeededPasskey {
 
     fn authenticate(&mut self, origin: &str, options: Value) -> scenario::Result<Value> {
         let rp_id = options["publicKey"]["rpId"].as_str().unwrap_or_default();
-        let client_data = Self::client_data("webauthn.get", &options, origin);
+        let challenge = options["publicKey"]["challenge"]
+            .as_str()
+            .unwrap_or_default();
         self.counter += 1;
-        let mut auth = Sha256::digest(rp_id.as_bytes()).to_vec();
-        auth.push(0x05); // user present, user verified
-        auth.extend_from_slice(&self.counter.to_be_bytes());
-        let mut signed = auth.clone();
-        signed.extend_from_slice(&Sha256::digest(&client_data));
-        let signature: p256::ecdsa::Signature = self.key.sign(&signed);
+        let UserSignature::Passkey {
+            authenticator_data,
+            client_data_json,
+            signature,
+        } = govern_client::action::es256_assertion(
+            &self.key,
+            rp_id,
+            origin,
+            challenge,
+            self.counter,
+        )
+        else {
+            return Err("an ES256 assertion is a passkey signature".into());
+        };
         Ok(json!({
             "id": B64URL.encode(self.id),
             "rawId": B64URL.encode(self.id),
             "type": "public-key",
             "response": {
-                "authenticatorData": B64URL.encode(auth),
-                "clientDataJSON": B64URL.encode(client_data),
-                "signature": B64URL.encode(signature.to_der().as_bytes()),
+                "authenticatorData": authenticator_data,
+                "clientDataJSON": client_data_json,
+                "signature": signature,
                 "userHandle": null,
             },
             "extensions": {},

@@ -411,12 +411,7 @@ impl IdentityPolicy {
     /// A role's identity (as of the last durable batch).
     #[must_use]
     pub fn identity(&self, role: &Role) -> Option<Identity> {
-        self.committed()
-            .registry
-            .services
-            .identities
-            .get(role)
-            .cloned()
+        self.committed().identity(role).cloned()
     }
 
     /// Every projection as of the last durable batch, and the log's size it is the state

@@ -99,6 +99,41 @@ pub fn passkey_signature(assertion: &Value) -> UserSignature {
     }
 }
 
+/// A software passkey's assertion with ES256 `key`: authenticator data for `rp_id` (user
+/// present and verified, sign count `counter`), client data of type `webauthn.get` for
+/// `challenge` (base64url, as the request options carry it) and `origin`, and the DER
+/// signature over both (RFC 6979: the same key signs the same bytes the same way). For
+/// benchmarks and simulations; a person's passkey answers through their browser.
+#[must_use]
+pub fn es256_assertion(
+    key: &p256::ecdsa::SigningKey,
+    rp_id: &str,
+    origin: &str,
+    challenge: &str,
+    counter: u32,
+) -> UserSignature {
+    use sha2::Digest as _;
+    let client = json!({
+        "type": "webauthn.get",
+        "challenge": challenge,
+        "origin": origin,
+        "crossOrigin": false,
+    })
+    .to_string()
+    .into_bytes();
+    let mut auth = sha2::Sha256::digest(rp_id.as_bytes()).to_vec();
+    auth.push(0x05); // user present, user verified
+    auth.extend_from_slice(&counter.to_be_bytes());
+    let mut message = auth.clone();
+    message.extend_from_slice(&sha2::Sha256::digest(&client));
+    let sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(key, &message);
+    UserSignature::Passkey {
+        authenticator_data: B64URL.encode(auth),
+        client_data_json: B64URL.encode(client),
+        signature: B64URL.encode(sig.to_der().as_bytes()),
+    }
+}
+
 /// Why an action could not be signed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -291,5 +326,29 @@ mod tests {
             ),
             Err(SignError::NotThisAction(_))
         ));
+    }
+
+    #[test]
+    fn a_software_passkey_assertion_verifies_and_only_for_its_object() {
+        let o = object(&json!({"amount": "1"}), &[7; 32]);
+        let key = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
+        let credential = Credential {
+            id: o.credential.clone(),
+            user: o.user.clone(),
+            kind: CredentialType::Passkey,
+            key: govern_core::action::CredentialKey::P256(*key.verifying_key()),
+            tenant: o.tenant.clone(),
+        };
+        let challenge = B64URL.encode(o.challenge().unwrap());
+        let sig = es256_assertion(&key, &o.rp_id, "http://localhost:7600", &challenge, 7);
+        verify_user_action(&o, &sig, &credential).unwrap();
+        assert_eq!(
+            sig,
+            es256_assertion(&key, &o.rp_id, "http://localhost:7600", &challenge, 7),
+            "deterministic"
+        );
+        let mut other = o.clone();
+        other.nonce = "bm9uY2Uy".into();
+        assert!(verify_user_action(&other, &sig, &credential).is_err());
     }
 }
