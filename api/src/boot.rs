@@ -128,9 +128,9 @@ impl DataDir {
     ) -> Result<Services, DataDirError> {
         // The manifest is checked before the store is opened: a node refused for its
         // manifest writes nothing.
-        self.signed_manifest(allow_dev_root)?;
+        let signed = self.signed_manifest(allow_dev_root)?;
         let storage = RocksStorage::open(&self.db_path())?;
-        self.boot_on(storage, config, allow_dev_root, attestor, clock)
+        self.boot_signed(&signed, storage, config, allow_dev_root, attestor, clock)
             .await
     }
 
@@ -149,10 +149,24 @@ impl DataDir {
         clock: Arc<dyn Clock>,
     ) -> Result<Services<S>, DataDirError> {
         let signed = self.signed_manifest(allow_dev_root)?;
+        self.boot_signed(&signed, storage, config, allow_dev_root, attestor, clock)
+            .await
+    }
+
+    /// Boot on `storage` with the data dir's manifest `signed`, read and checked already.
+    async fn boot_signed<S: Storage>(
+        &self,
+        signed: &SignedManifest,
+        storage: S,
+        config: LogConfig,
+        allow_dev_root: bool,
+        attestor: &Attestor,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Services<S>, DataDirError> {
         let (log, policy) =
             self.open_identity_log_on(storage, config, allow_dev_root, Arc::clone(&clock))?;
         let log = Arc::new(log);
-        publish_if_newer(&log, &policy, self, &signed).await?;
+        publish_if_newer(&log, &policy, self, signed).await?;
 
         // RSA-2048 key generation takes a fraction of a second each: both at once.
         let log_role = role(govern_admission::LOG_ROLE)?;
