@@ -31,6 +31,23 @@ pub const POLICY_CHANGED: &str = "policy.changed";
 /// `approval.decided` (an action).
 pub const APPROVAL_DECIDED: &str = "approval.decided";
 
+/// `policy.evaluated`: the policy engine's evaluation of a subject (a `transfer.requested`,
+/// `policy.changed` or `wallet.requested`): in clear `{"subject", "outcome"}`, its reasons
+/// sealed (govern-projections' `policy` module).
+pub const POLICY_EVALUATED: &str = "policy.evaluated";
+/// `transfer.approved`: the policy engine's decision that a transfer may be signed.
+pub const TRANSFER_APPROVED: &str = "transfer.approved";
+/// `transfer.rejected`: the policy engine's decision that a transfer will not be signed.
+pub const TRANSFER_REJECTED: &str = "transfer.rejected";
+/// `policy.activated`: the policy engine's decision that a policy change takes effect.
+pub const POLICY_ACTIVATED: &str = "policy.activated";
+/// `policy.rejected`: the policy engine's decision that a policy change does not take effect.
+pub const POLICY_REJECTED: &str = "policy.rejected";
+/// `wallet.approved`: the policy engine's decision that a wallet may be created.
+pub const WALLET_APPROVED: &str = "wallet.approved";
+/// `wallet.rejected`: the policy engine's decision that a wallet will not be created.
+pub const WALLET_REJECTED: &str = "wallet.rejected";
+
 /// `keys.rotated`: the key service added a version of the tenant's scope keys.
 pub const KEYS_ROTATED: &str = "keys.rotated";
 /// `keys.shredded`: the key service deleted the tenant's seeds.
@@ -46,6 +63,17 @@ pub const SERVICE_KINDS: [&str; 3] = [MANIFEST_PUBLISHED, SERVICE_ATTESTED, SERV
 
 /// The kinds of the tenant's key status.
 pub const KEY_KINDS: [&str; 4] = [KEYS_ROTATED, KEYS_SHREDDED, KEYS_AUDIT, READS_AUDIT];
+
+/// Every kind the policy engine (role `policy`) records: its evaluations and its decisions.
+pub const POLICY_RESULT_KINDS: [&str; 7] = [
+    POLICY_EVALUATED,
+    TRANSFER_APPROVED,
+    TRANSFER_REJECTED,
+    POLICY_ACTIVATED,
+    POLICY_REJECTED,
+    WALLET_APPROVED,
+    WALLET_REJECTED,
+];
 
 /// Every kind that carries a user's signature (`action`, `signature`, and either `salt` and
 /// `params` in clear or, for a sealed kind, `clear` and the sealed `{"params", "salt"}`).
@@ -82,6 +110,10 @@ pub fn is_tracked(kind: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn govern_event_kind(k: &str) -> bool {
+        crate::event::Kind::new(k).is_ok()
+    }
+
     #[test]
     fn the_sets_are_disjoint_where_the_folds_need_them_to_be() {
         for k in SERVICE_KINDS {
@@ -92,5 +124,10 @@ mod tests {
             assert!(is_tenant_kind(k), "{k}");
         }
         assert!(!is_tracked("transfer.signed"));
+        for k in POLICY_RESULT_KINDS {
+            assert!(!ACTION_KINDS.contains(&k), "{k}");
+            assert!(!SERVICE_KINDS.contains(&k), "{k}");
+            assert!(govern_event_kind(k), "{k}");
+        }
     }
 }
