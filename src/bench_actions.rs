@@ -97,9 +97,9 @@ fn verify_rate(
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-struct Client {
-    node: govern_client::Client,
-    origin: String,
+pub(crate) struct Client {
+    pub(crate) node: govern_client::Client,
+    pub(crate) origin: String,
 }
 
 impl Client {
@@ -112,14 +112,14 @@ impl Client {
 }
 
 /// A signed-in API key and the wallet it moves money from.
-struct Account {
+pub(crate) struct Account {
     session: String,
     key: ApiKey,
-    wallet: String,
+    pub(crate) wallet: String,
 }
 
 /// Tenant, admin passkey, an API key added by the admin, key login, a wallet.
-async fn setup(client: &Client, data_dir: &std::path::Path) -> Result<Account> {
+pub(crate) async fn setup(client: &Client, data_dir: &std::path::Path) -> Result<Account> {
     let token = DataDir::open(data_dir, None)?.operator_token()?;
     let created = client
         .post(
@@ -213,7 +213,7 @@ async fn setup(client: &Client, data_dir: &std::path::Path) -> Result<Account> {
 }
 
 /// One whole user action: (request id, whole-flow time, submit time).
-async fn submit(
+pub(crate) async fn submit(
     client: &Client,
     account: &Account,
     kind: &str,
@@ -248,7 +248,7 @@ fn transfer(i: usize) -> Value {
     })
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -6,11 +6,13 @@ mod attestation;
 mod bench;
 mod bench_actions;
 mod bench_attest;
+mod bench_policy;
 mod bench_flood;
 mod bench_replay;
 mod bench_seal;
 mod bench_witness;
 mod config;
+mod demo;
 mod error;
 mod export;
 mod manifest;
@@ -26,6 +28,7 @@ mod tenant;
 mod verify;
 mod verify_request;
 mod witness;
+mod worker;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -92,6 +95,12 @@ enum Command {
     /// A tenant's requests, a page at a time (index, time, kind, status, request id), as the
     /// node lists them to its operator; `govern verify request ID` checks one.
     Requests(requests::RequestsArgs),
+    /// Drive a running node as its users would: `govern demo transfer`.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
+    /// Run an enclave worker (outbound only): `govern worker policy`.
+    #[command(subcommand)]
+    Worker(worker::WorkerCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +136,8 @@ enum BenchCommand {
     /// Durable-append latency quiet beside under a flood of unauthenticated reads
     /// (`GET /v1/state`, `login/start`), in alternating phases of one run.
     Flood(bench_flood::FloodArgs),
+    /// The policy engine: pure evaluations per second, and the worker's end-to-end latency.
+    Policy(bench_policy::PolicyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +214,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Seal(args)) => bench_seal::seal_bench(args).await,
             Command::Bench(BenchCommand::Replay(args)) => bench_replay::replay_bench(args).await,
             Command::Bench(BenchCommand::Flood(args)) => bench_flood::flood(args).await,
+            Command::Bench(BenchCommand::Policy(args)) => bench_policy::policy(args).await,
             Command::Attestation(AttestationCommand::Verify(mut args)) => {
                 args.data_dir = args.data_dir.or(config.data_dir.clone());
                 attestation::verify(args)
@@ -214,6 +226,8 @@ fn main() -> ExitCode {
             Command::Replay(args) => replay::run(args).await,
             Command::Scenario(args) => scenario::run(args).await,
             Command::Witness(args) => witness::run(args).await,
+            Command::Worker(command) => worker::run(command).await,
+            Command::Demo(command) => demo::run(command).await,
         }
     });
     match result {

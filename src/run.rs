@@ -203,6 +203,46 @@ pub fn demo_event(edge: &ServiceIdentity, message: &str) -> Result<SignedEvent> 
 }
 
 /// A witness process `govern up` started.
+/// A worker started by `govern up`: killed when dropped, so it stops with the node.
+pub(crate) struct WorkerProcess {
+    child: tokio::process::Child,
+}
+
+impl WorkerProcess {
+    /// Its process id.
+    pub(crate) fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// Start `govern worker policy` against the node at `url`, and wait for its first line.
+pub(crate) async fn spawn_policy_worker(
+    data_dir: &std::path::Path,
+    url: &str,
+) -> Result<WorkerProcess> {
+    use tokio::io::AsyncBufReadExt as _;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["worker", "policy", "--url", url, "--data-dir"])
+        .arg(data_dir)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start the policy worker: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no policy worker stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .map_err(|_| "the policy worker did not start in 30 s")??
+        .ok_or("the policy worker stopped at start (see its error above)")?;
+    if !line.starts_with("govern worker policy following") {
+        return Err(format!("the policy worker said {line:?}").into());
+    }
+    // Keep reading its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(WorkerProcess { child })
+}
+
 pub(crate) struct WitnessProcess {
     _child: tokio::process::Child,
     pub(crate) url: String,
@@ -311,6 +351,7 @@ pub async fn up(server: Server) -> Result<()> {
     prepared.witnesses = Some((server.data_dir.join(WITNESSES_FILE), file));
     let (node, _dir, services) = start(&server, prepared).await?;
     let url = format!("http://localhost:{}", node.addr.port());
+    let worker = spawn_policy_worker(&server.data_dir, &format!("http://{}", node.addr)).await?;
     let client = Client::new(&url)?;
     let event = demo_event(&services.edge.identity, "hello from govern up")?;
     let receipt = client.append(event.bytes()).await?;
@@ -334,8 +375,14 @@ pub async fn up(server: Server) -> Result<()> {
     for w in &witnesses {
         println!("witness {} at {}", w.vkey, w.url);
     }
-    println!("Ctrl-C stops it.");
+    println!(
+        "policy worker: pid {} (a separate process, listening on nothing)",
+        worker.id().unwrap_or_default()
+    );
+    println!("  govern demo transfer --url {url} --data-dir {}", server.data_dir.display());
+    println!("Ctrl-C stops it all.");
     until_signal().await;
+    drop(worker);
     node.shutdown().await;
     drop(witnesses);
     Ok(())

@@ -50,6 +50,15 @@ pub struct RequestArgs {
     /// for this URL].
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Recompute the policy outcome with the tenant's keys read from this dev data dir's
+    /// key store (`<data-dir>/keys`; dev mode keeps the master there, under a local
+    /// key-encryption key).
+    #[arg(long, value_name = "DATA_DIR")]
+    pub keys_from: Option<PathBuf>,
+    /// Recompute the policy outcome with these tenant keys: JSON `{"tenant", "keys":
+    /// [{"scope", "version", "key" (base64)}]}` (a key release's plaintext, with its tenant).
+    #[arg(long, value_name = "FILE", conflicts_with = "keys_from")]
+    pub tenant_keys: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -66,6 +75,8 @@ struct Hop {
     inclusion: Check<InclusionFound>,
     /// `None` for an event that carries no user signature.
     user_signature: Option<Check<SignatureFound>>,
+    /// `None` for an event that is not the policy worker's result.
+    policy: Option<Check<PolicyFound>>,
     /// Every check passed.
     ok: bool,
 }
@@ -136,6 +147,141 @@ struct IdentityFound {
 struct InclusionFound {
     size: u64,
     recomputed: bool,
+}
+
+/// A policy result recomputed: the outcome the tenant's policies give (`recomputed`), or,
+/// without the tenant's keys, the recorded one taken as it is (`recomputed` false).
+#[derive(Debug, Serialize)]
+struct PolicyFound {
+    recomputed: bool,
+    outcome: String,
+}
+
+/// Where the auditor's tenant keys come from.
+enum TenantKeys {
+    None,
+    /// A dev data dir's key store: every tenant's keys, derived on demand.
+    Dev(PathBuf, std::collections::BTreeMap<govern_core::event::TenantId, (u32, govern_client::release::ScopeKeys)>),
+    /// One tenant's keys, from a file.
+    File(govern_core::event::TenantId, govern_client::release::ScopeKeys),
+}
+
+impl TenantKeys {
+    fn read(args: &RequestArgs) -> Result<Self> {
+        if let Some(dir) = &args.keys_from {
+            return Ok(Self::Dev(dir.join("keys"), std::collections::BTreeMap::new()));
+        }
+        let Some(path) = &args.tenant_keys else {
+            return Ok(Self::None);
+        };
+        use base64::Engine as _;
+        let err = |e: String| format!("{}: {e}", path.display());
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).map_err(|e| err(e.to_string()))?)
+            .map_err(|e| err(e.to_string()))?;
+        let tenant = v["tenant"]
+            .as_str()
+            .and_then(|t| uuid::Uuid::parse_str(t).ok())
+            .map(govern_core::event::TenantId)
+            .ok_or_else(|| err("\"tenant\": a UUID".into()))?;
+        let mut keys = govern_client::release::ScopeKeys::default();
+        for k in v["keys"].as_array().ok_or_else(|| err("\"keys\": an array".into()))? {
+            let scope = k["scope"].as_str().ok_or_else(|| err("a key without \"scope\"".into()))?;
+            let version = k["version"]
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| err("a key without \"version\"".into()))?;
+            let key: [u8; 32] = k["key"]
+                .as_str()
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| err("\"key\": 32 bytes, base64".into()))?;
+            keys.insert(scope.to_string(), version, zeroize::Zeroizing::new(key));
+        }
+        Ok(Self::File(tenant, keys))
+    }
+
+    /// The key of `scope` version `version` of `tenant`, whose current version the log
+    /// says is `current`.
+    fn get(
+        &mut self,
+        tenant: &govern_core::event::TenantId,
+        scope: &str,
+        version: u32,
+        current: u32,
+    ) -> Option<[u8; 32]> {
+        match self {
+            Self::None => None,
+            Self::File(t, keys) => (t == tenant).then(|| keys.get(scope, version).copied()).flatten(),
+            Self::Dev(dir, cache) => {
+                let stale = cache.get(tenant).is_none_or(|(c, _)| *c < current);
+                if stale {
+                    let keys = govern_api::keys::dev_scope_keys(
+                        dir,
+                        tenant,
+                        &govern_core::seal::SCOPES,
+                        current,
+                    )
+                    .ok()?;
+                    cache.insert(*tenant, (current, keys));
+                }
+                cache.get(tenant).and_then(|(_, k)| k.get(scope, version).copied())
+            }
+        }
+    }
+}
+
+/// The opened payload the policy fold reads of `event`: a transfer's or a policy change's
+/// parameters (checked against the user's commitment; an empty object when they do not
+/// stand, which the fold evaluates as invalid), a `policy.evaluated`'s sealed
+/// `{"reasons"}`; `None` without the key.
+fn opened(
+    event: &govern_core::event::Event,
+    keys: &mut TenantKeys,
+    state: &State,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use govern_core::kinds::{POLICY_CHANGED, POLICY_EVALUATED, TRANSFER_REQUESTED};
+    let kind = event.kind.as_str();
+    if kind != TRANSFER_REQUESTED && kind != POLICY_CHANGED && kind != POLICY_EVALUATED {
+        return None;
+    }
+    let (scope, version) = govern_core::seal::sealed_scope(event).ok()?;
+    let current = state.tenants.get(&event.tenant)?.keys.current();
+    let key = keys.get(&event.tenant, &scope, version, current)?;
+    if kind == POLICY_EVALUATED {
+        let plain = govern_core::seal::open(event, &key).ok()?;
+        return serde_json::from_slice(&plain).ok();
+    }
+    Some(govern_core::seal::open_action(event, &key).unwrap_or_default())
+}
+
+/// The policy check of a hop that is a policy result: what the fold computed for its
+/// request, and any mismatch it found at this hop.
+fn policy_check(
+    book: &govern_projections::policy::PolicyBook,
+    event: &govern_core::event::Event,
+    index: u64,
+) -> Option<Check<PolicyFound>> {
+    if !govern_core::kinds::POLICY_RESULT_KINDS.contains(&event.kind.as_str()) {
+        return None;
+    }
+    let subject = book.subject(&event.tenant, &event.request)?;
+    if let Some(m) = subject.mismatches.iter().find(|m| m.index == index) {
+        return Some(Check::refused(HopVerdict::Policy(m.to_string())));
+    }
+    Some(match subject.evaluation.known() {
+        Some(e) => Check::pass(PolicyFound {
+            recomputed: true,
+            outcome: e.outcome.as_str().to_string(),
+        }),
+        None => Check::pass(PolicyFound {
+            recomputed: false,
+            outcome: subject
+                .evaluated
+                .as_ref()
+                .map(|r| r.outcome.clone())
+                .unwrap_or_default(),
+        }),
+    })
 }
 
 /// The credential that signed a user action: its type (`passkey` or `key`), id, and user.
@@ -209,6 +355,18 @@ fn table(hops: &[Hop]) -> String {
                     || "-".into(),
                     |c| c.cell(|f| format!("{} of user {}", f.credential_type, f.user)),
                 ),
+                h.policy.as_ref().map_or_else(
+                    || "-".into(),
+                    |c| {
+                        c.cell(|f| {
+                            if f.recomputed {
+                                format!("recomputed: {}", f.outcome)
+                            } else {
+                                "not recomputed (no tenant keys)".into()
+                            }
+                        })
+                    },
+                ),
                 if h.ok { "ok" } else { "FAIL" }.into(),
             ]
         })
@@ -221,6 +379,7 @@ fn table(hops: &[Hop]) -> String {
             "identity",
             "inclusion",
             "user signature",
+            "policy",
             "verdict",
         ],
         &rows,
@@ -236,7 +395,8 @@ fn table(hops: &[Hop]) -> String {
             h.user_signature
                 .iter()
                 .map(|c| ("user signature", c.code, &c.detail)),
-        );
+        )
+        .chain(h.policy.iter().map(|c| ("policy", c.code, &c.detail)));
         for (column, code, detail) in failed {
             if let (Some(code), Some(detail)) = (code, detail) {
                 out.push_str(&format!("\nentry {}, {column}: {code}: {detail}", h.index));
@@ -328,6 +488,8 @@ pub async fn run(args: RequestArgs) -> Result<()> {
     }
     let mut follower = pinned.follower(client.clone())?;
     let mut state = State::new();
+    let mut keys = TenantKeys::read(&args)?;
+    let mut book = govern_projections::policy::PolicyBook::default();
     let mut hops = Vec::new();
     let mut leaves = Vec::new();
     let update = follower
@@ -335,6 +497,11 @@ pub async fn run(args: RequestArgs) -> Result<()> {
             let index = index.0;
             leaves.push(signed.leaf_hash());
             let event = signed.event();
+            if govern_projections::policy::PolicyBook::reads(event.kind.as_str()) {
+                let opened = opened(event, &mut keys, &state);
+                // A mismatch is kept in the book's subject and reported at its hop.
+                let _ = book.apply(index, signed, opened.as_ref());
+            }
             if event.request.0 == id {
                 let identity = identity_of(event, &state);
                 let user = user_signature(event, &state);
@@ -354,6 +521,7 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                             reason: "not checked yet".into(),
                         }),
                         user_signature: user,
+                        policy: policy_check(&book, event, index),
                         ok: false,
                     },
                 ));
@@ -430,8 +598,10 @@ pub async fn run(args: RequestArgs) -> Result<()> {
                 }
             }
         };
-        hop.ok =
-            hop.identity.ok && hop.inclusion.ok && hop.user_signature.as_ref().is_none_or(|c| c.ok);
+        hop.ok = hop.identity.ok
+            && hop.inclusion.ok
+            && hop.user_signature.as_ref().is_none_or(|c| c.ok)
+            && hop.policy.as_ref().is_none_or(|c| c.ok);
         all_ok &= hop.ok;
     }
     let hops: Vec<Hop> = hops.into_iter().map(|(_, h)| h).collect();

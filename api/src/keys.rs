@@ -383,6 +383,49 @@ pub fn request_release_by(
     )?)
 }
 
+/// Every version (1 to `current`) of `scopes`' keys of `tenant`, read straight from a dev
+/// data dir's key store (`<data-dir>/keys`: the master under the local key-encryption key,
+/// the tenant's wrapped seeds). For an auditor who holds that key material, as anyone with
+/// a dev data dir does (`govern verify request --keys-from`); it creates nothing and asks no
+/// service. A production key store has no key-encryption key file: its master opens only in
+/// the key service's enclave.
+///
+/// # Errors
+/// [`KeyError::Store`] when the store is not a dev one, or the tenant has no seed of a
+/// version (shredded, or another data dir's tenant).
+pub fn dev_scope_keys(
+    dir: &Path,
+    tenant: &TenantId,
+    scopes: &[&str],
+    current: u32,
+) -> Result<ScopeKeys, KeyError> {
+    if !dir.join("master.json").exists() || !dir.join("dev-kek").exists() {
+        return Err(KeyError::Store(format!(
+            "{} holds no dev master (master.json and dev-kek): not a dev key store",
+            dir.display()
+        )));
+    }
+    let master = open_master_dev(dir)?;
+    let wrap = hkdf32(master.as_ref(), b"govern/seed-wrap/v1");
+    let path = dir.join("seeds").join(format!("{}.json", tenant.0));
+    let bytes = std::fs::read(&path).map_err(store_err("cannot read", &path))?;
+    let file: SeedFile = serde_json::from_slice(&bytes)
+        .map_err(|e| KeyError::Store(format!("{}: {e}", path.display())))?;
+    let mut out = ScopeKeys::default();
+    for version in 1..=current {
+        let wrapped = file.versions.get(&version.to_string()).ok_or_else(|| {
+            KeyError::Store(format!("tenant {}: no seed for key version {version}", tenant.0))
+        })?;
+        let seed = aes_open(&wrap, &KeyService::seed_aad(tenant, version), wrapped, "a seed")?;
+        for scope in scopes {
+            let key = scope_key(&master, &seed, tenant, scope, version)
+                .map_err(|e| KeyError::Malformed(e.to_string()))?;
+            out.insert((*scope).to_string(), version, Zeroizing::new(key));
+        }
+    }
+    Ok(out)
+}
+
 /// A tenant's seeds file: every version's wrapped seed.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SeedFile {

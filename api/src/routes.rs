@@ -474,10 +474,72 @@ pub(crate) async fn consistency(
     }))
 }
 
-#[utoipa::path(get, path = "/checkpoint", tag = "log",
-    responses((status = 200, description = "The latest C2SP signed checkpoint; under a witness policy, the latest one cosigned by a quorum of its witnesses", body = String, content_type = "text/plain"),
+/// The longest `GET /checkpoint?after=N&wait_ms=M` waits for a newer checkpoint.
+pub const CHECKPOINT_WAIT_MS_MAX: u64 = 30_000;
+
+/// A long poll of `GET /checkpoint`: answer once the checkpoint served is larger than
+/// `after`, or after `wait_ms` (at most [`CHECKPOINT_WAIT_MS_MAX`]) with the current one.
+/// Without `after` it answers at once, as C2SP's `tlog-tiles` clients expect.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CheckpointQuery {
+    /// Wait for a checkpoint of a size larger than this.
+    pub after: Option<u64>,
+    /// How long to wait, in milliseconds (default and cap: 30,000).
+    pub wait_ms: Option<u64>,
+}
+
+/// The size of the checkpoint `/checkpoint` serves now: the latest quorum-cosigned one
+/// under a witness policy, else the log's latest.
+fn served_size(s: &AppState) -> Option<u64> {
+    match &s.witnessing {
+        Some(w) if !w.policy().is_empty() => w.latest().map(|l| l.size.0),
+        _ => Some(s.log.latest().size.0),
+    }
+}
+
+/// Wait until the served checkpoint is larger than `after`, or `wait` passes.
+async fn wait_for_checkpoint(s: &AppState, after: u64, wait: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    let bigger = |s: &AppState| served_size(s).is_some_and(|n| n > after);
+    match &s.witnessing {
+        Some(w) if !w.policy().is_empty() => {
+            let mut rx = w.subscribe();
+            while !bigger(s) {
+                if tokio::time::timeout_at(deadline, rx.changed()).await.map_or(true, |r| r.is_err()) {
+                    return;
+                }
+            }
+        }
+        _ => {
+            let mut rx = s.log.subscribe();
+            while !bigger(s) {
+                if tokio::time::timeout_at(deadline, rx.changed()).await.map_or(true, |r| r.is_err()) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/checkpoint", tag = "log", params(CheckpointQuery),
+    responses((status = 200, description = "The latest C2SP signed checkpoint; under a witness policy, the latest one cosigned by a quorum of its witnesses. With `after`, answered once one larger than `after` exists or `wait_ms` passed (the current one then)", body = String, content_type = "text/plain"),
+        (status = 400, description = "A query that is not two unsigned integers", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "No checkpoint has a quorum of witness cosignatures yet", body = crate::problem::Problem, content_type = "application/problem+json")))]
-pub(crate) async fn checkpoint(State(s): State<AppState>) -> Response {
+pub(crate) async fn checkpoint(
+    State(s): State<AppState>,
+    query: Result<Query<CheckpointQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e).into_response(),
+    };
+    if let Some(after) = q.after {
+        let wait = q
+            .wait_ms
+            .unwrap_or(CHECKPOINT_WAIT_MS_MAX)
+            .min(CHECKPOINT_WAIT_MS_MAX);
+        wait_for_checkpoint(&s, after, std::time::Duration::from_millis(wait)).await;
+    }
     let note: String = match &s.witnessing {
         Some(w) if !w.policy().is_empty() => match w.latest() {
             Some(l) => l.note.to_string(),

@@ -29,11 +29,11 @@ fn with_document(keys: &ServiceKeys, document: &[u8]) -> SignedEvent {
         .unwrap()
 }
 
-/// A wallet request: what the policy engine's `policy.evaluated` follows (its tenant, its
-/// request, its `wallet.requested`).
-type Subject = (TenantId, RequestId, govern_core::ids::LeafHash);
+/// A sealed payload of a tenant: what a service's `reads.audit` may name (its tenant, a
+/// request id for the event, the payload's index).
+type Subject = (TenantId, RequestId, u64);
 
-/// `n` wallet requests of a new tenant, each for one `policy.evaluated` (one per request).
+/// `n` wallet requests of a new tenant, each a sealed payload one `reads.audit` can name.
 async fn subjects(node: &support::Booted, n: usize) -> std::vec::IntoIter<Subject> {
     use support::users::{admin, new_wallet};
     let mut ada = admin(node).await;
@@ -41,36 +41,37 @@ async fn subjects(node: &support::Booted, n: usize) -> std::vec::IntoIter<Subjec
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let wallet = new_wallet(node, &mut ada).await;
-        let leaf = node
+        let index = node
             .services
             .policy
-            .with_tenant(&tenant, |t| t.wallets[&wallet].leaf)
+            .with_tenant(&tenant, |t| t.wallets[&wallet].index)
             .unwrap();
-        out.push((
-            tenant,
-            RequestId(uuid::Uuid::parse_str(&wallet).unwrap()),
-            leaf,
-        ));
+        out.push((tenant, RequestId::new_v7(), index));
     }
     out.into_iter()
 }
 
-/// A `policy.evaluated` of `keys` under the identity `attested`, following `on`.
+/// A `reads.audit` of `keys` under the identity `attested`, naming the payload `on`: an
+/// event any attested service may append (the policy engine's results need a whole
+/// request; `api/tests/policy_results.rs` has those).
 fn event_of(
     keys: &ServiceKeys,
     attested: &SignedEvent,
     on: &Subject,
     time: Timestamp,
 ) -> SignedEvent {
+    let mut body = Map::new();
+    body.insert("scope".into(), "wallets".into());
+    body.insert("entries".into(), serde_json::json!([on.2]));
     let mut event = Event::new(
-        Kind::new("policy.evaluated").unwrap(),
+        Kind::new("reads.audit").unwrap(),
         on.0,
         on.1,
         keys.producer(),
         time,
-        Map::new(),
+        body,
     );
-    event.parents = vec![on.2];
+    event.parents = vec![attested.leaf_hash()];
     event.attestation = Some(attested.leaf_hash());
     event.sign(keys.signing_key()).unwrap()
 }

@@ -174,7 +174,8 @@ async fn the_operator_sees_only_ciphertext() {
         &mut ada,
         "policy.changed",
         "/v1/policies",
-        &json!({"policy": {"rules": [{"note": policy_note}]}}),
+        &json!({"policy": {"id": policy_note, "activity": "transfers",
+            "rule": {"kind": "always"}, "action": {"kind": "none"}}}),
     )
     .await;
     assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);

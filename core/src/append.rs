@@ -761,6 +761,10 @@ pub enum HopVerdict {
         /// What was found.
         reason: String,
     },
+    /// The policy worker's recorded result is not what the tenant's policies give when
+    /// evaluated again (`policy-mismatch`).
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl HopVerdict {
@@ -772,6 +776,7 @@ impl HopVerdict {
             Self::Identity(e) => e.problem().0,
             Self::UserAction(e) => e.problem().0,
             Self::Inclusion { code, .. } => code,
+            Self::Policy(_) => "policy-mismatch",
         }
     }
 }

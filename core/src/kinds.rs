@@ -89,13 +89,14 @@ pub const ACTION_KINDS: [&str; 8] = [
 ];
 
 /// Whether the tenants fold reads `kind`: `tenant.created`, `user.registered`, every action
-/// kind and the key kinds.
+/// kind, the key kinds and the policy worker's results.
 #[must_use]
 pub fn is_tenant_kind(kind: &str) -> bool {
     kind == TENANT_CREATED
         || kind == USER_REGISTERED
         || ACTION_KINDS.contains(&kind)
         || KEY_KINDS.contains(&kind)
+        || POLICY_RESULT_KINDS.contains(&kind)
 }
 
 /// Whether the log indexes entries of `kind` (`i` keys) so the append policy can rebuild its
@@ -120,7 +121,11 @@ mod tests {
             assert!(!is_tenant_kind(k), "{k}");
             assert!(is_tracked(k), "{k}");
         }
-        for k in ACTION_KINDS.iter().chain(KEY_KINDS.iter()) {
+        for k in ACTION_KINDS
+            .iter()
+            .chain(KEY_KINDS.iter())
+            .chain(POLICY_RESULT_KINDS.iter())
+        {
             assert!(is_tenant_kind(k), "{k}");
         }
         assert!(!is_tracked("transfer.signed"));

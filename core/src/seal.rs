@@ -228,41 +228,55 @@ pub struct SealedKind {
     /// Whether it is a user action (payload `{"params", "salt"}`); otherwise the payload is
     /// the sealed members of the body itself.
     pub action: bool,
+    /// The body members that are sealed and so must never appear in clear.
+    pub members: &'static [&'static str],
 }
 
 /// Every sealed kind. User actions whose parameters are all authorization data (an
 /// invitation's role, a role change, a key added, a revocation) stay clear, and the log
 /// checks their commitment; a user's name is sealed in their registration.
-pub const SEALED_KINDS: [SealedKind; 5] = [
+pub const SEALED_KINDS: [SealedKind; 6] = [
     SealedKind {
         kind: kinds::USER_REGISTERED,
         scope: "users",
         clear: &[],
         action: false,
+        members: &["name"],
     },
     SealedKind {
         kind: kinds::WALLET_REQUESTED,
         scope: "wallets",
         clear: &[],
         action: true,
+        members: &["params", "salt"],
     },
     SealedKind {
         kind: kinds::TRANSFER_REQUESTED,
         scope: "transfers",
         clear: &[],
         action: true,
+        members: &["params", "salt"],
     },
     SealedKind {
         kind: kinds::POLICY_CHANGED,
         scope: "policies",
         clear: &[],
         action: true,
+        members: &["params", "salt"],
     },
     SealedKind {
         kind: kinds::APPROVAL_DECIDED,
         scope: "approvals",
         clear: &["decision"],
         action: true,
+        members: &["params", "salt"],
+    },
+    SealedKind {
+        kind: kinds::POLICY_EVALUATED,
+        scope: "policies",
+        clear: &[],
+        action: false,
+        members: &["reasons"],
     },
 ];
 

@@ -32,8 +32,10 @@ const ROLES: [&str; 12] = [
 /// The kind of the demo entry `govern up` appends: declared by the dev manifest only.
 const DEV_ONLY_KIND: &str = "demo.hello";
 
-/// docs/design.md §4's first set of kinds.
-const KINDS: [&str; 27] = [
+/// docs/design.md §4's first set of kinds, and the policy worker's rejections of policy
+/// changes and its decisions on wallet requests (docs/formats.md, "Policies and the policy
+/// worker").
+const KINDS: [&str; 30] = [
     "manifest.published",
     "service.attested",
     "service.quarantined",
@@ -51,6 +53,9 @@ const KINDS: [&str; 27] = [
     "transfer.approved",
     "transfer.rejected",
     "policy.activated",
+    "policy.rejected",
+    "wallet.approved",
+    "wallet.rejected",
     "mpc.join",
     "mpc.message",
     "wallet.created",

@@ -16,11 +16,22 @@
 //! - [`durable`]: the one durable file write (temporary file, fsync, rename, fsync of the
 //!   directory) the node's data dir files, the key service and the witness use.
 //!
-//! It runs no server: the witness (`govern witness`) is the govern-witness crate.
+//! - [`runtime`]: what every worker does around its own logic, over outbound HTTP only:
+//!   follow the log verified (log signature, witness quorum, consistency with its saved
+//!   position), attest and re-attest, obtain scope keys by a signed release request, record
+//!   its reads, append its results idempotently, with backoff and jitter while the node is
+//!   away.
 //!
-//! Still to come: the poll loop, the policy worker and the five threshold signers.
+//! - [`policy`]: the policy worker (`govern worker policy`), deciding transfers, policy
+//!   changes and wallet requests by the tenants' policies with govern-projections' pure
+//!   evaluation.
+//!
+//! It runs no server and opens no listening socket: the witness (`govern witness`) is the
+//! govern-witness crate. Still to come: the five threshold signers.
 #![forbid(unsafe_code)]
 
 pub mod durable;
 pub mod identity;
 pub mod nsm;
+pub mod policy;
+pub mod runtime;

@@ -21,9 +21,10 @@ use serde_json::Value;
 
 pub use govern_core::kinds::{
     ACTION_KINDS, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED, KEY_KINDS,
-    KEYS_AUDIT, KEYS_ROTATED, KEYS_SHREDDED, POLICY_CHANGED, READS_AUDIT, TENANT_CREATED,
-    TRANSFER_REQUESTED, USER_INVITED, USER_REGISTERED, USER_ROLE_CHANGED, WALLET_REQUESTED,
-    is_tenant_kind,
+    KEYS_AUDIT, KEYS_ROTATED, KEYS_SHREDDED, POLICY_ACTIVATED, POLICY_CHANGED, POLICY_EVALUATED,
+    POLICY_REJECTED, POLICY_RESULT_KINDS, READS_AUDIT, TENANT_CREATED, TRANSFER_APPROVED,
+    TRANSFER_REJECTED, TRANSFER_REQUESTED, USER_INVITED, USER_REGISTERED, USER_ROLE_CHANGED,
+    WALLET_APPROVED, WALLET_REJECTED, WALLET_REQUESTED, is_tenant_kind,
 };
 
 /// A user's role in a tenant.
@@ -149,7 +150,9 @@ pub struct Request {
     pub id: String,
     /// The kind of its first event.
     pub kind: String,
-    /// `requested`, then `approved` or `denied` by the latest decision.
+    /// `requested`; after the policy worker's `policy.evaluated`, `pending` (approvals
+    /// needed) or `evaluated`; after its decision `approved` (a transfer or a wallet),
+    /// `activated` (a policy change) or `rejected`.
     pub status: String,
     /// Its events in log order.
     pub events: Vec<Step>,
@@ -447,12 +450,22 @@ impl Tenants {
                 events: Vec::new(),
             });
         request.events.push(step.clone());
-        if kind == APPROVAL_DECIDED {
-            match text(&params, "decision") {
-                Some("approve") => request.status = "approved".into(),
-                Some("deny") => request.status = "denied".into(),
-                _ => {}
+        // The request's status is the policy worker's: its evaluation, then its decision.
+        // An approval is an input to that decision, not the decision.
+        match kind {
+            POLICY_EVALUATED => {
+                request.status = if text(&event.body, "outcome") == Some("approval") {
+                    "pending".into()
+                } else {
+                    "evaluated".into()
+                };
             }
+            TRANSFER_APPROVED | WALLET_APPROVED => request.status = "approved".into(),
+            POLICY_ACTIVATED => request.status = "activated".into(),
+            TRANSFER_REJECTED | WALLET_REJECTED | POLICY_REJECTED => {
+                request.status = "rejected".into();
+            }
+            _ => {}
         }
         // A passkey's counter, as the action's authenticatorData carries it.
         if let (Some(id), Some(counter)) = (

@@ -60,6 +60,7 @@ fn code_kinds() -> BTreeSet<String> {
     .chain(tenants::ACTION_KINDS)
     .chain(tenants::KEY_KINDS)
     .chain(services::SERVICE_KINDS)
+    .chain(govern_core::kinds::POLICY_RESULT_KINDS)
     .map(str::to_string)
     .collect();
     kinds.insert(govern_core::manifest::MANIFEST_PUBLISHED_KIND.to_string());

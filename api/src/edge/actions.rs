@@ -490,11 +490,11 @@ fn prepare_transfer(p: &mut Prepare<'_>) -> Result<Option<String>, Problem> {
     Ok(None)
 }
 
-/// `{"policy": {…}}`.
+/// `{"policy": {…}}` (create or replace) or `{"remove": "<id>"}`, checked by the one parser
+/// the policy worker and the verifiers run (govern-projections' `policy::parse_change`).
 fn prepare_policy(p: &mut Prepare<'_>) -> Result<Option<String>, Problem> {
-    if !p.params.get("policy").is_some_and(Value::is_object) {
-        return Err(bad_body("a policy change carries `policy`, an object"));
-    }
+    govern_projections::policy::parse_change(p.params)
+        .map_err(|e| bad_body(format!("not a policy change: {e}")))?;
     Ok(None)
 }
 

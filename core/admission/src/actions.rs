@@ -17,6 +17,8 @@ use govern_core::action::{
 use govern_core::event::{Event, Role, TenantId};
 use govern_core::ids::{Hash, LeafHash, RootHash};
 use govern_core::seal::{SCOPES, clear_from_path, sealed_kind, sealed_scope};
+use govern_core::kinds::{POLICY_EVALUATED, POLICY_RESULT_KINDS};
+pub use govern_projections::policy::decision_kinds;
 use govern_projections::tenants::{
     self, ACTION_KINDS, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED,
     CredentialState, KEY_KINDS, KEYS_AUDIT, KEYS_ROTATED, POLICY_CHANGED, READS_AUDIT,
@@ -101,6 +103,10 @@ pub fn check_tenant_event(
         check_registered(tenant, event)?;
         return check_sealing(tenant, event).map(|()| Vec::new());
     }
+    if POLICY_RESULT_KINDS.contains(&kind) {
+        check_policy_result(tenant, event)?;
+        return check_sealing(tenant, event).map(|()| Vec::new());
+    }
     if !event.body.contains_key("action") {
         if kind == CREDENTIAL_REGISTERED {
             check_first_credential(tenant, event, view)?;
@@ -147,12 +153,7 @@ fn check_sealing(tenant: &Tenant, event: &Event) -> Result<(), UserActionError> 
             tenant.keys.current()
         )));
     }
-    let in_clear: &[&str] = if sealed.action {
-        &["params", "salt"]
-    } else {
-        &["name"]
-    };
-    if let Some(field) = in_clear.iter().find(|f| event.body.contains_key(**f)) {
+    if let Some(field) = sealed.members.iter().find(|f| event.body.contains_key(**f)) {
         return Err(refuse(format!("{field:?} belongs in the sealed payload")));
     }
     if sealed.action {
@@ -243,6 +244,108 @@ fn check_key_event(tenant: &Tenant, event: &Event) -> Result<(), UserActionError
             }
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// The policy worker's results name what they decide on (docs/formats.md, "Policies"): a
+/// `policy.evaluated` has exactly one parent, the request's first event (a transfer, a
+/// policy change or a wallet request), named again in `subject`, and an `outcome`; a
+/// decision follows the request's `policy.evaluated` (its first parent, named in
+/// `evaluation`) and the approvals that counted (the other parents, in `approvals`), is
+/// of the request's decision kinds, and gives a `reason`. Whether the outcome is right the
+/// log cannot tell (the reasons are sealed): the signers, `govern verify request` and
+/// auditors recompute it.
+fn check_policy_result(tenant: &Tenant, event: &Event) -> Result<(), UserActionError> {
+    let kind = event.kind.as_str();
+    let b = &event.body;
+    let request = tenant
+        .requests
+        .get(&event.request.0.to_string())
+        .ok_or_else(|| UserActionError::Unknown {
+            what: "request",
+            id: event.request.0.to_string(),
+        })?;
+    let first = request
+        .events
+        .first()
+        .filter(|s| decision_kinds(&s.kind).is_some())
+        .ok_or_else(|| malformed(event, "its request is not a transfer, policy change or wallet request"))?;
+    let hex_of = |field: &str| text(b, field).map(str::to_string);
+    if kind == POLICY_EVALUATED {
+        if !matches!(
+            text(b, "outcome"),
+            Some("allow" | "block" | "approval" | "invalid")
+        ) {
+            return Err(malformed(event, "\"outcome\" is allow, block, approval or invalid"));
+        }
+        if event.parents != [first.leaf] || hex_of("subject") != Some(first.leaf.to_hex()) {
+            return Err(malformed(
+                event,
+                format!("its one parent and \"subject\" are the request's {} ({})", first.kind, first.leaf),
+            ));
+        }
+        // A second evaluation takes the kind's uniqueness key (`duplicate`).
+        return Ok(());
+    }
+    let (approved, rejected) = decision_kinds(&first.kind).unwrap_or_default();
+    if kind != approved && kind != rejected {
+        return Err(malformed(
+            event,
+            format!("a {} is decided by {approved} or {rejected}", first.kind),
+        ));
+    }
+    let evaluated = request
+        .events
+        .iter()
+        .find(|s| s.kind == POLICY_EVALUATED)
+        .ok_or_else(|| malformed(event, "the request has no policy.evaluated yet"))?;
+    // The other decision recorded already: refused here. The same one again takes the
+    // kind's uniqueness key (`duplicate`), which a worker that restarted reads as done.
+    if let Some(other) = request
+        .events
+        .iter()
+        .find(|s| (s.kind == approved || s.kind == rejected) && s.kind != kind)
+    {
+        return Err(malformed(
+            event,
+            format!("the request is decided already ({} at {})", other.kind, other.index),
+        ));
+    }
+    if !matches!(
+        text(b, "reason"),
+        Some("allowed" | "approved" | "blocked" | "denied" | "timeout" | "invalid")
+    ) {
+        return Err(malformed(
+            event,
+            "\"reason\" is allowed, approved, blocked, denied, timeout or invalid",
+        ));
+    }
+    let approvals: Option<Vec<String>> = b.get("approvals").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect()
+    });
+    let named: Vec<String> = event.parents.iter().skip(1).map(LeafHash::to_hex).collect();
+    let counted_ok = named.iter().all(|leaf| {
+        request
+            .events
+            .iter()
+            .any(|s| s.kind == APPROVAL_DECIDED && s.leaf.to_hex() == *leaf)
+    });
+    if event.parents.first() != Some(&evaluated.leaf)
+        || hex_of("evaluation") != Some(evaluated.leaf.to_hex())
+        || approvals.as_ref() != Some(&named)
+        || !counted_ok
+    {
+        return Err(malformed(
+            event,
+            format!(
+                "its first parent and \"evaluation\" are the request's policy.evaluated ({}), the \
+                 others and \"approvals\" approvals of the request",
+                evaluated.leaf
+            ),
+        ));
     }
     Ok(())
 }
@@ -489,7 +592,7 @@ pub fn required_parent(
             let first = tenant
                 .requests
                 .get(id)
-                .filter(|r| r.kind == TRANSFER_REQUESTED)
+                .filter(|r| decision_kinds(&r.kind).is_some())
                 .and_then(|r| r.events.first())
                 .ok_or_else(|| missing("request", id))?;
             (format!("request {id}"), first.leaf)

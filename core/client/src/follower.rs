@@ -212,6 +212,15 @@ impl Follower {
         self
     }
 
+    /// After a first [`Follower::anchored`] walk, for a caller that keeps its fold state in
+    /// memory from then on (a worker): later calls hand the fold only the entries after the
+    /// position, as [`Follower::resume`] does.
+    pub fn continue_after_position(&mut self) {
+        if let Start::Anchored(p) = &self.start {
+            self.start = Start::After(Some(p.clone()));
+        }
+    }
+
     /// The last verified position, if any: persist it, and [`Follower::resume`] from it.
     #[must_use]
     pub fn position(&self) -> Option<&Position> {

@@ -378,13 +378,15 @@ pub async fn run(d: &mut Driver, args: &Params) -> Result<Made> {
             )
             .await?;
         made.note(&name, "credential.revoked", text(&r, "request"));
-        let approvers = d.rng.gen_range(1..3u32);
+        // Transfers above a seeded limit need the member's approval (the admin initiates
+        // them all, so only the member can approve).
+        let limit: u64 = d.rng.gen_range(100_000_000..900_000_000);
         let r = d
             .act(
                 &mut key,
                 "policy.changed",
                 "/v1/policies",
-                &json!({"policy": {"approvers": approvers}}),
+                &approval_above(limit, &member.user),
             )
             .await?;
         made.note(&name, "policy.changed", text(&r, "request"));
@@ -474,6 +476,198 @@ pub async fn run(d: &mut Driver, args: &Params) -> Result<Made> {
         made.note(name, "keys.shredded", d.request_at(&shredded).await?);
     }
     Ok(made)
+}
+
+/// A policy: a native transfer above `limit` (wei) needs the approval of `approver`, within
+/// a day.
+#[must_use]
+pub fn approval_above(limit: u64, approver: &str) -> Value {
+    json!({"policy": {
+        "id": "large-transfers",
+        "activity": "transfers",
+        "rule": {"kind": "amount_limit", "asset": "native", "max": limit.to_string()},
+        "action": {
+            "kind": "request_approval",
+            "groups": [{"name": "approvers", "quorum": 1, "approvers": [approver]}],
+            "timeout_s": 86_400
+        }
+    }})
+}
+
+/// One event of a request, as `govern demo transfer` prints it when it lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// The request.
+    pub request: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its index.
+    pub index: u64,
+    /// Its producer's role.
+    pub producer: String,
+}
+
+/// What `govern demo transfer` made.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    /// The tenant.
+    pub tenant: String,
+    /// The wallet (its request id).
+    pub wallet: String,
+    /// The transfer's request id.
+    pub transfer: String,
+    /// Its recipient.
+    pub to: String,
+    /// Its amount (wei).
+    pub amount: String,
+    /// The last hop: `transfer.approved` (until signers exist).
+    pub last: Hop,
+}
+
+/// How long the demo waits for the policy worker's next hop.
+pub const DEMO_HOP_WAIT_S: u64 = 60;
+
+impl Driver {
+    /// Wait until the request `id` (read with `session`) holds an event of kind `until`,
+    /// handing `out` each event as it lands (those in `seen` excepted).
+    async fn hops(
+        &self,
+        session: &str,
+        id: &str,
+        until: &str,
+        seen: &mut std::collections::BTreeSet<u64>,
+        out: &mut (dyn FnMut(&Hop) + Send),
+    ) -> Result<Hop> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(DEMO_HOP_WAIT_S);
+        loop {
+            let r = self
+                .call(
+                    Method::GET,
+                    &format!("/v1/requests/{id}"),
+                    Some(("authorization", format!("Bearer {session}"))),
+                    None,
+                )
+                .await?;
+            let mut last = None;
+            for e in r["events"].as_array().into_iter().flatten() {
+                let index = e["index"].as_u64().unwrap_or_default();
+                let kind = text(e, "kind");
+                if seen.insert(index) {
+                    let entry = self
+                        .call(Method::GET, &format!("/v1/entries/{index}"), None, None)
+                        .await?;
+                    let hop = Hop {
+                        request: id.to_string(),
+                        kind: kind.clone(),
+                        index,
+                        producer: entry["producer"]["role"].as_str().unwrap_or_default().to_string(),
+                    };
+                    out(&hop);
+                    if kind == until {
+                        last = Some(hop);
+                    }
+                } else if kind == until {
+                    last = Some(Hop {
+                        request: id.to_string(),
+                        kind,
+                        index,
+                        producer: "policy".into(),
+                    });
+                }
+            }
+            if let Some(hop) = last {
+                return Ok(hop);
+            }
+            let rejected = text(&r, "status") == "rejected";
+            if rejected || std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "request {id} is {} after {DEMO_HOP_WAIT_S} s, not at {until} (is the policy worker running? govern up starts it)",
+                    text(&r, "status")
+                )
+                .into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `govern demo transfer`: a tenant and its first admin (a passkey), a second user invited
+/// and registered (a passkey), a policy that needs the second user's approval above 1 ETH,
+/// a wallet, a user-signed transfer of 2 ETH and the second user's approval; `out` is handed
+/// every hop of those requests as it lands. Ends at `transfer.approved`.
+///
+/// # Errors
+/// The first call the node refuses; a hop that does not come within [`DEMO_HOP_WAIT_S`].
+pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -> Result<Demo> {
+    let mut seen = std::collections::BTreeSet::new();
+    let created = d
+        .operator("/v1/tenants", &json!({"name": "demo", "admin": "Ada"}))
+        .await?;
+    let tenant = text(&created, "tenant");
+    let (mut ada, _) = d.register(&tenant, &text(&created, "invite"), None).await?;
+    let session = ada.session.clone();
+    let invited = d
+        .act(&mut ada, "user.invited", "/v1/users", &json!({"role": "member"}))
+        .await?;
+    let (mut bob, _) = d
+        .register(&tenant, &text(&invited, "invite"), Some("Bob"))
+        .await?;
+    let policy = d
+        .act(
+            &mut ada,
+            "policy.changed",
+            "/v1/policies",
+            &approval_above(1_000_000_000_000_000_000, &bob.user),
+        )
+        .await?;
+    d.hops(&session, &text(&policy, "request"), "policy.activated", &mut seen, out)
+        .await?;
+    let wallet = d
+        .act(&mut ada, "wallet.requested", "/v1/wallets", &json!({"name": "treasury"}))
+        .await?;
+    let wallet = text(&wallet, "request");
+    d.hops(&session, &wallet, "wallet.approved", &mut seen, out).await?;
+    let to = format!("0x{}dead", "0".repeat(36));
+    let amount = "2000000000000000000".to_string();
+    let body = json!({
+        "kind": "Native",
+        "to": to,
+        "amount": amount,
+        "chain_id": "1",
+        "nonce": "0",
+        "max_fee_per_gas": "30000000000",
+        "max_priority_fee_per_gas": "1000000000",
+        "gas_limit": "21000"
+    });
+    let transfer = d
+        .act(
+            &mut ada,
+            "transfer.requested",
+            &format!("/v1/wallets/{wallet}/transfers"),
+            &body,
+        )
+        .await?;
+    let transfer = text(&transfer, "request");
+    d.hops(&session, &transfer, "policy.evaluated", &mut seen, out)
+        .await?;
+    d.act(
+        &mut bob,
+        "approval.decided",
+        &format!("/v1/requests/{transfer}/approvals/approve"),
+        &json!({"comment": "checked: demo"}),
+    )
+    .await?;
+    let last = d
+        .hops(&session, &transfer, "transfer.approved", &mut seen, out)
+        .await?;
+    Ok(Demo {
+        tenant,
+        wallet,
+        transfer,
+        to,
+        amount,
+        last,
+    })
 }
 
 /// `count` signed transfers from `wallets` by the API key `key` (signed in as `session`),

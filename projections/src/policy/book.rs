@@ -422,6 +422,40 @@ impl PolicyBook {
         ))
     }
 
+    /// Whether this fold reads `kind` (a follower may skip every other entry).
+    #[must_use]
+    pub fn reads(kind: &str) -> bool {
+        matches!(
+            kind,
+            TENANT_CREATED
+                | KEYS_SHREDDED
+                | USER_REGISTERED
+                | TRANSFER_REQUESTED
+                | POLICY_CHANGED
+                | WALLET_REQUESTED
+                | APPROVAL_DECIDED
+        ) || POLICY_RESULT_KINDS.contains(&kind)
+    }
+
+    /// Every subject of the live tenants: (tenant, request), in tenant then request order.
+    pub fn requests(&self) -> impl Iterator<Item = (TenantId, RequestId)> + '_ {
+        self.tenants
+            .iter()
+            .flat_map(|(t, book)| book.subjects.keys().map(move |r| (*t, *r)))
+    }
+
+    /// The earliest deadline of a subject still waiting for approvals (its evaluation
+    /// recorded, no decision yet): when a decision by timeout falls due.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.tenants
+            .values()
+            .flat_map(|t| t.open.values().filter_map(|r| t.subjects.get(r)))
+            .filter(|s| s.evaluated.is_some() && s.decided.is_none())
+            .filter_map(|s| s.evaluation.known().and_then(|e| e.deadline))
+            .min_by_key(|d| d.unix_ms())
+    }
+
     /// What the policy engine owes at `now`, in subject index order: for every subject of a
     /// live tenant without a recorded decision, its evaluation if none is recorded and it
     /// is known; else its decision if one is owed at `now`.

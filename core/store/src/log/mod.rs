@@ -306,6 +306,9 @@ pub trait Appender: Send + Sync + std::fmt::Debug + 'static {
     /// The latest signed checkpoint.
     fn latest(&self) -> Arc<Published>;
 
+    /// A receiver that sees every new latest checkpoint (it starts at the current one).
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Published>>;
+
     /// The leaf data at `index`.
     ///
     /// # Errors
@@ -323,6 +326,10 @@ impl<S: Storage> Appender for Log<S> {
 
     fn latest(&self) -> Arc<Published> {
         LogReader::latest(self)
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Published>> {
+        LogReader::subscribe(self)
     }
 
     fn entry(&self, index: LeafIndex) -> Result<Vec<u8>, ReadError> {

@@ -1,0 +1,270 @@
+//! The policy worker (docs/design.md §8; docs/formats.md, "Policies"): an enclave process
+//! that follows the log and decides every transfer, policy change and wallet request by the
+//! tenant's policies.
+//!
+//! Each round it
+//! 1. follows the log to its latest witnessed checkpoint ([`Runtime::follow`]);
+//! 2. attests when it never did or its role's `reattest_s` has passed;
+//! 3. opens the sealed parameters of each new transfer and policy change with its released
+//!    scope keys (`open_action`, which checks them against the user's signed commitment;
+//!    a payload that does not open or does not match is evaluated as invalid) and records
+//!    what it opened in `reads.audit`;
+//! 4. folds every entry into the pure [`PolicyBook`] (govern-projections), which evaluates a
+//!    request as of its place in the log;
+//! 5. appends what the book says is owed: a `policy.evaluated` (outcome in clear, reasons
+//!    sealed in scope `policies`), then the decision (`transfer.approved`/`rejected`,
+//!    `policy.activated`/`rejected`, `wallet.approved`/`rejected`) once the outcome, a
+//!    quorum, a denial or the deadline decides;
+//! 6. long-polls for the next checkpoint, waking early for the next deadline.
+//!
+//! It keeps no decision state of its own: the book is rebuilt from the log at every start,
+//! and a result whose uniqueness key is already taken counts as appended, so a worker killed
+//! at any point appends every decision exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use govern_core::event::{SignedEvent, TenantId, Timestamp};
+use govern_core::kinds::{KEYS_SHREDDED, POLICY_CHANGED, POLICY_EVALUATED, TRANSFER_REQUESTED};
+use govern_core::seal::{open_action, sealed_scope};
+use govern_projections::policy::{Owed, PolicyBook};
+use serde_json::{Map, Value};
+
+use crate::nsm::Nsm;
+use crate::runtime::{Appended, POLL_WAIT_MS, Runtime, WorkerConfig, WorkerError};
+
+/// The policy worker's role.
+pub const ROLE: &str = "policy";
+/// The scopes it asks the key service for.
+pub const SCOPES: [&str; 3] = ["approvals", "policies", "transfers"];
+/// The scope its evaluations' reasons are sealed in.
+pub const REASONS_SCOPE: &str = "policies";
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// Entries folded.
+    pub folded: usize,
+    /// Results appended now.
+    pub appended: usize,
+    /// Results the log held already.
+    pub already: usize,
+}
+
+/// The policy worker.
+#[derive(Debug)]
+pub struct PolicyWorker {
+    rt: Runtime,
+    book: PolicyBook,
+    /// Results appended and not yet seen in the followed log: (tenant, request, kind).
+    in_flight: BTreeSet<(TenantId, String, &'static str)>,
+}
+
+impl PolicyWorker {
+    /// A policy worker of `config` (its role must be `policy`), attesting through `nsm`.
+    ///
+    /// # Errors
+    /// As [`Runtime::new`].
+    pub fn new(config: WorkerConfig, nsm: Box<dyn Nsm>) -> Result<Self, WorkerError> {
+        Ok(Self {
+            rt: Runtime::new(config, nsm)?,
+            book: PolicyBook::default(),
+            in_flight: BTreeSet::new(),
+        })
+    }
+
+    /// The book folded so far.
+    #[must_use]
+    pub fn book(&self) -> &PolicyBook {
+        &self.book
+    }
+
+    /// The runtime (identity, position).
+    #[must_use]
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// Run rounds until an error that waiting does not cure.
+    ///
+    /// # Errors
+    /// [`WorkerError`]: the log does not verify, the node refuses this worker.
+    pub async fn run(mut self) -> Result<(), WorkerError> {
+        loop {
+            self.round().await?;
+            self.rt.wait_for_growth(self.wait()).await;
+        }
+    }
+
+    /// How long to wait for the log to grow: until the next deadline, at most the long
+    /// poll's bound.
+    fn wait(&self) -> Duration {
+        let max = Duration::from_millis(POLL_WAIT_MS);
+        match self.book.next_deadline() {
+            Some(deadline) => {
+                let ms = deadline.unix_ms() - Timestamp::now().unix_ms();
+                // Wake just after the deadline: a decision by timeout is owed at it.
+                Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0) + 1).min(max)
+            }
+            None => max,
+        }
+    }
+
+    /// One round: follow, attest if due, fold, append what is owed.
+    ///
+    /// # Errors
+    /// [`WorkerError`].
+    pub async fn round(&mut self) -> Result<Round, WorkerError> {
+        let batch = self.rt.follow(PolicyBook::reads).await?;
+        if self.rt.attestation_due() {
+            self.rt.attest().await?;
+        }
+        let mut round = Round {
+            folded: batch.len(),
+            ..Round::default()
+        };
+        self.fold(batch).await?;
+        self.act(&mut round).await?;
+        Ok(round)
+    }
+
+    async fn fold(&mut self, batch: Vec<(u64, SignedEvent)>) -> Result<(), WorkerError> {
+        let mut reads: BTreeMap<(TenantId, String), Vec<u64>> = BTreeMap::new();
+        for (index, signed) in batch {
+            let event = signed.event();
+            let kind = event.kind.as_str();
+            let opened = if kind == TRANSFER_REQUESTED || kind == POLICY_CHANGED {
+                self.open(index, &signed, &mut reads).await
+            } else {
+                None
+            };
+            if kind == KEYS_SHREDDED {
+                self.rt.forget(&event.tenant);
+            }
+            if let Err(mismatch) = self.book.apply(index, &signed, opened.as_ref()) {
+                tracing::error!(%mismatch, "a recorded policy result is not what the policies say");
+            }
+        }
+        for ((tenant, scope), entries) in reads {
+            self.rt.record_reads(tenant, &scope, &entries).await?;
+        }
+        Ok(())
+    }
+
+    /// The opened parameters of a sealed action: `None` when its tenant's key is not to be
+    /// had (shredded), an empty object when the payload does not open or does not match
+    /// the user's commitment (the book evaluates that as invalid).
+    async fn open(
+        &mut self,
+        index: u64,
+        signed: &SignedEvent,
+        reads: &mut BTreeMap<(TenantId, String), Vec<u64>>,
+    ) -> Option<Map<String, Value>> {
+        let event = signed.event();
+        let Ok((scope, version)) = sealed_scope(event) else {
+            tracing::warn!(index, "a sealed action without its sealed payload: invalid");
+            return Some(Map::new());
+        };
+        let key = match self.rt.scope_key(event.tenant, &scope, version).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(index, error = %e, "cannot open: no key");
+                return None;
+            }
+        };
+        reads.entry((event.tenant, scope)).or_default().push(index);
+        match open_action(event, &key) {
+            Ok(params) => Some(params),
+            Err(e) => {
+                tracing::warn!(index, error = %e, "the sealed payload does not stand: invalid");
+                Some(Map::new())
+            }
+        }
+    }
+
+    async fn act(&mut self, round: &mut Round) -> Result<(), WorkerError> {
+        let now = Timestamp::now();
+        let owed = self.book.owed(now);
+        let owed_keys: BTreeSet<(TenantId, String, &'static str)> =
+            owed.iter().map(owed_key).collect();
+        // What the log now shows is no longer in flight.
+        self.in_flight.retain(|k| owed_keys.contains(k));
+        for item in owed {
+            let key = owed_key(&item);
+            if self.in_flight.contains(&key) {
+                continue;
+            }
+            let event = match &item {
+                Owed::Evaluate {
+                    tenant,
+                    request,
+                    subject_leaf,
+                    evaluation,
+                } => {
+                    let plaintext = govern_core::canonical::to_vec(&evaluation.sealed_body())
+                        .map_err(|e| WorkerError::Event(e.to_string()))?;
+                    self.rt
+                        .sign(
+                            POLICY_EVALUATED,
+                            *tenant,
+                            *request,
+                            vec![*subject_leaf],
+                            evaluation.clear_body(subject_leaf),
+                            Some((REASONS_SCOPE, plaintext)),
+                            now,
+                        )
+                        .await?
+                }
+                Owed::Decide {
+                    tenant,
+                    request,
+                    kind,
+                    evaluation_leaf,
+                    decision,
+                } => {
+                    let mut parents = vec![*evaluation_leaf];
+                    parents.extend(decision.approvals.iter().copied());
+                    self.rt
+                        .sign(
+                            kind,
+                            *tenant,
+                            *request,
+                            parents,
+                            decision.body(evaluation_leaf),
+                            None,
+                            now,
+                        )
+                        .await?
+                }
+            };
+            match self.rt.append(&event).await {
+                Ok(Appended::New(r)) => {
+                    tracing::info!(kind = %event.event().kind, index = r.index, request = %event.event().request.0, "decided");
+                    round.appended += 1;
+                }
+                Ok(Appended::Already) => round.already += 1,
+                Err(e) => {
+                    tracing::error!(error = %e, kind = %event.event().kind, "the log refused a result; re-attesting before the next round");
+                    self.rt.force_reattest();
+                    return Ok(());
+                }
+            }
+            self.in_flight.insert(key);
+        }
+        Ok(())
+    }
+}
+
+fn owed_key(o: &Owed) -> (TenantId, String, &'static str) {
+    match o {
+        Owed::Evaluate {
+            tenant, request, ..
+        } => (*tenant, request.0.to_string(), POLICY_EVALUATED),
+        Owed::Decide {
+            tenant,
+            request,
+            kind,
+            ..
+        } => (*tenant, request.0.to_string(), *kind),
+    }
+}

@@ -1,0 +1,76 @@
+//! `govern demo transfer`: the policy worker's path end to end, as a user would drive it
+//! (govern-client's `scenario::demo_transfer`), printing every hop as it lands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use govern_client::scenario::{self, Hop};
+
+use crate::error::Result;
+
+/// The demos.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// A tenant, two users with software passkeys, a policy that needs one approval above
+    /// 1 ETH, a wallet, a signed transfer of 2 ETH and the approval, to `transfer.approved`.
+    Transfer(DemoArgs),
+}
+
+/// The node a demo drives.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The node.
+    #[arg(long, env = "GOVERN_URL", default_value = "http://localhost:7600")]
+    pub url: String,
+    /// The node's data dir (for the operator token).
+    #[arg(long, env = "GOVERN_DATA_DIR", default_value = ".govern")]
+    pub data_dir: PathBuf,
+    /// The web origin users sign for [default: http://localhost:<the URL's port>].
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Print one JSON object at the end instead of the hops.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run a demo.
+///
+/// # Errors
+/// The first refusal, or a hop that does not come.
+pub async fn run(command: DemoCommand) -> Result<()> {
+    let DemoCommand::Transfer(args) = command;
+    let mut driver = crate::scenario::driver(&args.url, args.origin.clone(), &args.data_dir, 1)?;
+    let json = args.json;
+    let mut out = move |hop: &Hop| {
+        if !json {
+            println!(
+                "{:>6}  {:<20} by {:<8} request {}",
+                hop.index, hop.kind, hop.producer, hop.request
+            );
+        }
+    };
+    if !args.json {
+        println!("{:>6}  {:<20}    {:<8}", "index", "kind", "producer");
+    }
+    let demo = scenario::demo_transfer(&mut driver, &mut out).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "tenant": demo.tenant,
+                "wallet": demo.wallet,
+                "request": demo.transfer,
+                "to": demo.to,
+                "amount": demo.amount,
+                "decision": demo.last.kind,
+                "index": demo.last.index,
+            })
+        );
+    } else {
+        println!(
+            "transfer {} approved at index {}: govern verify request {} --url {}",
+            demo.transfer, demo.last.index, demo.transfer, args.url
+        );
+    }
+    Ok(())
+}
