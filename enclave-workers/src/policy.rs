@@ -103,8 +103,12 @@ impl PolicyWorker {
         match self.book.next_deadline() {
             Some(deadline) => {
                 let ms = deadline.unix_ms() - Timestamp::now().unix_ms();
+                if ms < 0 {
+                    // Past: its decision is appended and not yet in the followed log.
+                    return Duration::from_millis(100);
+                }
                 // Wake just after the deadline: a decision by timeout is owed at it.
-                Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0) + 1).min(max)
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0) + 1).min(max)
             }
             None => max,
         }
@@ -244,15 +248,36 @@ impl PolicyWorker {
                 }
                 Ok(Appended::Already) => round.already += 1,
                 Err(e) => {
-                    tracing::error!(error = %e, kind = %event.event().kind, "the log refused a result; re-attesting before the next round");
-                    self.rt.force_reattest();
-                    return Ok(());
+                    // The log refused this worker's identity (expired, replaced, no longer
+                    // pinned): attest again before the next round. Any other refusal is
+                    // this result's: logged, and the next round computes it again.
+                    let identity = matches!(&e, WorkerError::Refused(c) if crate::runtime::problem_kind(c).is_some_and(is_identity_problem));
+                    tracing::error!(error = %e, kind = %event.event().kind, identity, "the log refused a result");
+                    if identity {
+                        self.rt.force_reattest();
+                        return Ok(());
+                    }
+                    continue;
                 }
             }
             self.in_flight.insert(key);
         }
         Ok(())
     }
+}
+
+/// The log's problem types that refuse the producer's identity rather than the event.
+fn is_identity_problem(kind: &str) -> bool {
+    matches!(
+        kind,
+        "attestation-missing"
+            | "no-identity"
+            | "attestation-stale"
+            | "producer-key-mismatch"
+            | "identity-expired"
+            | "identity-quarantined"
+            | "identity-not-pinned"
+    )
 }
 
 fn owed_key(o: &Owed) -> (TenantId, String, &'static str) {

@@ -18,6 +18,11 @@ use super::amount::Amount;
 use super::model::{Action, ActionKind, Activity, Approvers, Asset, Policy, Rule, TransferFacts};
 
 /// The first timestamp ([`Timestamp`] spans years 0000 to 9999).
+/// The longest evaluation (its JCS) sealed in full; a longer one is sealed in its digest
+/// form ([`Evaluation::sealed_body`]). Sealed (AES-GCM adds 16 bytes) and base64-encoded
+/// (4/3), 32,768 bytes leave room for the envelope within an event's 65,535.
+pub const REASONS_BYTES_MAX: usize = 32_768;
+
 const TIME_MIN_MS: i64 = -62_167_219_200_000;
 /// The last timestamp, 9999-12-31T23:59:59.999Z.
 const TIME_MAX_MS: i64 = 253_402_300_799_999;
@@ -221,12 +226,35 @@ impl Evaluation {
 
     /// The sealed members of its `policy.evaluated`: `{"reasons": <this evaluation>}`.
     #[must_use]
+    ///
+    /// An evaluation whose JCS is longer than [`REASONS_BYTES_MAX`] (many matching policies
+    /// with large approval groups) is sealed in its digest form instead, so it always fits
+    /// in an event: `{"subject", "outcome", ["invalid"], ["deadline"], "policies": <how
+    /// many>, "groups": <how many>, "digest": "<hex SHA-256 of the full evaluation's JCS>"}`.
+    /// Which form is chosen is a function of the evaluation, so a reader recomputing it
+    /// compares the same form ([`Evaluation::sealed_body`] on both sides).
     pub fn sealed_body(&self) -> Map<String, Value> {
+        let full = serde_json::to_value(self).unwrap_or(Value::Null);
+        let jcs = govern_core::canonical::to_vec(&full).unwrap_or_default();
+        let reasons = if jcs.len() <= REASONS_BYTES_MAX {
+            full
+        } else {
+            let mut d = Map::new();
+            d.insert("subject".into(), serde_json::to_value(&self.subject).unwrap_or(Value::Null));
+            d.insert("outcome".into(), self.outcome.as_str().into());
+            if let Some(i) = &self.invalid {
+                d.insert("invalid".into(), i.clone().into());
+            }
+            if let Some(t) = &self.deadline {
+                d.insert("deadline".into(), serde_json::to_value(t).unwrap_or(Value::Null));
+            }
+            d.insert("policies".into(), self.policies.len().into());
+            d.insert("groups".into(), self.groups.len().into());
+            d.insert("digest".into(), hex::encode(Sha256::digest(&jcs)).into());
+            Value::Object(d)
+        };
         let mut body = Map::new();
-        body.insert(
-            "reasons".into(),
-            serde_json::to_value(self).unwrap_or(Value::Null),
-        );
+        body.insert("reasons".into(), reasons);
         body
     }
 

@@ -139,6 +139,7 @@ pub use book::{
     Subject, SubjectFacts,
 };
 pub use evaluate::{
+    REASONS_BYTES_MAX,
     Computed, Decision, Evaluation, GroupReport, GroupStatus, Outcome, PolicyReport, Reason,
     RuleReport, SubjectRef, Vote, decision_kinds,
 };

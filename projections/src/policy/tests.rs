@@ -759,7 +759,7 @@ fn sealed_reasons_and_early_decisions_are_checked() {
     let eval_leaf =
         log.record_evaluation(t, 10 * S, e.clear_body(&leaf), Some(reasons.sealed_body()));
     let m = log.mismatches.pop().unwrap();
-    assert!(m.expected.starts_with("reasons {"), "{m}");
+    assert!(m.expected.starts_with("sealed {\"reasons\":{"), "{m}");
     // A decision while approval is pending.
     let early = Decision {
         kind: TRANSFER_REJECTED,
@@ -1201,4 +1201,65 @@ fn every_group_of_every_triggered_policy_must_reach_its_quorum_by_the_earliest_d
     log.work(610 * S);
     assert_eq!(log.decided_as(small), pair(TRANSFER_REJECTED, "timeout"));
     assert_replays(&log);
+}
+
+/// Ten matching approval policies of ten groups of a hundred named approvers: an evaluation
+/// far beyond an event's 65,535 bytes is sealed in its digest form, still owed, recorded
+/// and recomputed equal; a tampered digest is a mismatch.
+#[test]
+fn a_huge_evaluation_is_sealed_in_its_digest_form() {
+    let mut log = Log::new();
+    let admin = log.user();
+    let approvers: Vec<String> = (0..100).map(|i| format!("00000000-0000-7000-8000-{i:012}")).collect();
+    for p in 0..10 {
+        let groups: Vec<Value> = (0..10)
+            .map(|g| json!({"name": format!("g{g}"), "quorum": 1, "approvers": approvers}))
+            .collect();
+        activate(
+            &mut log,
+            &admin,
+            S,
+            approval(&format!("p{p}"), json!({"kind": "always"}), json!(groups), false, 3600),
+        );
+    }
+    let w = log.wallet(&admin, 2 * S);
+    log.work(2 * S);
+    let t = log.transfer(&admin, w, 3 * S, native(&addr(1), "5"));
+    let full = serde_json::to_vec(log.evaluation(t)).unwrap();
+    assert!(full.len() > 65_535, "{} bytes", full.len());
+    let sealed = log.evaluation(t).sealed_body();
+    let reasons = &sealed["reasons"];
+    assert_eq!(reasons["policies"], 10);
+    assert_eq!(reasons["groups"], 100);
+    assert_eq!(reasons["outcome"], "approval");
+    assert_eq!(
+        reasons["digest"],
+        hex::encode(Sha256::digest(govern_core::canonical::to_vec(log.evaluation(t)).unwrap()))
+    );
+    assert!(serde_json::to_vec(&sealed).unwrap().len() < 1_000);
+    log.work(3 * S);
+    assert_eq!(outcome(&log, t), Outcome::Approval);
+    assert_replays(&log);
+
+    // The same log with the digest of the recorded reasons altered.
+    let mut tampered = Log::new();
+    let admin = tampered.user();
+    let mut policy = approval("p", json!({"kind": "always"}), json!([{"name": "g", "quorum": 1, "approvers": approvers}]), false, 3600);
+    for g in 1..10 {
+        policy["action"]["groups"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": format!("g{g}"), "quorum": 1, "approvers": approvers}));
+    }
+    activate(&mut tampered, &admin, S, policy);
+    let w = tampered.wallet(&admin, 2 * S);
+    tampered.work(2 * S);
+    let t = tampered.transfer(&admin, w, 3 * S, native(&addr(1), "5"));
+    let mut body = tampered.evaluation(t).sealed_body();
+    assert!(body["reasons"].get("digest").is_some(), "{body:?}");
+    body["reasons"]["digest"] = json!("00".repeat(32));
+    let leaf = tampered.book.subject(&tampered.tenant, &t).unwrap().leaf;
+    let clear = tampered.evaluation(t).clear_body(&leaf);
+    tampered.record_evaluation(t, 3 * S, clear, Some(body));
+    assert_eq!(tampered.mismatches.len(), 1, "{:?}", tampered.mismatches);
 }
