@@ -82,6 +82,7 @@ async fn make_export(args: &ReplayBenchArgs, export: &std::path::Path) -> Result
         tenants: 2,
         wallets: 2,
         transfers: 3,
+        policies: false,
     };
     let made = crate::scenario::run_scenario(&scenario).await?;
     let t = Instant::now();

@@ -243,6 +243,28 @@ pub(crate) async fn spawn_policy_worker(
     Ok(WorkerProcess { child })
 }
 
+/// Keep the policy worker of `govern up` running: whenever it exits (it stops on a log that
+/// does not verify, or on a refusal it cannot wait out), say so and start it again after a
+/// second. Aborting the task kills the worker it holds.
+fn supervise_policy_worker(
+    data_dir: std::path::PathBuf,
+    url: String,
+    first: WorkerProcess,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut current = first;
+        loop {
+            let status = current.child.wait().await;
+            tracing::error!(?status, "the policy worker stopped; starting it again in 1 s");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match spawn_policy_worker(&data_dir, &url).await {
+                Ok(w) => current = w,
+                Err(e) => tracing::error!(error = %e, "cannot start the policy worker"),
+            }
+        }
+    })
+}
+
 pub(crate) struct WitnessProcess {
     _child: tokio::process::Child,
     pub(crate) url: String,
@@ -352,6 +374,12 @@ pub async fn up(server: Server) -> Result<()> {
     let (node, _dir, services) = start(&server, prepared).await?;
     let url = format!("http://localhost:{}", node.addr.port());
     let worker = spawn_policy_worker(&server.data_dir, &format!("http://{}", node.addr)).await?;
+    let worker_pid = worker.id().unwrap_or_default();
+    let supervisor = supervise_policy_worker(
+        server.data_dir.clone(),
+        format!("http://{}", node.addr),
+        worker,
+    );
     let client = Client::new(&url)?;
     let event = demo_event(&services.edge.identity, "hello from govern up")?;
     let receipt = client.append(event.bytes()).await?;
@@ -375,14 +403,13 @@ pub async fn up(server: Server) -> Result<()> {
     for w in &witnesses {
         println!("witness {} at {}", w.vkey, w.url);
     }
-    println!(
-        "policy worker: pid {} (a separate process, listening on nothing)",
-        worker.id().unwrap_or_default()
-    );
+    println!("policy worker: pid {worker_pid} (a separate process, listening on nothing)");
     println!("  govern demo transfer --url {url} --data-dir {}", server.data_dir.display());
     println!("Ctrl-C stops it all.");
     until_signal().await;
-    drop(worker);
+    // Dropping the supervisor's task drops (and so kills) the worker it holds.
+    supervisor.abort();
+    let _ = supervisor.await;
     node.shutdown().await;
     drop(witnesses);
     Ok(())

@@ -57,6 +57,11 @@ pub struct ScenarioArgs {
     /// Transfers per tenant (each approved or denied by the member).
     #[arg(long, default_value_t = 3)]
     pub transfers: usize,
+    /// Exercise the policy worker, which must be running (`govern up` runs one): a policy
+    /// that governs policy changes, a change approved (wallet creation blocked), a wallet
+    /// request rejected, a change denied; the scenario waits for each decision.
+    #[arg(long)]
+    pub policies: bool,
 }
 
 /// A software passkey (webauthn-authenticator-rs), the scenario's users' authenticator.
@@ -111,6 +116,7 @@ pub(crate) async fn run_scenario(args: &ScenarioArgs) -> Result<Made> {
             tenants: args.tenants,
             wallets: args.wallets,
             transfers: args.transfers,
+            policies: args.policies,
         },
     )
     .await?;

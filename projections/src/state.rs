@@ -17,8 +17,10 @@ use crate::services::Services;
 use crate::tenants::Tenants;
 
 /// The version of the state's form. The root of a log changes when this does (a
-/// deliberate change, recorded with the golden logs of `replay-tests/`).
-pub const STATE_VERSION: u32 = 1;
+/// deliberate change, recorded with the golden logs of `replay-tests/`). 2: a request's
+/// status is the policy worker's decision (`pending`, `evaluated`, `approved`, `activated`,
+/// `rejected`), no longer the latest approval's; the worker's results are tenant events.
+pub const STATE_VERSION: u32 = 2;
 
 /// Every projection of the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

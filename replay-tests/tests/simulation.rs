@@ -403,6 +403,7 @@ async fn simulate(seed: u64, dir: &Path) -> Run {
             tenants: 3,
             wallets: 2,
             transfers: 3,
+            policies: false,
         },
     )
     .await

@@ -774,9 +774,11 @@ impl IdentityPolicy {
             h.update(trigger.producer.key.0);
             h.update(trigger.time.unix_ms().to_be_bytes());
             let d = h.finalize();
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&d[..16]);
-            RequestId(uuid::Builder::from_custom_bytes(b).into_uuid())
+            // A UUIDv7 like every request id: the trigger's time, then 74 bits of the digest.
+            let mut b = [0u8; 10];
+            b.copy_from_slice(&d[..10]);
+            let ms = u64::try_from(trigger.time.unix_ms()).unwrap_or(0);
+            RequestId(uuid::Builder::from_unix_timestamp_millis(ms, &b).into_uuid())
         };
         let mut event = Event::new(
             kind,

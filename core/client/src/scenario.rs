@@ -59,6 +59,11 @@ pub struct Params {
     pub wallets: usize,
     /// Transfers per tenant (each approved or denied by the member).
     pub transfers: usize,
+    /// Exercise the policy worker (which must be running: the scenario waits for its
+    /// decisions): in the first tenant, a policy that governs policy changes, a change it
+    /// approves (wallet creation blocked), a wallet request then rejected, and a change
+    /// the member denies.
+    pub policies: bool,
 }
 
 enum Signer {
@@ -390,6 +395,12 @@ pub async fn run(d: &mut Driver, args: &Params) -> Result<Made> {
             )
             .await?;
         made.note(&name, "policy.changed", text(&r, "request"));
+        if args.policies {
+            // With a policy worker, the limit is in force before the first transfer.
+            let mut seen = std::collections::BTreeSet::new();
+            d.hops(&key.session, &text(&r, "request"), "policy.activated", &mut seen, &mut |_: &Hop| {})
+                .await?;
+        }
         let mut wallets = Vec::new();
         for w in 0..args.wallets.max(1) {
             let r = d
@@ -442,6 +453,9 @@ pub async fn run(d: &mut Driver, args: &Params) -> Result<Made> {
             None,
         )
         .await?;
+        if t == 0 && args.policies {
+            policy_phase(d, &mut made, &name, &mut key, &mut member, &wallets[0]).await?;
+        }
         if t == 0
             && let Signer::Key(k) = &key.signer
         {
@@ -668,6 +682,71 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
         amount,
         last,
     })
+}
+
+/// The policy worker's other decisions, each waited for: a transfer above the limit that
+/// the member denies, rejected; a policy that governs policy
+/// changes (the member must approve them), activated; a change that blocks wallet
+/// creation, approved by the member and activated; a wallet request, rejected; a change
+/// that removes the transfer limit, denied by the member and rejected.
+async fn policy_phase(
+    d: &mut Driver,
+    made: &mut Made,
+    name: &str,
+    admin: &mut Member,
+    member: &mut Member,
+    wallet: &str,
+) -> Result<()> {
+    let session = admin.session.clone();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut quiet = |_: &Hop| {};
+    // A transfer above every seeded limit, which the member denies.
+    let mut body = d.transfer();
+    body["amount"] = "1000000000".into();
+    let r = d
+        .act(admin, "transfer.requested", &format!("/v1/wallets/{wallet}/transfers"), &body)
+        .await?;
+    let id = text(&r, "request");
+    made.note(name, "transfer.requested", id.clone());
+    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet).await?;
+    d.act(member, "approval.decided", &format!("/v1/requests/{id}/approvals/deny"), &json!({}))
+        .await?;
+    d.hops(&session, &id, "transfer.rejected", &mut seen, &mut quiet).await?;
+    let guard = json!({"policy": {
+        "id": "guard", "activity": "policy_changes", "rule": {"kind": "always"},
+        "action": {"kind": "request_approval",
+                   "groups": [{"name": "second-pair-of-eyes", "quorum": 1, "approvers": [member.user]}],
+                   "timeout_s": 86_400}}});
+    let r = d.act(admin, "policy.changed", "/v1/policies", &guard).await?;
+    let id = text(&r, "request");
+    made.note(name, "policy.changed", id.clone());
+    d.hops(&session, &id, "policy.activated", &mut seen, &mut quiet).await?;
+    let no_wallets = json!({"policy": {
+        "id": "no-new-wallets", "activity": "wallet_creation", "rule": {"kind": "always"},
+        "action": {"kind": "block"}}});
+    let r = d.act(admin, "policy.changed", "/v1/policies", &no_wallets).await?;
+    let id = text(&r, "request");
+    made.note(name, "policy.changed", id.clone());
+    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet).await?;
+    d.act(member, "approval.decided", &format!("/v1/requests/{id}/approvals/approve"), &json!({}))
+        .await?;
+    d.hops(&session, &id, "policy.activated", &mut seen, &mut quiet).await?;
+    let r = d
+        .act(admin, "wallet.requested", "/v1/wallets", &json!({"name": "one too many"}))
+        .await?;
+    let id = text(&r, "request");
+    made.note(name, "wallet.requested", id.clone());
+    d.hops(&session, &id, "wallet.rejected", &mut seen, &mut quiet).await?;
+    let r = d
+        .act(admin, "policy.changed", "/v1/policies", &json!({"remove": "large-transfers"}))
+        .await?;
+    let id = text(&r, "request");
+    made.note(name, "policy.changed", id.clone());
+    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet).await?;
+    d.act(member, "approval.decided", &format!("/v1/requests/{id}/approvals/deny"), &json!({"comment": "keep the limit"}))
+        .await?;
+    d.hops(&session, &id, "policy.rejected", &mut seen, &mut quiet).await?;
+    Ok(())
 }
 
 /// `count` signed transfers from `wallets` by the API key `key` (signed in as `session`),
