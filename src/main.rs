@@ -57,7 +57,7 @@ enum Command {
     Node(ServerArgs),
     /// Run the whole system on this machine: three witnesses as separate processes, the node
     /// under their 2-of-3 policy, and a first demo entry.
-    Up(ServerArgs),
+    Up(UpArgs),
     /// Verify a log (`log`), a request's receipt chain (`request`) or an offline receipt
     /// (`receipt`).
     #[command(subcommand)]
@@ -101,6 +101,17 @@ enum Command {
     /// Run an enclave worker (outbound only): `govern worker policy`.
     #[command(subcommand)]
     Worker(worker::WorkerCommand),
+}
+
+/// `govern up`: the node's flags, and which workers to start.
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Do not start the policy worker (run `govern worker policy` elsewhere, as an enclave
+    /// would, or keep a log only the node and the witnesses write).
+    #[arg(long)]
+    no_policy_worker: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,7 +210,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => run::node(config.server(&args)).await,
-            Command::Up(args) => run::up(config.server(&args)).await,
+            Command::Up(args) => run::up(config.server(&args.server), !args.no_policy_worker).await,
             Command::Verify(VerifyCommand::Log(args)) => verify::log(args).await,
             Command::Verify(VerifyCommand::Receipt(args)) => receipt::verify(args),
             Command::Verify(VerifyCommand::Request(args)) => verify_request::run(args).await,

@@ -359,7 +359,7 @@ async fn up_witnesses(
 }
 
 /// `govern up`.
-pub async fn up(server: Server) -> Result<()> {
+pub async fn up(server: Server, policy_worker: bool) -> Result<()> {
     if let Some(path) = &server.witnesses {
         return Err(format!(
             "--witnesses {}: govern up runs its own three witnesses and writes their policy; \
@@ -373,16 +373,32 @@ pub async fn up(server: Server) -> Result<()> {
     prepared.witnesses = Some((server.data_dir.join(WITNESSES_FILE), file));
     let (node, _dir, services) = start(&server, prepared).await?;
     let url = format!("http://localhost:{}", node.addr.port());
-    let worker = spawn_policy_worker(&server.data_dir, &format!("http://{}", node.addr)).await?;
-    let worker_pid = worker.id().unwrap_or_default();
-    let supervisor = supervise_policy_worker(
-        server.data_dir.clone(),
-        format!("http://{}", node.addr),
-        worker,
-    );
     let client = Client::new(&url)?;
     let event = demo_event(&services.edge.identity, "hello from govern up")?;
     let receipt = client.append(event.bytes()).await?;
+    let supervisor = if policy_worker {
+        let worker =
+            spawn_policy_worker(&server.data_dir, &format!("http://{}", node.addr)).await?;
+        let pid = worker.id().unwrap_or_default();
+        let supervisor = supervise_policy_worker(
+            server.data_dir.clone(),
+            format!("http://{}", node.addr),
+            worker,
+        );
+        // Up means the worker is attested and following.
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while client.current_attestation("policy").await.is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            return Err("the policy worker did not attest within 30 s (see its error above)".into());
+        }
+        Some((pid, supervisor))
+    } else {
+        None
+    };
     println!();
     println!("govern is up at {url}");
     println!(
@@ -403,13 +419,20 @@ pub async fn up(server: Server) -> Result<()> {
     for w in &witnesses {
         println!("witness {} at {}", w.vkey, w.url);
     }
-    println!("policy worker: pid {worker_pid} (a separate process, listening on nothing)");
-    println!("  govern demo transfer --url {url} --data-dir {}", server.data_dir.display());
+    match &supervisor {
+        Some((pid, _)) => {
+            println!("policy worker: pid {pid} (a separate process, listening on nothing)");
+            println!("  govern demo transfer --url {url} --data-dir {}", server.data_dir.display());
+        }
+        None => println!("no policy worker (--no-policy-worker): nothing decides transfers until one runs"),
+    }
     println!("Ctrl-C stops it all.");
     until_signal().await;
     // Dropping the supervisor's task drops (and so kills) the worker it holds.
-    supervisor.abort();
-    let _ = supervisor.await;
+    if let Some((_, supervisor)) = supervisor {
+        supervisor.abort();
+        let _ = supervisor.await;
+    }
     node.shutdown().await;
     drop(witnesses);
     Ok(())
