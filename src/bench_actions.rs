@@ -113,7 +113,7 @@ impl Client {
 
 /// A signed-in API key and the wallet it moves money from.
 pub(crate) struct Account {
-    session: String,
+    pub(crate) session: String,
     key: ApiKey,
     pub(crate) wallet: String,
 }

@@ -385,8 +385,32 @@ pub async fn policy(args: PolicyArgs) -> Result<()> {
         origin: format!("http://localhost:{port}"),
     });
     let account = Arc::new(setup(&client, &node.data_dir).await?);
+    let mut changes = Vec::new();
     for p in policies(args.policies) {
-        submit(&client, &account, POLICY_CHANGED, "/v1/policies", &p).await?;
+        changes.push(submit(&client, &account, POLICY_CHANGED, "/v1/policies", &p).await?.0);
+    }
+    // Every policy in force before the first measured transfer.
+    let bearer = format!("Bearer {}", account.session);
+    for id in &changes {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = client
+                .node
+                .request_json(
+                    reqwest::Method::GET,
+                    &format!("/v1/requests/{id}"),
+                    &[("authorization", &bearer)],
+                    None,
+                )
+                .await?;
+            if r["status"] == "activated" {
+                break;
+            }
+            if Instant::now() > until {
+                return Err(format!("policy change {id} is {} after 60 s", r["status"]).into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     let seen = Arc::new(Mutex::new(HashMap::new()));
     let stop = Arc::new(AtomicU64::new(0));

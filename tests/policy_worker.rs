@@ -310,3 +310,182 @@ async fn a_worker_killed_at_random_moments_decides_every_request_exactly_once() 
     current.kill().await.unwrap();
     node.kill().await;
 }
+
+/// A worker that lies: it holds the live `policy` identity (attested through the data dir's
+/// dev CA as the node's own binary, as a compromised worker would), reports the demo's
+/// transfer, which needs an approval, as allowed, and approves it at once. The log takes
+/// both (they are the live identity's, well formed); `govern verify request` with the
+/// tenant's keys recomputes the outcome and fails both hops with `policy-mismatch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
+    use govern_core::event::{Role, Timestamp};
+    use govern_core::kinds::TRANSFER_APPROVED;
+    use govern_projections::policy::{Decision, Outcome, Owed, Reason};
+    use govern_workers::runtime::{Runtime, WorkerConfig};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let node = start(&data, "127.0.0.1:0", &tmp.path().join("node.log"))
+        .await
+        .unwrap();
+    let role = Role::new("policy").unwrap();
+    let nsm = govern_workers::nsm::SimulatedNsm::open(
+        &data.join("dev-ca"),
+        Path::new(support::BIN),
+        role.clone(),
+    )
+    .unwrap();
+    let mut rt = Runtime::new(
+        WorkerConfig {
+            url: node.url.clone(),
+            role,
+            log_key: govern_api::DataDir::open_existing(&data).unwrap().verifier_key(),
+            witnesses: None,
+            state_dir: tmp.path().join("evil"),
+            scopes: vec!["approvals".into(), "policies".into(), "transfers".into()],
+        },
+        Box::new(nsm),
+    )
+    .unwrap();
+    let demo = govern()
+        .args(["demo", "transfer", "--url", &node.url, "--data-dir", s(&data), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let demo = tokio::spawn(demo.wait_with_output());
+    let mut book = PolicyBook::default();
+    let mut lied = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !demo.is_finished() {
+        assert!(tokio::time::Instant::now() < deadline, "the demo did not finish");
+        let batch = rt.follow(PolicyBook::reads).await.unwrap();
+        if rt.attestation_due() {
+            rt.attest().await.unwrap();
+        }
+        for (index, signed) in batch {
+            let event = signed.event();
+            let mut opened = None;
+            if [TRANSFER_REQUESTED, POLICY_CHANGED].contains(&event.kind.as_str()) {
+                let (scope, version) = govern_core::seal::sealed_scope(event).unwrap();
+                let key = rt.scope_key(event.tenant, &scope, version).await.unwrap();
+                opened = Some(govern_core::seal::open_action(event, &key).unwrap());
+            }
+            let _ = book.apply(index, &signed, opened.as_ref());
+        }
+        let now = Timestamp::now();
+        for owed in book.owed(now) {
+            match owed {
+                Owed::Evaluate {
+                    tenant,
+                    request,
+                    subject_leaf,
+                    mut evaluation,
+                } => {
+                    let lie = evaluation.subject.kind == TRANSFER_REQUESTED
+                        && evaluation.outcome == Outcome::Approval;
+                    if lie {
+                        evaluation.outcome = Outcome::Allow;
+                        evaluation.groups.clear();
+                        evaluation.deadline = None;
+                    }
+                    let sealed = govern_core::canonical::to_vec(&evaluation.sealed_body()).unwrap();
+                    let e = rt
+                        .sign(
+                            POLICY_EVALUATED,
+                            tenant,
+                            request,
+                            vec![subject_leaf],
+                            evaluation.clear_body(&subject_leaf),
+                            Some(("policies", sealed)),
+                            now,
+                        )
+                        .await
+                        .unwrap();
+                    rt.append(&e).await.unwrap();
+                    if lie {
+                        let approve = Decision {
+                            kind: TRANSFER_APPROVED,
+                            reason: Reason::Allowed,
+                            approvals: Vec::new(),
+                        };
+                        let d = rt
+                            .sign(
+                                TRANSFER_APPROVED,
+                                tenant,
+                                request,
+                                vec![e.leaf_hash()],
+                                approve.body(&e.leaf_hash()),
+                                None,
+                                now,
+                            )
+                            .await
+                            .unwrap();
+                        rt.append(&d).await.unwrap();
+                        lied = Some(request);
+                    }
+                }
+                Owed::Decide {
+                    tenant,
+                    request,
+                    kind,
+                    evaluation_leaf,
+                    decision,
+                } => {
+                    if lied == Some(request) {
+                        continue;
+                    }
+                    let mut parents = vec![evaluation_leaf];
+                    parents.extend(decision.approvals.iter().copied());
+                    let e = rt
+                        .sign(kind, tenant, request, parents, decision.body(&evaluation_leaf), None, now)
+                        .await
+                        .unwrap();
+                    rt.append(&e).await.unwrap();
+                }
+            }
+        }
+        rt.wait_for_growth(Duration::from_millis(100)).await;
+    }
+    let out = demo.await.unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let request = shown["request"].as_str().unwrap().to_string();
+    assert_eq!(lied.map(|r| r.0.to_string()), Some(request.clone()));
+
+    let verify = |keys: bool| {
+        let mut cmd = govern();
+        cmd.args(["verify", "request", &request, "--url", &node.url, "--json"]);
+        if keys {
+            cmd.args(["--keys-from", s(&data)]);
+        }
+        cmd.output()
+    };
+    let out = verify(true).await.unwrap();
+    assert!(!out.status.success(), "the lie verified");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hop = |kind: &str| {
+        v["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["kind"] == kind)
+            .unwrap()
+            .clone()
+    };
+    let evaluated = hop("policy.evaluated");
+    assert_eq!(evaluated["policy"]["ok"], false, "{v}");
+    assert_eq!(evaluated["policy"]["code"], "policy-mismatch", "{v}");
+    let detail = evaluated["policy"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("outcome \"approval\"") && detail.contains("outcome \"allow\""),
+        "{detail}"
+    );
+    let approved = hop("transfer.approved");
+    assert_eq!(approved["policy"]["code"], "policy-mismatch", "{v}");
+    assert_eq!(hop("transfer.requested")["ok"], true);
+    // Without the tenant's keys nothing can be recomputed, and everything else verifies.
+    let out = verify(false).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    node.kill().await;
+}

@@ -566,8 +566,8 @@ async fn replay(export: &Path, fresh: &Path, data: &Path, policy: &str) -> std::
         .unwrap()
 }
 
-/// `govern up` starts three witness processes and a node that serves only checkpoints that
-/// two of them cosigned; stopping it stops them.
+/// `govern up` starts three witness processes, a node that serves only checkpoints that two
+/// of them cosigned, and the policy worker; stopping it stops them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn govern_up_runs_three_witnesses_with_a_two_of_three_policy() {
     let tmp = tempfile::tempdir().unwrap();
@@ -615,17 +615,35 @@ async fn govern_up_runs_three_witnesses_with_a_two_of_three_policy() {
             .len()
             >= 2
     );
-    let witness_pids = || {
+    let processes = |what: &str| {
         std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(|e| {
                 let cmd = std::fs::read(e.ok()?.path().join("cmdline")).ok()?;
                 let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-                (cmd.contains(" witness ") && cmd.contains(data.to_str().unwrap())).then_some(cmd)
+                (cmd.contains(what) && cmd.contains(data.to_str().unwrap())).then_some(cmd)
             })
             .count()
     };
+    let witness_pids = || processes(" witness ");
+    let worker_pids = || processes(" worker policy ");
     assert_eq!(witness_pids(), 3);
+    // The policy worker is a process of its own, attested before `govern up` said it is up.
+    assert_eq!(worker_pids(), 1);
+    let services: serde_json::Value = reqwest::get(format!("{url}/v1/services"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        services["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["role"] == "policy"),
+        "{services}"
+    );
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -636,10 +654,10 @@ async fn govern_up_runs_three_witnesses_with_a_two_of_three_policy() {
         .unwrap()
         .unwrap();
     let until = tokio::time::Instant::now() + PATIENCE;
-    while witness_pids() > 0 {
+    while witness_pids() > 0 || worker_pids() > 0 {
         assert!(
             tokio::time::Instant::now() < until,
-            "the witnesses outlived govern up"
+            "the witnesses or the policy worker outlived govern up"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

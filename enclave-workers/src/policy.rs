@@ -25,7 +25,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use govern_core::event::{SignedEvent, TenantId, Timestamp};
-use govern_core::kinds::{KEYS_SHREDDED, POLICY_CHANGED, POLICY_EVALUATED, TRANSFER_REQUESTED};
+use govern_core::kinds::{
+    KEYS_SHREDDED, POLICY_CHANGED, POLICY_EVALUATED, TRANSFER_REQUESTED, WALLET_REQUESTED,
+};
 use govern_core::seal::{open_action, sealed_scope};
 use govern_projections::policy::{Owed, PolicyBook};
 use serde_json::{Map, Value};
@@ -56,8 +58,8 @@ pub struct Round {
 pub struct PolicyWorker {
     rt: Runtime,
     book: PolicyBook,
-    /// Results appended and not yet seen in the followed log: (tenant, request, kind).
-    in_flight: BTreeSet<(TenantId, String, &'static str)>,
+    /// Results appended and not yet seen in the followed log.
+    in_flight: BTreeSet<InFlight>,
 }
 
 impl PolicyWorker {
@@ -119,7 +121,9 @@ impl PolicyWorker {
     /// # Errors
     /// [`WorkerError`].
     pub async fn round(&mut self) -> Result<Round, WorkerError> {
+        let started = std::time::Instant::now();
         let batch = self.rt.follow(PolicyBook::reads).await?;
+        let followed = started.elapsed();
         if self.rt.attestation_due() {
             self.rt.attest().await?;
         }
@@ -127,13 +131,24 @@ impl PolicyWorker {
             folded: batch.len(),
             ..Round::default()
         };
-        self.fold(batch).await?;
-        self.act(&mut round).await?;
+        let reads = self.fold(batch).await;
+        let folded = started.elapsed();
+        self.act(&mut round, reads).await?;
+        tracing::debug!(
+            size = self.rt.size(),
+            folded = round.folded,
+            appended = round.appended,
+            follow_ms = followed.as_secs_f64() * 1e3,
+            fold_ms = (folded - followed).as_secs_f64() * 1e3,
+            act_ms = (started.elapsed() - folded).as_secs_f64() * 1e3,
+            "round"
+        );
         Ok(round)
     }
 
-    async fn fold(&mut self, batch: Vec<(u64, SignedEvent)>) -> Result<(), WorkerError> {
-        let mut reads: BTreeMap<(TenantId, String), Vec<u64>> = BTreeMap::new();
+    /// Open and fold `batch`; what was opened, by tenant and scope, for `reads.audit`.
+    async fn fold(&mut self, batch: Vec<(u64, SignedEvent)>) -> Reads {
+        let mut reads: Reads = BTreeMap::new();
         for (index, signed) in batch {
             let event = signed.event();
             let kind = event.kind.as_str();
@@ -149,14 +164,7 @@ impl PolicyWorker {
                 tracing::error!(%mismatch, "a recorded policy result is not what the policies say");
             }
         }
-        for ((tenant, scope), entries) in reads {
-            // A refusal (a tenant shredded since: the log takes none of its events) is the
-            // record's, not the worker's: logged, and the worker goes on.
-            if let Err(e) = self.rt.record_reads(tenant, &scope, &entries).await {
-                tracing::warn!(tenant = %tenant.0, %scope, error = %e, "reads.audit not recorded");
-            }
-        }
-        Ok(())
+        reads
     }
 
     /// The opened parameters of a sealed action: `None` when its tenant's key is not to be
@@ -190,19 +198,25 @@ impl PolicyWorker {
         }
     }
 
-    async fn act(&mut self, round: &mut Round) -> Result<(), WorkerError> {
+    /// Append what the book owes now, and the round's `reads.audit`: every event of a phase
+    /// at once (the log commits them in one batch), evaluations first, then the decisions
+    /// that follow from an evaluation alone (a transfer or wallet request allowed, blocked or
+    /// invalid, or already decided by votes), which need the evaluation in the log.
+    async fn act(&mut self, round: &mut Round, reads: Reads) -> Result<(), WorkerError> {
         let now = Timestamp::now();
         let owed = self.book.owed(now);
-        let owed_keys: BTreeSet<(TenantId, String, &'static str)> =
-            owed.iter().map(owed_key).collect();
+        let owed_keys: BTreeSet<InFlight> = owed.iter().map(owed_key).collect();
         // What the log now shows is no longer in flight.
         self.in_flight.retain(|k| owed_keys.contains(k));
+        let mut first: Vec<(Option<InFlight>, SignedEvent)> = Vec::new();
+        // A decision that follows an evaluation of `first`, by that evaluation's position.
+        let mut then: Vec<(usize, InFlight, SignedEvent)> = Vec::new();
         for item in owed {
             let key = owed_key(&item);
             if self.in_flight.contains(&key) {
                 continue;
             }
-            let event = match &item {
+            match &item {
                 Owed::Evaluate {
                     tenant,
                     request,
@@ -211,7 +225,8 @@ impl PolicyWorker {
                 } => {
                     let plaintext = govern_core::canonical::to_vec(&evaluation.sealed_body())
                         .map_err(|e| WorkerError::Event(e.to_string()))?;
-                    self.rt
+                    let evaluated = self
+                        .rt
                         .sign(
                             POLICY_EVALUATED,
                             *tenant,
@@ -221,7 +236,20 @@ impl PolicyWorker {
                             Some((REASONS_SCOPE, plaintext)),
                             now,
                         )
-                        .await?
+                        .await?;
+                    let decided_now = [TRANSFER_REQUESTED, WALLET_REQUESTED]
+                        .contains(&evaluation.subject.kind.as_str());
+                    if decided_now && let Some(decision) = self.book.decision_at(tenant, request, now) {
+                        let leaf = evaluated.leaf_hash();
+                        let mut parents = vec![leaf];
+                        parents.extend(decision.approvals.iter().copied());
+                        let event = self
+                            .rt
+                            .sign(decision.kind, *tenant, *request, parents, decision.body(&leaf), None, now)
+                            .await?;
+                        then.push((first.len(), (*tenant, request.0.to_string(), decision.kind), event));
+                    }
+                    first.push((Some(key), evaluated));
                 }
                 Owed::Decide {
                     tenant,
@@ -232,43 +260,84 @@ impl PolicyWorker {
                 } => {
                     let mut parents = vec![*evaluation_leaf];
                     parents.extend(decision.approvals.iter().copied());
-                    self.rt
-                        .sign(
-                            kind,
-                            *tenant,
-                            *request,
-                            parents,
-                            decision.body(evaluation_leaf),
-                            None,
-                            now,
-                        )
-                        .await?
+                    let event = self
+                        .rt
+                        .sign(kind, *tenant, *request, parents, decision.body(evaluation_leaf), None, now)
+                        .await?;
+                    first.push((Some(key), event));
                 }
-            };
-            match self.rt.append(&event).await {
+            }
+        }
+        for ((tenant, scope), entries) in reads {
+            for event in self.rt.reads_events(tenant, &scope, &entries).await? {
+                first.push((None, event));
+            }
+        }
+        let Some(new_first) = self.append_all(&first, round).await else {
+            return Ok(());
+        };
+        // Only after its evaluation, appended now (not one a predecessor appended).
+        let then: Vec<(Option<InFlight>, SignedEvent)> = then
+            .into_iter()
+            .filter(|(at, _, _)| new_first.get(*at).copied().unwrap_or(false))
+            .map(|(_, key, event)| (Some(key), event))
+            .collect();
+        self.append_all(&then, round).await;
+        Ok(())
+    }
+
+    /// Append `events` at once; which were appended now, or `None` when the log refused
+    /// this worker's identity (it attests again before the next round).
+    async fn append_all(
+        &mut self,
+        events: &[(Option<InFlight>, SignedEvent)],
+        round: &mut Round,
+    ) -> Option<Vec<bool>> {
+        let answers = futures_util::future::join_all(
+            events.iter().map(|(_, event)| self.rt.append(event)),
+        )
+        .await;
+        let mut refused_identity = false;
+        let mut new = Vec::with_capacity(events.len());
+        for ((key, event), answer) in events.iter().zip(answers) {
+            let kind = event.event().kind.to_string();
+            new.push(matches!(answer, Ok(Appended::New(_))));
+            match answer {
                 Ok(Appended::New(r)) => {
-                    tracing::info!(kind = %event.event().kind, index = r.index, request = %event.event().request.0, "decided");
-                    round.appended += 1;
+                    tracing::info!(%kind, index = r.index, request = %event.event().request.0, "appended");
+                    if key.is_some() {
+                        round.appended += 1;
+                    }
                 }
                 Ok(Appended::Already) => round.already += 1,
                 Err(e) => {
                     // The log refused this worker's identity (expired, replaced, no longer
-                    // pinned): attest again before the next round. Any other refusal is
-                    // this result's: logged, and the next round computes it again.
+                    // pinned): attest again before the next round. Any other refusal is this
+                    // event's (a tenant shredded since): logged, and the next round computes
+                    // what is still owed again.
                     let identity = matches!(&e, WorkerError::Refused(c) if crate::runtime::problem_kind(c).is_some_and(is_identity_problem));
-                    tracing::error!(error = %e, kind = %event.event().kind, identity, "the log refused a result");
-                    if identity {
-                        self.rt.force_reattest();
-                        return Ok(());
-                    }
+                    tracing::warn!(error = %e, %kind, identity, "the log refused an event");
+                    refused_identity |= identity;
                     continue;
                 }
             }
-            self.in_flight.insert(key);
+            if let Some(key) = key {
+                self.in_flight.insert(key.clone());
+            }
         }
-        Ok(())
+        if refused_identity {
+            self.rt.force_reattest();
+            return None;
+        }
+        Some(new)
     }
 }
+
+/// What a round opened: entries by tenant and scope.
+type Reads = BTreeMap<(TenantId, String), Vec<u64>>;
+
+/// A result appended and not yet seen in the followed log: (tenant, request, kind).
+type InFlight = (TenantId, String, &'static str);
 
 /// The log's problem types that refuse the producer's identity rather than the event.
 fn is_identity_problem(kind: &str) -> bool {
@@ -284,7 +353,7 @@ fn is_identity_problem(kind: &str) -> bool {
     )
 }
 
-fn owed_key(o: &Owed) -> (TenantId, String, &'static str) {
+fn owed_key(o: &Owed) -> InFlight {
     match o {
         Owed::Evaluate {
             tenant, request, ..

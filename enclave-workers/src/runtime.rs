@@ -578,28 +578,28 @@ impl Runtime {
         Ok(())
     }
 
-    /// Record in `reads.audit` events that this worker opened the sealed payloads at
-    /// `entries` of `tenant` in `scope`.
+    /// The `reads.audit` events that record this worker's opening of the sealed payloads at
+    /// `entries` of `tenant` in `scope` (one per [`READS_AUDIT_ENTRIES_MAX`] entries).
     ///
     /// # Errors
-    /// As [`Runtime::append`].
-    pub async fn record_reads(
+    /// [`WorkerError::Event`] before the first attestation.
+    pub async fn reads_events(
         &mut self,
         tenant: TenantId,
         scope: &str,
         entries: &[u64],
-    ) -> Result<(), WorkerError> {
+    ) -> Result<Vec<SignedEvent>, WorkerError> {
         let identity = self
             .identity
             .current()
             .ok_or_else(|| WorkerError::Event("not attested yet".into()))?;
+        let mut out = Vec::new();
         for chunk in entries.chunks(READS_AUDIT_ENTRIES_MAX) {
-            let body = json!({"scope": scope, "entries": chunk});
-            let Value::Object(body) = body else {
+            let Value::Object(body) = json!({"scope": scope, "entries": chunk}) else {
                 continue;
             };
-            let event = self
-                .sign(
+            out.push(
+                self.sign(
                     READS_AUDIT,
                     tenant,
                     RequestId::new_v7(),
@@ -608,10 +608,10 @@ impl Runtime {
                     None,
                     Timestamp::now(),
                 )
-                .await?;
-            self.append(&event).await?;
+                .await?,
+            );
         }
-        Ok(())
+        Ok(out)
     }
 }
 
