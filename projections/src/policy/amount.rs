@@ -63,6 +63,13 @@ impl Amount {
     }
 }
 
+impl Amount {
+    /// Add `other` in place.
+    pub fn add_assign(&mut self, other: &Amount) {
+        self.0 += &other.0;
+    }
+}
+
 impl Add<&Amount> for &Amount {
     type Output = Amount;
     fn add(self, other: &Amount) -> Amount {

@@ -217,7 +217,7 @@ impl TenantBook {
             let SubjectFacts::Transfer(f) = &s.facts else {
                 return None;
             };
-            past.sum = &past.sum + &f.amount;
+            past.sum.add_assign(&f.amount);
             past.count = past.count.saturating_add(1);
         }
         Some(past)
@@ -576,12 +576,24 @@ fn apply_subject(
                     _ => Facts::Other,
                 };
                 let book: &TenantBook = tenant;
+                // Policies often share a window (a day, of the native asset): each distinct
+                // query is answered once per evaluation.
+                let memo: std::cell::RefCell<Vec<((String, Option<Asset>, i64, i64), Option<Past>)>> =
+                    std::cell::RefCell::new(Vec::new());
                 evaluate::evaluate(
                     subject_ref,
                     event.time,
                     facts_in,
                     book.policies.values().map(|a| (&a.policy, a.activated)),
-                    &|wallet, asset, from, to| book.window(wallet, asset, from, to),
+                    &|wallet, asset, from, to| {
+                        let key = (wallet.to_string(), asset.cloned(), from, to);
+                        if let Some((_, past)) = memo.borrow().iter().find(|(k, _)| *k == key) {
+                            return past.clone();
+                        }
+                        let past = book.window(wallet, asset, from, to);
+                        memo.borrow_mut().push((key, past.clone()));
+                        past
+                    },
                 )
             }
         }
