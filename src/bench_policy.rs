@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use ed25519_dalek::SigningKey;
-use govern_core::event::{Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp};
+use govern_core::event::{
+    Event, Kind, Producer, RequestId, Role, SignedEvent, TenantId, Timestamp,
+};
 use govern_core::kinds::{
     POLICY_CHANGED, POLICY_EVALUATED, TENANT_CREATED, TRANSFER_REQUESTED, USER_REGISTERED,
 };
@@ -148,7 +150,13 @@ impl Synthetic {
     fn transfer(&mut self, i: usize) -> Result<(SignedEvent, Map<String, Value>)> {
         let path = format!("/v1/wallets/{}/transfers", self.wallet);
         let body = self.action(TRANSFER_REQUESTED, &path);
-        let event = self.event(TRANSFER_REQUESTED, "edge", RequestId::new_v7(), vec![], body)?;
+        let event = self.event(
+            TRANSFER_REQUESTED,
+            "edge",
+            RequestId::new_v7(),
+            vec![],
+            body,
+        )?;
         let Value::Object(params) = transfer_params(i) else {
             return Err("params".into());
         };
@@ -196,10 +204,22 @@ fn policies(n: usize) -> Vec<Value> {
 /// transfers applied one after another for `secs` (each is evaluated as it is applied).
 fn evaluation_rate(past: usize, n: usize, secs: Duration) -> Result<(f64, usize, String)> {
     let mut s = Synthetic::new();
-    let created = s.event(TENANT_CREATED, "edge", RequestId::new_v7(), vec![], json!({}))?;
+    let created = s.event(
+        TENANT_CREATED,
+        "edge",
+        RequestId::new_v7(),
+        vec![],
+        json!({}),
+    )?;
     s.apply(&created, None)?;
     let user = s.user.clone();
-    let registered = s.event(USER_REGISTERED, "edge", RequestId::new_v7(), vec![], json!({"user": user}))?;
+    let registered = s.event(
+        USER_REGISTERED,
+        "edge",
+        RequestId::new_v7(),
+        vec![],
+        json!({"user": user}),
+    )?;
     s.apply(&registered, None)?;
     for p in policies(n) {
         let body = s.action(POLICY_CHANGED, "/v1/policies");
@@ -209,7 +229,10 @@ fn evaluation_rate(past: usize, n: usize, secs: Duration) -> Result<(f64, usize,
         };
         s.apply(&e, Some(&params))?;
     }
-    let in_force = s.book.policies(&s.tenant).map_or(0, std::collections::BTreeMap::len);
+    let in_force = s
+        .book
+        .policies(&s.tenant)
+        .map_or(0, std::collections::BTreeMap::len);
     if in_force != n {
         return Err(format!("{in_force} of {n} policies in force").into());
     }
@@ -312,10 +335,16 @@ async fn latency(
                 if i >= count {
                     break;
                 }
-                let r = submit(&client, &account, TRANSFER_REQUESTED, &path, &transfer_params(i))
-                    .await
-                    .map(|(request, _, sub)| (request, Instant::now(), sub))
-                    .map_err(|e| e.to_string());
+                let r = submit(
+                    &client,
+                    &account,
+                    TRANSFER_REQUESTED,
+                    &path,
+                    &transfer_params(i),
+                )
+                .await
+                .map(|(request, _, sub)| (request, Instant::now(), sub))
+                .map_err(|e| e.to_string());
                 out.push(r);
             }
             out
@@ -387,7 +416,11 @@ pub async fn policy(args: PolicyArgs) -> Result<()> {
     let account = Arc::new(setup(&client, &node.data_dir).await?);
     let mut changes = Vec::new();
     for p in policies(args.policies) {
-        changes.push(submit(&client, &account, POLICY_CHANGED, "/v1/policies", &p).await?.0);
+        changes.push(
+            submit(&client, &account, POLICY_CHANGED, "/v1/policies", &p)
+                .await?
+                .0,
+        );
     }
     // Every policy in force before the first measured transfer.
     let bearer = format!("Bearer {}", account.session);

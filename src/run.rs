@@ -255,7 +255,10 @@ fn supervise_policy_worker(
         let mut current = first;
         loop {
             let status = current.child.wait().await;
-            tracing::error!(?status, "the policy worker stopped; starting it again in 1 s");
+            tracing::error!(
+                ?status,
+                "the policy worker stopped; starting it again in 1 s"
+            );
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             match spawn_policy_worker(&data_dir, &url).await {
                 Ok(w) => current = w,
@@ -393,7 +396,9 @@ pub async fn up(server: Server, policy_worker: bool) -> Result<()> {
         })
         .await;
         if waited.is_err() {
-            return Err("the policy worker did not attest within 30 s (see its error above)".into());
+            return Err(
+                "the policy worker did not attest within 30 s (see its error above)".into(),
+            );
         }
         Some((pid, supervisor))
     } else {
@@ -422,9 +427,14 @@ pub async fn up(server: Server, policy_worker: bool) -> Result<()> {
     match &supervisor {
         Some((pid, _)) => {
             println!("policy worker: pid {pid} (a separate process, listening on nothing)");
-            println!("  govern demo transfer --url {url} --data-dir {}", server.data_dir.display());
+            println!(
+                "  govern demo transfer --url {url} --data-dir {}",
+                server.data_dir.display()
+            );
         }
-        None => println!("no policy worker (--no-policy-worker): nothing decides transfers until one runs"),
+        None => println!(
+            "no policy worker (--no-policy-worker): nothing decides transfers until one runs"
+        ),
     }
     println!("Ctrl-C stops it all.");
     until_signal().await;

@@ -161,31 +161,49 @@ struct PolicyFound {
 enum TenantKeys {
     None,
     /// A dev data dir's key store: every tenant's keys, derived on demand.
-    Dev(PathBuf, std::collections::BTreeMap<govern_core::event::TenantId, (u32, govern_client::release::ScopeKeys)>),
+    Dev(
+        PathBuf,
+        std::collections::BTreeMap<
+            govern_core::event::TenantId,
+            (u32, govern_client::release::ScopeKeys),
+        >,
+    ),
     /// One tenant's keys, from a file.
-    File(govern_core::event::TenantId, govern_client::release::ScopeKeys),
+    File(
+        govern_core::event::TenantId,
+        govern_client::release::ScopeKeys,
+    ),
 }
 
 impl TenantKeys {
     fn read(args: &RequestArgs) -> Result<Self> {
         if let Some(dir) = &args.keys_from {
-            return Ok(Self::Dev(dir.join("keys"), std::collections::BTreeMap::new()));
+            return Ok(Self::Dev(
+                dir.join("keys"),
+                std::collections::BTreeMap::new(),
+            ));
         }
         let Some(path) = &args.tenant_keys else {
             return Ok(Self::None);
         };
         use base64::Engine as _;
         let err = |e: String| format!("{}: {e}", path.display());
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).map_err(|e| err(e.to_string()))?)
-            .map_err(|e| err(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).map_err(|e| err(e.to_string()))?)
+                .map_err(|e| err(e.to_string()))?;
         let tenant = v["tenant"]
             .as_str()
             .and_then(|t| uuid::Uuid::parse_str(t).ok())
             .map(govern_core::event::TenantId)
             .ok_or_else(|| err("\"tenant\": a UUID".into()))?;
         let mut keys = govern_client::release::ScopeKeys::default();
-        for k in v["keys"].as_array().ok_or_else(|| err("\"keys\": an array".into()))? {
-            let scope = k["scope"].as_str().ok_or_else(|| err("a key without \"scope\"".into()))?;
+        for k in v["keys"]
+            .as_array()
+            .ok_or_else(|| err("\"keys\": an array".into()))?
+        {
+            let scope = k["scope"]
+                .as_str()
+                .ok_or_else(|| err("a key without \"scope\"".into()))?;
             let version = k["version"]
                 .as_u64()
                 .and_then(|v| u32::try_from(v).ok())
@@ -211,7 +229,9 @@ impl TenantKeys {
     ) -> Option<[u8; 32]> {
         match self {
             Self::None => None,
-            Self::File(t, keys) => (t == tenant).then(|| keys.get(scope, version).copied()).flatten(),
+            Self::File(t, keys) => (t == tenant)
+                .then(|| keys.get(scope, version).copied())
+                .flatten(),
             Self::Dev(dir, cache) => {
                 let stale = cache.get(tenant).is_none_or(|(c, _)| *c < current);
                 if stale {
@@ -224,7 +244,9 @@ impl TenantKeys {
                     .ok()?;
                     cache.insert(*tenant, (current, keys));
                 }
-                cache.get(tenant).and_then(|(_, k)| k.get(scope, version).copied())
+                cache
+                    .get(tenant)
+                    .and_then(|(_, k)| k.get(scope, version).copied())
             }
         }
     }

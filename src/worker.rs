@@ -84,7 +84,11 @@ pub async fn run(command: WorkerCommand) -> Result<()> {
     };
     let worker = PolicyWorker::new(config, nsm)?;
     // Tests and `govern up` read this line.
-    println!("govern worker policy following {} (pid {})", args.url, std::process::id());
+    println!(
+        "govern worker policy following {} (pid {})",
+        args.url,
+        std::process::id()
+    );
     tokio::select! {
         r = worker.run() => r?,
         () = crate::run::until_signal() => tracing::info!("policy worker stopping"),
@@ -96,14 +100,15 @@ pub async fn run(command: WorkerCommand) -> Result<()> {
 fn nsm(args: &WorkerArgs, role: &Role) -> Result<Box<dyn Nsm>> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let dev_ca = args.data_dir.join("dev-ca");
-    Ok(Box::new(govern_workers::nsm::SimulatedNsm::open(&dev_ca, &exe, role.clone()).map_err(
-        |e| format!("simulated NSM for {role} ({}): {e}", dev_ca.display()),
-    )?))
+    Ok(Box::new(
+        govern_workers::nsm::SimulatedNsm::open(&dev_ca, &exe, role.clone())
+            .map_err(|e| format!("simulated NSM for {role} ({}): {e}", dev_ca.display()))?,
+    ))
 }
 
 #[cfg(feature = "nitro")]
 fn nsm(_args: &WorkerArgs, role: &Role) -> Result<Box<dyn Nsm>> {
-    Ok(Box::new(govern_workers::nsm::NitroNsm::open().map_err(
-        |e| format!("Nitro NSM for {role}: {e}"),
-    )?))
+    Ok(Box::new(
+        govern_workers::nsm::NitroNsm::open().map_err(|e| format!("Nitro NSM for {role}: {e}"))?,
+    ))
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use govern_client::follower::Follower;
 use govern_core::event::TenantId;
-use govern_core::kinds::{POLICY_CHANGED, POLICY_EVALUATED, POLICY_RESULT_KINDS, TRANSFER_REQUESTED};
+use govern_core::kinds::{
+    POLICY_CHANGED, POLICY_EVALUATED, POLICY_RESULT_KINDS, TRANSFER_REQUESTED,
+};
 use govern_core::note::NoteVerifier;
 use govern_projections::policy::PolicyBook;
 use rand::{Rng as _, SeedableRng as _};
@@ -43,7 +45,12 @@ async fn worker(url: &str, data: &Path, stderr: &Path) -> (Child, u32) {
         .await
         .expect("the worker starts")
         .unwrap()
-        .unwrap_or_else(|| panic!("the worker stopped: {}", std::fs::read_to_string(stderr).unwrap()));
+        .unwrap_or_else(|| {
+            panic!(
+                "the worker stopped: {}",
+                std::fs::read_to_string(stderr).unwrap()
+            )
+        });
     assert!(line.starts_with("govern worker policy following"), "{line}");
     let pid = child.id().unwrap();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -94,7 +101,15 @@ async fn the_worker_decides_a_users_transfer_listens_on_nothing_and_is_recompute
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         govern()
-            .args(["demo", "transfer", "--url", &node.url, "--data-dir", s(&data), "--json"])
+            .args([
+                "demo",
+                "transfer",
+                "--url",
+                &node.url,
+                "--data-dir",
+                s(&data),
+                "--json",
+            ])
             .output(),
     )
     .await
@@ -138,13 +153,22 @@ async fn the_worker_decides_a_users_transfer_listens_on_nothing_and_is_recompute
         cmd.output()
     };
     let out = verify(true).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let hops = v["hops"].as_array().unwrap();
     let kinds: Vec<&str> = hops.iter().map(|h| h["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["transfer.requested", "policy.evaluated", "approval.decided", "transfer.approved"],
+        [
+            "transfer.requested",
+            "policy.evaluated",
+            "approval.decided",
+            "transfer.approved"
+        ],
         "{v}"
     );
     assert_eq!(hops[1]["producer"]["role"], "policy");
@@ -153,7 +177,11 @@ async fn the_worker_decides_a_users_transfer_listens_on_nothing_and_is_recompute
     assert_eq!(hops[3]["policy"]["ok"], true, "{v}");
     assert!(hops[0]["policy"].is_null());
     let out = verify(false).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["hops"][1]["policy"]["recomputed"], false, "{v}");
     node.kill().await;
@@ -166,7 +194,9 @@ async fn recompute(
     url: &str,
     data: &Path,
 ) -> (PolicyBook, BTreeMap<String, BTreeMap<String, usize>>, u64) {
-    let vkey = govern_api::DataDir::open_existing(data).unwrap().verifier_key();
+    let vkey = govern_api::DataDir::open_existing(data)
+        .unwrap()
+        .verifier_key();
     let client = govern_client::Client::for_log(url).unwrap();
     let mut follower = Follower::new(client, NoteVerifier::parse(&vkey).unwrap());
     let mut book = PolicyBook::default();
@@ -202,9 +232,13 @@ async fn recompute(
                 {
                     keys.insert(event.tenant, (current, k));
                 }
-                if let Some(key) = keys.get(&event.tenant).and_then(|(_, k)| k.get(&scope, version)) {
+                if let Some(key) = keys
+                    .get(&event.tenant)
+                    .and_then(|(_, k)| k.get(&scope, version))
+                {
                     opened = Some(if kind == POLICY_EVALUATED {
-                        serde_json::from_slice(&govern_core::seal::open(event, key).unwrap()).unwrap()
+                        serde_json::from_slice(&govern_core::seal::open(event, key).unwrap())
+                            .unwrap()
                     } else {
                         govern_core::seal::open_action(event, key).unwrap()
                     });
@@ -232,7 +266,16 @@ async fn a_worker_killed_at_random_moments_decides_every_request_exactly_once() 
     // the member's approval above a seeded limit, 120 transfers each approved or denied.
     let mut scenario = govern()
         .args(["scenario", "--url", &node.url, "--data-dir", s(&data)])
-        .args(["--seed", "17", "--tenants", "3", "--wallets", "2", "--transfers", "120"])
+        .args([
+            "--seed",
+            "17",
+            "--tenants",
+            "3",
+            "--wallets",
+            "2",
+            "--transfers",
+            "120",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -266,7 +309,9 @@ async fn a_worker_killed_at_random_moments_decides_every_request_exactly_once() 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let (book, results, size) = loop {
         let (book, results, size) = recompute(&node.url, &data).await;
-        if book.owed(govern_core::event::Timestamp::now()).is_empty() || tokio::time::Instant::now() > deadline {
+        if book.owed(govern_core::event::Timestamp::now()).is_empty()
+            || tokio::time::Instant::now() > deadline
+        {
             break (book, results, size);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -293,15 +338,30 @@ async fn a_worker_killed_at_random_moments_decides_every_request_exactly_once() 
             *outcomes.entry(k.clone()).or_default() += 1;
         }
     }
-    assert!(decided >= 240, "only {decided} requests decided: {outcomes:?}");
-    for k in ["transfer.approved", "transfer.rejected", "policy.activated", "wallet.approved"] {
-        assert!(outcomes.get(k).copied().unwrap_or(0) > 0, "no {k}: {outcomes:?}");
+    assert!(
+        decided >= 240,
+        "only {decided} requests decided: {outcomes:?}"
+    );
+    for k in [
+        "transfer.approved",
+        "transfer.rejected",
+        "policy.activated",
+        "wallet.approved",
+    ] {
+        assert!(
+            outcomes.get(k).copied().unwrap_or(0) > 0,
+            "no {k}: {outcomes:?}"
+        );
     }
     // Every recorded result equals the recomputed one.
     let mut compared = 0;
     for (tenant, request) in book.requests() {
         let subject = book.subject(&tenant, &request).unwrap();
-        assert!(subject.mismatches.is_empty(), "{request:?}: {:?}", subject.mismatches);
+        assert!(
+            subject.mismatches.is_empty(),
+            "{request:?}: {:?}",
+            subject.mismatches
+        );
         if subject.evaluated.is_some() && subject.evaluation.known().is_some() {
             compared += 1;
         }
@@ -339,7 +399,9 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
         WorkerConfig {
             url: node.url.clone(),
             role,
-            log_key: govern_api::DataDir::open_existing(&data).unwrap().verifier_key(),
+            log_key: govern_api::DataDir::open_existing(&data)
+                .unwrap()
+                .verifier_key(),
             witnesses: None,
             state_dir: tmp.path().join("evil"),
             scopes: vec!["approvals".into(), "policies".into(), "transfers".into()],
@@ -348,7 +410,15 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
     )
     .unwrap();
     let demo = govern()
-        .args(["demo", "transfer", "--url", &node.url, "--data-dir", s(&data), "--json"])
+        .args([
+            "demo",
+            "transfer",
+            "--url",
+            &node.url,
+            "--data-dir",
+            s(&data),
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -358,7 +428,10 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
     let mut lied = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !demo.is_finished() {
-        assert!(tokio::time::Instant::now() < deadline, "the demo did not finish");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo did not finish"
+        );
         let batch = rt.follow(PolicyBook::reads).await.unwrap();
         if rt.attestation_due() {
             rt.attest().await.unwrap();
@@ -438,7 +511,15 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
                     let mut parents = vec![evaluation_leaf];
                     parents.extend(decision.approvals.iter().copied());
                     let e = rt
-                        .sign(kind, tenant, request, parents, decision.body(&evaluation_leaf), None, now)
+                        .sign(
+                            kind,
+                            tenant,
+                            request,
+                            parents,
+                            decision.body(&evaluation_leaf),
+                            None,
+                            now,
+                        )
                         .await
                         .unwrap();
                     rt.append(&e).await.unwrap();
@@ -448,7 +529,11 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
         rt.wait_for_growth(Duration::from_millis(100)).await;
     }
     let out = demo.await.unwrap().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     let request = shown["request"].as_str().unwrap().to_string();
     assert_eq!(lied.map(|r| r.0.to_string()), Some(request.clone()));
@@ -486,6 +571,10 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
     assert_eq!(hop("transfer.requested")["ok"], true);
     // Without the tenant's keys nothing can be recomputed, and everything else verifies.
     let out = verify(false).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     node.kill().await;
 }

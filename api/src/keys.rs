@@ -414,9 +414,17 @@ pub fn dev_scope_keys(
     let mut out = ScopeKeys::default();
     for version in 1..=current {
         let wrapped = file.versions.get(&version.to_string()).ok_or_else(|| {
-            KeyError::Store(format!("tenant {}: no seed for key version {version}", tenant.0))
+            KeyError::Store(format!(
+                "tenant {}: no seed for key version {version}",
+                tenant.0
+            ))
         })?;
-        let seed = aes_open(&wrap, &KeyService::seed_aad(tenant, version), wrapped, "a seed")?;
+        let seed = aes_open(
+            &wrap,
+            &KeyService::seed_aad(tenant, version),
+            wrapped,
+            "a seed",
+        )?;
         for scope in scopes {
             let key = scope_key(&master, &seed, tenant, scope, version)
                 .map_err(|e| KeyError::Malformed(e.to_string()))?;

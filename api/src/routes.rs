@@ -505,7 +505,10 @@ async fn wait_for_checkpoint(s: &AppState, after: u64, wait: std::time::Duration
         Some(w) if !w.policy().is_empty() => {
             let mut rx = w.subscribe();
             while !bigger(s) {
-                if tokio::time::timeout_at(deadline, rx.changed()).await.map_or(true, |r| r.is_err()) {
+                if tokio::time::timeout_at(deadline, rx.changed())
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
                     return;
                 }
             }
@@ -513,7 +516,10 @@ async fn wait_for_checkpoint(s: &AppState, after: u64, wait: std::time::Duration
         _ => {
             let mut rx = s.log.subscribe();
             while !bigger(s) {
-                if tokio::time::timeout_at(deadline, rx.changed()).await.map_or(true, |r| r.is_err()) {
+                if tokio::time::timeout_at(deadline, rx.changed())
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
                     return;
                 }
             }

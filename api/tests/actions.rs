@@ -1520,11 +1520,21 @@ async fn action_bodies_with_integers_beyond_two_to_the_53_are_refused() {
     // ±(2^53 − 1) are signed, pass the number check and reach the policy parser, which
     // refuses this body for what it is (a policy has no `quorum` of its own).
     for max in ["9007199254740991", "-9007199254740991"] {
-        let token = user_action(&node, &mut ada, "policy.changed", "/v1/policies", &policy(max)).await;
+        let token = user_action(
+            &node,
+            &mut ada,
+            "policy.changed",
+            "/v1/policies",
+            &policy(max),
+        )
+        .await;
         let r = perform(&node, Some(&token), "/v1/policies", &policy(max)).await;
         assert_problem(&(r.0, r.1.clone()), 400, "invalid-body");
         let detail = r.1["detail"].as_str().unwrap();
-        assert!(detail.starts_with("not a policy change: "), "{max}: {detail}");
+        assert!(
+            detail.starts_with("not a policy change: "),
+            "{max}: {detail}"
+        );
     }
 }
 

@@ -177,7 +177,11 @@ async fn only_the_live_policy_identity_appends_results_and_each_once() {
         ))
         .await;
     assert_problem(&r, 400, "user-action-malformed");
-    assert!(r.1["detail"].as_str().unwrap().contains("\"subject\""), "{}", r.1);
+    assert!(
+        r.1["detail"].as_str().unwrap().contains("\"subject\""),
+        "{}",
+        r.1
+    );
 
     // A decision before any evaluation.
     let r = node
@@ -251,7 +255,11 @@ async fn only_the_live_policy_identity_appends_results_and_each_once() {
         ))
         .await;
     assert_problem(&r, 400, "user-action-malformed");
-    assert!(r.1["detail"].as_str().unwrap().contains("\"approvals\""), "{}", r.1);
+    assert!(
+        r.1["detail"].as_str().unwrap().contains("\"approvals\""),
+        "{}",
+        r.1
+    );
 
     // The honest decision, once.
     let decide = || {

@@ -239,15 +239,29 @@ impl PolicyWorker {
                         .await?;
                     let decided_now = [TRANSFER_REQUESTED, WALLET_REQUESTED]
                         .contains(&evaluation.subject.kind.as_str());
-                    if decided_now && let Some(decision) = self.book.decision_at(tenant, request, now) {
+                    if decided_now
+                        && let Some(decision) = self.book.decision_at(tenant, request, now)
+                    {
                         let leaf = evaluated.leaf_hash();
                         let mut parents = vec![leaf];
                         parents.extend(decision.approvals.iter().copied());
                         let event = self
                             .rt
-                            .sign(decision.kind, *tenant, *request, parents, decision.body(&leaf), None, now)
+                            .sign(
+                                decision.kind,
+                                *tenant,
+                                *request,
+                                parents,
+                                decision.body(&leaf),
+                                None,
+                                now,
+                            )
                             .await?;
-                        then.push((first.len(), (*tenant, request.0.to_string(), decision.kind), event));
+                        then.push((
+                            first.len(),
+                            (*tenant, request.0.to_string(), decision.kind),
+                            event,
+                        ));
                     }
                     first.push((Some(key), evaluated));
                 }
@@ -262,7 +276,15 @@ impl PolicyWorker {
                     parents.extend(decision.approvals.iter().copied());
                     let event = self
                         .rt
-                        .sign(kind, *tenant, *request, parents, decision.body(evaluation_leaf), None, now)
+                        .sign(
+                            kind,
+                            *tenant,
+                            *request,
+                            parents,
+                            decision.body(evaluation_leaf),
+                            None,
+                            now,
+                        )
                         .await?;
                     first.push((Some(key), event));
                 }
@@ -293,10 +315,9 @@ impl PolicyWorker {
         events: &[(Option<InFlight>, SignedEvent)],
         round: &mut Round,
     ) -> Option<Vec<bool>> {
-        let answers = futures_util::future::join_all(
-            events.iter().map(|(_, event)| self.rt.append(event)),
-        )
-        .await;
+        let answers =
+            futures_util::future::join_all(events.iter().map(|(_, event)| self.rt.append(event)))
+                .await;
         let mut refused_identity = false;
         let mut new = Vec::with_capacity(events.len());
         for ((key, event), answer) in events.iter().zip(answers) {

@@ -230,7 +230,10 @@ impl Runtime {
         })?;
         let saved = read_position(&config.state_dir.join(POSITION_FILE))?;
         if let Some(position) = saved {
-            tracing::info!(size = position.size, "holding the log to the saved position");
+            tracing::info!(
+                size = position.size,
+                "holding the log to the saved position"
+            );
             follower = follower.anchored(position);
         }
         let keys = ServiceKeys::generate(config.role)?;
@@ -329,7 +332,9 @@ impl Runtime {
     /// Wait until the node serves a checkpoint larger than the last verified one, or
     /// `wait` passes (the node's long poll; a failure is waited out briefly).
     pub async fn wait_for_growth(&self, wait: Duration) {
-        let ms = u64::try_from(wait.as_millis()).unwrap_or(POLL_WAIT_MS).min(POLL_WAIT_MS);
+        let ms = u64::try_from(wait.as_millis())
+            .unwrap_or(POLL_WAIT_MS)
+            .min(POLL_WAIT_MS);
         let path = format!("/checkpoint?after={}&wait_ms={ms}", self.size);
         if let Err(e) = self.client.get_required(&path).await {
             tracing::debug!(error = %e, "long poll failed");
@@ -542,7 +547,8 @@ impl Runtime {
                 Timestamp::now(),
             )
             .map_err(|e| WorkerError::Event(e.0))?;
-            let body = serde_json::to_value(&request).map_err(|e| WorkerError::Event(e.to_string()))?;
+            let body =
+                serde_json::to_value(&request).map_err(|e| WorkerError::Event(e.to_string()))?;
             match self
                 .client
                 .request_json(reqwest::Method::POST, "/v1/keys/release", &[], Some(&body))
@@ -627,8 +633,7 @@ fn read_position(path: &std::path::Path) -> Result<Option<Position>, WorkerError
     };
     let saved: SavedPosition =
         serde_json::from_slice(&text).map_err(|e| err(format!("not a position: {e}")))?;
-    let root = RootHash::try_from(saved.root.clone())
-        .map_err(|e| err(format!("root: {e}")))?;
+    let root = RootHash::try_from(saved.root.clone()).map_err(|e| err(format!("root: {e}")))?;
     Ok(Some(Position {
         size: saved.size,
         root,

@@ -16,8 +16,8 @@ use govern_core::action::{
 };
 use govern_core::event::{Event, Role, TenantId};
 use govern_core::ids::{Hash, LeafHash, RootHash};
-use govern_core::seal::{SCOPES, clear_from_path, sealed_kind, sealed_scope};
 use govern_core::kinds::{POLICY_EVALUATED, POLICY_RESULT_KINDS};
+use govern_core::seal::{SCOPES, clear_from_path, sealed_kind, sealed_scope};
 pub use govern_projections::policy::decision_kinds;
 use govern_projections::tenants::{
     self, ACTION_KINDS, APPROVAL_DECIDED, CREDENTIAL_REGISTERED, CREDENTIAL_REVOKED,
@@ -270,19 +270,30 @@ fn check_policy_result(tenant: &Tenant, event: &Event) -> Result<(), UserActionE
         .events
         .first()
         .filter(|s| decision_kinds(&s.kind).is_some())
-        .ok_or_else(|| malformed(event, "its request is not a transfer, policy change or wallet request"))?;
+        .ok_or_else(|| {
+            malformed(
+                event,
+                "its request is not a transfer, policy change or wallet request",
+            )
+        })?;
     let hex_of = |field: &str| text(b, field).map(str::to_string);
     if kind == POLICY_EVALUATED {
         if !matches!(
             text(b, "outcome"),
             Some("allow" | "block" | "approval" | "invalid")
         ) {
-            return Err(malformed(event, "\"outcome\" is allow, block, approval or invalid"));
+            return Err(malformed(
+                event,
+                "\"outcome\" is allow, block, approval or invalid",
+            ));
         }
         if event.parents != [first.leaf] || hex_of("subject") != Some(first.leaf.to_hex()) {
             return Err(malformed(
                 event,
-                format!("its one parent and \"subject\" are the request's {} ({})", first.kind, first.leaf),
+                format!(
+                    "its one parent and \"subject\" are the request's {} ({})",
+                    first.kind, first.leaf
+                ),
             ));
         }
         // A second evaluation takes the kind's uniqueness key (`duplicate`).
@@ -309,7 +320,10 @@ fn check_policy_result(tenant: &Tenant, event: &Event) -> Result<(), UserActionE
     {
         return Err(malformed(
             event,
-            format!("the request is decided already ({} at {})", other.kind, other.index),
+            format!(
+                "the request is decided already ({} at {})",
+                other.kind, other.index
+            ),
         ));
     }
     if !matches!(

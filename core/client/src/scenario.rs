@@ -398,8 +398,14 @@ pub async fn run(d: &mut Driver, args: &Params) -> Result<Made> {
         if args.policies {
             // With a policy worker, the limit is in force before the first transfer.
             let mut seen = std::collections::BTreeSet::new();
-            d.hops(&key.session, &text(&r, "request"), "policy.activated", &mut seen, &mut |_: &Hop| {})
-                .await?;
+            d.hops(
+                &key.session,
+                &text(&r, "request"),
+                "policy.activated",
+                &mut seen,
+                &mut |_: &Hop| {},
+            )
+            .await?;
         }
         let mut wallets = Vec::new();
         for w in 0..args.wallets.max(1) {
@@ -574,7 +580,10 @@ impl Driver {
                         request: id.to_string(),
                         kind: kind.clone(),
                         index,
-                        producer: entry["producer"]["role"].as_str().unwrap_or_default().to_string(),
+                        producer: entry["producer"]["role"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
                     };
                     out(&hop);
                     if kind == until {
@@ -621,7 +630,12 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
     let (mut ada, _) = d.register(&tenant, &text(&created, "invite"), None).await?;
     let session = ada.session.clone();
     let invited = d
-        .act(&mut ada, "user.invited", "/v1/users", &json!({"role": "member"}))
+        .act(
+            &mut ada,
+            "user.invited",
+            "/v1/users",
+            &json!({"role": "member"}),
+        )
         .await?;
     let (mut bob, _) = d
         .register(&tenant, &text(&invited, "invite"), Some("Bob"))
@@ -634,13 +648,25 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
             &approval_above(1_000_000_000_000_000_000, &bob.user),
         )
         .await?;
-    d.hops(&session, &text(&policy, "request"), "policy.activated", &mut seen, out)
-        .await?;
+    d.hops(
+        &session,
+        &text(&policy, "request"),
+        "policy.activated",
+        &mut seen,
+        out,
+    )
+    .await?;
     let wallet = d
-        .act(&mut ada, "wallet.requested", "/v1/wallets", &json!({"name": "treasury"}))
+        .act(
+            &mut ada,
+            "wallet.requested",
+            "/v1/wallets",
+            &json!({"name": "treasury"}),
+        )
         .await?;
     let wallet = text(&wallet, "request");
-    d.hops(&session, &wallet, "wallet.approved", &mut seen, out).await?;
+    d.hops(&session, &wallet, "wallet.approved", &mut seen, out)
+        .await?;
     let to = format!("0x{}dead", "0".repeat(36));
     let amount = "2000000000000000000".to_string();
     let body = json!({
@@ -704,48 +730,90 @@ async fn policy_phase(
     let mut body = d.transfer();
     body["amount"] = "1000000000".into();
     let r = d
-        .act(admin, "transfer.requested", &format!("/v1/wallets/{wallet}/transfers"), &body)
+        .act(
+            admin,
+            "transfer.requested",
+            &format!("/v1/wallets/{wallet}/transfers"),
+            &body,
+        )
         .await?;
     let id = text(&r, "request");
     made.note(name, "transfer.requested", id.clone());
-    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet).await?;
-    d.act(member, "approval.decided", &format!("/v1/requests/{id}/approvals/deny"), &json!({}))
+    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet)
         .await?;
-    d.hops(&session, &id, "transfer.rejected", &mut seen, &mut quiet).await?;
+    d.act(
+        member,
+        "approval.decided",
+        &format!("/v1/requests/{id}/approvals/deny"),
+        &json!({}),
+    )
+    .await?;
+    d.hops(&session, &id, "transfer.rejected", &mut seen, &mut quiet)
+        .await?;
     let guard = json!({"policy": {
         "id": "guard", "activity": "policy_changes", "rule": {"kind": "always"},
         "action": {"kind": "request_approval",
                    "groups": [{"name": "second-pair-of-eyes", "quorum": 1, "approvers": [member.user]}],
                    "timeout_s": 86_400}}});
-    let r = d.act(admin, "policy.changed", "/v1/policies", &guard).await?;
+    let r = d
+        .act(admin, "policy.changed", "/v1/policies", &guard)
+        .await?;
     let id = text(&r, "request");
     made.note(name, "policy.changed", id.clone());
-    d.hops(&session, &id, "policy.activated", &mut seen, &mut quiet).await?;
+    d.hops(&session, &id, "policy.activated", &mut seen, &mut quiet)
+        .await?;
     let no_wallets = json!({"policy": {
         "id": "no-new-wallets", "activity": "wallet_creation", "rule": {"kind": "always"},
         "action": {"kind": "block"}}});
-    let r = d.act(admin, "policy.changed", "/v1/policies", &no_wallets).await?;
+    let r = d
+        .act(admin, "policy.changed", "/v1/policies", &no_wallets)
+        .await?;
     let id = text(&r, "request");
     made.note(name, "policy.changed", id.clone());
-    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet).await?;
-    d.act(member, "approval.decided", &format!("/v1/requests/{id}/approvals/approve"), &json!({}))
+    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet)
         .await?;
-    d.hops(&session, &id, "policy.activated", &mut seen, &mut quiet).await?;
+    d.act(
+        member,
+        "approval.decided",
+        &format!("/v1/requests/{id}/approvals/approve"),
+        &json!({}),
+    )
+    .await?;
+    d.hops(&session, &id, "policy.activated", &mut seen, &mut quiet)
+        .await?;
     let r = d
-        .act(admin, "wallet.requested", "/v1/wallets", &json!({"name": "one too many"}))
+        .act(
+            admin,
+            "wallet.requested",
+            "/v1/wallets",
+            &json!({"name": "one too many"}),
+        )
         .await?;
     let id = text(&r, "request");
     made.note(name, "wallet.requested", id.clone());
-    d.hops(&session, &id, "wallet.rejected", &mut seen, &mut quiet).await?;
+    d.hops(&session, &id, "wallet.rejected", &mut seen, &mut quiet)
+        .await?;
     let r = d
-        .act(admin, "policy.changed", "/v1/policies", &json!({"remove": "large-transfers"}))
+        .act(
+            admin,
+            "policy.changed",
+            "/v1/policies",
+            &json!({"remove": "large-transfers"}),
+        )
         .await?;
     let id = text(&r, "request");
     made.note(name, "policy.changed", id.clone());
-    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet).await?;
-    d.act(member, "approval.decided", &format!("/v1/requests/{id}/approvals/deny"), &json!({"comment": "keep the limit"}))
+    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet)
         .await?;
-    d.hops(&session, &id, "policy.rejected", &mut seen, &mut quiet).await?;
+    d.act(
+        member,
+        "approval.decided",
+        &format!("/v1/requests/{id}/approvals/deny"),
+        &json!({"comment": "keep the limit"}),
+    )
+    .await?;
+    d.hops(&session, &id, "policy.rejected", &mut seen, &mut quiet)
+        .await?;
     Ok(())
 }
 

@@ -159,6 +159,9 @@ pub enum Owed {
     },
 }
 
+/// A window query: wallet, asset (none: any), exclusive start and inclusive end in ms.
+type WindowQuery = (String, Option<Asset>, i64, i64);
+
 /// One tenant's book.
 #[derive(Clone, Debug, Default)]
 struct TenantBook {
@@ -578,7 +581,7 @@ fn apply_subject(
                 let book: &TenantBook = tenant;
                 // Policies often share a window (a day, of the native asset): each distinct
                 // query is answered once per evaluation.
-                let memo: std::cell::RefCell<Vec<((String, Option<Asset>, i64, i64), Option<Past>)>> =
+                let memo: std::cell::RefCell<Vec<(WindowQuery, Option<Past>)>> =
                     std::cell::RefCell::new(Vec::new());
                 evaluate::evaluate(
                     subject_ref,

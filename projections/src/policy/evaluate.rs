@@ -240,13 +240,19 @@ impl Evaluation {
             full
         } else {
             let mut d = Map::new();
-            d.insert("subject".into(), serde_json::to_value(&self.subject).unwrap_or(Value::Null));
+            d.insert(
+                "subject".into(),
+                serde_json::to_value(&self.subject).unwrap_or(Value::Null),
+            );
             d.insert("outcome".into(), self.outcome.as_str().into());
             if let Some(i) = &self.invalid {
                 d.insert("invalid".into(), i.clone().into());
             }
             if let Some(t) = &self.deadline {
-                d.insert("deadline".into(), serde_json::to_value(t).unwrap_or(Value::Null));
+                d.insert(
+                    "deadline".into(),
+                    serde_json::to_value(t).unwrap_or(Value::Null),
+                );
             }
             d.insert("policies".into(), self.policies.len().into());
             d.insert("groups".into(), self.groups.len().into());

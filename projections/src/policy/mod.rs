@@ -139,9 +139,8 @@ pub use book::{
     Subject, SubjectFacts,
 };
 pub use evaluate::{
-    REASONS_BYTES_MAX,
-    Computed, Decision, Evaluation, GroupReport, GroupStatus, Outcome, PolicyReport, Reason,
-    RuleReport, SubjectRef, Vote, decision_kinds,
+    Computed, Decision, Evaluation, GroupReport, GroupStatus, Outcome, PolicyReport,
+    REASONS_BYTES_MAX, Reason, RuleReport, SubjectRef, Vote, decision_kinds,
 };
 pub use govern_core::kinds::POLICY_RESULT_KINDS;
 pub use model::{

@@ -1210,7 +1210,9 @@ fn every_group_of_every_triggered_policy_must_reach_its_quorum_by_the_earliest_d
 fn a_huge_evaluation_is_sealed_in_its_digest_form() {
     let mut log = Log::new();
     let admin = log.user();
-    let approvers: Vec<String> = (0..100).map(|i| format!("00000000-0000-7000-8000-{i:012}")).collect();
+    let approvers: Vec<String> = (0..100)
+        .map(|i| format!("00000000-0000-7000-8000-{i:012}"))
+        .collect();
     for p in 0..10 {
         let groups: Vec<Value> = (0..10)
             .map(|g| json!({"name": format!("g{g}"), "quorum": 1, "approvers": approvers}))
@@ -1219,7 +1221,13 @@ fn a_huge_evaluation_is_sealed_in_its_digest_form() {
             &mut log,
             &admin,
             S,
-            approval(&format!("p{p}"), json!({"kind": "always"}), json!(groups), false, 3600),
+            approval(
+                &format!("p{p}"),
+                json!({"kind": "always"}),
+                json!(groups),
+                false,
+                3600,
+            ),
         );
     }
     let w = log.wallet(&admin, 2 * S);
@@ -1234,7 +1242,9 @@ fn a_huge_evaluation_is_sealed_in_its_digest_form() {
     assert_eq!(reasons["outcome"], "approval");
     assert_eq!(
         reasons["digest"],
-        hex::encode(Sha256::digest(govern_core::canonical::to_vec(log.evaluation(t)).unwrap()))
+        hex::encode(Sha256::digest(
+            govern_core::canonical::to_vec(log.evaluation(t)).unwrap()
+        ))
     );
     assert!(serde_json::to_vec(&sealed).unwrap().len() < 1_000);
     log.work(3 * S);
@@ -1244,7 +1254,13 @@ fn a_huge_evaluation_is_sealed_in_its_digest_form() {
     // The same log with the digest of the recorded reasons altered.
     let mut tampered = Log::new();
     let admin = tampered.user();
-    let mut policy = approval("p", json!({"kind": "always"}), json!([{"name": "g", "quorum": 1, "approvers": approvers}]), false, 3600);
+    let mut policy = approval(
+        "p",
+        json!({"kind": "always"}),
+        json!([{"name": "g", "quorum": 1, "approvers": approvers}]),
+        false,
+        3600,
+    );
     for g in 1..10 {
         policy["action"]["groups"]
             .as_array_mut()
