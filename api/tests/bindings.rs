@@ -8,9 +8,8 @@
 mod support;
 
 use axum::http::StatusCode;
-use govern_api::keys::Release;
 use govern_core::action::ChallengeObject;
-use govern_core::event::{Kind, RequestId, TenantId, Timestamp};
+use govern_core::event::{Kind, RequestId, TenantId};
 use govern_core::ids::LeafHash;
 use serde_json::{Map, Value, json};
 use support::users::*;
@@ -24,31 +23,7 @@ fn tenant_id(text: &str) -> TenantId {
 /// the policy service (a hostile edge holds its own scope keys the same way).
 async fn scope_key(node: &Booted, tenant: &TenantId, scope: &str) -> [u8; 32] {
     let (keys, attested) = node.attested("policy");
-    let ok = node.post(&attested).await;
-    assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
-    let req = govern_api::keys::request_release_by(
-        &keys,
-        attested.leaf_hash(),
-        tenant,
-        &[scope],
-        Timestamp::now(),
-    )
-    .unwrap();
-    let r = node
-        .call(
-            "POST",
-            "/v1/keys/release",
-            &[],
-            Some(serde_json::to_vec(&req).unwrap()),
-        )
-        .await;
-    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
-    let release: Release = serde_json::from_value(r.1).unwrap();
-    *release
-        .open(&req, keys.x25519())
-        .unwrap()
-        .get(scope, 1)
-        .unwrap()
+    node.release(&keys, &attested, tenant, scope).await
 }
 
 /// What the edge holds once a user signed `path`: the challenge object (possibly altered by

@@ -7,7 +7,6 @@
 mod support;
 
 use axum::http::StatusCode;
-use govern_api::keys::Release;
 use govern_core::event::{Event, Kind, RequestId, SignedEvent, TenantId, Timestamp};
 use govern_core::ids::LeafHash;
 use govern_workers::identity::ServiceKeys;
@@ -43,31 +42,7 @@ async fn setup() -> Setup {
     let transfer = LeafHash::try_from(r.1["leaf"].as_str().unwrap().to_string()).unwrap();
     let tenant = TenantId(uuid::Uuid::parse_str(&ada.tenant).unwrap());
     let (policy, attested) = node.attested("policy");
-    let ok = node.post(&attested).await;
-    assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
-    let req = govern_api::keys::request_release_by(
-        &policy,
-        attested.leaf_hash(),
-        &tenant,
-        &["policies"],
-        Timestamp::now(),
-    )
-    .unwrap();
-    let r = node
-        .call(
-            "POST",
-            "/v1/keys/release",
-            &[],
-            Some(serde_json::to_vec(&req).unwrap()),
-        )
-        .await;
-    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
-    let release: Release = serde_json::from_value(r.1).unwrap();
-    let key = *release
-        .open(&req, policy.x25519())
-        .unwrap()
-        .get("policies", 1)
-        .unwrap();
+    let key = node.release(&policy, &attested, &tenant, "policies").await;
     Setup {
         node,
         tenant,

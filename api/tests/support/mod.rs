@@ -191,6 +191,42 @@ impl Booted {
         (keys, event)
     }
 
+    /// The key of `scope` (version 1) of `tenant`, released by the key service to the
+    /// identity `keys` attested in `attested` (posted here first).
+    pub async fn release(
+        &self,
+        keys: &ServiceKeys,
+        attested: &SignedEvent,
+        tenant: &govern_core::event::TenantId,
+        scope: &str,
+    ) -> [u8; 32] {
+        let ok = self.post(attested).await;
+        assert_eq!(ok.0, StatusCode::OK, "{}", ok.1);
+        let req = govern_api::keys::request_release_by(
+            keys,
+            attested.leaf_hash(),
+            tenant,
+            &[scope],
+            govern_core::event::Timestamp::now(),
+        )
+        .unwrap();
+        let r = self
+            .call(
+                "POST",
+                "/v1/keys/release",
+                &[],
+                Some(serde_json::to_vec(&req).unwrap()),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+        let release: govern_api::keys::Release = serde_json::from_value(r.1).unwrap();
+        *release
+            .open(&req, keys.x25519())
+            .unwrap()
+            .get(scope, 1)
+            .unwrap()
+    }
+
     /// The manifest in force's `manifest.published`, as a parent.
     pub fn manifest_parent(&self) -> Vec<LeafHash> {
         vec![self.services.policy.manifest().unwrap().leaf]

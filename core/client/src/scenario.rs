@@ -723,97 +723,74 @@ async fn policy_phase(
     member: &mut Member,
     wallet: &str,
 ) -> Result<()> {
-    let session = admin.session.clone();
-    let mut seen = std::collections::BTreeSet::new();
-    let mut quiet = |_: &Hop| {};
-    // A transfer above every seeded limit, which the member denies.
     let mut body = d.transfer();
     body["amount"] = "1000000000".into();
-    let r = d
-        .act(
-            admin,
-            "transfer.requested",
-            &format!("/v1/wallets/{wallet}/transfers"),
-            &body,
-        )
-        .await?;
-    let id = text(&r, "request");
-    made.note(name, "transfer.requested", id.clone());
-    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet)
-        .await?;
-    d.act(
-        member,
-        "approval.decided",
-        &format!("/v1/requests/{id}/approvals/deny"),
-        &json!({}),
-    )
-    .await?;
-    d.hops(&session, &id, "transfer.rejected", &mut seen, &mut quiet)
-        .await?;
+    let transfers = format!("/v1/wallets/{wallet}/transfers");
     let guard = json!({"policy": {
         "id": "guard", "activity": "policy_changes", "rule": {"kind": "always"},
         "action": {"kind": "request_approval",
                    "groups": [{"name": "second-pair-of-eyes", "quorum": 1, "approvers": [member.user]}],
                    "timeout_s": 86_400}}});
-    let r = d
-        .act(admin, "policy.changed", "/v1/policies", &guard)
-        .await?;
-    let id = text(&r, "request");
-    made.note(name, "policy.changed", id.clone());
-    d.hops(&session, &id, "policy.activated", &mut seen, &mut quiet)
-        .await?;
     let no_wallets = json!({"policy": {
         "id": "no-new-wallets", "activity": "wallet_creation", "rule": {"kind": "always"},
         "action": {"kind": "block"}}});
-    let r = d
-        .act(admin, "policy.changed", "/v1/policies", &no_wallets)
-        .await?;
-    let id = text(&r, "request");
-    made.note(name, "policy.changed", id.clone());
-    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet)
-        .await?;
-    d.act(
-        member,
-        "approval.decided",
-        &format!("/v1/requests/{id}/approvals/approve"),
-        &json!({}),
-    )
-    .await?;
-    d.hops(&session, &id, "policy.activated", &mut seen, &mut quiet)
-        .await?;
-    let r = d
-        .act(
-            admin,
-            "wallet.requested",
-            "/v1/wallets",
-            &json!({"name": "one too many"}),
-        )
-        .await?;
-    let id = text(&r, "request");
-    made.note(name, "wallet.requested", id.clone());
-    d.hops(&session, &id, "wallet.rejected", &mut seen, &mut quiet)
-        .await?;
-    let r = d
-        .act(
-            admin,
+    let steps: [(&str, &str, Value, Option<&str>, &str); 5] = [
+        (
+            "transfer.requested",
+            &transfers,
+            body,
+            Some("deny"),
+            "transfer.rejected",
+        ),
+        (
             "policy.changed",
             "/v1/policies",
-            &json!({"remove": "large-transfers"}),
-        )
-        .await?;
-    let id = text(&r, "request");
-    made.note(name, "policy.changed", id.clone());
-    d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet)
-        .await?;
-    d.act(
-        member,
-        "approval.decided",
-        &format!("/v1/requests/{id}/approvals/deny"),
-        &json!({"comment": "keep the limit"}),
-    )
-    .await?;
-    d.hops(&session, &id, "policy.rejected", &mut seen, &mut quiet)
-        .await?;
+            guard,
+            None,
+            "policy.activated",
+        ),
+        (
+            "policy.changed",
+            "/v1/policies",
+            no_wallets,
+            Some("approve"),
+            "policy.activated",
+        ),
+        (
+            "wallet.requested",
+            "/v1/wallets",
+            json!({"name": "one too many"}),
+            None,
+            "wallet.rejected",
+        ),
+        (
+            "policy.changed",
+            "/v1/policies",
+            json!({"remove": "large-transfers"}),
+            Some("deny"),
+            "policy.rejected",
+        ),
+    ];
+    let session = admin.session.clone();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut quiet = |_: &Hop| {};
+    for (kind, path, body, vote, until) in steps {
+        let r = d.act(admin, kind, path, &body).await?;
+        let id = text(&r, "request");
+        made.note(name, kind, id.clone());
+        if let Some(vote) = vote {
+            d.hops(&session, &id, "policy.evaluated", &mut seen, &mut quiet)
+                .await?;
+            d.act(
+                member,
+                "approval.decided",
+                &format!("/v1/requests/{id}/approvals/{vote}"),
+                &json!({}),
+            )
+            .await?;
+        }
+        d.hops(&session, &id, until, &mut seen, &mut quiet).await?;
+    }
     Ok(())
 }
 
