@@ -578,3 +578,61 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
     );
     node.kill().await;
 }
+
+/// A node that goes away is waited for, not taken as an answer: the worker outlives the
+/// node's SIGKILL (retrying with backoff), and once the node is back on the same data dir
+/// and address it decides the next transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_waits_for_a_node_that_went_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let node = start(&data, &addr, &tmp.path().join("node.log"))
+        .await
+        .unwrap();
+    let url = node.url.clone();
+    let worker_log = tmp.path().join("worker.log");
+    let (mut w, _) = worker(&url, &data, &worker_log).await;
+    node.kill().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        w.try_wait().unwrap().is_none(),
+        "the worker stopped when the node went away: {}",
+        std::fs::read_to_string(&worker_log).unwrap()
+    );
+    let node = start(&data, &addr, &tmp.path().join("node2.log"))
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        govern()
+            .args([
+                "demo",
+                "transfer",
+                "--url",
+                &node.url,
+                "--data-dir",
+                s(&data),
+                "--json",
+            ])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&worker_log).unwrap()
+    );
+    let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(demo["decision"], "transfer.approved", "{demo}");
+    let log = std::fs::read_to_string(&worker_log).unwrap();
+    assert!(log.contains("not answering; waiting"), "{log}");
+    w.kill().await.unwrap();
+    node.kill().await;
+}
