@@ -57,6 +57,36 @@ async fn worker(url: &str, data: &Path, stderr: &Path) -> (Child, u32) {
     (child, pid)
 }
 
+/// `govern demo transfer --json` against `url`, which must end at `transfer.approved`.
+async fn demo(url: &str, data: &Path, worker_log: &Path) -> Value {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        govern()
+            .args([
+                "demo",
+                "transfer",
+                "--url",
+                url,
+                "--data-dir",
+                s(data),
+                "--json",
+            ])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(worker_log).unwrap_or_default()
+    );
+    let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(demo["decision"], "transfer.approved", "{demo}");
+    demo
+}
+
 /// The inodes of the TCP sockets in LISTEN state in the process's network namespace.
 fn listening_inodes(pid: u32) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -98,31 +128,7 @@ async fn the_worker_decides_a_users_transfer_listens_on_nothing_and_is_recompute
     let worker_log = tmp.path().join("worker.log");
     let (_worker, pid) = worker(&node.url, &data, &worker_log).await;
 
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        govern()
-            .args([
-                "demo",
-                "transfer",
-                "--url",
-                &node.url,
-                "--data-dir",
-                s(&data),
-                "--json",
-            ])
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(&worker_log).unwrap()
-    );
-    let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(demo["decision"], "transfer.approved", "{demo}");
+    let demo = demo(&node.url, &data, &worker_log).await;
     assert_eq!(demo["amount"], "2000000000000000000");
     let request = demo["request"].as_str().unwrap().to_string();
 
@@ -606,31 +612,7 @@ async fn the_worker_waits_for_a_node_that_went_away() {
     let node = start(&data, &addr, &tmp.path().join("node2.log"))
         .await
         .unwrap();
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        govern()
-            .args([
-                "demo",
-                "transfer",
-                "--url",
-                &node.url,
-                "--data-dir",
-                s(&data),
-                "--json",
-            ])
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(&worker_log).unwrap()
-    );
-    let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(demo["decision"], "transfer.approved", "{demo}");
+    demo(&node.url, &data, &worker_log).await;
     let log = std::fs::read_to_string(&worker_log).unwrap();
     assert!(log.contains("not answering; waiting"), "{log}");
     w.kill().await.unwrap();
