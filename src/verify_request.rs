@@ -270,8 +270,14 @@ fn opened(
     let current = state.tenants.get(&event.tenant)?.keys.current();
     let key = keys.get(&event.tenant, &scope, version, current)?;
     if kind == POLICY_EVALUATED {
-        let plain = govern_core::seal::open(event, &key).ok()?;
-        return serde_json::from_slice(&plain).ok();
+        // With the key held, reasons that do not open or parse are compared as they are
+        // (an empty object), so the hop fails rather than passing unread.
+        return Some(
+            govern_core::seal::open(event, &key)
+                .ok()
+                .and_then(|plain| serde_json::from_slice(&plain).ok())
+                .unwrap_or_default(),
+        );
     }
     Some(govern_core::seal::open_action(event, &key).unwrap_or_default())
 }

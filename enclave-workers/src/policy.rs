@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use govern_core::event::{SignedEvent, TenantId, Timestamp};
 use govern_core::kinds::{
-    KEYS_SHREDDED, POLICY_CHANGED, POLICY_EVALUATED, TRANSFER_REQUESTED, WALLET_REQUESTED,
+    KEYS_ROTATED, KEYS_SHREDDED, POLICY_ACTIVATED, POLICY_CHANGED, POLICY_EVALUATED,
+    POLICY_REJECTED, TRANSFER_REQUESTED, WALLET_REQUESTED,
 };
 use govern_core::seal::{open_action, sealed_scope};
 use govern_projections::policy::{Owed, PolicyBook};
@@ -122,7 +123,10 @@ impl PolicyWorker {
     /// [`WorkerError`].
     pub async fn round(&mut self) -> Result<Round, WorkerError> {
         let started = std::time::Instant::now();
-        let batch = self.rt.follow(PolicyBook::reads).await?;
+        let batch = self
+            .rt
+            .follow(|kind| PolicyBook::reads(kind) || kind == KEYS_ROTATED)
+            .await?;
         let followed = started.elapsed();
         if self.rt.attestation_due() {
             self.rt.attest().await?;
@@ -131,7 +135,7 @@ impl PolicyWorker {
             folded: batch.len(),
             ..Round::default()
         };
-        let reads = self.fold(batch).await;
+        let reads = self.fold(batch).await?;
         let folded = started.elapsed();
         self.act(&mut round, reads).await?;
         tracing::debug!(
@@ -147,24 +151,25 @@ impl PolicyWorker {
     }
 
     /// Open and fold `batch`; what was opened, by tenant and scope, for `reads.audit`.
-    async fn fold(&mut self, batch: Vec<(u64, SignedEvent)>) -> Reads {
+    async fn fold(&mut self, batch: Vec<(u64, SignedEvent)>) -> Result<Reads, WorkerError> {
         let mut reads: Reads = BTreeMap::new();
         for (index, signed) in batch {
             let event = signed.event();
             let kind = event.kind.as_str();
             let opened = if kind == TRANSFER_REQUESTED || kind == POLICY_CHANGED {
-                self.open(index, &signed, &mut reads).await
+                self.open(index, &signed, &mut reads).await?
             } else {
                 None
             };
-            if kind == KEYS_SHREDDED {
+            if kind == KEYS_SHREDDED || kind == KEYS_ROTATED {
+                // Shredded: nothing to hold. Rotated: the next seal takes the new version.
                 self.rt.forget(&event.tenant);
             }
             if let Err(mismatch) = self.book.apply(index, &signed, opened.as_ref()) {
                 tracing::error!(%mismatch, "a recorded policy result is not what the policies say");
             }
         }
-        reads
+        Ok(reads)
     }
 
     /// The opened parameters of a sealed action: `None` when its tenant's key is not to be
@@ -175,27 +180,31 @@ impl PolicyWorker {
         index: u64,
         signed: &SignedEvent,
         reads: &mut BTreeMap<(TenantId, String), Vec<u64>>,
-    ) -> Option<Map<String, Value>> {
+    ) -> Result<Option<Map<String, Value>>, WorkerError> {
         let event = signed.event();
         let Ok((scope, version)) = sealed_scope(event) else {
             tracing::warn!(index, "a sealed action without its sealed payload: invalid");
-            return Some(Map::new());
+            return Ok(Some(Map::new()));
         };
         let key = match self.rt.scope_key(event.tenant, &scope, version).await {
             Ok(k) => k,
-            Err(e) => {
-                tracing::warn!(index, error = %e, "cannot open: no key");
-                return None;
+            // A shredded (or unknown) tenant: its keys are gone, and the evaluation unknown.
+            Err(WorkerError::Refused(c)) if matches!(c.status(), Some(404 | 410)) => {
+                tracing::warn!(index, error = %c, "cannot open: the tenant has no keys");
+                return Ok(None);
             }
+            // Anything else (this identity refused, a release that does not open) must not
+            // leave the subject unknown for good: stop, and read the log again at restart.
+            Err(e) => return Err(e),
         };
         reads.entry((event.tenant, scope)).or_default().push(index);
-        match open_action(event, &key) {
+        Ok(match open_action(event, &key) {
             Ok(params) => Some(params),
             Err(e) => {
                 tracing::warn!(index, error = %e, "the sealed payload does not stand: invalid");
                 Some(Map::new())
             }
-        }
+        })
     }
 
     /// Append what the book owes now, and the round's `reads.audit`: every event of a phase
@@ -211,83 +220,30 @@ impl PolicyWorker {
         let mut first: Vec<(Option<InFlight>, SignedEvent)> = Vec::new();
         // A decision that follows an evaluation of `first`, by that evaluation's position.
         let mut then: Vec<(usize, InFlight, SignedEvent)> = Vec::new();
+        // A policy change's decision is judged against the policies in force when it lands: at
+        // most one per tenant is in flight, so none is decided against a set another is
+        // about to change.
+        let mut changing: BTreeSet<TenantId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, _, kind)| *kind == POLICY_ACTIVATED || *kind == POLICY_REJECTED)
+            .map(|(tenant, _, _)| *tenant)
+            .collect();
         for item in owed {
             let key = owed_key(&item);
             if self.in_flight.contains(&key) {
                 continue;
             }
-            match &item {
-                Owed::Evaluate {
-                    tenant,
-                    request,
-                    subject_leaf,
-                    evaluation,
-                } => {
-                    let plaintext = govern_core::canonical::to_vec(&evaluation.sealed_body())
-                        .map_err(|e| WorkerError::Event(e.to_string()))?;
-                    let evaluated = self
-                        .rt
-                        .sign(
-                            POLICY_EVALUATED,
-                            *tenant,
-                            *request,
-                            vec![*subject_leaf],
-                            evaluation.clear_body(subject_leaf),
-                            Some((REASONS_SCOPE, plaintext)),
-                            now,
-                        )
-                        .await?;
-                    let decided_now = [TRANSFER_REQUESTED, WALLET_REQUESTED]
-                        .contains(&evaluation.subject.kind.as_str());
-                    if decided_now
-                        && let Some(decision) = self.book.decision_at(tenant, request, now)
-                    {
-                        let leaf = evaluated.leaf_hash();
-                        let mut parents = vec![leaf];
-                        parents.extend(decision.approvals.iter().copied());
-                        let event = self
-                            .rt
-                            .sign(
-                                decision.kind,
-                                *tenant,
-                                *request,
-                                parents,
-                                decision.body(&leaf),
-                                None,
-                                now,
-                            )
-                            .await?;
-                        then.push((
-                            first.len(),
-                            (*tenant, request.0.to_string(), decision.kind),
-                            event,
-                        ));
-                    }
-                    first.push((Some(key), evaluated));
-                }
-                Owed::Decide {
-                    tenant,
-                    request,
-                    kind,
-                    evaluation_leaf,
-                    decision,
-                } => {
-                    let mut parents = vec![*evaluation_leaf];
-                    parents.extend(decision.approvals.iter().copied());
-                    let event = self
-                        .rt
-                        .sign(
-                            kind,
-                            *tenant,
-                            *request,
-                            parents,
-                            decision.body(evaluation_leaf),
-                            None,
-                            now,
-                        )
-                        .await?;
-                    first.push((Some(key), event));
-                }
+            if let Owed::Decide { tenant, kind, .. } = &item
+                && (*kind == POLICY_ACTIVATED || *kind == POLICY_REJECTED)
+                && !changing.insert(*tenant)
+            {
+                continue;
+            }
+            if let Err(e) = self.build(&item, key, now, &mut first, &mut then).await {
+                // One tenant's trouble (a key the service will not release now) is not the
+                // others': this result waits for a later round.
+                tracing::warn!(error = %e, "cannot sign a result now");
             }
         }
         for ((tenant, scope), entries) in reads {
@@ -305,6 +261,90 @@ impl PolicyWorker {
             .map(|(_, key, event)| (Some(key), event))
             .collect();
         self.append_all(&then, round).await;
+        Ok(())
+    }
+
+    /// Sign what `item` owes into `first` (and a decision that follows from an evaluation
+    /// alone into `then`).
+    async fn build(
+        &mut self,
+        item: &Owed,
+        key: InFlight,
+        now: Timestamp,
+        first: &mut Vec<(Option<InFlight>, SignedEvent)>,
+        then: &mut Vec<(usize, InFlight, SignedEvent)>,
+    ) -> Result<(), WorkerError> {
+        match item {
+            Owed::Evaluate {
+                tenant,
+                request,
+                subject_leaf,
+                evaluation,
+            } => {
+                let plaintext = govern_core::canonical::to_vec(&evaluation.sealed_body())
+                    .map_err(|e| WorkerError::Event(e.to_string()))?;
+                let evaluated = self
+                    .rt
+                    .sign(
+                        POLICY_EVALUATED,
+                        *tenant,
+                        *request,
+                        vec![*subject_leaf],
+                        evaluation.clear_body(subject_leaf),
+                        Some((REASONS_SCOPE, plaintext)),
+                        now,
+                    )
+                    .await?;
+                let decided_now = [TRANSFER_REQUESTED, WALLET_REQUESTED]
+                    .contains(&evaluation.subject.kind.as_str());
+                if decided_now && let Some(decision) = self.book.decision_at(tenant, request, now) {
+                    let leaf = evaluated.leaf_hash();
+                    let mut parents = vec![leaf];
+                    parents.extend(decision.approvals.iter().copied());
+                    let event = self
+                        .rt
+                        .sign(
+                            decision.kind,
+                            *tenant,
+                            *request,
+                            parents,
+                            decision.body(&leaf),
+                            None,
+                            now,
+                        )
+                        .await?;
+                    then.push((
+                        first.len(),
+                        (*tenant, request.0.to_string(), decision.kind),
+                        event,
+                    ));
+                }
+                first.push((Some(key), evaluated));
+            }
+            Owed::Decide {
+                tenant,
+                request,
+                kind,
+                evaluation_leaf,
+                decision,
+            } => {
+                let mut parents = vec![*evaluation_leaf];
+                parents.extend(decision.approvals.iter().copied());
+                let event = self
+                    .rt
+                    .sign(
+                        kind,
+                        *tenant,
+                        *request,
+                        parents,
+                        decision.body(evaluation_leaf),
+                        None,
+                        now,
+                    )
+                    .await?;
+                first.push((Some(key), event));
+            }
+        }
         Ok(())
     }
 

@@ -170,11 +170,12 @@ pub fn transient(e: &ClientError) -> bool {
     }
 }
 
-/// The suffix of a problem's type URI (`duplicate`), if `e` is a problem answer.
+/// The last segment of a problem's type URI (`urn:govern:problem:duplicate` gives
+/// `duplicate`), if `e` is a problem answer.
 #[must_use]
 pub fn problem_kind(e: &ClientError) -> Option<&str> {
     match e {
-        ClientError::Problem { kind, .. } => Some(kind.rsplit('/').next().unwrap_or(kind)),
+        ClientError::Problem { kind, .. } => Some(kind.rsplit([':', '/']).next().unwrap_or(kind)),
         _ => None,
     }
 }
@@ -571,12 +572,7 @@ impl Runtime {
                     tracing::warn!(error = %e, "key release not answered; retrying");
                     backoff.wait().await;
                 }
-                Err(e) => {
-                    return Err(WorkerError::Release {
-                        tenant,
-                        reason: e.to_string(),
-                    });
-                }
+                Err(e) => return Err(WorkerError::Refused(Box::new(e))),
             }
         };
         tracing::info!(tenant = %tenant.0, scopes = ?scopes, "scope keys released");
@@ -655,4 +651,50 @@ fn write_position(path: &std::path::Path, p: &Position) -> Result<(), WorkerErro
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(kind: &str, status: u16) -> ClientError {
+        ClientError::Problem {
+            method: "POST".into(),
+            path: "/v1/entries".into(),
+            status,
+            kind: kind.into(),
+            title: String::new(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn problem_kinds_are_read_from_the_nodes_type_uris() {
+        assert_eq!(
+            problem_kind(&problem("urn:govern:problem:duplicate", 409)),
+            Some("duplicate")
+        );
+        assert_eq!(
+            problem_kind(&problem("urn:govern:problem:already-held", 409)),
+            Some("already-held")
+        );
+        assert_eq!(
+            problem_kind(&problem("https://example.org/problems/not-witnessed", 503)),
+            Some("not-witnessed")
+        );
+        assert!(transient(&problem("urn:govern:problem:not-witnessed", 503)));
+        assert!(transient(&problem("urn:govern:problem:overloaded", 429)));
+        assert!(!transient(&problem("urn:govern:problem:duplicate", 409)));
+    }
+
+    #[test]
+    fn backoff_waits_stay_within_the_doubling_cap() {
+        let mut b = Backoff::default();
+        let mut cap = BACKOFF_BASE_MS;
+        for _ in 0..12 {
+            assert!(b.next_wait() <= Duration::from_millis(cap));
+            cap = (cap * 2).min(BACKOFF_MAX_MS);
+        }
+        assert!(b.next_wait() <= Duration::from_millis(BACKOFF_MAX_MS));
+    }
 }
