@@ -126,17 +126,13 @@ impl Synthetic {
                     evaluation_leaf,
                     decision,
                     ..
-                } => {
-                    let mut parents = vec![evaluation_leaf];
-                    parents.extend(decision.approvals.iter().copied());
-                    self.event(
-                        kind,
-                        "policy",
-                        request,
-                        parents,
-                        Value::Object(decision.body(&evaluation_leaf)),
-                    )?
-                }
+                } => self.event(
+                    kind,
+                    "policy",
+                    request,
+                    decision.parents(&evaluation_leaf),
+                    Value::Object(decision.body(&evaluation_leaf)),
+                )?,
             };
             let _ = self.book.apply(self.index, &recorded, None);
             self.index += 1;

@@ -514,14 +514,12 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
                     if lied == Some(request) {
                         continue;
                     }
-                    let mut parents = vec![evaluation_leaf];
-                    parents.extend(decision.approvals.iter().copied());
                     let e = rt
                         .sign(
                             kind,
                             tenant,
                             request,
-                            parents,
+                            decision.parents(&evaluation_leaf),
                             decision.body(&evaluation_leaf),
                             None,
                             now,

@@ -299,15 +299,13 @@ impl PolicyWorker {
                     .contains(&evaluation.subject.kind.as_str());
                 if decided_now && let Some(decision) = self.book.decision_at(tenant, request, now) {
                     let leaf = evaluated.leaf_hash();
-                    let mut parents = vec![leaf];
-                    parents.extend(decision.approvals.iter().copied());
                     let event = self
                         .rt
                         .sign(
                             decision.kind,
                             *tenant,
                             *request,
-                            parents,
+                            decision.parents(&leaf),
                             decision.body(&leaf),
                             None,
                             now,
@@ -328,15 +326,13 @@ impl PolicyWorker {
                 evaluation_leaf,
                 decision,
             } => {
-                let mut parents = vec![*evaluation_leaf];
-                parents.extend(decision.approvals.iter().copied());
                 let event = self
                     .rt
                     .sign(
                         kind,
                         *tenant,
                         *request,
-                        parents,
+                        decision.parents(evaluation_leaf),
                         decision.body(evaluation_leaf),
                         None,
                         now,

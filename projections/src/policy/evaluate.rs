@@ -577,6 +577,15 @@ impl Decision {
         matches!(self.reason, Reason::Allowed | Reason::Approved)
     }
 
+    /// Its parents: the `policy.evaluated`, then the approvals that counted (what the log
+    /// checks against [`Decision::body`]'s `evaluation` and `approvals`).
+    #[must_use]
+    pub fn parents(&self, evaluation_leaf: &LeafHash) -> Vec<LeafHash> {
+        let mut parents = vec![*evaluation_leaf];
+        parents.extend(self.approvals.iter().copied());
+        parents
+    }
+
     /// Its clear body: `{"evaluation": "<leaf hex of the policy.evaluated>", "reason",
     /// "approvals": ["<leaf hex>", …]}`.
     #[must_use]
