@@ -112,6 +112,13 @@ struct UpArgs {
     /// would, or keep a log only the node and the witnesses write).
     #[arg(long)]
     no_policy_worker: bool,
+    /// Do not start the five signers (run `govern worker signer --index N` elsewhere).
+    #[arg(long)]
+    no_signers: bool,
+    /// TEST ONLY: the signers take their aux info from this file instead of generating safe
+    /// primes. Never in production.
+    #[arg(long, hide = true, env = "GOVERN_TEST_AUX_INFO")]
+    test_aux_info: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,7 +217,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => run::node(config.server(&args)).await,
-            Command::Up(args) => run::up(config.server(&args.server), !args.no_policy_worker).await,
+            Command::Up(args) => {
+                let workers = run::UpWorkers {
+                    policy: !args.no_policy_worker,
+                    signers: !args.no_signers,
+                    test_aux_info: args.test_aux_info.clone(),
+                };
+                run::up(config.server(&args.server), workers).await
+            }
             Command::Verify(VerifyCommand::Log(args)) => verify::log(args).await,
             Command::Verify(VerifyCommand::Receipt(args)) => receipt::verify(args),
             Command::Verify(VerifyCommand::Request(args)) => verify_request::run(args).await,

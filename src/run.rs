@@ -215,40 +215,86 @@ impl WorkerProcess {
     }
 }
 
+/// A worker `govern up` runs: its role and its `govern worker …` arguments.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkerSpec {
+    /// The role (what its first line names).
+    pub(crate) role: String,
+    /// The arguments after `govern worker`.
+    pub(crate) args: Vec<std::ffi::OsString>,
+}
+
+impl WorkerSpec {
+    /// The policy worker.
+    pub(crate) fn policy() -> Self {
+        Self {
+            role: "policy".into(),
+            args: vec!["policy".into()],
+        }
+    }
+
+    /// Signer `index`, with the test-only aux info if given.
+    pub(crate) fn signer(index: u16, test_aux_info: Option<&std::path::Path>) -> Self {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["signer".into(), "--index".into(), index.to_string().into()];
+        if let Some(path) = test_aux_info {
+            args.push("--test-aux-info".into());
+            args.push(path.into());
+        }
+        Self {
+            role: govern_workers::signer::role(index),
+            args,
+        }
+    }
+}
+
 /// Start `govern worker policy` against the node at `url`, and wait for its first line.
 pub(crate) async fn spawn_policy_worker(
     data_dir: &std::path::Path,
     url: &str,
 ) -> Result<WorkerProcess> {
+    spawn_worker(data_dir, url, &WorkerSpec::policy()).await
+}
+
+/// Start the worker `spec` against the node at `url`, and wait for its first line.
+pub(crate) async fn spawn_worker(
+    data_dir: &std::path::Path,
+    url: &str,
+    spec: &WorkerSpec,
+) -> Result<WorkerProcess> {
     use tokio::io::AsyncBufReadExt as _;
+    let role = &spec.role;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["worker", "policy", "--url", url, "--data-dir"])
+        .arg("worker")
+        .args(&spec.args)
+        .args(["--url", url, "--data-dir"])
         .arg(data_dir)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start the policy worker: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no policy worker stdout")?;
+        .map_err(|e| format!("cannot start worker {role}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no worker stdout")?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
         .await
-        .map_err(|_| "the policy worker did not start in 30 s")??
-        .ok_or("the policy worker stopped at start (see its error above)")?;
-    if !line.starts_with("govern worker policy following") {
-        return Err(format!("the policy worker said {line:?}").into());
+        .map_err(|_| format!("worker {role} did not start in 30 s"))??
+        .ok_or_else(|| format!("worker {role} stopped at start (see its error above)"))?;
+    if !line.starts_with(&format!("govern worker {role} following")) {
+        return Err(format!("worker {role} said {line:?}").into());
     }
     // Keep reading its stdout so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok(WorkerProcess { child })
 }
 
-/// Keep the policy worker of `govern up` running: whenever it exits (it stops on a log that
-/// does not verify, or on a refusal it cannot wait out), say so and start it again after a
+/// Keep a worker of `govern up` running: whenever it exits (it stops on a log that does
+/// not verify, or on a refusal it cannot wait out), say so and start it again after a
 /// second. Aborting the task kills the worker it holds.
-fn supervise_policy_worker(
+fn supervise_worker(
     data_dir: std::path::PathBuf,
     url: String,
+    spec: WorkerSpec,
     first: WorkerProcess,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -257,12 +303,13 @@ fn supervise_policy_worker(
             let status = current.child.wait().await;
             tracing::error!(
                 ?status,
-                "the policy worker stopped; starting it again in 1 s"
+                role = %spec.role,
+                "the worker stopped; starting it again in 1 s"
             );
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            match spawn_policy_worker(&data_dir, &url).await {
+            match spawn_worker(&data_dir, &url, &spec).await {
                 Ok(w) => current = w,
-                Err(e) => tracing::error!(error = %e, "cannot start the policy worker"),
+                Err(e) => tracing::error!(error = %e, "cannot start the worker"),
             }
         }
     })
@@ -361,8 +408,57 @@ async fn up_witnesses(
     Ok((witnesses, file))
 }
 
+/// Which workers `govern up` starts.
+#[derive(Debug, Clone, Default)]
+pub struct UpWorkers {
+    /// The policy worker.
+    pub policy: bool,
+    /// The five signers.
+    pub signers: bool,
+    /// TEST ONLY: the signers' aux info from this file.
+    pub test_aux_info: Option<std::path::PathBuf>,
+}
+
+/// Wait until the five signers hold aux info, printing where each stands as it changes
+/// (safe primes take minutes on a fresh data dir).
+async fn wait_for_aux(client: &Client) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    loop {
+        let view: serde_json::Value = client.get_json("/v1/services").await?;
+        if view.get("aux_ready").is_some_and(|v| !v.is_null()) {
+            println!(
+                "signers: aux info ready ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        let aux = view.get("aux").and_then(serde_json::Value::as_object);
+        let line = (1..=5)
+            .map(|i| {
+                let role = format!("signer-{i}");
+                let stage = aux
+                    .and_then(|a| a.get(&role))
+                    .and_then(|a| a.get("stage"))
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("generating safe primes");
+                format!("{role}: {stage}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if line != last {
+            println!(
+                "preparing the signers' aux info ({:.0} s): {line}",
+                started.elapsed().as_secs_f64()
+            );
+            last = line;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 /// `govern up`.
-pub async fn up(server: Server, policy_worker: bool) -> Result<()> {
+pub async fn up(server: Server, workers: UpWorkers) -> Result<()> {
     if let Some(path) = &server.witnesses {
         return Err(format!(
             "--witnesses {}: govern up runs its own three witnesses and writes their policy; \
@@ -379,31 +475,47 @@ pub async fn up(server: Server, policy_worker: bool) -> Result<()> {
     let client = Client::new(&url)?;
     let event = demo_event(&services.edge.identity, "hello from govern up")?;
     let receipt = client.append(event.bytes()).await?;
-    let supervisor = if policy_worker {
-        let worker =
-            spawn_policy_worker(&server.data_dir, &format!("http://{}", node.addr)).await?;
-        let pid = worker.id().unwrap_or_default();
-        let supervisor = supervise_policy_worker(
+    let node_url = format!("http://{}", node.addr);
+    let mut supervisors = Vec::new();
+    let mut specs = Vec::new();
+    if workers.policy {
+        specs.push(WorkerSpec::policy());
+    }
+    if workers.signers {
+        for i in 1..=5 {
+            specs.push(WorkerSpec::signer(i, workers.test_aux_info.as_deref()));
+        }
+    }
+    let mut pids = Vec::new();
+    for spec in &specs {
+        let worker = spawn_worker(&server.data_dir, &node_url, spec).await?;
+        pids.push((spec.role.clone(), worker.id().unwrap_or_default()));
+        supervisors.push(supervise_worker(
             server.data_dir.clone(),
-            format!("http://{}", node.addr),
+            node_url.clone(),
+            spec.clone(),
             worker,
-        );
-        // Up means the worker is attested and following.
+        ));
+    }
+    // Up means every worker is attested and following.
+    for spec in &specs {
         let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-            while client.current_attestation("policy").await.is_err() {
+            while client.current_attestation(&spec.role).await.is_err() {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         })
         .await;
         if waited.is_err() {
-            return Err(
-                "the policy worker did not attest within 30 s (see its error above)".into(),
-            );
+            return Err(format!(
+                "worker {} did not attest within 30 s (see its error above)",
+                spec.role
+            )
+            .into());
         }
-        Some((pid, supervisor))
-    } else {
-        None
-    };
+    }
+    if workers.signers {
+        wait_for_aux(&client).await?;
+    }
     println!();
     println!("govern is up at {url}");
     println!(
@@ -424,22 +536,24 @@ pub async fn up(server: Server, policy_worker: bool) -> Result<()> {
     for w in &witnesses {
         println!("witness {} at {}", w.vkey, w.url);
     }
-    match &supervisor {
-        Some((pid, _)) => {
-            println!("policy worker: pid {pid} (a separate process, listening on nothing)");
-            println!(
-                "  govern demo transfer --url {url} --data-dir {}",
-                server.data_dir.display()
-            );
-        }
-        None => println!(
-            "no policy worker (--no-policy-worker): nothing decides transfers until one runs"
-        ),
+    for (role, pid) in &pids {
+        println!("{role}: pid {pid} (a separate process, listening on nothing)");
+    }
+    if workers.policy {
+        println!(
+            "  govern demo transfer --url {url} --data-dir {}",
+            server.data_dir.display()
+        );
+    } else {
+        println!("no policy worker (--no-policy-worker): nothing decides transfers until one runs");
+    }
+    if !workers.signers {
+        println!("no signers (--no-signers): nothing makes wallet keys or signs until they run");
     }
     println!("Ctrl-C stops it all.");
     until_signal().await;
-    // Dropping the supervisor's task drops (and so kills) the worker it holds.
-    if let Some((_, supervisor)) = supervisor {
+    // Dropping a supervisor's task drops (and so kills) the worker it holds.
+    for supervisor in supervisors {
         supervisor.abort();
         let _ = supervisor.await;
     }

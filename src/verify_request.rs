@@ -21,8 +21,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use govern_client::Client;
-use govern_core::action::{ChallengeObject, UserSignature};
-use govern_core::append::{HopVerdict, UserActionError};
+use govern_core::append::HopVerdict;
 use govern_core::ids::{Hash, LeafIndex};
 use govern_core::merkle;
 use govern_projections::state::State;
@@ -320,42 +319,15 @@ struct SignatureFound {
     user: String,
 }
 
-/// The identity check: the `service.attested` the event names must be its role's current
-/// identity as of this point of the log, bind the producer's key, have its measurement
-/// pinned by the manifest in force and not quarantined, and be live at the event's time
-/// (the checks the log made at append).
+/// The identity check (govern-admission's `custody::check_identity`, the log's own).
 fn identity_of(event: &govern_core::event::Event, state: &State) -> Check<IdentityFound> {
-    let kind = event.kind.as_str();
-    if event.attestation.is_none()
-        && (kind == govern_core::kinds::MANIFEST_PUBLISHED
-            || kind == govern_core::kinds::SERVICE_ATTESTED)
-    {
-        return Check::pass(IdentityFound {
-            attestation: None,
-            manifest: None,
-            self_attesting: true,
-        });
-    }
-    let services = &state.services;
-    // The log's own producer check (govern-admission), as of this point of the log.
-    match govern_admission::check_producer(
-        services,
-        services.manifest.as_ref().map(|m| &m.manifest),
-        &std::collections::BTreeSet::new(),
-        govern_admission::Claim {
-            role: &event.producer.role,
-            attestation: event.attestation,
-            key: &event.producer.key,
-            time: event.time,
-        },
-        govern_store::TIME_SKEW_MS,
-    ) {
-        Ok(id) => Check::pass(IdentityFound {
-            attestation: Some(id.leaf.to_hex()),
-            manifest: Some(id.manifest_serial),
-            self_attesting: false,
+    match govern_admission::custody::check_identity(event, state) {
+        Ok(found) => Check::pass(IdentityFound {
+            attestation: found.attestation.map(|l| l.to_hex()),
+            manifest: found.manifest,
+            self_attesting: found.attestation.is_none(),
         }),
-        Err(e) => Check::refused(HopVerdict::Identity(e)),
+        Err(e) => Check::refused(e),
     }
 }
 
@@ -438,58 +410,21 @@ fn short(hex: &str) -> String {
     hex.chars().take(12).collect()
 }
 
-/// The user-signature check of an action (`None` for an event without one); a failure's
-/// code is the log's own problem type for it (govern-store's `UserActionError`).
+/// The user-signature check of an action (`None` for an event without one): the binding
+/// and the signature, as the log checked them at append (govern-admission's
+/// `custody::check_user_action`).
 fn user_signature(
     event: &govern_core::event::Event,
     state: &State,
 ) -> Option<Check<SignatureFound>> {
-    let b = &event.body;
-    let (Some(action), Some(sig)) = (b.get("action"), b.get("signature")) else {
-        return None;
-    };
-    let (object, signature) = match (
-        serde_json::from_value::<ChallengeObject>(action.clone()),
-        serde_json::from_value::<UserSignature>(sig.clone()),
-    ) {
-        (Ok(o), Ok(s)) => (o, s),
-        (Err(e), _) | (_, Err(e)) => {
-            return Some(Check::refused(HopVerdict::UserAction(
-                UserActionError::Malformed {
-                    kind: event.kind.to_string(),
-                    reason: format!("the action or its signature does not parse: {e}"),
-                },
-            )));
-        }
-    };
-    let Some(tenant) = state.tenants.get(&event.tenant) else {
-        return Some(Check::refused(HopVerdict::UserAction(
-            UserActionError::UnknownTenant {
-                tenant: event.tenant,
-            },
-        )));
-    };
-    let failed =
-        |e: govern_admission::actions::UserActionError| Check::refused(HopVerdict::UserAction(e));
-    // The same binding the log checked at append: the signed route is the kind's, and the
-    // event follows the object the user named.
-    let params = govern_projections::tenants::params(event);
-    if let Err(e) = govern_admission::actions::check_binding(tenant, event, &object, &params) {
-        return Some(failed(e));
-    }
-    Some(
-        match govern_admission::actions::verify_with_credential(tenant, &object, &signature) {
-            Ok((c, _)) => Check::pass(SignatureFound {
-                credential_type: match signature {
-                    UserSignature::Passkey { .. } => "passkey",
-                    UserSignature::Key { .. } => "key",
-                },
-                credential: c.credential.id.clone(),
-                user: c.credential.user.clone(),
-            }),
-            Err(e) => failed(e),
-        },
-    )
+    govern_admission::custody::check_user_action(event, state).map(|r| match r {
+        Ok(f) => Check::pass(SignatureFound {
+            credential_type: f.credential_type,
+            credential: f.credential,
+            user: f.user,
+        }),
+        Err(e) => Check::refused(e),
+    })
 }
 
 /// `govern verify request`.

@@ -1,6 +1,6 @@
-//! `govern worker policy`: an enclave worker as its own process (docs/design.md §2, §8). It
-//! listens on nothing: it follows the node's log, asks the key service for its scopes and
-//! appends its results, all as outbound requests.
+//! `govern worker policy` and `govern worker signer --index N`: an enclave worker as its own
+//! process (docs/design.md §2, §8). It listens on nothing: it follows the node's log, asks
+//! the key service for its scopes and appends its results, all as outbound requests.
 
 use std::path::PathBuf;
 
@@ -18,6 +18,24 @@ pub enum WorkerCommand {
     /// The policy worker: evaluates transfers, policy changes and wallet requests by the
     /// tenants' policies and appends the outcomes.
     Policy(WorkerArgs),
+    /// A threshold signer (`signer-1` … `signer-5`): prepares its aux info, makes wallet keys
+    /// with the other four, and signs approved transfers with two others after re-checking
+    /// each one's chain of custody.
+    Signer(SignerArgs),
+}
+
+/// A signer's own flags.
+#[derive(Debug, Args)]
+pub struct SignerArgs {
+    /// Which signer: 1 to 5 (role `signer-N`).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=5))]
+    pub index: u16,
+    /// TEST ONLY: take aux info for all five signers from this file instead of generating
+    /// safe primes (minutes). It holds every signer's Paillier secret: never in production.
+    #[arg(long, hide = true, env = "GOVERN_TEST_AUX_INFO")]
+    pub test_aux_info: Option<PathBuf>,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 /// Where a worker finds its node and the keys it pins.
@@ -47,8 +65,14 @@ pub struct WorkerArgs {
 /// # Errors
 /// When the worker cannot start, or stops on a log that does not verify.
 pub async fn run(command: WorkerCommand) -> Result<()> {
-    let WorkerCommand::Policy(args) = command;
-    let role = Role::new(policy::ROLE)?;
+    match command {
+        WorkerCommand::Policy(args) => run_policy(args).await,
+        WorkerCommand::Signer(args) => run_signer(args).await,
+    }
+}
+
+/// The config every worker shares: the pinned log key, the witness policy, the state dir.
+fn config(args: &WorkerArgs, role: Role, scopes: &[&str]) -> Result<WorkerConfig> {
     let key = match &args.key {
         Some(k) => k.clone(),
         None => govern_api::DataDir::open_existing(&args.data_dir)?.verifier_key(),
@@ -72,16 +96,56 @@ pub async fn run(command: WorkerCommand) -> Result<()> {
     let state_dir = args
         .state
         .clone()
-        .unwrap_or_else(|| args.data_dir.join("workers").join(policy::ROLE));
-    let nsm = nsm(&args, &role)?;
-    let config = WorkerConfig {
+        .unwrap_or_else(|| args.data_dir.join("workers").join(role.as_str()));
+    Ok(WorkerConfig {
         url: args.url.clone(),
         role,
         log_key: key,
         witnesses,
         state_dir,
-        scopes: policy::SCOPES.iter().map(|s| (*s).to_string()).collect(),
+        scopes: scopes.iter().map(|s| (*s).to_string()).collect(),
+    })
+}
+
+async fn run_signer(args: SignerArgs) -> Result<()> {
+    let role = Role::new(&govern_workers::signer::role(args.index))?;
+    let nsm = nsm(&args.worker, &role)?;
+    let config = config(&args.worker, role.clone(), &govern_workers::signer::SCOPES)?;
+    let options = govern_workers::signer::SignerOptions {
+        test_aux_info: args.test_aux_info.clone(),
+        misbehave: misbehave(),
     };
+    let worker = govern_workers::signer::SignerWorker::new(args.index, config, nsm, options)?;
+    // Tests and `govern up` read this line.
+    println!(
+        "govern worker {role} following {} (pid {})",
+        args.worker.url,
+        std::process::id()
+    );
+    tokio::select! {
+        r = worker.run() => r?,
+        () = crate::run::until_signal() => tracing::info!(%role, "signer stopping"),
+    }
+    Ok(())
+}
+
+/// Fault tests only: a debug build's signer misbehaves as `GOVERN_TEST_MISBEHAVE` says
+/// (`garbage` or `wrong-seal`). A release build has no such switch.
+fn misbehave() -> Option<govern_workers::signer::Misbehave> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    match std::env::var("GOVERN_TEST_MISBEHAVE").as_deref() {
+        Ok("garbage") => Some(govern_workers::signer::Misbehave::Garbage),
+        Ok("wrong-seal") => Some(govern_workers::signer::Misbehave::WrongSeal),
+        _ => None,
+    }
+}
+
+async fn run_policy(args: WorkerArgs) -> Result<()> {
+    let role = Role::new(policy::ROLE)?;
+    let nsm = nsm(&args, &role)?;
+    let config = config(&args, role, &policy::SCOPES)?;
     let worker = PolicyWorker::new(config, nsm)?;
     // Tests and `govern up` read this line.
     println!(

@@ -470,6 +470,7 @@ fn environment(cmd: &mut Command, home: &Path) {
         }
     }
     cmd.env("PATH", std::env::join_paths(path).unwrap())
+        .env("GOVERN_TEST_AUX_INFO", support::TEST_AUX_INFO)
         .env("HOME", home)
         .env("TMPDIR", home.join("tmp"))
         .env("LANG", "C.UTF-8")
@@ -847,8 +848,12 @@ async fn the_auditor_guide_runs_as_shown() {
     std::os::unix::fs::symlink(env!("CARGO_MANIFEST_DIR"), home.join("govern")).unwrap();
     // As the guide says: without the policy worker, so the log holds only what the guide's
     // commands write, and the sizes it shows are exact.
-    let (_group, url, _stdout, _up) =
-        up(&home.join("govern-audit"), &home, &["--no-policy-worker"]).await;
+    let (_group, url, _stdout, _up) = up(
+        &home.join("govern-audit"),
+        &home,
+        &["--no-policy-worker", "--no-signers"],
+    )
+    .await;
     let doc = "docs/auditor-guide.md";
     let text = read_doc(doc);
     let steps = steps(&text, None, false);

@@ -765,6 +765,10 @@ pub enum HopVerdict {
     /// evaluated again (`policy-mismatch`).
     #[error("{0}")]
     Policy(String),
+    /// The hop does not follow the manifest's routing graph (`routing-edge`): a kind its
+    /// producer may not produce, or a parent of a kind, tenant or request it may not follow.
+    #[error("{0}")]
+    Routing(String),
 }
 
 impl HopVerdict {
@@ -777,6 +781,7 @@ impl HopVerdict {
             Self::UserAction(e) => e.problem().0,
             Self::Inclusion { code, .. } => code,
             Self::Policy(_) => "policy-mismatch",
+            Self::Routing(_) => "routing-edge",
         }
     }
 }

@@ -49,6 +49,21 @@ pub const WALLET_APPROVED: &str = "wallet.approved";
 pub const WALLET_REJECTED: &str = "wallet.rejected";
 
 /// `keys.rotated`: the key service added a version of the tenant's scope keys.
+/// The signers' results (docs/design.md §8): a wallet's key made by DKG, a transfer signed,
+/// a transfer whose chain of custody did not verify.
+pub const WALLET_CREATED: &str = "wallet.created";
+pub const TRANSFER_SIGNED: &str = "transfer.signed";
+pub const TRANSFER_QUARANTINED: &str = "transfer.quarantined";
+
+/// The signers' protocol traffic, carried by the log (docs/formats.md, "The signers"): a
+/// member joining an attempt, one protocol message (or one part of it), an attempt given up
+/// with its culprit, and the aux-info preparation's joins and results.
+pub const MPC_JOIN: &str = "mpc.join";
+pub const MPC_MESSAGE: &str = "mpc.message";
+pub const MPC_ABORTED: &str = "mpc.aborted";
+pub const AUX_JOIN: &str = "aux.join";
+pub const AUX_READY: &str = "aux.ready";
+
 pub const KEYS_ROTATED: &str = "keys.rotated";
 /// `keys.shredded`: the key service deleted the tenant's seeds.
 pub const KEYS_SHREDDED: &str = "keys.shredded";
@@ -77,6 +92,12 @@ pub const POLICY_RESULT_KINDS: [&str; 7] = [
 
 /// Every kind that carries a user's signature (`action`, `signature`, and either `salt` and
 /// `params` in clear or, for a sealed kind, `clear` and the sealed `{"params", "salt"}`).
+/// What the signers record about a tenant's request (tenant kinds: the tenant fold shows them).
+pub const SIGNER_RESULT_KINDS: [&str; 3] = [WALLET_CREATED, TRANSFER_SIGNED, TRANSFER_QUARANTINED];
+
+/// The signers' protocol kinds (not tenant kinds: the log checks them by the routing graph).
+pub const MPC_KINDS: [&str; 5] = [MPC_JOIN, MPC_MESSAGE, MPC_ABORTED, AUX_JOIN, AUX_READY];
+
 pub const ACTION_KINDS: [&str; 8] = [
     USER_INVITED,
     USER_ROLE_CHANGED,
@@ -97,6 +118,7 @@ pub fn is_tenant_kind(kind: &str) -> bool {
         || ACTION_KINDS.contains(&kind)
         || KEY_KINDS.contains(&kind)
         || POLICY_RESULT_KINDS.contains(&kind)
+        || SIGNER_RESULT_KINDS.contains(&kind)
 }
 
 /// Whether the log indexes entries of `kind` (`i` keys) so the append policy can rebuild its
@@ -104,7 +126,7 @@ pub fn is_tenant_kind(kind: &str) -> bool {
 /// entry: [`SERVICE_KINDS`] and the tenant kinds ([`is_tenant_kind`]).
 #[must_use]
 pub fn is_tracked(kind: &str) -> bool {
-    SERVICE_KINDS.contains(&kind) || is_tenant_kind(kind)
+    SERVICE_KINDS.contains(&kind) || kind == AUX_JOIN || kind == AUX_READY || is_tenant_kind(kind)
 }
 
 #[cfg(test)]
@@ -128,7 +150,15 @@ mod tests {
         {
             assert!(is_tenant_kind(k), "{k}");
         }
-        assert!(!is_tracked("transfer.signed"));
+        assert!(is_tenant_kind(TRANSFER_SIGNED));
+        for k in MPC_KINDS {
+            assert!(!is_tenant_kind(k), "{k}");
+            assert!(govern_event_kind(k), "{k}");
+        }
+        // The aux-info preparation is service state (`/v1/services`); the protocol's
+        // messages are not.
+        assert!(is_tracked(AUX_READY));
+        assert!(!is_tracked(MPC_MESSAGE));
         for k in POLICY_RESULT_KINDS {
             assert!(!ACTION_KINDS.contains(&k), "{k}");
             assert!(!SERVICE_KINDS.contains(&k), "{k}");

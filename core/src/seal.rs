@@ -235,7 +235,7 @@ pub struct SealedKind {
 /// Every sealed kind. User actions whose parameters are all authorization data (an
 /// invitation's role, a role change, a key added, a revocation) stay clear, and the log
 /// checks their commitment; a user's name is sealed in their registration.
-pub const SEALED_KINDS: [SealedKind; 6] = [
+pub const SEALED_KINDS: [SealedKind; 7] = [
     SealedKind {
         kind: kinds::USER_REGISTERED,
         scope: "users",
@@ -277,6 +277,14 @@ pub const SEALED_KINDS: [SealedKind; 6] = [
         clear: &[],
         action: false,
         members: &["reasons"],
+    },
+    // The signed transaction: its hash and the checkpoint it was verified under stay clear.
+    SealedKind {
+        kind: kinds::TRANSFER_SIGNED,
+        scope: "transfers",
+        clear: &[],
+        action: false,
+        members: &["raw"],
     },
 ];
 

@@ -26,8 +26,13 @@
 //!   changes and wallet requests by the tenants' policies with govern-projections' pure
 //!   evaluation.
 //!
+//! - [`signer`]: the five threshold signers (`govern worker signer --index N`): aux info,
+//!   key generation and 3-of-5 ECDSA signing with cggmp24, every protocol message carried by
+//!   the log, each transfer's chain of custody re-checked before it is signed, the EIP-1559
+//!   transaction built by each signer itself.
+//!
 //! It runs no server and opens no listening socket: the witness (`govern witness`) is the
-//! govern-witness crate. Still to come: the five threshold signers.
+//! govern-witness crate.
 #![forbid(unsafe_code)]
 
 pub mod durable;
@@ -35,3 +40,4 @@ pub mod identity;
 pub mod nsm;
 pub mod policy;
 pub mod runtime;
+pub mod signer;

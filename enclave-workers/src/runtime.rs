@@ -200,7 +200,7 @@ pub enum Appended {
 pub struct Runtime {
     client: Client,
     follower: Follower,
-    identity: ServiceIdentity,
+    identity: std::sync::Arc<ServiceIdentity>,
     nsm: Box<dyn Nsm>,
     services: Services,
     keys: BTreeMap<TenantId, ScopeKeys>,
@@ -241,7 +241,7 @@ impl Runtime {
         Ok(Self {
             client,
             follower,
-            identity: ServiceIdentity::new(keys),
+            identity: std::sync::Arc::new(ServiceIdentity::new(keys)),
             nsm,
             services: Services::default(),
             keys: BTreeMap::new(),
@@ -259,6 +259,12 @@ impl Runtime {
         &self.identity
     }
 
+    /// The worker's identity, shared (for signing events off the runtime's task).
+    #[must_use]
+    pub fn identity_handle(&self) -> std::sync::Arc<ServiceIdentity> {
+        self.identity.clone()
+    }
+
     /// The service inventory folded so far.
     #[must_use]
     pub fn services(&self) -> &Services {
@@ -269,6 +275,12 @@ impl Runtime {
     #[must_use]
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The root of the last verified checkpoint.
+    #[must_use]
+    pub fn root(&self) -> Option<RootHash> {
+        self.root
     }
 
     /// The HTTP client.
@@ -415,20 +427,7 @@ impl Runtime {
     /// # Errors
     /// [`WorkerError::Refused`] with the node's refusal.
     pub async fn append(&self, event: &SignedEvent) -> Result<Appended, WorkerError> {
-        let mut backoff = Backoff::default();
-        loop {
-            match self.client.append(event.bytes()).await {
-                Ok(r) => return Ok(Appended::New(r)),
-                Err(e) if matches!(problem_kind(&e), Some("duplicate" | "already-held")) => {
-                    return Ok(Appended::Already);
-                }
-                Err(e) if transient(&e) => {
-                    tracing::warn!(error = %e, kind = %event.event().kind, "append not answered; retrying");
-                    backoff.wait().await;
-                }
-                Err(e) => return Err(WorkerError::Refused(Box::new(e))),
-            }
-        }
+        append_to(&self.client, event).await
     }
 
     /// Sign an event of this worker's identity at `time`, sealing `sealed` (the plaintext,
@@ -614,6 +613,28 @@ impl Runtime {
             );
         }
         Ok(out)
+    }
+}
+
+/// Append `event` through `client` as [`Runtime::append`] does (for a task that holds only
+/// the client).
+///
+/// # Errors
+/// [`WorkerError::Refused`] with the node's refusal.
+pub async fn append_to(client: &Client, event: &SignedEvent) -> Result<Appended, WorkerError> {
+    let mut backoff = Backoff::default();
+    loop {
+        match client.append(event.bytes()).await {
+            Ok(r) => return Ok(Appended::New(r)),
+            Err(e) if matches!(problem_kind(&e), Some("duplicate" | "already-held")) => {
+                return Ok(Appended::Already);
+            }
+            Err(e) if transient(&e) => {
+                tracing::warn!(error = %e, kind = %event.event().kind, "append not answered; retrying");
+                backoff.wait().await;
+            }
+            Err(e) => return Err(WorkerError::Refused(Box::new(e))),
+        }
     }
 }
 

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use govern_core::kinds::{
-    SERVICE_ATTESTED as ATTESTED_KIND, SERVICE_KINDS, SERVICE_QUARANTINED as QUARANTINED_KIND,
+    AUX_JOIN, AUX_READY, SERVICE_ATTESTED as ATTESTED_KIND, SERVICE_KINDS,
+    SERVICE_QUARANTINED as QUARANTINED_KIND,
 };
 
 /// A role's identity, from its latest accepted `service.attested`.
@@ -144,6 +145,26 @@ pub struct Services {
     pub identities: BTreeMap<Role, Identity>,
     /// Quarantined measurements (PCR0, hex).
     pub quarantined: BTreeMap<String, Quarantine>,
+    /// The signers' aux-info preparation, by signer role (docs/formats.md, "The signers").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux: BTreeMap<Role, AuxStatus>,
+}
+
+/// Where a signer's aux info stands, as its `aux.join` and `aux.ready` events say.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuxStatus {
+    /// `joined` (its primes are ready and it joined the protocol) or `ready` (it holds its
+    /// aux info for `session`).
+    pub stage: String,
+    /// The aux-info session (execution id, hex; `fixture-…` for test-only aux info).
+    pub session: String,
+    /// Whether it came from the test-only fixture.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixture: bool,
+    /// When (log time).
+    pub time: Timestamp,
+    /// The event.
+    pub index: LeafIndex,
 }
 
 /// PCR0, PCR1 and PCR2 of a document, hex (empty when absent).
@@ -178,7 +199,19 @@ impl Services {
     /// Whether this fold reads `kind`.
     #[must_use]
     pub fn reads(kind: &str) -> bool {
-        SERVICE_KINDS.contains(&kind)
+        SERVICE_KINDS.contains(&kind) || kind == AUX_JOIN || kind == AUX_READY
+    }
+
+    /// The aux-info session all five signers are ready in, if any.
+    #[must_use]
+    pub fn aux_ready(&self) -> Option<&str> {
+        let first = self.aux.values().next()?;
+        (self.aux.len() == 5
+            && self
+                .aux
+                .values()
+                .all(|a| a.stage == "ready" && a.session == first.session))
+        .then_some(first.session.as_str())
     }
 
     /// Fold an accepted event in. For a `manifest.published`, the identities it stopped
@@ -186,6 +219,29 @@ impl Services {
     pub fn apply(&mut self, signed: &SignedEvent, index: LeafIndex) -> Vec<Identity> {
         let event = signed.event();
         match event.kind.as_str() {
+            AUX_JOIN | AUX_READY => {
+                let session = event.body.get("session").and_then(Value::as_str);
+                let signer = event.producer.role.as_str().starts_with("signer-");
+                if let (Some(session), true) = (session, signer) {
+                    let ready = event.kind.as_str() == AUX_READY;
+                    let current = self.aux.get(&event.producer.role);
+                    // A join of another session replaces a readiness; a join never replaces
+                    // the readiness of its own session.
+                    if ready || current.is_none_or(|c| c.session != session) {
+                        self.aux.insert(
+                            event.producer.role.clone(),
+                            AuxStatus {
+                                stage: if ready { "ready" } else { "joined" }.into(),
+                                session: session.to_string(),
+                                fixture: event.body.get("fixture") == Some(&Value::Bool(true)),
+                                time: event.time,
+                                index,
+                            },
+                        );
+                    }
+                }
+                Vec::new()
+            }
             MANIFEST_PUBLISHED_KIND => {
                 let Ok(signed_manifest) = SignedManifest::from_published_body(&event.body) else {
                     return Vec::new();

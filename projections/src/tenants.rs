@@ -26,6 +26,7 @@ pub use govern_core::kinds::{
     TRANSFER_REJECTED, TRANSFER_REQUESTED, USER_INVITED, USER_REGISTERED, USER_ROLE_CHANGED,
     WALLET_APPROVED, WALLET_REJECTED, WALLET_REQUESTED, is_tenant_kind,
 };
+pub use govern_core::kinds::{TRANSFER_QUARANTINED, TRANSFER_SIGNED, WALLET_CREATED};
 
 /// A user's role in a tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -130,6 +131,30 @@ pub struct Wallet {
     pub index: u64,
     /// That entry's leaf hash.
     pub leaf: LeafHash,
+    /// Its key, once the signers made it (`wallet.created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<WalletKey>,
+}
+
+/// A wallet's key as `wallet.created` records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletKey {
+    /// The EVM address, EIP-55 checksummed.
+    pub address: String,
+    /// The secp256k1 public key, compressed SEC1, hex.
+    pub public_key: String,
+    /// The `wallet.created` entry.
+    pub index: u64,
+}
+
+/// A transfer's signed transaction as `transfer.signed` records it in clear (the raw
+/// transaction itself is sealed in scope `transfers`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedTransaction {
+    /// Keccak-256 of the raw transaction, 0x hex: its Ethereum transaction hash.
+    pub hash: String,
+    /// The `transfer.signed` entry.
+    pub index: u64,
 }
 
 /// One step of a request's receipt chain.
@@ -152,10 +177,14 @@ pub struct Request {
     pub kind: String,
     /// `requested`; after the policy worker's `policy.evaluated`, `pending` (approvals
     /// needed) or `evaluated`; after its decision `approved` (a transfer or a wallet),
-    /// `activated` (a policy change) or `rejected`.
+    /// `activated` (a policy change) or `rejected`; after the signers `created` (a wallet),
+    /// `signed` or `quarantined` (a transfer).
     pub status: String,
     /// Its events in log order.
     pub events: Vec<Step>,
+    /// A transfer's signed transaction, once signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<SignedTransaction>,
 }
 
 /// One tenant.
@@ -448,6 +477,7 @@ impl Tenants {
                 kind: kind.to_string(),
                 status: "requested".into(),
                 events: Vec::new(),
+                transaction: None,
             });
         request.events.push(step.clone());
         // The request's status is the policy worker's: its evaluation, then its decision.
@@ -464,6 +494,21 @@ impl Tenants {
             POLICY_ACTIVATED => request.status = "activated".into(),
             TRANSFER_REJECTED | WALLET_REJECTED | POLICY_REJECTED => {
                 request.status = "rejected".into();
+            }
+            // The signers' results: one each by their uniqueness key; a quarantine by one
+            // signer does not undo a signature the others made.
+            WALLET_CREATED => request.status = "created".into(),
+            TRANSFER_SIGNED => {
+                request.status = "signed".into();
+                if let Some(hash) = text(&event.body, "tx_hash") {
+                    request.transaction = Some(SignedTransaction {
+                        hash: hash.to_string(),
+                        index,
+                    });
+                }
+            }
+            TRANSFER_QUARANTINED if request.status != "signed" => {
+                request.status = "quarantined".into();
             }
             _ => {}
         }
@@ -550,9 +595,29 @@ impl Tenants {
             }
             WALLET_REQUESTED => {
                 let id = event.request.0.to_string();
-                tenant
-                    .wallets
-                    .insert(id.clone(), Wallet { id, index, leaf });
+                tenant.wallets.insert(
+                    id.clone(),
+                    Wallet {
+                        id,
+                        index,
+                        leaf,
+                        key: None,
+                    },
+                );
+            }
+            WALLET_CREATED => {
+                if let (Some(w), Some(address), Some(public_key)) = (
+                    tenant.wallets.get_mut(&event.request.0.to_string()),
+                    text(&event.body, "address"),
+                    text(&event.body, "public_key"),
+                ) && w.key.is_none()
+                {
+                    w.key = Some(WalletKey {
+                        address: address.to_string(),
+                        public_key: public_key.to_string(),
+                        index,
+                    });
+                }
             }
             POLICY_CHANGED => tenant.policy = Some(step),
             _ => {}

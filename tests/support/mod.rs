@@ -32,6 +32,12 @@ pub struct Node {
     _stdout: Lines<BufReader<ChildStdout>>,
 }
 
+/// Aux info for the five signers, for tests only (enclave-workers/tests/aux_fixture.rs).
+pub const TEST_AUX_INFO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/enclave-workers/tests/fixtures/aux-info.test-only.json"
+);
+
 pub fn govern() -> Command {
     let mut cmd = Command::new(BIN);
     for var in [
@@ -52,6 +58,9 @@ pub fn govern() -> Command {
         "XDG_STATE_HOME",
         std::env::temp_dir().join(format!("govern-test-state-{}", std::process::id())),
     );
+    // The signers `govern up` starts take the committed test-only aux info instead of
+    // generating safe primes (minutes).
+    cmd.env("GOVERN_TEST_AUX_INFO", TEST_AUX_INFO);
     cmd.env("GOVERN_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);

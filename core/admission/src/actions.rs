@@ -16,7 +16,10 @@ use govern_core::action::{
 };
 use govern_core::event::{Event, Role, TenantId};
 use govern_core::ids::{Hash, LeafHash, RootHash};
-use govern_core::kinds::{POLICY_EVALUATED, POLICY_RESULT_KINDS};
+use govern_core::kinds::{
+    POLICY_EVALUATED, POLICY_RESULT_KINDS, SIGNER_RESULT_KINDS, TRANSFER_APPROVED,
+    TRANSFER_QUARANTINED, TRANSFER_SIGNED, WALLET_APPROVED, WALLET_CREATED,
+};
 use govern_core::seal::{SCOPES, clear_from_path, sealed_kind, sealed_scope};
 pub use govern_projections::policy::decision_kinds;
 use govern_projections::tenants::{
@@ -105,6 +108,10 @@ pub fn check_tenant_event(
     }
     if POLICY_RESULT_KINDS.contains(&kind) {
         check_policy_result(tenant, event)?;
+        return check_sealing(tenant, event).map(|()| Vec::new());
+    }
+    if SIGNER_RESULT_KINDS.contains(&kind) {
+        check_signer_result(tenant, event)?;
         return check_sealing(tenant, event).map(|()| Vec::new());
     }
     if !event.body.contains_key("action") {
@@ -256,6 +263,55 @@ fn check_key_event(tenant: &Tenant, event: &Event) -> Result<(), UserActionError
 /// of the request's decision kinds, and gives a `reason`. Whether the outcome is right the
 /// log cannot tell (the reasons are sealed): the signers, `govern verify request` and
 /// auditors recompute it.
+/// A signer's result (`wallet.created`, `transfer.signed`, `transfer.quarantined`): it
+/// belongs to a wallet request (`wallet.created`) or a transfer (the others); a key or a
+/// signature follows the policy worker's approval; its clear fields are well-formed. That
+/// the key and the signature are right the log cannot tell from here: anyone checks them
+/// against the wallet's address (the transaction's sender), and the signers themselves
+/// re-verify the chain before they sign.
+fn check_signer_result(tenant: &Tenant, event: &Event) -> Result<(), UserActionError> {
+    let kind = event.kind.as_str();
+    let b = &event.body;
+    let request = tenant
+        .requests
+        .get(&event.request.0.to_string())
+        .ok_or_else(|| UserActionError::Unknown {
+            what: "request",
+            id: event.request.0.to_string(),
+        })?;
+    let (subject, approval) = if kind == WALLET_CREATED {
+        (WALLET_REQUESTED, WALLET_APPROVED)
+    } else {
+        (TRANSFER_REQUESTED, TRANSFER_APPROVED)
+    };
+    if request.kind != subject {
+        return Err(malformed(event, format!("its request is not a {subject}")));
+    }
+    let hex_field = |field: &str, digits: usize, prefix: &str| {
+        text(b, field)
+            .and_then(|v| v.strip_prefix(prefix))
+            .is_some_and(|v| v.len() == digits && v.bytes().all(|c| c.is_ascii_hexdigit()))
+    };
+    match kind {
+        WALLET_CREATED | TRANSFER_SIGNED if !request.events.iter().any(|s| s.kind == approval) => {
+            Err(malformed(event, format!("the request has no {approval}")))
+        }
+        WALLET_CREATED if !hex_field("address", 40, "0x") || !hex_field("public_key", 66, "") => {
+            Err(malformed(
+                event,
+                "\"address\" is 0x and 40 hex digits, \"public_key\" 33 bytes hex",
+            ))
+        }
+        TRANSFER_SIGNED if !hex_field("tx_hash", 64, "0x") => {
+            Err(malformed(event, "\"tx_hash\" is 0x and 64 hex digits"))
+        }
+        TRANSFER_QUARANTINED if text(b, "reason").is_none_or(str::is_empty) => {
+            Err(malformed(event, "\"reason\" names why"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_policy_result(tenant: &Tenant, event: &Event) -> Result<(), UserActionError> {
     let kind = event.kind.as_str();
     let b = &event.body;

@@ -149,6 +149,10 @@ pub struct ServicesView {
     pub services: Vec<ServiceStatus>,
     /// Quarantined measurements (PCR0, hex).
     pub quarantined: BTreeMap<String, Quarantine>,
+    /// The signers' aux info, by role: `joined` (generating it with the others) or `ready`.
+    pub aux: BTreeMap<Role, govern_projections::services::AuxStatus>,
+    /// The aux-info session all five signers are ready in; `None` while they prepare it.
+    pub aux_ready: Option<String>,
 }
 
 /// Which manifest is in force.
@@ -461,6 +465,8 @@ impl IdentityPolicy {
             }),
             services,
             quarantined: reg.services.quarantined.clone(),
+            aux: reg.services.aux.clone(),
+            aux_ready: reg.services.aux_ready().map(str::to_string),
         }
     }
 

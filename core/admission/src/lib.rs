@@ -23,6 +23,7 @@
 
 pub mod actions;
 mod allow;
+pub mod custody;
 mod identity;
 mod routing;
 
