@@ -17,6 +17,9 @@ DEB_PACKAGES := librocksdb-dev libclang-dev m4 pkg-config libssl-dev
 TEST_DEB_PACKAGES := chromium curl jq xxd python3 openssl
 VENV ?= /var/tmp/govern-venv
 SCHEMATHESIS_VERSION := 4.32.5
+# tests/signers.rs recovers a signed transaction's sender with an Ethereum implementation
+# that is not this project's: eth-account (PyPI), in the same venv.
+ETH_ACCOUNT_VERSION := 0.14.0
 
 .PHONY: up test deps test-deps bench fuzz-build clean-data
 
@@ -39,6 +42,8 @@ test-deps: deps
 	  (cd tests/browser && npm ci --no-audit --no-fund)
 	@$(VENV)/bin/schemathesis --version 2>/dev/null | grep -q "$(SCHEMATHESIS_VERSION)" || \
 	  (python3 -m venv $(VENV) && $(VENV)/bin/pip install -q "schemathesis==$(SCHEMATHESIS_VERSION)")
+	@$(VENV)/bin/python -c "import eth_account" 2>/dev/null || \
+	  $(VENV)/bin/pip install -q "eth-account==$(ETH_ACCOUNT_VERSION)"
 
 up: deps
 	cargo run --release --bin govern -- up
@@ -48,7 +53,7 @@ test: test-deps
 	# but it must keep compiling; its KMS client runs against a local stand-in for KMS.
 	cargo check -p govern --no-default-features --features nitro-kms
 	cargo nextest run -p govern-api --features nitro-kms --lib --no-fail-fast -E 'test(kms::)'
-	cargo nextest run --workspace --no-fail-fast
+	GOVERN_TEST_PYTHON=$(VENV)/bin/python cargo nextest run --workspace --no-fail-fast
 	# The API against its own OpenAPI document, bounded in time: no 5xx, no response that
 	# breaks the schema.
 	SCHEMATHESIS=$(VENV)/bin/schemathesis scripts/schemathesis.sh

@@ -1,5 +1,6 @@
-//! `govern demo transfer`: the policy worker's path end to end, as a user would drive it
-//! (govern-client's `scenario::demo_transfer`), printing every hop as it lands.
+//! `govern demo transfer`: a transfer end to end, as a user would drive it (govern-client's
+//! `scenario::demo_transfer`), printing every hop as it lands: the policy worker's
+//! decisions, the signers' wallet key and, last, the signed transaction.
 
 use std::path::PathBuf;
 
@@ -12,7 +13,8 @@ use crate::error::Result;
 #[derive(Debug, Subcommand)]
 pub enum DemoCommand {
     /// A tenant, two users with software passkeys, a policy that needs one approval above
-    /// 1 ETH, a wallet, a signed transfer of 2 ETH and the approval, to `transfer.approved`.
+    /// 1 ETH, a wallet (its key made by the signers), a user-signed transfer of 2 ETH and
+    /// the approval, to `transfer.signed` (to `transfer.approved` without signers).
     Transfer(DemoArgs),
 }
 
@@ -62,14 +64,25 @@ pub async fn run(command: DemoCommand) -> Result<()> {
                 "request": demo.transfer,
                 "to": demo.to,
                 "amount": demo.amount,
-                "decision": demo.last.kind,
+                "address": demo.address,
+                "last": demo.last.kind,
                 "index": demo.last.index,
+                "tx_hash": demo.tx_hash,
+                "raw_transaction": demo.raw,
             })
         );
     } else {
+        if let (Some(address), Some(raw)) = (&demo.address, &demo.raw) {
+            println!("wallet {} address {address}", demo.wallet);
+            println!(
+                "transaction {} (EIP-1559, signed 3-of-5):",
+                demo.tx_hash.as_deref().unwrap_or_default()
+            );
+            println!("{raw}");
+        }
         println!(
-            "transfer {} approved at index {}: govern verify request {} --url {}",
-            demo.transfer, demo.last.index, demo.transfer, args.url
+            "transfer {} at {} (index {}): govern verify request {} --url {}",
+            demo.transfer, demo.last.kind, demo.last.index, demo.transfer, args.url
         );
     }
     Ok(())

@@ -83,7 +83,7 @@ async fn demo(url: &str, data: &Path, worker_log: &Path) -> Value {
         std::fs::read_to_string(worker_log).unwrap_or_default()
     );
     let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(demo["decision"], "transfer.approved", "{demo}");
+    assert_eq!(demo["last"], "transfer.approved", "{demo}");
     demo
 }
 

@@ -664,7 +664,8 @@ pub(crate) async fn me(
     .into_response())
 }
 
-/// `GET /v1/requests/{id}` (session): status and the chain of event indices so far.
+/// `GET /v1/requests/{id}` (session): status and the chain of event indices so far; for a
+/// signed transfer, its transaction (hash and raw bytes, 0x hex).
 #[utoipa::path(get,
     path = "/v1/requests/{id}",
     tag = "edge",
@@ -681,7 +682,18 @@ pub(crate) async fn request_status(
         .with_tenant(&session.tenant, |t| t.requests.get(&id).cloned())
         .flatten()
         .ok_or_else(|| not_found("request", &id))?;
-    Ok(axum::Json(request).into_response())
+    let mut answer = serde_json::to_value(&request).unwrap_or_default();
+    // A signed transfer: its raw transaction, opened from `transfer.signed` with the edge's
+    // `transfers` key (the opening recorded in `reads.audit`).
+    if let Some(tx) = &request.transaction {
+        let opened =
+            crate::tenant_keys::open_entries(&edge, &session.tenant, "transfers", &[tx.index])
+                .await?;
+        if let Some(raw) = opened.first().and_then(|(_, m)| m.get("raw")).cloned() {
+            answer["transaction"]["raw"] = raw;
+        }
+    }
+    Ok(axum::Json(answer).into_response())
 }
 
 /// `GET /v1/wallets/{id}` (session).

@@ -540,8 +540,13 @@ pub struct Demo {
     pub to: String,
     /// Its amount (wei).
     pub amount: String,
-    /// The last hop: `transfer.approved` (until signers exist).
+    /// The last hop: `transfer.signed` where the signers run (else `transfer.approved`).
     pub last: Hop,
+    /// The wallet's EVM address (EIP-55), once the signers made its key.
+    pub address: Option<String>,
+    /// The signed transaction: its hash and raw bytes (0x hex), where the signers run.
+    pub tx_hash: Option<String>,
+    pub raw: Option<String>,
 }
 
 /// How long the demo waits for the policy worker's next hop.
@@ -601,11 +606,13 @@ impl Driver {
             if let Some(hop) = last {
                 return Ok(hop);
             }
-            let rejected = text(&r, "status") == "rejected";
-            if rejected || std::time::Instant::now() > deadline {
+            let status = text(&r, "status");
+            if status == "rejected" || status == "quarantined" {
+                return Err(format!("request {id} is {status}, not at {until}").into());
+            }
+            if std::time::Instant::now() > deadline {
                 return Err(format!(
-                    "request {id} is {} after {DEMO_HOP_WAIT_S} s, not at {until} (is the policy worker running? govern up starts it)",
-                    text(&r, "status")
+                    "request {id} is {status} after {DEMO_HOP_WAIT_S} s, not at {until} (are the policy worker and the signers running? govern up starts them)"
                 )
                 .into());
             }
@@ -617,7 +624,8 @@ impl Driver {
 /// `govern demo transfer`: a tenant and its first admin (a passkey), a second user invited
 /// and registered (a passkey), a policy that needs the second user's approval above 1 ETH,
 /// a wallet, a user-signed transfer of 2 ETH and the second user's approval; `out` is handed
-/// every hop of those requests as it lands. Ends at `transfer.approved`.
+/// every hop of those requests as it lands. Ends at `transfer.signed` when the node's five
+/// signers hold aux info (`/v1/services`), else at `transfer.approved`.
 ///
 /// # Errors
 /// The first call the node refuses; a hop that does not come within [`DEMO_HOP_WAIT_S`].
@@ -667,6 +675,22 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
     let wallet = text(&wallet, "request");
     d.hops(&session, &wallet, "wallet.approved", &mut seen, out)
         .await?;
+    let services = d.call(Method::GET, "/v1/services", None, None).await?;
+    let signers = services.get("aux_ready").is_some_and(|v| !v.is_null());
+    let mut address = None;
+    if signers {
+        d.hops(&session, &wallet, "wallet.created", &mut seen, out)
+            .await?;
+        let w = d
+            .call(
+                Method::GET,
+                &format!("/v1/wallets/{wallet}"),
+                Some(("authorization", format!("Bearer {session}"))),
+                None,
+            )
+            .await?;
+        address = w["key"]["address"].as_str().map(str::to_string);
+    }
     let to = format!("0x{}dead", "0".repeat(36));
     let amount = "2000000000000000000".to_string();
     let body = json!({
@@ -697,9 +721,25 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
         &json!({"comment": "checked: demo"}),
     )
     .await?;
-    let last = d
+    let mut last = d
         .hops(&session, &transfer, "transfer.approved", &mut seen, out)
         .await?;
+    let (mut tx_hash, mut raw) = (None, None);
+    if signers {
+        last = d
+            .hops(&session, &transfer, "transfer.signed", &mut seen, out)
+            .await?;
+        let r = d
+            .call(
+                Method::GET,
+                &format!("/v1/requests/{transfer}"),
+                Some(("authorization", format!("Bearer {session}"))),
+                None,
+            )
+            .await?;
+        tx_hash = r["transaction"]["hash"].as_str().map(str::to_string);
+        raw = r["transaction"]["raw"].as_str().map(str::to_string);
+    }
     Ok(Demo {
         tenant,
         wallet,
@@ -707,6 +747,9 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
         to,
         amount,
         last,
+        address,
+        tx_hash,
+        raw,
     })
 }
 
