@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use tokio::io::AsyncBufReadExt as _;
 use govern_client::scenario::{self, Hop};
 
 use crate::error::Result;
@@ -30,9 +31,16 @@ pub struct DemoArgs {
     /// The web origin users sign for [default: http://localhost:<the URL's port>].
     #[arg(long)]
     pub origin: Option<String>,
-    /// Print one JSON object at the end instead of the hops.
+    /// Print one JSON object per transfer instead of the hops.
     #[arg(long)]
     pub json: bool,
+    /// Send this many transfers from the wallet (nonces 0, 1, …), one after the other.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub transfers: u64,
+    /// Wait for a line on standard input before each transfer (after the wallet is made, say
+    /// so: with --json, a first object with the tenant, the wallet and its address).
+    #[arg(long)]
+    pub step: bool,
 }
 
 /// Run a demo.
@@ -54,7 +62,34 @@ pub async fn run(command: DemoCommand) -> Result<()> {
     if !args.json {
         println!("{:>6}  {:<20}    {:<8}", "index", "kind", "producer");
     }
-    let demo = scenario::demo_transfer(&mut driver, &mut out).await?;
+    let mut wallet = scenario::demo_wallet(&mut driver, &mut out).await?;
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    if args.step {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "tenant": wallet.tenant,
+                    "wallet": wallet.wallet,
+                    "address": wallet.address,
+                })
+            );
+        } else {
+            println!("wallet {} ready: press Enter to send a transfer", wallet.wallet);
+        }
+    }
+    for nonce in 0..args.transfers {
+        if args.step && stdin.next_line().await?.is_none() {
+            break;
+        }
+        let demo = scenario::demo_send(&mut driver, &mut wallet, nonce, &mut out).await?;
+        show(&demo, &args);
+    }
+    Ok(())
+}
+
+/// One transfer's outcome, as JSON or as lines.
+fn show(demo: &scenario::Demo, args: &DemoArgs) {
     if args.json {
         println!(
             "{}",
@@ -85,5 +120,4 @@ pub async fn run(command: DemoCommand) -> Result<()> {
             demo.transfer, demo.last.kind, demo.last.index, demo.transfer, args.url
         );
     }
-    Ok(())
 }

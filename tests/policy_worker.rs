@@ -384,37 +384,11 @@ async fn a_worker_killed_at_random_moments_decides_every_request_exactly_once() 
 /// tenant's keys recomputes the outcome and fails both hops with `policy-mismatch`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
-    use govern_core::event::{Role, Timestamp};
-    use govern_core::kinds::TRANSFER_APPROVED;
-    use govern_projections::policy::{Decision, Outcome, Owed, Reason};
-    use govern_workers::runtime::{Runtime, WorkerConfig};
-
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let node = start(&data, "127.0.0.1:0", &tmp.path().join("node.log"))
         .await
         .unwrap();
-    let role = Role::new("policy").unwrap();
-    let nsm = govern_workers::nsm::SimulatedNsm::open(
-        &data.join("dev-ca"),
-        Path::new(support::BIN),
-        role.clone(),
-    )
-    .unwrap();
-    let mut rt = Runtime::new(
-        WorkerConfig {
-            url: node.url.clone(),
-            role,
-            log_key: govern_api::DataDir::open_existing(&data)
-                .unwrap()
-                .verifier_key(),
-            witnesses: None,
-            state_dir: tmp.path().join("evil"),
-            scopes: vec!["approvals".into(), "policies".into(), "transfers".into()],
-        },
-        Box::new(nsm),
-    )
-    .unwrap();
     let demo = govern()
         .args([
             "demo",
@@ -430,108 +404,16 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
         .spawn()
         .unwrap();
     let demo = tokio::spawn(demo.wait_with_output());
-    let mut book = PolicyBook::default();
-    let mut lied = None;
+    let mut liar = support::liar::Liar::attest(&node.url, &data, &tmp.path().join("evil"), None).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !demo.is_finished() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the demo did not finish"
         );
-        let batch = rt.follow(PolicyBook::reads).await.unwrap();
-        if rt.attestation_due() {
-            rt.attest().await.unwrap();
-        }
-        for (index, signed) in batch {
-            let event = signed.event();
-            let mut opened = None;
-            if [TRANSFER_REQUESTED, POLICY_CHANGED].contains(&event.kind.as_str()) {
-                let (scope, version) = govern_core::seal::sealed_scope(event).unwrap();
-                let key = rt.scope_key(event.tenant, &scope, version).await.unwrap();
-                opened = Some(govern_core::seal::open_action(event, &key).unwrap());
-            }
-            let _ = book.apply(index, &signed, opened.as_ref());
-        }
-        let now = Timestamp::now();
-        for owed in book.owed(now) {
-            match owed {
-                Owed::Evaluate {
-                    tenant,
-                    request,
-                    subject_leaf,
-                    mut evaluation,
-                } => {
-                    let lie = evaluation.subject.kind == TRANSFER_REQUESTED
-                        && evaluation.outcome == Outcome::Approval;
-                    if lie {
-                        evaluation.outcome = Outcome::Allow;
-                        evaluation.groups.clear();
-                        evaluation.deadline = None;
-                    }
-                    let sealed = govern_core::canonical::to_vec(&evaluation.sealed_body()).unwrap();
-                    let e = rt
-                        .sign(
-                            POLICY_EVALUATED,
-                            tenant,
-                            request,
-                            vec![subject_leaf],
-                            evaluation.clear_body(&subject_leaf),
-                            Some(("policies", sealed)),
-                            now,
-                        )
-                        .await
-                        .unwrap();
-                    rt.append(&e).await.unwrap();
-                    if lie {
-                        let approve = Decision {
-                            kind: TRANSFER_APPROVED,
-                            reason: Reason::Allowed,
-                            approvals: Vec::new(),
-                        };
-                        let d = rt
-                            .sign(
-                                TRANSFER_APPROVED,
-                                tenant,
-                                request,
-                                vec![e.leaf_hash()],
-                                approve.body(&e.leaf_hash()),
-                                None,
-                                now,
-                            )
-                            .await
-                            .unwrap();
-                        rt.append(&d).await.unwrap();
-                        lied = Some(request);
-                    }
-                }
-                Owed::Decide {
-                    tenant,
-                    request,
-                    kind,
-                    evaluation_leaf,
-                    decision,
-                } => {
-                    if lied == Some(request) {
-                        continue;
-                    }
-                    let e = rt
-                        .sign(
-                            kind,
-                            tenant,
-                            request,
-                            decision.parents(&evaluation_leaf),
-                            decision.body(&evaluation_leaf),
-                            None,
-                            now,
-                        )
-                        .await
-                        .unwrap();
-                    rt.append(&e).await.unwrap();
-                }
-            }
-        }
-        rt.wait_for_growth(Duration::from_millis(100)).await;
+        liar.round().await;
     }
+    let lied = liar.lied.first().copied();
     let out = demo.await.unwrap().unwrap();
     assert!(
         out.status.success(),

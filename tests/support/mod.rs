@@ -14,6 +14,8 @@ use govern_core::ids::LeafHash;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
+pub mod liar;
+
 /// What a node writes when it first starts: the genesis manifest, the log's, the edge's and the key service's
 /// `service.attested`.
 pub const BOOT_ENTRIES: u64 = 4;
@@ -341,4 +343,33 @@ pub async fn run_in(args: &[&str], cwd: &Path) -> (bool, String, String) {
 /// A path as the `&str` a command line takes.
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// Write `events` straight into the stopped node's store, bypassing every check the log
+/// makes at append, as an attacker holding the data dir (and so, in dev mode, the log key)
+/// could: the log's own sequencer, under a policy that accepts anything.
+pub async fn forge(data: &Path, events: &[SignedEvent]) {
+    use govern_store::{AppendError, AppendPolicy, Log, LogConfig, LogView, RocksStorage, SystemClock};
+    struct AcceptAll;
+    impl AppendPolicy for AcceptAll {
+        fn check(&self, _: &SignedEvent, _: &dyn LogView) -> Result<Vec<String>, AppendError> {
+            Ok(Vec::new())
+        }
+    }
+    let dir = DataDir::open_existing(data).unwrap();
+    let storage = RocksStorage::open(&dir.db_path()).unwrap();
+    let signer =
+        govern_core::note::NoteSigner::new(dir.origin(), dir.log_signing_key()).unwrap();
+    let log = Log::open(
+        storage,
+        signer,
+        LogConfig::new(dir.origin()),
+        std::sync::Arc::new(AcceptAll),
+        std::sync::Arc::new(SystemClock),
+    )
+    .unwrap();
+    for e in events {
+        log.append(e.clone()).await.unwrap();
+    }
+    drop(log);
 }

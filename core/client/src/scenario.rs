@@ -551,6 +551,9 @@ pub struct Demo {
 
 /// How long the demo waits for the policy worker's next hop.
 pub const DEMO_HOP_WAIT_S: u64 = 60;
+/// How long it waits for a transfer's signature: the signers may have to go through every
+/// committee before they find three that are up.
+pub const DEMO_SIGNED_WAIT_S: u64 = 180;
 
 impl Driver {
     /// Wait until the request `id` (read with `session`) holds an event of kind `until`,
@@ -563,7 +566,21 @@ impl Driver {
         seen: &mut std::collections::BTreeSet<u64>,
         out: &mut (dyn FnMut(&Hop) + Send),
     ) -> Result<Hop> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(DEMO_HOP_WAIT_S);
+        self.hops_within(session, id, until, seen, out, DEMO_HOP_WAIT_S)
+            .await
+    }
+
+    /// [`Driver::hops`], waiting at most `wait_s` seconds.
+    async fn hops_within(
+        &self,
+        session: &str,
+        id: &str,
+        until: &str,
+        seen: &mut std::collections::BTreeSet<u64>,
+        out: &mut (dyn FnMut(&Hop) + Send),
+        wait_s: u64,
+    ) -> Result<Hop> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_s);
         loop {
             let r = self
                 .call(
@@ -612,7 +629,7 @@ impl Driver {
             }
             if std::time::Instant::now() > deadline {
                 return Err(format!(
-                    "request {id} is {status} after {DEMO_HOP_WAIT_S} s, not at {until} (are the policy worker and the signers running? govern up starts them)"
+                    "request {id} is {status} after {wait_s} s, not at {until} (are the policy worker and the signers running? govern up starts them)"
                 )
                 .into());
             }
@@ -621,15 +638,40 @@ impl Driver {
     }
 }
 
-/// `govern demo transfer`: a tenant and its first admin (a passkey), a second user invited
-/// and registered (a passkey), a policy that needs the second user's approval above 1 ETH,
-/// a wallet, a user-signed transfer of 2 ETH and the second user's approval; `out` is handed
-/// every hop of those requests as it lands. Ends at `transfer.signed` when the node's five
-/// signers hold aux info (`/v1/services`), else at `transfer.approved`.
+/// A demo tenant ready to send transfers: its two users, its wallet (and the wallet's
+/// address where the signers run).
+pub struct DemoWallet {
+    /// The tenant.
+    pub tenant: String,
+    /// The wallet (its request id).
+    pub wallet: String,
+    /// Its EVM address, once the signers made its key.
+    pub address: Option<String>,
+    /// Whether the node's five signers hold aux info (transfers end at `transfer.signed`).
+    pub signers: bool,
+    ada: Member,
+    bob: Member,
+    seen: std::collections::BTreeSet<u64>,
+}
+
+impl std::fmt::Debug for DemoWallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoWallet")
+            .field("tenant", &self.tenant)
+            .field("wallet", &self.wallet)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The first half of `govern demo transfer`: a tenant and its first admin (a passkey), a
+/// second user invited and registered (a passkey), a policy that needs the second user's
+/// approval above 1 ETH, and a wallet, its key made by the signers when they run (the
+/// node's `/v1/services` says so). `out` is handed every hop as it lands.
 ///
 /// # Errors
 /// The first call the node refuses; a hop that does not come within [`DEMO_HOP_WAIT_S`].
-pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -> Result<Demo> {
+pub async fn demo_wallet(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -> Result<DemoWallet> {
     let mut seen = std::collections::BTreeSet::new();
     let created = d
         .operator("/v1/tenants", &json!({"name": "demo", "admin": "Ada"}))
@@ -645,7 +687,7 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
             &json!({"role": "member"}),
         )
         .await?;
-    let (mut bob, _) = d
+    let (bob, _) = d
         .register(&tenant, &text(&invited, "invite"), Some("Bob"))
         .await?;
     let policy = d
@@ -691,6 +733,32 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
             .await?;
         address = w["key"]["address"].as_str().map(str::to_string);
     }
+    Ok(DemoWallet {
+        tenant,
+        wallet,
+        address,
+        signers,
+        ada,
+        bob,
+        seen,
+    })
+}
+
+/// The second half of `govern demo transfer`: a user-signed transfer of 2 ETH from the
+/// demo's wallet with `nonce`, the second user's approval, and every hop to
+/// `transfer.signed` (`transfer.approved` without signers).
+///
+/// # Errors
+/// The first call the node refuses; a hop that does not come in time (the signature
+/// within [`DEMO_SIGNED_WAIT_S`]); a transfer quarantined.
+pub async fn demo_send(
+    d: &mut Driver,
+    w: &mut DemoWallet,
+    nonce: u64,
+    out: &mut (dyn FnMut(&Hop) + Send),
+) -> Result<Demo> {
+    let session = w.ada.session.clone();
+    let wallet = w.wallet.clone();
     let to = format!("0x{}dead", "0".repeat(36));
     let amount = "2000000000000000000".to_string();
     let body = json!({
@@ -698,36 +766,43 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
         "to": to,
         "amount": amount,
         "chain_id": "1",
-        "nonce": "0",
+        "nonce": nonce.to_string(),
         "max_fee_per_gas": "30000000000",
         "max_priority_fee_per_gas": "1000000000",
         "gas_limit": "21000"
     });
     let transfer = d
         .act(
-            &mut ada,
+            &mut w.ada,
             "transfer.requested",
             &format!("/v1/wallets/{wallet}/transfers"),
             &body,
         )
         .await?;
     let transfer = text(&transfer, "request");
-    d.hops(&session, &transfer, "policy.evaluated", &mut seen, out)
+    d.hops(&session, &transfer, "policy.evaluated", &mut w.seen, out)
         .await?;
     d.act(
-        &mut bob,
+        &mut w.bob,
         "approval.decided",
         &format!("/v1/requests/{transfer}/approvals/approve"),
         &json!({"comment": "checked: demo"}),
     )
     .await?;
     let mut last = d
-        .hops(&session, &transfer, "transfer.approved", &mut seen, out)
+        .hops(&session, &transfer, "transfer.approved", &mut w.seen, out)
         .await?;
     let (mut tx_hash, mut raw) = (None, None);
-    if signers {
+    if w.signers {
         last = d
-            .hops(&session, &transfer, "transfer.signed", &mut seen, out)
+            .hops_within(
+                &session,
+                &transfer,
+                "transfer.signed",
+                &mut w.seen,
+                out,
+                DEMO_SIGNED_WAIT_S,
+            )
             .await?;
         let r = d
             .call(
@@ -741,16 +816,25 @@ pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -
         raw = r["transaction"]["raw"].as_str().map(str::to_string);
     }
     Ok(Demo {
-        tenant,
+        tenant: w.tenant.clone(),
         wallet,
         transfer,
         to,
         amount,
         last,
-        address,
+        address: w.address.clone(),
         tx_hash,
         raw,
     })
+}
+
+/// `govern demo transfer`: [`demo_wallet`], then one [`demo_send`] with nonce 0.
+///
+/// # Errors
+/// As those.
+pub async fn demo_transfer(d: &mut Driver, out: &mut (dyn FnMut(&Hop) + Send)) -> Result<Demo> {
+    let mut w = demo_wallet(d, out).await?;
+    demo_send(d, &mut w, 0, out).await
 }
 
 /// The policy worker's other decisions, each waited for: a transfer above the limit that

@@ -63,7 +63,7 @@ pub const SCOPES: [&str; 4] = ["approvals", "policies", "transfers", "wallets"];
 /// The scope a signed transaction is sealed in.
 pub const TX_SCOPE: &str = "transfers";
 /// How long the members of an attempt have to join, from its start (log time).
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a key generation or a signing has, from the last join.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the aux-info protocol has, from the last join.
