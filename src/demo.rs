@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use tokio::io::AsyncBufReadExt as _;
 use govern_client::scenario::{self, Hop};
+use tokio::io::AsyncBufReadExt as _;
 
 use crate::error::Result;
 
@@ -75,7 +75,10 @@ pub async fn run(command: DemoCommand) -> Result<()> {
                 })
             );
         } else {
-            println!("wallet {} ready: press Enter to send a transfer", wallet.wallet);
+            println!(
+                "wallet {} ready: press Enter to send a transfer",
+                wallet.wallet
+            );
         }
     }
     for nonce in 0..args.transfers {

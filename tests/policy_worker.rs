@@ -404,7 +404,8 @@ async fn a_worker_that_misreports_an_outcome_is_caught_by_the_recomputation() {
         .spawn()
         .unwrap();
     let demo = tokio::spawn(demo.wait_with_output());
-    let mut liar = support::liar::Liar::attest(&node.url, &data, &tmp.path().join("evil"), None).await;
+    let mut liar =
+        support::liar::Liar::attest(&node.url, &data, &tmp.path().join("evil"), None).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !demo.is_finished() {
         assert!(

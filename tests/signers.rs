@@ -324,7 +324,10 @@ fn socket_fds(pid: u32) -> BTreeSet<String> {
 }
 
 fn kinds(entries: &[Value]) -> Vec<&str> {
-    entries.iter().map(|e| e["kind"].as_str().unwrap()).collect()
+    entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect()
 }
 
 fn count(entries: &[Value], kind: &str) -> usize {
@@ -347,8 +350,16 @@ async fn a_transfer_is_signed_three_of_five_and_eth_account_recovers_the_wallet(
     );
     let request = shown["request"].as_str().unwrap();
     let entries = c.of(request).await;
-    assert_eq!(count(&entries, "transfer.signed"), 1, "{:?}", kinds(&entries));
-    let signed = entries.iter().find(|e| e["kind"] == "transfer.signed").unwrap();
+    assert_eq!(
+        count(&entries, "transfer.signed"),
+        1,
+        "{:?}",
+        kinds(&entries)
+    );
+    let signed = entries
+        .iter()
+        .find(|e| e["kind"] == "transfer.signed")
+        .unwrap();
     // The raw transaction is sealed; its hash and the checkpoint it was verified under are
     // clear.
     assert!(signed["body"].get("raw").is_none(), "{signed}");
@@ -375,7 +386,10 @@ async fn a_transfer_is_signed_three_of_five_and_eth_account_recovers_the_wallet(
 
     // The wallet's creation: the key of all five, the address the transaction recovers to.
     let wallet = c.of(demo.wallet["wallet"].as_str().unwrap()).await;
-    let created = wallet.iter().find(|e| e["kind"] == "wallet.created").unwrap();
+    let created = wallet
+        .iter()
+        .find(|e| e["kind"] == "wallet.created")
+        .unwrap();
     assert_eq!(created["body"]["address"], shown["address"]);
     let members: BTreeSet<&str> = wallet
         .iter()
@@ -386,13 +400,24 @@ async fn a_transfer_is_signed_three_of_five_and_eth_account_recovers_the_wallet(
 
     // The chain verifies from outside, hop by hop, the policy recomputed.
     let out = govern()
-        .args(["verify", "request", request, "--url", &c.url(), "--keys-from"])
+        .args([
+            "verify",
+            "request",
+            request,
+            "--url",
+            &c.url(),
+            "--keys-from",
+        ])
         .arg(&c.data)
         .arg("--json")
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         v["hops"]
@@ -434,7 +459,10 @@ async fn two_down_still_signs_three_down_waits_and_a_restart_never_signs_twice()
     let first = demo.signed().await;
     check_transaction(&first, 0);
     let entries = c.of(first["request"].as_str().unwrap()).await;
-    let signed = entries.iter().find(|e| e["kind"] == "transfer.signed").unwrap();
+    let signed = entries
+        .iter()
+        .find(|e| e["kind"] == "transfer.signed")
+        .unwrap();
     assert_eq!(
         signed["body"]["committee"],
         json!(["signer-3", "signer-4", "signer-5"])
@@ -463,14 +491,20 @@ async fn two_down_still_signs_three_down_waits_and_a_restart_never_signs_twice()
                 break r;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "no attempt timed out");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt timed out"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let waiting = c.of(&request).await;
     assert_eq!(count(&waiting, "transfer.signed"), 0);
     let abort = waiting.iter().find(|e| e["kind"] == "mpc.aborted").unwrap();
     assert_eq!(abort["body"]["reason"], "timeout", "{abort}");
-    assert!(!abort["body"]["missing"].as_array().unwrap().is_empty(), "{abort}");
+    assert!(
+        !abort["body"]["missing"].as_array().unwrap().is_empty(),
+        "{abort}"
+    );
     c.start_signer(3, &[]).await;
     let second = demo.line(SIGNED_WAIT).await;
     assert_eq!(second["last"], "transfer.signed", "{second}");
@@ -486,13 +520,13 @@ async fn two_down_still_signs_three_down_waits_and_a_restart_never_signs_twice()
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let (joined, third) = loop {
         let all = c.entries().await;
-        if let Some(j) = all[before..]
-            .iter()
-            .find(|e| e["kind"] == "mpc.join")
-        {
+        if let Some(j) = all[before..].iter().find(|e| e["kind"] == "mpc.join") {
             let role = j["producer"]["role"].as_str().unwrap();
             break (
-                role.strip_prefix("signer-").unwrap().parse::<u16>().unwrap(),
+                role.strip_prefix("signer-")
+                    .unwrap()
+                    .parse::<u16>()
+                    .unwrap(),
                 j["request"].as_str().unwrap().to_string(),
             );
         }
@@ -507,9 +541,18 @@ async fn two_down_still_signs_three_down_waits_and_a_restart_never_signs_twice()
     check_transaction(&shown, 2);
     // Wait for the stragglers, then count: one signature for each request.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for r in [&first["request"], &Value::from(request.as_str()), &Value::from(third.as_str())] {
+    for r in [
+        &first["request"],
+        &Value::from(request.as_str()),
+        &Value::from(third.as_str()),
+    ] {
         let entries = c.of(r.as_str().unwrap()).await;
-        assert_eq!(count(&entries, "transfer.signed"), 1, "{:?}", kinds(&entries));
+        assert_eq!(
+            count(&entries, "transfer.signed"),
+            1,
+            "{:?}",
+            kinds(&entries)
+        );
         assert_eq!(count(&entries, "transfer.quarantined"), 0);
     }
 }
@@ -519,7 +562,7 @@ async fn two_down_still_signs_three_down_waits_and_a_restart_never_signs_twice()
 /// without them signs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signer_sending_garbage_or_wrongly_sealed_messages_is_named_and_the_next_committee_signs()
- {
+{
     let mut c = Cluster::start(|i| match i {
         2 => vec![("GOVERN_TEST_MISBEHAVE", "garbage")],
         4 => vec![("GOVERN_TEST_MISBEHAVE", "wrong-seal")],
@@ -532,7 +575,10 @@ async fn a_signer_sending_garbage_or_wrongly_sealed_messages_is_named_and_the_ne
         let shown = demo.signed().await;
         check_transaction(&shown, nonce);
         let entries = c.of(shown["request"].as_str().unwrap()).await;
-        let signed = entries.iter().find(|e| e["kind"] == "transfer.signed").unwrap();
+        let signed = entries
+            .iter()
+            .find(|e| e["kind"] == "transfer.signed")
+            .unwrap();
         assert_eq!(
             signed["body"]["committee"],
             json!(["signer-1", "signer-3", "signer-5"])
@@ -580,10 +626,7 @@ async fn an_approval_forged_into_the_store_is_quarantined_not_signed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let all = c.entries().await;
-    let index = all
-        .iter()
-        .position(|e| e == &requested)
-        .unwrap();
+    let index = all.iter().position(|e| e == &requested).unwrap();
     let data = c.data.clone();
     let leaf_of = |i: usize| -> LeafHash {
         let bytes = c_entry_bytes(&data, i as u64);
@@ -599,8 +642,9 @@ async fn an_approval_forged_into_the_store_is_quarantined_not_signed() {
         .map(|(i, _)| leaf_of(i))
         .unwrap();
     let tenant = TenantId(uuid::Uuid::parse_str(requested["tenant"].as_str().unwrap()).unwrap());
-    let request =
-        govern_core::event::RequestId(uuid::Uuid::parse_str(requested["request"].as_str().unwrap()).unwrap());
+    let request = govern_core::event::RequestId(
+        uuid::Uuid::parse_str(requested["request"].as_str().unwrap()).unwrap(),
+    );
     let rogue = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     let producer = Producer {
         role: Role::new("policy").unwrap(),
@@ -690,7 +734,11 @@ async fn a_lying_policy_outcome_is_quarantined_not_signed() {
         if count(&entries, "transfer.quarantined") >= 3 {
             break entries;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{:?}", kinds(&entries));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            kinds(&entries)
+        );
         liar.round().await;
     };
     let q = entries

@@ -349,7 +349,9 @@ pub fn s(p: &Path) -> &str {
 /// makes at append, as an attacker holding the data dir (and so, in dev mode, the log key)
 /// could: the log's own sequencer, under a policy that accepts anything.
 pub async fn forge(data: &Path, events: &[SignedEvent]) {
-    use govern_store::{AppendError, AppendPolicy, Log, LogConfig, LogView, RocksStorage, SystemClock};
+    use govern_store::{
+        AppendError, AppendPolicy, Log, LogConfig, LogView, RocksStorage, SystemClock,
+    };
     struct AcceptAll;
     impl AppendPolicy for AcceptAll {
         fn check(&self, _: &SignedEvent, _: &dyn LogView) -> Result<Vec<String>, AppendError> {
@@ -358,8 +360,7 @@ pub async fn forge(data: &Path, events: &[SignedEvent]) {
     }
     let dir = DataDir::open_existing(data).unwrap();
     let storage = RocksStorage::open(&dir.db_path()).unwrap();
-    let signer =
-        govern_core::note::NoteSigner::new(dir.origin(), dir.log_signing_key()).unwrap();
+    let signer = govern_core::note::NoteSigner::new(dir.origin(), dir.log_signing_key()).unwrap();
     let log = Log::open(
         storage,
         signer,

@@ -435,8 +435,12 @@ impl SignerWorker {
                 if let Some(job) = self.jobs.get_mut(&event.request) {
                     job.settled = true;
                 }
-                self.sessions
-                    .retain(|_, s| s.request != Some(event.request));
+                // A signing still running is moot. A key generation is not: this signer's
+                // share of the key the log now names comes out of it, so it runs to its end.
+                if kind != WALLET_CREATED {
+                    self.sessions
+                        .retain(|_, s| s.request != Some(event.request));
+                }
             }
             MPC_JOIN => {
                 if let Some(from) = from {
@@ -1085,7 +1089,7 @@ impl SignerWorker {
                     None => return Ok(()),
                     Some(Ok(_)) => {}
                 }
-                if self.share(&wallet)?.is_none() {
+                if self.share(tenant, &wallet)?.is_none() {
                     // Not created yet (or its creation is not in the log yet): wait.
                     let created = self
                         .custody
@@ -1171,8 +1175,25 @@ impl SignerWorker {
     }
 
     /// This signer's key share of `wallet`, from its vault.
-    fn share(&self, wallet: &str) -> Result<Option<KeyShare<Secp256k1>>, WorkerError> {
-        match self.vault.get(&format!("share-{wallet}")) {
+    /// (The vault keeps a share by wallet and public key: a key generation that finishes
+    /// after another attempt's key was recorded leaves a share no transfer uses.)
+    fn share(
+        &self,
+        tenant: TenantId,
+        wallet: &str,
+    ) -> Result<Option<KeyShare<Secp256k1>>, WorkerError> {
+        let Some(public) = self
+            .custody
+            .state()
+            .tenants
+            .get(&tenant)
+            .and_then(|t| t.wallets.get(wallet))
+            .and_then(|w| w.key.as_ref())
+            .map(|k| k.public_key.clone())
+        else {
+            return Ok(None);
+        };
+        match self.vault.get(&format!("share-{wallet}-{public}")) {
             Ok(Some(bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
             Ok(None) => Ok(None),
             Err(e) => Err(WorkerError::State {
@@ -1287,7 +1308,7 @@ impl SignerWorker {
                 });
             }
             Work::Sign { wallet } => {
-                let Some(share) = self.share(&wallet)? else {
+                let Some(share) = self.share(job.tenant, &wallet)? else {
                     return Ok(());
                 };
                 let Some(Ok(tx)) = self
@@ -1426,7 +1447,8 @@ impl SignerWorker {
         }
     }
 
-    /// Key generation's output: the share into the vault, then `wallet.created`.
+    /// Key generation's output: the share into the vault (by wallet and public key), then
+    /// `wallet.created` unless another member's is in the log already.
     async fn created(
         &mut self,
         id: RequestId,
@@ -1442,20 +1464,24 @@ impl SignerWorker {
         let share = KeyShare::from_parts((incomplete, *aux))
             .map_err(|e| WorkerError::Event(format!("key share: {e}")))?;
         let wallet = job.request.0.to_string();
+        let public = share.shared_public_key.to_bytes(true);
+        let public_hex = hex::encode(public.as_bytes());
         self.vault
             .put(
-                &format!("share-{wallet}"),
+                &format!("share-{wallet}-{public_hex}"),
                 &serde_json::to_vec(&share).unwrap_or_default(),
             )
             .map_err(|e| WorkerError::State {
                 path: PathBuf::from(vault::DIR),
                 reason: e.to_string(),
             })?;
-        let public = share.shared_public_key.to_bytes(true);
+        if job.settled {
+            return Ok(());
+        }
         let key = k256::ecdsa::VerifyingKey::from_sec1_bytes(public.as_bytes())
             .map_err(|e| WorkerError::Event(format!("the wallet's key: {e}")))?;
         let body = json!({
-            "public_key": hex::encode(public.as_bytes()),
+            "public_key": public_hex,
             "address": eth::address(&key),
             "session": hex::encode(job.eid(s.attempt)),
             "attempt": s.attempt,
@@ -1486,7 +1512,7 @@ impl SignerWorker {
         };
         let (tenant, request, trigger) = (job.tenant, job.request, job.trigger);
         let eid = job.eid(s.attempt);
-        let Some(share) = self.share(&wallet)? else {
+        let Some(share) = self.share(tenant, &wallet)? else {
             return Ok(());
         };
         let Some(Ok(tx)) = self
