@@ -160,6 +160,12 @@ impl Cluster {
         out
     }
 
+    /// Every event of the log holds to its kind's schema (schemas/events).
+    async fn schemas_hold(&self) {
+        let failures = support::schemas::failures(&self.entries().await);
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
     /// The entries of `request`.
     async fn of(&self, request: &str) -> Vec<Value> {
         self.entries()
@@ -443,6 +449,7 @@ async fn a_transfer_is_signed_three_of_five_and_eth_account_recovers_the_wallet(
         !socket_fds(node_pid).is_disjoint(&listening_inodes(node_pid)),
         "the check finds the node's listening socket"
     );
+    c.schemas_hold().await;
 }
 
 /// Two signers down: one committee of ten is whole, and the rotation finds it. Three down:
@@ -596,6 +603,7 @@ async fn a_signer_sending_garbage_or_wrongly_sealed_messages_is_named_and_the_ne
     }
     assert_eq!(named.len(), 2, "both culprits named: {named:?}");
     c.kill_signer(2).await;
+    c.schemas_hold().await;
 }
 
 /// An approval forged straight into the store (the node stopped, the entries written with
@@ -749,4 +757,5 @@ async fn a_lying_policy_outcome_is_quarantined_not_signed() {
     assert_eq!(count(&entries, "mpc.join"), 0);
     assert_eq!(count(&entries, "transfer.signed"), 0);
     let _ = demo.child.kill().await;
+    c.schemas_hold().await;
 }

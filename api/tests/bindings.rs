@@ -178,6 +178,30 @@ async fn a_signed_transfer_is_refused_under_another_wallet_or_under_none() {
     assert_problem(&node.post(&both).await, 403, "user-action-parent");
     assert_eq!(node.size(), size, "nothing was appended");
 
+    // Written straight into a store (past the log's checks), the re-parented transfer is
+    // what a signer's chain of custody refuses: the signers fold the log with the same
+    // rules (govern-admission's custody) and quarantine a broken chain.
+    let custody = |last: &govern_core::event::SignedEvent| {
+        let mut c = govern_admission::custody::Custody::new();
+        for i in 0..size {
+            c.apply(i, &node.entry(i), None);
+        }
+        c.apply(size, last, None);
+        c
+    };
+    let request = moved.event().request;
+    let c = custody(&moved);
+    let hop = c.broken(&tenant, &request).expect("the chain is broken");
+    assert_eq!(hop.index, size);
+    assert_eq!(
+        hop.verdict.as_ref().unwrap_err().code(),
+        "user-action-parent",
+        "{:?}",
+        hop.verdict
+    );
+    let c = custody(&both);
+    assert!(c.broken(&tenant, &request).is_some());
+
     // The same construction under the wallet the user signed is appended: the refusals
     // above are the binding's, not the construction's.
     let honest = sealed_event(

@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 pub mod liar;
+pub mod schemas;
 
 /// What a node writes when it first starts: the genesis manifest, the log's, the edge's and the key service's
 /// `service.attested`.

@@ -1534,9 +1534,8 @@ impl SignerWorker {
             Ok(raw) => raw,
             Err(e) => {
                 // A combined signature that does not verify: someone cheated.
-                return self
-                    .abort(id, "invalid-signature", None, vec![e.to_string()])
-                    .await;
+                tracing::error!(error = %e, "the combined signature does not verify");
+                return self.abort(id, "invalid-signature", None, Vec::new()).await;
             }
         };
         let joins = self
