@@ -34,6 +34,11 @@ pub struct SignerArgs {
     /// safe primes (minutes). It holds every signer's Paillier secret: never in production.
     #[arg(long, hide = true, env = "GOVERN_TEST_AUX_INFO")]
     pub test_aux_info: Option<PathBuf>,
+    /// Presignatures to keep ready per wallet and committee (in memory only; 0: every
+    /// signing runs the whole protocol).
+    #[arg(long, env = "GOVERN_SIGNER_PRESIGNATURES", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(0..=16))]
+    pub presignatures: u16,
     #[command(flatten)]
     pub worker: WorkerArgs,
 }
@@ -113,6 +118,7 @@ async fn run_signer(args: SignerArgs) -> Result<()> {
     let config = config(&args.worker, role.clone(), &govern_workers::signer::SCOPES)?;
     let options = govern_workers::signer::SignerOptions {
         test_aux_info: args.test_aux_info.clone(),
+        presignatures: usize::from(args.presignatures),
         misbehave: misbehave(),
     };
     let worker = govern_workers::signer::SignerWorker::new(args.index, config, nsm, options)?;

@@ -281,6 +281,10 @@ async fn a_worker_killed_at_random_moments_decides_every_request_exactly_once() 
             "2",
             "--transfers",
             "120",
+            // Wait for each tenant's limit to be in force before its transfers (else a
+            // worker slowed by the kills lets them through before the policy: no denial
+            // would count).
+            "--policies",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

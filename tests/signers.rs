@@ -120,6 +120,12 @@ impl Cluster {
 
     async fn start_signer(&mut self, i: u16, env: &[(&'static str, &'static str)]) {
         let index = i.to_string();
+        // No presignatures unless the test asks: the full protocol, every time.
+        let mut env = env.to_vec();
+        if !env.iter().any(|(k, _)| *k == "GOVERN_SIGNER_PRESIGNATURES") {
+            env.push(("GOVERN_SIGNER_PRESIGNATURES", "0"));
+        }
+        let env = &env;
         let started = self
             .worker(&format!("signer-{i}"), &["signer", "--index", &index], env)
             .await;
@@ -757,5 +763,75 @@ async fn a_lying_policy_outcome_is_quarantined_not_signed() {
     assert_eq!(count(&entries, "mpc.join"), 0);
     assert_eq!(count(&entries, "transfer.signed"), 0);
     let _ = demo.child.kill().await;
+    c.schemas_hold().await;
+}
+
+/// With a presignature per wallet and committee made ahead (over the log, in the signers'
+/// memory only), a transfer is signed in one round: its three members offer the same
+/// presignature in their joins, and the signing is their three partial signatures, each a
+/// broadcast. A presignature is offered once: no signer offers one in two signings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_warm_pool_a_transfer_is_signed_in_one_round_and_no_presignature_is_used_twice() {
+    let c = Cluster::start(|_| vec![("GOVERN_SIGNER_PRESIGNATURES", "1")]).await;
+    let mut demo = c.demo(2).await;
+    // The pool: ten runs (one per committee) of three joins each, then quiet.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let all = c.entries().await;
+        let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in all.iter().filter(|e| e["body"]["purpose"] == "presign") {
+            *runs.entry(e["body"]["session"].as_str().unwrap()).or_default() += 1;
+        }
+        let whole = runs.values().filter(|n| **n == 3).count();
+        let last = all.iter().rposition(|e| e["kind"] == "mpc.message");
+        let quiet = last.is_none_or(|i| i + 1 < all.len())
+            && all.last().is_some_and(|e| e["kind"] != "mpc.message");
+        if whole >= 10 && quiet {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if c.entries().await.len() == all.len() {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pool did not fill: {whole} runs of 10"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut offered: BTreeSet<(String, String, u64)> = BTreeSet::new();
+    for nonce in 0..2 {
+        let shown = demo.signed().await;
+        check_transaction(&shown, nonce);
+        let entries = c.of(shown["request"].as_str().unwrap()).await;
+        let signed = entries.iter().find(|e| e["kind"] == "transfer.signed").unwrap();
+        let session = &signed["body"]["session"];
+        let joins: Vec<&Value> = entries
+            .iter()
+            .filter(|e| e["kind"] == "mpc.join" && e["body"]["session"] == *session)
+            .collect();
+        assert_eq!(joins.len(), 3);
+        if nonce == 0 {
+            // The first signing finds the pool full: one round.
+            let seq = &joins[0]["body"]["presignature"];
+            assert!(seq.is_u64(), "{}", joins[0]);
+            assert!(joins.iter().all(|j| j["body"]["presignature"] == *seq));
+            let messages: Vec<&Value> = entries
+                .iter()
+                .filter(|e| e["kind"] == "mpc.message" && e["body"]["session"] == *session)
+                .collect();
+            assert_eq!(messages.len(), 3, "three partial signatures");
+            assert!(messages.iter().all(|m| m["body"]["to"] == "all"));
+        }
+        for j in entries.iter().filter(|e| e["kind"] == "mpc.join") {
+            if let Some(seq) = j["body"]["presignature"].as_u64() {
+                let key = (
+                    j["producer"]["role"].as_str().unwrap().to_string(),
+                    j["body"]["committee"].to_string(),
+                    seq,
+                );
+                assert!(offered.insert(key.clone()), "offered twice: {key:?}");
+            }
+        }
+    }
     c.schemas_hold().await;
 }

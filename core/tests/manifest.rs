@@ -35,7 +35,7 @@ const DEV_ONLY_KIND: &str = "demo.hello";
 /// docs/design.md §4's first set of kinds, and the policy worker's rejections of policy
 /// changes and its decisions on wallet requests (docs/formats.md, "Policies and the policy
 /// worker").
-const KINDS: [&str; 30] = [
+const KINDS: [&str; 33] = [
     "manifest.published",
     "service.attested",
     "service.quarantined",
@@ -58,6 +58,9 @@ const KINDS: [&str; 30] = [
     "wallet.rejected",
     "mpc.join",
     "mpc.message",
+    "mpc.aborted",
+    "aux.join",
+    "aux.ready",
     "wallet.created",
     "transfer.signed",
     "transfer.quarantined",

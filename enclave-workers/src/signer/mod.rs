@@ -97,6 +97,9 @@ pub struct SignerOptions {
     /// Test-only aux info for all five signers (JSON `{"aux": [...]}`): installed instead of
     /// generating primes. Never in production.
     pub test_aux_info: Option<PathBuf>,
+    /// Presignatures to keep ready per wallet and committee (0: none; every signing is the
+    /// full protocol).
+    pub presignatures: usize,
     /// Fault tests only.
     pub misbehave: Option<Misbehave>,
 }
@@ -116,6 +119,10 @@ enum Done {
         eid: String,
         result: Result<cggmp24::Signature<Secp256k1>, RunError>,
     },
+    Presign {
+        eid: String,
+        result: Result<Presig, RunError>,
+    },
 }
 
 /// A transfer as the signer read it.
@@ -134,6 +141,36 @@ struct Join {
     size: u64,
     root: Option<RootHash>,
     x25519: [u8; 32],
+    /// The presignature the member offers for this signing, by its number.
+    presignature: Option<u32>,
+}
+
+/// A presignature and its public data, held only in this signer's memory.
+type Presig = Box<(
+    cggmp24::Presignature<Secp256k1>,
+    cggmp24::signing::PresignaturePublicData<Secp256k1>,
+)>;
+
+/// A presignature run: which wallet and committee, its number, who joined.
+#[derive(Debug)]
+struct PresignRun {
+    wallet: String,
+    committee: [u16; 3],
+    seq: u32,
+    joins: BTreeMap<u16, Join>,
+    /// This process joined it (when).
+    joined: Option<Instant>,
+    started: bool,
+    done: bool,
+}
+
+/// A wallet this signer may hold a share of.
+#[derive(Debug, Clone)]
+struct WalletInfo {
+    tenant: TenantId,
+    request: RequestId,
+    /// Its `wallet.created`.
+    created: LeafHash,
 }
 
 /// What a request needs from the signers.
@@ -207,6 +244,18 @@ struct Session {
     parts: HashMap<(u16, Option<u16>, u32), Vec<Option<Vec<u8>>>>,
     /// This signer's join (the parent of its messages).
     join: LeafHash,
+    /// The presignature this signer offered in its join (taken out of the pool: it is
+    /// never offered again, whatever the attempt comes to).
+    presig: Option<(u32, Held)>,
+}
+
+/// A presignature taken for one signing (its secret never printed).
+struct Held(Presig);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("presignature")
+    }
 }
 
 /// Aux-info preparation, as the log shows it.
@@ -233,6 +282,7 @@ impl std::fmt::Debug for Done {
             Self::Aux { .. } => "Aux",
             Self::Keygen { .. } => "Keygen",
             Self::Sign { .. } => "Sign",
+            Self::Presign { .. } => "Presign",
         })
     }
 }
@@ -259,6 +309,14 @@ pub struct SignerWorker {
     out_tx: UnboundedSender<SignedEvent>,
     /// Opened payloads not yet recorded in `reads.audit`.
     reads: BTreeMap<(TenantId, String), Vec<u64>>,
+    /// Presignatures by wallet and committee, by number: memory only.
+    pool: HashMap<(String, [u16; 3]), BTreeMap<u32, Presig>>,
+    /// Presignature runs by execution id (hex).
+    presigns: HashMap<String, PresignRun>,
+    /// Wallets whose key the log records, by wallet id.
+    wallets: BTreeMap<String, WalletInfo>,
+    /// Key shares read from the vault, by their vault name.
+    shares: std::sync::Mutex<HashMap<String, Arc<KeyShare<Secp256k1>>>>,
 }
 
 impl std::fmt::Debug for SignerWorker {
@@ -310,6 +368,10 @@ impl SignerWorker {
             done_rx,
             out_tx,
             reads: BTreeMap::new(),
+            pool: HashMap::new(),
+            presigns: HashMap::new(),
+            wallets: BTreeMap::new(),
+            shares: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -380,7 +442,8 @@ impl SignerWorker {
         }
         self.record_reads().await?;
         self.act_aux().await?;
-        self.act().await
+        self.act().await?;
+        self.act_presign().await
     }
 
     /// Fold one entry.
@@ -435,6 +498,15 @@ impl SignerWorker {
                 if let Some(job) = self.jobs.get_mut(&event.request) {
                     job.settled = true;
                 }
+                if kind == WALLET_CREATED {
+                    self.wallets
+                        .entry(event.request.0.to_string())
+                        .or_insert(WalletInfo {
+                            tenant: event.tenant,
+                            request: event.request,
+                            created: leaf,
+                        });
+                }
                 // A signing still running is moot. A key generation is not: this signer's
                 // share of the key the log now names comes out of it, so it runs to its end.
                 if kind != WALLET_CREATED {
@@ -444,7 +516,11 @@ impl SignerWorker {
             }
             MPC_JOIN => {
                 if let Some(from) = from {
-                    self.fold_join(signed, from);
+                    if event.body.get("purpose").and_then(Value::as_str) == Some("presign") {
+                        self.fold_presign_join(signed, from);
+                    } else {
+                        self.fold_join(signed, from);
+                    }
                 }
             }
             MPC_ABORTED => self.fold_abort(signed),
@@ -551,6 +627,11 @@ impl SignerWorker {
                 .and_then(Value::as_str)
                 .and_then(|r| RootHash::try_from(r.to_string()).ok()),
             x25519: identity.x25519,
+            presignature: event
+                .body
+                .get("presignature")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok()),
         })
     }
 
@@ -746,6 +827,229 @@ impl SignerWorker {
         Ok(())
     }
 
+    /// A presignature run's join: the committee's lowest member opens one for a wallet and
+    /// committee; the other two join it.
+    fn fold_presign_join(&mut self, signed: &SignedEvent, from: u16) {
+        let event = signed.event();
+        let wallet = event.request.0.to_string();
+        let Some(info) = self.wallets.get(&wallet).cloned() else {
+            return;
+        };
+        let Some(join) = self.join_of(signed) else {
+            return;
+        };
+        let body = &event.body;
+        let (Some(seq), Some(committee)) = (
+            body.get("attempt")
+                .and_then(Value::as_u64)
+                .and_then(|a| u32::try_from(a).ok()),
+            body.get("committee").and_then(Value::as_array).and_then(|c| {
+                let m: Vec<u16> = c.iter().filter_map(|r| r.as_str().and_then(signer_of)).collect();
+                <[u16; 3]>::try_from(m).ok()
+            }),
+        ) else {
+            return;
+        };
+        let eid = mpc::execution_id("presign", info.created.0.as_bytes(), &committee, seq);
+        let hex_eid = hex::encode(eid);
+        if body.get("session").and_then(Value::as_str) != Some(hex_eid.as_str())
+            || !committee.contains(&from)
+            || !mpc::committees().contains(&committee)
+        {
+            return;
+        }
+        self.presigns
+            .entry(hex_eid)
+            .or_insert_with(|| PresignRun {
+                wallet,
+                committee,
+                seq,
+                joins: BTreeMap::new(),
+                joined: None,
+                started: false,
+                done: false,
+            })
+            .joins
+            .insert(from, join);
+    }
+
+    /// Keep `presignatures` ready per wallet and committee: the lowest member of a committee
+    /// opens a run (one at a time per signer), the others join what is opened, and a run
+    /// starts once its three have joined.
+    async fn act_presign(&mut self) -> Result<(), WorkerError> {
+        let target = self.options.presignatures;
+        if target == 0 || self.aux_info.is_none() || self.identity.current().is_none() {
+            return Ok(());
+        }
+        // Join what others opened.
+        let open: Vec<String> = self
+            .presigns
+            .iter()
+            .filter(|(_, p)| {
+                !p.done && p.joined.is_none() && p.committee.contains(&self.index)
+            })
+            .map(|(e, _)| e.clone())
+            .collect();
+        for eid in open {
+            let Some(p) = self.presigns.get(&eid) else {
+                continue;
+            };
+            let (wallet, committee, seq) = (p.wallet.clone(), p.committee, p.seq);
+            if p.joins.contains_key(&self.index) {
+                // An earlier run of this signer joined it and lost it.
+                if let Some(p) = self.presigns.get_mut(&eid) {
+                    p.done = true;
+                }
+                continue;
+            }
+            self.join_presign(&wallet, committee, seq).await?;
+        }
+        // Open one where the pool is short and no run of this signer's is in flight.
+        let busy = self.presigns.values().any(|p| {
+            !p.done
+                && p.committee[0] == self.index
+                && p.joined.is_some_and(|t| t.elapsed() < RUN_TIMEOUT)
+        });
+        if !busy {
+            let wallets: Vec<(String, WalletInfo)> =
+                self.wallets.iter().map(|(w, i)| (w.clone(), i.clone())).collect();
+            'open: for (wallet, info) in wallets {
+                if self.share(info.tenant, &wallet)?.is_none() {
+                    continue;
+                }
+                for committee in mpc::committees() {
+                    if committee[0] != self.index {
+                        continue;
+                    }
+                    let have = self
+                        .pool
+                        .get(&(wallet.clone(), committee))
+                        .map_or(0, BTreeMap::len);
+                    if have >= target {
+                        continue;
+                    }
+                    let seq = self
+                        .presigns
+                        .values()
+                        .filter(|p| p.wallet == wallet && p.committee == committee)
+                        .map(|p| p.seq + 1)
+                        .max()
+                        .unwrap_or(0);
+                    self.join_presign(&wallet, committee, seq).await?;
+                    break 'open;
+                }
+            }
+        }
+        // Start the runs whose three have joined.
+        let ready: Vec<String> = self
+            .presigns
+            .iter()
+            .filter(|(_, p)| {
+                !p.done
+                    && !p.started
+                    && p.joined.is_some()
+                    && p.committee.iter().all(|m| p.joins.contains_key(m))
+            })
+            .map(|(e, _)| e.clone())
+            .collect();
+        for eid in ready {
+            self.start_presign(&eid)?;
+        }
+        Ok(())
+    }
+
+    /// Join (or open) presignature run `seq` of `wallet` by `committee`.
+    async fn join_presign(
+        &mut self,
+        wallet: &str,
+        committee: [u16; 3],
+        seq: u32,
+    ) -> Result<(), WorkerError> {
+        let Some(info) = self.wallets.get(wallet).cloned() else {
+            return Ok(());
+        };
+        let eid = mpc::execution_id("presign", info.created.0.as_bytes(), &committee, seq);
+        let hex_eid = hex::encode(eid);
+        let body = json!({
+            "session": hex_eid,
+            "attempt": seq,
+            "committee": committee.iter().map(|m| role(*m)).collect::<Vec<_>>(),
+            "checkpoint": {
+                "size": self.rt.size(),
+                "root": self.rt.root().map(|r| r.to_string()).unwrap_or_default(),
+            },
+            "purpose": "presign",
+        });
+        let event = self.event(MPC_JOIN, info.tenant, info.request, vec![info.created], body)?;
+        self.expect_session(&eid, None, seq, committee.to_vec(), event.leaf_hash());
+        self.presigns
+            .entry(hex_eid)
+            .or_insert_with(|| PresignRun {
+                wallet: wallet.to_string(),
+                committee,
+                seq,
+                joins: BTreeMap::new(),
+                joined: None,
+                started: false,
+                done: false,
+            })
+            .joined = Some(Instant::now());
+        self.append(&event).await
+    }
+
+    /// Run presignature generation `eid` on a thread of its own.
+    fn start_presign(&mut self, eid_hex: &str) -> Result<(), WorkerError> {
+        let Some(p) = self.presigns.get_mut(eid_hex) else {
+            return Ok(());
+        };
+        p.started = true;
+        let (wallet, committee, joins) = (p.wallet.clone(), p.committee, p.joins.clone());
+        let Some(info) = self.wallets.get(&wallet).cloned() else {
+            return Ok(());
+        };
+        let Some(share) = self.share(info.tenant, &wallet)? else {
+            return Ok(());
+        };
+        let Some(session) = self.sessions.get_mut(eid_hex) else {
+            return Ok(());
+        };
+        let Some(inbox) = session.pending.take() else {
+            return Ok(());
+        };
+        let join = session.join;
+        let mut eid = [0u8; 32];
+        if hex::decode_to_slice(eid_hex, &mut eid).is_err() {
+            return Ok(());
+        }
+        let misbehave = self.options.misbehave;
+        let outbox = self.outbox(eid, info.tenant, info.request, &committee, &joins, join, misbehave);
+        let done = self.done_tx.clone();
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        let me = u16::try_from(committee.iter().position(|m| *m == self.index).unwrap_or(0))
+            .unwrap_or(0);
+        let parties: Vec<u16> = committee.iter().map(|m| m - 1).collect();
+        let eid_hex = eid_hex.to_string();
+        std::thread::spawn(move || {
+            let mut outbox = outbox;
+            let result = rand_chacha::ChaCha20Rng::from_rng(OsRng)
+                .map_err(|e| RunError::Failed(e.to_string()))
+                .and_then(|mut rng| {
+                    let machine = round_based::state_machine::wrap_protocol(|party| async move {
+                        let share: &KeyShare<Secp256k1> = &share;
+                        cggmp24::signing(ExecutionId::new(&eid), me, &parties, share)
+                            .generate_presignature(&mut rng, party)
+                            .await
+                    });
+                    mpc::drive(machine, &inbox, &mut |o| outbox.send(o), deadline)
+                });
+            let _ = done.send(Done::Presign {
+                eid: eid_hex,
+                result: result.map(Box::new),
+            });
+        });
+        Ok(())
+    }
+
     /// A new protocol run's inbox, registered under its execution id.
     fn expect_session(
         &mut self,
@@ -766,6 +1070,7 @@ impl SignerWorker {
                 pending: Some(rx),
                 parts: HashMap::new(),
                 join,
+                presig: None,
             },
         );
     }
@@ -1119,20 +1424,30 @@ impl SignerWorker {
             }
             let size = self.rt.size();
             let root = self.rt.root().map(|r| r.to_string()).unwrap_or_default();
-            let body = json!({
+            let follows = job.follows;
+            // A signing offers this signer's oldest presignature for the committee (taken
+            // out of the pool now: never offered twice).
+            let taken = match (&job.work, <[u16; 3]>::try_from(members.clone())) {
+                (Work::Sign { wallet }, Ok(c)) => self
+                    .pool
+                    .get_mut(&(wallet.clone(), c))
+                    .and_then(BTreeMap::pop_first),
+                _ => None,
+            };
+            let mut body = json!({
                 "session": hex::encode(eid),
                 "attempt": attempt,
                 "committee": members.iter().map(|m| role(*m)).collect::<Vec<_>>(),
                 "checkpoint": {"size": size, "root": root},
             });
-            let event = self.event(MPC_JOIN, tenant, request, vec![job.follows], body)?;
-            self.expect_session(
-                &eid,
-                Some(request),
-                attempt,
-                members.clone(),
-                event.leaf_hash(),
-            );
+            if let Some((seq, _)) = &taken {
+                body["presignature"] = (*seq).into();
+            }
+            let event = self.event(MPC_JOIN, tenant, request, vec![follows], body)?;
+            self.expect_session(&eid, Some(request), attempt, members.clone(), event.leaf_hash());
+            if let Some(session) = self.sessions.get_mut(&hex::encode(eid)) {
+                session.presig = taken.map(|(seq, p)| (seq, Held(p)));
+            }
             if let Some(job) = self.jobs.get_mut(&id) {
                 job.joined.insert(attempt);
             }
@@ -1175,13 +1490,14 @@ impl SignerWorker {
     }
 
     /// This signer's key share of `wallet`, from its vault.
-    /// (The vault keeps a share by wallet and public key: a key generation that finishes
-    /// after another attempt's key was recorded leaves a share no transfer uses.)
+    /// This signer's key share of the key the log records for `wallet`, from its vault
+    /// (kept by wallet and public key: a key generation that finishes after another
+    /// attempt's key was recorded leaves a share no transfer uses).
     fn share(
         &self,
         tenant: TenantId,
         wallet: &str,
-    ) -> Result<Option<KeyShare<Secp256k1>>, WorkerError> {
+    ) -> Result<Option<Arc<KeyShare<Secp256k1>>>, WorkerError> {
         let Some(public) = self
             .custody
             .state()
@@ -1193,8 +1509,23 @@ impl SignerWorker {
         else {
             return Ok(None);
         };
-        match self.vault.get(&format!("share-{wallet}-{public}")) {
-            Ok(Some(bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
+        let name = format!("share-{wallet}-{public}");
+        let mut cache = self
+            .shares
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(share) = cache.get(&name) {
+            return Ok(Some(share.clone()));
+        }
+        match self.vault.get(&name) {
+            Ok(Some(bytes)) => {
+                let share: Option<Arc<KeyShare<Secp256k1>>> =
+                    serde_json::from_slice(&bytes).ok().map(Arc::new);
+                if let Some(share) = &share {
+                    cache.insert(name, share.clone());
+                }
+                Ok(share)
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(WorkerError::State {
                 path: PathBuf::from(vault::DIR),
@@ -1322,6 +1653,24 @@ impl SignerWorker {
                 let unsigned = tx.unsigned();
                 let parties: Vec<u16> = members.iter().map(|m| m - 1).collect();
                 let _ = aux;
+                // All three offered the same presignature: one round of partial signatures.
+                let offered = self
+                    .sessions
+                    .get_mut(&hex_eid)
+                    .and_then(|s| s.presig.take())
+                    .filter(|(seq, _)| joins.values().all(|j| j.presignature == Some(*seq)));
+                if let Some((_, Held(presig))) = offered {
+                    std::thread::spawn(move || {
+                        let mut outbox = outbox;
+                        let result =
+                            one_round(*presig, &unsigned, me, &inbox, &mut outbox, deadline);
+                        let _ = done.send(Done::Sign {
+                            eid: hex_eid,
+                            result,
+                        });
+                    });
+                    return Ok(());
+                }
                 std::thread::spawn(move || {
                     let mut outbox = outbox;
                     let data = DataToSign::<Secp256k1>::digest::<sha3::Keccak256>(&unsigned);
@@ -1330,7 +1679,8 @@ impl SignerWorker {
                         .and_then(|mut rng| {
                             let machine =
                                 round_based::state_machine::wrap_protocol(|party| async move {
-                                    cggmp24::signing(ExecutionId::new(&eid), me, &parties, &share)
+                                    let share: &KeyShare<Secp256k1> = &share;
+                                    cggmp24::signing(ExecutionId::new(&eid), me, &parties, share)
                                         .sign(&mut rng, party, &data)
                                         .await
                                 });
@@ -1411,6 +1761,24 @@ impl SignerWorker {
                     Ok(incomplete) => self.created(id, s, *incomplete).await,
                     Err(e) => self.failed(id, &s, e).await,
                 }
+            }
+            Done::Presign { eid, result } => {
+                self.sessions.remove(&eid);
+                let Some(p) = self.presigns.get_mut(&eid) else {
+                    return Ok(());
+                };
+                p.done = true;
+                match result {
+                    Ok(presig) => {
+                        tracing::debug!(wallet = %p.wallet, committee = ?p.committee, seq = p.seq, "presignature ready");
+                        self.pool
+                            .entry((p.wallet.clone(), p.committee))
+                            .or_default()
+                            .insert(p.seq, presig);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "a presignature run failed"),
+                }
+                Ok(())
             }
             Done::Sign { eid, result } => {
                 let Some(s) = self.sessions.remove(&eid) else {
@@ -1581,15 +1949,81 @@ impl SignerWorker {
 /// All five signers.
 const ALL: [u16; 5] = [1, 2, 3, 4, 5];
 
+/// Sign with a presignature: broadcast this party's partial signature over the message
+/// (`DataToSign` from the message itself, never a bare hash), take the others', combine.
+fn one_round(
+    (presig, public): (
+        cggmp24::Presignature<Secp256k1>,
+        cggmp24::signing::PresignaturePublicData<Secp256k1>,
+    ),
+    unsigned: &[u8],
+    me: u16,
+    inbox: &Receiver<Inbound>,
+    outbox: &mut Outbox,
+    deadline: Instant,
+) -> Result<cggmp24::Signature<Secp256k1>, RunError> {
+    let data = DataToSign::<Secp256k1>::digest::<sha3::Keccak256>(unsigned);
+    let n = public.commitments.len();
+    let mut partials: Vec<Option<cggmp24::PartialSignature<Secp256k1>>> = vec![None; n];
+    let mine = presig.issue_partial_signature(data);
+    let bytes = serde_json::to_vec(&mine).map_err(|e| RunError::Failed(e.to_string()))?;
+    outbox.send(Outbound { to: None, bytes });
+    *partials
+        .get_mut(usize::from(me))
+        .ok_or_else(|| RunError::Failed("not a member".into()))? = Some(mine);
+    while partials.iter().any(Option::is_none) {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let next = match inbox.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(m) => m,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Err(RunError::Timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(RunError::Stopped),
+        };
+        let (from, bytes) = match next {
+            Inbound::Message {
+                from,
+                broadcast: true,
+                bytes,
+            } => (from, bytes),
+            Inbound::Message { from, .. } => {
+                return Err(RunError::Culprit {
+                    party: from,
+                    reason: "a point-to-point message in a one-round signing".into(),
+                });
+            }
+            Inbound::Bad { from, reason } => return Err(RunError::Culprit { party: from, reason }),
+        };
+        let partial: cggmp24::PartialSignature<Secp256k1> = serde_json::from_slice(&bytes)
+            .map_err(|e| RunError::Culprit {
+                party: from,
+                reason: format!("not a partial signature: {e}"),
+            })?;
+        match partials.get_mut(usize::from(from)) {
+            Some(slot @ None) => *slot = Some(partial),
+            _ => {
+                return Err(RunError::Culprit {
+                    party: from,
+                    reason: "a second partial signature".into(),
+                });
+            }
+        }
+    }
+    let partials: Vec<_> = partials.into_iter().flatten().collect();
+    cggmp24::PartialSignature::combine(&partials, &public, data)
+        .ok_or_else(|| RunError::Failed("the partial signatures do not combine".into()))
+}
+
 fn sha2_256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()
 }
 
-/// The request id of a system session (aux info): the first 16 bytes of its id.
+/// The request id of a system session (aux info): the first 16 bytes of its id, with a
+/// UUIDv7's version and variant bits (every request id is one).
 fn request_of(eid: &[u8; 32]) -> RequestId {
     let mut b = [0u8; 16];
     b.copy_from_slice(&eid[..16]);
+    b[6] = (b[6] & 0x0f) | 0x70;
+    b[8] = (b[8] & 0x3f) | 0x80;
     RequestId(uuid::Uuid::from_bytes(b))
 }
 
