@@ -6,6 +6,7 @@ mod attestation;
 mod bench;
 mod bench_actions;
 mod bench_attest;
+mod bench_e2e;
 mod bench_flood;
 mod bench_policy;
 mod bench_replay;
@@ -156,6 +157,10 @@ enum BenchCommand {
     Flood(bench_flood::FloodArgs),
     /// The policy engine: pure evaluations per second, and the worker's end-to-end latency.
     Policy(bench_policy::PolicyArgs),
+    /// The signers end to end: key generation, and a transfer submitted → signed at
+    /// concurrency 1 and 10 with no presignatures and with a pool, beside the protocols run
+    /// in one process.
+    E2e(bench_e2e::E2eArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +245,7 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Replay(args)) => bench_replay::replay_bench(args).await,
             Command::Bench(BenchCommand::Flood(args)) => bench_flood::flood(args).await,
             Command::Bench(BenchCommand::Policy(args)) => bench_policy::policy(args).await,
+            Command::Bench(BenchCommand::E2e(args)) => bench_e2e::e2e(args).await,
             Command::Attestation(AttestationCommand::Verify(mut args)) => {
                 args.data_dir = args.data_dir.or(config.data_dir.clone());
                 attestation::verify(args)

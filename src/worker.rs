@@ -113,7 +113,7 @@ fn config(args: &WorkerArgs, role: Role, scopes: &[&str]) -> Result<WorkerConfig
 }
 
 async fn run_signer(args: SignerArgs) -> Result<()> {
-    let role = Role::new(&govern_workers::signer::role(args.index))?;
+    let role = Role::new(govern_workers::signer::role(args.index))?;
     let nsm = nsm(&args.worker, &role)?;
     let config = config(&args.worker, role.clone(), &govern_workers::signer::SCOPES)?;
     let options = govern_workers::signer::SignerOptions {

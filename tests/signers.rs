@@ -780,7 +780,9 @@ async fn with_a_warm_pool_a_transfer_is_signed_in_one_round_and_no_presignature_
         let all = c.entries().await;
         let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
         for e in all.iter().filter(|e| e["body"]["purpose"] == "presign") {
-            *runs.entry(e["body"]["session"].as_str().unwrap()).or_default() += 1;
+            *runs
+                .entry(e["body"]["session"].as_str().unwrap())
+                .or_default() += 1;
         }
         let whole = runs.values().filter(|n| **n == 3).count();
         if whole >= 10 {
@@ -801,7 +803,10 @@ async fn with_a_warm_pool_a_transfer_is_signed_in_one_round_and_no_presignature_
         let shown = demo.signed().await;
         check_transaction(&shown, nonce);
         let entries = c.of(shown["request"].as_str().unwrap()).await;
-        let signed = entries.iter().find(|e| e["kind"] == "transfer.signed").unwrap();
+        let signed = entries
+            .iter()
+            .find(|e| e["kind"] == "transfer.signed")
+            .unwrap();
         let session = &signed["body"]["session"];
         let joins: Vec<&Value> = entries
             .iter()

@@ -28,7 +28,7 @@ fn make_the_test_only_aux_info_fixture() {
             .map(|h| h.join().expect("primes"))
             .collect()
     });
-    let aux = round_based::sim::run_with_setup(primes.into_iter(), |i, party, pr| {
+    let aux = round_based::sim::run_with_setup(primes, |i, party, pr| {
         let mut rng = rand_chacha::ChaCha20Rng::from_rng(OsRng).expect("rng");
         async move {
             cggmp24::aux_info_gen(ExecutionId::new(b"govern-test-only-aux-info"), i, 5, pr)

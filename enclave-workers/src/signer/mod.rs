@@ -26,6 +26,7 @@
 //! carries the request as its uniqueness key, so nothing is signed or created twice.
 
 pub mod eth;
+pub mod inproc;
 pub mod mpc;
 pub mod vault;
 
@@ -57,6 +58,9 @@ use crate::identity::ServiceIdentity;
 use crate::nsm::Nsm;
 use crate::runtime::{Appended, POLL_WAIT_MS, Runtime, WorkerConfig, WorkerError, append_to};
 use mpc::{Inbound, Outbound, RunError, Wire};
+
+/// A signer's aux info (cggmp24's, at security level 128).
+pub type SignerAux = cggmp24::key_share::AuxInfo<SecurityLevel128>;
 
 /// The scopes a signer asks the key service for.
 pub const SCOPES: [&str; 4] = ["approvals", "policies", "transfers", "wallets"];
@@ -230,6 +234,9 @@ impl Job {
     }
 }
 
+/// A message's parts are gathered by sender, recipient (`None`: all) and round.
+type PartKey = (u16, Option<u16>, u32);
+
 /// A protocol run this signer takes part in: where its messages go, and what it sends.
 #[derive(Debug)]
 struct Session {
@@ -241,7 +248,7 @@ struct Session {
     /// The inbox's other end, until the run starts.
     pending: Option<Receiver<Inbound>>,
     /// Parts of messages not yet whole: (from, to, round) → parts.
-    parts: HashMap<(u16, Option<u16>, u32), Vec<Option<Vec<u8>>>>,
+    parts: HashMap<PartKey, Vec<Option<Vec<u8>>>>,
     /// This signer's join (the parent of its messages).
     join: LeafHash,
     /// The presignature this signer offered in its join (taken out of the pool: it is
@@ -843,10 +850,15 @@ impl SignerWorker {
             body.get("attempt")
                 .and_then(Value::as_u64)
                 .and_then(|a| u32::try_from(a).ok()),
-            body.get("committee").and_then(Value::as_array).and_then(|c| {
-                let m: Vec<u16> = c.iter().filter_map(|r| r.as_str().and_then(signer_of)).collect();
-                <[u16; 3]>::try_from(m).ok()
-            }),
+            body.get("committee")
+                .and_then(Value::as_array)
+                .and_then(|c| {
+                    let m: Vec<u16> = c
+                        .iter()
+                        .filter_map(|r| r.as_str().and_then(signer_of))
+                        .collect();
+                    <[u16; 3]>::try_from(m).ok()
+                }),
         ) else {
             return;
         };
@@ -885,9 +897,7 @@ impl SignerWorker {
         let open: Vec<String> = self
             .presigns
             .iter()
-            .filter(|(_, p)| {
-                !p.done && p.joined.is_none() && p.committee.contains(&self.index)
-            })
+            .filter(|(_, p)| !p.done && p.joined.is_none() && p.committee.contains(&self.index))
             .map(|(e, _)| e.clone())
             .collect();
         for eid in open {
@@ -911,8 +921,11 @@ impl SignerWorker {
                 && p.joined.is_some_and(|t| t.elapsed() < RUN_TIMEOUT)
         });
         if !busy {
-            let wallets: Vec<(String, WalletInfo)> =
-                self.wallets.iter().map(|(w, i)| (w.clone(), i.clone())).collect();
+            let wallets: Vec<(String, WalletInfo)> = self
+                .wallets
+                .iter()
+                .map(|(w, i)| (w.clone(), i.clone()))
+                .collect();
             'open: for (wallet, info) in wallets {
                 if self.share(info.tenant, &wallet)?.is_none() {
                     continue;
@@ -980,7 +993,13 @@ impl SignerWorker {
             },
             "purpose": "presign",
         });
-        let event = self.event(MPC_JOIN, info.tenant, info.request, vec![info.created], body)?;
+        let event = self.event(
+            MPC_JOIN,
+            info.tenant,
+            info.request,
+            vec![info.created],
+            body,
+        )?;
         self.expect_session(&eid, None, seq, committee.to_vec(), event.leaf_hash());
         self.presigns
             .entry(hex_eid)
@@ -1022,7 +1041,15 @@ impl SignerWorker {
             return Ok(());
         }
         let misbehave = self.options.misbehave;
-        let outbox = self.outbox(eid, info.tenant, info.request, &committee, &joins, join, misbehave);
+        let outbox = self.outbox(
+            eid,
+            info.tenant,
+            info.request,
+            &committee,
+            &joins,
+            join,
+            misbehave,
+        );
         let done = self.done_tx.clone();
         let deadline = Instant::now() + RUN_TIMEOUT;
         let me = u16::try_from(committee.iter().position(|m| *m == self.index).unwrap_or(0))
@@ -1076,6 +1103,7 @@ impl SignerWorker {
     }
 
     /// What a run sends, and to whom: the members' X25519 keys from their joins.
+    #[allow(clippy::too_many_arguments)]
     fn outbox(
         &self,
         eid: [u8; 32],
@@ -1444,7 +1472,13 @@ impl SignerWorker {
                 body["presignature"] = (*seq).into();
             }
             let event = self.event(MPC_JOIN, tenant, request, vec![follows], body)?;
-            self.expect_session(&eid, Some(request), attempt, members.clone(), event.leaf_hash());
+            self.expect_session(
+                &eid,
+                Some(request),
+                attempt,
+                members.clone(),
+                event.leaf_hash(),
+            );
             if let Some(session) = self.sessions.get_mut(&hex::encode(eid)) {
                 session.presig = taken.map(|(seq, p)| (seq, Held(p)));
             }
@@ -1990,7 +2024,12 @@ fn one_round(
                     reason: "a point-to-point message in a one-round signing".into(),
                 });
             }
-            Inbound::Bad { from, reason } => return Err(RunError::Culprit { party: from, reason }),
+            Inbound::Bad { from, reason } => {
+                return Err(RunError::Culprit {
+                    party: from,
+                    reason,
+                });
+            }
         };
         let partial: cggmp24::PartialSignature<Secp256k1> = serde_json::from_slice(&bytes)
             .map_err(|e| RunError::Culprit {
