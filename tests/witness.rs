@@ -627,9 +627,12 @@ async fn govern_up_runs_three_witnesses_with_a_two_of_three_policy() {
     };
     let witness_pids = || processes(" witness ");
     let worker_pids = || processes(" worker policy ");
+    let signer_pids = || processes(" worker signer ");
     assert_eq!(witness_pids(), 3);
-    // The policy worker is a process of its own, attested before `govern up` said it is up.
+    // The policy worker and the five signers are processes of their own, attested (and the
+    // signers holding aux info) before `govern up` said it is up.
     assert_eq!(worker_pids(), 1);
+    assert_eq!(signer_pids(), 5);
     let services: serde_json::Value = reqwest::get(format!("{url}/v1/services"))
         .await
         .unwrap()
@@ -644,6 +647,11 @@ async fn govern_up_runs_three_witnesses_with_a_two_of_three_policy() {
             .any(|s| s["role"] == "policy"),
         "{services}"
     );
+    for i in 1..=5 {
+        let role = format!("signer-{i}");
+        assert_eq!(services["aux"][&role]["stage"], "ready", "{services}");
+    }
+    assert!(services["aux_ready"].is_string(), "{services}");
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -654,10 +662,10 @@ async fn govern_up_runs_three_witnesses_with_a_two_of_three_policy() {
         .unwrap()
         .unwrap();
     let until = tokio::time::Instant::now() + PATIENCE;
-    while witness_pids() > 0 || worker_pids() > 0 {
+    while witness_pids() > 0 || worker_pids() > 0 || signer_pids() > 0 {
         assert!(
             tokio::time::Instant::now() < until,
-            "the witnesses or the policy worker outlived govern up"
+            "the witnesses or a worker outlived govern up"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
