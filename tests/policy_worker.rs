@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use govern_core::note::NoteVerifier;
 use govern_projections::policy::PolicyBook;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::Value;
-use support::{PATIENCE, govern, s, start};
+use support::{PATIENCE, govern, listening_inodes, s, socket_fds, start};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Child;
 
@@ -85,37 +85,6 @@ async fn demo(url: &str, data: &Path, worker_log: &Path) -> Value {
     let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(demo["last"], "transfer.approved", "{demo}");
     demo
-}
-
-/// The inodes of the TCP sockets in LISTEN state in the process's network namespace.
-fn listening_inodes(pid: u32) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for file in ["tcp", "tcp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.get(3) == Some(&"0A") {
-                out.insert(f[9].to_string());
-            }
-        }
-    }
-    out
-}
-
-/// The inodes of the sockets the process holds open.
-fn socket_fds(pid: u32) -> BTreeSet<String> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|l| {
-            l.to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')
-                .map(str::to_string)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Node, PATIENCE, govern, start};
+use support::{Node, PATIENCE, govern, listening_inodes, socket_fds, start};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
@@ -302,37 +302,6 @@ fn check_transaction(shown: &Value, nonce: u64) {
     assert_eq!(tx["gas"], 21000, "{tx}");
     assert_eq!(tx["maxFeePerGas"], "30000000000", "{tx}");
     assert_eq!(tx["maxPriorityFeePerGas"], "1000000000", "{tx}");
-}
-
-/// The inodes of the TCP sockets in LISTEN state in the process's network namespace.
-fn listening_inodes(pid: u32) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for file in ["tcp", "tcp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.get(3) == Some(&"0A") {
-                out.insert(f[9].to_string());
-            }
-        }
-    }
-    out
-}
-
-/// The inodes of the sockets the process holds open.
-fn socket_fds(pid: u32) -> BTreeSet<String> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|l| {
-            l.to_str()?
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')
-                .map(str::to_string)
-        })
-        .collect()
 }
 
 fn kinds(entries: &[Value]) -> Vec<&str> {

@@ -375,3 +375,34 @@ pub async fn forge(data: &Path, events: &[SignedEvent]) {
     }
     drop(log);
 }
+
+/// The inodes of the TCP sockets in LISTEN state in the process's network namespace.
+pub fn listening_inodes(pid: u32) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for file in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(3) == Some(&"0A") {
+                out.insert(f[9].to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The inodes of the sockets the process holds open.
+pub fn socket_fds(pid: u32) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_string)
+        })
+        .collect()
+}

@@ -1383,18 +1383,7 @@ impl SignerWorker {
                     "index": hop.index,
                     "kind": hop.kind,
                 });
-                let event = self.event(
-                    TRANSFER_QUARANTINED,
-                    tenant,
-                    request,
-                    vec![job.trigger],
-                    body,
-                )?;
-                self.append(&event).await?;
-                if let Some(job) = self.jobs.get_mut(&id) {
-                    job.settled = true;
-                }
-                return Ok(());
+                return self.quarantine(id, body).await;
             }
             if member && !job.joined.contains(&attempt) && !job.aborted.contains(&attempt) {
                 let tx = self
@@ -1406,18 +1395,7 @@ impl SignerWorker {
                     Some(Err(e)) => {
                         let body =
                             json!({"reason": "invalid-transaction", "detail": e.to_string()});
-                        let event = self.event(
-                            TRANSFER_QUARANTINED,
-                            tenant,
-                            request,
-                            vec![job.trigger],
-                            body,
-                        )?;
-                        self.append(&event).await?;
-                        if let Some(job) = self.jobs.get_mut(&id) {
-                            job.settled = true;
-                        }
-                        return Ok(());
+                        return self.quarantine(id, body).await;
                     }
                     None => return Ok(()),
                     Some(Ok(_)) => {}
@@ -1524,6 +1502,17 @@ impl SignerWorker {
     }
 
     /// This signer's key share of `wallet`, from its vault.
+    /// Refuse to sign `id`: `transfer.quarantined` with `body`, and the request is settled.
+    async fn quarantine(&mut self, id: RequestId, body: Value) -> Result<(), WorkerError> {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Ok(());
+        };
+        job.settled = true;
+        let (tenant, request, trigger) = (job.tenant, job.request, job.trigger);
+        let event = self.event(TRANSFER_QUARANTINED, tenant, request, vec![trigger], body)?;
+        self.append(&event).await
+    }
+
     /// This signer's key share of the key the log records for `wallet`, from its vault
     /// (kept by wallet and public key: a key generation that finishes after another
     /// attempt's key was recorded leaves a share no transfer uses).
