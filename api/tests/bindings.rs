@@ -201,6 +201,29 @@ async fn a_signed_transfer_is_refused_under_another_wallet_or_under_none() {
     );
     let c = custody(&both);
     assert!(c.broken(&tenant, &request).is_some());
+    // The same transfer under the signed wallet, but with the user's signature taken out
+    // (the edge re-signs it): a transfer nobody signed is no transfer.
+    let honest_parent = sealed_event(
+        &node,
+        "transfer.requested",
+        &signed,
+        &transfer(),
+        vec![wallet_leaf(&node, &tenant, &mine)],
+        &key,
+    );
+    assert!(custody(&honest_parent).broken(&tenant, &request).is_none());
+    let mut unsigned = honest_parent.event().clone();
+    unsigned.body.remove("signature");
+    unsigned.sig = None;
+    let unsigned = unsigned
+        .sign(node.services.edge.identity.keys().signing_key())
+        .unwrap();
+    let c = custody(&unsigned);
+    let hop = c.broken(&tenant, &request).expect("the chain is broken");
+    assert_eq!(
+        hop.verdict.as_ref().unwrap_err().code(),
+        "user-action-missing"
+    );
 
     // The same construction under the wallet the user signed is appended: the refusals
     // above are the binding's, not the construction's.

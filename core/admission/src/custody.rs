@@ -24,7 +24,9 @@ use govern_core::append::{
 };
 use govern_core::event::{Event, RequestId, SignedEvent, TenantId};
 use govern_core::ids::{LeafHash, LeafIndex, RootHash, TreeSize};
-use govern_core::kinds::{MANIFEST_PUBLISHED, POLICY_RESULT_KINDS, SERVICE_ATTESTED};
+use govern_core::kinds::{
+    ACTION_KINDS, CREDENTIAL_REGISTERED, MANIFEST_PUBLISHED, POLICY_RESULT_KINDS, SERVICE_ATTESTED,
+};
 use govern_projections::policy::PolicyBook;
 use govern_projections::state::State;
 use govern_projections::tenants::{CredentialState, is_tenant_kind, params};
@@ -162,10 +164,19 @@ impl Custody {
             check_routing(&manifest.manifest, signed, &view)
                 .map_err(|e| HopVerdict::Routing(e.to_string()))?;
         }
-        if let Some(result) = check_user_action(event, &self.state) {
-            result?;
+        match check_user_action(event, &self.state) {
+            Some(result) => result.map(|_| ()),
+            // A kind that carries a user action must carry one (a tenant's first credential,
+            // registered by the edge at sign-up, excepted), as the log requires at append.
+            None if ACTION_KINDS.contains(&event.kind.as_str())
+                && event.kind.as_str() != CREDENTIAL_REGISTERED =>
+            {
+                Err(HopVerdict::UserAction(UserActionError::Missing {
+                    kind: event.kind.to_string(),
+                }))
+            }
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The hops of `request` of `tenant` so far, in log order.

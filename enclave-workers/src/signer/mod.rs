@@ -537,10 +537,19 @@ impl SignerWorker {
                 }
             }
             AUX_JOIN => {
-                if let Some(from) = from {
-                    let attempt = event.body.get("attempt").and_then(Value::as_u64);
-                    if let (Some(a), Some(join)) = (attempt, self.join_of(signed)) {
-                        let a = u32::try_from(a).unwrap_or(u32::MAX);
+                // A real attempt's join: its session is that attempt's execution id.
+                let attempt = event
+                    .body
+                    .get("attempt")
+                    .and_then(Value::as_u64)
+                    .and_then(|a| u32::try_from(a).ok())
+                    .filter(|a| *a < u32::MAX);
+                if let (Some(from), Some(a), Some(genesis)) = (from, attempt, self.genesis) {
+                    let eid = mpc::execution_id("aux", genesis.0.as_bytes(), &ALL, a);
+                    let session = event.body.get("session").and_then(Value::as_str);
+                    if session == Some(hex::encode(eid).as_str())
+                        && let Some(join) = self.join_of(signed)
+                    {
                         self.aux.joins.entry(a).or_default().insert(from, join);
                     }
                 }
@@ -736,7 +745,12 @@ impl SignerWorker {
         job.attempt += 1;
         job.started = event.time;
         job.follows = signed.leaf_hash();
-        self.sessions.remove(&old);
+        // A signing of the attempt given up is moot. A key generation runs to its end: if
+        // it finishes, its key may be the one the log records, and this signer's share of
+        // it must be in the vault.
+        if matches!(job.work, Work::Sign { .. }) {
+            self.sessions.remove(&old);
+        }
     }
 
     fn fold_message(&mut self, signed: &SignedEvent, from: u16) {
@@ -1433,11 +1447,26 @@ impl SignerWorker {
             let follows = job.follows;
             // A signing offers this signer's oldest presignature for the committee (taken
             // out of the pool now: never offered twice).
+            // The number another member offered, where this signer holds it; numbers below
+            // the highest offered are ones another member no longer holds, never to match.
+            let others: Vec<u32> = joins
+                .iter()
+                .filter(|(m, _)| **m != self.index)
+                .filter_map(|(_, j)| j.presignature)
+                .collect();
             let taken = match (&job.work, <[u16; 3]>::try_from(members.clone())) {
-                (Work::Sign { wallet }, Ok(c)) => self
-                    .pool
-                    .get_mut(&(wallet.clone(), c))
-                    .and_then(BTreeMap::pop_first),
+                (Work::Sign { wallet }, Ok(c)) => {
+                    self.pool.get_mut(&(wallet.clone(), c)).and_then(|p| {
+                        if let Some(max) = others.iter().max() {
+                            p.retain(|seq, _| seq >= max);
+                        }
+                        let held = others.iter().rev().find(|n| p.contains_key(n)).copied();
+                        match held {
+                            Some(n) => p.remove(&n).map(|x| (n, x)),
+                            None => p.pop_first(),
+                        }
+                    })
+                }
                 _ => None,
             };
             let mut body = json!({
@@ -1472,9 +1501,16 @@ impl SignerWorker {
             && job.joined.contains(&attempt)
             && !job.started_runs.contains(&attempt)
         {
+            // A checkpoint ahead of this signer's log is checked next round; meanwhile the
+            // attempt's deadline still holds (a member naming a size never reached stalls
+            // nobody past it).
+            let mut ahead = false;
             for (m, j) in &joins {
                 match self.root_at(j.size) {
-                    None => return Ok(()), // ahead of this signer's log: next round
+                    None => {
+                        ahead = true;
+                        break;
+                    }
                     Some(root) if Some(root) == j.root => {}
                     Some(_) => {
                         return self
@@ -1483,12 +1519,17 @@ impl SignerWorker {
                     }
                 }
             }
-            self.start_run(id, aux, &joins)?;
-            if let Some(job) = self.jobs.get_mut(&id) {
-                job.started_runs.insert(attempt);
+            if !ahead {
+                self.start_run(id, aux, &joins)?;
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.started_runs.insert(attempt);
+                }
+                return Ok(());
             }
-            return Ok(());
         }
+        let Some(job) = self.jobs.get(&id) else {
+            return Ok(());
+        };
         // Give up an attempt past its deadline.
         if !job.aborted.contains(&attempt) && Timestamp::now().unix_ms() > self.deadline(job) {
             let missing: Vec<String> = members
@@ -1501,7 +1542,6 @@ impl SignerWorker {
         Ok(())
     }
 
-    /// This signer's key share of `wallet`, from its vault.
     /// Refuse to sign `id`: `transfer.quarantined` with `body`, and the request is settled.
     async fn quarantine(&mut self, id: RequestId, body: Value) -> Result<(), WorkerError> {
         let Some(job) = self.jobs.get_mut(&id) else {
@@ -1509,6 +1549,8 @@ impl SignerWorker {
         };
         job.settled = true;
         let (tenant, request, trigger) = (job.tenant, job.request, job.trigger);
+        // A signing in flight for it stops here: nothing is signed after a quarantine.
+        self.sessions.retain(|_, s| s.request != Some(request));
         let event = self.event(TRANSFER_QUARANTINED, tenant, request, vec![trigger], body)?;
         self.append(&event).await
     }
@@ -1677,11 +1719,24 @@ impl SignerWorker {
                 let parties: Vec<u16> = members.iter().map(|m| m - 1).collect();
                 let _ = aux;
                 // All three offered the same presignature: one round of partial signatures.
-                let offered = self
+                let mut offered = self
                     .sessions
                     .get_mut(&hex_eid)
-                    .and_then(|s| s.presig.take())
-                    .filter(|(seq, _)| joins.values().all(|j| j.presignature == Some(*seq)));
+                    .and_then(|s| s.presig.take());
+                if let Some((seq, _)) = &offered
+                    && !joins.values().all(|j| j.presignature == Some(*seq))
+                {
+                    // Not the same one: unused (no partial signature was issued), so it goes
+                    // back to the pool.
+                    if let (Some((seq, Held(p))), Ok(c)) =
+                        (offered.take(), <[u16; 3]>::try_from(members.clone()))
+                    {
+                        self.pool
+                            .entry((wallet.clone(), c))
+                            .or_default()
+                            .insert(seq, p);
+                    }
+                }
                 if let Some((_, Held(presig))) = offered {
                     std::thread::spawn(move || {
                         let mut outbox = outbox;
@@ -1902,6 +1957,11 @@ impl SignerWorker {
             return Ok(());
         };
         let (tenant, request, trigger) = (job.tenant, job.request, job.trigger);
+        // Settled meanwhile (quarantined, or signed by another member), or its chain broke
+        // since the run began: nothing to append.
+        if job.settled || self.custody.broken(&tenant, &request).is_some() {
+            return Ok(());
+        }
         let eid = job.eid(s.attempt);
         let Some(share) = self.share(tenant, &wallet)? else {
             return Ok(());
@@ -2105,9 +2165,13 @@ impl Outbox {
             }
         };
         let session = hex::encode(self.eid);
+        let Ok(kind) = Kind::new(MPC_MESSAGE) else {
+            tracing::error!("mpc.message is not a kind name");
+            return;
+        };
         for part in Wire::split(&session, round, self.me, to, &data) {
             match self.identity.sign(
-                Kind::new(MPC_MESSAGE).unwrap_or_else(|_| unreachable_kind()),
+                kind.clone(),
                 self.tenant,
                 self.request,
                 vec![self.join],
@@ -2121,11 +2185,6 @@ impl Outbox {
             }
         }
     }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_kind() -> Kind {
-    panic!("mpc.message is a kind")
 }
 
 /// Append what the protocol runs send, each as its own request (their order does not
