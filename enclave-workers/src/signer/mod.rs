@@ -302,7 +302,10 @@ pub struct SignerWorker {
     identity: Arc<ServiceIdentity>,
     vault: vault::Vault,
     custody: Custody,
-    leaves: Vec<LeafHash>,
+    /// The tree of the entries folded so far, and its root after each entry (what a
+    /// member's named checkpoint is compared with).
+    tree: merkle::Frontier,
+    roots: Vec<RootHash>,
     genesis: Option<LeafHash>,
     aux: AuxProgress,
     aux_info: Option<Box<AuxInfo<SecurityLevel128>>>,
@@ -364,7 +367,8 @@ impl SignerWorker {
             options,
             vault,
             custody: Custody::new(),
-            leaves: Vec::new(),
+            tree: merkle::Frontier::new(),
+            roots: Vec::new(),
             genesis: None,
             aux: AuxProgress::default(),
             aux_info: None,
@@ -461,7 +465,8 @@ impl SignerWorker {
         if index == 0 {
             self.genesis = Some(leaf);
         }
-        self.leaves.push(leaf);
+        self.tree.push(leaf, &mut Vec::new());
+        self.roots.push(self.tree.root());
         let opened = match kind {
             TRANSFER_REQUESTED | POLICY_CHANGED | POLICY_EVALUATED => {
                 self.open(index, signed).await?
@@ -1145,16 +1150,10 @@ impl SignerWorker {
 
     /// The root of the log's first `size` entries, as this signer folded them.
     fn root_at(&self, size: u64) -> Option<RootHash> {
-        let size = usize::try_from(size).ok()?;
-        if size > self.leaves.len() {
-            return None;
+        match usize::try_from(size).ok()? {
+            0 => Some(merkle::Frontier::new().root()),
+            n => self.roots.get(n - 1).copied(),
         }
-        let mut f = merkle::Frontier::new();
-        let mut done = Vec::new();
-        for l in &self.leaves[..size] {
-            f.push(*l, &mut done);
-        }
-        Some(f.root())
     }
 
     /// Prepare aux info: install the test fixture, or generate primes and run the
