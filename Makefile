@@ -21,7 +21,7 @@ SCHEMATHESIS_VERSION := 4.32.5
 # that is not this project's: eth-account (PyPI), in the same venv.
 ETH_ACCOUNT_VERSION := 0.14.0
 
-.PHONY: up test deps test-deps bench fuzz-build clean-data
+.PHONY: up test deps test-deps bench fuzz-build clean-data screenshots
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -57,6 +57,10 @@ test: test-deps
 	# The API against its own OpenAPI document, bounded in time: no 5xx, no response that
 	# breaks the schema.
 	SCHEMATHESIS=$(VENV)/bin/schemathesis scripts/schemathesis.sh
+
+# The dashboard's screenshots in docs/screenshots/, taken by its browser test as it runs.
+screenshots: test-deps
+	GOVERN_SCREENSHOTS=$(CURDIR)/docs/screenshots cargo nextest run -p govern --test dashboard --no-capture
 
 bench: deps
 	cargo run --release --bin govern -- bench append

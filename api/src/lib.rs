@@ -21,6 +21,7 @@ pub mod problem;
 pub mod requests;
 pub mod routes;
 pub mod tenant_keys;
+pub mod ui;
 pub mod witnessing;
 
 pub use boot::{Attestor, LocalService, Services, attest};

@@ -20,6 +20,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         crate::routes::state_info,
         crate::routes::append,
         crate::routes::entry,
+        crate::routes::leaf,
         crate::routes::services,
         crate::routes::inclusion,
         crate::routes::consistency,
@@ -37,7 +38,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         crate::requests::list_requests,
         crate::edge::request_status,
         crate::edge::wallet,
-        crate::edge::ui_register,
+        crate::edge::credential,
+        crate::ui::index,
+        crate::ui::asset,
         crate::edge::invite_user,
         crate::edge::change_role,
         crate::edge::add_credential,
@@ -58,6 +61,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
         (name = "edge", description = "Tenants, passkeys and API keys, sessions, User Action Signing"),
         (name = "actions", description = "Sensitive requests: each needs a userAction token signed over exactly it"),
         (name = "keys", description = "Tenant keys: scoped reads of sealed payloads, key status, rotation, shredding, releases to attested services"),
+        (name = "dashboard", description = "The dashboard: HTML, CSS and JavaScript compiled into the node"),
     )
 )]
 struct ApiDoc;

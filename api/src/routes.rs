@@ -148,6 +148,9 @@ pub fn router(state: AppState) -> Router {
             post(append).layer(DefaultBodyLimit::max(EVENT_BYTES_MAX)),
         )
         .route("/v1/entries/{index}", get(entry))
+        .route("/v1/leaves/{leaf}", get(leaf))
+        .route("/", get(crate::ui::index))
+        .route("/ui/{file}", get(crate::ui::asset))
         .route("/v1/services", get(services))
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
@@ -384,6 +387,49 @@ pub(crate) async fn entry(
         bytes,
     )
         .into_response())
+}
+
+/// Where an entry is, by its leaf hash.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct LeafAt {
+    /// Its index in the log.
+    index: u64,
+    /// The leaf hash asked for (lower-case hex).
+    leaf: String,
+}
+
+/// `GET /v1/leaves/{leaf}`: the index of the entry with that leaf hash, so a reader holding
+/// only a hash (an event's `parents` or `attestation`) can fetch the entry and its proof.
+#[utoipa::path(get, path = "/v1/leaves/{leaf}", tag = "log",
+    params(("leaf" = String, Path, description = "Leaf hash, 64 hex digits")),
+    responses((status = 200, description = "The entry's index", body = LeafAt),
+        (status = 400, description = "Not a leaf hash", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "The log holds no such entry", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn leaf(
+    State(s): State<AppState>,
+    leaf: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let Path(text) = leaf.map_err(bad_path)?;
+    let hash = govern_core::ids::LeafHash::try_from(text.to_ascii_lowercase()).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-path",
+            "Bad path parameter",
+            format!("a leaf hash is 64 hex digits: {e}"),
+        )
+    })?;
+    match s.log.index_of(&hash)? {
+        Some(index) => Ok(Json(LeafAt {
+            index: index.0,
+            leaf: hash.to_hex(),
+        })
+        .into_response()),
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "No such resource",
+            "the log holds no entry with this leaf hash",
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -248,7 +248,7 @@ pub(crate) async fn payloads(
     path = "/v1/tenants/{tenant}/keys",
     tag = "keys",
     params(("tenant" = String, Path, description = "Tenant id")),
-    responses((status = 200, description = "Versions, rotation and shredding, releases and decryptions per role", body = Object), (status = 400, description = "Bad tenant id", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Operator token or session required", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not an admin", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant", body = crate::problem::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Versions, rotation and shredding, releases and decryptions per role, and per hour by role and scope", body = Object), (status = 400, description = "Bad tenant id", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "Operator token or session required", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "Not an admin", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such tenant", body = crate::problem::Problem, content_type = "application/problem+json")),
     security(("operator" = []), ("session" = [])))]
 pub(crate) async fn key_status(
     State(KeyEndpoints { keys, edge }): State<KeyEndpoints>,
@@ -285,6 +285,7 @@ pub(crate) async fn key_status(
                 "shredded": k.shredded.as_ref().map(|(time, index)| json!({"time": time, "index": index})),
                 "releases": k.releases,
                 "decryptions": k.decryptions,
+                "hourly": k.hourly,
             })
         })
         .ok_or_else(|| not_found("tenant", &tenant))?;

@@ -1748,3 +1748,137 @@ async fn requests_of_another_tenant_without_a_token_or_with_bad_paging_are_refus
     let r = list_requests(&node, Some(&operator), &format!("{acme}&limit=100")).await;
     assert_eq!(r.0, StatusCode::OK, "{}", r.1);
 }
+
+/// What the dashboard reads besides the earlier endpoints: a credential by id (its
+/// registration and latest action, for any user of its tenant, a missing one for any other),
+/// an entry by leaf hash, and the key status per hour; and the dashboard's own files, served
+/// from the binary under a same-origin Content Security Policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_reads_answer_for_the_tenant_only() {
+    let node = boot().await;
+    let mut ada = admin(&node).await;
+    let (other_tenant, other_invite) = create_tenant(&node, "globex").await;
+    let eve = register(&node, &other_tenant, &other_invite).await;
+    let r = act(
+        &node,
+        &mut ada,
+        "wallet.requested",
+        "/v1/wallets",
+        &json!({"name": "treasury"}),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{}", r.1);
+    let wallet_index = r.1["index"].as_u64().unwrap();
+    let wallet_leaf = r.1["leaf"].as_str().unwrap().to_string();
+
+    // The credential: its registration, and the wallet request as its latest action.
+    let path = format!("/v1/credentials/{}", ada.credential);
+    let own = node
+        .call("GET", &path, &[("authorization", &ada.bearer())], None)
+        .await;
+    assert_eq!(own.0, StatusCode::OK, "{}", own.1);
+    assert_eq!(own.1["user"], ada.id.as_str());
+    assert_eq!(own.1["type"], "passkey");
+    assert_eq!(own.1["last_action"], wallet_index);
+    assert!(own.1["revoked"].is_null());
+    let registered = own.1["registered"].as_u64().unwrap();
+    let reg = node.entry(registered);
+    assert_eq!(reg.event().kind.as_str(), "credential.registered");
+    assert_eq!(reg.event().body["credential"], ada.credential.as_str());
+    assert_eq!(own.1["leaf"], reg.leaf_hash().to_hex());
+    // /v1/me says the same.
+    let me = node
+        .call("GET", "/v1/me", &[("authorization", &ada.bearer())], None)
+        .await;
+    assert_eq!(me.1["credentials"][0]["last_action"], wallet_index);
+    assert_eq!(me.1["credentials"][0]["leaf"], own.1["leaf"]);
+    // Another tenant's user: byte for byte a missing credential; nobody signed in: 401.
+    let theirs = node
+        .call("GET", &path, &[("authorization", &eve.bearer())], None)
+        .await;
+    let none = node
+        .call(
+            "GET",
+            "/v1/credentials/AAAAAAAAAAAAAAAAAAAAAA",
+            &[("authorization", &eve.bearer())],
+            None,
+        )
+        .await;
+    assert_problem(&(theirs.0, theirs.1.clone()), 404, "not-found");
+    assert_eq!(theirs.2, none.2);
+    let anon = node.call("GET", &path, &[], None).await;
+    assert_problem(&(anon.0, anon.1), 401, "unauthenticated");
+
+    // An entry by its leaf hash (either case); a malformed hash 400, an unknown one 404.
+    let at = node
+        .call("GET", &format!("/v1/leaves/{wallet_leaf}"), &[], None)
+        .await;
+    assert_eq!(at.0, StatusCode::OK, "{}", at.1);
+    assert_eq!(at.1["index"], wallet_index);
+    let upper = node
+        .call(
+            "GET",
+            &format!("/v1/leaves/{}", wallet_leaf.to_uppercase()),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(upper.1["index"], wallet_index);
+    let bad = node.call("GET", "/v1/leaves/not-a-hash", &[], None).await;
+    assert_problem(&(bad.0, bad.1), 400, "bad-path");
+    let unknown = node
+        .call("GET", &format!("/v1/leaves/{}", "ab".repeat(32)), &[], None)
+        .await;
+    assert_problem(&(unknown.0, unknown.1), 404, "not-found");
+
+    // Key status per hour: the hours add up to the totals, per role and scope.
+    let k = node
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/keys", ada.tenant),
+            &[("authorization", &ada.bearer())],
+            None,
+        )
+        .await;
+    assert_eq!(k.0, StatusCode::OK, "{}", k.1);
+    let hourly = k.1["hourly"].as_object().unwrap();
+    assert!(!hourly.is_empty(), "{}", k.1);
+    for what in ["releases", "decryptions"] {
+        for (role, total) in k.1[what].as_object().unwrap() {
+            for (scope, n) in total["scopes"].as_object().unwrap() {
+                let sum: u64 = hourly
+                    .values()
+                    .filter_map(|h| h[what][role][scope].as_u64())
+                    .sum();
+                assert_eq!(Some(sum), n.as_u64(), "{what} {role} {scope}: {}", k.1);
+            }
+        }
+        for hour in hourly.keys() {
+            assert_eq!(hour.len(), 13, "YYYY-MM-DDTHH: {hour}");
+        }
+    }
+
+    // The dashboard: from the binary, same origin only.
+    let req = Request::builder().uri("/").body(Body::empty()).unwrap();
+    let resp = node.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(!csp.contains("http"), "{csp}");
+    let page = resp.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8(page.to_vec()).unwrap();
+    assert!(page.contains("src=\"/ui/app.js\""));
+    for file in ["app.js", "api.js", "verify.js", "style.css", "register.js"] {
+        let (status, _, bytes) = node.call("GET", &format!("/ui/{file}"), &[], None).await;
+        assert_eq!(status, StatusCode::OK, "{file}");
+        let text = String::from_utf8(bytes).unwrap();
+        // Nothing is loaded from elsewhere (the one URL in the scripts is SVG's namespace).
+        let elsewhere = text
+            .match_indices("://")
+            .filter(|(i, _)| !text[i.saturating_sub(4)..].starts_with("http://www.w3.org/2000/svg"))
+            .count();
+        assert_eq!(elsewhere, 0, "{file} names another origin");
+    }
+    let missing = node.call("GET", "/ui/nope.js", &[], None).await;
+    assert_problem(&(missing.0, missing.1), 404, "not-found");
+}

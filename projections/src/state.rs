@@ -20,7 +20,9 @@ use crate::tenants::Tenants;
 /// deliberate change, recorded with the golden logs of `replay-tests/`). 2: a request's
 /// status is the policy worker's decision (`pending`, `evaluated`, `approved`, `activated`,
 /// `rejected`), no longer the latest approval's; the worker's results are tenant events.
-pub const STATE_VERSION: u32 = 2;
+/// 3: a credential keeps its latest action (`last_action`), a tenant's key status its
+/// releases and openings per hour (`hourly`), for the dashboard.
+pub const STATE_VERSION: u32 = 3;
 
 /// Every projection of the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

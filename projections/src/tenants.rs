@@ -120,6 +120,10 @@ pub struct CredentialState {
     pub revoked: Option<u64>,
     /// The highest signature counter seen in an action (passkeys; 0 for none).
     pub counter: u32,
+    /// The latest user action signed with it (what a user re-checks beside the
+    /// registration, in the dashboard's credentials view).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_action: Option<u64>,
 }
 
 /// A wallet, by the request that asked for it.
@@ -256,6 +260,36 @@ pub struct KeyStatus {
     pub releases: BTreeMap<String, AuditCount>,
     /// Payloads opened, by the role that opened them.
     pub decryptions: BTreeMap<String, AuditCount>,
+    /// Releases and openings per hour of log time (the event's `time` cut to
+    /// `YYYY-MM-DDTHH`), by role and scope: what the dashboard charts.
+    #[serde(default)]
+    pub hourly: BTreeMap<String, HourAudit>,
+}
+
+/// One hour of a tenant's key audit: counts by role, then scope.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourAudit {
+    /// Scope keys released (`keys.audit`), by the role they went to.
+    pub releases: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Payloads opened (`reads.audit`), by the role that opened them.
+    pub decryptions: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// The hour an event's time falls in: `YYYY-MM-DDTHH`.
+fn hour_of(event: &Event) -> String {
+    let t = event.time.to_string();
+    t.get(..13).unwrap_or(&t).to_string()
+}
+
+fn count_hour(
+    map: &mut BTreeMap<String, BTreeMap<String, u64>>,
+    role: &str,
+    scopes: &[(String, u64)],
+) {
+    let by_scope = map.entry(role.to_string()).or_default();
+    for (scope, n) in scopes {
+        *by_scope.entry(scope.clone()).or_default() += n;
+    }
 }
 
 impl KeyStatus {
@@ -524,6 +558,15 @@ impl Tenants {
         {
             c.counter = c.counter.max(counter);
         }
+        if let Some(c) = event
+            .body
+            .get("action")
+            .and_then(|a| a.get("credential"))
+            .and_then(Value::as_str)
+            .and_then(|id| tenant.credentials.get_mut(id))
+        {
+            c.last_action = Some(index);
+        }
         match kind {
             USER_INVITED => {
                 if let (Some(hash), Some(role)) = (
@@ -582,6 +625,7 @@ impl Tenants {
                             leaf,
                             revoked: None,
                             counter: 0,
+                            last_action: None,
                         },
                     );
                 }
@@ -674,12 +718,16 @@ fn apply_keys(tenant: &mut Tenant, event: &Event, index: u64, leaf: LeafHash) {
             if let Some(role) = text(b, "role") {
                 let scopes = audited(event);
                 count(&mut tenant.keys.releases, role, &scopes, event, index);
+                let hour = tenant.keys.hourly.entry(hour_of(event)).or_default();
+                count_hour(&mut hour.releases, role, &scopes);
             }
         }
         READS_AUDIT => {
             let scopes = audited(event);
             let role = event.producer.role.to_string();
             count(&mut tenant.keys.decryptions, &role, &scopes, event, index);
+            let hour = tenant.keys.hourly.entry(hour_of(event)).or_default();
+            count_hour(&mut hour.decryptions, &role, &scopes);
         }
         _ => {}
     }

@@ -590,8 +590,8 @@ pub fn routes(edge: Arc<Edge>) -> Router {
         .route("/v1/auth/login/finish", post(login_finish))
         .route("/v1/auth/action/init", post(action_init))
         .route("/v1/auth/action", post(action_sign))
-        .route("/ui/register.html", get(ui_register))
         .route("/v1/me", get(me))
+        .route("/v1/credentials/{id}", get(credential))
         .route("/v1/requests", get(crate::requests::list_requests))
         .route("/v1/requests/{id}", get(request_status))
         .route("/v1/wallets/{id}", get(wallet))
@@ -613,14 +613,36 @@ pub fn routes(edge: Arc<Edge>) -> Router {
         .with_state(edge)
 }
 
-/// The page a registration link opens: registers a passkey, then signs a wallet and a
-/// transfer with it, recomputing every challenge in the browser.
+/// `GET /v1/credentials/{id}` (session): a credential of the session's tenant: whose it is,
+/// its registration entry, its revocation and the latest action signed with it. Any user of
+/// the tenant may read it: a receipt chain names the credentials that signed its actions,
+/// and whoever verifies the chain needs the key the log recorded for each.
 #[utoipa::path(get,
-    path = "/ui/register.html",
+    path = "/v1/credentials/{id}",
     tag = "edge",
-    responses((status = 200, description = "The passkey page", body = String, content_type = "text/html")))]
-pub(crate) async fn ui_register() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("../../ui/register.html"))
+    params(("id" = String, Path, description = "Credential id (base64url)")),
+    responses((status = 200, description = "The credential's user, registration, revocation and latest action", body = Object), (status = 401, description = "Sign in first", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "No such credential in this tenant", body = crate::problem::Problem, content_type = "application/problem+json")),
+    security(("session" = [])))]
+pub(crate) async fn credential(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let session = edge.session(&headers)?;
+    let c = edge
+        .with_tenant(&session.tenant, |t| t.credentials.get(&id).cloned())
+        .flatten()
+        .ok_or_else(|| not_found("credential", &id))?;
+    Ok(axum::Json(json!({
+        "id": c.credential.id,
+        "user": c.credential.user,
+        "type": c.credential.kind,
+        "registered": c.registered,
+        "leaf": c.leaf,
+        "revoked": c.revoked,
+        "last_action": c.last_action,
+    }))
+    .into_response())
 }
 
 /// `GET /v1/me` (session): the user, their role and credentials, and the tenant.
@@ -648,7 +670,9 @@ pub(crate) async fn me(
                 "id": c.credential.id,
                 "type": c.credential.kind,
                 "registered": c.registered,
+                "leaf": c.leaf,
                 "revoked": c.revoked,
+                "last_action": c.last_action,
             })
         })
         .collect();

@@ -426,7 +426,7 @@ impl Edge {
 
     pub(crate) fn registration_url(&self, tenant: &TenantId, invite: &str) -> String {
         format!(
-            "{}/ui/register.html#tenant={}&invite={invite}",
+            "{}/#register?tenant={}&invite={invite}",
             self.config.origin_text(),
             tenant.0
         )

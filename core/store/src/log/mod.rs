@@ -360,6 +360,12 @@ pub trait NodeLog: Appender {
     /// [`ReadError`].
     fn root_at(&self, size: TreeSize) -> Result<RootHash, ReadError>;
 
+    /// See [`LogReader::index_of`].
+    ///
+    /// # Errors
+    /// [`ReadError`].
+    fn index_of(&self, leaf: &LeafHash) -> Result<Option<LeafIndex>, ReadError>;
+
     /// See [`LogReader::inclusion_proof`].
     ///
     /// # Errors
@@ -404,6 +410,10 @@ impl<S: Storage> NodeLog for Log<S> {
 
     fn root_at(&self, size: TreeSize) -> Result<RootHash, ReadError> {
         LogReader::root_at(self, size)
+    }
+
+    fn index_of(&self, leaf: &LeafHash) -> Result<Option<LeafIndex>, ReadError> {
+        LogReader::index_of(self, leaf)
     }
 
     fn inclusion_proof(&self, index: LeafIndex, size: TreeSize) -> Result<Vec<Hash>, ReadError> {
