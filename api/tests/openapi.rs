@@ -40,7 +40,10 @@ async fn the_spec_is_openapi_3_1_and_covers_every_route() {
         ("/v1/requests", "get"),
         ("/v1/requests/{id}", "get"),
         ("/v1/wallets/{id}", "get"),
-        ("/ui/register.html", "get"),
+        ("/", "get"),
+        ("/ui/{file}", "get"),
+        ("/v1/leaves/{leaf}", "get"),
+        ("/v1/credentials/{id}", "get"),
         ("/v1/users", "post"),
         ("/v1/users/role", "post"),
         ("/v1/credentials", "post"),
@@ -77,7 +80,9 @@ async fn the_spec_is_openapi_3_1_and_covers_every_route() {
             .replace("{tenant}", "x")
             .replace("{scope}", "wallets")
             .replace("{decision}", "approve")
-            .replace("{path}", "0/000");
+            .replace("{path}", "0/000")
+            .replace("{file}", "app.js")
+            .replace("{leaf}", &"0".repeat(64));
         let (_, body, _) = node
             .call(&method.to_uppercase(), &concrete, &[], None)
             .await;
