@@ -713,6 +713,8 @@ async function route() {
   try {
     const services = await api.get("/v1/services").catch(() => null);
     if (services) devBanner(services);
+    // Every page warns when the announced keys are not the pinned ones.
+    await announce().catch(() => null);
     if (path === "register") return registerView(params);
     if (path === "services") return await servicesView();
     if (!s) {

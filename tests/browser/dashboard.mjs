@@ -280,6 +280,22 @@ try {
     return Buffer.from(lines.join("\n"));
   }, "checkpoint", "cosignature");
   log("tamper", JSON.stringify(out.tamper));
+  // The node announcing another log key: every page warns, and verification keeps to the
+  // pinned keys (so it stays green here).
+  await admin.route("**/v1/log", async (r) => {
+    const res = await r.fetch();
+    const j = await res.json();
+    j.verifier_key = j.verifier_key.replace(/\+[0-9a-f]{8}\+/, "+00000000+");
+    await r.fulfill({ response: res, body: JSON.stringify(j) });
+  });
+  await open(admin, "#activity");
+  expect(await admin.isVisible("#pin-banner"), "a changed announced key shows the warning");
+  out.pin_warning = await admin.textContent("#pin-banner");
+  await open(admin, `#request/${out.request}`);
+  expect((await verify(admin)).ok, "verification keeps to the pinned keys");
+  await admin.unroute("**/v1/log");
+  await open(admin, "#activity");
+  expect(!(await admin.isVisible("#pin-banner")), "no warning once the announced keys are the pinned ones again");
   // Untampered, it is green again.
   await open(admin, `#request/${out.request}`);
   expect((await verify(admin)).ok, "green again untampered");
