@@ -13,13 +13,41 @@ use crate::problem::Problem;
 
 /// The files, by name: (bytes, content type).
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("index.html", include_str!("../ui/index.html"), "text/html; charset=utf-8"),
-    ("app.js", include_str!("../ui/app.js"), "text/javascript; charset=utf-8"),
-    ("api.js", include_str!("../ui/api.js"), "text/javascript; charset=utf-8"),
-    ("verify.js", include_str!("../ui/verify.js"), "text/javascript; charset=utf-8"),
-    ("style.css", include_str!("../ui/style.css"), "text/css; charset=utf-8"),
-    ("register.html", include_str!("../ui/register.html"), "text/html; charset=utf-8"),
-    ("register.js", include_str!("../ui/register.js"), "text/javascript; charset=utf-8"),
+    (
+        "index.html",
+        include_str!("../ui/index.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "app.js",
+        include_str!("../ui/app.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "api.js",
+        include_str!("../ui/api.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "verify.js",
+        include_str!("../ui/verify.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "style.css",
+        include_str!("../ui/style.css"),
+        "text/css; charset=utf-8",
+    ),
+    (
+        "register.html",
+        include_str!("../ui/register.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "register.js",
+        include_str!("../ui/register.js"),
+        "text/javascript; charset=utf-8",
+    ),
 ];
 
 /// Only this origin; inline styles for the chart's computed widths.
@@ -32,7 +60,10 @@ fn serve(name: &str) -> Option<Response> {
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-                (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(CSP),
+                ),
                 (
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),

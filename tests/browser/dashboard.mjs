@@ -239,7 +239,7 @@ try {
   out.log_size = (await apiGet(admin, "/v1/log")).size;
   out.kinds = first.rows.map((r) => r.kind);
   out.verify_ms = [first.ms];
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 9; i++) {
     await open(admin, `#request/${out.request}`);
     const again = await verify(admin);
     expect(again.ok, "verifies again");
