@@ -6,6 +6,7 @@
 //! script, no framing.
 
 use axum::extract::Path;
+use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -88,6 +89,10 @@ pub async fn index() -> Response {
     params(("file" = String, Path, description = "index.html, app.js, api.js, verify.js, style.css, register.html or register.js")),
     responses((status = 200, description = "The file", body = String),
         (status = 404, description = "No such file", body = crate::problem::Problem, content_type = "application/problem+json")))]
-pub async fn asset(Path(file): Path<String>) -> Result<Response, Problem> {
+pub async fn asset(file: Result<Path<String>, PathRejection>) -> Result<Response, Problem> {
+    // A name that is not UTF-8 is no file of ours either.
+    let Ok(Path(file)) = file else {
+        return Err(Problem::no_route("/ui/…"));
+    };
     serve(&file).ok_or_else(|| Problem::no_route(&format!("/ui/{file}")))
 }

@@ -647,8 +647,9 @@ async fn every_error_kind_answers_its_problem_type_and_status() {
         assert_problem(&get(app, p).await, 404, "tile-not-found");
     }
     for p in [
-        "/",
         "/nope",
+        "/ui/nope.js",
+        "/ui/",
         "/v1",
         "/v1/nope",
         "/v1/entries/0/extra",
@@ -1018,6 +1019,10 @@ async fn checkpoint_tiles_bundles_and_proofs_are_byte_exact() {
 
 const PATHS: &[&str] = &[
     "/",
+    "/ui/app.js",
+    "/ui/nope",
+    "/ui/%BB",
+    "/v1/leaves/00",
     "/healthz",
     "/v1/log",
     "/v1/entries",

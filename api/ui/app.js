@@ -3,7 +3,7 @@
 // verified end to end by ./verify.js. docs/dashboard.md describes it.
 
 import * as api from "./api.js";
-import { Verifier, verifyCheckpoint, parseNote, parseVkey, checkEventBytes, credentialOf, verifyUserAction, b64url } from "./verify.js";
+import { Verifier, verifyCheckpoint, parseNote, parseVkey, checkEventBytes, b64url } from "./verify.js";
 
 const $ = (id) => document.getElementById(id);
 const view = $("view");
@@ -283,7 +283,9 @@ function inviteForm() {
     const role = $("invite-role").value;
     const r = await act("user.invited", "/v1/users", { role }, [["Role", role]]);
     if (r) {
-      out.replaceChildren("Send this one-time link to the invitee: ", h("a", { href: r.registration_url, id: "invite-url" }, r.registration_url));
+      const link = String(r.registration_url || "");
+      if (!link.startsWith(`${location.origin}/#register?`)) throw new Error(`the node answered an invitation link that is not this dashboard's: ${link}`);
+      out.replaceChildren("Send this one-time link to the invitee: ", h("a", { href: link, id: "invite-url" }, link));
     }
   }));
   return form;
@@ -379,7 +381,7 @@ async function requestView(id) {
     h("h2", {}, "Receipt chain"),
     h("p", {}, "Every hop of this request as the log holds it. Verify end to end fetches each entry, its inclusion proof and the witness-cosigned checkpoint, and checks them in this browser with its own code, against the keys you pinned."),
     pinsPanel(),
-    h("div", { class: "buttons" }, h("button", { type: "button", class: "primary", id: "verify", disabled: !pinned(), onclick: guard(() => verifyChain(steps, result)) }, "Verify end to end")),
+    h("div", { class: "buttons" }, h("button", { type: "button", class: "primary", id: "verify", disabled: !pinned(), onclick: guard(() => verifyChain(id, steps, result)) }, "Verify end to end")),
     result, timeline);
   void me;
 }
@@ -393,54 +395,75 @@ function mark(li, status, text, checks) {
     checks && checks.length ? h("ul", { class: "checks" }, checks.map((c) => h("li", { "data-check": c.check, "data-ok": c.ok }, `${c.ok ? "✓" : "✗"} ${c.check}: ${c.detail}`))) : "");
 }
 
-/** Verify the whole chain in the browser; each hop green or red with its reason. */
-export async function verifyChain(steps, result) {
+function lastSeen() {
+  try {
+    return JSON.parse(localStorage.getItem(SEEN));
+  } catch {
+    return null;
+  }
+}
+
+function remember(cp) {
+  localStorage.setItem(SEEN, JSON.stringify({ origin: cp.origin, size: cp.size, root: btoa(String.fromCharCode(...cp.root)) }));
+}
+
+/**
+ * Verify the whole chain in the browser; each hop green or red with its reason. The hops are
+ * the ones the node lists for the request: each is checked to be of this request and tenant
+ * and of the kind listed, but that none is missing is the node's word (`govern verify
+ * request` reads the whole log).
+ */
+export async function verifyChain(id, steps, result) {
   const pins = pinned();
   const started = performance.now();
+  const s = api.session();
   const v = new Verifier((path) => fetch(path, { headers: authHeader() }), pins);
   const cpLi = $("hop-checkpoint");
-  let seen = null;
-  try {
-    seen = JSON.parse(localStorage.getItem(SEEN));
-  } catch {
-    seen = null;
-  }
+  const indices = steps.map((x) => x.index);
+  const increasing = indices.every((x, i) => Number.isSafeInteger(x) && x >= 0 && (i === 0 || x > indices[i - 1]));
   let cp;
   try {
-    cp = await v.checkpoint(seen);
+    if (!increasing) throw Object.assign(new Error("the node lists the request's entries out of order or twice"), { check: "request" });
+    cp = await v.checkpoint(lastSeen(), steps.length ? indices[indices.length - 1] : undefined);
     const cos = cp.cosigners.map((c) => `${c.name} at ${new Date(c.time * 1000).toISOString()}`).join("; ");
-    mark(cpLi, "ok", `size ${cp.size}, signed by the pinned log key, cosigned by ${cp.cosigners.length} of ${pins.witnesses.length} pinned witnesses (quorum ${pins.quorum}): ${cos}${cp.consistentWith ? `; consistent with size ${cp.consistentWith} seen before` : ""}`);
-    localStorage.setItem(SEEN, JSON.stringify({ origin: cp.origin, size: cp.size, root: btoa(String.fromCharCode(...cp.root)) }));
+    mark(cpLi, "ok", `size ${cp.size}, signed by the pinned log key, cosigned by ${cp.cosigners.length} of ${new Set(pins.witnesses).size} pinned witnesses (quorum ${pins.quorum}): ${cos}${cp.consistentWith ? `; consistent with size ${cp.consistentWith} seen before` : ""}`);
+    remember(cp);
   } catch (e) {
     mark(cpLi, "fail", `${e.check || "checkpoint"}: ${e.message}`);
-    for (const s of steps) mark($(`hop-${s.index}`), "blocked", "not checked: no checkpoint to check it under");
+    for (const x of steps) mark($(`hop-${x.index}`), "blocked", "not checked: no checkpoint to check it under");
     result.textContent = "The checkpoint did not verify: nothing below can be trusted.";
     result.dataset.ok = "false";
     return;
   }
-  const chain = new Map(steps.map((s) => [s.leaf, s.index]));
+  const chain = new Map(steps.map((x) => [x.leaf, x.index]));
   // Fetch every hop's entry and proof at once; the checks below still run hop by hop, in
   // order, each reading what was fetched for it.
-  await Promise.allSettled(steps.map((s) => v.event(s.index)));
+  await Promise.allSettled(steps.map((x) => v.event(x.index)));
   let failed = 0;
-  for (const s of steps) {
-    const li = $(`hop-${s.index}`);
-    const r = await v.hop(s.index, s.leaf, chain);
+  let pending = 0;
+  for (const x of steps) {
+    const li = $(`hop-${x.index}`);
+    const r = await v.hop(x.index, x.leaf, chain, { request: id, tenant: s.tenant, kind: x.kind });
     if (r.ok) {
       li.querySelector(".role").textContent = `by ${r.role}`;
       li.querySelector(".time").textContent = r.time;
       mark(li, "ok", "", r.checks);
+    } else if (r.pending) {
+      pending += 1;
+      mark(li, "blocked", `${r.reason}: verify again in a moment`, r.checks);
     } else {
       failed += 1;
       mark(li, "fail", r.reason, r.checks);
     }
   }
   const ms = performance.now() - started;
-  result.dataset.ok = String(failed === 0);
+  result.dataset.ok = String(failed === 0 && pending === 0);
   result.dataset.ms = ms.toFixed(1);
-  result.textContent = failed === 0
-    ? `All ${steps.length} hops verified in this browser under checkpoint ${cp.size} (${ms.toFixed(0)} ms).`
-    : `${failed} of ${steps.length} hops failed verification.`;
+  result.textContent = failed > 0
+    ? `${failed} of ${steps.length} hops failed verification.`
+    : pending > 0
+      ? `${pending} of ${steps.length} hops are not under a witnessed checkpoint yet; the others verified.`
+      : `All ${steps.length} hops the node lists for this request verified in this browser under checkpoint ${cp.size} (${ms.toFixed(0)} ms).`;
 }
 
 function authHeader() {
@@ -476,23 +499,25 @@ async function credentialsView() {
 
 async function verifyCredential(c, out) {
   const v = new Verifier((path) => fetch(path, { headers: authHeader() }), pinned());
+  const s = api.session();
   const lines = [];
   const item = (ok, text) => lines.push(h("li", { "data-ok": ok }, `${ok ? "✓" : "✗"} ${text}`));
   let ok = true;
   try {
-    const cp = await v.checkpoint(null);
+    const last = Math.max(c.registered, c.last_action ?? 0);
+    const cp = await v.checkpoint(lastSeen(), last);
+    remember(cp);
     item(true, `checkpoint ${cp.size}, cosigned by ${cp.cosigners.length} pinned witnesses`);
-    const reg = await v.hop(c.registered, c.leaf, new Map());
+    const reg = await v.hop(c.registered, c.leaf, new Map(), { tenant: s.tenant, kind: "credential.registered" });
     if (!reg.ok) throw Object.assign(new Error(reg.reason), { check: "registration" });
-    const { event } = await v.event(c.registered);
-    const cred = await credentialOf(event);
-    if (cred.id !== c.id) throw new Error("the registration entry records another credential");
-    item(true, `registration: entry ${c.registered} in the log, signed by ${reg.role}; ${cred.type} key ${cred.key.alg}`);
+    const cred = await v.credential(c.id, s.tenant);
+    if (cred.user !== s.user) throw Object.assign(new Error(`the log registers it to user ${cred.user}, not you`), { check: "registration" });
+    item(true, `registration: entry ${c.registered} in the log, signed by ${reg.role}, ${cred.added ? "added by an action of yours" : "your first passkey"}; ${cred.type} key ${cred.key.alg}${cred.revoked !== null ? `; revoked at entry ${cred.revoked}` : ""}`);
     if (c.last_action !== null && c.last_action !== undefined) {
-      const act = await v.hop(c.last_action, null, new Map());
+      const act = await v.hop(c.last_action, null, new Map(), { tenant: s.tenant });
       if (!act.ok) throw Object.assign(new Error(act.reason), { check: "latest action" });
       const e = (await v.event(c.last_action)).event;
-      await verifyUserAction(e, cred);
+      if (!e.body.action || e.body.action.credential !== c.id) throw Object.assign(new Error("the entry is not an action signed with this credential"), { check: "latest action" });
       item(true, `latest action: ${e.kind} at entry ${c.last_action}, the user's signature verifies under the registered key`);
     } else {
       item(true, "no action signed with it yet");
@@ -547,6 +572,22 @@ async function servicesView() {
       h("td", {}, k ? k.name : vk), h("td", { class: "mono" }, short(vk, 40)),
       h("td", {}, line ? String(note.size) : "not in the served checkpoint"), h("td", {}, when));
   }));
+  // With pinned keys, the manifest shown is checked to be the log's entry.
+  let manifestCheck = h("p", { id: "manifest-verified", class: "small" }, "Pin the log's keys (on any request's page) to have this browser check the manifest entry.");
+  if (pinned() && manifestCache) {
+    try {
+      const v = new Verifier((path) => fetch(path, { headers: authHeader() }), pinned());
+      const cp = await v.checkpoint(lastSeen(), manifestCache.index);
+      remember(cp);
+      const e = await v.event(manifestCache.index);
+      const prod = await v.producer(e.event, manifestCache.index);
+      if (e.leaf !== services.manifest.leaf || e.event.kind !== "manifest.published") throw new Error("the entry is not the manifest the node names");
+      if (JSON.stringify(e.event.body.manifest) !== JSON.stringify(manifest)) throw new Error("the manifest shown is not the entry's");
+      manifestCheck = h("p", { id: "manifest-verified", "data-ok": "true" }, chip("ok", "verified"), ` the manifest entry is in the log under checkpoint ${cp.size}, signed by ${prod.detail}.`);
+    } catch (e) {
+      manifestCheck = h("p", { id: "manifest-verified", "data-ok": "false", class: "reason" }, `The manifest entry does not verify: ${e.message}`);
+    }
+  }
   show("Service inventory",
     h("p", {}, "Every role's attested identity beside the manifest in force, as the log records them."),
     h("h2", {}, "Manifest in force"),
@@ -555,6 +596,7 @@ async function servicesView() {
       ["Trusted root", manifest ? (manifest.trusted_root.kind === "dev" ? "the dev CA (dev attestation)" : "AWS Nitro Enclaves Root-G1") : ""],
       ["Signed by", h("ul", { id: "manifest-signers" }, (m ? m.body.signatures : []).map((s) => h("li", { class: "mono" }, s.key)))],
       ["Hash", h("span", { class: "mono" }, services.manifest.hash)]]) : h("p", {}, "No manifest yet."),
+    manifestCheck,
     h("h2", {}, "Live identities"),
     table(["Role", "Status", "Measurement", "Identity age / max", "Attested (entry)", "Signers' aux info"], rows, { id: "services" }),
     services.aux_ready ? h("p", { id: "aux-ready" }, `The five signers hold aux info (session ${short(services.aux_ready, 16)}).`) : h("p", { id: "aux-ready" }, "The signers do not all hold aux info yet."),

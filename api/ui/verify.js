@@ -95,6 +95,14 @@ export function jcs(v) {
   return fail("canonical", `not JSON: ${typeof v}`);
 }
 
+/** A non-negative safe integer (an index or a size the node named), or a refusal. */
+export function count(x, what, check = "fetch") {
+  if (!Number.isSafeInteger(x) || x < 0) fail(check, `${what} is not a non-negative integer: ${JSON.stringify(x)}`);
+  return x;
+}
+
+const isPowerOfTwo = (x) => x > 0 && 2 ** Math.round(Math.log2(x)) === x;
+
 // ---------- RFC 9162 ----------
 
 export const leafHash = (data) => sha256(concat(Uint8Array.of(0), data));
@@ -102,6 +110,8 @@ const nodeHash = (l, r) => sha256(concat(Uint8Array.of(1), l, r));
 
 /** RFC 9162 §2.1.3.2: the root an inclusion proof leads to, or an error. */
 export async function rootFromInclusion(index, size, leaf, proof) {
+  count(index, "the index", "inclusion");
+  count(size, "the tree size", "inclusion");
   if (index >= size) fail("inclusion", `index ${index} is not below the tree size ${size}`);
   let fn = index;
   let sn = size - 1;
@@ -128,6 +138,8 @@ export async function rootFromInclusion(index, size, leaf, proof) {
 
 /** RFC 9162 §2.1.4.2: does `proof` show the tree of `size1` (root1) a prefix of size2's? */
 export async function verifyConsistency(size1, size2, root1, root2, proof) {
+  count(size1, "the earlier size", "consistency");
+  count(size2, "the later size", "consistency");
   if (size1 > size2) fail("consistency", `size ${size1} after ${size2}`);
   if (size1 === size2) {
     if (proof.length !== 0 || !equal(root1, root2)) fail("consistency", "two roots for one size");
@@ -138,7 +150,7 @@ export async function verifyConsistency(size1, size2, root1, root2, proof) {
     return;
   }
   let path = proof.slice();
-  if ((size1 & (size1 - 1)) === 0) path = [root1, ...path];
+  if (isPowerOfTwo(size1)) path = [root1, ...path];
   if (path.length === 0) fail("consistency", "an empty proof");
   let fn = size1 - 1;
   let sn = size2 - 1;
@@ -320,7 +332,9 @@ export async function verifyCheckpoint(text, pins) {
     if (!(await ed25519Verify(log.key, s.bytes.slice(4), body))) fail("checkpoint", "the log's signature on the checkpoint does not verify under the pinned key");
   }
   const cosigners = [];
-  for (const w of pins.witnesses || []) {
+  // Each pinned witness once, however often it is pinned or its lines repeated: the quorum
+  // counts witnesses, not lines.
+  for (const w of [...new Set(pins.witnesses || [])]) {
     const wk = await parseVkey(w);
     const lines = note.sigs.filter((s) => s.name === wk.name && equal(s.bytes.slice(0, 4), wk.id));
     for (const s of lines) {
@@ -338,8 +352,10 @@ export async function verifyCheckpoint(text, pins) {
   const bad = cosigners.find((c) => !c.ok);
   if (bad) fail("cosignature", `${bad.name}: ${bad.reason}`);
   const quorum = pins.quorum || 0;
-  if (cosigners.length < quorum) fail("cosignature", `${cosigners.length} of the pinned witnesses cosigned it, the policy needs ${quorum}`);
-  return { ...note, cosigners };
+  const distinct = new Set(cosigners.map((c) => c.name)).size;
+  if (distinct < quorum) fail("cosignature", `${distinct} of the pinned witnesses cosigned it, the policy needs ${quorum}`);
+  const seen = new Set();
+  return { ...note, cosigners: cosigners.filter((c) => !seen.has(c.name) && seen.add(c.name)) };
 }
 
 // ---------- events ----------
@@ -442,27 +458,42 @@ export async function verifyUserAction(event, credential) {
   return { challenge: b64url(challenge) };
 }
 
-/** The credential a `credential.registered` event records (registration or added key). */
+/**
+ * The credential a `credential.registered` event records (a passkey's registration, or an
+ * API key an action added). What makes it the user's is checked by `Verifier.credential`.
+ */
 export async function credentialOf(event) {
   if (event.kind !== "credential.registered") fail("credential", `entry is a ${event.kind}, not a credential.registered`);
   const b = event.body;
-  let id;
-  let type;
-  let user;
-  let cose;
   if (b.action) {
     const p = b.params || {};
-    type = p.type;
-    user = p.user;
-    cose = unb64url(p.public_key);
-    id = b64url(await sha256(cose));
-  } else {
-    id = b.credential;
-    type = b.type;
-    user = b.user;
-    cose = unb64url(b.public_key);
+    if (typeof p.public_key !== "string") fail("credential", "an added credential without a public key");
+    const cose = unb64url(p.public_key);
+    return { id: b64url(await sha256(cose)), type: p.type, user: p.user, tenant: event.tenant, key: coseKey(cose), added: true };
   }
-  return { id, type, user, tenant: event.tenant, key: coseKey(cose) };
+  if (typeof b.public_key !== "string") fail("credential", "a registration without a public key");
+  return { id: b.credential, type: b.type, user: b.user, tenant: event.tenant, key: coseKey(unb64url(b.public_key)), added: false };
+}
+
+/** The kinds a user signs (docs/formats.md, "Tenants, users and credentials"): the route
+ * the signed path must be, and what its parent must be. */
+const ACTIONS = {
+  "user.invited": { path: /^\/v1\/users$/, parents: ["tenant.created"] },
+  "user.role_changed": { path: /^\/v1\/users\/role$/, parents: ["user.registered"] },
+  "credential.registered": { path: /^\/v1\/credentials$/, parents: ["user.registered"] },
+  "credential.revoked": { path: /^\/v1\/credentials\/revoke$/, parents: ["credential.registered"] },
+  "wallet.requested": { path: /^\/v1\/wallets$/, parents: ["tenant.created"] },
+  "transfer.requested": { path: /^\/v1\/wallets\/([^/]+)\/transfers$/, parents: ["wallet.requested"], target: true },
+  "policy.changed": { path: /^\/v1\/policies$/, parents: ["policy.changed", "tenant.created"] },
+  "approval.decided": { path: /^\/v1\/requests\/([^/]+)\/approvals\/(approve|deny)$/, parents: ["transfer.requested", "policy.changed", "wallet.requested"], target: true },
+};
+
+/** A clear action's commitment: SHA-256(salt ‖ JCS(params)) is the signed one. */
+async function checkCommitment(body) {
+  const salt = unhex(String(body.salt || ""));
+  if (salt.length !== 32) fail("user-binding", "a clear action without its 32-byte salt");
+  const c = hex(await sha256(concat(salt, enc.encode(jcs(body.params)))));
+  if (c !== body.action.body_commitment) fail("user-binding", "the parameters are not the ones the user signed (body commitment)");
 }
 
 // ---------- the verifier ----------
@@ -481,6 +512,7 @@ export class Verifier {
     this.entries = new Map();
     this.events = new Map();
     this.identities = new Map();
+    this.credentials = new Map();
   }
 
   async json(path) {
@@ -495,9 +527,14 @@ export class Verifier {
     return new Uint8Array(await r.arrayBuffer());
   }
 
-  /** The witness-cosigned checkpoint, checked under the pins; consistent with `seen`. */
-  async checkpoint(seen) {
-    const r = await this.get("/checkpoint");
+  /**
+   * The witness-cosigned checkpoint, checked under the pins and consistent with `seen` (the
+   * last one this browser verified). With `after`, it waits (a few seconds at most) for one
+   * larger than `after`, so the hops just appended are under it.
+   */
+  async checkpoint(seen, after) {
+    const path = after === undefined ? "/checkpoint" : `/checkpoint?after=${count(after, "after")}&wait_ms=5000`;
+    const r = await this.get(path);
     if (!r.ok) fail("checkpoint", `/checkpoint: ${r.status}`);
     const cp = await verifyCheckpoint(await r.text(), this.pins);
     if (seen && seen.size > 0 && seen.origin === cp.origin) {
@@ -511,10 +548,12 @@ export class Verifier {
     return cp;
   }
 
-  /** Entry `index`'s bytes, their leaf hash proven under the checkpoint, and the event. */
+  /** Entry `index`'s bytes, their leaf hash proven under the checkpoint. */
   async included(index) {
+    count(index, "an entry index");
     if (this.entries.has(index)) return this.entries.get(index);
     const p = (async () => {
+      if (index >= this.cp.size) fail("witnessed", `entry ${index} is not under the witnessed checkpoint (size ${this.cp.size}) yet`);
       const bytes = await this.bytes(`/v1/entries/${index}`);
       const leaf = await leafHash(bytes);
       const proof = await this.json(`/v1/proofs/inclusion?index=${index}&size=${this.cp.size}`);
@@ -540,11 +579,15 @@ export class Verifier {
     return p;
   }
 
-  async indexOf(leaf) {
+  /** The entry with leaf hash `leaf`, found by the node's index and checked to be it. */
+  async byLeaf(leaf, check) {
     const r = await this.get(`/v1/leaves/${leaf}`);
-    if (r.status === 404) return null;
+    if (r.status === 404) fail(check, `${leaf.slice(0, 12)}… is not in the log`);
     if (!r.ok) fail("fetch", `/v1/leaves/${leaf}: ${r.status}`);
-    return (await r.json()).index;
+    const at = count((await r.json()).index, "the index of a leaf");
+    const e = await this.event(at);
+    if (e.leaf !== leaf) fail(check, `the log's index for ${leaf.slice(0, 12)}… holds another entry`);
+    return e;
   }
 
   /**
@@ -564,10 +607,7 @@ export class Verifier {
     let id = this.identities.get(event.attestation);
     if (!id) {
       id = (async () => {
-        const at = await this.indexOf(event.attestation);
-        if (at === null) fail("producer", `the attestation ${event.attestation.slice(0, 12)}… is not in the log`);
-        const a = await this.event(at);
-        if (a.leaf !== event.attestation) fail("producer", "the log's index for the attestation holds another entry");
+        const a = await this.byLeaf(event.attestation, "producer");
         if (a.event.kind !== "service.attested") fail("producer", `the attestation names a ${a.event.kind}`);
         return a;
       })();
@@ -580,86 +620,144 @@ export class Verifier {
     return passed("producer", `${role}, attested at entry ${a.index}`);
   }
 
-  /** Every parent is in the log before the event: a hop of the chain, or proven here. */
+  /**
+   * Every parent is in the log before the event: a hop of this chain (checked as a hop of
+   * its own), or an entry found here by its leaf hash. Returns the check and the parents'
+   * indices, in order.
+   */
   async parents(event, index, chain) {
     const named = [];
     for (const p of event.parents) {
       const hop = chain.get(p);
+      let at;
       if (hop !== undefined) {
-        if (hop >= index) fail("parents", `parent entry ${hop} is not before the event`);
-        named.push(hop);
-        continue;
+        at = hop;
+      } else {
+        const e = await this.byLeaf(p, "parents");
+        if (e.event.tenant !== event.tenant && e.event.tenant !== SYSTEM_TENANT) fail("parents", `parent entry ${e.index} is another tenant's`);
+        at = e.index;
       }
-      const at = await this.indexOf(p);
-      if (at === null) fail("parents", `parent ${p.slice(0, 12)}… is not in the log`);
       if (at >= index) fail("parents", `parent entry ${at} is not before the event`);
-      const e = await this.event(at);
-      if (e.leaf !== p) fail("parents", `the log's index for parent ${p.slice(0, 12)}… holds another entry`);
-      if (e.event.tenant !== event.tenant && e.event.tenant !== SYSTEM_TENANT) fail("parents", `parent entry ${at} is another tenant's`);
       named.push(at);
     }
-    return passed("parents", named.length ? `after entries ${named.join(", ")}` : "none");
-  }
-
-  /** The credential that signed an action, read from its `credential.registered` here. */
-  async credential(id, tenant) {
-    const r = await this.get(`/v1/credentials/${encodeURIComponent(id)}`);
-    if (!r.ok) fail("credential", `the credential ${id.slice(0, 12)}… cannot be looked up (${r.status})`);
-    const info = await r.json();
-    const e = await this.event(info.registered);
-    const c = await credentialOf(e.event);
-    if (c.id !== id) fail("credential", `entry ${info.registered} registers another credential`);
-    if (c.tenant !== tenant) fail("credential", `entry ${info.registered} is another tenant's`);
-    return { ...c, registered: info.registered, revoked: info.revoked };
-  }
-
-  /** The user's signature and what it binds (the signed path's wallet or request). */
-  async userAction(event, index) {
-    const action = event.body.action;
-    const c = await this.credential(action.credential, event.tenant);
-    if (c.revoked !== null && c.revoked !== undefined && c.revoked < index) {
-      fail("user-signature", `the credential was revoked at entry ${c.revoked}, before this action`);
-    }
-    await verifyUserAction(event, c);
-    // The path the user signed names what the action follows.
-    const m = /^\/v1\/wallets\/([^/]+)\/transfers$/.exec(action.path) || /^\/v1\/requests\/([^/]+)\/approvals\/(approve|deny)$/.exec(action.path);
-    if (m) {
-      if (event.parents.length !== 1) fail("user-binding", "an action that follows other than the one object its path names");
-      const at = await this.indexOf(event.parents[0]);
-      const p = at === null ? null : await this.event(at);
-      if (!p || p.event.request !== m[1]) fail("user-binding", `the event follows another object than the ${m[1]} the user signed`);
-      if (m[2] && event.body.clear && event.body.clear.decision !== m[2]) fail("user-binding", `the clear decision is ${event.body.clear.decision}, the user signed ${m[2]}`);
-    }
-    // The anchor the user signed is a checkpoint of this log.
-    const a = action.anchor;
-    if (!a || typeof a.size !== "number" || a.size > this.cp.size || a.size > index) fail("user-binding", "the signed anchor is not an earlier checkpoint");
-    if (a.size > 0) {
-      const p = await this.json(`/v1/proofs/consistency?from=${a.size}&to=${this.cp.size}`);
-      await verifyConsistency(a.size, this.cp.size, unhex(a.root), this.cp.root, p.hashes.map(unb64));
-    }
-    return passed("user-signature", `${c.type} ${c.id.slice(0, 10)}… (entry ${c.registered}), ${c.key.alg}, challenge recomputed`);
+    return { check: passed("parents", named.length ? `after entries ${named.join(", ")}` : "none"), indices: named };
   }
 
   /**
-   * One hop: each check in order; the first failure names the hop's reason.
-   * `chain` maps the leaf hashes the node listed for this chain to their indices.
+   * The credential that signed an action, read from the log: its `credential.registered`
+   * (a passkey's registration, the first credential of the user's `user.registered`; or an
+   * API key added by an action of its own user, itself verified), and, when the node says it
+   * was revoked, the `credential.revoked` that names it. `depth` bounds the chain of keys.
    */
-  async hop(index, listedLeaf, chain) {
+  async credential(id, tenant, depth = 0) {
+    if (depth > 16) fail("credential", "a chain of credentials too long to follow");
+    const key = `${tenant}/${id}`;
+    if (!this.credentials.has(key)) {
+      this.credentials.set(key, (async () => {
+        const r = await this.get(`/v1/credentials/${encodeURIComponent(id)}`);
+        if (!r.ok) fail("credential", `the credential ${id.slice(0, 12)}… cannot be looked up (${r.status})`);
+        const info = await r.json();
+        const registered = count(info.registered, "a credential's registration", "credential");
+        const e = await this.event(registered);
+        const c = await credentialOf(e.event);
+        if (c.id !== id) fail("credential", `entry ${registered} registers another credential`);
+        if (c.tenant !== tenant) fail("credential", `entry ${registered} is another tenant's`);
+        if (c.added) {
+          // An added key: the adding action is its own user's, signed by one of their
+          // credentials, over exactly these parameters.
+          const a = e.event.body.action;
+          if (a.user !== c.user) fail("credential", `entry ${registered} adds a key for another user than the signer`);
+          await checkCommitment(e.event.body);
+          const by = await this.credential(a.credential, tenant, depth + 1);
+          if (by.revoked !== null && by.revoked < registered) fail("credential", `the key that added it was revoked at entry ${by.revoked}`);
+          await verifyUserAction(e.event, by);
+        } else {
+          // A registration: the first credential of the user.registered of its request.
+          if (e.event.parents.length !== 1) fail("credential", "a registration that follows other than its user's registration");
+          const u = await this.byLeaf(e.event.parents[0], "credential");
+          if (u.event.kind !== "user.registered" || u.event.request !== e.event.request || u.event.body.user !== c.user) {
+            fail("credential", `entry ${registered} is not the registration of user ${c.user}`);
+          }
+        }
+        let revoked = null;
+        if (info.revoked !== null && info.revoked !== undefined) {
+          revoked = count(info.revoked, "a credential's revocation", "credential");
+          const x = await this.event(revoked);
+          if (x.event.kind !== "credential.revoked" || !x.event.body.params || x.event.body.params.credential !== id) {
+            fail("credential", `entry ${revoked} does not revoke this credential`);
+          }
+        }
+        return { ...c, registered, revoked };
+      })());
+    }
+    return this.credentials.get(key);
+  }
+
+  /**
+   * A user action: the credential's signature over the challenge object, the object bound to
+   * the event, its route, its parent (the object its path names), its clear parameters, and
+   * its anchor. `parentIndex` is the parent `parents` verified.
+   */
+  async userAction(event, index, parentIndex) {
+    const action = event.body.action;
+    const rule = ACTIONS[event.kind];
+    const c = await this.credential(action.credential, event.tenant);
+    if (c.registered >= index) fail("user-signature", "the credential is registered after the action");
+    if (c.revoked !== null && c.revoked < index) fail("user-signature", `the credential was revoked at entry ${c.revoked}, before this action`);
+    await verifyUserAction(event, c);
+    if (action.method !== "POST") fail("user-binding", `the signed method is ${action.method}`);
+    const m = rule.path.exec(String(action.path));
+    if (!m) fail("user-binding", `the signed path ${action.path} is not the route of ${event.kind}`);
+    if (event.parents.length !== 1 || parentIndex === undefined) fail("user-binding", "an action follows exactly the one object its path names");
+    const p = await this.event(parentIndex);
+    if (p.leaf !== event.parents[0]) fail("user-binding", "the parent is not the entry the event names");
+    if (!rule.parents.includes(p.event.kind)) fail("user-binding", `a ${event.kind} that follows a ${p.event.kind}`);
+    if (rule.target && p.event.request !== m[1]) fail("user-binding", `the event follows another object than the ${m[1]} the user signed`);
+    if (event.kind === "approval.decided") {
+      if (!event.body.clear || event.body.clear.decision !== m[2]) fail("user-binding", `the clear decision is not the ${m[2]} the user signed`);
+      if (event.body.user !== action.user) fail("user-binding", "the decider is not the signing user");
+    }
+    if (event.body.params !== undefined) await checkCommitment(event.body);
+    // The anchor the user signed is a checkpoint of this log.
+    const a = action.anchor;
+    if (!a || !Number.isSafeInteger(a.size) || a.size < 0 || a.size > this.cp.size || a.size > index) fail("user-binding", "the signed anchor is not an earlier checkpoint");
+    if (a.size > 0) {
+      const proof = await this.json(`/v1/proofs/consistency?from=${a.size}&to=${this.cp.size}`);
+      await verifyConsistency(a.size, this.cp.size, unhex(a.root), this.cp.root, proof.hashes.map(unb64));
+    }
+    return passed("user-signature", `${c.type} ${c.id.slice(0, 10)}… of user ${c.user.slice(0, 8)}… (entry ${c.registered}), ${c.key.alg}, challenge recomputed, path and parent bound`);
+  }
+
+  /**
+   * One hop of request `request` of tenant `tenant`: each check in order; the first failure
+   * names the hop's reason. `chain` maps the leaf hashes the node listed for this chain to
+   * their indices. A hop not yet under the witnessed checkpoint is `pending`, not failed.
+   */
+  async hop(index, listedLeaf, chain, expect = {}) {
     const checks = [];
     try {
+      count(index, "the hop's index");
       const inc = await this.included(index);
       checks.push(passed("inclusion", `leaf ${inc.leaf.slice(0, 12)}… at ${index} under size ${this.cp.size}`));
       if (listedLeaf && inc.leaf !== listedLeaf) fail("inclusion", "the entry is not the leaf the request lists");
       const { event } = await this.event(index);
       checks.push(passed("signature", `Ed25519 by ${event.producer.role}`));
+      for (const f of ["request", "tenant", "kind"]) {
+        if (expect[f] !== undefined && event[f] !== expect[f]) fail("request", `the entry is of ${f} ${event[f]}, not ${expect[f]}`);
+      }
       checks.push(await this.producer(event, index));
-      checks.push(await this.parents(event, index, chain));
-      if (event.body && event.body.action) checks.push(await this.userAction(event, index));
+      const parents = await this.parents(event, index, chain);
+      checks.push(parents.check);
+      const registration = event.kind === "credential.registered" && !event.body.action;
+      if (ACTIONS[event.kind] && !registration) {
+        if (!event.body.action || !event.body.signature) fail("user-signature", `a ${event.kind} without the user's signature`);
+        checks.push(await this.userAction(event, index, parents.indices[0]));
+      }
       return { index, ok: true, kind: event.kind, role: event.producer.role, time: event.time, checks };
     } catch (e) {
       const check = e instanceof VerifyError ? e.check : "error";
       checks.push({ check, ok: false, detail: e.message || String(e) });
-      return { index, ok: false, reason: `${check}: ${e.message || e}`, checks };
+      return { index, ok: false, pending: check === "witnessed", reason: `${check}: ${e.message || e}`, checks };
     }
   }
 }

@@ -270,7 +270,7 @@ try {
     return Buffer.from(JSON.stringify(p));
   }, approval.index, "inclusion");
   await open(admin, `#request/${out.request}`);
-  out.tamper.cosignature = await tampered(admin, "**/checkpoint", (b) => {
+  out.tamper.cosignature = await tampered(admin, "**/checkpoint?*", (b) => {
     const lines = b.toString().split("\n");
     const i = lines.findIndex((l) => l.includes("/witness-"));
     const [dash, name, sig] = lines[i].split(" ");
@@ -332,6 +332,7 @@ try {
   expect(wrows === logInfo.witnesses.vkeys.length, "every witness is listed");
   expect((await admin.textContent("#view")).includes(`Serial${services.manifest.serial}`), "the manifest's serial is shown");
   expect(await admin.isVisible("#dev-banner"), "dev attestation shows the banner");
+  expect(await admin.getAttribute("#manifest-verified", "data-ok") === "true", `the manifest entry verifies in the browser: ${await admin.textContent("#manifest-verified")}`);
   out.dev_banner = await admin.textContent("#dev-banner");
   out.services = srows.length;
   out.axe.services = await axe(admin, "services");
@@ -361,6 +362,36 @@ try {
   const refused = await member.textContent("#view");
   expect(refused.includes("User may not do this") && !refused.includes("urn:govern"), `the refusal is in words: ${refused}`);
   out.refusal = refused.trim().slice(0, 200);
+
+  // A node that hands the page another challenge object than the action it means: refused
+  // in the page, before any passkey prompt.
+  await open(member, "#activity");
+  await member.route("**/v1/auth/action/init", async (r) => {
+    const res = await r.fetch();
+    const j = await res.json();
+    j.challenge.path = "/v1/wallets/someone-elses/transfers";
+    await r.fulfill({ response: res, body: JSON.stringify(j) });
+  });
+  await member.click("#wallet-create");
+  await member.waitForFunction(() => document.getElementById("message").className.includes("error"), null, { timeout: WAIT });
+  const refusedChallenge = await member.textContent("#message");
+  expect(refusedChallenge.includes("not for this action") && !(await member.isVisible("#confirm[open]")), `a changed challenge is refused before the prompt: ${refusedChallenge}`);
+  await member.unroute("**/v1/auth/action/init");
+  out.changed_challenge = refusedChallenge;
+
+  // The member revokes their passkey (a signed action): their session ends, and the log
+  // says so.
+  await open(member, "#credentials");
+  const memberCred = (await apiGet(member, "/v1/me")).credentials[0].id;
+  await sign(member, `[data-revoke="${memberCred}"]`, ["credential.revoked", memberCred]);
+  const gone = await member.evaluate(async () => {
+    const s = JSON.parse(sessionStorage.getItem("govern.session") || "null");
+    return s ? (await fetch("/v1/me", { headers: { authorization: "Bearer " + s.session } })).status : 401;
+  });
+  expect(gone === 401, `the revoked credential's session ends: ${gone}`);
+  const revoked = await apiGet(admin, `/v1/credentials/${encodeURIComponent(memberCred)}`);
+  expect(typeof revoked.revoked === "number", `the log records the revocation: ${JSON.stringify(revoked)}`);
+  out.revoked = revoked.revoked;
 
   console.log(JSON.stringify(out));
 } catch (e) {

@@ -119,6 +119,21 @@ await refuses(() => v.verifyCheckpoint(note, { ...pins, log: other.vkey }), "che
   const stale = `${body}\n${own}${await cosign(ws[0], 1700000000, body.replace("33", "32"))}${await cosign(ws[2], 1700000001)}`;
   await refuses(() => v.verifyCheckpoint(stale, pins), "cosignature", "a cosignature of another body");
 }
+// One witness's line twice, or one witness pinned twice, is one witness: not a quorum of two.
+{
+  const w1 = await cosign(ws[0], 1700000000);
+  await refuses(() => v.verifyCheckpoint(`${body}\n${own}${w1}${w1}`, pins), "cosignature", "one witness's cosignature repeated");
+  await refuses(() => v.verifyCheckpoint(`${body}\n${own}${w1}`, { ...pins, witnesses: [ws[0].vkey, ws[0].vkey] }), "cosignature", "one witness pinned twice");
+}
+// Indices and sizes are non-negative integers: a real proof does not verify at 4.5 or -1.
+{
+  const d = leaves.slice(0, 8);
+  const p4 = await path(4, d);
+  await refuses(() => v.rootFromInclusion(4.5, 8, d[4], p4), "inclusion", "a fractional index");
+  const p0 = await path(0, d);
+  await refuses(() => v.rootFromInclusion(-1, 8, d[0], p0), "inclusion", "a negative index");
+  await refuses(() => v.verifyConsistency(2 ** 31, 2 ** 31 + 1, d[0], d[1], []), "consistency", "sizes past 2^31 are not mistaken for powers of two");
+}
 // Lines of keys nobody pinned are ignored.
 const stranger = await keypair("w9", 4);
 ok((await v.verifyCheckpoint(note + (await cosign(stranger, 5)), pins)).cosigners.length === 2, "an unpinned cosigner is ignored");
@@ -173,15 +188,26 @@ const event = (a, signature) => ({ tenant: "t", kind: "transfer.requested", requ
   const signature = { type: "passkey", authenticator_data: v.b64url(auth), client_data_json: v.b64url(client), signature: v.b64url(sig) };
   await v.verifyUserAction(event(a, signature), cred);
   n += 1;
+  // Each refusal below is re-signed, so it fails for its own reason, not the signature's.
+  const resign = async (authData, clientBytes) => {
+    const raw = new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, k.privateKey, cat(authData, await v.sha256(clientBytes))));
+    return { type: "passkey", authenticator_data: v.b64url(authData), client_data_json: v.b64url(clientBytes), signature: v.b64url(raw) };
+  };
+  await v.verifyUserAction(event(a, await resign(auth, client)), cred);
+  n += 1;
   const noUv = cat(auth.slice(0, 32), [0x01], auth.slice(33));
-  await refuses(() => v.verifyUserAction(event(a, { ...signature, authenticator_data: v.b64url(noUv) }), cred), "user-signature", "no user verification");
+  ok((await refuses(async () => v.verifyUserAction(event(a, await resign(noUv, client)), cred), "user-signature", "no user verification")).includes("flags"), "named: flags");
   const otherRp = cat(await v.sha256(enc.encode("evil.example")), auth.slice(32));
-  await refuses(() => v.verifyUserAction(event(a, { ...signature, authenticator_data: v.b64url(otherRp) }), cred), "user-signature", "another relying party");
+  ok((await refuses(async () => v.verifyUserAction(event(a, await resign(otherRp, client)), cred), "user-signature", "another relying party")).includes("not for localhost"), "named: relying party");
   const flipped = sig.slice();
   flipped[sig.length - 1] ^= 1;
-  await refuses(() => v.verifyUserAction(event(a, { ...signature, signature: v.b64url(flipped) }), cred), "user-signature", "a changed signature");
+  ok((await refuses(() => v.verifyUserAction(event(a, { ...signature, signature: v.b64url(flipped) }), cred), "user-signature", "a changed signature")).includes("does not verify"), "named: signature");
   const evil = enc.encode(JSON.stringify({ type: "webauthn.get", challenge: v.b64url(await v.sha256(enc.encode(v.jcs(a)))), origin: "https://evil.example" }));
-  await refuses(() => v.verifyUserAction(event(a, { ...signature, client_data_json: v.b64url(evil) }), cred), "user-signature", "another origin");
+  ok((await refuses(async () => v.verifyUserAction(event(a, await resign(auth, evil)), cred), "user-signature", "another origin")).includes("origin"), "named: origin");
+  const created = enc.encode(JSON.stringify({ type: "webauthn.create", challenge: v.b64url(await v.sha256(enc.encode(v.jcs(a)))), origin: "http://localhost:7600" }));
+  ok((await refuses(async () => v.verifyUserAction(event(a, await resign(auth, created)), cred), "user-signature", "a registration's client data")).includes("type"), "named: type");
+  const otherChallenge = enc.encode(JSON.stringify({ type: "webauthn.get", challenge: v.b64url(await v.sha256(enc.encode("something else"))), origin: "http://localhost:7600" }));
+  ok((await refuses(async () => v.verifyUserAction(event(a, await resign(auth, otherChallenge)), cred), "user-signature", "another challenge")).includes("challenge"), "named: challenge");
   await refuses(() => v.verifyUserAction(event(a, signature), { ...cred, type: "key" }), "user-signature", "a passkey signature for a key credential");
 }
 await refuses(async () => v.coseKey(Uint8Array.from([0xa1, 0x01, 0x03])), "credential", "an RSA COSE key");
@@ -197,6 +223,105 @@ await refuses(async () => v.coseKey(Uint8Array.from([0xa2, 0x01])), "credential"
   ok((await v.checkEventBytes(bytes)).kind === "demo.hello", "a signed event");
   await refuses(() => v.checkEventBytes(enc.encode(v.jcs({ ...envelope, body: { message: "ho" }, sig: v.b64(sig) }))), "signature", "a changed body");
   await refuses(() => v.checkEventBytes(enc.encode(JSON.stringify({ ...envelope, sig: v.b64(sig) }))), "event", "bytes not in canonical form");
+}
+
+// --- the Verifier against a node that lies: a small log made here, served by a fake node
+// whose answers each test changes ---
+{
+  const T = "0191a0a0-0000-7000-8000-000000000001";
+  const SYS = "00000000-0000-0000-0000-000000000000";
+  const edge = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+  const edgeKey = v.b64(new Uint8Array(await crypto.subtle.exportKey("raw", edge.publicKey)));
+  const user = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
+  const raw = new Uint8Array(await crypto.subtle.exportKey("raw", user.publicKey));
+  const cose = cborKey([[1, 2], [3, -7], [-1, 1], [-2, raw.slice(1, 33)], [-3, raw.slice(33)]]);
+  const entries = [];
+  const leafOf = [];
+  let attested = null;
+  const append = async (kind, tenant, request, parents, body) => {
+    const env = { v: 1, kind, tenant, request, parents, producer: { role: "edge", key: edgeKey }, time: `2026-12-03T00:00:${String(entries.length).padStart(2, "0")}.000Z`, body };
+    if (attested) env.attestation = attested;
+    const sig = new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, edge.privateKey, cat(enc.encode("govern/event/v1\0"), enc.encode(v.jcs(env)))));
+    const bytes = enc.encode(v.jcs({ ...env, sig: v.b64(sig) }));
+    entries.push(bytes);
+    leafOf.push(v.hex(await v.leafHash(bytes)));
+    return entries.length - 1;
+  };
+  const anchor = { size: 1, root: "" };
+  const act = async (kind, request, path, parents, extra = {}) => {
+    const object = { domain: "govern/action/v1", tenant: T, user: "U", credential: "C", kind, request, rp_id: "localhost", method: "POST", path, body_commitment: "00".repeat(32), nonce: `n${entries.length}`, anchor };
+    const client = enc.encode(JSON.stringify({ type: "webauthn.get", challenge: v.b64url(await v.sha256(enc.encode(v.jcs(object)))), origin: "http://localhost:7600" }));
+    const auth = cat(await v.sha256(enc.encode("localhost")), [0x05], [0, 0, 0, 1]);
+    const sig = new Uint8Array(await crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, user.privateKey, cat(auth, await v.sha256(client))));
+    const signature = { type: "passkey", authenticator_data: v.b64url(auth), client_data_json: v.b64url(client), signature: v.b64url(sig) };
+    return append(kind, T, request, parents.map((i) => leafOf[i]), { action: object, signature, clear: {}, ...extra });
+  };
+  const sa = await append("service.attested", SYS, "r0", [], { document: "AA==" });
+  attested = leafOf[sa];
+  anchor.root = v.hex(await mth([await v.leafHash(entries[0])]));
+  const tenant = await append("tenant.created", T, "R0", [], { name: "acme" });
+  const reg = await append("user.registered", T, "R1", [leafOf[tenant]], { user: "U", invite: "i" });
+  const cred = await append("credential.registered", T, "R1", [leafOf[reg]], { user: "U", credential: "C", type: "passkey", public_key: v.b64url(cose), attestation_object: "" });
+  const w = await act("wallet.requested", "W", "/v1/wallets", [tenant]);
+  const w2 = await act("wallet.requested", "W2", "/v1/wallets", [tenant]);
+  const t = await act("transfer.requested", "T1", "/v1/wallets/W/transfers", [w]);
+  // Signed for wallet W, filed under W2.
+  const moved = await act("transfer.requested", "T2", "/v1/wallets/W/transfers", [w2]);
+  // An edge's own transfer: no user signature.
+  const forged = await append("transfer.requested", T, "T3", [leafOf[w]], { clear: {} });
+  const hashes = await Promise.all(entries.map((b) => v.leafHash(b)));
+  const size = entries.length;
+  const root = await mth(hashes);
+  const cbody = `example.org/log\n${size}\n${v.b64(root)}\n`;
+  const note = `${cbody}\n${line(log.name, cat(log.id, await log.sign(enc.encode(cbody))))}${await cosign(ws[0], 1, cbody)}${await cosign(ws[1], 2, cbody)}`;
+  const credential = { id: "C", user: "U", type: "passkey", registered: cred, leaf: leafOf[cred], revoked: null, last_action: forged };
+  const fake = (lie = {}) => async (p) => {
+    const u = new URL(p, "http://node");
+    const reply = (x, status = 200) => new Response(typeof x === "string" || x instanceof Uint8Array ? x : JSON.stringify(x), { status });
+    if (lie[u.pathname]) return reply(lie[u.pathname]);
+    if (u.pathname === "/checkpoint") return reply(note);
+    let m = /^\/v1\/entries\/(\d+)$/.exec(u.pathname);
+    if (m) return reply(entries[Number(m[1])]);
+    if (u.pathname === "/v1/proofs/inclusion") {
+      const i = Number(u.searchParams.get("index"));
+      return reply({ index: i, size, hashes: (await path(i, hashes)).map(v.b64) });
+    }
+    if (u.pathname === "/v1/proofs/consistency") {
+      const from = Number(u.searchParams.get("from"));
+      return reply({ from, to: size, hashes: (from === size ? [] : await subproof(from, hashes, true)).map(v.b64) });
+    }
+    m = /^\/v1\/leaves\/([0-9a-f]{64})$/.exec(u.pathname);
+    if (m) return leafOf.includes(m[1]) ? reply({ index: leafOf.indexOf(m[1]), leaf: m[1] }) : reply({}, 404);
+    if (u.pathname === "/v1/credentials/C") return reply(credential);
+    return reply({}, 404);
+  };
+  const hop = async (index, expect, lie) => {
+    const verifier = new v.Verifier(fake(lie), pins);
+    await verifier.checkpoint(null);
+    return verifier.hop(index, leafOf[index], new Map(), { tenant: T, ...expect });
+  };
+  const good = await hop(t, { request: "T1", kind: "transfer.requested" });
+  ok(good.ok && good.checks.map((c) => c.check).join() === "inclusion,signature,producer,parents,user-signature", `a signed transfer verifies: ${JSON.stringify(good)}`);
+  ok((await hop(w, { request: "W", kind: "wallet.requested" })).ok, "a signed wallet request verifies");
+  const redFor = async (what, r, check) => ok(!r.ok && r.reason.startsWith(check), `${what}: ${check}, not ${r.reason}`);
+  await redFor("a hop of another request listed under this one", await hop(t, { request: "T2", kind: "transfer.requested" }), "request");
+  await redFor("a hop listed under another kind", await hop(t, { request: "T1", kind: "approval.decided" }), "request");
+  await redFor("another tenant's hop", await hop(t, { request: "T1", tenant: SYS }), "request");
+  await redFor("a transfer the user signed for W, filed under W2", await hop(moved, { request: "T2" }), "user-binding");
+  await redFor("a transfer with no user signature", await hop(forged, { request: "T3" }), "user-signature");
+  await redFor("a credential the node says was revoked, by an entry that revokes nothing", await hop(t, { request: "T1" }, { "/v1/credentials/C": { ...credential, revoked: w } }), "credential");
+  await redFor("a credential whose registration the node misplaces", await hop(t, { request: "T1" }, { "/v1/credentials/C": { ...credential, registered: reg } }), "credential");
+  await redFor("a parent the node's index misplaces", await hop(t, { request: "T1" }, { [`/v1/leaves/${leafOf[w]}`]: { index: w2, leaf: leafOf[w] } }), "parents");
+  await redFor("a fractional index from the node", await hop(t, { request: "T1" }, { [`/v1/leaves/${leafOf[w]}`]: { index: w + 0.5 } }), "fetch");
+  await redFor("an identity the node's index misplaces", await hop(t, { request: "T1" }, { [`/v1/leaves/${attested}`]: { index: tenant } }), "producer");
+  // An entry past the witnessed checkpoint is pending, not red.
+  const short = new v.Verifier(fake({ "/checkpoint": `${body}\n${own}${await cosign(ws[0], 1)}${await cosign(ws[2], 2)}` }), pins);
+  await short.checkpoint(null).catch(() => {});
+  // (that checkpoint is of 33 leaves of another tree: its own proofs fail, so only the
+  // pending rule is checked here, on an index past its size)
+  short.cp = { size: 2, root: new Uint8Array(32) };
+  const pending = await short.hop(t, leafOf[t], new Map(), {});
+  ok(!pending.ok && pending.pending, `a hop past the witnessed size is pending: ${pending.reason}`);
 }
 
 console.log(`ok ${n}`);

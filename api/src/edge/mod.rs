@@ -626,9 +626,13 @@ pub fn routes(edge: Arc<Edge>) -> Router {
 pub(crate) async fn credential(
     State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, Problem> {
     let session = edge.session(&headers)?;
+    // An id that is not UTF-8 names no credential.
+    let Ok(Path(id)) = id else {
+        return Err(not_found("credential", ""));
+    };
     let c = edge
         .with_tenant(&session.tenant, |t| t.credentials.get(&id).cloned())
         .flatten()
