@@ -1862,22 +1862,47 @@ async fn the_dashboards_reads_answer_for_the_tenant_only() {
     let req = Request::builder().uri("/").body(Body::empty()).unwrap();
     let resp = node.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.starts_with("default-src 'self'"), "{csp}");
     assert!(!csp.contains("http"), "{csp}");
     let page = resp.into_body().collect().await.unwrap().to_bytes();
     let page = String::from_utf8(page.to_vec()).unwrap();
     assert!(page.contains("src=\"/ui/app.js\""));
-    for file in ["app.js", "api.js", "verify.js", "style.css", "register.js"] {
-        let (status, _, bytes) = node.call("GET", &format!("/ui/{file}"), &[], None).await;
-        assert_eq!(status, StatusCode::OK, "{file}");
-        let text = String::from_utf8(bytes).unwrap();
-        // Nothing is loaded from elsewhere (the one URL in the scripts is SVG's namespace).
+    for file in [
+        "index.html",
+        "app.js",
+        "api.js",
+        "verify.js",
+        "style.css",
+        "register.html",
+        "register.js",
+    ] {
+        let req = Request::builder()
+            .uri(format!("/ui/{file}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = node.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{file}");
+        assert_eq!(
+            resp.headers()["content-security-policy"].to_str().unwrap(),
+            csp,
+            "{file}"
+        );
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        // Nothing is loaded from elsewhere: no scheme-qualified URL (the one in the scripts
+        // is SVG's namespace) and no protocol-relative one.
         let elsewhere = text
             .match_indices("://")
             .filter(|(i, _)| !text[i.saturating_sub(4)..].starts_with("http://www.w3.org/2000/svg"))
             .count();
         assert_eq!(elsewhere, 0, "{file} names another origin");
+        for relative in ["\"//", "'//", "(//", "`//"] {
+            assert!(!text.contains(relative), "{file} holds {relative}");
+        }
     }
     let missing = node.call("GET", "/ui/nope.js", &[], None).await;
     assert_problem(&(missing.0, missing.1), 404, "not-found");
