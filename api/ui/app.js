@@ -379,7 +379,7 @@ async function requestView(id) {
       h("button", { type: "button", class: "primary", id: "approve", onclick: guard(() => decide("approve")) }, "Approve…"),
       h("button", { type: "button", class: "danger", id: "deny", onclick: guard(() => decide("deny")) }, "Deny…")) : null,
     h("h2", {}, "Receipt chain"),
-    h("p", {}, "Every hop of this request as the log holds it. Verify end to end fetches each entry, its inclusion proof and the witness-cosigned checkpoint, and checks them in this browser with its own code, against the keys you pinned."),
+    h("p", {}, "The hops the node lists for this request. Verify end to end fetches each entry, its inclusion proof and the witness-cosigned checkpoint, and checks them in this browser with its own code, against the keys you pinned, each hop as belonging to this request. That no hop is missing is the node's word: govern verify request reads the whole log."),
     pinsPanel(),
     h("div", { class: "buttons" }, h("button", { type: "button", class: "primary", id: "verify", disabled: !pinned(), onclick: guard(() => verifyChain(id, steps, result)) }, "Verify end to end")),
     result, timeline);
