@@ -84,22 +84,23 @@ function publicKeyOptions(pk) {
   return pk;
 }
 
+/** A PublicKeyCredential as webauthn-rs reads it: its `response` fields base64url. */
+function asJson(cred, fields) {
+  const response = {};
+  for (const f of fields) {
+    const v = cred.response[f];
+    response[f] = v ? b64url(new Uint8Array(v)) : null;
+  }
+  return { id: cred.id, rawId: b64url(new Uint8Array(cred.rawId)), type: cred.type, response, extensions: {} };
+}
+
 /** Register a passkey from an invitation; signs in. */
 export async function register(tenant, invite, name) {
   const begin = { tenant, invite };
   if (name) begin.name = name;
   const start = await call("POST", "/v1/auth/register/start", begin);
   const cred = await navigator.credentials.create({ publicKey: publicKeyOptions(start.options.publicKey) });
-  const credential = {
-    id: cred.id,
-    rawId: b64url(new Uint8Array(cred.rawId)),
-    type: cred.type,
-    response: {
-      attestationObject: b64url(new Uint8Array(cred.response.attestationObject)),
-      clientDataJSON: b64url(new Uint8Array(cred.response.clientDataJSON)),
-    },
-    extensions: {},
-  };
+  const credential = asJson(cred, ["attestationObject", "clientDataJSON"]);
   const s = await call("POST", "/v1/auth/register/finish", { registration: start.registration, credential });
   keep(s);
   return s;
@@ -109,18 +110,7 @@ export async function register(tenant, invite, name) {
 export async function login(tenant, user) {
   const start = await call("POST", "/v1/auth/login/start", { tenant, user });
   const a = await navigator.credentials.get({ publicKey: publicKeyOptions(start.options.publicKey) });
-  const assertion = {
-    id: a.id,
-    rawId: b64url(new Uint8Array(a.rawId)),
-    type: a.type,
-    response: {
-      authenticatorData: b64url(new Uint8Array(a.response.authenticatorData)),
-      clientDataJSON: b64url(new Uint8Array(a.response.clientDataJSON)),
-      signature: b64url(new Uint8Array(a.response.signature)),
-      userHandle: a.response.userHandle ? b64url(new Uint8Array(a.response.userHandle)) : null,
-    },
-    extensions: {},
-  };
+  const assertion = asJson(a, ["authenticatorData", "clientDataJSON", "signature", "userHandle"]);
   const s = await call("POST", "/v1/auth/login/finish", { login: start.login, assertion });
   keep(s);
   return s;

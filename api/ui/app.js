@@ -494,7 +494,7 @@ async function credentialsView() {
     h("p", {}, `Your credentials (user ${me.user.id}). Verify re-checks, in this browser, the registration entry and the latest action signed with the credential against the key the log recorded.`),
     pinned() ? null : h("p", { class: "reason" }, "Pin the log's keys first (open any request) to verify."),
     h("h2", {}, "Active passkeys and keys"),
-    table(["Credential", "Type", "Registered (entry)", "Latest action (entry)", "Status", ""], rows, { id: "credentials" }));
+    table(["Credential", "Type", "Registered (entry)", "Latest action (entry)", "Status", "Actions"], rows, { id: "credentials" }));
 }
 
 async function verifyCredential(c, out) {
