@@ -14,7 +14,9 @@ DEB_PACKAGES := librocksdb-dev libclang-dev m4 pkg-config libssl-dev
 # playwright-core from tests/browser/package-lock.json) and schemathesis (PyPI) in a venv;
 # the commands of the README and docs/auditor-guide.md, which tests/docs.rs runs: curl, jq,
 # xxd, python3 (a static file server) and openssl (scripts/forge.py).
-TEST_DEB_PACKAGES := chromium curl jq xxd python3 openssl
+# postgresql: the log's PostgreSQL store is tested against a throwaway server of Debian's
+# (replay-tests/src/postgres.rs starts one per test, as the postgres user under root).
+TEST_DEB_PACKAGES := chromium curl jq xxd python3 openssl postgresql
 VENV ?= /var/tmp/govern-venv
 SCHEMATHESIS_VERSION := 4.32.5
 # tests/signers.rs recovers a signed transaction's sender with an Ethereum implementation

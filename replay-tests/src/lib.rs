@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 

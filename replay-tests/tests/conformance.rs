@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use govern_replay_tests::conformance::{goldens_replay, kv_contract};
+use govern_replay_tests::postgres::TestPostgres;
 use govern_store::{Batch, MemoryStorage, RocksStorage, Storage, StorageError};
+use govern_store_postgres::PgStorage;
 
 fn rocks(dir: &tempfile::TempDir) -> impl Fn() -> RocksStorage + '_ {
     let n = std::sync::atomic::AtomicU64::new(0);
@@ -21,6 +23,116 @@ fn memory_keeps_the_kv_contract() {
 fn rocks_keeps_the_kv_contract() {
     let dir = tempfile::tempdir().unwrap();
     kv_contract(rocks(&dir));
+}
+
+/// PostgreSQL: a throwaway server (Debian's binaries), a fresh database per store.
+fn postgres(server: &TestPostgres) -> impl Fn() -> PgStorage + '_ {
+    move || PgStorage::connect(&server.database().unwrap()).unwrap()
+}
+
+#[test]
+fn postgres_keeps_the_kv_contract() {
+    let server = TestPostgres::start().unwrap();
+    kv_contract(postgres(&server));
+}
+
+#[test]
+fn goldens_replay_into_postgres() {
+    let server = TestPostgres::start().unwrap();
+    goldens_replay(postgres(&server));
+}
+
+/// A synced batch is there after the store is dropped and the database reopened; the schema
+/// is migrated once and recorded; a database whose schema is newer than this build's is
+/// refused.
+#[test]
+fn postgres_keeps_synced_batches_and_its_schema_version() {
+    let server = TestPostgres::start().unwrap();
+    let url = server.database().unwrap();
+    {
+        let s = PgStorage::connect(&url).unwrap();
+        put(&s, &[(b"e1", b"one"), (b"e2", b"two")], true);
+        put(&s, &[(b"e1", b"uno")], true);
+    }
+    let s = PgStorage::connect(&url).unwrap();
+    assert_eq!(s.get(b"e1").unwrap().as_deref(), Some(&b"uno"[..]));
+    assert_eq!(
+        s.scan(b"e", b"f", 10).unwrap(),
+        pairs(&[(b"e1", b"uno"), (b"e2", b"two")])
+    );
+    drop(s);
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let versions: Vec<i32> = c
+        .query("SELECT version FROM govern_schema ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    // The views name what the log's keys hold: an entry at index 5, a checkpoint of size 6.
+    {
+        let s = PgStorage::connect(&url).unwrap();
+        let mut entry = vec![b'e'];
+        entry.extend_from_slice(&5u64.to_be_bytes());
+        let mut cp = vec![b'c'];
+        cp.extend_from_slice(&6u64.to_be_bytes());
+        put(&s, &[(&entry, b"{}"), (&cp, b"note\n")], true);
+    }
+    let rows: Vec<(i64, Vec<u8>)> = c
+        .query(
+            "SELECT index, leaf_data FROM govern_entries WHERE index = 5",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, [(5, b"{}".to_vec())]);
+    let note: String = c
+        .query_one("SELECT note FROM govern_checkpoints WHERE size = 6", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(note, "note\n");
+    c.execute("INSERT INTO govern_schema (version) VALUES (99)", &[])
+        .unwrap();
+    let refused = PgStorage::connect(&url).unwrap_err().to_string();
+    assert!(
+        refused.contains("version 99, newer than this build's 2"),
+        "{refused}"
+    );
+}
+
+/// One writer at a time: a store opened to write takes the log over, and from then on the
+/// writer it deposed writes nothing (its batch fails whole, naming both epochs); a reader
+/// writes nothing at all.
+#[test]
+fn a_deposed_postgres_writer_writes_nothing() {
+    let server = TestPostgres::start().unwrap();
+    let url = server.database().unwrap();
+    let a = PgStorage::connect(&url).unwrap();
+    put(&a, &[(b"k1", b"a")], true);
+    let b = PgStorage::connect(&url).unwrap();
+    assert_eq!(b.epoch(), a.epoch().map(|e| e + 1));
+    let mut late = Batch::new();
+    late.put(b"k1".to_vec(), b"stale".to_vec());
+    late.put(b"k2".to_vec(), b"stale".to_vec());
+    let refused = a.write(late, true).unwrap_err().to_string();
+    assert!(refused.contains("deposed"), "{refused}");
+    assert_eq!(b.get(b"k1").unwrap().as_deref(), Some(&b"a"[..]));
+    assert_eq!(b.get(b"k2").unwrap(), None);
+    put(&b, &[(b"k2", b"b")], true);
+    let reader = PgStorage::connect_reader(&url).unwrap();
+    assert_eq!(reader.epoch(), None);
+    assert_eq!(
+        reader.scan(b"k", b"l", 10).unwrap(),
+        pairs(&[(b"k1", b"a"), (b"k2", b"b")])
+    );
+    let mut nope = Batch::new();
+    nope.put(b"k3".to_vec(), b"r".to_vec());
+    assert!(reader.write(nope, true).is_err());
+    // Taking the log over did not disturb the writer that took it.
+    put(&b, &[(b"k3", b"b")], true);
+    assert_eq!(b.get(b"k3").unwrap().as_deref(), Some(&b"b"[..]));
 }
 
 #[test]

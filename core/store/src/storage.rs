@@ -44,6 +44,12 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.puts.is_empty()
     }
+    /// The puts, in the order they were made (a later put of a key wins): what a store
+    /// outside this crate writes.
+    #[must_use]
+    pub fn puts(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.puts
+    }
 }
 
 /// Key-value storage with atomic, optionally synced, batches.

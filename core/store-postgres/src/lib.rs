@@ -1,0 +1,321 @@
+//! # govern-store-postgres
+//!
+//! The log's storage trait ([`govern_store::Storage`]) on PostgreSQL, for a log past one
+//! machine (docs/design.md §10). A batch is one transaction; `write(batch, sync = true)`
+//! returns only once PostgreSQL committed it with `synchronous_commit = on` for that
+//! transaction: on a server with a synchronous standby configured (Patroni's
+//! `synchronous_mode`), that is once the standby has flushed it too, so an acknowledged
+//! append survives the loss of the primary. An unsynced write commits with
+//! `synchronous_commit = off`, as the trait allows (it may be lost with the batches after
+//! it, never a synced one).
+//!
+//! The schema is versioned (`migrations/`, applied in order under an advisory lock, recorded
+//! in `govern_schema`); a database whose schema is newer than this build knows is refused.
+//!
+//! **One writer.** [`PgStorage::connect`] opens the store to write: it takes the next writer
+//! epoch, and each batch it writes checks, in its own transaction, that the epoch is still
+//! its own, so a writer another one took over from writes nothing from then on (its writes
+//! fail as [`StorageError::Backend`] naming both epochs, and the log answers its clients
+//! 503). [`PgStorage::connect_reader`] opens it to read only.
+//!
+//! The `postgres` client blocks on a runtime of its own, which must not run inside the
+//! node's tokio runtime, so each connection lives on a thread of its own and the trait's
+//! calls wait on it, as they wait on RocksDB's I/O.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use govern_store::{Batch, Pairs, Storage, StorageError};
+use postgres::{Client, NoTls};
+
+/// The migrations, in order: (version, SQL).
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_kv.sql")),
+    (2, include_str!("../migrations/0002_writer.sql")),
+];
+
+/// The advisory lock migrations run under (any fixed number: "govern" in ASCII).
+const MIGRATION_LOCK: i64 = 0x676f_7665_726e;
+
+/// Connections per store.
+const CONNECTIONS: usize = 4;
+
+type Reply<T> = SyncSender<Result<T, StorageError>>;
+
+enum Job {
+    Get(Vec<u8>, Reply<Option<Vec<u8>>>),
+    MultiGet(Vec<Vec<u8>>, Reply<Vec<Option<Vec<u8>>>>),
+    Write(Batch, bool, Option<i64>, Reply<()>),
+    Scan(Vec<u8>, Vec<u8>, usize, Reply<Pairs>),
+}
+
+/// The log's store in a PostgreSQL database.
+pub struct PgStorage {
+    /// The writer epoch this store took (`None`: opened to read only).
+    epoch: Option<i64>,
+    jobs: Option<SyncSender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PgStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStorage")
+            .field("connections", &self.threads.len())
+            .finish()
+    }
+}
+
+fn backend(what: &str, e: &postgres::Error) -> StorageError {
+    StorageError::Backend(format!("postgres: {what}: {e}"))
+}
+
+/// Bring the database's schema to this build's, or refuse a newer one.
+fn migrate(client: &mut Client) -> Result<i32, StorageError> {
+    let mut tx = client.transaction().map_err(|e| backend("begin", &e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(|e| backend("migration lock", &e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS govern_schema (version integer PRIMARY KEY, \
+         applied timestamptz NOT NULL DEFAULT now())",
+    )
+    .map_err(|e| backend("schema table", &e))?;
+    let current: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM govern_schema", &[])
+        .map_err(|e| backend("schema version", &e))?
+        .get(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StorageError::Backend(format!(
+            "the database's govern schema is version {current}, newer than this build's {known}: \
+             run a newer govern"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.batch_execute(sql)
+            .map_err(|e| backend(&format!("migration {version}"), &e))?;
+        tx.execute(
+            "INSERT INTO govern_schema (version) VALUES ($1)",
+            &[version],
+        )
+        .map_err(|e| backend("schema version", &e))?;
+    }
+    tx.commit().map_err(|e| backend("commit migrations", &e))?;
+    Ok(known)
+}
+
+fn serve(mut client: Client, jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        match job {
+            Job::Get(key, reply) => {
+                let r = client
+                    .query_opt("SELECT value FROM govern_kv WHERE key = $1", &[&key])
+                    .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
+                    .map_err(|e| backend("get", &e));
+                let _ = reply.send(r);
+            }
+            Job::MultiGet(keys, reply) => {
+                let r = client
+                    .query(
+                        "SELECT k.i, v.value FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, i) \
+                         LEFT JOIN govern_kv v ON v.key = k.key ORDER BY k.i",
+                        &[&keys],
+                    )
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|r| r.get::<_, Option<Vec<u8>>>(1))
+                            .collect()
+                    })
+                    .map_err(|e| backend("multi-get", &e));
+                let _ = reply.send(r);
+            }
+            Job::Write(batch, sync, epoch, reply) => {
+                let _ = reply.send(write(&mut client, &batch, sync, epoch));
+            }
+            Job::Scan(start, end, limit, reply) => {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                let r = client
+                    .query(
+                        "SELECT key, value FROM govern_kv WHERE key >= $1 AND key < $2 \
+                         ORDER BY key LIMIT $3",
+                        &[&start, &end, &limit],
+                    )
+                    .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+                    .map_err(|e| backend("scan", &e));
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+/// One batch, one transaction: all of it or none, and only while `epoch` is still the
+/// writer's. A key put twice keeps its last value.
+fn write(
+    client: &mut Client,
+    batch: &Batch,
+    sync: bool,
+    epoch: Option<i64>,
+) -> Result<(), StorageError> {
+    let Some(epoch) = epoch else {
+        return Err(StorageError::Backend(
+            "this PostgreSQL store was opened to read only".into(),
+        ));
+    };
+    let mut last: std::collections::BTreeMap<&[u8], &[u8]> = std::collections::BTreeMap::new();
+    for (k, v) in batch.puts() {
+        last.insert(k, v);
+    }
+    let keys: Vec<&[u8]> = last.keys().copied().collect();
+    let values: Vec<&[u8]> = last.values().copied().collect();
+    let mut tx = client.transaction().map_err(|e| backend("begin", &e))?;
+    tx.batch_execute(if sync {
+        "SET LOCAL synchronous_commit = on"
+    } else {
+        "SET LOCAL synchronous_commit = off"
+    })
+    .map_err(|e| backend("synchronous_commit", &e))?;
+    let current: i64 = tx
+        .query_one("SELECT epoch FROM govern_writer FOR SHARE", &[])
+        .map_err(|e| backend("writer epoch", &e))?
+        .get(0);
+    if current != epoch {
+        return Err(StorageError::Backend(format!(
+            "deposed: another writer took this log over (epoch {current}; this one is {epoch}); \
+             nothing of the batch was written"
+        )));
+    }
+    if !keys.is_empty() {
+        tx.execute(
+            "INSERT INTO govern_kv (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&keys, &values],
+        )
+        .map_err(|e| backend("write", &e))?;
+    }
+    tx.commit().map_err(|e| backend("commit", &e))
+}
+
+impl PgStorage {
+    /// Connect to `url` (a libpq connection string or `postgres://` URL), bring the schema
+    /// to this build's, and open the connections.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] when the database cannot be reached or migrated.
+    pub fn connect(url: &str) -> Result<Self, StorageError> {
+        Self::open(url, true)
+    }
+
+    /// Connect to read only: every write is refused.
+    ///
+    /// # Errors
+    /// As [`PgStorage::connect`].
+    pub fn connect_reader(url: &str) -> Result<Self, StorageError> {
+        Self::open(url, false)
+    }
+
+    /// The writer epoch this store holds, if it was opened to write.
+    #[must_use]
+    pub fn epoch(&self) -> Option<i64> {
+        self.epoch
+    }
+
+    fn open(url: &str, writer: bool) -> Result<Self, StorageError> {
+        // The client's own runtime must not start on a thread of the caller's runtime (the
+        // node calls this from async code): connect and migrate on a thread of their own.
+        let url = url.to_owned();
+        let clients = std::thread::Builder::new()
+            .name("govern-pg-connect".into())
+            .spawn(
+                move || -> Result<(Vec<Client>, Option<i64>), StorageError> {
+                    let mut first =
+                        Client::connect(&url, NoTls).map_err(|e| backend("connect", &e))?;
+                    migrate(&mut first)?;
+                    // Taking the next epoch waits for the batches of the writer before to commit.
+                    let epoch = if writer {
+                        let e: i64 = first
+                            .query_one(
+                                "UPDATE govern_writer SET epoch = epoch + 1 RETURNING epoch",
+                                &[],
+                            )
+                            .map_err(|e| backend("take the writer epoch", &e))?
+                            .get(0);
+                        Some(e)
+                    } else {
+                        None
+                    };
+                    let mut clients = vec![first];
+                    for _ in 1..CONNECTIONS {
+                        clients.push(
+                            Client::connect(&url, NoTls).map_err(|e| backend("connect", &e))?,
+                        );
+                    }
+                    Ok((clients, epoch))
+                },
+            )
+            .map_err(|e| StorageError::Backend(format!("cannot start a thread: {e}")))?
+            .join()
+            .map_err(|_| StorageError::Backend("the connecting thread panicked".into()))??;
+        let (clients, epoch) = clients;
+        let (tx, rx) = sync_channel::<Job>(CONNECTIONS * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, client)| {
+                let rx = Arc::clone(&rx);
+                std::thread::Builder::new()
+                    .name(format!("govern-pg-{i}"))
+                    .spawn(move || serve(client, &rx))
+                    .map_err(|e| StorageError::Backend(format!("cannot start a thread: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            epoch,
+            jobs: Some(tx),
+            threads,
+        })
+    }
+
+    fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StorageError> {
+        let (tx, rx) = sync_channel(1);
+        self.jobs
+            .as_ref()
+            .ok_or(StorageError::Gone)?
+            .send(job(tx))
+            .map_err(|_| StorageError::Gone)?;
+        rx.recv().map_err(|_| StorageError::Gone)?
+    }
+}
+
+impl Drop for PgStorage {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Storage for PgStorage {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.ask(|r| Job::Get(key.to_vec(), r))
+    }
+
+    fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        self.ask(|r| Job::MultiGet(keys.to_vec(), r))
+    }
+
+    fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
+        let epoch = self.epoch;
+        self.ask(|r| Job::Write(batch, sync, epoch, r))
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StorageError> {
+        self.ask(|r| Job::Scan(start.to_vec(), end.to_vec(), limit, r))
+    }
+}
