@@ -236,9 +236,14 @@ pub(crate) async fn submit(
 }
 
 fn transfer(i: usize) -> Value {
+    transfer_to("0x00000000000000000000000000000000000000aa", i)
+}
+
+/// The `i`-th bench transfer to `to`: a native one, its amount and nonce from `i`.
+pub(crate) fn transfer_to(to: &str, i: usize) -> Value {
     json!({
         "kind": "Native",
-        "to": "0x00000000000000000000000000000000000000aa",
+        "to": to,
         "amount": (1_000 + i).to_string(),
         "chain_id": "1",
         "nonce": i.to_string(),

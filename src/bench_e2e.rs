@@ -58,25 +58,15 @@ struct Seen {
     last_message: Option<Instant>,
 }
 
+/// Note each request's result, each presignature run's joins, and the last protocol message.
 async fn watch(
     node: govern_client::Client,
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicU64>,
 ) -> Result<()> {
-    let mut size = 0u64;
-    while stop.load(Ordering::Relaxed) == 0 {
-        let note = node
-            .get_required(&format!("/checkpoint?after={size}&wait_ms=1000"))
-            .await?;
-        let text = String::from_utf8_lossy(&note);
-        let new: u64 = text
-            .lines()
-            .nth(1)
-            .and_then(|l| l.parse().ok())
-            .ok_or("a checkpoint without a size")?;
-        for i in size..new {
-            let e: Value = node.get_json(&format!("/v1/entries/{i}")).await?;
-            let at = Instant::now();
+    crate::bench_policy::follow_log(&node, &stop, |e, at| {
+        let seen = Arc::clone(&seen);
+        async move {
             let kind = e["kind"].as_str().unwrap_or_default();
             let mut s = seen.lock().await;
             match kind {
@@ -96,9 +86,8 @@ async fn watch(
                 _ => {}
             }
         }
-        size = size.max(new);
-    }
-    Ok(())
+    })
+    .await
 }
 
 /// Wait until `request` has a result in the log; its time and kind.
@@ -145,16 +134,7 @@ async fn pool_warm(seen: &Arc<Mutex<Seen>>, runs: usize) -> Result<Duration> {
 }
 
 fn transfer(i: usize) -> Value {
-    json!({
-        "kind": "Native",
-        "to": "0x00000000000000000000000000000000000000bb",
-        "amount": (1_000 + i).to_string(),
-        "chain_id": "1",
-        "nonce": i.to_string(),
-        "max_fee_per_gas": "30000000000",
-        "max_priority_fee_per_gas": "1000000000",
-        "gas_limit": "21000"
-    })
+    crate::bench_actions::transfer_to("0x00000000000000000000000000000000000000bb", i)
 }
 
 async fn signers(

@@ -280,12 +280,13 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     crate::bench_actions::pct(sorted, p)
 }
 
-/// Follow the node's log (long polls and entries; this is a stopwatch, not a verifier) and
-/// note when each request's `policy.evaluated` appears.
-async fn watch(
-    node: govern_client::Client,
-    seen: Arc<Mutex<HashMap<String, Instant>>>,
-    stop: Arc<AtomicU64>,
+/// Follow the node's log (long polls and entries; this is a stopwatch, not a verifier) until
+/// `stop` is set, handing `each` every new entry and the moment it was read. The benches'
+/// watchers are this with what they note.
+pub(crate) async fn follow_log<F: Future<Output = ()>>(
+    node: &govern_client::Client,
+    stop: &AtomicU64,
+    mut each: impl FnMut(Value, Instant) -> F,
 ) -> Result<()> {
     let mut size = 0u64;
     while stop.load(Ordering::Relaxed) == 0 {
@@ -300,16 +301,30 @@ async fn watch(
             .ok_or("a checkpoint without a size")?;
         for i in size..new {
             let e: Value = node.get_json(&format!("/v1/entries/{i}")).await?;
-            if e["kind"] == POLICY_EVALUATED {
-                let at = Instant::now();
-                if let Some(r) = e["request"].as_str() {
-                    seen.lock().await.insert(r.to_string(), at);
-                }
-            }
+            each(e, Instant::now()).await;
         }
         size = size.max(new);
     }
     Ok(())
+}
+
+/// Note when each request's `policy.evaluated` appears.
+async fn watch(
+    node: govern_client::Client,
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    stop: Arc<AtomicU64>,
+) -> Result<()> {
+    follow_log(&node, &stop, |e, at| {
+        let seen = Arc::clone(&seen);
+        async move {
+            if e["kind"] == POLICY_EVALUATED
+                && let Some(r) = e["request"].as_str()
+            {
+                seen.lock().await.insert(r.to_string(), at);
+            }
+        }
+    })
+    .await
 }
 
 async fn latency(
