@@ -180,6 +180,7 @@ async fn replay_export(
         dev_root: None,
         checkpoints: Vec::new(),
         json: false,
+        storage: None,
         witnesses: None,
     };
     let outcome = tokio::task::spawn_blocking(move || crate::replay::replay(&replay_args, true))

@@ -13,6 +13,7 @@ mod bench_replay;
 mod bench_seal;
 mod bench_storage;
 mod bench_witness;
+mod cluster;
 mod config;
 mod demo;
 mod error;
@@ -56,7 +57,7 @@ struct Cli {
 enum Command {
     /// Run the node: the log, its checkpoints, tiles and proofs, and the tenants' API over
     /// HTTP; under a witness policy it submits every checkpoint to the witnesses.
-    Node(ServerArgs),
+    Node(cluster::NodeArgs),
     /// Run the whole system on this machine: three witnesses as separate processes, the node
     /// under their 2-of-3 policy, and a first demo entry.
     Up(UpArgs),
@@ -225,7 +226,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(args) => run::node(config.server(&args)).await,
+            Command::Node(args) => cluster::node(&config, args).await,
             Command::Up(args) => {
                 let workers = run::UpWorkers {
                     policy: !args.no_policy_worker,
@@ -270,7 +271,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<cluster::Deposed>().is_some() {
+                ExitCode::from(cluster::DEPOSED_EXIT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

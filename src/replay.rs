@@ -60,6 +60,11 @@ pub struct ReplayArgs {
     /// Print JSON at the end.
     #[arg(long)]
     pub json: bool,
+    /// Restore the log into this PostgreSQL database (`postgres://…`, holding no log yet)
+    /// instead of the data dir's RocksDB; the data dir still gets the trust files, and
+    /// `govern node --storage` then serves it (docs/deployment.md).
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
     /// The witness policy whose cosignatures the checkpoints are checked under (TOML:
     /// `quorum`, `[[witness]]` `vkey`s) [default: the export's `trust/witnesses.toml`, else
     /// the policy its `v1/log` names, else none].
@@ -162,13 +167,16 @@ pub fn replay(
         },
         checkpoints: args.checkpoints.clone(),
     };
-    govern_archive::replay::replay(
-        &options,
-        &mut Observer {
-            quiet,
-            progress: None,
-        },
-    )
+    let mut observer = Observer {
+        quiet,
+        progress: None,
+    };
+    match &args.storage {
+        None => govern_archive::replay::replay(&options, &mut observer),
+        Some(url) => govern_archive::replay::replay_to(&options, &mut observer, || {
+            crate::cluster::open_empty(url)
+        }),
+    }
 }
 
 /// `govern replay`.

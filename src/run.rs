@@ -22,17 +22,17 @@ pub const WITNESSES_FILE: &str = "witnesses.toml";
 const UP_WITNESSES: usize = 3;
 const UP_QUORUM: usize = 2;
 
-const DEV_WARNING: &str = "DEV MODE: the log key and producer keys are plain files in the data dir and no \
+pub(crate) const DEV_WARNING: &str = "DEV MODE: the log key and producer keys are plain files in the data dir and no \
 enclave protects them; this keeps govern's formats and checks, not its protection. Never hold real assets with it.";
 
 /// What a start checked before writing anything: the bound listener, the edge's relying
 /// party, the witness policy, and what the data dir holds.
 pub(crate) struct Prepared {
-    listener: TcpListener,
-    edge_config: EdgeConfig,
+    pub(crate) listener: TcpListener,
+    pub(crate) edge_config: EdgeConfig,
     /// The witness policy and where it was read (`govern up` sets its own after `prepare`).
-    witnesses: Option<(std::path::PathBuf, govern_core::witness::PolicyFile)>,
-    found: Found,
+    pub(crate) witnesses: Option<(std::path::PathBuf, govern_core::witness::PolicyFile)>,
+    pub(crate) found: Found,
 }
 
 /// Everything a start can refuse for, checked before the data dir is touched: the listening
@@ -99,6 +99,25 @@ async fn start(server: &Server, prepared: Prepared) -> Result<(NodeHandle, DataD
             .await
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    let (dir, config, attestor) = open_for_start(server)?;
+    let services = dir.boot(config, cfg!(feature = "dev"), &attestor).await?;
+    let state = serving_state(&services, &dir, edge_config, witnesses.as_ref())?;
+    let node = NodeHandle::spawn(state, listener)?;
+    tracing::warn!("{DEV_WARNING}");
+    // Tests and scripts read this line to find the port when listening on port 0.
+    println!(
+        "govern node listening on http://{} (origin {}, data dir {})",
+        node.addr,
+        dir.origin(),
+        server.data_dir.display()
+    );
+    println!("verifier key: {}", dir.verifier_key());
+    Ok((node, dir, services))
+}
+
+/// The data dir a start runs on (its dev measurements pinned for this executable), the
+/// log's settings from `server`, and how its services attest.
+pub(crate) fn open_for_start(server: &Server) -> Result<(DataDir, LogConfig, Attestor)> {
     let dir = DataDir::open(&server.data_dir, server.origin.as_deref())?;
     let executable =
         std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
@@ -125,7 +144,18 @@ async fn start(server: &Server, prepared: Prepared) -> Result<(NodeHandle, DataD
     };
     #[cfg(not(feature = "nitro"))]
     let attestor = Attestor::Simulated { executable };
-    let services = dir.boot(config, cfg!(feature = "dev"), &attestor).await?;
+    Ok((dir, config, attestor))
+}
+
+/// What a node that sequences its log serves: the log, its identities, the key service,
+/// the edge, and the witnesses' cosigned checkpoints under `witnesses`. Starts the services'
+/// re-attestation.
+pub(crate) fn serving_state<S: govern_store::Storage>(
+    services: &Services<S>,
+    dir: &DataDir,
+    edge_config: EdgeConfig,
+    witnesses: Option<&(std::path::PathBuf, govern_core::witness::PolicyFile)>,
+) -> Result<AppState> {
     services.spawn_reattestation();
     let edge = Edge::new(
         edge_config,
@@ -140,7 +170,7 @@ async fn start(server: &Server, prepared: Prepared) -> Result<(NodeHandle, DataD
         .with_identities(Arc::clone(&services.policy))
         .with_keys(Arc::clone(&services.keys))
         .with_edge(Arc::new(edge));
-    if let Some((policy_path, file)) = &witnesses {
+    if let Some((policy_path, file)) = witnesses {
         let witnessing = govern_api::witnessing::Witnessing::start(services.log.reader(), file)?;
         tracing::info!(
             quorum = file.quorum,
@@ -150,17 +180,7 @@ async fn start(server: &Server, prepared: Prepared) -> Result<(NodeHandle, DataD
         );
         state = state.with_witnessing(witnessing);
     }
-    let node = NodeHandle::spawn(state, listener)?;
-    tracing::warn!("{DEV_WARNING}");
-    // Tests and scripts read this line to find the port when listening on port 0.
-    println!(
-        "govern node listening on http://{} (origin {}, data dir {})",
-        node.addr,
-        dir.origin(),
-        server.data_dir.display()
-    );
-    println!("verifier key: {}", dir.verifier_key());
-    Ok((node, dir, services))
+    Ok(state)
 }
 
 pub async fn until_signal() {

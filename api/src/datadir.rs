@@ -529,15 +529,58 @@ pub struct NodeHandle {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
+/// The routes a node serves, replaced in place when its part changes: a node over a shared
+/// store serves the log's reads while another sequences, and everything once it takes the
+/// sequencer's lease.
+#[derive(Clone)]
+pub struct RouterSwitch(Arc<parking_lot::RwLock<axum::Router>>);
+
+impl std::fmt::Debug for RouterSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterSwitch").finish_non_exhaustive()
+    }
+}
+
+impl RouterSwitch {
+    /// Serve `routes` first.
+    #[must_use]
+    pub fn new(routes: axum::Router) -> Self {
+        Self(Arc::new(parking_lot::RwLock::new(routes)))
+    }
+
+    /// Serve `routes` from now on (requests in flight finish on the old ones).
+    pub fn set(&self, routes: axum::Router) {
+        *self.0.write() = routes;
+    }
+}
+
 impl NodeHandle {
     /// Serve `state` on `listener` until [`NodeHandle::shutdown`].
     ///
     /// # Errors
     /// When the listener has no local address.
     pub fn spawn(state: AppState, listener: TcpListener) -> std::io::Result<Self> {
+        Self::serve(router(state), listener)
+    }
+
+    /// Serve whatever `switch` holds at each request, on `listener`.
+    ///
+    /// # Errors
+    /// When the listener has no local address.
+    pub fn spawn_switched(switch: &RouterSwitch, listener: TcpListener) -> std::io::Result<Self> {
+        let current = Arc::clone(&switch.0);
+        let app = axum::Router::new().fallback_service(tower::service_fn(
+            move |req: axum::extract::Request| {
+                let routes = current.read().clone();
+                tower::ServiceExt::oneshot(routes, req)
+            },
+        ));
+        Self::serve(app, listener)
+    }
+
+    fn serve(app: axum::Router, listener: TcpListener) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
-        let app = router(state);
         // Receipts are small writes answered at once: without TCP_NODELAY, Nagle's algorithm
         // meets the client's delayed ACK and a response can wait 40 ms.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

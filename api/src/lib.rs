@@ -25,5 +25,5 @@ pub mod ui;
 pub mod witnessing;
 
 pub use boot::{Attestor, LocalService, Services, attest};
-pub use datadir::{DataDir, DataDirError, NodeHandle};
-pub use routes::{AppState, router};
+pub use datadir::{DataDir, DataDirError, NodeHandle, RouterSwitch};
+pub use routes::{AppState, Standby, router};

@@ -51,6 +51,19 @@ impl Problem {
         self
     }
 
+    /// 503: this node does not sequence the log, or no longer does; `detail` says where the
+    /// sequencer is when it is known.
+    #[must_use]
+    pub fn not_sequencer(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-the-sequencer",
+            "This node does not sequence the log",
+            detail,
+        )
+        .retry_after(NOT_SEQUENCER_RETRY_AFTER_S)
+    }
+
     /// 404 for an unknown route.
     #[must_use]
     pub fn no_route(path: &str) -> Self {
@@ -143,8 +156,15 @@ impl From<EventError> for Problem {
     }
 }
 
+/// Seconds a client waits before it asks again when this node does not sequence the log (or
+/// no longer does): a takeover completes within seconds (docs/deployment.md).
+pub const NOT_SEQUENCER_RETRY_AFTER_S: u64 = 1;
+
 impl From<StorageError> for Problem {
     fn from(e: StorageError) -> Self {
+        if let StorageError::Deposed(_) = e {
+            return Problem::not_sequencer(e.to_string());
+        }
         tracing::error!(error = %e, "storage failure");
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -263,6 +283,7 @@ impl From<AppendError> for Problem {
                 Problem::new(status, kind, title, e.to_string())
             }
             AppendError::Storage(s) => s.into(),
+            AppendError::NotSequencer { .. } => Problem::not_sequencer(e.to_string()),
             // No retry helps: this copy must be replaced by the newer one.
             AppendError::Fenced { .. } => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -46,6 +46,18 @@ pub struct AppState {
     pub witnessing: Option<Arc<crate::witnessing::Witnessing>>,
     /// The last state root computed for `GET /v1/state`.
     pub state_roots: Arc<StateRoots>,
+    /// On a node that does not sequence the log: where the sequencer is now (what it
+    /// answers, 503, for everything but the log's reads).
+    pub standby: Option<Arc<Standby>>,
+}
+
+/// Where a node that does not sequence the log sends its clients ([`AppState::as_standby`]).
+pub struct Standby(Box<dyn Fn() -> Option<String> + Send + Sync>);
+
+impl std::fmt::Debug for Standby {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Standby").field(&(self.0)()).finish()
+    }
 }
 
 /// The least time between two state-root computations of `GET /v1/state`: the state root
@@ -87,7 +99,15 @@ impl AppState {
     /// The state of a node serving `log`.
     #[must_use]
     pub fn new<S: govern_store::Storage>(log: Arc<Log<S>>, verifier_key: &str) -> Self {
+        Self::over(log, verifier_key)
+    }
+
+    /// The state of a node serving `log`, whatever it is: a log it sequences, or a shared
+    /// store's log it follows ([`govern_store::Follower`], with [`AppState::standby`]).
+    #[must_use]
+    pub fn over(log: Arc<dyn NodeLog>, verifier_key: &str) -> Self {
         Self {
+            standby: None,
             log,
             verifier_key: verifier_key.into(),
             keys: Arc::new(KeyCache::new()),
@@ -120,6 +140,17 @@ impl AppState {
         self
     }
 
+    /// Serve the log's reads only, as a node that does not sequence it: everything else is
+    /// answered 503 `not-the-sequencer`, naming where `sequencer` says the sequencer is.
+    #[must_use]
+    pub fn as_standby(
+        mut self,
+        sequencer: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.standby = Some(Arc::new(Standby(Box::new(sequencer))));
+        self
+    }
+
     /// Serve `GET /v1/services` from `policy`.
     #[must_use]
     pub fn with_identities(mut self, policy: Arc<IdentityPolicy>) -> Self {
@@ -138,6 +169,7 @@ pub fn router(state: AppState) -> Router {
         _ => None,
     };
     let edge = state.edge.clone().map(crate::edge::routes);
+    let standby = state.standby.clone();
     let log = Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi))
@@ -166,6 +198,13 @@ pub fn router(state: AppState) -> Router {
         Some(keys) => app.merge(keys),
         None => app,
     };
+    if let Some(sequencer) = standby {
+        // The edge's and the key service's routes are the sequencer's: whatever is not a
+        // read of the log goes there.
+        return app.fallback(move |uri: Uri| async move {
+            standby_answer(sequencer.as_ref(), uri.path())
+        });
+    }
     app.fallback(|uri: Uri| async move { Problem::no_route(uri.path()) })
         .method_not_allowed_fallback(|uri: Uri| async move {
             Problem::new(
@@ -175,6 +214,19 @@ pub fn router(state: AppState) -> Router {
                 format!("{} does not accept this method", uri.path()),
             )
         })
+}
+
+/// What a node that does not sequence the log answers for what only the sequencer serves.
+fn standby_answer(standby: &Standby, path: &str) -> Problem {
+    Problem::not_sequencer(match (standby.0)() {
+        Some(url) => format!(
+            "this node serves the log's reads; {path} is served by the sequencer, now {url}"
+        ),
+        None => format!(
+            "this node serves the log's reads; {path} is served by the sequencer, and no node \
+             holds its lease now: retry shortly"
+        ),
+    })
 }
 
 async fn openapi() -> Response {
@@ -201,6 +253,9 @@ pub(crate) async fn healthz() -> &'static str {
     responses((status = 200, description = "Identities, the manifest in force, quarantines", body = Object),
         (status = 404, description = "No identity policy", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn services(State(state): State<AppState>) -> Result<Json<ServicesView>, Problem> {
+    if let (None, Some(sequencer)) = (&state.identities, &state.standby) {
+        return Err(standby_answer(sequencer.as_ref(), "/v1/services"));
+    }
     let policy = state.identities.as_ref().ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,

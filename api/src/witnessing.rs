@@ -23,7 +23,7 @@ use govern_core::note::Note;
 use govern_core::witness::{
     AddCheckpoint, PolicyFile, SIZE_CONTENT_TYPE, WitnessPolicy, add_cosignatures,
 };
-use govern_store::{LogReader, Published, RocksStorage};
+use govern_store::{LogReader, Published, Storage};
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, watch};
 
@@ -69,8 +69,8 @@ impl Witnessing {
     ///
     /// # Errors
     /// [`WitnessingError`] when the policy does not hold or a witness has no URL.
-    pub fn start(
-        log: LogReader<RocksStorage>,
+    pub fn start<S: Storage>(
+        log: LogReader<S>,
         file: &PolicyFile,
     ) -> Result<Arc<Self>, WitnessingError> {
         let (policy, urls) = check_file(file)?;
@@ -124,9 +124,9 @@ impl Witnessing {
         self.changed.subscribe()
     }
 
-    async fn rounds(
+    async fn rounds<S: Storage>(
         self: Arc<Self>,
-        log: LogReader<RocksStorage>,
+        log: LogReader<S>,
         target: watch::Sender<Arc<Published>>,
         mut done: mpsc::Receiver<Cosigned>,
     ) {
@@ -172,9 +172,9 @@ impl Witnessing {
         }
     }
 
-    fn next_round(
+    fn next_round<S: Storage>(
         &self,
-        log: &LogReader<RocksStorage>,
+        log: &LogReader<S>,
         target: &watch::Sender<Arc<Published>>,
         round: &mut Arc<Published>,
         lines: &mut [Option<String>],
@@ -191,7 +191,7 @@ impl Witnessing {
     }
 
     /// A quorum for `round`: store it with its cosignatures and serve it.
-    fn reached(&self, log: &LogReader<RocksStorage>, round: &Published, lines: &[Option<String>]) {
+    fn reached<S: Storage>(&self, log: &LogReader<S>, round: &Published, lines: &[Option<String>]) {
         let lines: Vec<String> = lines.iter().flatten().cloned().collect();
         let note = match add_cosignatures(&round.note, &lines) {
             Ok(n) => n,
@@ -341,8 +341,8 @@ async fn standing(client: &reqwest::Client, url: &str, name: &str, latest: &Publ
 /// # Errors
 /// [`WitnessingError`] for a policy that does not hold; [`BehindError`] (in its message) when
 /// this copy is behind or forked.
-pub async fn check_not_behind(
-    log: &LogReader<RocksStorage>,
+pub async fn check_not_behind<S: Storage>(
+    log: &LogReader<S>,
     file: &PolicyFile,
 ) -> Result<(), WitnessingError> {
     let (policy, urls) = check_file(file)?;
@@ -384,7 +384,7 @@ pub async fn check_not_behind(
 }
 
 /// The latest stored quorum-cosigned checkpoint, if it meets `policy`.
-fn restore(log: &LogReader<RocksStorage>, policy: &WitnessPolicy) -> Option<Witnessed> {
+fn restore<S: Storage>(log: &LogReader<S>, policy: &WitnessPolicy) -> Option<Witnessed> {
     let size = log.latest_cosigned_size().ok().flatten()?;
     let note = log.checkpoint_at(size).ok().flatten()?;
     let parsed = Note::parse(note.as_bytes()).ok()?;
@@ -396,12 +396,12 @@ fn restore(log: &LogReader<RocksStorage>, policy: &WitnessPolicy) -> Option<Witn
 }
 
 /// One witness, followed by its own task.
-struct Follower {
+struct Follower<S> {
     index: usize,
     url: String,
     verifier: CosignatureVerifier,
     client: reqwest::Client,
-    log: LogReader<RocksStorage>,
+    log: LogReader<S>,
     /// The size this witness last cosigned, once known.
     known: Option<TreeSize>,
 }
@@ -416,7 +416,7 @@ enum Outcome {
     Failed,
 }
 
-impl Follower {
+impl<S: Storage> Follower<S> {
     async fn run(
         mut self,
         mut target: watch::Receiver<Arc<Published>>,

@@ -253,6 +253,14 @@ pub enum AppendError {
         /// What the witness said.
         reason: String,
     },
+    /// This node does not sequence the log (several nodes share one store and another holds
+    /// the sequencer's lease): append at the sequencer.
+    #[error("this node does not sequence the log; {}", .sequencer.as_deref().map_or_else(|| "no node holds the sequencer's lease now: retry shortly".to_string(), |s| format!("the sequencer is {s}")))]
+    NotSequencer {
+        /// Where the sequencer listens, as it advertised itself (none: no node holds the
+        /// lease now).
+        sequencer: Option<String>,
+    },
 }
 
 /// A failure of the storage below the log. Operators' fault, not the client's.
@@ -287,6 +295,10 @@ pub enum StorageError {
         /// The process holding its lock, when the system says.
         pid: Option<u32>,
     },
+    /// Another node took the log over (a shared store's writer epoch moved on): this one
+    /// sequences no more, and nothing of the batch was written.
+    #[error("deposed: {0}")]
+    Deposed(String),
 }
 
 /// Why the identity policy refused an event.

@@ -68,7 +68,7 @@ fn postgres_keeps_synced_batches_and_its_schema_version() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     // The views name what the log's keys hold: an entry at index 5, a checkpoint of size 6.
     {
         let s = PgStorage::connect(&url).unwrap();
@@ -97,7 +97,7 @@ fn postgres_keeps_synced_batches_and_its_schema_version() {
         .unwrap();
     let refused = PgStorage::connect(&url).unwrap_err().to_string();
     assert!(
-        refused.contains("version 99, newer than this build's 2"),
+        refused.contains("version 99, newer than this build's 3"),
         "{refused}"
     );
 }
@@ -116,8 +116,11 @@ fn a_deposed_postgres_writer_writes_nothing() {
     let mut late = Batch::new();
     late.put(b"k1".to_vec(), b"stale".to_vec());
     late.put(b"k2".to_vec(), b"stale".to_vec());
-    let refused = a.write(late, true).unwrap_err().to_string();
-    assert!(refused.contains("deposed"), "{refused}");
+    let refused = a.write(late, true).unwrap_err();
+    assert!(
+        matches!(&refused, StorageError::Deposed(why) if why.contains(&format!("epoch {}", b.epoch().unwrap()))),
+        "{refused}"
+    );
     assert_eq!(b.get(b"k1").unwrap().as_deref(), Some(&b"a"[..]));
     assert_eq!(b.get(b"k2").unwrap(), None);
     put(&b, &[(b"k2", b"b")], true);
@@ -184,4 +187,58 @@ fn memory_write_on_a_dead_handle_applies_nothing() {
     b.put(b"b".to_vec(), b"2".to_vec());
     assert_eq!(s.write(b, true), Err(StorageError::Gone));
     assert_eq!(booted.scan(b"", b"\xff", 10).unwrap(), vec![]);
+}
+
+/// The sequencer's lease: one holder at a time, renewed by its holder, taken by another only
+/// once released or expired (by the database's clock), each change of holder a new term.
+#[test]
+fn the_postgres_lease_has_one_holder_until_it_expires() {
+    use govern_store_postgres::{Lease, PgLease};
+    use std::time::Duration;
+    let server = TestPostgres::start().unwrap();
+    let url = server.database().unwrap();
+    let lease = PgLease::connect(&url).unwrap();
+    assert_eq!(
+        lease.current().unwrap(),
+        None,
+        "a new database has no holder"
+    );
+    let long = Duration::from_secs(60);
+    let first = lease.claim("a", "http://a", long).unwrap().unwrap();
+    assert_eq!(lease.claim("b", "http://b", long).unwrap(), None);
+    assert_eq!(
+        lease.claim("a", "http://a", long).unwrap(),
+        Some(first),
+        "a renewal keeps the term"
+    );
+    assert_eq!(
+        lease.current().unwrap(),
+        Some(Lease {
+            holder: "a".into(),
+            url: "http://a".into(),
+            term: first
+        })
+    );
+    lease.release("b").unwrap();
+    assert_eq!(
+        lease.claim("b", "http://b", long).unwrap(),
+        None,
+        "only its holder releases it"
+    );
+    lease.release("a").unwrap();
+    assert_eq!(lease.current().unwrap(), None);
+    let second = lease
+        .claim("b", "http://b", Duration::from_millis(300))
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, first + 1);
+    assert_eq!(lease.claim("a", "http://a", long).unwrap(), None);
+    // Past its time the lease is free, though its holder never gave it up.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(lease.current().unwrap(), None);
+    assert_eq!(
+        lease.claim("a", "http://a", long).unwrap(),
+        Some(second + 1)
+    );
+    assert_eq!(lease.claim("b", "http://b", long).unwrap(), None);
 }

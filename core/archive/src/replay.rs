@@ -158,6 +158,22 @@ impl<S: Storage> std::fmt::Debug for Replayed<S> {
 /// # Errors
 /// The first failure: a [`Failure`], a [`ReplayError`] or a message.
 pub fn replay(options: &Options, observer: &mut dyn Observer) -> Result<Outcome, Error> {
+    let db = options.data_dir.join("db");
+    replay_to(options, observer, move || Ok(RocksStorage::open(&db)?))
+}
+
+/// [`replay`] with the log's store opened by `open` (called once the data dir is made, and
+/// only then): `govern replay --storage postgres://…` restores into a database, whose
+/// opener must refuse one that holds a log already. The data dir gets the trust files as
+/// [`replay`] writes them.
+///
+/// # Errors
+/// As [`replay`].
+pub fn replay_to<S: Storage>(
+    options: &Options,
+    observer: &mut dyn Observer,
+    open: impl FnOnce() -> Result<S, Error>,
+) -> Result<Outcome, Error> {
     let start = Instant::now();
     let trust = Trust::resolve(&options.dir, &options.pins, observer).map_err(|e| e.to_string())?;
     let data_dir = &options.data_dir;
@@ -179,7 +195,7 @@ pub fn replay(options: &Options, observer: &mut dyn Observer) -> Result<Outcome,
             }
             std::fs::create_dir_all(data_dir)
                 .map_err(|e| format!("{}: {e}", data_dir.display()))?;
-            Ok(RocksStorage::open(&data_dir.join("db"))?)
+            open()
         },
         observer,
     )?;

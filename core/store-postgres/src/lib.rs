@@ -33,6 +33,7 @@ use postgres::{Client, NoTls};
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_kv.sql")),
     (2, include_str!("../migrations/0002_writer.sql")),
+    (3, include_str!("../migrations/0003_lease.sql")),
 ];
 
 /// The advisory lock migrations run under (any fixed number: "govern" in ASCII).
@@ -48,6 +49,8 @@ enum Job {
     MultiGet(Vec<Vec<u8>>, Reply<Vec<Option<Vec<u8>>>>),
     Write(Batch, bool, Option<i64>, Reply<()>),
     Scan(Vec<u8>, Vec<u8>, usize, Reply<Pairs>),
+    /// Anything else on a connection (the lease's statements); it sends its own reply.
+    Run(Box<dyn FnOnce(&mut Client) + Send>),
 }
 
 /// The log's store in a PostgreSQL database.
@@ -64,6 +67,21 @@ impl std::fmt::Debug for PgStorage {
             .field("connections", &self.threads.len())
             .finish()
     }
+}
+
+/// How long the server lets a session sit idle inside a transaction before it ends it. A
+/// batch's transaction takes milliseconds; a writer paused or cut off in the middle of one
+/// would otherwise hold the writer row's lock, and the node taking over would wait for it.
+const IDLE_IN_TRANSACTION: &str = "2s";
+
+/// A connection with this store's session settings.
+fn connect_client(url: &str) -> Result<Client, postgres::Error> {
+    let mut client = Client::connect(url, NoTls)?;
+    client.batch_execute(&format!(
+        "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'; \
+         SET client_min_messages = warning"
+    ))?;
+    Ok(client)
 }
 
 fn backend(what: &str, e: &postgres::Error) -> StorageError {
@@ -104,14 +122,24 @@ fn migrate(client: &mut Client) -> Result<i32, StorageError> {
     Ok(known)
 }
 
-fn serve(mut client: Client, jobs: &Mutex<Receiver<Job>>) {
+fn serve(url: &str, mut client: Client, jobs: &Mutex<Receiver<Job>>) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
         let Ok(job) = job else { return };
+        // A connection the server closed (a restart, or a failover to a standby that the URL
+        // also names) is opened again before the job; if that fails, the job fails on the
+        // closed one and the next job tries again.
+        if client.is_closed() {
+            match connect_client(url) {
+                Ok(c) => client = c,
+                Err(e) => tracing::warn!(error = %e, "postgres: cannot reconnect"),
+            }
+        }
         match job {
+            Job::Run(f) => f(&mut client),
             Job::Get(key, reply) => {
                 let r = client
                     .query_opt("SELECT value FROM govern_kv WHERE key = $1", &[&key])
@@ -184,8 +212,8 @@ fn write(
         .map_err(|e| backend("writer epoch", &e))?
         .get(0);
     if current != epoch {
-        return Err(StorageError::Backend(format!(
-            "deposed: another writer took this log over (epoch {current}; this one is {epoch}); \
+        return Err(StorageError::Deposed(format!(
+            "another writer took this log over (epoch {current}; this one is {epoch}); \
              nothing of the batch was written"
         )));
     }
@@ -225,15 +253,19 @@ impl PgStorage {
     }
 
     fn open(url: &str, writer: bool) -> Result<Self, StorageError> {
+        Self::open_with(url, writer, CONNECTIONS)
+    }
+
+    fn open_with(url: &str, writer: bool, connections: usize) -> Result<Self, StorageError> {
         // The client's own runtime must not start on a thread of the caller's runtime (the
         // node calls this from async code): connect and migrate on a thread of their own.
-        let url = url.to_owned();
+        let owned = url.to_owned();
+        let url = owned.clone();
         let clients = std::thread::Builder::new()
             .name("govern-pg-connect".into())
             .spawn(
                 move || -> Result<(Vec<Client>, Option<i64>), StorageError> {
-                    let mut first =
-                        Client::connect(&url, NoTls).map_err(|e| backend("connect", &e))?;
+                    let mut first = connect_client(&url).map_err(|e| backend("connect", &e))?;
                     migrate(&mut first)?;
                     // Taking the next epoch waits for the batches of the writer before to commit.
                     let epoch = if writer {
@@ -249,10 +281,8 @@ impl PgStorage {
                         None
                     };
                     let mut clients = vec![first];
-                    for _ in 1..CONNECTIONS {
-                        clients.push(
-                            Client::connect(&url, NoTls).map_err(|e| backend("connect", &e))?,
-                        );
+                    for _ in 1..connections {
+                        clients.push(connect_client(&url).map_err(|e| backend("connect", &e))?);
                     }
                     Ok((clients, epoch))
                 },
@@ -261,16 +291,18 @@ impl PgStorage {
             .join()
             .map_err(|_| StorageError::Backend("the connecting thread panicked".into()))??;
         let (clients, epoch) = clients;
-        let (tx, rx) = sync_channel::<Job>(CONNECTIONS * 4);
+        let url = owned;
+        let (tx, rx) = sync_channel::<Job>(connections * 4);
         let rx = Arc::new(Mutex::new(rx));
         let threads = clients
             .into_iter()
             .enumerate()
             .map(|(i, client)| {
                 let rx = Arc::clone(&rx);
+                let url = url.clone();
                 std::thread::Builder::new()
                     .name(format!("govern-pg-{i}"))
-                    .spawn(move || serve(client, &rx))
+                    .spawn(move || serve(&url, client, &rx))
                     .map_err(|e| StorageError::Backend(format!("cannot start a thread: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -317,5 +349,126 @@ impl Storage for PgStorage {
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StorageError> {
         self.ask(|r| Job::Scan(start.to_vec(), end.to_vec(), limit, r))
+    }
+}
+
+impl PgStorage {
+    /// Run `f` on one of the store's connections and wait for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        self.ask(|reply| {
+            Job::Run(Box::new(move |client| {
+                let _ = reply.send(f(client));
+            }))
+        })
+    }
+}
+
+/// Who holds the sequencer's lease, as they advertised themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder's name (unique per node process).
+    pub holder: String,
+    /// Where clients reach the holder.
+    pub url: String,
+    /// Bumped at every change of holder.
+    pub term: i64,
+}
+
+/// The sequencer's lease (schema version 3), on a connection of its own so that a renewal
+/// never waits behind the log's reads and writes. The database's clock times it: the
+/// nodes need not agree on the time.
+pub struct PgLease {
+    store: PgStorage,
+}
+
+impl std::fmt::Debug for PgLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLease").finish_non_exhaustive()
+    }
+}
+
+impl PgLease {
+    /// Connect to `url` (migrating the schema as [`PgStorage::connect`] does).
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] when the database cannot be reached or migrated.
+    pub fn connect(url: &str) -> Result<Self, StorageError> {
+        Ok(Self {
+            store: PgStorage::open_with(url, false, 1)?,
+        })
+    }
+
+    /// Take the lease for `holder` (reached at `url`) if it is free or expired, or renew it
+    /// if `holder` has it: held for `ttl` from now by the database's clock. Returns the term
+    /// when `holder` holds it now, `None` when another does.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] when the database fails; whether the lease is held is then
+    /// unknown.
+    pub fn claim(
+        &self,
+        holder: &str,
+        url: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<i64>, StorageError> {
+        let (holder, url) = (holder.to_owned(), url.to_owned());
+        let ttl_s = ttl.as_secs_f64();
+        self.store.run(move |client| {
+            client
+                .query_opt(
+                    "UPDATE govern_lease SET \
+                       term = CASE WHEN holder = $1 THEN term ELSE term + 1 END, \
+                       holder = $1, url = $2, \
+                       expires = clock_timestamp() + make_interval(secs => $3) \
+                     WHERE holder = $1 OR expires <= clock_timestamp() \
+                     RETURNING term",
+                    &[&holder, &url, &ttl_s],
+                )
+                .map(|row| row.map(|r| r.get::<_, i64>(0)))
+                .map_err(|e| backend("claim the lease", &e))
+        })
+    }
+
+    /// The lease's holder, if it has not expired.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] when the database fails.
+    pub fn current(&self) -> Result<Option<Lease>, StorageError> {
+        self.store.run(|client| {
+            client
+                .query_opt(
+                    "SELECT holder, url, term FROM govern_lease WHERE expires > clock_timestamp()",
+                    &[],
+                )
+                .map(|row| {
+                    row.map(|r| Lease {
+                        holder: r.get(0),
+                        url: r.get(1),
+                        term: r.get(2),
+                    })
+                })
+                .map_err(|e| backend("read the lease", &e))
+        })
+    }
+
+    /// Give the lease up now if `holder` has it (a node stopping cleanly), so another takes
+    /// over without waiting for it to expire.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] when the database fails.
+    pub fn release(&self, holder: &str) -> Result<(), StorageError> {
+        let holder = holder.to_owned();
+        self.store.run(move |client| {
+            client
+                .execute(
+                    "UPDATE govern_lease SET expires = '-infinity' WHERE holder = $1",
+                    &[&holder],
+                )
+                .map(|_| ())
+                .map_err(|e| backend("release the lease", &e))
+        })
     }
 }

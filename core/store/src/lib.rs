@@ -26,8 +26,9 @@ pub use govern_core::append::{
     StorageError,
 };
 pub use log::{
-    Appended, Appender, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Log, LogConfig, LogReader, NodeLog,
-    OsEntropy, Published, QUEUE_EVENTS_MAX, ReadError, SNAPSHOT_EVERY, SystemClock, TIME_SKEW_MS,
+    Appended, Appender, BATCH_EVENTS_MAX, BATCH_WAIT_MS, Follower, Log, LogConfig, LogReader,
+    NodeLog, OsEntropy, Published, QUEUE_EVENTS_MAX, ReadError, SNAPSHOT_EVERY, SystemClock,
+    TIME_SKEW_MS,
 };
 pub use replay::{Replay, ReplayError};
 pub use rocks::RocksStorage;

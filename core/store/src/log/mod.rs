@@ -30,6 +30,7 @@ use govern_core::append::{
     AppendError, AppendPolicy, Clock, LogView, NONCE_WINDOW_CHECKPOINTS, ParentInfo, StorageError,
 };
 
+mod follower;
 mod limits;
 mod reader;
 mod recovery;
@@ -37,6 +38,7 @@ mod sequencer;
 mod snapshot;
 mod staged;
 
+pub use follower::Follower;
 use govern_core::kinds::is_tracked;
 pub use limits::*;
 pub use reader::*;
@@ -240,6 +242,9 @@ impl<S: Storage> Log<S> {
         let queue = self.queue.as_ref().ok_or(AppendError::Closed)?;
         if let Some(reason) = self.reader.fenced() {
             return Err(AppendError::Fenced { reason });
+        }
+        if let Some(reason) = self.reader.deposed() {
+            return Err(AppendError::Storage(StorageError::Deposed(reason)));
         }
         let (reply, rx) = oneshot::channel();
         // An event the log holds already (published) is answered here, on the submitter's

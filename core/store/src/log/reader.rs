@@ -14,6 +14,8 @@ pub(super) struct Shared<S> {
     pub(super) origin: String,
     /// Set once the log must not append any more ([`LogReader::fence`]).
     pub(super) fenced: RwLock<Option<String>>,
+    /// Set once another node took the store over ([`LogReader::depose`]).
+    pub(super) deposed: RwLock<Option<String>>,
 }
 
 impl<S> Shared<S> {
@@ -21,6 +23,7 @@ impl<S> Shared<S> {
         let published = Arc::new(published);
         Self {
             fenced: RwLock::new(None),
+            deposed: RwLock::new(None),
             storage,
             restored: RwLock::new(None),
             cache: NodeCache::new(),
@@ -137,6 +140,24 @@ impl<S> LogReader<S> {
     pub fn fenced(&self) -> Option<String> {
         self.shared.fenced.read().clone()
     }
+
+    /// Sequence nothing more: another node took the shared store over (its writer epoch, or
+    /// the sequencer's lease). Every append from now on is refused as
+    /// [`StorageError::Deposed`], which clients are told to retry at the sequencer. The
+    /// first reason stays.
+    pub fn depose(&self, reason: String) {
+        let mut deposed = self.shared.deposed.write();
+        if deposed.is_none() {
+            tracing::error!(%reason, "deposed: this node sequences the log no more");
+            *deposed = Some(reason);
+        }
+    }
+
+    /// Why this node sequences no more, if it was deposed ([`LogReader::depose`]).
+    #[must_use]
+    pub fn deposed(&self) -> Option<String> {
+        self.shared.deposed.read().clone()
+    }
 }
 
 impl<S: Storage> LogReader<S> {
@@ -158,6 +179,38 @@ impl<S: Storage> LogReader<S> {
         Ok(Self {
             shared: Arc::new(Shared::new(storage, published, body.origin)),
         })
+    }
+
+    /// Catch up with a store another process writes (a node that does not sequence, over
+    /// the sequencer's database): when the stored size grew, re-read the tree's right edge
+    /// and the checkpoint stored at that size (checked to be the tree's root, as at opening)
+    /// and publish it as the latest. Returns whether it grew. The stored checkpoint carries
+    /// the cosignatures the sequencer added to it, if any.
+    ///
+    /// # Errors
+    /// [`StorageError`] when storage fails or its tree does not match its checkpoint.
+    pub fn refresh(&self) -> Result<bool, StorageError> {
+        let size = self
+            .shared
+            .storage
+            .get(keys::META_SIZE)?
+            .as_deref()
+            .and_then(keys::index_value);
+        if size.is_none_or(|s| s <= self.latest().size.0) {
+            return Ok(false);
+        }
+        let Some((frontier, note)) = recover(&self.shared.storage)? else {
+            return Ok(false);
+        };
+        if frontier.size() <= self.latest().size {
+            return Ok(false);
+        }
+        self.shared.set_latest(Arc::new(Published {
+            size: frontier.size(),
+            root: frontier.root(),
+            note,
+        }));
+        Ok(true)
     }
 
     /// The latest checkpoint.

@@ -258,6 +258,21 @@ impl<S: Storage> Sequencer<S> {
                 }
                 answer_held(held, &published);
             }
+            Err(StorageError::Deposed(reason)) => {
+                // Another node holds the store now: nothing of this batch was written, and
+                // what the store holds past `before` is the other node's, not this batch.
+                self.policy.finish(false);
+                self.frontier = before;
+                LogReader {
+                    shared: Arc::clone(&self.shared),
+                }
+                .depose(reason.clone());
+                let e = StorageError::Deposed(reason);
+                for (p, _) in accepted {
+                    p.answer(Err(AppendError::Storage(e.clone())));
+                }
+                answer_held_unless_beyond(held, &self.shared.latest.read(), &e);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "batch write failed; nothing in it is acknowledged");
                 self.policy.finish(false);

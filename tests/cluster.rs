@@ -1,0 +1,481 @@
+//! Several nodes over one PostgreSQL database (`govern node --storage`), as real processes
+//! over a throwaway server of Debian's: the sequencer killed again and again under load, a
+//! paused sequencer woken after another took over. docs/deployment.md says what they show.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use govern_api::DataDir;
+use govern_client::wire::{ConsistencyProof, Receipt};
+use govern_core::ids::{Hash, LeafHash, RootHash, TreeSize};
+use govern_replay_tests::postgres::TestPostgres;
+use parking_lot::Mutex;
+use support::{Node, PATIENCE, copy_dir, edge_attestation, event, start_with, verify_log};
+
+/// The lease the tests' nodes hold: short, so each takeover is quick.
+const LEASE_MS: &str = "1000";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// Two data dirs for two nodes of one log: the first node's, made by its first start, and a
+/// copy (the same log key, edge key and key service master; the log itself is in the
+/// database).
+struct Cluster {
+    url: String,
+    dirs: [std::path::PathBuf; 2],
+    ports: [u16; 2],
+    nodes: [Option<Node>; 2],
+    tmp: tempfile::TempDir,
+    starts: usize,
+}
+
+impl Cluster {
+    async fn start(pg: &TestPostgres) -> Self {
+        let url = pg.database().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = [tmp.path().join("a"), tmp.path().join("b")];
+        let mut c = Cluster {
+            url,
+            dirs,
+            ports: [free_port(), free_port()],
+            nodes: [None, None],
+            tmp,
+            starts: 0,
+        };
+        c.run(0).await;
+        assert_eq!(c.sequencer().await, Some(0), "the first node sequences");
+        copy_dir(&c.dirs[0], &c.dirs[1]);
+        c.run(1).await;
+        c
+    }
+
+    fn base(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+
+    async fn run(&mut self, i: usize) {
+        self.starts += 1;
+        let log = self
+            .tmp
+            .path()
+            .join(format!("node-{i}-{}.log", self.starts));
+        let listen = format!("127.0.0.1:{}", self.ports[i]);
+        let node = start_with(
+            &self.dirs[i],
+            &listen,
+            &log,
+            &["--storage", &self.url, "--lease-ms", LEASE_MS],
+        )
+        .await
+        .unwrap();
+        self.nodes[i] = Some(node);
+    }
+
+    /// Which node sequences now (its `/v1/services` answers; a standby's is 503).
+    async fn sequencer(&self) -> Option<usize> {
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            for i in 0..2 {
+                if self.nodes[i].is_none() {
+                    continue;
+                }
+                let r = http
+                    .get(format!("{}/v1/services", self.base(i)))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status().is_success()) {
+                    return Some(i);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+}
+
+/// What the clients were told.
+#[derive(Default)]
+struct Seen {
+    /// Acknowledged appends: index → leaf hash.
+    acked: BTreeMap<u64, LeafHash>,
+    /// Every checkpoint a receipt carried: size → root.
+    checkpoints: BTreeMap<u64, RootHash>,
+    /// Answers other than 200 and 503 (with their body).
+    unexpected: Vec<String>,
+}
+
+fn note_size_root(note: &str) -> (u64, RootHash) {
+    let mut lines = note.lines().skip(1);
+    let size = lines.next().unwrap().parse().unwrap();
+    let root: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(lines.next().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    (size, RootHash(Hash(root)))
+}
+
+/// Append until `stop`, each client to the node it last found sequencing, moving to the
+/// other at a 503 or a broken connection; events signed with the edge key, under the edge's
+/// current attestation (fetched again when the new sequencer re-attested).
+fn load(
+    cluster: &Cluster,
+    key: ed25519_dalek::SigningKey,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let bases = [cluster.base(0), cluster.base(1)];
+    (0..clients)
+        .map(|c| {
+            let (bases, key, stop, seen) = (bases.clone(), key.clone(), stop.clone(), seen.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let mut at = 0usize;
+                let mut attestation = None;
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let base = &bases[at];
+                    let att = match attestation {
+                        Some(a) => a,
+                        None => match http.get(format!("{base}/v1/services")).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                let view: serde_json::Value = r.json().await.unwrap();
+                                let a = support::leaf_of(&view, "edge");
+                                attestation = Some(a);
+                                a
+                            }
+                            _ => {
+                                at = 1 - at;
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    n += 1;
+                    let e = event(&key, att, &format!("client-{c}"), n);
+                    let sent = http
+                        .post(format!("{base}/v1/entries"))
+                        .header("content-type", "application/json")
+                        .body(e.into_bytes())
+                        .send()
+                        .await;
+                    let Ok(resp) = sent else {
+                        at = 1 - at;
+                        attestation = None;
+                        continue;
+                    };
+                    let status = resp.status().as_u16();
+                    let body = resp.text().await.unwrap_or_default();
+                    match status {
+                        200 => {
+                            let r: Receipt = serde_json::from_str(&body).unwrap();
+                            let leaf = LeafHash::try_from(r.leaf_hash.clone()).unwrap();
+                            let (size, root) = note_size_root(&r.checkpoint);
+                            let mut s = seen.lock();
+                            if let Some(before) = s.acked.insert(r.index, leaf) {
+                                s.unexpected.push(format!(
+                                    "index {} acknowledged twice: {before} and {leaf}",
+                                    r.index
+                                ));
+                            }
+                            if let Some(other) = s.checkpoints.insert(size, root)
+                                && other != root
+                            {
+                                s.unexpected
+                                    .push(format!("two roots at size {size}: {other} and {root}"));
+                            }
+                        }
+                        503 => {
+                            at = 1 - at;
+                            attestation = None;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        403 if body.contains("attestation-stale")
+                            || body.contains("unknown-producer") =>
+                        {
+                            attestation = None;
+                        }
+                        _ => seen.lock().unexpected.push(format!("{status} {body}")),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn consistency(base: &str, from: u64, to: u64) -> Vec<Hash> {
+    let p: ConsistencyProof =
+        reqwest::get(format!("{base}/v1/proofs/consistency?from={from}&to={to}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    p.hashes
+        .iter()
+        .map(|h| {
+            Hash(
+                base64::engine::general_purpose::STANDARD
+                    .decode(h)
+                    .unwrap()
+                    .try_into()
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Every acknowledged append is at its index on `base`, and every checkpoint a client was
+/// given is consistent with `base`'s latest.
+async fn check_against(base: &str, seen: &Seen) {
+    let http = reqwest::Client::new();
+    for (index, leaf) in &seen.acked {
+        let bytes = http
+            .get(format!("{base}/v1/entries/{index}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(
+            govern_core::merkle::hash_leaf(&bytes),
+            *leaf,
+            "the acknowledged append at {index} is in the log"
+        );
+    }
+    let note = http
+        .get(format!("{base}/checkpoint"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (size, root) = note_size_root(&note);
+    for (&from, from_root) in &seen.checkpoints {
+        assert!(
+            from <= size,
+            "a client saw size {from} beyond the log's {size}"
+        );
+        if from == size {
+            assert_eq!(*from_root, root);
+            continue;
+        }
+        if from == 0 {
+            continue;
+        }
+        let proof = consistency(base, from, size).await;
+        govern_core::merkle::verify_consistency(
+            TreeSize(from),
+            TreeSize(size),
+            &proof,
+            from_root,
+            &root,
+        )
+        .unwrap_or_else(|e| panic!("checkpoint {from} is not consistent with {size}: {e}"));
+    }
+}
+
+/// Two nodes under four clients' appends; ten times, at a random moment, the sequencing
+/// node is killed (SIGKILL) and started again as a standby: the other takes over each time,
+/// every acknowledged append is at its index, every checkpoint a client was given is
+/// consistent with the last, and `govern verify log` passes after each takeover, against
+/// what it verified before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sequencer_killed_ten_times_loses_no_acknowledged_append() {
+    let pg = TestPostgres::start().unwrap();
+    let mut cluster = Cluster::start(&pg).await;
+    let key = DataDir::open(&cluster.dirs[0], None)
+        .unwrap()
+        .edge_key()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let clients = load(&cluster, key, 4, Arc::clone(&stop), Arc::clone(&seen));
+    let state = cluster.tmp.path().join("verify-state.json");
+    let pauses: Vec<u64> = {
+        use rand::Rng as _;
+        let mut rng = rand::thread_rng();
+        (0..10).map(|_| rng.gen_range(0..400)).collect()
+    };
+    let acked = || seen.lock().acked.len();
+    for (kill, pause) in pauses.into_iter().enumerate() {
+        // Appends flow through this sequencer before it dies.
+        let before = acked();
+        let waited = tokio::time::timeout(PATIENCE, async {
+            while acked() < before + 20 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "kill {kill}: no appends acknowledged; {:?}",
+            seen.lock().unexpected
+        );
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let victim = cluster.sequencer().await.expect("a node sequences");
+        cluster.nodes[victim].take().unwrap().kill().await;
+        let next = cluster
+            .sequencer()
+            .await
+            .expect("the other node takes over");
+        assert_eq!(next, 1 - victim, "kill {kill}: the standby took over");
+        let (ok, out, err) = verify_log(&cluster.base(next), &state).await;
+        assert!(ok, "kill {kill}: verify log after the takeover: {out}{err}");
+        cluster.run(victim).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock());
+    assert!(seen.unexpected.is_empty(), "{:#?}", seen.unexpected);
+    assert!(
+        seen.acked.len() >= 200,
+        "{} appends acknowledged",
+        seen.acked.len()
+    );
+    let sequencer = cluster.sequencer().await.unwrap();
+    check_against(&cluster.base(sequencer), &seen).await;
+    // The standby serves the same log, caught up.
+    let standby = cluster.base(1 - sequencer);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    check_against(&standby, &seen).await;
+    let (ok, out, err) = verify_log(&standby, &state).await;
+    assert!(ok, "verify log through the standby: {out}{err}");
+}
+
+/// A sequencer paused (SIGSTOP) past its lease while clients wait on it, then resumed after
+/// the other node took over: none of its waiting clients gets a receipt (each gets 503
+/// `not-the-sequencer`), none of their events is in the log, and it stops with status 75.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_sequencer_woken_after_a_takeover_acknowledges_nothing() {
+    let pg = TestPostgres::start().unwrap();
+    let mut cluster = Cluster::start(&pg).await;
+    let key = DataDir::open(&cluster.dirs[0], None)
+        .unwrap()
+        .edge_key()
+        .unwrap();
+    let a = cluster.sequencer().await.unwrap();
+    let attestation = edge_attestation(&cluster.base(a)).await;
+    let pid = cluster.nodes[a].as_ref().unwrap().child.id().unwrap();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let waiting: Vec<_> = (0..8u64)
+        .map(|n| {
+            let e = event(&key, attestation, "paused", n);
+            let leaf = e.leaf_hash();
+            let (http, url) = (http.clone(), cluster.base(a));
+            let answer = tokio::spawn(async move {
+                let r = http
+                    .post(format!("{url}/v1/entries"))
+                    .header("content-type", "application/json")
+                    .body(e.into_bytes())
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) => (
+                        Some(r.status().as_u16()),
+                        r.text().await.unwrap_or_default(),
+                    ),
+                    Err(e) => (None, e.to_string()),
+                }
+            });
+            (leaf, answer)
+        })
+        .collect();
+    // The other node takes over while it sleeps, and appends.
+    let b = 1 - a;
+    let took_over = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let r = http
+                .get(format!("{}/v1/services", cluster.base(b)))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(took_over.is_ok(), "the standby did not take over");
+    let fresh = edge_attestation(&cluster.base(b)).await;
+    let resp = http
+        .post(format!("{}/v1/entries", cluster.base(b)))
+        .header("content-type", "application/json")
+        .body(event(&key, fresh, "after", 0).into_bytes())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    signal("-CONT");
+    let answered = AtomicUsize::new(0);
+    for (leaf, answer) in waiting {
+        let (status, body) = answer.await.unwrap();
+        assert_eq!(
+            status,
+            Some(503),
+            "a waiting client of the deposed node: {body}"
+        );
+        assert!(
+            body.contains("urn:govern:problem:not-the-sequencer"),
+            "{body}"
+        );
+        answered.fetch_add(1, Ordering::Relaxed);
+        let held = http
+            .get(format!("{}/v1/leaves/{leaf}", cluster.base(b)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(held.status().as_u16(), 404, "{leaf} is not in the log");
+    }
+    assert_eq!(answered.load(Ordering::Relaxed), 8);
+    let mut node = cluster.nodes[a].take().unwrap();
+    let status = tokio::time::timeout(PATIENCE, node.child.wait())
+        .await
+        .expect("the deposed node stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(75), "{}", node.stderr());
+    assert!(node.stderr().contains("deposed"), "{}", node.stderr());
+    let state = cluster.tmp.path().join("verify-state.json");
+    let (ok, out, err) = verify_log(&cluster.base(b), &state).await;
+    assert!(
+        ok,
+        "{out}{err}\nthe other node's stderr: {}",
+        cluster.nodes[b].as_ref().unwrap().stderr()
+    );
+}
