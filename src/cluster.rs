@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use govern_api::preflight::Found;
 use govern_api::{AppState, NodeHandle, RouterSwitch, router};
-use govern_store::{Follower, Storage, SystemClock};
+use govern_core::event::TenantId;
+use govern_store::{Follower, Storage as _, SystemClock};
 
-use govern_store_postgres::{PgLease, PgStorage};
+use govern_store_postgres::{PgLease, PgPasskeys, PgStorage};
 
 use crate::config::{Config, ServerArgs};
 use crate::error::Result;
@@ -197,6 +198,16 @@ pub async fn node(config: &Config, args: NodeArgs) -> Result<()> {
                     blocking(move || PgStorage::connect(&url)).await?
                 };
                 let epoch = storage.epoch();
+                let passkeys = {
+                    let (url, files) = (url.clone(), dir.passkeys_path());
+                    let epoch = epoch.unwrap_or_default();
+                    blocking(move || {
+                        let store = PgPasskeys::connect(&url, epoch)?;
+                        import_passkeys(&store, &files)?;
+                        Ok(store)
+                    })
+                    .await?
+                };
                 let services = dir
                     .boot_on(
                         storage,
@@ -206,7 +217,13 @@ pub async fn node(config: &Config, args: NodeArgs) -> Result<()> {
                         Arc::new(SystemClock),
                     )
                     .await?;
-                let state = serving_state(&services, &dir, edge_config, witnesses.as_ref())?;
+                let state = serving_state(
+                    &services,
+                    &dir,
+                    edge_config,
+                    witnesses.as_ref(),
+                    Some(Arc::new(DbPasskeys(passkeys))),
+                )?;
                 switch.set(router(state));
                 let size = services.log.latest().size;
                 tracing::info!(term, ?epoch, %size, "took the sequencer's lease; sequencing");
@@ -253,6 +270,88 @@ pub async fn node(config: &Config, args: NodeArgs) -> Result<()> {
     node.shutdown().await;
     drop(part);
     outcome
+}
+
+/// The edge's passkeys in the database, shared by the nodes over it.
+#[derive(Debug)]
+struct DbPasskeys(PgPasskeys);
+
+impl govern_api::edge::PasskeyStore for DbPasskeys {
+    fn load(
+        &self,
+        tenant: &TenantId,
+        credential: &str,
+    ) -> std::result::Result<Option<Vec<u8>>, String> {
+        self.0
+            .load(&tenant.0.to_string(), credential)
+            .map_err(|e| e.to_string())
+    }
+
+    fn claim(
+        &self,
+        tenant: &TenantId,
+        credential: &str,
+        state: &[u8],
+    ) -> std::result::Result<bool, String> {
+        self.0
+            .claim(&tenant.0.to_string(), credential, state)
+            .map_err(|e| e.to_string())
+    }
+
+    fn save(
+        &self,
+        tenant: &TenantId,
+        credential: &str,
+        state: &[u8],
+    ) -> std::result::Result<(), String> {
+        self.0
+            .save(&tenant.0.to_string(), credential, state)
+            .map_err(|e| e.to_string())
+    }
+
+    fn remove(&self, tenant: &TenantId, credential: &str) -> std::result::Result<(), String> {
+        self.0
+            .remove(&tenant.0.to_string(), credential)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Bring the data dir's passkey files (`<tenant>/<credential>.json`, a node that ran on
+/// RocksDB) into the database, each only where the database has none for that credential:
+/// a log restored with `govern replay --storage` keeps its users' passkeys.
+fn import_passkeys(
+    store: &PgPasskeys,
+    dir: &std::path::Path,
+) -> std::result::Result<(), govern_store::StorageError> {
+    let Ok(tenants) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut imported = 0usize;
+    for tenant in tenants.flatten() {
+        let Ok(files) = std::fs::read_dir(tenant.path()) else {
+            continue;
+        };
+        let tenant = tenant.file_name().to_string_lossy().into_owned();
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let Some(credential) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let Ok(state) = std::fs::read(file.path()) else {
+                continue;
+            };
+            if store.claim(&tenant, credential, &state)? {
+                imported += 1;
+            }
+        }
+    }
+    if imported > 0 {
+        tracing::info!(
+            imported,
+            "brought the data dir's passkeys into the database"
+        );
+    }
+    Ok(())
 }
 
 /// The sequencer's lease as this node last learnt it.

@@ -101,7 +101,7 @@ async fn start(server: &Server, prepared: Prepared) -> Result<(NodeHandle, DataD
     }
     let (dir, config, attestor) = open_for_start(server)?;
     let services = dir.boot(config, cfg!(feature = "dev"), &attestor).await?;
-    let state = serving_state(&services, &dir, edge_config, witnesses.as_ref())?;
+    let state = serving_state(&services, &dir, edge_config, witnesses.as_ref(), None)?;
     let node = NodeHandle::spawn(state, listener)?;
     tracing::warn!("{DEV_WARNING}");
     // Tests and scripts read this line to find the port when listening on port 0.
@@ -155,9 +155,10 @@ pub(crate) fn serving_state<S: govern_store::Storage>(
     dir: &DataDir,
     edge_config: EdgeConfig,
     witnesses: Option<&(std::path::PathBuf, govern_core::witness::PolicyFile)>,
+    passkeys: Option<Arc<dyn govern_api::edge::PasskeyStore>>,
 ) -> Result<AppState> {
     services.spawn_reattestation();
-    let edge = Edge::new(
+    let mut edge = Edge::new(
         edge_config,
         Arc::clone(&services.log) as _,
         Arc::clone(&services.policy) as _,
@@ -166,6 +167,9 @@ pub(crate) fn serving_state<S: govern_store::Storage>(
         dir.operator_token()?,
         dir.passkeys_path(),
     )?;
+    if let Some(store) = passkeys {
+        edge = edge.with_passkeys(store);
+    }
     let mut state = AppState::new(Arc::clone(&services.log), &dir.verifier_key())
         .with_identities(Arc::clone(&services.policy))
         .with_keys(Arc::clone(&services.keys))

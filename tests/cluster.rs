@@ -479,3 +479,195 @@ async fn a_paused_sequencer_woken_after_a_takeover_acknowledges_nothing() {
         cluster.nodes[b].as_ref().unwrap().stderr()
     );
 }
+
+/// `govern replay --storage`: a RocksDB node's export restored into PostgreSQL reaches the
+/// source's size and root, a database that holds a log is refused, and a node over it (with
+/// the source's data dir, its store left behind) serves that log and sequences on from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_export_replays_into_postgres_and_a_node_sequences_on_from_it() {
+    use support::{run, s};
+    let pg = TestPostgres::start().unwrap();
+    let url = pg.database().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("source");
+    let node = support::start(&source, "127.0.0.1:0", &tmp.path().join("source.log"))
+        .await
+        .unwrap();
+    support::fill(&node, &source, "restore", 40).await;
+    let note = reqwest::get(format!("{}/checkpoint", node.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (size, root) = note_size_root(&note);
+    node.kill().await;
+    let export = tmp.path().join("export");
+    let (ok, out, err) = run(&["export", s(&export), "--data-dir", s(&source)]).await;
+    assert!(ok, "{out}{err}");
+
+    let fresh = tmp.path().join("fresh");
+    let (ok, out, err) = run(&[
+        "replay",
+        s(&export),
+        "--data-dir",
+        s(&fresh),
+        "--storage",
+        &url,
+        "--json",
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+    let replayed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(replayed["size"], size);
+    assert_eq!(replayed["root"], root.to_hex());
+    // The database holds a log now: a second restore into it is refused, in words.
+    let again = tmp.path().join("again");
+    let (ok, _, err) = run(&[
+        "replay",
+        s(&export),
+        "--data-dir",
+        s(&again),
+        "--storage",
+        &url,
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("holds a log already"), "{err}");
+
+    // The source's keys, without its RocksDB store.
+    let keys = tmp.path().join("keys");
+    copy_dir(&source, &keys);
+    std::fs::remove_dir_all(keys.join("db")).unwrap();
+    let node = start_with(
+        &keys,
+        "127.0.0.1:0",
+        &tmp.path().join("pg.log"),
+        &["--storage", &url, "--lease-ms", LEASE_MS],
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let sequencing = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let r = http.get(format!("{}/v1/services", node.url)).send().await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(sequencing.is_ok(), "{}", node.stderr());
+    let key = DataDir::open(&keys, None).unwrap().edge_key().unwrap();
+    let attestation = edge_attestation(&node.url).await;
+    let resp = http
+        .post(format!("{}/v1/entries", node.url))
+        .header("content-type", "application/json")
+        .body(event(&key, attestation, "restored", 0).into_bytes())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let receipt: Receipt = resp.json().await.unwrap();
+    assert!(
+        receipt.index > size,
+        "appended after the restored log and the node's attestations"
+    );
+    let seen = Seen {
+        checkpoints: BTreeMap::from([(size, root)]),
+        ..Seen::default()
+    };
+    check_against(&node.url, &seen).await;
+    let (ok, out, err) = verify_log(&node.url, &tmp.path().join("state.json")).await;
+    assert!(ok, "{out}{err}");
+}
+
+/// The edge's passkeys are shared through the database: a passkey registered while one node
+/// sequenced logs in at the node that took over from it (whose data dir never had it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_passkey_registered_at_one_sequencer_logs_in_at_the_next() {
+    use serde_json::{Value, json};
+    use webauthn_authenticator_rs::prelude::WebauthnAuthenticator as _;
+    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+    use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+    let pg = TestPostgres::start().unwrap();
+    let mut cluster = Cluster::start(&pg).await;
+    let a = cluster.sequencer().await.unwrap();
+    let token = DataDir::open(&cluster.dirs[a], None)
+        .unwrap()
+        .operator_token()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let post = |base: String, path: &'static str, body: Value, bearer: Option<String>| {
+        let http = http.clone();
+        async move {
+            let mut req = http.post(format!("{base}{path}")).json(&body);
+            if let Some(t) = bearer {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            assert!((200..300).contains(&status), "{path}: {status} {body}");
+            body
+        }
+    };
+    let created = post(
+        cluster.base(a),
+        "/v1/tenants",
+        json!({"name": "failover", "admin": "Ada"}),
+        Some(token),
+    )
+    .await;
+    let tenant = created["tenant"].clone();
+    let start = post(
+        cluster.base(a),
+        "/v1/auth/register/start",
+        json!({"tenant": tenant, "invite": created["invite"]}),
+        None,
+    )
+    .await;
+    let mut passkey = SoftPasskey::new(true);
+    // Each node's web origin is its own address (no --web-origin), under one relying party.
+    let origin = |i: usize| Url::parse(&format!("http://localhost:{}", cluster.ports[i])).unwrap();
+    let ccr: CreationChallengeResponse = serde_json::from_value(start["options"].clone()).unwrap();
+    let credential = passkey.do_registration(origin(a), ccr).unwrap();
+    let admin = post(
+        cluster.base(a),
+        "/v1/auth/register/finish",
+        json!({"registration": start["registration"], "credential": credential}),
+        None,
+    )
+    .await;
+    cluster.nodes[a].take().unwrap().kill().await;
+    let b = cluster.sequencer().await.unwrap();
+    assert_eq!(b, 1 - a);
+    assert!(
+        !cluster.dirs[b]
+            .join("passkeys")
+            .join(tenant.as_str().unwrap())
+            .exists(),
+        "the node taking over has no file of the passkey"
+    );
+    let login = post(
+        cluster.base(b),
+        "/v1/auth/login/start",
+        json!({"tenant": tenant, "user": admin["user"]}),
+        None,
+    )
+    .await;
+    let rcr: RequestChallengeResponse = serde_json::from_value(login["options"].clone()).unwrap();
+    let assertion = passkey.do_authentication(origin(b), rcr).unwrap();
+    let session = post(
+        cluster.base(b),
+        "/v1/auth/login/finish",
+        json!({"login": login["login"], "assertion": assertion}),
+        None,
+    )
+    .await;
+    assert!(
+        session["session"].as_str().is_some_and(|s| !s.is_empty()),
+        "{session}"
+    );
+}

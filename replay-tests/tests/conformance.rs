@@ -68,7 +68,7 @@ fn postgres_keeps_synced_batches_and_its_schema_version() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     // The views name what the log's keys hold: an entry at index 5, a checkpoint of size 6.
     {
         let s = PgStorage::connect(&url).unwrap();
@@ -97,7 +97,7 @@ fn postgres_keeps_synced_batches_and_its_schema_version() {
         .unwrap();
     let refused = PgStorage::connect(&url).unwrap_err().to_string();
     assert!(
-        refused.contains("version 99, newer than this build's 3"),
+        refused.contains("version 99, newer than this build's 4"),
         "{refused}"
     );
 }
@@ -241,4 +241,52 @@ fn the_postgres_lease_has_one_holder_until_it_expires() {
         Some(second + 1)
     );
     assert_eq!(lease.claim("b", "http://b", long).unwrap(), None);
+}
+
+/// The edge's passkeys in PostgreSQL: a credential is claimed once, saved and removed by the
+/// writer only; once another writer took the log over, the deposed one changes nothing.
+#[test]
+fn postgres_passkeys_are_claimed_once_and_written_by_the_writer_only() {
+    use govern_store_postgres::PgPasskeys;
+    let server = TestPostgres::start().unwrap();
+    let url = server.database().unwrap();
+    let writer = PgStorage::connect(&url).unwrap();
+    let store = PgPasskeys::connect(&url, writer.epoch().unwrap()).unwrap();
+    assert_eq!(store.load("t", "c").unwrap(), None);
+    assert!(store.claim("t", "c", b"one").unwrap());
+    assert!(!store.claim("t", "c", b"two").unwrap(), "claimed once");
+    assert!(
+        store.claim("u", "c", b"other tenant").unwrap(),
+        "per tenant"
+    );
+    assert_eq!(store.load("t", "c").unwrap().as_deref(), Some(&b"one"[..]));
+    store.save("t", "c", b"counter 2").unwrap();
+    assert_eq!(
+        store.load("t", "c").unwrap().as_deref(),
+        Some(&b"counter 2"[..])
+    );
+    store.remove("u", "c").unwrap();
+    assert_eq!(store.load("u", "c").unwrap(), None);
+    let next = PgStorage::connect(&url).unwrap();
+    for refused in [
+        store.save("t", "c", b"late").map(|_| ()),
+        store.claim("t", "d", b"late").map(|_| ()),
+        store.remove("t", "c"),
+    ] {
+        assert!(
+            matches!(refused, Err(StorageError::Deposed(_))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        store.load("t", "c").unwrap().as_deref(),
+        Some(&b"counter 2"[..])
+    );
+    assert_eq!(store.load("t", "d").unwrap(), None);
+    let taken = PgPasskeys::connect(&url, next.epoch().unwrap()).unwrap();
+    taken.save("t", "c", b"counter 3").unwrap();
+    assert_eq!(
+        store.load("t", "c").unwrap().as_deref(),
+        Some(&b"counter 3"[..])
+    );
 }

@@ -83,6 +83,7 @@ use zeroize::Zeroizing;
 mod actions;
 mod ceremonies;
 mod service;
+pub use service::{PasskeyFiles, PasskeyStore};
 
 pub(crate) use actions::*;
 pub(crate) use ceremonies::*;
@@ -306,11 +307,8 @@ pub struct Edge {
     /// Where its tokens, ids, nonces and salts come from.
     entropy: Arc<dyn Entropy>,
     operator_token: String,
-    passkeys_dir: PathBuf,
-    /// Held while a passkey file is written (and, for a registration, while its id is checked
-    /// free in the tenant): two registrations cannot both take one id, and two logins of one
-    /// passkey do not write its temporary file at once.
-    passkeys_writing: Mutex<()>,
+    /// Each passkey's state.
+    passkeys: Arc<dyn PasskeyStore>,
     volatile: Mutex<Volatile>,
     /// Scope keys released to the edge, per tenant (every version of every scope its
     /// manifest entry lists), dropped when the tenant rotates or is shredded.

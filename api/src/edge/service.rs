@@ -6,6 +6,139 @@ use super::*;
 
 // ---------------------------------------------------------------------------------------
 
+/// 503 `storage-unavailable`: the passkey store failed.
+fn unavailable(e: String) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage-unavailable",
+        "Storage unavailable",
+        e,
+    )
+}
+
+/// `passkey-id-too-long` (400) for a credential id longer than any store keeps
+/// ([`PASSKEY_ID_CHARS_MAX`]: the files' name limit, which the database keeps too, so a
+/// passkey moves between them).
+fn check_passkey_id(credential: &str) -> Result<(), Problem> {
+    if credential.len() > PASSKEY_ID_CHARS_MAX {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "passkey-id-too-long",
+            "Credential id too long",
+            format!(
+                "the credential id is {} base64url characters; this node stores at most {PASSKEY_ID_CHARS_MAX}",
+                credential.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Where the edge keeps each passkey's state (webauthn-rs's, with its signature counter),
+/// by tenant and credential id: [`PasskeyFiles`] in the data dir for one node; the database
+/// when several nodes share one log, so that a passkey registered while one node sequenced
+/// logs in at the next.
+pub trait PasskeyStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The state of `credential` in `tenant`, if stored.
+    ///
+    /// # Errors
+    /// In words, when the store fails.
+    fn load(&self, tenant: &TenantId, credential: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Store `state` durably unless the credential has one already: whether it was stored.
+    ///
+    /// # Errors
+    /// In words, when the store fails.
+    fn claim(&self, tenant: &TenantId, credential: &str, state: &[u8]) -> Result<bool, String>;
+    /// Store `state` durably in place of the credential's.
+    ///
+    /// # Errors
+    /// In words, when the store fails.
+    fn save(&self, tenant: &TenantId, credential: &str, state: &[u8]) -> Result<(), String>;
+    /// Remove the credential's state.
+    ///
+    /// # Errors
+    /// In words, when the store fails.
+    fn remove(&self, tenant: &TenantId, credential: &str) -> Result<(), String>;
+}
+
+/// Passkeys as files, `<dir>/<tenant>/<credential id>.json`, each written durably
+/// (govern_workers::durable): a credential id is another tenant's business, never a key
+/// into it.
+#[derive(Debug)]
+pub struct PasskeyFiles {
+    dir: PathBuf,
+    /// Held while a file is written (and, for a claim, while its name is checked free):
+    /// two registrations cannot both take one id, and two logins of one passkey do not
+    /// write its temporary file at once.
+    writing: Mutex<()>,
+}
+
+impl PasskeyFiles {
+    /// The files under `dir` (made if missing).
+    ///
+    /// # Errors
+    /// In words, when `dir` cannot be made.
+    pub fn open(dir: PathBuf) -> Result<Self, String> {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Self {
+            dir,
+            writing: Mutex::new(()),
+        })
+    }
+
+    fn path(&self, tenant: &TenantId, credential: &str) -> PathBuf {
+        self.dir
+            .join(tenant.0.to_string())
+            .join(format!("{credential}{PASSKEY_FILE_SUFFIX}"))
+    }
+
+    /// Write durably, the tenant's directory made (and its entry synced) first when new.
+    /// The caller holds `writing`.
+    fn write(&self, path: &std::path::Path, state: &[u8]) -> Result<(), String> {
+        if let Some(dir) = path.parent()
+            && !dir.is_dir()
+        {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| govern_workers::durable::sync_dir(dir))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        govern_workers::durable::write(path, state).map_err(|e| e.to_string())
+    }
+}
+
+impl PasskeyStore for PasskeyFiles {
+    fn load(&self, tenant: &TenantId, credential: &str) -> Result<Option<Vec<u8>>, String> {
+        match std::fs::read(self.path(tenant, credential)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn claim(&self, tenant: &TenantId, credential: &str, state: &[u8]) -> Result<bool, String> {
+        let path = self.path(tenant, credential);
+        let _one = self.writing.lock();
+        if path.exists() {
+            return Ok(false);
+        }
+        self.write(&path, state).map(|()| true)
+    }
+
+    fn save(&self, tenant: &TenantId, credential: &str, state: &[u8]) -> Result<(), String> {
+        let path = self.path(tenant, credential);
+        let _one = self.writing.lock();
+        self.write(&path, state)
+    }
+
+    fn remove(&self, tenant: &TenantId, credential: &str) -> Result<(), String> {
+        let path = self.path(tenant, credential);
+        let _one = self.writing.lock();
+        std::fs::remove_file(&path)
+            .and_then(|()| govern_workers::durable::sync_dir(&path))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 impl Edge {
     /// The edge of a node: `service` is its attested identity; it obtains its scope keys
     /// with release requests to `release` (the key service, in process or not).
@@ -26,8 +159,7 @@ impl Edge {
             .rp_name("govern")
             .build()
             .map_err(|e| format!("webauthn relying party: {e}"))?;
-        std::fs::create_dir_all(&passkeys_dir)
-            .map_err(|e| format!("{}: {e}", passkeys_dir.display()))?;
+        let passkeys = PasskeyFiles::open(passkeys_dir)?;
         Ok(Self {
             config,
             webauthn,
@@ -38,8 +170,7 @@ impl Edge {
             clock: Arc::new(SystemClock),
             entropy: Arc::new(OsEntropy),
             operator_token,
-            passkeys_dir,
-            passkeys_writing: Mutex::new(()),
+            passkeys: Arc::new(passkeys),
             volatile: Mutex::new(Volatile::default()),
             scope_keys: Mutex::new(HashMap::new()),
             releasing: tokio::sync::Mutex::new(()),
@@ -52,6 +183,14 @@ impl Edge {
     pub fn with_sources(mut self, clock: Arc<dyn Clock>, entropy: Arc<dyn Entropy>) -> Self {
         self.clock = clock;
         self.entropy = entropy;
+        self
+    }
+
+    /// Keep the passkeys' state in `store` instead of the data dir's files (several nodes
+    /// over one database share it there).
+    #[must_use]
+    pub fn with_passkeys(mut self, store: Arc<dyn PasskeyStore>) -> Self {
+        self.passkeys = store;
         self
     }
 
@@ -319,33 +458,6 @@ impl Edge {
         self.log.append(event).await.map_err(problem_of_append)
     }
 
-    /// `<passkeys>/<tenant>/<credential id>.json`: a credential id is another tenant's
-    /// business, never a key into it.
-    ///
-    /// # Errors
-    /// `passkey-id-too-long` (400) when the file name would exceed [`FILE_NAME_BYTES_MAX`].
-    pub(crate) fn passkey_path(
-        &self,
-        tenant: &TenantId,
-        credential: &str,
-    ) -> Result<PathBuf, Problem> {
-        if credential.len() > PASSKEY_ID_CHARS_MAX {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "passkey-id-too-long",
-                "Credential id too long",
-                format!(
-                    "the credential id is {} base64url characters; this node stores at most {PASSKEY_ID_CHARS_MAX}",
-                    credential.len()
-                ),
-            ));
-        }
-        Ok(self
-            .passkeys_dir
-            .join(tenant.0.to_string())
-            .join(format!("{credential}{PASSKEY_FILE_SUFFIX}")))
-    }
-
     /// Write a passkey's state (its counter after a login).
     pub(crate) fn save_passkey(
         &self,
@@ -353,40 +465,15 @@ impl Edge {
         credential: &str,
         passkey: &Passkey,
     ) -> Result<(), Problem> {
-        let _one = self.passkeys_writing.lock();
-        self.write_passkey(tenant, credential, passkey)
-    }
-
-    /// Write a passkey's state durably (govern_workers::durable), its tenant's directory
-    /// made (and its entry synced) first when new. The caller holds `passkeys_writing`.
-    pub(crate) fn write_passkey(
-        &self,
-        tenant: &TenantId,
-        credential: &str,
-        passkey: &Passkey,
-    ) -> Result<(), Problem> {
-        let unavailable = |e: String| {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage-unavailable",
-                "Storage unavailable",
-                e,
-            )
-        };
-        let path = self.passkey_path(tenant, credential)?;
-        if let Some(dir) = path.parent()
-            && !dir.is_dir()
-        {
-            std::fs::create_dir_all(dir)
-                .and_then(|()| govern_workers::durable::sync_dir(dir))
-                .map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
-        }
+        check_passkey_id(credential)?;
         let bytes = serde_json::to_vec(passkey).map_err(|e| unavailable(e.to_string()))?;
-        govern_workers::durable::write(&path, &bytes).map_err(|e| unavailable(e.to_string()))
+        self.passkeys
+            .save(tenant, credential, &bytes)
+            .map_err(unavailable)
     }
 
-    /// Take `credential`'s id in `tenant` for a new passkey: refused when the log or a
-    /// passkey file holds it already, else its state is written (durably) before anything
+    /// Take `credential`'s id in `tenant` for a new passkey: refused when the log or the
+    /// passkey store holds it already, else its state is stored (durably) before anything
     /// of the registration is appended, so a credential the log shows always has its state.
     pub(crate) fn claim_passkey(
         &self,
@@ -395,33 +482,41 @@ impl Edge {
         credential: &str,
         passkey: &Passkey,
     ) -> Result<(), Problem> {
-        let path = self.passkey_path(tenant_id, credential)?;
-        let _one = self.passkeys_writing.lock();
-        if tenant.credentials.contains_key(credential) || path.exists() {
-            return Err(forbidden(
+        check_passkey_id(credential)?;
+        let refused = || {
+            forbidden(
                 "registration-refused",
                 "Passkey registration refused",
                 "a credential with that id is registered in this tenant already",
-            ));
+            )
+        };
+        if tenant.credentials.contains_key(credential) {
+            return Err(refused());
         }
-        self.write_passkey(tenant_id, credential, passkey)
+        let bytes = serde_json::to_vec(passkey).map_err(|e| unavailable(e.to_string()))?;
+        match self.passkeys.claim(tenant_id, credential, &bytes) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(refused()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
-    /// Remove the passkey file a registration wrote when nothing of it reached the log.
+    /// Remove the passkey state a registration stored when nothing of it reached the log.
     pub(crate) fn unclaim_passkey(&self, tenant: &TenantId, credential: &str) {
-        if let Ok(path) = self.passkey_path(tenant, credential) {
-            let _one = self.passkeys_writing.lock();
-            let removed =
-                std::fs::remove_file(&path).and_then(|()| govern_workers::durable::sync_dir(&path));
-            if let Err(e) = removed {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove an unregistered passkey's state");
-            }
+        if let Err(e) = self.passkeys.remove(tenant, credential) {
+            tracing::warn!(%credential, error = %e, "cannot remove an unregistered passkey's state");
         }
     }
 
     pub(crate) fn load_passkey(&self, tenant: &TenantId, credential: &str) -> Option<Passkey> {
-        let bytes = std::fs::read(self.passkey_path(tenant, credential).ok()?).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        check_passkey_id(credential).ok()?;
+        match self.passkeys.load(tenant, credential) {
+            Ok(bytes) => serde_json::from_slice(&bytes?).ok(),
+            Err(e) => {
+                tracing::warn!(%credential, error = %e, "cannot read a passkey's state");
+                None
+            }
+        }
     }
 
     pub(crate) fn registration_url(&self, tenant: &TenantId, invite: &str) -> String {

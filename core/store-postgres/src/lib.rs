@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_kv.sql")),
     (2, include_str!("../migrations/0002_writer.sql")),
     (3, include_str!("../migrations/0003_lease.sql")),
+    (4, include_str!("../migrations/0004_passkeys.sql")),
 ];
 
 /// The advisory lock migrations run under (any fixed number: "govern" in ASCII).
@@ -469,6 +470,146 @@ impl PgLease {
                 )
                 .map(|_| ())
                 .map_err(|e| backend("release the lease", &e))
+        })
+    }
+}
+
+/// The edge's passkey state in the database (schema version 4), written only while
+/// `epoch` is the writer's: a deposed node's edge changes no passkey (a counter it wrote
+/// late could roll a newer one back).
+pub struct PgPasskeys {
+    store: PgStorage,
+    epoch: i64,
+}
+
+impl std::fmt::Debug for PgPasskeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPasskeys")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run `f` in a transaction committed with `synchronous_commit = on`, only while `epoch` is
+/// the writer's.
+fn fenced<T>(
+    client: &mut Client,
+    epoch: i64,
+    f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+) -> Result<T, StorageError> {
+    let mut tx = client.transaction().map_err(|e| backend("begin", &e))?;
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .map_err(|e| backend("synchronous_commit", &e))?;
+    let current: i64 = tx
+        .query_one("SELECT epoch FROM govern_writer FOR SHARE", &[])
+        .map_err(|e| backend("writer epoch", &e))?
+        .get(0);
+    if current != epoch {
+        return Err(StorageError::Deposed(format!(
+            "another writer took this log over (epoch {current}; this one is {epoch}); no \
+             passkey was changed"
+        )));
+    }
+    let out = f(&mut tx).map_err(|e| backend("passkeys", &e))?;
+    tx.commit().map_err(|e| backend("commit", &e))?;
+    Ok(out)
+}
+
+impl PgPasskeys {
+    /// Connect to `url` as the writer of `epoch` ([`PgStorage::epoch`] of the store the
+    /// node sequences on).
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`] when the database cannot be reached or migrated.
+    pub fn connect(url: &str, epoch: i64) -> Result<Self, StorageError> {
+        Ok(Self {
+            store: PgStorage::open_with(url, false, 2)?,
+            epoch,
+        })
+    }
+
+    /// The state of `credential` in `tenant`.
+    ///
+    /// # Errors
+    /// [`StorageError::Backend`].
+    pub fn load(&self, tenant: &str, credential: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let (tenant, credential) = (tenant.to_owned(), credential.to_owned());
+        self.store.run(move |client| {
+            client
+                .query_opt(
+                    "SELECT state FROM govern_passkeys WHERE tenant = $1 AND credential = $2",
+                    &[&tenant, &credential],
+                )
+                .map(|row| row.map(|r| r.get(0)))
+                .map_err(|e| backend("load a passkey", &e))
+        })
+    }
+
+    /// Store `state` unless the credential has one: whether it was stored.
+    ///
+    /// # Errors
+    /// [`StorageError::Deposed`] once another node writes; [`StorageError::Backend`].
+    pub fn claim(
+        &self,
+        tenant: &str,
+        credential: &str,
+        state: &[u8],
+    ) -> Result<bool, StorageError> {
+        let (tenant, credential, state, epoch) = (
+            tenant.to_owned(),
+            credential.to_owned(),
+            state.to_vec(),
+            self.epoch,
+        );
+        self.store.run(move |client| {
+            fenced(client, epoch, |tx| {
+                tx.execute(
+                    "INSERT INTO govern_passkeys (tenant, credential, state) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                    &[&tenant, &credential, &state],
+                )
+                .map(|n| n == 1)
+            })
+        })
+    }
+
+    /// Store `state` in place of the credential's.
+    ///
+    /// # Errors
+    /// As [`PgPasskeys::claim`].
+    pub fn save(&self, tenant: &str, credential: &str, state: &[u8]) -> Result<(), StorageError> {
+        let (tenant, credential, state, epoch) = (
+            tenant.to_owned(),
+            credential.to_owned(),
+            state.to_vec(),
+            self.epoch,
+        );
+        self.store.run(move |client| {
+            fenced(client, epoch, |tx| {
+                tx.execute(
+                    "INSERT INTO govern_passkeys (tenant, credential, state) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant, credential) DO UPDATE SET state = excluded.state",
+                    &[&tenant, &credential, &state],
+                )
+                .map(|_| ())
+            })
+        })
+    }
+
+    /// Remove the credential's state.
+    ///
+    /// # Errors
+    /// As [`PgPasskeys::claim`].
+    pub fn remove(&self, tenant: &str, credential: &str) -> Result<(), StorageError> {
+        let (tenant, credential, epoch) = (tenant.to_owned(), credential.to_owned(), self.epoch);
+        self.store.run(move |client| {
+            fenced(client, epoch, |tx| {
+                tx.execute(
+                    "DELETE FROM govern_passkeys WHERE tenant = $1 AND credential = $2",
+                    &[&tenant, &credential],
+                )
+                .map(|_| ())
+            })
         })
     }
 }
