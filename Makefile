@@ -16,14 +16,17 @@ DEB_PACKAGES := librocksdb-dev libclang-dev m4 pkg-config libssl-dev
 # xxd, python3 (a static file server) and openssl (scripts/forge.py).
 # postgresql: the log's PostgreSQL store is tested against a throwaway server of Debian's
 # (replay-tests/src/postgres.rs starts one per test, as the postgres user under root).
-TEST_DEB_PACKAGES := chromium curl jq xxd python3 openssl postgresql
+# patroni, etcd-server: tests/cluster.rs kills the primary of the replicated cluster
+# scripts/pg-cluster.sh starts.
+CLUSTER_DEB_PACKAGES := postgresql patroni etcd-server
+TEST_DEB_PACKAGES := chromium curl jq xxd python3 openssl $(CLUSTER_DEB_PACKAGES)
 VENV ?= /var/tmp/govern-venv
 SCHEMATHESIS_VERSION := 4.32.5
 # tests/signers.rs recovers a signed transaction's sender with an Ethereum implementation
 # that is not this project's: eth-account (PyPI), in the same venv.
 ETH_ACCOUNT_VERSION := 0.14.0
 
-.PHONY: up test deps test-deps bench fuzz-build clean-data screenshots
+.PHONY: up test deps test-deps bench fuzz-build clean-data screenshots cluster cluster-down
 
 define apt_install
 	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -59,6 +62,17 @@ test: test-deps
 	# The API against its own OpenAPI document, bounded in time: no 5xx, no response that
 	# breaks the schema.
 	SCHEMATHESIS=$(VENV)/bin/schemathesis scripts/schemathesis.sh
+
+# The log past one machine, tried on this one (docs/deployment.md): etcd, three PostgreSQL
+# members under Patroni and two govern nodes, on loopback, in CLUSTER_DIR.
+CLUSTER_DIR ?= /var/tmp/govern-cluster
+cluster: deps
+	$(call apt_install,$(CLUSTER_DEB_PACKAGES))
+	cargo build --release --bin govern
+	GOVERN=$(CARGO_TARGET_DIR)/release/govern scripts/pg-cluster.sh up $(CLUSTER_DIR)
+
+cluster-down:
+	scripts/pg-cluster.sh down $(CLUSTER_DIR)
 
 # The dashboard's screenshots in docs/screenshots/, taken by its browser test as it runs.
 screenshots: test-deps

@@ -42,7 +42,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start(pg: &TestPostgres) -> Self {
-        let url = pg.database().unwrap();
+        Self::over(pg.database().unwrap()).await
+    }
+
+    /// Two nodes over the database at `url`.
+    async fn over(url: String) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = [tmp.path().join("a"), tmp.path().join("b")];
         let mut c = Cluster {
@@ -65,6 +69,31 @@ impl Cluster {
     }
 
     async fn run(&mut self, i: usize) {
+        self.try_run(i).await.unwrap();
+    }
+
+    /// Start again, as a supervisor would, a node that stopped (a deposed sequencer stops).
+    async fn restart_stopped(&mut self) {
+        for i in 0..2 {
+            let stopped = match &mut self.nodes[i] {
+                Some(node) => node.child.try_wait().unwrap().is_some(),
+                None => false,
+            };
+            if stopped {
+                self.nodes[i] = None;
+                // The database may be between primaries: the node refuses to start until
+                // it answers.
+                while self.nodes[i].is_none() {
+                    match self.try_run(i).await {
+                        Ok(()) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn try_run(&mut self, i: usize) -> Result<(), String> {
         self.starts += 1;
         let log = self
             .tmp
@@ -77,9 +106,9 @@ impl Cluster {
             &log,
             &["--storage", &self.url, "--lease-ms", LEASE_MS],
         )
-        .await
-        .unwrap();
+        .await?;
         self.nodes[i] = Some(node);
+        Ok(())
     }
 
     /// Which node sequences now (its `/v1/services` answers; a standby's is 503).
@@ -670,4 +699,151 @@ async fn a_passkey_registered_at_one_sequencer_logs_in_at_the_next() {
         session["session"].as_str().is_some_and(|s| !s.is_empty()),
         "{session}"
     );
+}
+
+/// The cluster of `scripts/pg-cluster.sh` (etcd, three PostgreSQL members under Patroni,
+/// synchronous replication), stopped on drop.
+struct Patroni {
+    dir: tempfile::TempDir,
+    base: u16,
+}
+
+impl Patroni {
+    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-cluster.sh");
+
+    /// Start it; its connection string (every member, the primary chosen by libpq).
+    fn up(base: u16) -> (Self, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(Self::SCRIPT)
+            .args(["up", dir.path().to_str().unwrap(), "--no-nodes"])
+            .env("PORT_BASE", base.to_string())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let this = Patroni { dir, base };
+        assert!(
+            out.status.success(),
+            "pg-cluster.sh up: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("storage: "))
+            .expect("the storage line")
+            .to_string();
+        (this, url)
+    }
+
+    /// The member Patroni has as primary now.
+    async fn primary(&self) -> String {
+        for _ in 0..100 {
+            for i in 0..3 {
+                let view =
+                    reqwest::get(format!("http://127.0.0.1:{}/cluster", self.base + 20 + i)).await;
+                if let Ok(r) = view
+                    && let Ok(v) = r.json::<serde_json::Value>().await
+                    && let Some(name) = v["members"]
+                        .as_array()
+                        .and_then(|m| m.iter().find(|m| m["role"] == "leader"))
+                        .and_then(|m| m["name"].as_str())
+                {
+                    return name.to_string();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("Patroni names no primary");
+    }
+
+    /// SIGKILL a member's Patroni and PostgreSQL, as a machine's death would.
+    fn kill(&self, member: &str) {
+        let dir = self.dir.path().join(member);
+        for pattern in [
+            format!("patroni {}/patroni.yml", dir.display()),
+            format!("{}/data", dir.display()),
+        ] {
+            let _ = std::process::Command::new("pkill")
+                .args(["-KILL", "-f", &pattern])
+                .status();
+        }
+    }
+}
+
+impl Drop for Patroni {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(Self::SCRIPT)
+            .args(["down", self.dir.path().to_str().unwrap()])
+            .env("PORT_BASE", self.base.to_string())
+            .output();
+    }
+}
+
+/// The PostgreSQL primary killed under load: Patroni promotes the synchronous standby, the
+/// nodes (a sequencer that could not renew its lease stops and is started again, as a
+/// supervisor would) resume appending through the new primary, every acknowledged append is
+/// there, every checkpoint a client was given is consistent with the last, and the log
+/// verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_postgres_primary_killed_under_load_loses_no_acknowledged_append() {
+    let (patroni, url) = Patroni::up(27700);
+    let mut cluster = Cluster::over(url).await;
+    let key = DataDir::open(&cluster.dirs[0], None)
+        .unwrap()
+        .edge_key()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let clients = load(&cluster, key, 4, Arc::clone(&stop), Arc::clone(&seen));
+    let acked = || seen.lock().acked.len();
+    let until = |n: usize| {
+        let seen = Arc::clone(&seen);
+        async move {
+            while seen.lock().acked.len() < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert!(
+        tokio::time::timeout(PATIENCE, until(50)).await.is_ok(),
+        "no appends"
+    );
+    let primary = patroni.primary().await;
+    let before = acked();
+    let killed = std::time::Instant::now();
+    patroni.kill(&primary);
+    // Appends resume: through the new primary, whichever node sequences.
+    let resumed = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            cluster.restart_stopped().await;
+            if seen.lock().acked.len() >= before + 20 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(
+        resumed.is_ok(),
+        "appends did not resume after the primary died"
+    );
+    eprintln!(
+        "appends resumed {:?} after the primary was killed",
+        killed.elapsed()
+    );
+    assert_ne!(
+        patroni.primary().await,
+        primary,
+        "Patroni promoted another member"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock());
+    assert!(seen.unexpected.is_empty(), "{:#?}", seen.unexpected);
+    let sequencer = cluster.sequencer().await.unwrap();
+    check_against(&cluster.base(sequencer), &seen).await;
+    let state = cluster.tmp.path().join("verify-state.json");
+    let (ok, out, err) = verify_log(&cluster.base(sequencer), &state).await;
+    assert!(ok, "{out}{err}");
 }
