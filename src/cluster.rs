@@ -237,7 +237,15 @@ pub async fn node(config: &Config, args: NodeArgs) -> Result<()> {
                 *sequencer_url.write() = now.clone();
                 if let Some(f) = follower {
                     f.set_sequencer(now);
-                } else if let Some(f) = follow(&url, &verifier_key, &switch, &sequencer_url).await {
+                } else if let Some(f) = follow(
+                    &url,
+                    &verifier_key,
+                    &switch,
+                    &sequencer_url,
+                    witnesses.as_ref().map(|(_, file)| file),
+                )
+                .await
+                {
                     *follower = Some(f);
                 }
             }
@@ -452,6 +460,7 @@ async fn follow(
     verifier_key: &str,
     switch: &RouterSwitch,
     sequencer_url: &Arc<parking_lot::RwLock<Option<String>>>,
+    witnesses: Option<&govern_core::witness::PolicyFile>,
 ) -> Option<Arc<Follower<PgStorage>>> {
     let url = url.to_owned();
     let follower = match blocking(move || {
@@ -472,8 +481,20 @@ async fn follow(
     };
     follower.set_sequencer(sequencer_url.read().clone());
     let f = Arc::clone(&follower);
-    let state =
+    let mut state =
         AppState::over(Arc::clone(&follower) as _, verifier_key).as_standby(move || f.sequencer());
+    // Under a witness policy, `/checkpoint` serves what the sequencer had cosigned, as the
+    // sequencer does.
+    if let Some(file) = witnesses {
+        match govern_api::witnessing::Witnessing::observe(follower.reader().clone(), file, REFRESH)
+        {
+            Ok(w) => state = state.with_witnessing(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow the witnesses' cosignatures");
+                return None;
+            }
+        }
+    }
     switch.set(router(state));
     let weak = Arc::downgrade(&follower);
     tokio::spawn(async move {

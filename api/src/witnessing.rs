@@ -105,6 +105,53 @@ impl Witnessing {
         Ok(this)
     }
 
+    /// Serve the quorum-cosigned checkpoints another node stores for `log` (a node that
+    /// does not sequence a shared store's log): nothing is submitted; every `every` the
+    /// latest stored checkpoint with a quorum under `file`'s policy is read again, and
+    /// served once it is newer.
+    ///
+    /// # Errors
+    /// [`WitnessingError`] when the policy does not hold.
+    pub fn observe<S: Storage>(
+        log: LogReader<S>,
+        file: &PolicyFile,
+        every: Duration,
+    ) -> Result<Arc<Self>, WitnessingError> {
+        let (policy, _) = check_file(file)?;
+        let restored = restore(&log, &policy);
+        let (changed, _) = watch::channel(restored.as_ref().map(|w| w.size));
+        let this = Arc::new(Self {
+            policy,
+            latest: RwLock::new(restored),
+            changed,
+        });
+        let weak = Arc::downgrade(&this);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(this) = weak.upgrade() else { return };
+                let log = log.clone();
+                let policy = this.policy.clone();
+                let Ok(Some(found)) =
+                    tokio::task::spawn_blocking(move || restore(&log, &policy)).await
+                else {
+                    continue;
+                };
+                let newer = this
+                    .latest
+                    .read()
+                    .as_ref()
+                    .is_none_or(|l| l.size < found.size);
+                if newer {
+                    let size = found.size;
+                    *this.latest.write() = Some(found);
+                    this.changed.send_replace(Some(size));
+                }
+            }
+        });
+        Ok(this)
+    }
+
     /// The policy.
     #[must_use]
     pub fn policy(&self) -> &WitnessPolicy {

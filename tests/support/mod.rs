@@ -406,3 +406,62 @@ pub fn socket_fds(pid: u32) -> std::collections::BTreeSet<String> {
         })
         .collect()
 }
+
+/// A `govern witness` running as a child process.
+pub struct WitnessProc {
+    pub child: Child,
+    pub url: String,
+    pub vkey: String,
+    _lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+/// Start `govern witness` on `dir` for the log of `log_vkey`, on a free port.
+pub async fn witness(dir: &Path, name: &str, log_vkey: &str) -> Result<WitnessProc, String> {
+    witness_on(dir, name, log_vkey, "127.0.0.1:0").await
+}
+
+/// [`witness`] listening on `listen` (a restart on the same address).
+pub async fn witness_on(
+    dir: &Path,
+    name: &str,
+    log_vkey: &str,
+    listen: &str,
+) -> Result<WitnessProc, String> {
+    let mut child = govern()
+        .arg("witness")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--name", name, "--listen", listen, "--log", log_vkey])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut vkey) = (None, None);
+    let read = tokio::time::timeout(PATIENCE, async {
+        while url.is_none() || vkey.is_none() {
+            match lines.next_line().await {
+                Ok(Some(line)) => {
+                    if let Some(rest) = line.split(" listening on ").nth(1) {
+                        url = rest.split_whitespace().next().map(str::to_owned);
+                    } else if let Some(k) = line.strip_prefix("witness vkey: ") {
+                        vkey = Some(k.to_owned());
+                    }
+                }
+                _ => return false,
+            }
+        }
+        true
+    })
+    .await;
+    if read != Ok(true) {
+        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(WitnessProc {
+        child,
+        url: url.unwrap(),
+        vkey: vkey.unwrap(),
+        _lines: lines,
+    })
+}
