@@ -50,6 +50,24 @@ pub struct AppendArgs {
     /// Only the witness measurement.
     #[arg(long)]
     pub witness_only: bool,
+    /// Instead: the log on this PostgreSQL database (empty; `postgres://…` or a libpq
+    /// connection string) beside the embedded RocksDB in one run: durable appends/s and
+    /// p50/p99 at --clients, the failover time of two nodes over it, and inclusion proofs/s
+    /// served by the node that does not sequence.
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
+    /// With --storage: appends per store per round.
+    #[arg(long, default_value_t = 5_000)]
+    pub storage_appends: usize,
+    /// With --storage: rounds, alternating the stores.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// With --storage: how many times the sequencer is killed.
+    #[arg(long, default_value_t = 3)]
+    pub failovers: usize,
+    /// With --storage: the nodes' sequencer lease, in milliseconds.
+    #[arg(long, default_value_t = crate::cluster::LEASE_MS)]
+    pub lease_ms: u64,
 }
 
 pub(crate) fn verify_strict_rate(key: &SigningKey, event_bytes: usize) -> f64 {
@@ -311,6 +329,18 @@ pub(crate) async fn append_events(
 
 /// `govern bench append`.
 pub async fn append(args: AppendArgs) -> Result<()> {
+    if let Some(postgres) = args.storage.clone() {
+        return crate::bench_storage::storage_bench(crate::bench_storage::StorageArgs {
+            postgres,
+            appends: args.storage_appends,
+            clients: args.clients,
+            rounds: args.rounds,
+            failovers: args.failovers,
+            lease_ms: args.lease_ms,
+            proof_seconds: args.proof_seconds,
+        })
+        .await;
+    }
     if !args.witness_only {
         append_throughput(&args).await?;
     }

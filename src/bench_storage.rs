@@ -1,39 +1,48 @@
-//! `govern bench storage --postgres URL`: durable appends per second and their latency
-//! (p50, p99) with `--clients` concurrent appenders, on the embedded RocksDB store and on
-//! PostgreSQL (govern-store-postgres), in the same run and in alternating rounds so the
-//! machine's drift falls on both alike. Each store backs a node booted in this process
-//! (genesis, attestations), and each append is a signed event the node's full append policy
-//! checks; what differs is only where a batch is made durable.
+//! `govern bench append --storage URL`: the log on PostgreSQL beside the embedded RocksDB,
+//! in one run.
+//!
+//! 1. Durable appends per second and their latency (p50, p99) with `--clients` concurrent
+//!    appenders, on each store, in alternating rounds so the machine's drift falls on both
+//!    alike. Each store backs a node booted in this process (genesis, attestations), and
+//!    each append is a signed event the node's full append policy checks; what differs is
+//!    only where a batch is made durable.
+//! 2. Two `govern node --storage` processes over the same database (the log of step 1
+//!    continues): clients append over HTTP to whichever sequences, the sequencer is killed
+//!    (SIGKILL), and the failover time is the gap between the last acknowledgement before
+//!    the kill and the first after it; `--failovers` times, the killed node started again.
+//! 3. Inclusion proofs per second served over HTTP by the node that does not sequence,
+//!    beside the RocksDB node's in this process, both at `--clients` concurrent readers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use govern_api::{Attestor, DataDir};
 use govern_core::event::{Event, Kind, RequestId, TenantId, Timestamp};
 use govern_store::{LogConfig, NodeLog, RocksStorage, Storage};
-use govern_store_postgres::PgStorage;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use crate::error::Result;
 
-#[derive(Debug, Args)]
+/// What `govern bench append --storage` runs with.
+#[derive(Debug)]
 pub struct StorageArgs {
     /// An empty PostgreSQL database the bench writes a log into (a libpq connection string
     /// or a `postgres://` URL).
-    #[arg(long)]
     pub postgres: String,
     /// Appends per store per round.
-    #[arg(long, default_value_t = 5_000)]
     pub appends: usize,
-    /// Concurrent appenders.
-    #[arg(long, default_value_t = 64)]
+    /// Concurrent appenders (and proof readers).
     pub clients: usize,
     /// Rounds, alternating the stores.
-    #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Sequencer kills.
+    pub failovers: usize,
+    /// The nodes' sequencer lease.
+    pub lease_ms: u64,
+    /// Seconds of each proof measurement.
+    pub proof_seconds: u64,
 }
 
 struct Node {
@@ -49,6 +58,16 @@ async fn node<S: Storage>(name: &'static str, storage: S) -> Result<Node> {
     let tmp = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     govern_api::devpin::pin_dev_manifest(tmp.path(), None, &exe)?;
+    node_in(name, storage, tmp).await
+}
+
+/// A node on `storage` over the data dir `tmp` (its dev measurements pinned).
+async fn node_in<S: Storage>(
+    name: &'static str,
+    storage: S,
+    tmp: tempfile::TempDir,
+) -> Result<Node> {
+    let exe = std::env::current_exe()?;
     let dir = DataDir::open(tmp.path(), None)?;
     let services = dir
         .boot_on(
@@ -124,14 +143,23 @@ async fn round(n: &Node, count: usize, clients: usize) -> Result<(f64, Vec<Durat
 }
 
 pub async fn storage_bench(args: StorageArgs) -> Result<()> {
-    let pg = PgStorage::connect(&args.postgres)?;
+    let url = args.postgres.clone();
+    let pg = tokio::task::spawn_blocking(move || crate::cluster::open_empty(&url))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir()?;
+    // The PostgreSQL node's data dir outlives it: the node processes of step 2 take its
+    // log over.
+    let pg_dir = tempfile::tempdir()?;
+    govern_api::devpin::pin_dev_manifest(pg_dir.path(), None, &std::env::current_exe()?)?;
+    let pg_data = pg_dir.path().to_path_buf();
     let nodes = [
         node("RocksDB", RocksStorage::open(&dir.path().join("db"))?).await?,
-        node("PostgreSQL", pg).await?,
+        node_in("PostgreSQL", pg, pg_dir).await?,
     ];
     println!(
-        "govern bench storage: durable appends of ~1 KiB signed events, {} concurrent appenders, {} per store per round, rounds alternating",
+        "govern bench append --storage: durable appends of ~1 KiB signed events, {} concurrent appenders, {} per store per round, rounds alternating",
         args.clients, args.appends
     );
     let mut all: Vec<(f64, Vec<Duration>)> = vec![(0.0, Vec::new()), (0.0, Vec::new())];
@@ -165,5 +193,76 @@ pub async fn storage_bench(args: StorageArgs) -> Result<()> {
         "  PostgreSQL / RocksDB: {:.2} of the appends/s",
         (all[1].0 / rounds) / (all[0].0 / rounds)
     );
+    let [rocks, postgres] = nodes;
+    // The database's log passes to the node processes: this one stops writing.
+    let keep = postgres._dir;
+    drop(postgres.log);
+    let failover = crate::bench_failover::run(&args, &pg_data).await?;
+    let rocks_rate = proofs_rate(
+        &govern_api::NodeHandle::spawn(
+            govern_api::AppState::over(Arc::clone(&rocks.log), "bench"),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+        )?
+        .addr
+        .to_string(),
+        rocks.log.latest().size.0,
+        args.clients,
+        args.proof_seconds,
+    )
+    .await?;
+    println!(
+        "  inclusion proofs over HTTP, {} readers, {} s each: PostgreSQL standby node {:.0}/s, RocksDB node {rocks_rate:.0}/s ({:.2} of RocksDB's)",
+        args.clients,
+        args.proof_seconds,
+        failover.standby_proofs,
+        failover.standby_proofs / rocks_rate.max(1e-9)
+    );
+    drop(keep);
     Ok(())
+}
+
+/// Inclusion proofs per second from the node at `addr` (host:port) over a log of `size`,
+/// `clients` readers for `seconds`.
+pub(crate) async fn proofs_rate(
+    addr: &str,
+    size: u64,
+    clients: usize,
+    seconds: u64,
+) -> Result<f64> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
+    let done = Arc::new(AtomicUsize::new(0));
+    let end = Instant::now() + Duration::from_secs(seconds.max(1));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients.max(1))
+        .map(|c| {
+            let (http, done) = (http.clone(), Arc::clone(&done));
+            let base = format!("http://{addr}");
+            tokio::spawn(async move {
+                let mut i = c as u64;
+                while Instant::now() < end {
+                    let index = (i * 7919) % size.max(1);
+                    let r = http
+                        .get(format!(
+                            "{base}/v1/proofs/inclusion?index={index}&size={size}"
+                        ))
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !r.status().is_success() {
+                        return Err(format!("inclusion proof {index}: {}", r.status()));
+                    }
+                    r.bytes().await.map_err(|e| e.to_string())?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }

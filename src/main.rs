@@ -7,6 +7,7 @@ mod bench;
 mod bench_actions;
 mod bench_attest;
 mod bench_e2e;
+mod bench_failover;
 mod bench_flood;
 mod bench_policy;
 mod bench_replay;
@@ -154,9 +155,6 @@ enum BenchCommand {
     /// Sealed payloads: seals and opens per second, key-release latency, and durable appends
     /// with sealing on beside off.
     Seal(bench_seal::SealArgs),
-    /// Durable appends per second and their p50/p99 with concurrent appenders, on RocksDB
-    /// and on a PostgreSQL database, in the same run (alternating rounds).
-    Storage(bench_storage::StorageArgs),
     /// Durable-append latency quiet beside under a flood of unauthenticated reads
     /// (`GET /v1/state`, `login/start`), in alternating phases of one run.
     Flood(bench_flood::FloodArgs),
@@ -247,7 +245,6 @@ fn main() -> ExitCode {
             Command::Bench(BenchCommand::Attest(args)) => bench_attest::attest(args).await,
             Command::Bench(BenchCommand::Actions(args)) => bench_actions::actions(args).await,
             Command::Bench(BenchCommand::Seal(args)) => bench_seal::seal_bench(args).await,
-            Command::Bench(BenchCommand::Storage(args)) => bench_storage::storage_bench(args).await,
             Command::Bench(BenchCommand::Replay(args)) => bench_replay::replay_bench(args).await,
             Command::Bench(BenchCommand::Flood(args)) => bench_flood::flood(args).await,
             Command::Bench(BenchCommand::Policy(args)) => bench_policy::policy(args).await,
