@@ -862,28 +862,10 @@ async fn the_postgres_primary_killed_under_load_loses_no_acknowledged_append() {
     assert!(ok, "{out}{err}");
 }
 
-/// The size of `note`, a checkpoint.
-fn size_of(note: &str) -> u64 {
-    note_size_root(note).0
-}
-
-/// Wait until `base` serves at `/checkpoint` a witnessed checkpoint of at least `size`.
+/// Wait until `base` serves at `/checkpoint` a witnessed checkpoint of at least `size`;
+/// its size.
 async fn witnessed_at_least(base: &str, size: u64) -> u64 {
-    let http = reqwest::Client::new();
-    let found = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Ok(r) = http.get(format!("{base}/checkpoint")).send().await
-                && r.status().is_success()
-                && let Ok(note) = r.text().await
-                && size_of(&note) >= size
-            {
-                return size_of(&note);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("{base} served no witnessed checkpoint of size {size}"))
+    support::size_of(&support::witnessed_at_least(base, size).await)
 }
 
 /// Three witnesses (two must cosign) follow the log across three takeovers: each new
@@ -892,7 +874,6 @@ async fn witnessed_at_least(base: &str, size: u64) -> u64 {
 /// both nodes in turn, sees one consistent, witnessed history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn witnesses_cosign_across_takeovers_and_both_nodes_show_one_history() {
-    use govern_core::witness::{PolicyFile, PolicyWitness};
     let pg = TestPostgres::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let policy_path = tmp.path().join("witnesses.toml");
@@ -916,16 +897,7 @@ async fn witnesses_cosign_across_takeovers_and_both_nodes_show_one_history() {
                 .unwrap();
                 ws.push(w);
             }
-            let file = PolicyFile {
-                quorum: 2,
-                witnesses: ws
-                    .iter()
-                    .map(|w| PolicyWitness {
-                        vkey: w.vkey.clone(),
-                        url: Some(w.url.clone()),
-                    })
-                    .collect(),
-            };
+            let file = support::witness_policy(ws, 2);
             let text = toml::to_string(&file).unwrap();
             std::fs::write(&policy_path, &text).unwrap();
             std::fs::write(dir.join("witnesses.toml"), text).unwrap();

@@ -17,7 +17,7 @@ use govern_core::note::{Note, NoteSigner};
 use govern_core::witness::{
     AddCheckpoint, PolicyFile, PolicyWitness, WitnessPolicy, add_cosignatures,
 };
-use support::{PATIENCE, WitnessProc, govern, witness, witness_on};
+use support::{PATIENCE, WitnessProc, govern, size_of, witness, witness_on, witnessed_at_least};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const ORIGIN: &str = "test.example/log";
@@ -285,34 +285,6 @@ async fn get_text(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-/// Wait until the node's `/checkpoint` is of `size` at least; its note.
-async fn witnessed_at_least(url: &str, size: u64) -> String {
-    let until = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let (st, text) = get_text(&format!("{url}/checkpoint")).await;
-        if st == 200 {
-            let cp = text
-                .split_once("\n\n")
-                .and_then(|(body, _)| Checkpoint::parse_body(&format!("{body}\n")).ok());
-            if cp.is_some_and(|c| c.size.0 >= size) {
-                return text;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "no witnessed checkpoint of size {size}: {st} {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn size_of(note: &str) -> u64 {
-    Checkpoint::parse_body(&format!("{}\n", note.split("\n\n").next().unwrap()))
-        .unwrap()
-        .size
-        .0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_serves_checkpoints_cosigned_by_a_quorum_and_appends_never_wait() {
     let tmp = tempfile::tempdir().unwrap();
@@ -329,16 +301,7 @@ async fn a_node_serves_checkpoints_cosigned_by_a_quorum_and_appends_never_wait()
                 .unwrap(),
         );
     }
-    let file = PolicyFile {
-        quorum: 2,
-        witnesses: ws
-            .iter()
-            .map(|w| PolicyWitness {
-                vkey: w.vkey.clone(),
-                url: Some(w.url.clone()),
-            })
-            .collect(),
-    };
+    let file = support::witness_policy(&ws, 2);
     let policy_path = tmp.path().join("witnesses.toml");
     std::fs::write(&policy_path, toml::to_string(&file).unwrap()).unwrap();
     let policy = WitnessPolicy::from_file(&file).unwrap();

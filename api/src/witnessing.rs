@@ -74,13 +74,7 @@ impl Witnessing {
         file: &PolicyFile,
     ) -> Result<Arc<Self>, WitnessingError> {
         let (policy, urls) = check_file(file)?;
-        let restored = restore(&log, &policy);
-        let (changed, _) = watch::channel(restored.as_ref().map(|w| w.size));
-        let this = Arc::new(Self {
-            policy,
-            latest: RwLock::new(restored),
-            changed,
-        });
+        let this = Self::restored(&log, policy);
         if this.policy.quorum() > 0 {
             let client = reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
@@ -118,13 +112,7 @@ impl Witnessing {
         every: Duration,
     ) -> Result<Arc<Self>, WitnessingError> {
         let (policy, _) = check_file(file)?;
-        let restored = restore(&log, &policy);
-        let (changed, _) = watch::channel(restored.as_ref().map(|w| w.size));
-        let this = Arc::new(Self {
-            policy,
-            latest: RwLock::new(restored),
-            changed,
-        });
+        let this = Self::restored(&log, policy);
         let weak = Arc::downgrade(&this);
         tokio::spawn(async move {
             loop {
@@ -150,6 +138,17 @@ impl Witnessing {
             }
         });
         Ok(this)
+    }
+
+    /// Serving, under `policy`, the latest quorum-cosigned checkpoint `log` stores.
+    fn restored<S: Storage>(log: &LogReader<S>, policy: WitnessPolicy) -> Arc<Self> {
+        let restored = restore(log, &policy);
+        let (changed, _) = watch::channel(restored.as_ref().map(|w| w.size));
+        Arc::new(Self {
+            policy,
+            latest: RwLock::new(restored),
+            changed,
+        })
     }
 
     /// The policy.

@@ -3,7 +3,7 @@
 // verified end to end by ./verify.js. docs/dashboard.md describes it.
 
 import * as api from "./api.js";
-import { Verifier, verifyCheckpoint, parseNote, parseVkey, checkEventBytes, b64url } from "./verify.js";
+import { Verifier, parseNote, parseVkey, b64url } from "./verify.js";
 
 const $ = (id) => document.getElementById(id);
 const view = $("view");
@@ -346,9 +346,8 @@ function hopItem(step, i) {
 }
 
 async function requestView(id) {
-  const [r] = await Promise.all([api.get(`/v1/requests/${encodeURIComponent(id)}`), announce()]);
+  const r = await api.get(`/v1/requests/${encodeURIComponent(id)}`);
   header("activity");
-  const me = api.session();
   const steps = r.events;
   const timeline = h("ol", { class: "timeline", id: "chain", "aria-label": "Receipt chain" },
     h("li", { "data-index": "checkpoint", "data-status": "unverified", id: "hop-checkpoint" },
@@ -383,7 +382,6 @@ async function requestView(id) {
     pinsPanel(),
     h("div", { class: "buttons" }, h("button", { type: "button", class: "primary", id: "verify", disabled: !pinned(), onclick: guard(() => verifyChain(id, steps, result)) }, "Verify end to end")),
     result, timeline);
-  void me;
 }
 
 function mark(li, status, text, checks) {
@@ -474,7 +472,7 @@ function authHeader() {
 // ---------- Credentials → Active passkeys → Verify ----------
 
 async function credentialsView() {
-  const [me] = await Promise.all([api.get("/v1/me"), announce()]);
+  const me = await api.get("/v1/me");
   header("credentials");
   const rows = me.credentials.map((c) => {
     const out = h("div", { class: "detail", id: `cred-result-${c.id}` });
@@ -537,8 +535,8 @@ const age = (from, now) => {
   return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 };
 
-async function servicesView() {
-  const [services, log] = await Promise.all([api.get("/v1/services"), announce()]);
+/** `services` and `log`: the node's `/v1/services` and `/v1/log`, as the router read them. */
+async function servicesView(services, log) {
   header("services");
   const m = await manifestEntry(services);
   const manifest = m ? m.body.manifest : null;
@@ -619,13 +617,6 @@ function chart(hourly) {
   const bottom = 40;
   const max = Math.max(1, ...hours.flatMap((hr) => [
     roles.reduce((a, r) => a + sum(hourly[hr].releases[r]), 0), roles.reduce((a, r) => a + sum(hourly[hr].decryptions[r]), 0)]));
-  const ns = "http://www.w3.org/2000/svg";
-  const s = (tag, attrs, text) => {
-    const el = document.createElementNS(ns, tag);
-    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-    if (text !== undefined) el.textContent = text;
-    return el;
-  };
   const colors = ["#0969da", "#bf3989", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#0a3069", "#57606a"];
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", id: "chart-hourly", role: "img", "aria-labelledby": "chart-title chart-desc" });
   svg.append(s("title", { id: "chart-title" }, "Key releases and payload decryptions per hour, by role"));
@@ -661,16 +652,17 @@ function chart(hourly) {
 
 const SCOPES = ["users", "wallets", "transfers", "policies", "approvals"];
 
+/** An SVG element of `tag` with `attrs`, holding `text` if given (the charts'). */
+function s(tag, attrs, text) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
 /** Per role: two bars, scope keys released and payloads decrypted, each stacked by scope. */
 function byRoleChart(k) {
   const roles = [...new Set([...Object.keys(k.releases), ...Object.keys(k.decryptions)])].sort();
-  const ns = "http://www.w3.org/2000/svg";
-  const s = (tag, attrs, text) => {
-    const el = document.createElementNS(ns, tag);
-    for (const [a, v] of Object.entries(attrs)) el.setAttribute(a, String(v));
-    if (text !== undefined) el.textContent = text;
-    return el;
-  };
   const colors = ["#8250df", "#0969da", "#1a7f37", "#9a6700", "#bf3989"];
   const rowH = 44;
   const left = 90;
@@ -756,9 +748,9 @@ async function route() {
     const services = await api.get("/v1/services").catch(() => null);
     if (services) devBanner(services);
     // Every page warns when the announced keys are not the pinned ones.
-    await announce().catch(() => null);
+    const log = await announce().catch(() => null);
     if (path === "register") return registerView(params);
-    if (path === "services") return await servicesView();
+    if (path === "services") return await servicesView(services || await api.get("/v1/services"), log || await announce());
     if (!s) {
       header("login");
       return loginView();
@@ -791,4 +783,3 @@ window.addEventListener("hashchange", () => {
 });
 route();
 
-export { checkEventBytes, verifyCheckpoint };

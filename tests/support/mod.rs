@@ -465,3 +465,52 @@ pub async fn witness_on(
         _lines: lines,
     })
 }
+
+/// Wait until the node's `/checkpoint` is of `size` at least; its note.
+pub async fn witnessed_at_least(url: &str, size: u64) -> String {
+    let until = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let (st, text) = {
+            let r = reqwest::get(format!("{url}/checkpoint")).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        };
+        if st == 200 {
+            let cp = text.split_once("\n\n").and_then(|(body, _)| {
+                govern_core::checkpoint::Checkpoint::parse_body(&format!("{body}\n")).ok()
+            });
+            if cp.is_some_and(|c| c.size.0 >= size) {
+                return text;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "no witnessed checkpoint of size {size}: {st} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The tree size of the checkpoint `note`.
+pub fn size_of(note: &str) -> u64 {
+    govern_core::checkpoint::Checkpoint::parse_body(&format!(
+        "{}\n",
+        note.split("\n\n").next().unwrap()
+    ))
+    .unwrap()
+    .size
+    .0
+}
+
+/// A witness policy of `ws` (with their URLs) needing `quorum` cosignatures.
+pub fn witness_policy(ws: &[WitnessProc], quorum: usize) -> govern_core::witness::PolicyFile {
+    govern_core::witness::PolicyFile {
+        quorum,
+        witnesses: ws
+            .iter()
+            .map(|w| govern_core::witness::PolicyWitness {
+                vkey: w.vkey.clone(),
+                url: Some(w.url.clone()),
+            })
+            .collect(),
+    }
+}

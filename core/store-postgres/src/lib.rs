@@ -201,32 +201,16 @@ fn write(
     }
     let keys: Vec<&[u8]> = last.keys().copied().collect();
     let values: Vec<&[u8]> = last.values().copied().collect();
-    let mut tx = client.transaction().map_err(|e| backend("begin", &e))?;
-    tx.batch_execute(if sync {
-        "SET LOCAL synchronous_commit = on"
-    } else {
-        "SET LOCAL synchronous_commit = off"
-    })
-    .map_err(|e| backend("synchronous_commit", &e))?;
-    let current: i64 = tx
-        .query_one("SELECT epoch FROM govern_writer FOR SHARE", &[])
-        .map_err(|e| backend("writer epoch", &e))?
-        .get(0);
-    if current != epoch {
-        return Err(StorageError::Deposed(format!(
-            "another writer took this log over (epoch {current}; this one is {epoch}); \
-             nothing of the batch was written"
-        )));
-    }
-    if !keys.is_empty() {
-        tx.execute(
-            "INSERT INTO govern_kv (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+    fenced(client, epoch, sync, "the batch", |tx| {
+        if !keys.is_empty() {
+            tx.execute(
+                "INSERT INTO govern_kv (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[&keys, &values],
-        )
-        .map_err(|e| backend("write", &e))?;
-    }
-    tx.commit().map_err(|e| backend("commit", &e))
+                &[&keys, &values],
+            )?;
+        }
+        Ok(())
+    })
 }
 
 impl PgStorage {
@@ -490,27 +474,35 @@ impl std::fmt::Debug for PgPasskeys {
     }
 }
 
-/// Run `f` in a transaction committed with `synchronous_commit = on`, only while `epoch` is
-/// the writer's.
+/// Run `f` (writing `what`) in one transaction, committed with `synchronous_commit` on
+/// (`sync`) or off, only while `epoch` is still the writer's: the epoch is read `FOR SHARE`
+/// first, so a writer taking over waits for this transaction, and this one fails whole once
+/// another took over.
 fn fenced<T>(
     client: &mut Client,
     epoch: i64,
+    sync: bool,
+    what: &str,
     f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
 ) -> Result<T, StorageError> {
     let mut tx = client.transaction().map_err(|e| backend("begin", &e))?;
-    tx.batch_execute("SET LOCAL synchronous_commit = on")
-        .map_err(|e| backend("synchronous_commit", &e))?;
+    tx.batch_execute(if sync {
+        "SET LOCAL synchronous_commit = on"
+    } else {
+        "SET LOCAL synchronous_commit = off"
+    })
+    .map_err(|e| backend("synchronous_commit", &e))?;
     let current: i64 = tx
         .query_one("SELECT epoch FROM govern_writer FOR SHARE", &[])
         .map_err(|e| backend("writer epoch", &e))?
         .get(0);
     if current != epoch {
         return Err(StorageError::Deposed(format!(
-            "another writer took this log over (epoch {current}; this one is {epoch}); no \
-             passkey was changed"
+            "another writer took this log over (epoch {current}; this one is {epoch}); \
+             nothing of {what} was written"
         )));
     }
-    let out = f(&mut tx).map_err(|e| backend("passkeys", &e))?;
+    let out = f(&mut tx).map_err(|e| backend(&format!("write {what}"), &e))?;
     tx.commit().map_err(|e| backend("commit", &e))?;
     Ok(out)
 }
@@ -555,22 +547,8 @@ impl PgPasskeys {
         credential: &str,
         state: &[u8],
     ) -> Result<bool, StorageError> {
-        let (tenant, credential, state, epoch) = (
-            tenant.to_owned(),
-            credential.to_owned(),
-            state.to_vec(),
-            self.epoch,
-        );
-        self.store.run(move |client| {
-            fenced(client, epoch, |tx| {
-                tx.execute(
-                    "INSERT INTO govern_passkeys (tenant, credential, state) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
-                    &[&tenant, &credential, &state],
-                )
-                .map(|n| n == 1)
-            })
-        })
+        self.put(tenant, credential, state, "ON CONFLICT DO NOTHING")
+            .map(|rows| rows == 1)
     }
 
     /// Store `state` in place of the credential's.
@@ -578,6 +556,24 @@ impl PgPasskeys {
     /// # Errors
     /// As [`PgPasskeys::claim`].
     pub fn save(&self, tenant: &str, credential: &str, state: &[u8]) -> Result<(), StorageError> {
+        self.put(
+            tenant,
+            credential,
+            state,
+            "ON CONFLICT (tenant, credential) DO UPDATE SET state = excluded.state",
+        )
+        .map(|_| ())
+    }
+
+    /// Insert `state` under the writer epoch, `on_conflict` saying what a stored one does;
+    /// the rows written.
+    fn put(
+        &self,
+        tenant: &str,
+        credential: &str,
+        state: &[u8],
+        on_conflict: &'static str,
+    ) -> Result<u64, StorageError> {
         let (tenant, credential, state, epoch) = (
             tenant.to_owned(),
             credential.to_owned(),
@@ -585,13 +581,14 @@ impl PgPasskeys {
             self.epoch,
         );
         self.store.run(move |client| {
-            fenced(client, epoch, |tx| {
+            fenced(client, epoch, true, "the passkey", |tx| {
                 tx.execute(
-                    "INSERT INTO govern_passkeys (tenant, credential, state) VALUES ($1, $2, $3) \
-                     ON CONFLICT (tenant, credential) DO UPDATE SET state = excluded.state",
+                    &format!(
+                        "INSERT INTO govern_passkeys (tenant, credential, state) VALUES ($1, $2, $3) \
+                         {on_conflict}"
+                    ),
                     &[&tenant, &credential, &state],
                 )
-                .map(|_| ())
             })
         })
     }
@@ -603,7 +600,7 @@ impl PgPasskeys {
     pub fn remove(&self, tenant: &str, credential: &str) -> Result<(), StorageError> {
         let (tenant, credential, epoch) = (tenant.to_owned(), credential.to_owned(), self.epoch);
         self.store.run(move |client| {
-            fenced(client, epoch, |tx| {
+            fenced(client, epoch, true, "the passkey", |tx| {
                 tx.execute(
                     "DELETE FROM govern_passkeys WHERE tenant = $1 AND credential = $2",
                     &[&tenant, &credential],
