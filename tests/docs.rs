@@ -509,7 +509,9 @@ async fn up(
     let group = Group(child.id().unwrap());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut url = None;
-    let started = tokio::time::timeout(support::PATIENCE, async {
+    // `govern up` starts the node, three witnesses, the policy worker and five signers, each
+    // attesting: on two cores beside the other tests' processes that takes a while.
+    let started = tokio::time::timeout(support::PATIENCE * 4, async {
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(rest) = line.strip_prefix("govern node listening on ") {
                 url = rest.split_whitespace().next().map(str::to_owned);
