@@ -191,6 +191,24 @@ pub async fn node(config: &Config, args: NodeArgs) -> Result<()> {
                 let Some(edge_config) = edge_config.take() else {
                     break Err("a node sequences once per process".into());
                 };
+                // As on one machine, a database restored from a copy the witnesses have
+                // seen go further gets nothing appended.
+                if let Some((path, file)) = &witnesses {
+                    let url = url.clone();
+                    let reader = blocking(move || {
+                        let storage = PgStorage::connect_reader(&url)?;
+                        if storage.scan(&[], &[0xff; 16], 1)?.is_empty() {
+                            return Ok(None);
+                        }
+                        govern_store::LogReader::open(storage).map(Some)
+                    })
+                    .await?;
+                    if let Some(reader) = reader {
+                        govern_api::witnessing::check_not_behind(&reader, file)
+                            .await
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
+                    }
+                }
                 // The writer epoch: from here on a deposed sequencer writes nothing. The
                 // lease is renewed meanwhile by its own task.
                 let storage = {

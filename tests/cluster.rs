@@ -971,3 +971,119 @@ async fn witnesses_cosign_across_takeovers_and_both_nodes_show_one_history() {
     check_against(&cluster.base(b), &seen).await;
     drop(witnesses);
 }
+
+/// Under a witness policy, a node over a database restored from a copy the witnesses have
+/// seen go further appends nothing: it refuses to sequence, naming the witness, and stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restored_from_a_stale_copy_gets_nothing_appended() {
+    use support::{run, s};
+    let pg = TestPostgres::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let vkey = DataDir::open(&data, None).unwrap().verifier_key();
+    let w = support::witness(&tmp.path().join("w1"), "test.example/w1", &vkey)
+        .await
+        .unwrap();
+    let policy = support::witness_policy(std::slice::from_ref(&w), 1);
+    std::fs::write(
+        data.join("witnesses.toml"),
+        toml::to_string(&policy).unwrap(),
+    )
+    .unwrap();
+    let start = |url: String, name: &'static str| {
+        let (data, err) = (data.clone(), tmp.path().join(name));
+        async move {
+            start_with(
+                &data,
+                "127.0.0.1:0",
+                &err,
+                &["--storage", &url, "--lease-ms", LEASE_MS],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let first = pg.database().unwrap();
+    let node = start(first.clone(), "first.log").await;
+    let http = reqwest::Client::new();
+    let sequencing = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let r = http.get(format!("{}/v1/services", node.url)).send().await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(sequencing.is_ok(), "{}", node.stderr());
+    // A backup (an export of what the witness cosigned)...
+    let info: serde_json::Value = http
+        .get(format!("{}/v1/log", node.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    witnessed_at_least(&node.url, info["size"].as_u64().unwrap()).await;
+    let export = tmp.path().join("export");
+    let (ok, out, err) = run(&["export", s(&export), "--url", &node.url]).await;
+    assert!(ok, "{out}{err}");
+    let size = support::size_of(&std::fs::read_to_string(export.join("checkpoint")).unwrap());
+    // ...then the log goes on, cosigned further.
+    let key = DataDir::open(&data, None).unwrap().edge_key().unwrap();
+    let attestation = edge_attestation(&node.url).await;
+    for n in 0..3 {
+        let resp = http
+            .post(format!("{}/v1/entries", node.url))
+            .header("content-type", "application/json")
+            .body(event(&key, attestation, "after-backup", n).into_bytes())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let newer = witnessed_at_least(&node.url, size + 3).await;
+    node.kill().await;
+
+    // The backup restored into a new database, and a node started over it.
+    let restored = pg.database().unwrap();
+    // An export over HTTP carries no trust: the operator pins the manifest signers and, in
+    // dev, the dev CA.
+    let (ok, out, err) = run(&[
+        "replay",
+        s(&export),
+        "--data-dir",
+        s(&tmp.path().join("fresh")),
+        "--storage",
+        &restored,
+        "--signers",
+        s(&data.join("manifest-signers.toml")),
+        "--dev-root",
+        s(&data.join("dev-ca").join("root.der")),
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+    let mut node = start(restored.clone(), "restored.log").await;
+    let status = tokio::time::timeout(PATIENCE, node.child.wait())
+        .await
+        .expect("the node over the stale database stops")
+        .unwrap();
+    assert!(!status.success());
+    let expected =
+        format!("this log has advanced elsewhere: witness test.example/w1 cosigned size {newer}");
+    assert!(
+        node.stderr().contains(&expected),
+        "{expected}\n{}",
+        node.stderr()
+    );
+    let held = govern_store::LogReader::open(
+        govern_store_postgres::PgStorage::connect_reader(&restored).unwrap(),
+    )
+    .unwrap()
+    .latest()
+    .size
+    .0;
+    assert_eq!(held, size, "nothing was appended to the stale database");
+}

@@ -102,7 +102,7 @@ impl Witnessing {
     /// Serve the quorum-cosigned checkpoints another node stores for `log` (a node that
     /// does not sequence a shared store's log): nothing is submitted; every `every` the
     /// latest stored checkpoint with a quorum under `file`'s policy is read again, and
-    /// served once it is newer.
+    /// served once it is newer and `log` (caught up by its owner) holds its size.
     ///
     /// # Errors
     /// [`WitnessingError`] when the policy does not hold.
@@ -118,13 +118,17 @@ impl Witnessing {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(this) = weak.upgrade() else { return };
-                let log = log.clone();
-                let policy = this.policy.clone();
+                let (reader, policy) = (log.clone(), this.policy.clone());
                 let Ok(Some(found)) =
-                    tokio::task::spawn_blocking(move || restore(&log, &policy)).await
+                    tokio::task::spawn_blocking(move || restore(&reader, &policy)).await
                 else {
                     continue;
                 };
+                // Served only once this node's reads reach it: a checkpoint ahead of the
+                // tiles and entries it serves would send its readers to a 404.
+                if found.size > log.latest().size {
+                    continue;
+                }
                 let newer = this
                     .latest
                     .read()
@@ -142,7 +146,8 @@ impl Witnessing {
 
     /// Serving, under `policy`, the latest quorum-cosigned checkpoint `log` stores.
     fn restored<S: Storage>(log: &LogReader<S>, policy: WitnessPolicy) -> Arc<Self> {
-        let restored = restore(log, &policy);
+        let held = log.latest().size;
+        let restored = restore(log, &policy).filter(|w| w.size <= held);
         let (changed, _) = watch::channel(restored.as_ref().map(|w| w.size));
         Arc::new(Self {
             policy,
