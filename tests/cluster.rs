@@ -141,6 +141,22 @@ impl Cluster {
     }
 }
 
+/// Whether the node at `base` sequences within [`PATIENCE`] (its `/v1/services` answers).
+async fn sequences(base: &str) -> bool {
+    let http = reqwest::Client::new();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let r = http.get(format!("{base}/v1/services")).send().await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
 /// What the clients were told.
 #[derive(Default)]
 struct Seen {
@@ -450,20 +466,10 @@ async fn a_paused_sequencer_woken_after_a_takeover_acknowledges_nothing() {
         .collect();
     // The other node takes over while it sleeps, and appends.
     let b = 1 - a;
-    let took_over = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let r = http
-                .get(format!("{}/v1/services", cluster.base(b)))
-                .send()
-                .await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    assert!(took_over.is_ok(), "the standby did not take over");
+    assert!(
+        sequences(&cluster.base(b)).await,
+        "the standby did not take over"
+    );
     let fresh = edge_attestation(&cluster.base(b)).await;
     let resp = http
         .post(format!("{}/v1/entries", cluster.base(b)))
@@ -584,17 +590,7 @@ async fn an_export_replays_into_postgres_and_a_node_sequences_on_from_it() {
     .await
     .unwrap();
     let http = reqwest::Client::new();
-    let sequencing = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let r = http.get(format!("{}/v1/services", node.url)).send().await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    assert!(sequencing.is_ok(), "{}", node.stderr());
+    assert!(sequences(&node.url).await, "{}", node.stderr());
     let key = DataDir::open(&keys, None).unwrap().edge_key().unwrap();
     let attestation = edge_attestation(&node.url).await;
     let resp = http
@@ -1006,17 +1002,7 @@ async fn a_database_restored_from_a_stale_copy_gets_nothing_appended() {
     let first = pg.database().unwrap();
     let node = start(first.clone(), "first.log").await;
     let http = reqwest::Client::new();
-    let sequencing = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let r = http.get(format!("{}/v1/services", node.url)).send().await;
-            if r.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    assert!(sequencing.is_ok(), "{}", node.stderr());
+    assert!(sequences(&node.url).await, "{}", node.stderr());
     // A backup (an export of what the witness cosigned)...
     let info: serde_json::Value = http
         .get(format!("{}/v1/log", node.url))
