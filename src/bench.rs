@@ -189,6 +189,31 @@ pub(crate) async fn start_node() -> Result<Child> {
     spawn_node(dir, data_dir, &[]).await
 }
 
+/// Read the stdout of the `govern node` process `proc` until it says where it listens,
+/// within `within`; that URL. Its stdout is drained from then on, so it never blocks.
+pub(crate) async fn listening(
+    proc: &mut tokio::process::Child,
+    within: Duration,
+) -> Result<String> {
+    let stdout = proc.stdout.take().ok_or("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = loop {
+        let line = tokio::time::timeout(within, lines.next_line())
+            .await
+            .map_err(|_| format!("node did not start in {} s", within.as_secs()))??
+            .ok_or("node exited before listening")?;
+        if let Some(rest) = line.strip_prefix("govern node listening on ") {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(url)
+}
+
 /// Start `govern node` on `data_dir` (inside `dir`, which lives as long as the child) with
 /// `extra` flags.
 pub(crate) async fn spawn_node(
@@ -209,22 +234,7 @@ pub(crate) async fn spawn_node(
         .kill_on_drop(true)
         .spawn()?;
     let pid = proc.id().ok_or("node exited at once")?;
-    let stdout = proc.stdout.take().ok_or("no stdout")?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .map_err(|_| "node did not start in 30 s")??
-            .ok_or("node exited before listening")?;
-        if let Some(rest) = line.strip_prefix("govern node listening on ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = listening(&mut proc, Duration::from_secs(30)).await?;
     Ok(Child {
         proc,
         url,

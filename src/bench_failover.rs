@@ -8,10 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use govern_api::DataDir;
-use govern_core::event::{Event, Kind, Producer, RequestId, Role, TenantId, Timestamp};
-use govern_core::ids::LeafHash;
 use parking_lot::Mutex;
-use tokio::io::AsyncBufReadExt as _;
 
 use crate::bench_storage::{StorageArgs, proofs_rate};
 use crate::error::Result;
@@ -58,24 +55,14 @@ impl Nodes {
             .stderr(err)
             .kill_on_drop(true)
             .spawn()?;
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-        let started = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.starts_with("govern node listening on ") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        if started != Ok(true) {
-            return Err(format!(
-                "node {i} did not start; see {}",
-                self.logs.join(format!("node{i}.log")).display()
-            )
-            .into());
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        crate::bench::listening(&mut child, Duration::from_secs(60))
+            .await
+            .map_err(|e| {
+                format!(
+                    "node {i}: {e}; see {}",
+                    self.logs.join(format!("node{i}.log")).display()
+                )
+            })?;
         self.children[i] = Some(child);
         Ok(())
     }
@@ -104,26 +91,6 @@ fn free_addr() -> Result<String> {
         .to_string())
 }
 
-/// The edge's current attestation at `addr`.
-async fn edge_attestation(http: &reqwest::Client, addr: &str) -> Option<LeafHash> {
-    let view: serde_json::Value = http
-        .get(format!("http://{addr}/v1/services"))
-        .send()
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let leaf = view["services"]
-        .as_array()?
-        .iter()
-        .find(|s| s["role"] == "edge")?["leaf"]
-        .as_str()?;
-    LeafHash::try_from(leaf.to_string()).ok()
-}
-
 /// Appenders that follow the sequencer, noting when each acknowledgement came.
 fn load(
     addrs: [String; 2],
@@ -140,32 +107,28 @@ fn load(
                     .timeout(Duration::from_secs(10))
                     .build()
                     .unwrap_or_default();
-                let (mut at, mut attestation) = (0usize, None);
-                let Ok(role) = Role::new("edge") else { return };
-                let Ok(kind) = Kind::new("demo.hello") else {
+                let (Ok(first), Ok(second)) = (
+                    govern_client::Client::new(&format!("http://{}", addrs[0])),
+                    govern_client::Client::new(&format!("http://{}", addrs[1])),
+                ) else {
                     return;
                 };
-                let producer = Producer::new(role, &key.verifying_key());
+                let nodes = [first, second];
+                let (mut at, mut attestation, mut n) = (0usize, None, 0usize);
                 while !stop.load(Ordering::Relaxed) {
                     let Some(att) = (match attestation {
                         Some(a) => Some(a),
-                        None => edge_attestation(&http, &addrs[at]).await,
+                        None => nodes[at].current_attestation("edge").await.ok(),
                     }) else {
                         at = 1 - at;
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     };
                     attestation = Some(att);
-                    let mut e = Event::new(
-                        kind.clone(),
-                        TenantId::SYSTEM,
-                        RequestId::new_v7(),
-                        producer.clone(),
-                        Timestamp::now(),
-                        serde_json::Map::new(),
-                    );
-                    e.attestation = Some(att);
-                    let Ok(e) = e.sign(&key) else { return };
+                    n += 1;
+                    let Ok(e) = crate::bench::make_event(&key, att, "", n) else {
+                        return;
+                    };
                     let sent = http
                         .post(format!("http://{}/v1/entries", addrs[at]))
                         .header("content-type", "application/json")

@@ -18,10 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use govern_api::{Attestor, DataDir};
-use govern_core::event::{Event, Kind, RequestId, TenantId, Timestamp};
 use govern_store::{LogConfig, NodeLog, RocksStorage, Storage};
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
 
 use crate::error::Result;
 
@@ -49,24 +47,20 @@ struct Node {
     name: &'static str,
     log: Arc<dyn NodeLog>,
     key: ed25519_dalek::SigningKey,
-    producer: govern_core::event::Producer,
     attestation: govern_core::ids::LeafHash,
-    _dir: tempfile::TempDir,
+    /// Its data dir.
+    dir: tempfile::TempDir,
 }
 
-async fn node<S: Storage>(name: &'static str, storage: S) -> Result<Node> {
+/// A fresh data dir with this executable's dev measurements pinned.
+fn pinned_dir() -> Result<tempfile::TempDir> {
     let tmp = tempfile::tempdir()?;
-    let exe = std::env::current_exe()?;
-    govern_api::devpin::pin_dev_manifest(tmp.path(), None, &exe)?;
-    node_in(name, storage, tmp).await
+    govern_api::devpin::pin_dev_manifest(tmp.path(), None, &std::env::current_exe()?)?;
+    Ok(tmp)
 }
 
-/// A node on `storage` over the data dir `tmp` (its dev measurements pinned).
-async fn node_in<S: Storage>(
-    name: &'static str,
-    storage: S,
-    tmp: tempfile::TempDir,
-) -> Result<Node> {
+/// A node on `storage` over the data dir `tmp` ([`pinned_dir`]).
+async fn node<S: Storage>(name: &'static str, storage: S, tmp: tempfile::TempDir) -> Result<Node> {
     let exe = std::env::current_exe()?;
     let dir = DataDir::open(tmp.path(), None)?;
     let services = dir
@@ -83,9 +77,8 @@ async fn node_in<S: Storage>(
         name,
         log: services.log.clone(),
         key: identity.keys().signing_key().clone(),
-        producer: identity.keys().producer(),
         attestation: identity.current().ok_or("edge not attested")?,
-        _dir: tmp,
+        dir: tmp,
     })
 }
 
@@ -102,29 +95,22 @@ async fn round(n: &Node, count: usize, clients: usize) -> Result<(f64, Vec<Durat
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients.max(1))
         .map(|_| {
-            let (log, key, producer, next, times, padding) = (
+            let (log, key, next, times, padding) = (
                 Arc::clone(&n.log),
                 n.key.clone(),
-                n.producer.clone(),
                 Arc::clone(&next),
                 Arc::clone(&times),
                 padding.clone(),
             );
             let attestation = n.attestation;
             tokio::spawn(async move {
-                while next.fetch_add(1, Ordering::Relaxed) < count {
-                    let mut body = Map::new();
-                    body.insert("message".into(), Value::from(padding.as_str()));
-                    let mut e = Event::new(
-                        Kind::new("demo.hello").map_err(|e| e.to_string())?,
-                        TenantId(uuid::Uuid::nil()),
-                        RequestId::new_v7(),
-                        producer.clone(),
-                        Timestamp::now(),
-                        body,
-                    );
-                    e.attestation = Some(attestation);
-                    let e = e.sign(&key).map_err(|e| e.to_string())?;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    let e = crate::bench::make_event(&key, attestation, &padding, i)
+                        .map_err(|e| e.to_string())?;
                     let t = Instant::now();
                     log.append(e).await.map_err(|e| e.to_string())?;
                     times.lock().push(t.elapsed());
@@ -148,15 +134,11 @@ pub async fn storage_bench(args: StorageArgs) -> Result<()> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let dir = tempfile::tempdir()?;
-    // The PostgreSQL node's data dir outlives it: the node processes of step 2 take its
-    // log over.
-    let pg_dir = tempfile::tempdir()?;
-    govern_api::devpin::pin_dev_manifest(pg_dir.path(), None, &std::env::current_exe()?)?;
-    let pg_data = pg_dir.path().to_path_buf();
+    let rocks_dir = pinned_dir()?;
+    let rocks_db = RocksStorage::open(&rocks_dir.path().join("db"))?;
     let nodes = [
-        node("RocksDB", RocksStorage::open(&dir.path().join("db"))?).await?,
-        node_in("PostgreSQL", pg, pg_dir).await?,
+        node("RocksDB", rocks_db, rocks_dir).await?,
+        node("PostgreSQL", pg, pinned_dir()?).await?,
     ];
     println!(
         "govern bench append --storage: durable appends of ~1 KiB signed events, {} concurrent appenders, {} per store per round, rounds alternating",
@@ -194,17 +176,16 @@ pub async fn storage_bench(args: StorageArgs) -> Result<()> {
         (all[1].0 / rounds) / (all[0].0 / rounds)
     );
     let [rocks, postgres] = nodes;
-    // The database's log passes to the node processes: this one stops writing.
-    let keep = postgres._dir;
+    // The database's log passes to the node processes of step 2, on copies of this node's
+    // data dir: this one stops writing.
     drop(postgres.log);
-    let failover = crate::bench_failover::run(&args, &pg_data).await?;
+    let failover = crate::bench_failover::run(&args, postgres.dir.path()).await?;
+    let rocks_node = govern_api::NodeHandle::spawn(
+        govern_api::AppState::over(Arc::clone(&rocks.log), "bench"),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    )?;
     let rocks_rate = proofs_rate(
-        &govern_api::NodeHandle::spawn(
-            govern_api::AppState::over(Arc::clone(&rocks.log), "bench"),
-            tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-        )?
-        .addr
-        .to_string(),
+        &rocks_node.addr.to_string(),
         rocks.log.latest().size.0,
         args.clients,
         args.proof_seconds,
@@ -217,7 +198,7 @@ pub async fn storage_bench(args: StorageArgs) -> Result<()> {
         failover.standby_proofs,
         failover.standby_proofs / rocks_rate.max(1e-9)
     );
-    drop(keep);
+    rocks_node.shutdown().await;
     Ok(())
 }
 

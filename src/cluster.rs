@@ -60,6 +60,21 @@ pub struct NodeArgs {
     pub lease_ms: u64,
 }
 
+/// Whether `storage` holds anything (a log, once a sequencer opened it).
+fn holds_log(storage: &PgStorage) -> std::result::Result<bool, govern_store::StorageError> {
+    Ok(!storage.scan(&[], &[0xff; 16], 1)?.is_empty())
+}
+
+/// The store at `url` opened to read, if it holds a log.
+async fn log_store(url: &str) -> std::result::Result<Option<PgStorage>, String> {
+    let url = url.to_owned();
+    blocking(move || {
+        let storage = PgStorage::connect_reader(&url)?;
+        Ok(holds_log(&storage)?.then_some(storage))
+    })
+    .await
+}
+
 /// Open the PostgreSQL store at `url` to write, refusing one that holds a log already
 /// (`govern replay --storage`).
 ///
@@ -67,7 +82,7 @@ pub struct NodeArgs {
 /// When the database cannot be reached, or holds a log.
 pub fn open_empty(url: &str) -> std::result::Result<PgStorage, govern_archive::Error> {
     let storage = PgStorage::connect(url)?;
-    if !storage.scan(&[], &[0xff; 16], 1)?.is_empty() {
+    if holds_log(&storage)? {
         return Err(
             "the database holds a log already: replay into a new database (or drop its govern \
              tables)"
@@ -94,9 +109,7 @@ enum Part {
     },
     /// Sequencing.
     Sequencer {
-        log: govern_store::LogReader<PgStorage>,
-        /// Kept alive while it sequences.
-        _services: govern_api::Services<PgStorage>,
+        services: govern_api::Services<PgStorage>,
     },
 }
 
@@ -193,21 +206,13 @@ pub async fn node(config: &Config, args: NodeArgs) -> Result<()> {
                 };
                 // As on one machine, a database restored from a copy the witnesses have
                 // seen go further gets nothing appended.
-                if let Some((path, file)) = &witnesses {
-                    let url = url.clone();
-                    let reader = blocking(move || {
-                        let storage = PgStorage::connect_reader(&url)?;
-                        if storage.scan(&[], &[0xff; 16], 1)?.is_empty() {
-                            return Ok(None);
-                        }
-                        govern_store::LogReader::open(storage).map(Some)
-                    })
-                    .await?;
-                    if let Some(reader) = reader {
-                        govern_api::witnessing::check_not_behind(&reader, file)
-                            .await
-                            .map_err(|e| format!("{}: {e}", path.display()))?;
-                    }
+                if let Some((path, file)) = &witnesses
+                    && let Some(storage) = log_store(&url).await?
+                {
+                    let reader = blocking(move || govern_store::LogReader::open(storage)).await?;
+                    govern_api::witnessing::check_not_behind(&reader, file)
+                        .await
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
                 }
                 // The writer epoch: from here on a deposed sequencer writes nothing. The
                 // lease is renewed meanwhile by its own task.
@@ -246,28 +251,25 @@ pub async fn node(config: &Config, args: NodeArgs) -> Result<()> {
                 let size = services.log.latest().size;
                 tracing::info!(term, ?epoch, %size, "took the sequencer's lease; sequencing");
                 println!("govern node sequencing (lease term {term}, size {size})");
-                part = Part::Sequencer {
-                    log: services.log.reader(),
-                    _services: services,
-                };
+                part = Part::Sequencer { services };
             }
             (Part::Standby { follower }, Held::Other { url: now } | Held::Unknown { url: now }) => {
-                *sequencer_url.write() = now.clone();
-                if let Some(f) = follower {
-                    f.set_sequencer(now);
-                } else if let Some(f) = follow(
-                    &url,
-                    &verifier_key,
-                    &switch,
-                    &sequencer_url,
-                    witnesses.as_ref().map(|(_, file)| file),
-                )
-                .await
+                *sequencer_url.write() = now;
+                if follower.is_none()
+                    && let Some(f) = follow(
+                        &url,
+                        &verifier_key,
+                        &switch,
+                        &sequencer_url,
+                        witnesses.as_ref().map(|(_, file)| file),
+                    )
+                    .await
                 {
                     *follower = Some(f);
                 }
             }
-            (Part::Sequencer { log, .. }, Held::Ours { deadline, .. }) => {
+            (Part::Sequencer { services }, Held::Ours { deadline, .. }) => {
+                let log = &services.log;
                 // Stop before the lease can have passed to another: one poll of margin.
                 if Instant::now() + poll >= deadline {
                     break Err(
@@ -278,8 +280,8 @@ pub async fn node(config: &Config, args: NodeArgs) -> Result<()> {
                     break Err(depose(log, &reason).await);
                 }
             }
-            (Part::Sequencer { log, .. }, Held::Other { .. } | Held::Unknown { .. }) => {
-                break Err(depose(log, "another node holds the sequencer's lease").await);
+            (Part::Sequencer { services }, Held::Other { .. } | Held::Unknown { .. }) => {
+                break Err(depose(&services.log, "another node holds the sequencer's lease").await);
             }
         }
     };
@@ -349,26 +351,12 @@ fn import_passkeys(
     store: &PgPasskeys,
     dir: &std::path::Path,
 ) -> std::result::Result<(), govern_store::StorageError> {
-    let Ok(tenants) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
+    let files = govern_api::edge::PasskeyFiles::open(dir.to_path_buf())
+        .map_err(govern_store::StorageError::Backend)?;
     let mut imported = 0usize;
-    for tenant in tenants.flatten() {
-        let Ok(files) = std::fs::read_dir(tenant.path()) else {
-            continue;
-        };
-        let tenant = tenant.file_name().to_string_lossy().into_owned();
-        for file in files.flatten() {
-            let name = file.file_name().to_string_lossy().into_owned();
-            let Some(credential) = name.strip_suffix(".json") else {
-                continue;
-            };
-            let Ok(state) = std::fs::read(file.path()) else {
-                continue;
-            };
-            if store.claim(&tenant, credential, &state)? {
-                imported += 1;
-            }
+    for (tenant, credential, state) in files.stored() {
+        if store.claim(&tenant, &credential, &state)? {
+            imported += 1;
         }
     }
     if imported > 0 {
@@ -480,24 +468,19 @@ async fn follow(
     sequencer_url: &Arc<parking_lot::RwLock<Option<String>>>,
     witnesses: Option<&govern_core::witness::PolicyFile>,
 ) -> Option<Arc<Follower<PgStorage>>> {
-    let url = url.to_owned();
-    let follower = match blocking(move || {
-        let storage = PgStorage::connect_reader(&url)?;
-        if storage.scan(&[], &[0xff; 16], 1)?.is_empty() {
-            return Ok(None);
-        }
-        Follower::open(storage).map(Some)
-    })
-    .await
-    {
-        Ok(Some(f)) => Arc::new(f),
+    let sequencer = Arc::clone(sequencer_url);
+    let opened = match log_store(url).await {
+        Ok(Some(storage)) => blocking(move || Follower::open(storage, sequencer)).await,
         Ok(None) => return None,
+        Err(e) => Err(e),
+    };
+    let follower = match opened {
+        Ok(f) => Arc::new(f),
         Err(e) => {
             tracing::warn!(error = %e, "cannot follow the database's log");
             return None;
         }
     };
-    follower.set_sequencer(sequencer_url.read().clone());
     let f = Arc::clone(&follower);
     let mut state =
         AppState::over(Arc::clone(&follower) as _, verifier_key).as_standby(move || f.sequencer());

@@ -15,7 +15,6 @@ export class ApiError extends Error {
       : `The node answered ${status} to ${path}`;
     super(words);
     this.status = status;
-    this.type = problem && problem.type ? String(problem.type).replace("urn:govern:problem:", "") : null;
   }
 }
 
@@ -47,12 +46,17 @@ function keep(s) {
   localStorage.setItem(LAST_LOGIN, JSON.stringify({ tenant: s.tenant, user: s.user }));
 }
 
+/** The session's `authorization` header, if signed in. */
+export function authHeader() {
+  const s = session();
+  return s ? { authorization: "Bearer " + s.session } : {};
+}
+
 /** A request to the node; a problem+json answer becomes an ApiError in words. */
 export async function call(method, path, body, headers = {}) {
   const h = { ...headers };
   if (body !== undefined) h["content-type"] = "application/json";
-  const s = session();
-  if (s && !h.authorization) h.authorization = "Bearer " + s.session;
+  if (!h.authorization) Object.assign(h, authHeader());
   let r;
   try {
     r = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });

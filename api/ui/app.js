@@ -3,7 +3,7 @@
 // verified end to end by ./verify.js. docs/dashboard.md describes it.
 
 import * as api from "./api.js";
-import { Verifier, parseNote, parseVkey, b64url } from "./verify.js";
+import { Verifier, parseNote, parseVkey, b64, b64url } from "./verify.js";
 
 const $ = (id) => document.getElementById(id);
 const view = $("view");
@@ -70,7 +70,7 @@ function show(title, ...content) {
 const PINS = `govern.pins.${location.origin}`;
 const SEEN = `govern.seen.${location.origin}`;
 
-export function pinned() {
+function pinned() {
   try {
     return JSON.parse(localStorage.getItem(PINS));
   } catch {
@@ -224,7 +224,7 @@ function walletForm(refresh) {
   return form;
 }
 
-function transferForm(me, refresh) {
+function transferForm(me) {
   const wallets = me.wallets || [];
   const form = h("form", { class: "act", id: "transfer-form" }, h("h3", {}, "Send a transfer"),
     h("label", {}, "From wallet", h("select", { id: "transfer-wallet", required: true },
@@ -312,7 +312,7 @@ async function activityView() {
     h("p", { class: "small" }, "Each action is signed by your passkey over exactly what it does: you see it before the prompt."),
     h("div", { class: "grid" },
       h("div", { class: "panel" }, walletForm(refresh)),
-      h("div", { class: "panel" }, transferForm(me, refresh)),
+      h("div", { class: "panel" }, transferForm(me)),
       admin ? h("div", { class: "panel" }, policyForm(refresh)) : null,
       admin ? h("div", { class: "panel" }, inviteForm()) : null));
 }
@@ -402,7 +402,7 @@ function lastSeen() {
 }
 
 function remember(cp) {
-  localStorage.setItem(SEEN, JSON.stringify({ origin: cp.origin, size: cp.size, root: btoa(String.fromCharCode(...cp.root)) }));
+  localStorage.setItem(SEEN, JSON.stringify({ origin: cp.origin, size: cp.size, root: b64(cp.root) }));
 }
 
 /**
@@ -411,11 +411,11 @@ function remember(cp) {
  * and of the kind listed, but that none is missing is the node's word (`govern verify
  * request` reads the whole log).
  */
-export async function verifyChain(id, steps, result) {
+async function verifyChain(id, steps, result) {
   const pins = pinned();
   const started = performance.now();
   const s = api.session();
-  const v = new Verifier((path) => fetch(path, { headers: authHeader() }), pins);
+  const v = new Verifier((path) => fetch(path, { headers: api.authHeader() }), pins);
   const cpLi = $("hop-checkpoint");
   const indices = steps.map((x) => x.index);
   const increasing = indices.every((x, i) => Number.isSafeInteger(x) && x >= 0 && (i === 0 || x > indices[i - 1]));
@@ -464,10 +464,6 @@ export async function verifyChain(id, steps, result) {
       : `All ${steps.length} hops the node lists for this request verified in this browser under checkpoint ${cp.size} (${ms.toFixed(0)} ms).`;
 }
 
-function authHeader() {
-  const s = api.session();
-  return s ? { authorization: "Bearer " + s.session } : {};
-}
 
 // ---------- Credentials → Active passkeys → Verify ----------
 
@@ -496,7 +492,7 @@ async function credentialsView() {
 }
 
 async function verifyCredential(c, out) {
-  const v = new Verifier((path) => fetch(path, { headers: authHeader() }), pinned());
+  const v = new Verifier((path) => fetch(path, { headers: api.authHeader() }), pinned());
   const s = api.session();
   const lines = [];
   const item = (ok, text) => lines.push(h("li", { "data-ok": ok }, `${ok ? "✓" : "✗"} ${text}`));
@@ -574,7 +570,7 @@ async function servicesView(services, log) {
   let manifestCheck = h("p", { id: "manifest-verified", class: "small" }, "Pin the log's keys (on any request's page) to have this browser check the manifest entry.");
   if (pinned() && manifestCache) {
     try {
-      const v = new Verifier((path) => fetch(path, { headers: authHeader() }), pinned());
+      const v = new Verifier((path) => fetch(path, { headers: api.authHeader() }), pinned());
       const cp = await v.checkpoint(lastSeen(), manifestCache.index);
       remember(cp);
       const e = await v.event(manifestCache.index);
@@ -745,10 +741,10 @@ async function route() {
   const s = api.session();
   view.dataset.ready = "false";
   try {
-    const services = await api.get("/v1/services").catch(() => null);
+    // Every page shows the dev banner, and warns when the announced keys are not the
+    // pinned ones.
+    const [services, log] = await Promise.all([api.get("/v1/services").catch(() => null), announce().catch(() => null)]);
     if (services) devBanner(services);
-    // Every page warns when the announced keys are not the pinned ones.
-    const log = await announce().catch(() => null);
     if (path === "register") return registerView(params);
     if (path === "services") return await servicesView(services || await api.get("/v1/services"), log || await announce());
     if (!s) {

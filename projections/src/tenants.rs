@@ -546,18 +546,8 @@ impl Tenants {
             }
             _ => {}
         }
-        // A passkey's counter, as the action's authenticatorData carries it.
-        if let (Some(id), Some(counter)) = (
-            event
-                .body
-                .get("action")
-                .and_then(|a| a.get("credential"))
-                .and_then(Value::as_str),
-            action_counter(event),
-        ) && let Some(c) = tenant.credentials.get_mut(id)
-        {
-            c.counter = c.counter.max(counter);
-        }
+        // The credential that signed the action: its latest action, and a passkey's counter
+        // as the action's authenticatorData carries it.
         if let Some(c) = event
             .body
             .get("action")
@@ -565,6 +555,9 @@ impl Tenants {
             .and_then(Value::as_str)
             .and_then(|id| tenant.credentials.get_mut(id))
         {
+            if let Some(counter) = action_counter(event) {
+                c.counter = c.counter.max(counter);
+            }
             c.last_action = Some(index);
         }
         match kind {

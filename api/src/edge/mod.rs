@@ -635,16 +635,21 @@ pub(crate) async fn credential(
         .with_tenant(&session.tenant, |t| t.credentials.get(&id).cloned())
         .flatten()
         .ok_or_else(|| not_found("credential", &id))?;
-    Ok(axum::Json(json!({
+    let mut view = credential_view(&c);
+    view["user"] = json!(c.credential.user);
+    Ok(axum::Json(view).into_response())
+}
+
+/// A credential as `GET /v1/me` lists it (`GET /v1/credentials/{id}` adds its user).
+fn credential_view(c: &govern_projections::tenants::CredentialState) -> Value {
+    json!({
         "id": c.credential.id,
-        "user": c.credential.user,
         "type": c.credential.kind,
         "registered": c.registered,
         "leaf": c.leaf,
         "revoked": c.revoked,
         "last_action": c.last_action,
-    }))
-    .into_response())
+    })
 }
 
 /// `GET /v1/me` (session): the user, their role and credentials, and the tenant.
@@ -667,16 +672,7 @@ pub(crate) async fn me(
         .ok_or_else(|| unauthenticated("the session's user is gone"))?;
     let credentials: Vec<Value> = tenant
         .credentials_of(&session.user)
-        .map(|c| {
-            json!({
-                "id": c.credential.id,
-                "type": c.credential.kind,
-                "registered": c.registered,
-                "leaf": c.leaf,
-                "revoked": c.revoked,
-                "last_action": c.last_action,
-            })
-        })
+        .map(credential_view)
         .collect();
     Ok(axum::Json(json!({
         "tenant": {"id": session.tenant.0.to_string(), "name": tenant.name},

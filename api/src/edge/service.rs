@@ -86,6 +86,31 @@ impl PasskeyFiles {
         })
     }
 
+    /// Every passkey state stored, as (tenant, credential id, state); files that cannot be
+    /// read are left out (a node bringing its files into the database).
+    #[must_use]
+    pub fn stored(&self) -> Vec<(String, String, Vec<u8>)> {
+        let mut found = Vec::new();
+        let Ok(tenants) = std::fs::read_dir(&self.dir) else {
+            return found;
+        };
+        for tenant in tenants.flatten() {
+            let Ok(files) = std::fs::read_dir(tenant.path()) else {
+                continue;
+            };
+            let tenant = tenant.file_name().to_string_lossy().into_owned();
+            for file in files.flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if let Some(credential) = name.strip_suffix(PASSKEY_FILE_SUFFIX)
+                    && let Ok(state) = std::fs::read(file.path())
+                {
+                    found.push((tenant.clone(), credential.to_string(), state));
+                }
+            }
+        }
+        found
+    }
+
     fn path(&self, tenant: &TenantId, credential: &str) -> PathBuf {
         self.dir
             .join(tenant.0.to_string())

@@ -43,16 +43,8 @@ const MIGRATION_LOCK: i64 = 0x676f_7665_726e;
 /// Connections per store.
 const CONNECTIONS: usize = 4;
 
-type Reply<T> = SyncSender<Result<T, StorageError>>;
-
-enum Job {
-    Get(Vec<u8>, Reply<Option<Vec<u8>>>),
-    MultiGet(Vec<Vec<u8>>, Reply<Vec<Option<Vec<u8>>>>),
-    Write(Batch, bool, Option<i64>, Reply<()>),
-    Scan(Vec<u8>, Vec<u8>, usize, Reply<Pairs>),
-    /// Anything else on a connection (the lease's statements); it sends its own reply.
-    Run(Box<dyn FnOnce(&mut Client) + Send>),
-}
+/// Work for one of a store's connections; it sends its own reply ([`PgStorage::run`]).
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
 /// The log's store in a PostgreSQL database.
 pub struct PgStorage {
@@ -139,46 +131,7 @@ fn serve(url: &str, mut client: Client, jobs: &Mutex<Receiver<Job>>) {
                 Err(e) => tracing::warn!(error = %e, "postgres: cannot reconnect"),
             }
         }
-        match job {
-            Job::Run(f) => f(&mut client),
-            Job::Get(key, reply) => {
-                let r = client
-                    .query_opt("SELECT value FROM govern_kv WHERE key = $1", &[&key])
-                    .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
-                    .map_err(|e| backend("get", &e));
-                let _ = reply.send(r);
-            }
-            Job::MultiGet(keys, reply) => {
-                let r = client
-                    .query(
-                        "SELECT k.i, v.value FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, i) \
-                         LEFT JOIN govern_kv v ON v.key = k.key ORDER BY k.i",
-                        &[&keys],
-                    )
-                    .map(|rows| {
-                        rows.iter()
-                            .map(|r| r.get::<_, Option<Vec<u8>>>(1))
-                            .collect()
-                    })
-                    .map_err(|e| backend("multi-get", &e));
-                let _ = reply.send(r);
-            }
-            Job::Write(batch, sync, epoch, reply) => {
-                let _ = reply.send(write(&mut client, &batch, sync, epoch));
-            }
-            Job::Scan(start, end, limit, reply) => {
-                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-                let r = client
-                    .query(
-                        "SELECT key, value FROM govern_kv WHERE key >= $1 AND key < $2 \
-                         ORDER BY key LIMIT $3",
-                        &[&start, &end, &limit],
-                    )
-                    .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-                    .map_err(|e| backend("scan", &e));
-                let _ = reply.send(r);
-            }
-        }
+        job(&mut client);
     }
 }
 
@@ -244,12 +197,12 @@ impl PgStorage {
     fn open_with(url: &str, writer: bool, connections: usize) -> Result<Self, StorageError> {
         // The client's own runtime must not start on a thread of the caller's runtime (the
         // node calls this from async code): connect and migrate on a thread of their own.
-        let owned = url.to_owned();
-        let url = owned.clone();
+        let connect_url = url.to_owned();
         let clients = std::thread::Builder::new()
             .name("govern-pg-connect".into())
             .spawn(
                 move || -> Result<(Vec<Client>, Option<i64>), StorageError> {
+                    let url = connect_url;
                     let mut first = connect_client(&url).map_err(|e| backend("connect", &e))?;
                     migrate(&mut first)?;
                     // Taking the next epoch waits for the batches of the writer before to commit.
@@ -276,7 +229,6 @@ impl PgStorage {
             .join()
             .map_err(|_| StorageError::Backend("the connecting thread panicked".into()))??;
         let (clients, epoch) = clients;
-        let url = owned;
         let (tx, rx) = sync_channel::<Job>(connections * 4);
         let rx = Arc::new(Mutex::new(rx));
         let threads = clients
@@ -284,7 +236,7 @@ impl PgStorage {
             .enumerate()
             .map(|(i, client)| {
                 let rx = Arc::clone(&rx);
-                let url = url.clone();
+                let url = url.to_owned();
                 std::thread::Builder::new()
                     .name(format!("govern-pg-{i}"))
                     .spawn(move || serve(&url, client, &rx))
@@ -298,12 +250,18 @@ impl PgStorage {
         })
     }
 
-    fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StorageError> {
+    /// Run `f` on one of the store's connections and wait for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
         let (tx, rx) = sync_channel(1);
         self.jobs
             .as_ref()
             .ok_or(StorageError::Gone)?
-            .send(job(tx))
+            .send(Box::new(move |client: &mut Client| {
+                let _ = tx.send(f(client));
+            }))
             .map_err(|_| StorageError::Gone)?;
         rx.recv().map_err(|_| StorageError::Gone)?
     }
@@ -320,33 +278,50 @@ impl Drop for PgStorage {
 
 impl Storage for PgStorage {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.ask(|r| Job::Get(key.to_vec(), r))
+        let key = key.to_vec();
+        self.run(move |client| {
+            client
+                .query_opt("SELECT value FROM govern_kv WHERE key = $1", &[&key])
+                .map(|row| row.map(|r| r.get::<_, Vec<u8>>(0)))
+                .map_err(|e| backend("get", &e))
+        })
     }
 
     fn multi_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
-        self.ask(|r| Job::MultiGet(keys.to_vec(), r))
+        let keys = keys.to_vec();
+        self.run(move |client| {
+            client
+                .query(
+                    "SELECT k.i, v.value FROM unnest($1::bytea[]) WITH ORDINALITY AS k(key, i) \
+                     LEFT JOIN govern_kv v ON v.key = k.key ORDER BY k.i",
+                    &[&keys],
+                )
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| r.get::<_, Option<Vec<u8>>>(1))
+                        .collect()
+                })
+                .map_err(|e| backend("multi-get", &e))
+        })
     }
 
     fn write(&self, batch: Batch, sync: bool) -> Result<(), StorageError> {
         let epoch = self.epoch;
-        self.ask(|r| Job::Write(batch, sync, epoch, r))
+        self.run(move |client| write(client, &batch, sync, epoch))
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Pairs, StorageError> {
-        self.ask(|r| Job::Scan(start.to_vec(), end.to_vec(), limit, r))
-    }
-}
-
-impl PgStorage {
-    /// Run `f` on one of the store's connections and wait for its answer.
-    fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        self.ask(|reply| {
-            Job::Run(Box::new(move |client| {
-                let _ = reply.send(f(client));
-            }))
+        let (start, end) = (start.to_vec(), end.to_vec());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |client| {
+            client
+                .query(
+                    "SELECT key, value FROM govern_kv WHERE key >= $1 AND key < $2 \
+                     ORDER BY key LIMIT $3",
+                    &[&start, &end, &limit],
+                )
+                .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+                .map_err(|e| backend("scan", &e))
         })
     }
 }

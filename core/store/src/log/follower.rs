@@ -9,7 +9,8 @@ use super::*;
 /// [`AppendError::NotSequencer`] naming where the sequencer is.
 pub struct Follower<S> {
     reader: LogReader<S>,
-    sequencer: RwLock<Option<String>>,
+    /// Where the sequencer is, as whoever follows the lease last wrote it.
+    sequencer: Arc<RwLock<Option<String>>>,
 }
 
 impl<S> std::fmt::Debug for Follower<S> {
@@ -22,14 +23,15 @@ impl<S> std::fmt::Debug for Follower<S> {
 
 impl<S: Storage> Follower<S> {
     /// Follow the log in `storage` (which must hold one: the sequencer writes its first
-    /// checkpoint when it opens a new store).
+    /// checkpoint when it opens a new store); appends are refused naming what `sequencer`
+    /// holds at the time.
     ///
     /// # Errors
     /// As [`LogReader::open`].
-    pub fn open(storage: S) -> Result<Self, StorageError> {
+    pub fn open(storage: S, sequencer: Arc<RwLock<Option<String>>>) -> Result<Self, StorageError> {
         Ok(Self {
             reader: LogReader::open(storage)?,
-            sequencer: RwLock::new(None),
+            sequencer,
         })
     }
 
@@ -41,12 +43,7 @@ impl<S: Storage> Follower<S> {
         self.reader.refresh()
     }
 
-    /// Say where the sequencer is now (`None`: nobody holds its lease).
-    pub fn set_sequencer(&self, url: Option<String>) {
-        *self.sequencer.write() = url;
-    }
-
-    /// Where the sequencer is, as last set.
+    /// Where the sequencer is, as last written (`None`: nobody holds its lease).
     #[must_use]
     pub fn sequencer(&self) -> Option<String> {
         self.sequencer.read().clone()
