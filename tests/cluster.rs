@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -157,6 +157,17 @@ async fn sequences(base: &str) -> bool {
     .is_ok()
 }
 
+/// The size `base`'s `/v1/log` announces.
+async fn log_size(base: &str) -> u64 {
+    let info: serde_json::Value = reqwest::get(format!("{base}/v1/log"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    info["size"].as_u64().unwrap()
+}
+
 /// What the clients were told.
 #[derive(Default)]
 struct Seen {
@@ -221,6 +232,7 @@ fn load(
                     };
                     n += 1;
                     let e = event(&key, att, &format!("client-{c}"), n);
+                    let leaf = e.leaf_hash();
                     let sent = http
                         .post(format!("{base}/v1/entries"))
                         .header("content-type", "application/json")
@@ -237,9 +249,16 @@ fn load(
                     match status {
                         200 => {
                             let r: Receipt = serde_json::from_str(&body).unwrap();
-                            let leaf = LeafHash::try_from(r.leaf_hash.clone()).unwrap();
                             let (size, root) = note_size_root(&r.checkpoint);
                             let mut s = seen.lock();
+                            // The receipt is for the event sent; the log is checked against
+                            // what was sent, not what the node said.
+                            if r.leaf_hash != leaf.to_hex() {
+                                s.unexpected.push(format!(
+                                    "a receipt for {} answered the append of {leaf}",
+                                    r.leaf_hash
+                                ));
+                            }
                             if let Some(before) = s.acked.insert(r.index, leaf) {
                                 s.unexpected.push(format!(
                                     "index {} acknowledged twice: {before} and {leaf}",
@@ -394,22 +413,33 @@ async fn the_sequencer_killed_ten_times_loses_no_acknowledged_append() {
         assert!(ok, "kill {kill}: verify log after the takeover: {out}{err}");
         cluster.run(victim).await;
     }
+    // The last sequencer takes appends too.
+    let before = acked();
+    let waited = tokio::time::timeout(PATIENCE, async {
+        while acked() < before + 20 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no appends after the last takeover");
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();
     }
     let seen = std::mem::take(&mut *seen.lock());
     assert!(seen.unexpected.is_empty(), "{:#?}", seen.unexpected);
-    assert!(
-        seen.acked.len() >= 200,
-        "{} appends acknowledged",
-        seen.acked.len()
-    );
     let sequencer = cluster.sequencer().await.unwrap();
     check_against(&cluster.base(sequencer), &seen).await;
-    // The standby serves the same log, caught up.
+    // The standby serves the same log, once caught up.
     let standby = cluster.base(1 - sequencer);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let size = log_size(&cluster.base(sequencer)).await;
+    let caught_up = tokio::time::timeout(PATIENCE, async {
+        while log_size(&standby).await < size {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(caught_up.is_ok(), "the standby did not reach size {size}");
     check_against(&standby, &seen).await;
     let (ok, out, err) = verify_log(&standby, &state).await;
     assert!(ok, "verify log through the standby: {out}{err}");
@@ -485,7 +515,6 @@ async fn a_paused_sequencer_woken_after_a_takeover_acknowledges_nothing() {
         resp.text().await.unwrap()
     );
     signal("-CONT");
-    let answered = AtomicUsize::new(0);
     for (leaf, answer) in waiting {
         let (status, body) = answer.await.unwrap();
         assert_eq!(
@@ -497,7 +526,6 @@ async fn a_paused_sequencer_woken_after_a_takeover_acknowledges_nothing() {
             body.contains("urn:govern:problem:not-the-sequencer"),
             "{body}"
         );
-        answered.fetch_add(1, Ordering::Relaxed);
         let held = http
             .get(format!("{}/v1/leaves/{leaf}", cluster.base(b)))
             .send()
@@ -505,7 +533,6 @@ async fn a_paused_sequencer_woken_after_a_takeover_acknowledges_nothing() {
             .unwrap();
         assert_eq!(held.status().as_u16(), 404, "{leaf} is not in the log");
     }
-    assert_eq!(answered.load(Ordering::Relaxed), 8);
     let mut node = cluster.nodes[a].take().unwrap();
     let status = tokio::time::timeout(PATIENCE, node.child.wait())
         .await
@@ -912,37 +939,14 @@ async fn witnesses_cosign_across_takeovers_and_both_nodes_show_one_history() {
     let verify = |base: String| {
         let (state, policy) = (state.clone(), policy.clone());
         async move {
-            let out = support::govern()
-                .args([
-                    "verify",
-                    "log",
-                    "--url",
-                    &base,
-                    "--witnesses",
-                    &policy,
-                    "--state",
-                ])
-                .arg(&state)
-                .output()
-                .await
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "verify log through {base}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let (ok, out, err) =
+                support::verify_log_with(&base, &state, &["--witnesses", &policy]).await;
+            assert!(ok, "verify log through {base}: {out}{err}");
         }
     };
     for takeover in 0..3 {
         let a = cluster.sequencer().await.unwrap();
-        let info: serde_json::Value = reqwest::get(format!("{}/v1/log", cluster.base(a)))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let latest = info["size"].as_u64().unwrap();
+        let latest = log_size(&cluster.base(a)).await;
         let witnessed = witnessed_at_least(&cluster.base(a), latest).await;
         // The standby serves it too, and both agree with what was verified before.
         witnessed_at_least(&cluster.base(1 - a), witnessed).await;
@@ -999,37 +1003,16 @@ async fn a_database_restored_from_a_stale_copy_gets_nothing_appended() {
             .unwrap()
         }
     };
-    let first = pg.database().unwrap();
-    let node = start(first.clone(), "first.log").await;
-    let http = reqwest::Client::new();
+    let node = start(pg.database().unwrap(), "first.log").await;
     assert!(sequences(&node.url).await, "{}", node.stderr());
     // A backup (an export of what the witness cosigned)...
-    let info: serde_json::Value = http
-        .get(format!("{}/v1/log", node.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    witnessed_at_least(&node.url, info["size"].as_u64().unwrap()).await;
+    witnessed_at_least(&node.url, log_size(&node.url).await).await;
     let export = tmp.path().join("export");
     let (ok, out, err) = run(&["export", s(&export), "--url", &node.url]).await;
     assert!(ok, "{out}{err}");
     let size = support::size_of(&std::fs::read_to_string(export.join("checkpoint")).unwrap());
     // ...then the log goes on, cosigned further.
-    let key = DataDir::open(&data, None).unwrap().edge_key().unwrap();
-    let attestation = edge_attestation(&node.url).await;
-    for n in 0..3 {
-        let resp = http
-            .post(format!("{}/v1/entries", node.url))
-            .header("content-type", "application/json")
-            .body(event(&key, attestation, "after-backup", n).into_bytes())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-    }
+    support::append(&node, &data, "after-backup", 3).await;
     let newer = witnessed_at_least(&node.url, size + 3).await;
     node.kill().await;
 

@@ -54,9 +54,11 @@ async fn the_dashboard_acts_with_passkeys_and_verifies_the_receipt_chain_itself(
         .stderr(Stdio::from(
             std::fs::File::create(tmp.path().join("up.log")).unwrap(),
         ))
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let group = support::Group(up.id().unwrap());
     let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
     let mut port = None;
     tokio::time::timeout(PATIENCE * 6, async {
@@ -231,5 +233,5 @@ async fn the_dashboard_acts_with_passkeys_and_verifies_the_receipt_chain_itself(
         cli_ms.iter().map(|x| x.round()).collect::<Vec<_>>(),
         b / c
     );
-    up.kill().await.ok();
+    drop(group);
 }

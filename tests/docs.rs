@@ -434,18 +434,6 @@ fn first_mismatch<'a>(
     None
 }
 
-/// A process group this test started, killed whole when dropped.
-struct Group(u32);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0)])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 /// The environment the docs run in: this build's `govern` first on PATH, `home` as HOME, its
 /// `tmp` as TMPDIR, nothing of the caller's govern settings.
 fn environment(cmd: &mut Command, home: &Path) {
@@ -491,7 +479,7 @@ async fn up(
     dir: &Path,
     home: &Path,
     extra: &[&str],
-) -> (Group, String, Lines<BufReader<ChildStdout>>, Child) {
+) -> (support::Group, String, Lines<BufReader<ChildStdout>>, Child) {
     std::fs::create_dir_all(dir).unwrap();
     let mut cmd = Command::new(support::BIN);
     environment(&mut cmd, home);
@@ -506,7 +494,7 @@ async fn up(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let group = Group(child.id().unwrap());
+    let group = support::Group(child.id().unwrap());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut url = None;
     // `govern up` starts the node, three witnesses, the policy worker and five signers, each
@@ -566,7 +554,7 @@ async fn settle(http: &reqwest::Client, url: &str) {
 
 /// One bash fed the doc's commands one after another.
 struct Shell {
-    _group: Group,
+    _group: support::Group,
     _child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -591,7 +579,7 @@ impl Shell {
             .spawn()
             .unwrap();
         Self {
-            _group: Group(child.id().unwrap()),
+            _group: support::Group(child.id().unwrap()),
             stdin: child.stdin.take().unwrap(),
             stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
             _child: child,

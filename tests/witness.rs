@@ -17,7 +17,9 @@ use govern_core::note::{Note, NoteSigner};
 use govern_core::witness::{
     AddCheckpoint, PolicyFile, PolicyWitness, WitnessPolicy, add_cosignatures,
 };
-use support::{PATIENCE, WitnessProc, govern, size_of, witness, witness_on, witnessed_at_least};
+use support::{
+    PATIENCE, WitnessProc, append, govern, size_of, witness, witness_on, witnessed_at_least,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const ORIGIN: &str = "test.example/log";
@@ -257,27 +259,6 @@ async fn witnesses_refuse_split_views_keep_their_state_and_never_cosign_a_rollba
     let c = policy.cosigners(&cosigned(&fork_note, &[fork_lines[0].clone(), line]));
     assert_eq!(c.signed.len(), 1, "{c:?}");
     assert!(!c.has_quorum());
-}
-
-/// Append `count` more events to the node on `data`, one after another; `count`.
-async fn append(node: &support::Node, data: &Path, tag: &str, count: u64) -> u64 {
-    let key = govern_api::DataDir::open(data, None)
-        .unwrap()
-        .edge_key()
-        .unwrap();
-    let attestation = support::edge_attestation(&node.url).await;
-    let http = reqwest::Client::new();
-    for n in 0..count {
-        let resp = http
-            .post(format!("{}/v1/entries", node.url))
-            .header("content-type", "application/json")
-            .body(support::event(&key, attestation, tag, n).into_bytes())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-    }
-    count
 }
 
 async fn get_text(url: &str) -> (u16, String) {

@@ -228,13 +228,13 @@ fn the_postgres_lease_has_one_holder_until_it_expires() {
     lease.release("a").unwrap();
     assert_eq!(lease.current().unwrap(), None);
     let second = lease
-        .claim("b", "http://b", Duration::from_millis(300))
+        .claim("b", "http://b", Duration::from_secs(2))
         .unwrap()
         .unwrap();
     assert_eq!(second, first + 1);
     assert_eq!(lease.claim("a", "http://a", long).unwrap(), None);
     // Past its time the lease is free, though its holder never gave it up.
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(2_500));
     assert_eq!(lease.current().unwrap(), None);
     assert_eq!(
         lease.claim("a", "http://a", long).unwrap(),

@@ -25,6 +25,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_govern");
 /// How long any single wait may take before a test gives up.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// A process group a test started (`process_group(0)`), killed whole when dropped: `govern
+/// up` and the witnesses and workers it started, which a SIGKILL of `govern up` alone would
+/// leave running.
+pub struct Group(pub u32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// A node running as a child process.
 pub struct Node {
     pub child: Child,
@@ -144,10 +158,17 @@ impl Node {
 
 /// `govern verify log`: success, stdout, stderr.
 pub async fn verify_log(url: &str, state: &Path) -> (bool, String, String) {
+    verify_log_with(url, state, &[]).await
+}
+
+/// [`verify_log`] with more flags (`--witnesses FILE`).
+pub async fn verify_log_with(url: &str, state: &Path, extra: &[&str]) -> (bool, String, String) {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         govern()
-            .args(["verify", "log", "--url", url, "--state"])
+            .args(["verify", "log", "--url", url])
+            .args(extra)
+            .arg("--state")
             .arg(state)
             .output(),
     )
@@ -513,4 +534,26 @@ pub fn witness_policy(ws: &[WitnessProc], quorum: usize) -> govern_core::witness
             })
             .collect(),
     }
+}
+
+/// Append `count` more events to the node on `data`, one after another, each acknowledged;
+/// `count`.
+pub async fn append(node: &Node, data: &Path, tag: &str, count: u64) -> u64 {
+    let key = govern_api::DataDir::open(data, None)
+        .unwrap()
+        .edge_key()
+        .unwrap();
+    let attestation = edge_attestation(&node.url).await;
+    let http = reqwest::Client::new();
+    for n in 0..count {
+        let resp = http
+            .post(format!("{}/v1/entries", node.url))
+            .header("content-type", "application/json")
+            .body(event(&key, attestation, tag, n).into_bytes())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    count
 }
